@@ -1,0 +1,115 @@
+// Backend-neutral math on raw pointers and sizes. Every op has an explicit
+// forward and backward (as in llm.c). Tensors are row-major float32.
+// N = number of token rows (microbatch b * seq_len T) unless stated.
+//
+// Conventions:
+// - Backward functions ACCUMULATE (+=) into parameter gradients and into
+//   input gradients whose name starts with "dacc_" (gradients that receive
+//   contributions from several consumers); other outputs are overwritten.
+// - Reductions over token rows (parameter gradients of norms, depth-attention
+//   queries, embedding) are computed in fixed-size row groups summed in a fixed
+//   order, so results are bitwise independent of the thread count.
+#pragma once
+#include <cstdint>
+
+#include "kernels/device.h"
+
+namespace attnres::kernels {
+
+// ---- dense -------------------------------------------------------------
+// C[M,N] = alpha * op(A) * op(B) + beta * C, row-major; op(X) = X or X^T.
+// A is [M,K] (or [K,M] when trans_a), B is [K,N] (or [N,K] when trans_b).
+void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K,
+          float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc);
+
+// y[N,out] = x[N,in] W^T with W [out,in] (PyTorch Linear layout).
+void linear_forward(const Device& dev, float* y, const float* x, const float* W,
+                    int N, int in, int out);
+// dx[N,in] = dy W (overwrite, or accumulate when accumulate_dx);
+// dW[out,in] += dy^T x. Either of dx, dW may be null to skip it.
+void linear_backward(const Device& dev, float* dx, float* dW, const float* dy,
+                     const float* x, const float* W, int N, int in, int out,
+                     bool accumulate_dx);
+
+// ---- elementwise ---------------------------------------------------------
+void add_inplace(const Device& dev, float* y, const float* x, size_t n);    // y += x
+void add(const Device& dev, float* out, const float* a, const float* b, size_t n);
+
+// ---- embedding -----------------------------------------------------------
+void embedding_forward(const Device& dev, float* out, const int32_t* tokens,
+                       const float* table, int N, int d);
+void embedding_backward(const Device& dev, float* dtable, const float* dout,
+                        const int32_t* tokens, int N, int d, int vocab);
+
+// ---- RMSNorm: out = g * x * rstd, rstd = 1/sqrt(mean(x^2)+eps) ----------
+void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x,
+                     const float* g, int N, int d, float eps);
+// dx overwritten; dg accumulated.
+void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout,
+                      const float* x, const float* g, const float* rstd, int N,
+                      int d);
+// rstd[N] only (key-side norms of depth-attention sources, computed once per source).
+void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps);
+
+// ---- RoPE (rotate-half, DESIGN §1) on x[B*T, H, hd], in place ------------
+// cos/sin tables are [T, hd/2], built by rope_tables().
+void rope_tables(float* cos_t, float* sin_t, int T, int hd, float theta);
+void rope_forward(const Device& dev, float* x, const float* cos_t,
+                  const float* sin_t, int B, int T, int H, int hd);
+void rope_backward(const Device& dev, float* dx, const float* cos_t,
+                   const float* sin_t, int B, int T, int H, int hd);
+
+// ---- causal self-attention -----------------------------------------------
+// q,k,v,out are [B*T, H*hd] (heads interleaved per row, as Linear outputs).
+// att saves the softmax probabilities [B, H, T, T] for backward (upper
+// triangle unused). scale = 1/sqrt(hd).
+void attention_forward(const Device& dev, float* out, float* att, const float* q,
+                       const float* k, const float* v, int B, int T, int H, int hd);
+// dq, dk, dv overwritten. scratch must hold B*H*T*T floats.
+void attention_backward(const Device& dev, float* dq, float* dk, float* dv,
+                        float* scratch, const float* dout, const float* att,
+                        const float* q, const float* k, const float* v, int B,
+                        int T, int H, int hd);
+
+// ---- SwiGLU: out = silu(gate) * up, elementwise over n -------------------
+void swiglu_forward(const Device& dev, float* out, const float* gate,
+                    const float* up, size_t n);
+void swiglu_backward(const Device& dev, float* dgate, float* dup,
+                     const float* dout, const float* gate, const float* up,
+                     size_t n);
+
+// ---- AttnRes depth attention (DESIGN §1.1), one site --------------------
+// Sources v_s (s < K), each [N, d]; src_rstd[s] are their rms_inverse rows
+// (the key-side RMSNorm without gain). Per token:
+//   z_s = (w ⊙ g) · v_s * rstd_s;  alpha = softmax(z);  h = Σ alpha_s v_s.
+// alpha is saved as [N, K] for backward.
+void attnres_forward(const Device& dev, float* h, float* alpha,
+                     const float* const* src, const float* const* src_rstd,
+                     int K, const float* w, const float* g, int N, int d);
+// dacc_src[s] += dL/dv_s (every s < K, both the value and the key path);
+// dw, dg accumulated. scratch must hold N * K floats.
+void attnres_backward(const Device& dev, float* const* dacc_src, float* dw,
+                      float* dg, float* scratch, const float* dh,
+                      const float* alpha, const float* const* src,
+                      const float* const* src_rstd, int K, const float* w,
+                      const float* g, int N, int d);
+
+// ---- softmax cross-entropy over vocab -------------------------------------
+// losses[N] = -log softmax(logits)[target]. Returns nothing; caller sums.
+void cross_entropy_forward(const Device& dev, float* losses, const float* logits,
+                           const int32_t* targets, int N, int V);
+// dlogits[N,V] = (softmax(logits) - onehot(target)) * scale (overwrite).
+void cross_entropy_backward(const Device& dev, float* dlogits, const float* logits,
+                            const int32_t* targets, int N, int V, float scale);
+
+// ---- optimizer -------------------------------------------------------------
+// AdamW with decoupled weight decay on n contiguous floats; step t >= 1.
+void adamw_update(const Device& dev, float* param, const float* grad, float* m,
+                  float* v, size_t n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int t);
+// Sum of squares in float64, reduced in fixed-size groups in fixed order.
+double sum_squares(const Device& dev, const float* x, size_t n);
+void scale_inplace(const Device& dev, float* x, float s, size_t n);
+
+}  // namespace attnres::kernels

@@ -1,0 +1,14 @@
+// Each `attnres` subcommand lives in its own launch/cmd_<name>.cpp and
+// registers itself on the CLI11 app here. A subcommand's callback throws
+// (ConfigError, std::runtime_error) on bad input; main() prints the message
+// and exits non-zero.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace attnres::cli {
+
+// Registration functions, one per file. Each adds a subcommand with --help.
+void add_data_command(CLI::App& app);      // attnres data prepare
+void add_schedule_command(CLI::App& app);  // attnres schedule
+
+}  // namespace attnres::cli

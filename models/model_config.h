@@ -1,0 +1,38 @@
+// The model's shape and residual mode (DESIGN §1). Validated by runtime/config.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace attnres {
+
+enum class ResidualMode { Standard, AttnRes };
+
+struct ModelConfig {
+  int vocab_size = 256;
+  int d_model = 64;
+  int n_layers = 2;  // transformer blocks L_b; sublayers L = 2 * n_layers
+  int n_heads = 4;
+  int d_ff = 128;
+  int seq_len = 32;
+  float rope_theta = 10000.0f;
+  float norm_eps = 1e-6f;
+
+  ResidualMode mode = ResidualMode::AttnRes;
+  // Block size S in sublayers, resolved from residual.block_size or
+  // residual.num_blocks by the config loader (1 <= S <= L). Unused in standard mode.
+  int block_size = 1;
+
+  int num_sublayers() const { return 2 * n_layers; }
+  int head_dim() const { return d_model / n_heads; }
+  bool attnres() const { return mode == ResidualMode::AttnRes; }
+  // Blocks of sublayers: ceil(L / S); the last takes the remainder.
+  int num_blocks() const { return (num_sublayers() + block_size - 1) / block_size; }
+  int block_of(int j) const { return j / block_size; }
+  bool starts_block(int j) const { return j % block_size == 0; }
+};
+
+inline const char* residual_mode_name(ResidualMode m) {
+  return m == ResidualMode::Standard ? "standard" : "attnres";
+}
+
+}  // namespace attnres

@@ -1,0 +1,77 @@
+// The whole run configuration: YAML file + --set overrides, validated.
+// Every key is documented in docs/CONFIG.md.
+#pragma once
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "models/model_config.h"
+
+namespace attnres {
+
+struct TrainConfig {
+  int steps = 100;
+  int micro_batch_size = 4;   // sequences per microbatch
+  int grad_accum = 1;         // microbatches per optimizer step (global)
+  float lr = 1e-3f;           // peak learning rate
+  float min_lr = 1e-4f;       // floor of the cosine decay
+  int warmup_steps = 10;
+  float weight_decay = 0.1f;
+  float beta1 = 0.9f, beta2 = 0.95f, adam_eps = 1e-8f;
+  float grad_clip = 1.0f;     // global grad-norm clip; 0 disables
+  int eval_every = 50;        // validation every K steps (and at the last step); 0 = never
+  int eval_batches = 8;       // microbatches of validation data per evaluation
+  int log_every = 1;
+  unsigned long long seed = 1234;
+  int threads = 0;            // OpenMP + OpenBLAS threads; 0 = all cores
+};
+
+struct DataConfig {
+  std::string dir = "data/pystdlib";  // holds train.bin and val.bin
+};
+
+struct ParallelConfig {
+  int dp = 1, pp = 1, tp = 1;
+  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved | zb-h1
+  int virtual_stages = 1;
+  int microbatches = 0;           // 0 = derived (grad_accum / dp); else must equal it
+  std::string layout;             // explicit partition; empty = balanced on block boundaries
+  bool cross_stage_cache = true;  // only meaningful for interleaved
+};
+
+struct CheckpointConfig {
+  std::string dir;  // empty = no checkpoints
+  int every = 0;
+  int keep_last = 3;
+  bool async = false;
+};
+
+struct Config {
+  ModelConfig model;
+  // The residual keys as written: exactly one of block_size / num_blocks may
+  // be set (0 = unset); model.block_size holds the resolved S.
+  int residual_block_size = 0;
+  int residual_num_blocks = 0;
+  TrainConfig train;
+  DataConfig data;
+  ParallelConfig parallel;
+  CheckpointConfig checkpoint;
+};
+
+// Thrown for any bad input; what() names the file/key/value and what was expected.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Loads a YAML file, applies "key=value" overrides (dotted keys, YAML-typed
+// values), validates, and resolves derived fields. Throws ConfigError.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+// Same, from YAML text (tests; `source` names it in messages).
+Config parse_config(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides);
+// Checks ranges and combinations; throws ConfigError naming the key.
+void validate_config(Config& cfg);
+// The config as YAML text (round-trips through parse_config).
+std::string config_to_yaml(const Config& cfg);
+
+}  // namespace attnres
