@@ -1,0 +1,102 @@
+// Dense and elementwise ops: gemm (OpenBLAS), Linear, add, SwiGLU, embedding.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cassert>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cpu/reduce_rows.h"
+#include "kernels/ops.h"
+#include "kernels/rowops.h"
+
+namespace attnres::kernels {
+
+void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K,
+          float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc) {
+  assert(dev.backend == Backend::CPU);
+  if (M == 0 || N == 0) return;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B,
+              ldb, beta, C, ldc);
+}
+
+void linear_forward(const Device& dev, float* y, const float* x, const float* W,
+                    int N, int in, int out) {
+  gemm(dev, false, true, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+}
+
+void linear_backward(const Device& dev, float* dx, float* dW, const float* dy,
+                     const float* x, const float* W, int N, int in, int out,
+                     bool accumulate_dx) {
+  if (dx)
+    gemm(dev, false, false, N, in, out, 1.0f, dy, out, W, in,
+         accumulate_dx ? 1.0f : 0.0f, dx, in);
+  if (dW) gemm(dev, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+}
+
+void add_inplace(const Device&, float* y, const float* x, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void add(const Device&, float* out, const float* a, const float* b, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void swiglu_forward(const Device&, float* out, const float* gate, const float* up,
+                    size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) out[i] = row::swiglu_forward(gate[i], up[i]);
+}
+
+void swiglu_backward(const Device&, float* dgate, float* dup, const float* dout,
+                     const float* gate, const float* up, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    row::swiglu_backward(&dgate[i], &dup[i], dout[i], gate[i], up[i]);
+}
+
+// Token ids come from data files: an out-of-range id is bad input, not a bug.
+static void check_tokens(const int32_t* tokens, int N, int vocab) {
+  for (int n = 0; n < N; n++)
+    if (tokens[n] < 0 || tokens[n] >= vocab)
+      throw std::runtime_error("embedding: token id " + std::to_string(tokens[n]) +
+                               " at row " + std::to_string(n) +
+                               " is outside the vocabulary [0, " +
+                               std::to_string(vocab) + ")");
+}
+
+void embedding_forward(const Device&, float* out, const int32_t* tokens,
+                       const float* table, int N, int d) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    // The forward has no vocab size; the data loader validates ids against it.
+    assert(tokens[n] >= 0);
+    const float* src = table + (size_t)tokens[n] * d;
+    float* dst = out + (size_t)n * d;
+    for (int i = 0; i < d; i++) dst[i] = src[i];
+  }
+}
+
+// Threads split the columns; each column adds the tokens in row order, so
+// repeated tokens accumulate identically for any thread count.
+void embedding_backward(const Device&, float* dtable, const float* dout,
+                        const int32_t* tokens, int N, int d, int vocab) {
+  check_tokens(tokens, N, vocab);
+  const int nblocks = (d + cpu::kColBlock - 1) / cpu::kColBlock;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < nblocks; b++) {
+    const int i0 = b * cpu::kColBlock;
+    const int i1 = std::min(d, i0 + cpu::kColBlock);
+    for (int n = 0; n < N; n++) {
+      float* dst = dtable + (size_t)tokens[n] * d;
+      const float* src = dout + (size_t)n * d;
+      for (int i = i0; i < i1; i++) dst[i] += src[i];
+    }
+  }
+}
+
+}  // namespace attnres::kernels

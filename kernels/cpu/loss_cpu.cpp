@@ -1,0 +1,37 @@
+// Softmax cross-entropy over the vocabulary.
+#include <stdexcept>
+#include <string>
+
+#include "kernels/ops.h"
+#include "kernels/rowops.h"
+
+namespace attnres::kernels {
+
+// Targets come from data files: an out-of-range id is bad input.
+static void check_targets(const int32_t* targets, int N, int V) {
+  for (int n = 0; n < N; n++)
+    if (targets[n] < 0 || targets[n] >= V)
+      throw std::runtime_error("cross_entropy: target id " +
+                               std::to_string(targets[n]) + " at row " +
+                               std::to_string(n) + " is outside the vocabulary [0, " +
+                               std::to_string(V) + ")");
+}
+
+void cross_entropy_forward(const Device&, float* losses, const float* logits,
+                           const int32_t* targets, int N, int V) {
+  check_targets(targets, N, V);
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++)
+    losses[n] = row::cross_entropy_forward(logits + (size_t)n * V, V, targets[n]);
+}
+
+void cross_entropy_backward(const Device&, float* dlogits, const float* logits,
+                            const int32_t* targets, int N, int V, float scale) {
+  check_targets(targets, N, V);
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++)
+    row::cross_entropy_backward(dlogits + (size_t)n * V, logits + (size_t)n * V, V,
+                                targets[n], scale);
+}
+
+}  // namespace attnres::kernels

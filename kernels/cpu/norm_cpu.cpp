@@ -1,0 +1,86 @@
+// RMSNorm and RoPE.
+#include <cassert>
+#include <cmath>
+
+#include "kernels/cpu/reduce_rows.h"
+#include "kernels/ops.h"
+#include "kernels/rowops.h"
+
+namespace attnres::kernels {
+
+void rmsnorm_forward(const Device&, float* out, float* rstd, const float* x,
+                     const float* g, int N, int d, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    size_t off = (size_t)n * d;
+    rstd[n] = row::rmsnorm_forward(out + off, x + off, g, d, eps);
+  }
+}
+
+void rmsnorm_backward(const Device&, float* dx, float* dg, const float* dout,
+                      const float* x, const float* g, const float* rstd, int N,
+                      int d) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    size_t off = (size_t)n * d;
+    row::rmsnorm_backward(dx + off, dout + off, x + off, g, rstd[n], d);
+  }
+  cpu::reduce_rows(
+      N, d,
+      [&](int n, int i) {
+        size_t k = (size_t)n * d + i;
+        return dout[k] * x[k] * rstd[n];
+      },
+      [&](int i, float total) { dg[i] += total; });
+}
+
+void rms_inverse(const Device&, float* rstd, const float* x, int N, int d,
+                 float eps) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) rstd[n] = row::rms_inverse(x + (size_t)n * d, d, eps);
+}
+
+// Angles in double: t * theta^(-2i/hd) loses precision in float for large t.
+void rope_tables(float* cos_t, float* sin_t, int T, int hd, float theta) {
+  assert(hd % 2 == 0);
+  const int half = hd / 2;
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < half; i++) {
+      double ang = (double)t * std::pow((double)theta, -2.0 * i / hd);
+      cos_t[t * half + i] = (float)std::cos(ang);
+      sin_t[t * half + i] = (float)std::sin(ang);
+    }
+}
+
+void rope_forward(const Device&, float* x, const float* cos_t, const float* sin_t,
+                  int B, int T, int H, int hd) {
+  const int half = hd / 2;
+#pragma omp parallel for schedule(static)
+  for (int bt = 0; bt < B * T; bt++) {
+    const int t = bt % T;
+    const float* c = cos_t + (size_t)t * half;
+    const float* s = sin_t + (size_t)t * half;
+    for (int h = 0; h < H; h++) {
+      float* xh = x + ((size_t)bt * H + h) * hd;
+      for (int i = 0; i < half; i++) row::rope_rotate(&xh[i], &xh[i + half], c[i], s[i]);
+    }
+  }
+}
+
+void rope_backward(const Device&, float* dx, const float* cos_t, const float* sin_t,
+                   int B, int T, int H, int hd) {
+  const int half = hd / 2;
+#pragma omp parallel for schedule(static)
+  for (int bt = 0; bt < B * T; bt++) {
+    const int t = bt % T;
+    const float* c = cos_t + (size_t)t * half;
+    const float* s = sin_t + (size_t)t * half;
+    for (int h = 0; h < H; h++) {
+      float* xh = dx + ((size_t)bt * H + h) * hd;
+      for (int i = 0; i < half; i++)
+        row::rope_rotate_back(&xh[i], &xh[i + half], c[i], s[i]);
+    }
+  }
+}
+
+}  // namespace attnres::kernels

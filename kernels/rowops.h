@@ -1,0 +1,171 @@
+// Row-level math shared by every backend: one token row (or one attention
+// row) at a time. Functions are inline and ATTNRES_HD so a CUDA kernel can
+// call exactly the arithmetic that the CPU tests check.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define ATTNRES_HD __host__ __device__
+#else
+#define ATTNRES_HD
+#endif
+
+namespace attnres::kernels::row {
+
+// ---- RMSNorm -----------------------------------------------------------------
+ATTNRES_HD inline float rms_inverse(const float* x, int d, float eps) {
+  float ss = 0.0f;
+  for (int i = 0; i < d; i++) ss += x[i] * x[i];
+  return 1.0f / sqrtf(ss / (float)d + eps);
+}
+
+// out = g * x * rstd; returns rstd.
+ATTNRES_HD inline float rmsnorm_forward(float* out, const float* x, const float* g,
+                                        int d, float eps) {
+  float r = rms_inverse(x, d, eps);
+  for (int i = 0; i < d; i++) out[i] = g[i] * x[i] * r;
+  return r;
+}
+
+// dx = r * (g*dout - x * r^2 * (Σ dout*g*x) / d), since dr/dx = -r^3 x / d.
+// The gain gradient dg += dout * x * r is a reduction over rows, done by the
+// caller in fixed row groups.
+ATTNRES_HD inline void rmsnorm_backward(float* dx, const float* dout,
+                                        const float* x, const float* g, float r,
+                                        int d) {
+  float dot = 0.0f;
+  for (int i = 0; i < d; i++) dot += dout[i] * g[i] * x[i];
+  float c = r * r * dot / (float)d;
+  for (int i = 0; i < d; i++) dx[i] = r * (g[i] * dout[i] - x[i] * c);
+}
+
+// ---- softmax (max-subtracted), in place over n entries -------------------------
+ATTNRES_HD inline void softmax(float* x, int n) {
+  float mx = x[0];
+  for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  float sum = 0.0f;
+  for (int i = 0; i < n; i++) {
+    x[i] = expf(x[i] - mx);
+    sum += x[i];
+  }
+  float inv = 1.0f / sum;
+  for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+// ---- AttnRes depth attention, one token row n (DESIGN §1.1) ------------------
+// Sources are src[s] + n*d with key-side rstd src_rstd[s][n]; u = w ⊙ g.
+//   z_s = rstd_s * (u · v_s);  alpha = softmax(z);  h = Σ_s alpha_s v_s.
+ATTNRES_HD inline void attnres_forward(float* h, float* alpha,
+                                       const float* const* src,
+                                       const float* const* src_rstd, int K,
+                                       const float* w, const float* g, size_t n,
+                                       int d) {
+  const size_t off = n * (size_t)d;
+  for (int s = 0; s < K; s++) {
+    const float* v = src[s] + off;
+    float uv = 0.0f;
+    for (int i = 0; i < d; i++) uv += w[i] * g[i] * v[i];
+    alpha[s] = src_rstd[s][n] * uv;
+  }
+  softmax(alpha, K);
+  for (int i = 0; i < d; i++) h[i] = 0.0f;
+  for (int s = 0; s < K; s++) {
+    const float* v = src[s] + off;
+    const float a = alpha[s];
+    for (int i = 0; i < d; i++) h[i] += a * v[i];
+  }
+}
+
+// Backward for token row n. With dalpha_s = dh · v_s and
+// dz_s = alpha_s (dalpha_s - Σ_t alpha_t dalpha_t):
+//   dv_s += alpha_s dh + dz_s rstd_s (u - (u·v_s) rstd_s^2 v_s / d)
+// (value path, then key path through both u·v_s and rstd_s(v_s)).
+// dzr[s] = dz_s * rstd_s is returned so the caller can reduce
+// du = Σ_rows Σ_s dzr_s v_s over rows (dw = du ⊙ g, dg = du ⊙ w).
+ATTNRES_HD inline void attnres_backward(float* const* dacc_src, float* dzr,
+                                        const float* dh, const float* alpha,
+                                        const float* const* src,
+                                        const float* const* src_rstd, int K,
+                                        const float* w, const float* g, size_t n,
+                                        int d) {
+  const size_t off = n * (size_t)d;
+  float sdot = 0.0f;
+  for (int s = 0; s < K; s++) {
+    const float* v = src[s] + off;
+    float da = 0.0f;
+    for (int i = 0; i < d; i++) da += dh[i] * v[i];
+    dzr[s] = da;
+    sdot += alpha[s] * da;
+  }
+  for (int s = 0; s < K; s++) {
+    const float* v = src[s] + off;
+    float* dv = dacc_src[s] + off;
+    const float r = src_rstd[s][n];
+    const float a = alpha[s];
+    const float dz = a * (dzr[s] - sdot);
+    float uv = 0.0f;
+    for (int i = 0; i < d; i++) uv += w[i] * g[i] * v[i];
+    const float dzk = dz * r;
+    const float c = uv * r * r / (float)d;
+    for (int i = 0; i < d; i++) dv[i] += a * dh[i] + dzk * (w[i] * g[i] - c * v[i]);
+    dzr[s] = dzk;
+  }
+}
+
+// ---- SwiGLU element: out = silu(gate) * up ------------------------------------
+ATTNRES_HD inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+ATTNRES_HD inline float swiglu_forward(float gate, float up) {
+  return gate * sigmoid(gate) * up;
+}
+
+// silu'(x) = sig(x) * (1 + x * (1 - sig(x))).
+ATTNRES_HD inline void swiglu_backward(float* dgate, float* dup, float dout,
+                                       float gate, float up) {
+  float sg = sigmoid(gate);
+  *dgate = dout * up * sg * (1.0f + gate * (1.0f - sg));
+  *dup = dout * gate * sg;
+}
+
+// ---- RoPE pair rotation (rotate-half: element i pairs with i + hd/2) -----------
+ATTNRES_HD inline void rope_rotate(float* a, float* b, float c, float s) {
+  float x = *a, y = *b;
+  *a = x * c - y * s;
+  *b = x * s + y * c;
+}
+
+// Transpose (inverse) rotation, for backward.
+ATTNRES_HD inline void rope_rotate_back(float* a, float* b, float c, float s) {
+  float x = *a, y = *b;
+  *a = x * c + y * s;
+  *b = -x * s + y * c;
+}
+
+// ---- softmax cross-entropy, one row of V logits ------------------------------
+ATTNRES_HD inline float cross_entropy_forward(const float* logits, int V,
+                                              int32_t target) {
+  float mx = logits[0];
+  for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+  float sum = 0.0f;
+  for (int i = 0; i < V; i++) sum += expf(logits[i] - mx);
+  return logf(sum) + mx - logits[target];
+}
+
+// dlogits = (softmax(logits) - onehot(target)) * scale.
+ATTNRES_HD inline void cross_entropy_backward(float* dlogits, const float* logits,
+                                              int V, int32_t target, float scale) {
+  float mx = logits[0];
+  for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+  float sum = 0.0f;
+  for (int i = 0; i < V; i++) {
+    dlogits[i] = expf(logits[i] - mx);
+    sum += dlogits[i];
+  }
+  float inv = scale / sum;
+  for (int i = 0; i < V; i++) dlogits[i] *= inv;
+  dlogits[target] -= scale;
+}
+
+}  // namespace attnres::kernels::row
