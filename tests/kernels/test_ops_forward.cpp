@@ -1,0 +1,364 @@
+// Forward values against naive double references, plus the properties the
+// rest of the runtime relies on: causality, rotate-half RoPE, AdamW's exact
+// update, the accumulate-vs-overwrite conventions and thread-count-independent
+// reductions.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "kernels/ops.h"
+#include "kernels/peak.h"
+#include "reference_ops.h"
+
+namespace attnres::kernels {
+namespace {
+
+using namespace testing;
+
+constexpr double kTol = 1e-5;
+
+TEST(OpsForward, GemmAllTransposesWithStrides) {
+  Device dev;
+  const int M = 5, N = 6, K = 7, pad = 3;
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+      const int lda = ac + pad, ldb = bc + pad, ldc = N + pad;
+      Vec A = random_vec(ar * lda, 1), B = random_vec(br * ldb, 2),
+          C = random_vec(M * ldc, 3);
+      DVec want(C.begin(), C.end());
+      for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+          double s = 0.0;
+          for (int k = 0; k < K; k++)
+            s += (double)(ta ? A[k * lda + m] : A[m * lda + k]) *
+                 (tb ? B[n * ldb + k] : B[k * ldb + n]);
+          want[m * ldc + n] = 0.5 * s + 2.0 * C[m * ldc + n];
+        }
+      gemm(dev, ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.0f, C.data(), ldc);
+      for (int m = 0; m < M; m++)
+        for (int n = 0; n < ldc; n++)  // padding columns must be untouched
+          ASSERT_NEAR(C[m * ldc + n], want[m * ldc + n], 1e-5) << ta << tb << m << n;
+    }
+}
+
+TEST(OpsForward, Linear) {
+  Device dev;
+  const int N = 6, in = 9, out = 5;
+  Vec x = random_vec(N * in, 4), W = random_vec(out * in, 5), y(N * out, 7.0f);
+  linear_forward(dev, y.data(), x.data(), W.data(), N, in, out);
+  expect_near_rel(y, ref_linear(to_double(x), to_double(W), N, in, out), kTol, "linear");
+}
+
+TEST(OpsForward, LinearBackwardConventions) {
+  Device dev;
+  const int N = 4, in = 3, out = 2;
+  Vec x = random_vec(N * in, 6), W = random_vec(out * in, 7), dy = random_vec(N * out, 8);
+  Vec dx_over(N * in, 9.0f), dx_acc(N * in, 9.0f), dW(out * in, 1.0f);
+  linear_backward(dev, dx_over.data(), nullptr, dy.data(), x.data(), W.data(), N, in, out, false);
+  linear_backward(dev, dx_acc.data(), dW.data(), dy.data(), x.data(), W.data(), N, in, out, true);
+  for (int n = 0; n < N; n++)
+    for (int i = 0; i < in; i++) {
+      double s = 0.0;
+      for (int o = 0; o < out; o++) s += (double)dy[n * out + o] * W[o * in + i];
+      EXPECT_NEAR(dx_over[n * in + i], s, kTol);
+      EXPECT_NEAR(dx_acc[n * in + i], 9.0 + s, kTol);
+    }
+  for (int o = 0; o < out; o++)
+    for (int i = 0; i < in; i++) {
+      double s = 0.0;
+      for (int n = 0; n < N; n++) s += (double)dy[n * out + o] * x[n * in + i];
+      EXPECT_NEAR(dW[o * in + i], 1.0 + s, kTol);
+    }
+}
+
+TEST(OpsForward, ElementwiseAndEmbedding) {
+  Device dev;
+  Vec a = random_vec(33, 9), b = random_vec(33, 10), out(33);
+  add(dev, out.data(), a.data(), b.data(), a.size());
+  Vec y = a;
+  add_inplace(dev, y.data(), b.data(), a.size());
+  Vec s = a;
+  scale_inplace(dev, s.data(), -3.0f, s.size());
+  for (size_t i = 0; i < a.size(); i++) {
+    EXPECT_EQ(out[i], a[i] + b[i]);
+    EXPECT_EQ(y[i], a[i] + b[i]);
+    EXPECT_EQ(s[i], a[i] * -3.0f);
+  }
+  const int d = 4;
+  std::vector<int32_t> tok = {2, 0, 2};
+  Vec table = random_vec(3 * d, 11), e(3 * d);
+  embedding_forward(dev, e.data(), tok.data(), table.data(), 3, d);
+  for (int n = 0; n < 3; n++)
+    for (int i = 0; i < d; i++) EXPECT_EQ(e[n * d + i], table[tok[n] * d + i]);
+}
+
+TEST(OpsForward, DeviceMemory) {
+  Device dev;
+  float* p = device_alloc_floats(dev, 100);
+  float* q = device_alloc_floats(dev, 100);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+  Vec src = random_vec(100, 12);
+  device_copy(dev, p, src.data(), 100);
+  device_copy(dev, q, p, 100);
+  EXPECT_EQ(std::memcmp(q, src.data(), 100 * sizeof(float)), 0);
+  device_zero(dev, q, 100);
+  for (int i = 0; i < 100; i++) EXPECT_EQ(q[i], 0.0f);
+  device_free(dev, p);
+  device_free(dev, q);
+}
+
+TEST(OpsForward, BadTokenIdsThrow) {
+  Device dev;
+  std::vector<int32_t> tok = {1, 5};
+  Vec dout(2 * 3), dtable(4 * 3), logits(2 * 4), losses(2);
+  EXPECT_THROW(embedding_backward(dev, dtable.data(), dout.data(), tok.data(), 2, 3, 4),
+               std::runtime_error);
+  EXPECT_THROW(cross_entropy_forward(dev, losses.data(), logits.data(), tok.data(), 2, 4),
+               std::runtime_error);
+}
+
+TEST(OpsForward, RMSNorm) {
+  Device dev;
+  const int N = 5, d = 12;
+  const float eps = 1e-6f;
+  Vec x = random_vec(N * d, 13, -3.0f, 3.0f), g = random_vec(d, 14), out(N * d),
+      rstd(N), rstd2(N);
+  rmsnorm_forward(dev, out.data(), rstd.data(), x.data(), g.data(), N, d, eps);
+  rms_inverse(dev, rstd2.data(), x.data(), N, d, eps);
+  expect_near_rel(out, ref_rmsnorm(to_double(x), to_double(g), N, d, eps), kTol, "rmsnorm");
+  for (int n = 0; n < N; n++) {
+    double ms = 0.0;
+    for (int i = 0; i < d; i++) ms += (double)x[n * d + i] * x[n * d + i];
+    EXPECT_NEAR(rstd[n], 1.0 / std::sqrt(ms / d + eps), 1e-5 * rstd[n]);
+    EXPECT_EQ(rstd[n], rstd2[n]);
+  }
+}
+
+TEST(OpsForward, RopeRotateHalf) {
+  Device dev;
+  const int B = 2, T = 37, H = 3, hd = 8;
+  const float theta = 10000.0f;
+  Vec cs(T * hd / 2), sn(T * hd / 2);
+  rope_tables(cs.data(), sn.data(), T, hd, theta);
+  Vec x = random_vec(B * T * H * hd, 15), y = x;
+  rope_forward(dev, y.data(), cs.data(), sn.data(), B, T, H, hd);
+  expect_near_rel(y, ref_rope(to_double(x), B, T, H, hd, theta), 1e-5, "rope");
+  // Position 0 is the identity; backward is the inverse rotation.
+  for (int i = 0; i < H * hd; i++) EXPECT_EQ(y[i], x[i]);
+  rope_backward(dev, y.data(), cs.data(), sn.data(), B, T, H, hd);
+  expect_near_rel(y, to_double(x), 1e-5, "rope inverse");
+}
+
+TEST(OpsForward, AttentionMatchesReferenceAndIsCausal) {
+  Device dev;
+  const int B = 2, T = 19, H = 3, hd = 8, C = H * hd;
+  const size_t n = (size_t)B * T * C;
+  Vec q = random_vec(n, 16, -2.0f, 2.0f), k = random_vec(n, 17, -2.0f, 2.0f),
+      v = random_vec(n, 18);
+  Vec out(n), att((size_t)B * H * T * T, 5.0f);
+  attention_forward(dev, out.data(), att.data(), q.data(), k.data(), v.data(), B, T, H, hd);
+  expect_near_rel(out, ref_attention(to_double(q), to_double(k), to_double(v), B, T, H, hd),
+                  kTol, "attention");
+  for (int bh = 0; bh < B * H; bh++)
+    for (int t = 0; t < T; t++) {
+      double s = 0.0;
+      for (int j = 0; j < T; j++) s += att[((size_t)bh * T + t) * T + j];
+      EXPECT_NEAR(s, 1.0, 1e-5);
+    }
+  // Changing q, k, v at positions > t must leave outputs at <= t bit-identical.
+  const int t = 7;
+  Vec q2 = q, k2 = k, v2 = v, out2(n), att2(att.size());
+  for (int b = 0; b < B; b++)
+    for (size_t i = (size_t)(b * T + t + 1) * C; i < (size_t)(b + 1) * T * C; i++) {
+      q2[i] += 1.0f;
+      k2[i] -= 2.0f;
+      v2[i] *= 3.0f;
+    }
+  attention_forward(dev, out2.data(), att2.data(), q2.data(), k2.data(), v2.data(), B, T, H, hd);
+  for (int b = 0; b < B; b++) {
+    const size_t lo = (size_t)b * T * C;
+    EXPECT_EQ(std::memcmp(&out[lo], &out2[lo], (t + 1) * C * sizeof(float)), 0);
+    EXPECT_NE(std::memcmp(&out[lo + (t + 1) * C], &out2[lo + (t + 1) * C], C * sizeof(float)), 0);
+  }
+}
+
+TEST(OpsForward, SwiGLU) {
+  Device dev;
+  Vec gate = random_vec(50, 19, -4.0f, 4.0f), up = random_vec(50, 20), out(50);
+  swiglu_forward(dev, out.data(), gate.data(), up.data(), 50);
+  expect_near_rel(out, ref_swiglu(to_double(gate), to_double(up)), kTol, "swiglu");
+}
+
+TEST(OpsForward, AttnRes) {
+  Device dev;
+  const int K = 4, N = 6, d = 16;
+  const float eps = 1e-6f;
+  std::vector<Vec> src(K), rstd(K, Vec(N));
+  std::vector<DVec> sd(K);
+  std::vector<const float*> sp(K), rp(K);
+  for (int s = 0; s < K; s++) {
+    src[s] = random_vec(N * d, 30 + s, -1.0f - s, 1.0f + s);
+    rms_inverse(dev, rstd[s].data(), src[s].data(), N, d, eps);
+    sd[s] = to_double(src[s]);
+    sp[s] = src[s].data();
+    rp[s] = rstd[s].data();
+  }
+  Vec w = random_vec(d, 40), g = random_vec(d, 41, 0.5f, 1.5f), h(N * d), alpha(N * K);
+  attnres_forward(dev, h.data(), alpha.data(), sp.data(), rp.data(), K, w.data(), g.data(), N, d);
+  DVec want_alpha;
+  DVec want_h = ref_attnres(sd, to_double(w), to_double(g), N, d, eps, &want_alpha);
+  expect_near_rel(h, want_h, kTol, "attnres h");
+  expect_near_rel(alpha, want_alpha, kTol, "attnres alpha");
+  // Zero query (the paper's init) averages the sources uniformly.
+  Vec zero(d, 0.0f);
+  attnres_forward(dev, h.data(), alpha.data(), sp.data(), rp.data(), K, zero.data(), g.data(), N, d);
+  for (int i = 0; i < N * d; i++) {
+    double mean = 0.0;
+    for (int s = 0; s < K; s++) mean += sd[s][i] / K;
+    EXPECT_NEAR(h[i], mean, 1e-5);
+  }
+}
+
+TEST(OpsForward, CrossEntropy) {
+  Device dev;
+  const int N = 5, V = 11;
+  std::vector<int32_t> tgt = {0, 10, 4, 4, 7};
+  Vec logits = random_vec(N * V, 42, -5.0f, 5.0f), losses(N);
+  cross_entropy_forward(dev, losses.data(), logits.data(), tgt.data(), N, V);
+  expect_near_rel(losses, ref_cross_entropy(to_double(logits), tgt, N, V), kTol, "ce");
+  // Large logits must not overflow (max-subtracted).
+  Vec big(V, 0.0f);
+  big[3] = 1000.0f;
+  float l;
+  int32_t t3 = 3;
+  cross_entropy_forward(dev, &l, big.data(), &t3, 1, V);
+  EXPECT_NEAR(l, 0.0f, 1e-6);
+}
+
+TEST(OpsForward, AdamWHandComputed) {
+  Device dev;
+  // Step 1 from m = v = 0: mhat = g, vhat = g^2, so the Adam term is
+  // g / (|g| + eps) = 0.5 / (0.5 + 1e-8); decay adds wd * p = 0.1 * 1.
+  float p = 1.0f, g = 0.5f, m = 0.0f, v = 0.0f;
+  adamw_update(dev, &p, &g, &m, &v, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.1f, 1);
+  EXPECT_FLOAT_EQ(m, 0.05f);
+  EXPECT_NEAR(v, 0.00025, 1e-8);  // 1 - 0.999f is 0.0010000467 in float
+  EXPECT_NEAR(p, 1.0 - 0.1 * (0.5 / (0.5 + 1e-8) + 0.1), 1e-7);
+  // Step 2 with g = -1: m = 0.9*0.05 - 0.1 = -0.055, v = 0.999*0.00025 + 0.001.
+  const double p1 = p, m2 = -0.055, v2 = 0.999 * 0.00025 + 0.001;
+  const double mhat = m2 / (1 - 0.81), vhat = v2 / (1 - 0.999 * 0.999);
+  g = -1.0f;
+  adamw_update(dev, &p, &g, &m, &v, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.1f, 2);
+  EXPECT_NEAR(m, m2, 1e-7);
+  EXPECT_NEAR(v, v2, 1e-4 * v2);
+  EXPECT_NEAR(p, p1 - 0.1 * (mhat / (std::sqrt(vhat) + 1e-8) + 0.1 * p1), 1e-6);
+}
+
+TEST(OpsForward, SumSquares) {
+  Device dev;
+  Vec x = random_vec(100003, 43);
+  double want = 0.0;
+  for (float f : x) want += (double)f * f;
+  EXPECT_NEAR(sum_squares(dev, x.data(), x.size()), want, 1e-9 * want);
+  EXPECT_EQ(sum_squares(dev, x.data(), 0), 0.0);
+}
+
+TEST(OpsForward, MeasureSgemmRestoresThreads) {
+  set_num_threads(1);
+  const double gflops = measure_sgemm_gflops(2);
+  EXPECT_GT(gflops, 0.1);  // any working CPU does 1e8 FLOP/s
+  EXPECT_TRUE(std::isfinite(gflops));
+  EXPECT_EQ(get_num_threads(), 1);
+}
+
+// ---- bitwise independence of the thread count -------------------------------
+template <class Run>
+void expect_same_bits_1_vs_2_threads(Run run, const char* what) {
+  set_num_threads(1);
+  Vec one = run();
+  set_num_threads(2);
+  Vec two = run();
+  set_num_threads(1);
+  ASSERT_EQ(one.size(), two.size());
+  EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)), 0) << what;
+}
+
+constexpr int kN = 1000, kD = 200;  // many row groups, d not a multiple of the column block
+
+TEST(OpsDeterminism, RMSNormGain) {
+  Device dev;
+  Vec x = random_vec(kN * kD, 50), g = random_vec(kD, 51), dout = random_vec(kN * kD, 52);
+  Vec out(kN * kD), rstd(kN);
+  rmsnorm_forward(dev, out.data(), rstd.data(), x.data(), g.data(), kN, kD, 1e-6f);
+  expect_same_bits_1_vs_2_threads(
+      [&] {
+        Vec dx(kN * kD), dg(kD, 0.25f);
+        rmsnorm_backward(dev, dx.data(), dg.data(), dout.data(), x.data(), g.data(),
+                         rstd.data(), kN, kD);
+        dx.insert(dx.end(), dg.begin(), dg.end());
+        return dx;
+      },
+      "rmsnorm dx, dg");
+}
+
+TEST(OpsDeterminism, AttnResQueryAndGain) {
+  Device dev;
+  const int K = 3;
+  std::vector<Vec> src(K), rstd(K, Vec(kN));
+  std::vector<const float*> sp(K), rp(K);
+  for (int s = 0; s < K; s++) {
+    src[s] = random_vec(kN * kD, 60 + s);
+    rms_inverse(dev, rstd[s].data(), src[s].data(), kN, kD, 1e-6f);
+    sp[s] = src[s].data();
+    rp[s] = rstd[s].data();
+  }
+  Vec w = random_vec(kD, 70), g = random_vec(kD, 71), dh = random_vec(kN * kD, 72);
+  Vec h(kN * kD), alpha(kN * K);
+  attnres_forward(dev, h.data(), alpha.data(), sp.data(), rp.data(), K, w.data(), g.data(), kN, kD);
+  expect_same_bits_1_vs_2_threads(
+      [&] {
+        std::vector<Vec> ds(K, Vec(kN * kD, 0.0f));
+        std::vector<float*> dp(K);
+        for (int s = 0; s < K; s++) dp[s] = ds[s].data();
+        Vec dw(kD, 0.0f), dg(kD, 0.0f), scratch(kN * K);
+        attnres_backward(dev, dp.data(), dw.data(), dg.data(), scratch.data(), dh.data(),
+                         alpha.data(), sp.data(), rp.data(), K, w.data(), g.data(), kN, kD);
+        dw.insert(dw.end(), dg.begin(), dg.end());
+        for (auto& d : ds) dw.insert(dw.end(), d.begin(), d.end());
+        return dw;
+      },
+      "attnres dw, dg, dsrc");
+}
+
+TEST(OpsDeterminism, EmbeddingBackward) {
+  Device dev;
+  const int vocab = 17;
+  std::vector<int32_t> tok(kN);
+  for (int n = 0; n < kN; n++) tok[n] = (n * 7 + n / 3) % vocab;
+  Vec dout = random_vec(kN * kD, 80);
+  expect_same_bits_1_vs_2_threads(
+      [&] {
+        Vec dt(vocab * kD, 0.0f);
+        embedding_backward(dev, dt.data(), dout.data(), tok.data(), kN, kD, vocab);
+        return dt;
+      },
+      "embedding dtable");
+}
+
+TEST(OpsDeterminism, SumSquares) {
+  Device dev;
+  Vec x = random_vec(1000003, 81);
+  set_num_threads(1);
+  const double one = sum_squares(dev, x.data(), x.size());
+  set_num_threads(2);
+  const double two = sum_squares(dev, x.data(), x.size());
+  set_num_threads(1);
+  EXPECT_EQ(std::memcmp(&one, &two, sizeof(double)), 0);
+}
+
+}  // namespace
+}  // namespace attnres::kernels
