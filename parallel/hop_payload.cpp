@@ -1,0 +1,61 @@
+#include "parallel/hop_payload.h"
+
+#include <cassert>
+
+namespace attnres {
+
+int completed_sources(const ModelConfig& cfg, int s) {
+  const int L = cfg.num_sublayers();
+  assert(s >= 0 && s <= L);
+  return s == L ? 1 + cfg.num_blocks() : 1 + s / cfg.block_size;
+}
+
+HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
+                       bool cross_stage_cache) {
+  assert(chunk >= 1 && chunk < part.num_chunks());
+  HopPayload hop;
+  hop.chunk = chunk;
+  if (!cfg.attnres()) {
+    hop.tensors.push_back({HopTensor::Hidden, -1});
+    return hop;
+  }
+  const int s = part.chunks[chunk].first;
+  const int done = completed_sources(cfg, s);
+  // Sources the receiving rank already holds from chunk c−P of this microbatch.
+  int held = 0;
+  if (cross_stage_cache && chunk >= part.P)
+    held = completed_sources(cfg, part.chunks[chunk - part.P].last);
+  assert(held <= done);
+  for (int k = held; k < done; ++k) hop.tensors.push_back({HopTensor::Source, k});
+  if (s % cfg.block_size != 0) hop.tensors.push_back({HopTensor::Partial, -1});
+  return hop;
+}
+
+int64_t hop_bytes(const ModelConfig& cfg, const HopPayload& hop, int micro_batch) {
+  return static_cast<int64_t>(hop.tensors.size()) * micro_batch * cfg.seq_len * cfg.d_model * 4;
+}
+
+int64_t total_source_tensors(const ModelConfig& cfg, const Partition& part,
+                             bool cross_stage_cache, bool include_embedding) {
+  int64_t n = 0;
+  for (int c = 1; c < part.num_chunks(); ++c)
+    for (const HopTensor& t : hop_payload(cfg, part, c, cross_stage_cache).tensors)
+      if (t.kind == HopTensor::Source && (include_embedding || t.source != 0)) ++n;
+  return n;
+}
+
+double paper_eq7_blocks(int P, int V, double N_p) {
+  const double C = static_cast<double>(P) * V;
+  return C * (C - 1) / 2 * N_p;
+}
+
+double paper_eq8_blocks(int P, int V, double N_p) {
+  return static_cast<double>(P) * (P - 1) / 2 * N_p + static_cast<double>(V - 1) * P * P * N_p;
+}
+
+double exact_eq8_blocks(int P, int V, double N_p) {
+  return static_cast<double>(P) * (P - 1) / 2 * N_p +
+         static_cast<double>(V - 1) * P * (P - 1) * N_p;
+}
+
+}  // namespace attnres
