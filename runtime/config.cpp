@@ -1,0 +1,415 @@
+// Config loading: YAML file -> flat (key -> node) map -> --set overrides ->
+// typed fields -> validation. Every key lives in one table (visit_fields), so
+// parsing, unknown-key detection and emission cannot drift apart.
+#include "runtime/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace attnres {
+
+namespace {
+
+// The single table of keys. F is called as f(key, field&) for every key, in
+// the order they are written out. residual.block_size/num_blocks map to the
+// "as written" fields; 0 there means "not given".
+template <class C, class F>
+void visit_fields(C& c, F&& f) {
+  f("model.vocab_size", c.model.vocab_size);
+  f("model.d_model", c.model.d_model);
+  f("model.n_layers", c.model.n_layers);
+  f("model.n_heads", c.model.n_heads);
+  f("model.d_ff", c.model.d_ff);
+  f("model.seq_len", c.model.seq_len);
+  f("model.rope_theta", c.model.rope_theta);
+  f("model.norm_eps", c.model.norm_eps);
+  f("residual.mode", c.model.mode);
+  f("residual.block_size", c.residual_block_size);
+  f("residual.num_blocks", c.residual_num_blocks);
+  f("train.steps", c.train.steps);
+  f("train.micro_batch_size", c.train.micro_batch_size);
+  f("train.grad_accum", c.train.grad_accum);
+  f("train.lr", c.train.lr);
+  f("train.min_lr", c.train.min_lr);
+  f("train.warmup_steps", c.train.warmup_steps);
+  f("train.weight_decay", c.train.weight_decay);
+  f("train.beta1", c.train.beta1);
+  f("train.beta2", c.train.beta2);
+  f("train.adam_eps", c.train.adam_eps);
+  f("train.grad_clip", c.train.grad_clip);
+  f("train.eval_every", c.train.eval_every);
+  f("train.eval_batches", c.train.eval_batches);
+  f("train.log_every", c.train.log_every);
+  f("train.seed", c.train.seed);
+  f("train.threads", c.train.threads);
+  f("data.dir", c.data.dir);
+  f("parallel.dp", c.parallel.dp);
+  f("parallel.pp", c.parallel.pp);
+  f("parallel.tp", c.parallel.tp);
+  f("parallel.schedule", c.parallel.schedule);
+  f("parallel.virtual_stages", c.parallel.virtual_stages);
+  f("parallel.microbatches", c.parallel.microbatches);
+  f("parallel.layout", c.parallel.layout);
+  f("parallel.cross_stage_cache", c.parallel.cross_stage_cache);
+  f("checkpoint.dir", c.checkpoint.dir);
+  f("checkpoint.every", c.checkpoint.every);
+  f("checkpoint.keep_last", c.checkpoint.keep_last);
+  f("checkpoint.async", c.checkpoint.async);
+}
+
+bool is_known_key(const std::string& key) {
+  Config c;
+  bool found = false;
+  visit_fields(c, [&](const char* k, auto&) { found = found || key == k; });
+  return found;
+}
+
+bool is_known_section(const std::string& section) {
+  Config c;
+  bool found = false;
+  visit_fields(c, [&](const char* k, auto&) {
+    std::string s(k);
+    found = found || s.substr(0, s.find('.')) == section;
+  });
+  return found;
+}
+
+// A raw value and where it came from ("file.yaml:12" or "--set k=v").
+struct RawValue {
+  YAML::Node node;
+  std::string origin;
+};
+
+std::string scalar_text(const YAML::Node& n) {
+  if (n.IsNull()) return "null";
+  if (n.IsScalar()) return "'" + n.Scalar() + "'";
+  return n.IsSequence() ? "a list" : "a mapping";
+}
+
+[[noreturn]] void bad_type(const RawValue& v, const std::string& key, const char* expected) {
+  throw ConfigError(v.origin + ": " + key + ": expected " + expected + ", got " +
+                    scalar_text(v.node));
+}
+
+// Typed conversion of one raw value into its field; throws naming origin and key.
+struct Assign {
+  const RawValue& v;
+  const std::string& key;
+
+  void operator()(int& out) const {
+    if (!v.node.IsScalar()) bad_type(v, key, "an integer");
+    int x;
+    if (!YAML::convert<int>::decode(v.node, x)) bad_type(v, key, "an integer");
+    out = x;
+  }
+  void operator()(unsigned long long& out) const {
+    if (!v.node.IsScalar()) bad_type(v, key, "a non-negative integer");
+    unsigned long long x;
+    if (!YAML::convert<unsigned long long>::decode(v.node, x))
+      bad_type(v, key, "a non-negative integer");
+    out = x;
+  }
+  void operator()(float& out) const {
+    if (!v.node.IsScalar()) bad_type(v, key, "a number");
+    float x;
+    if (!YAML::convert<float>::decode(v.node, x) || !std::isfinite(x))
+      bad_type(v, key, "a finite number");
+    out = x;
+  }
+  void operator()(bool& out) const {
+    if (!v.node.IsScalar()) bad_type(v, key, "true or false");
+    bool x;
+    if (!YAML::convert<bool>::decode(v.node, x)) bad_type(v, key, "true or false");
+    out = x;
+  }
+  void operator()(std::string& out) const {
+    if (v.node.IsNull()) {  // `key:` or `key: ~` means the empty string
+      out.clear();
+      return;
+    }
+    if (!v.node.IsScalar()) bad_type(v, key, "a string");
+    out = v.node.Scalar();
+  }
+  void operator()(ResidualMode& out) const {
+    if (!v.node.IsScalar()) bad_type(v, key, "standard or attnres");
+    const std::string& s = v.node.Scalar();
+    if (s == "standard") out = ResidualMode::Standard;
+    else if (s == "attnres") out = ResidualMode::AttnRes;
+    else bad_type(v, key, "standard or attnres");
+  }
+};
+
+std::string line_origin(const std::string& source, const YAML::Node& n) {
+  return n.Mark().is_null() ? source : source + ":" + std::to_string(n.Mark().line + 1);
+}
+
+// Flattens the two-level document into dotted keys, rejecting unknown
+// sections and keys.
+std::map<std::string, RawValue> flatten(const YAML::Node& root, const std::string& source) {
+  std::map<std::string, RawValue> out;
+  if (root.IsNull()) return out;  // empty file: all defaults
+  if (!root.IsMap())
+    throw ConfigError(source + ": expected a mapping of sections (model, residual, train, "
+                      "data, parallel, checkpoint) at the top level");
+  for (const auto& sec : root) {
+    const std::string section = sec.first.Scalar();
+    const std::string where = line_origin(source, sec.first);
+    if (!is_known_section(section))
+      throw ConfigError(where + ": " + section +
+                        ": unknown section (expected model, residual, train, data, parallel "
+                        "or checkpoint)");
+    if (sec.second.IsNull()) continue;  // `checkpoint:` with nothing under it
+    if (!sec.second.IsMap())
+      throw ConfigError(where + ": " + section + ": expected a mapping of keys, got " +
+                        scalar_text(sec.second));
+    for (const auto& kv : sec.second) {
+      const std::string key = section + "." + kv.first.Scalar();
+      const std::string kwhere = line_origin(source, kv.first);
+      if (!is_known_key(key)) throw ConfigError(kwhere + ": " + key + ": unknown key");
+      out[key] = RawValue{kv.second, kwhere};
+    }
+  }
+  return out;
+}
+
+std::string fmt_float(float x) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, x);  // shortest text that round-trips
+  return std::string(buf, r.ptr);
+}
+
+[[noreturn]] void fail(const std::string& key, const std::string& what) {
+  throw ConfigError(key + ": " + what);
+}
+
+template <class T>
+std::string str(T x) {
+  if constexpr (std::is_same_v<T, float>) return fmt_float(x);
+  else return std::to_string(x);
+}
+
+void require_positive(const char* key, int v) {
+  if (v < 1) fail(key, str(v) + " must be >= 1");
+}
+void require_non_negative(const char* key, int v) {
+  if (v < 0) fail(key, str(v) + " must be >= 0");
+}
+void require_non_negative(const char* key, float v) {
+  if (!(v >= 0)) fail(key, str(v) + " must be >= 0");
+}
+void require_positive(const char* key, float v) {
+  if (!(v > 0)) fail(key, str(v) + " must be > 0");
+}
+void require_unit(const char* key, float v) {
+  if (!(v >= 0 && v < 1)) fail(key, str(v) + " must be in [0, 1)");
+}
+
+}  // namespace
+
+void validate_config(Config& cfg) {
+  ModelConfig& m = cfg.model;
+  // The tokenizer is bytes: ids 0..255 must exist; a larger vocabulary only
+  // adds unused rows (allowed, e.g. to pad V to a multiple of 64).
+  if (m.vocab_size < 256)
+    fail("model.vocab_size", str(m.vocab_size) + " must be >= 256 (the tokenizer is byte-level)");
+  require_positive("model.d_model", m.d_model);
+  require_positive("model.n_layers", m.n_layers);
+  require_positive("model.n_heads", m.n_heads);
+  require_positive("model.d_ff", m.d_ff);
+  require_positive("model.seq_len", m.seq_len);
+  require_positive("model.rope_theta", m.rope_theta);
+  require_positive("model.norm_eps", m.norm_eps);
+  if (m.d_model % m.n_heads != 0)
+    fail("model.d_model", str(m.d_model) + " is not divisible by model.n_heads (" +
+                              str(m.n_heads) + ")");
+  if (m.head_dim() % 2 != 0)
+    fail("model.n_heads", "head_dim = model.d_model / model.n_heads = " + str(m.head_dim()) +
+                              " is odd; RoPE rotates pairs of dimensions and needs it even");
+
+  // Residual: resolve S into model.block_size.
+  const int L = m.num_sublayers();
+  const int bs = cfg.residual_block_size, nb = cfg.residual_num_blocks;
+  if (bs < 0) fail("residual.block_size", str(bs) + " must be >= 1");
+  if (nb < 0) fail("residual.num_blocks", str(nb) + " must be >= 1");
+  if (m.mode == ResidualMode::Standard) {
+    if (bs != 0) fail("residual.block_size", "is only meaningful with residual.mode: attnres");
+    if (nb != 0) fail("residual.num_blocks", "is only meaningful with residual.mode: attnres");
+    m.block_size = 1;  // unused in standard mode
+  } else {
+    if (bs != 0 && nb != 0)
+      fail("residual.block_size",
+           "give either residual.block_size or residual.num_blocks, not both");
+    if (bs > L)
+      fail("residual.block_size", str(bs) + " exceeds the number of sublayers L = 2 * " +
+                                      "model.n_layers = " + str(L));
+    if (nb > L)
+      fail("residual.num_blocks", str(nb) + " exceeds the number of sublayers L = 2 * " +
+                                      "model.n_layers = " + str(L));
+    if (bs != 0) {
+      m.block_size = bs;
+    } else {
+      // N given, or the default N = min(8, L); S = ceil(L / N).
+      const int n = nb != 0 ? nb : std::min(8, L);
+      m.block_size = (L + n - 1) / n;
+      // With equal blocks of S and a shorter last one, some N cannot be
+      // reached (L = 8, N = 5 gives S = 2 and 4 blocks). An explicit N that
+      // would silently become another N is an error.
+      if (nb != 0 && m.num_blocks() != nb)
+        fail("residual.num_blocks",
+             str(nb) + " blocks cannot split L = " + str(L) + " sublayers: block size ceil(" +
+                 str(L) + "/" + str(nb) + ") = " + str(m.block_size) + " gives " +
+                 str(m.num_blocks()) + " blocks; choose another num_blocks or set "
+                 "residual.block_size");
+    }
+  }
+
+  TrainConfig& t = cfg.train;
+  require_positive("train.steps", t.steps);
+  require_positive("train.micro_batch_size", t.micro_batch_size);
+  require_positive("train.grad_accum", t.grad_accum);
+  require_non_negative("train.lr", t.lr);
+  require_non_negative("train.min_lr", t.min_lr);
+  if (t.min_lr > t.lr)
+    fail("train.min_lr", str(t.min_lr) + " exceeds train.lr (" + str(t.lr) + ")");
+  require_non_negative("train.warmup_steps", t.warmup_steps);
+  if (t.warmup_steps > t.steps)
+    fail("train.warmup_steps", str(t.warmup_steps) + " exceeds train.steps (" +
+                                   str(t.steps) + ")");
+  require_non_negative("train.weight_decay", t.weight_decay);
+  require_unit("train.beta1", t.beta1);
+  require_unit("train.beta2", t.beta2);
+  require_positive("train.adam_eps", t.adam_eps);
+  require_non_negative("train.grad_clip", t.grad_clip);
+  require_non_negative("train.eval_every", t.eval_every);
+  require_positive("train.eval_batches", t.eval_batches);
+  require_positive("train.log_every", t.log_every);
+  require_non_negative("train.threads", t.threads);
+
+  if (cfg.data.dir.empty()) fail("data.dir", "must not be empty");
+
+  ParallelConfig& p = cfg.parallel;
+  require_positive("parallel.dp", p.dp);
+  require_positive("parallel.pp", p.pp);
+  require_positive("parallel.tp", p.tp);
+  if (p.tp != 1) fail("parallel.tp", str(p.tp) + ": tensor parallelism is not supported yet; use 1");
+  if (p.schedule != "gpipe" && p.schedule != "1f1b" && p.schedule != "interleaved" &&
+      p.schedule != "zb-h1")
+    fail("parallel.schedule",
+         "'" + p.schedule + "' is not a schedule (expected gpipe, 1f1b, interleaved or zb-h1)");
+  require_positive("parallel.virtual_stages", p.virtual_stages);
+  if (p.schedule == "interleaved" && p.virtual_stages < 2)
+    fail("parallel.virtual_stages",
+         str(p.virtual_stages) + ": the interleaved schedule needs virtual_stages >= 2");
+  if (p.schedule != "interleaved" && p.virtual_stages != 1)
+    fail("parallel.virtual_stages", str(p.virtual_stages) + ": only the interleaved schedule "
+                                    "runs more than one chunk per rank (schedule is " +
+                                        p.schedule + ")");
+  if (p.pp * p.virtual_stages > L)
+    fail("parallel.pp", "parallel.pp * parallel.virtual_stages = " +
+                            str(p.pp * p.virtual_stages) + " chunks exceed the L = " + str(L) +
+                            " sublayers (every chunk needs at least one)");
+  if (t.grad_accum % p.dp != 0)
+    fail("train.grad_accum", str(t.grad_accum) + " is not divisible by parallel.dp (" +
+                                 str(p.dp) + "); the dp ranks split the microbatches");
+  require_non_negative("parallel.microbatches", p.microbatches);
+  if (p.microbatches != 0 && p.microbatches != t.grad_accum / p.dp)
+    fail("parallel.microbatches",
+         str(p.microbatches) + " must equal train.grad_accum / parallel.dp = " +
+             str(t.grad_accum / p.dp) + " (or be omitted)");
+
+  CheckpointConfig& c = cfg.checkpoint;
+  require_non_negative("checkpoint.every", c.every);
+  if (c.every > 0 && c.dir.empty())
+    fail("checkpoint.every", str(c.every) + " needs checkpoint.dir to be set");
+  require_positive("checkpoint.keep_last", c.keep_last);
+}
+
+Config parse_config(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ":" +
+                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+  }
+  std::map<std::string, RawValue> raw = flatten(root, source);
+
+  for (const std::string& ov : overrides) {
+    const std::string origin = "--set " + ov;
+    const auto eq = ov.find('=');
+    if (eq == std::string::npos)
+      throw ConfigError(origin + ": expected key=value (e.g. train.lr=3e-4)");
+    const std::string key = ov.substr(0, eq);
+    if (!is_known_key(key)) throw ConfigError(origin + ": " + key + ": unknown key");
+    YAML::Node value;
+    try {
+      value = YAML::Load(ov.substr(eq + 1));
+    } catch (const YAML::ParserException& e) {
+      throw ConfigError(origin + ": " + key + ": value is not a YAML scalar: " + e.msg);
+    }
+    raw[key] = RawValue{value, origin};
+  }
+
+  Config cfg;
+  visit_fields(cfg, [&](const char* key, auto& field) {
+    auto it = raw.find(key);
+    if (it == raw.end()) return;
+    Assign{it->second, it->first}(field);
+  });
+  // Given explicitly, 0 would read as "unset"; reject it here where we know.
+  for (const char* key : {"residual.block_size", "residual.num_blocks"}) {
+    auto it = raw.find(key);
+    if (it != raw.end() && it->second.node.as<int>() < 1)
+      throw ConfigError(it->second.origin + ": " + key + ": " + it->second.node.Scalar() +
+                        " must be >= 1");
+  }
+  try {
+    validate_config(cfg);
+  } catch (const ConfigError& e) {
+    throw ConfigError(source + ": " + e.what());
+  }
+  return cfg;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open config file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": cannot read config file");
+  return parse_config(text.str(), path, overrides);
+}
+
+std::string config_to_yaml(const Config& cfg) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  std::string section;
+  visit_fields(cfg, [&](const char* key, const auto& field) {
+    using T = std::decay_t<decltype(field)>;
+    const std::string k(key);
+    const std::string sec = k.substr(0, k.find('.'));
+    // residual.* block keys as written; 0 = not given.
+    if constexpr (std::is_same_v<T, int>)
+      if ((k == "residual.block_size" || k == "residual.num_blocks") && field == 0) return;
+    if (sec != section) {
+      if (!section.empty()) out << YAML::EndMap;
+      section = sec;
+      out << YAML::Key << sec << YAML::Value << YAML::BeginMap;
+    }
+    out << YAML::Key << k.substr(sec.size() + 1) << YAML::Value;
+    if constexpr (std::is_same_v<T, std::string>) out << YAML::DoubleQuoted << field;
+    else if constexpr (std::is_same_v<T, ResidualMode>) out << residual_mode_name(field);
+    else if constexpr (std::is_same_v<T, float>) out << fmt_float(field);
+    else out << field;
+  });
+  out << YAML::EndMap << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace attnres

@@ -1,0 +1,320 @@
+// Config loading: every rejection names the offending key (and value), good
+// configs resolve S as documented, and config_to_yaml round-trips.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "runtime/config.h"
+
+using namespace attnres;
+
+namespace {
+
+// A valid base config; each bad case appends/overrides one thing.
+const char* kBase = R"(
+model:
+  d_model: 32
+  n_layers: 2
+  n_heads: 4
+  d_ff: 64
+  seq_len: 16
+residual:
+  mode: attnres
+  block_size: 2
+train:
+  steps: 20
+  grad_accum: 2
+data:
+  dir: data/x
+)";
+
+// Parses kBase with overrides, expects a ConfigError whose message holds every
+// needle. Returns the message.
+std::string expect_error(const std::string& yaml, const std::vector<std::string>& overrides,
+                         const std::vector<std::string>& needles) {
+  try {
+    parse_config(yaml, "test.yaml", overrides);
+  } catch (const ConfigError& e) {
+    const std::string msg = e.what();
+    for (const auto& n : needles)
+      EXPECT_NE(msg.find(n), std::string::npos) << "message '" << msg << "' lacks '" << n << "'";
+    return msg;
+  }
+  ADD_FAILURE() << "no ConfigError for overrides/yaml; expected mention of " << needles[0];
+  return "";
+}
+
+std::string bad_set(const std::vector<std::string>& overrides,
+                    const std::vector<std::string>& needles) {
+  return expect_error(kBase, overrides, needles);
+}
+
+}  // namespace
+
+TEST(Config, BaseIsValid) {
+  Config c = parse_config(kBase, "test.yaml", {});
+  EXPECT_EQ(c.model.d_model, 32);
+  EXPECT_EQ(c.model.block_size, 2);
+  EXPECT_EQ(c.model.num_blocks(), 2);
+  EXPECT_EQ(c.data.dir, "data/x");
+}
+
+TEST(Config, DefaultsFromEmptyFile) {
+  Config c = parse_config("", "empty.yaml", {});
+  const Config d;
+  EXPECT_EQ(c.model.vocab_size, 256);
+  EXPECT_EQ(c.model.d_model, d.model.d_model);
+  EXPECT_EQ(c.train.steps, d.train.steps);
+  EXPECT_FLOAT_EQ(c.train.lr, d.train.lr);
+  EXPECT_EQ(c.parallel.schedule, "1f1b");
+  EXPECT_TRUE(c.model.attnres());
+  // Default N = min(8, L): L = 4 -> N = 4, S = 1.
+  EXPECT_EQ(c.model.num_sublayers(), 4);
+  EXPECT_EQ(c.model.block_size, 1);
+}
+
+TEST(Config, DefaultNumBlocksIsEightClippedToL) {
+  // L = 24, N = 8 -> S = 3.
+  Config c = parse_config("model: {n_layers: 12}\n", "t.yaml", {});
+  EXPECT_EQ(c.model.block_size, 3);
+  EXPECT_EQ(c.model.num_blocks(), 8);
+  // L = 6 -> N = 6 -> S = 1 (Full AttnRes).
+  c = parse_config("model: {n_layers: 3}\n", "t.yaml", {});
+  EXPECT_EQ(c.model.block_size, 1);
+  // L = 20, N = 8 -> S = ceil(20/8) = 3 -> 7 blocks (default may give fewer than 8).
+  c = parse_config("model: {n_layers: 10}\n", "t.yaml", {});
+  EXPECT_EQ(c.model.block_size, 3);
+  EXPECT_EQ(c.model.num_blocks(), 7);
+}
+
+TEST(Config, NumBlocksResolution) {
+  // L = 16, N = 8 -> S = 2, exact.
+  Config c = parse_config("model: {n_layers: 8}\nresidual: {num_blocks: 8}\n", "t.yaml", {});
+  EXPECT_EQ(c.model.block_size, 2);
+  EXPECT_EQ(c.residual_num_blocks, 8);
+  EXPECT_EQ(c.residual_block_size, 0);
+  // L = 10, N = 4 -> S = 3, blocks 3,3,3,1: remainder in the last block.
+  c = parse_config("model: {n_layers: 5}\nresidual: {num_blocks: 4}\n", "t.yaml", {});
+  EXPECT_EQ(c.model.block_size, 3);
+  EXPECT_EQ(c.model.num_blocks(), 4);
+  EXPECT_EQ(c.model.block_of(9), 3);
+  // N = L -> Full AttnRes; N = 1 -> one block.
+  c = parse_config("model: {n_layers: 5}\nresidual: {num_blocks: 10}\n", "t.yaml", {});
+  EXPECT_EQ(c.model.block_size, 1);
+  c = parse_config("model: {n_layers: 5}\nresidual: {num_blocks: 1}\n", "t.yaml", {});
+  EXPECT_EQ(c.model.block_size, 10);
+}
+
+TEST(Config, StandardModeIgnoresBlocks) {
+  Config c = parse_config("residual: {mode: standard}\n", "t.yaml", {});
+  EXPECT_FALSE(c.model.attnres());
+}
+
+TEST(Config, OverridesApplyAfterFileAndAreTyped) {
+  Config c = parse_config(kBase, "test.yaml",
+                          {"train.lr=3e-4", "model.n_layers=4", "residual.block_size=3",
+                           "parallel.cross_stage_cache=false", "checkpoint.dir=/tmp/ck",
+                           "checkpoint.every=5", "train.seed=18446744073709551615"});
+  EXPECT_FLOAT_EQ(c.train.lr, 3e-4f);
+  EXPECT_EQ(c.model.n_layers, 4);
+  EXPECT_EQ(c.model.block_size, 3);
+  EXPECT_EQ(c.model.num_blocks(), 3);  // L = 8: 3, 3, 2
+  EXPECT_FALSE(c.parallel.cross_stage_cache);
+  EXPECT_EQ(c.checkpoint.dir, "/tmp/ck");
+  EXPECT_EQ(c.checkpoint.every, 5);
+  EXPECT_EQ(c.train.seed, 18446744073709551615ull);
+  // The last override of a key wins.
+  c = parse_config(kBase, "test.yaml", {"train.steps=70", "train.steps=90"});
+  EXPECT_EQ(c.train.steps, 90);
+}
+
+TEST(Config, RoundTrip) {
+  Config a = parse_config(kBase, "test.yaml",
+                          {"train.lr=0.0003", "train.min_lr=1e-05", "train.beta2=0.999",
+                           "parallel.schedule=interleaved", "parallel.virtual_stages=2",
+                           "parallel.layout=0-1|2-3", "checkpoint.dir='ck dir: x'",
+                           "checkpoint.every=10", "checkpoint.async=true",
+                           "model.norm_eps=1e-5", "train.seed=42", "data.dir=true"});
+  const std::string y = config_to_yaml(a);
+  Config b = parse_config(y, "roundtrip.yaml", {});
+  EXPECT_EQ(config_to_yaml(b), y);
+  EXPECT_EQ(b.train.lr, a.train.lr);  // bitwise: shortest float text round-trips
+  EXPECT_EQ(b.train.min_lr, a.train.min_lr);
+  EXPECT_EQ(b.model.norm_eps, a.model.norm_eps);
+  EXPECT_EQ(b.train.beta2, a.train.beta2);
+  EXPECT_EQ(b.parallel.layout, "0-1|2-3");
+  EXPECT_EQ(b.checkpoint.dir, "ck dir: x");
+  EXPECT_EQ(b.data.dir, "true");
+  EXPECT_TRUE(b.checkpoint.async);
+  EXPECT_EQ(b.parallel.virtual_stages, 2);
+  EXPECT_EQ(b.train.seed, 42ull);
+  EXPECT_EQ(b.residual_block_size, 2);
+  EXPECT_EQ(b.residual_num_blocks, 0);
+
+  // num_blocks and standard mode round-trip as written.
+  Config n = parse_config("model: {n_layers: 5}\nresidual: {num_blocks: 4}\n", "t.yaml", {});
+  Config n2 = parse_config(config_to_yaml(n), "rt.yaml", {});
+  EXPECT_EQ(n2.residual_num_blocks, 4);
+  EXPECT_EQ(n2.model.block_size, 3);
+  Config s = parse_config("residual: {mode: standard}\n", "t.yaml", {});
+  EXPECT_FALSE(parse_config(config_to_yaml(s), "rt.yaml", {}).model.attnres());
+}
+
+TEST(Config, LoadFromFile) {
+  const std::string path = ::testing::TempDir() + "attnres_cfg_test.yaml";
+  {
+    std::ofstream(path) << kBase;
+  }
+  Config c = load_config(path, {"train.steps=30"});
+  EXPECT_EQ(c.train.steps, 30);
+  EXPECT_EQ(c.model.d_model, 32);
+  std::remove(path.c_str());
+}
+
+TEST(Config, ShippedConfigsAreValid) {
+  for (const char* name : {"tiny.yaml", "small.yaml"}) {
+    const std::string path = std::string(ATTNRES_SOURCE_DIR) + "/configs/" + name;
+    Config c = load_config(path, {});
+    EXPECT_TRUE(c.model.attnres()) << name;
+  }
+  Config small = load_config(std::string(ATTNRES_SOURCE_DIR) + "/configs/small.yaml", {});
+  EXPECT_EQ(small.model.num_blocks(), 8);
+  EXPECT_EQ(small.data.dir, "data/pystdlib");
+  // 5-20 M parameters (DESIGN §1.2 tensors).
+  const long long V = small.model.vocab_size, d = small.model.d_model,
+                  F = small.model.d_ff, L = small.model.num_sublayers();
+  const long long params = 2 * V * d + (L / 2) * (4 * d * d + 3 * d * F) + L * 3 * d + 3 * d;
+  EXPECT_GE(params, 5'000'000);
+  EXPECT_LE(params, 20'000'000);
+}
+
+// ---- Rejections: each names the key, and the value where there is one. ----
+
+TEST(ConfigErrors, MissingFile) {
+  try {
+    load_config("/nonexistent/dir/cfg.yaml", {});
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/cfg.yaml"), std::string::npos);
+  }
+}
+
+TEST(ConfigErrors, YamlSyntaxNamesFileAndLine) {
+  expect_error("model:\n  d_model: 32\n  n_heads: [4\n", {}, {"test.yaml:", "syntax"});
+  const std::string m = expect_error("model:\n  d_model: 32\n n_heads: 4\n", {}, {"test.yaml:3"});
+  EXPECT_FALSE(m.empty());
+}
+
+TEST(ConfigErrors, UnknownKeysAndSections) {
+  expect_error(std::string(kBase) + "optimizer:\n  lr: 1\n", {}, {"optimizer", "unknown section"});
+  expect_error("model:\n  d_modle: 32\n", {}, {"model.d_modle", "unknown key", "test.yaml:2"});
+  expect_error("train:\n  lr: 1e-3\n  lr_decay: 0.5\n", {}, {"train.lr_decay", "unknown key"});
+  bad_set({"model.nope=3"}, {"model.nope", "unknown key"});
+  bad_set({"nosection.x=3"}, {"nosection.x", "unknown key"});
+  bad_set({"train.lr"}, {"train.lr", "key=value"});
+  expect_error("- 1\n- 2\n", {}, {"top level"});
+  expect_error("model: 3\n", {}, {"model", "mapping"});
+}
+
+TEST(ConfigErrors, WrongTypes) {
+  bad_set({"model.d_model=abc"}, {"model.d_model", "integer", "'abc'"});
+  bad_set({"model.n_layers=2.5"}, {"model.n_layers", "integer", "'2.5'"});
+  bad_set({"train.steps=3.0"}, {"train.steps", "integer"});
+  bad_set({"train.lr=fast"}, {"train.lr", "number", "'fast'"});
+  bad_set({"train.lr=.nan"}, {"train.lr", "finite"});
+  bad_set({"parallel.cross_stage_cache=2"}, {"parallel.cross_stage_cache", "true or false", "'2'"});
+  bad_set({"checkpoint.async=maybe"}, {"checkpoint.async", "true or false"});
+  bad_set({"train.seed=-1"}, {"train.seed", "non-negative integer", "'-1'"});
+  bad_set({"model.d_model=99999999999"}, {"model.d_model", "integer"});
+  bad_set({"model.d_model="}, {"model.d_model", "integer", "null"});
+  bad_set({"residual.mode=hybrid"}, {"residual.mode", "standard or attnres", "'hybrid'"});
+  expect_error("model:\n  d_model: [32]\n", {}, {"model.d_model", "a list", "test.yaml:2"});
+  expect_error("data:\n  dir: {a: 1}\n", {}, {"data.dir", "string"});
+}
+
+TEST(ConfigErrors, OutOfRange) {
+  bad_set({"model.vocab_size=255"}, {"model.vocab_size", "255", "256"});
+  bad_set({"model.d_model=0"}, {"model.d_model", "0", ">= 1"});
+  bad_set({"model.n_layers=-2"}, {"model.n_layers", "-2"});
+  bad_set({"model.n_heads=0"}, {"model.n_heads", "0"});
+  bad_set({"model.d_ff=0"}, {"model.d_ff", "0"});
+  bad_set({"model.seq_len=0"}, {"model.seq_len", "0"});
+  bad_set({"model.rope_theta=0"}, {"model.rope_theta", "0"});
+  bad_set({"model.norm_eps=0"}, {"model.norm_eps", "0", "> 0"});
+  bad_set({"model.norm_eps=-1e-6"}, {"model.norm_eps", "-1e-06"});
+  bad_set({"train.steps=0"}, {"train.steps", "0"});
+  bad_set({"train.micro_batch_size=0"}, {"train.micro_batch_size", "0"});
+  bad_set({"train.grad_accum=0"}, {"train.grad_accum", "0"});
+  bad_set({"train.lr=-0.001"}, {"train.lr", "-0.001"});
+  bad_set({"train.min_lr=-1"}, {"train.min_lr", "-1"});
+  bad_set({"train.lr=1e-4", "train.min_lr=1e-3"}, {"train.min_lr", "0.001", "train.lr"});
+  bad_set({"train.warmup_steps=-1"}, {"train.warmup_steps", "-1"});
+  bad_set({"train.warmup_steps=21"}, {"train.warmup_steps", "21", "train.steps"});
+  bad_set({"train.weight_decay=-0.1"}, {"train.weight_decay", "-0.1"});
+  bad_set({"train.beta1=1"}, {"train.beta1", "1", "[0, 1)"});
+  bad_set({"train.beta2=-0.5"}, {"train.beta2", "-0.5"});
+  bad_set({"train.adam_eps=0"}, {"train.adam_eps", "0"});
+  bad_set({"train.grad_clip=-1"}, {"train.grad_clip", "-1"});
+  bad_set({"train.eval_every=-1"}, {"train.eval_every", "-1"});
+  bad_set({"train.eval_batches=0"}, {"train.eval_batches", "0"});
+  bad_set({"train.log_every=0"}, {"train.log_every", "0"});
+  bad_set({"train.threads=-1"}, {"train.threads", "-1"});
+  bad_set({"data.dir="}, {"data.dir", "empty"});
+  bad_set({"parallel.dp=0"}, {"parallel.dp", "0"});
+  bad_set({"parallel.pp=0"}, {"parallel.pp", "0"});
+  bad_set({"parallel.microbatches=-1"}, {"parallel.microbatches", "-1"});
+  bad_set({"checkpoint.every=-1"}, {"checkpoint.every", "-1"});
+  bad_set({"checkpoint.keep_last=0"}, {"checkpoint.keep_last", "0"});
+}
+
+TEST(ConfigErrors, ModelCombinations) {
+  // The message format of the brief, with the source file first.
+  const std::string m = bad_set({"model.d_model=100", "model.n_heads=3"},
+                                {"test.yaml: model.d_model: 100 is not divisible by "
+                                 "model.n_heads (3)"});
+  EXPECT_FALSE(m.empty());
+  bad_set({"model.d_model=24", "model.n_heads=8"}, {"model.n_heads", "head_dim", "3", "odd"});
+}
+
+TEST(ConfigErrors, ResidualCombinations) {
+  bad_set({"residual.block_size=5"}, {"residual.block_size", "5", "L = 2 * model.n_layers = 4"});
+  bad_set({"residual.block_size=0"}, {"residual.block_size", "0", ">= 1"});
+  expect_error("model: {n_layers: 2}\nresidual: {num_blocks: 5}\n", {},
+               {"residual.num_blocks", "5", "exceeds"});
+  expect_error("model: {n_layers: 2}\nresidual: {num_blocks: 0}\n", {},
+               {"residual.num_blocks", "0", ">= 1"});
+  bad_set({"residual.num_blocks=2"}, {"residual.block_size", "residual.num_blocks", "not both"});
+  bad_set({"residual.mode=standard"}, {"residual.block_size", "attnres"});
+  expect_error("residual: {mode: standard, num_blocks: 2}\n", {}, {"residual.num_blocks", "attnres"});
+  // L = 8, N = 5: S = 2 gives 4 blocks, not 5.
+  expect_error("model: {n_layers: 4}\nresidual: {num_blocks: 5}\n", {},
+               {"residual.num_blocks", "5", "gives 4 blocks"});
+}
+
+TEST(ConfigErrors, ParallelCombinations) {
+  bad_set({"parallel.tp=2"}, {"parallel.tp", "2", "not supported"});
+  bad_set({"parallel.schedule=pipedream"}, {"parallel.schedule", "'pipedream'"});
+  bad_set({"parallel.virtual_stages=2"}, {"parallel.virtual_stages", "2", "interleaved"});
+  bad_set({"parallel.schedule=interleaved"}, {"parallel.virtual_stages", "1", ">= 2"});
+  bad_set({"parallel.virtual_stages=0"}, {"parallel.virtual_stages", "0"});
+  bad_set({"parallel.pp=5"}, {"parallel.pp", "5", "L = 4"});
+  bad_set({"parallel.pp=2", "parallel.schedule=interleaved", "parallel.virtual_stages=3"},
+          {"parallel.pp", "6 chunks"});
+  bad_set({"parallel.dp=3"}, {"train.grad_accum", "2", "parallel.dp (3)"});
+  bad_set({"parallel.microbatches=2", "parallel.dp=2"},
+          {"parallel.microbatches", "2", "train.grad_accum / parallel.dp = 1"});
+}
+
+TEST(ConfigErrors, CheckpointCombinations) {
+  bad_set({"checkpoint.every=10"}, {"checkpoint.every", "10", "checkpoint.dir"});
+}
+
+TEST(ConfigErrors, OverrideErrorsNameTheOverride) {
+  bad_set({"train.steps=ten"}, {"--set train.steps=ten", "train.steps"});
+}
+
+TEST(ConfigErrors, FileErrorsNameTheLine) {
+  expect_error("model:\n  d_model: 32\n  n_heads: four\n", {}, {"test.yaml:3", "model.n_heads"});
+}
