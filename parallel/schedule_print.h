@@ -1,0 +1,32 @@
+// Human- and tool-readable views of a schedule and its simulation:
+// the raw action lists, a text timeline, and a Chrome trace (Perfetto).
+#pragma once
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "parallel/schedule.h"
+#include "parallel/simulator.h"
+
+namespace attnres {
+
+// One numbered line per action, grouped by rank.
+std::string format_actions(const Schedule& s);
+
+// One line per rank; each cell is one time step (the smallest compute cost
+// in the run) showing what runs at its midpoint: F3 forward, B3 backward,
+// i3 / w3 input / weight gradient of microbatch 3, '.' idle. With V > 1 a
+// letter names the rank's virtual chunk (F3a = local chunk 0, F3b = 1, …).
+std::string format_timeline(const Schedule& s, const SimResult& sim);
+
+// Chrome trace: one "X" event per compute action and per RECV wait that
+// took time, pid = rank, ts/dur in microseconds (one cost unit =
+// us_per_unit microseconds). Loads in Perfetto and chrome://tracing.
+nlohmann::json chrome_trace(const Schedule& s, const SimResult& sim, double us_per_unit = 1000.0);
+
+// Writes chrome_trace() to `path`; throws std::runtime_error naming the
+// path if it cannot be written.
+void write_chrome_trace(const std::string& path, const Schedule& s, const SimResult& sim,
+                        double us_per_unit = 1000.0);
+
+}  // namespace attnres

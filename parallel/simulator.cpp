@@ -1,0 +1,284 @@
+// The schedule simulator: a shape pass (can the lists be indexed at all), a
+// structural pass (counts, orders, message matching) and a timed run.
+#include "parallel/simulator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace attnres {
+
+namespace {
+
+std::string at(int r, int i, const Action& a) {
+  return "rank " + std::to_string(r) + " #" + std::to_string(i) + " " + to_string(a);
+}
+
+std::string name(Op op, int mb, int c) { return to_string(Action{op, mb, c, -1}); }
+
+bool is_message(Op op) {
+  return op == Op::SEND_F || op == Op::RECV_F || op == Op::SEND_B || op == Op::RECV_B;
+}
+
+// The chunk a message's partner names: SEND_F(c) pairs with RECV_F(c+1), and so on.
+int partner_chunk(Op op, int c) {
+  return (op == Op::SEND_F || op == Op::RECV_B) ? c + 1 : c - 1;
+}
+
+// Shape errors make the lists impossible to index; the other passes need none.
+void check_shape(const Schedule& s, std::vector<std::string>& errors) {
+  if (s.P < 1 || s.M < 1 || s.V < 1) {
+    errors.push_back("schedule '" + s.name + "' has P=" + std::to_string(s.P) + " M=" +
+                     std::to_string(s.M) + " V=" + std::to_string(s.V) + " (all must be >= 1)");
+    return;
+  }
+  if (int(s.ranks.size()) != s.P) {
+    errors.push_back("schedule '" + s.name + "' has " + std::to_string(s.ranks.size()) +
+                     " action lists for P=" + std::to_string(s.P) + " ranks");
+    return;
+  }
+  const int C = s.num_chunks();
+  for (int r = 0; r < s.P; r++) {
+    for (int i = 0; i < int(s.ranks[r].size()); i++) {
+      const Action& a = s.ranks[r][i];
+      if (a.op == Op::REDUCE_GRADS || a.op == Op::OPTIMIZER_STEP) {
+        if (a.mb != -1 || a.chunk != -1 || a.peer != -1)
+          errors.push_back(at(r, i, a) + ": mb, chunk and peer must be -1");
+        continue;
+      }
+      if (a.mb < 0 || a.mb >= s.M || a.chunk < 0 || a.chunk >= C) {
+        errors.push_back(at(r, i, a) + ": mb must be in [0, " + std::to_string(s.M) +
+                         ") and chunk in [0, " + std::to_string(C) + ")");
+        continue;
+      }
+      if (chunk_rank(a.chunk, s.P) != r)
+        errors.push_back(at(r, i, a) + ": chunk " + std::to_string(a.chunk) + " runs on rank " +
+                         std::to_string(chunk_rank(a.chunk, s.P)));
+      if (is_message(a.op)) {
+        const int pc = partner_chunk(a.op, a.chunk);
+        if (pc < 0 || pc >= C)
+          errors.push_back(at(r, i, a) + ": chunk " + std::to_string(a.chunk) + " has no chunk " +
+                           std::to_string(pc) + " to exchange with");
+      }
+    }
+  }
+}
+
+struct Slot {
+  int count = 0;
+  int pos = -1;  // list position of the first occurrence
+};
+
+void check_structure(const Schedule& s, std::vector<std::string>& errors) {
+  const int P = s.P, M = s.M, C = s.num_chunks();
+  std::vector<Slot> tab(size_t(8) * M * C);  // Op F … RECV_B by (mb, chunk)
+  auto slot = [&](Op op, int mb, int c) -> Slot& { return tab[(size_t(op) * M + mb) * C + c]; };
+
+  for (int r = 0; r < P; r++) {
+    const auto& l = s.ranks[r];
+    int reduce = 0, step = 0;
+    for (int i = 0; i < int(l.size()); i++) {
+      const Action& a = l[i];
+      if (a.op == Op::REDUCE_GRADS) { reduce++; continue; }
+      if (a.op == Op::OPTIMIZER_STEP) { step++; continue; }
+      Slot& sl = slot(a.op, a.mb, a.chunk);
+      if (sl.count++ == 0) sl.pos = i;
+      if (is_compute(a.op) && a.peer != -1) errors.push_back(at(r, i, a) + ": compute has a peer");
+      if (!is_message(a.op)) continue;
+      if (P == 1) {
+        errors.push_back(at(r, i, a) + ": with P=1 there are no messages (chunks hand over locally)");
+        continue;
+      }
+      const int want = chunk_rank(partner_chunk(a.op, a.chunk), P);
+      if (a.peer != want)
+        errors.push_back(at(r, i, a) + ": peer must be rank " + std::to_string(want));
+    }
+    const int n = int(l.size());
+    if (reduce != 1 || step != 1 || n < 2 || l[n - 2].op != Op::REDUCE_GRADS ||
+        l[n - 1].op != Op::OPTIMIZER_STEP)
+      errors.push_back("rank " + std::to_string(r) +
+                       ": list must end with REDUCE_GRADS, OPTIMIZER_STEP and hold each once");
+  }
+
+  auto rk = [&](int c) { return " on rank " + std::to_string(chunk_rank(c, P)); };
+  // Position of the single B or BI of (mb, c), or -1 if there is none or several.
+  auto bwd_pos = [&](int mb, int c) {
+    const Slot &b = slot(Op::B, mb, c), &bi = slot(Op::BI, mb, c);
+    if (b.count == 1 && bi.count == 0) return b.pos;
+    if (b.count == 0 && bi.count == 1) return bi.pos;
+    return -1;
+  };
+  auto bwd_name = [&](int mb, int c) {
+    return name(slot(Op::B, mb, c).count ? Op::B : Op::BI, mb, c);
+  };
+  // `first` must come before `second` on the same rank; both must exist.
+  auto before = [&](int p1, const std::string& n1, int p2, const std::string& n2, int c,
+                    const std::string& why) {
+    if (p1 < 0 || p2 < 0) return;
+    if (p1 > p2) errors.push_back(n1 + " must come before " + n2 + rk(c) + why);
+  };
+
+  for (int c = 0; c < C; c++) {
+    int prev_b = -1, prev_w = -1;
+    for (int mb = 0; mb < M; mb++) {
+      const Slot &f = slot(Op::F, mb, c), &b = slot(Op::B, mb, c), &bi = slot(Op::BI, mb, c),
+                 &bw = slot(Op::BW, mb, c);
+      if (f.count != 1)
+        errors.push_back(name(Op::F, mb, c) + rk(c) + " appears " + std::to_string(f.count) +
+                         " times (expected 1)");
+      const bool full = b.count == 1 && bi.count == 0 && bw.count == 0;
+      const bool split = b.count == 0 && bi.count == 1 && bw.count == 1;
+      if (!full && !split)
+        errors.push_back("(mb=" + std::to_string(mb) + ", chunk=" + std::to_string(c) + ")" + rk(c) +
+                         " has " + std::to_string(b.count) + " B, " + std::to_string(bi.count) +
+                         " BI, " + std::to_string(bw.count) +
+                         " BW (expected one B, or one BI and one BW)");
+      for (Op op : {Op::SEND_F, Op::RECV_F, Op::SEND_B, Op::RECV_B})
+        if (slot(op, mb, c).count > 1)
+          errors.push_back(name(op, mb, c) + rk(c) + " appears " +
+                           std::to_string(slot(op, mb, c).count) + " times (expected at most 1)");
+
+      const int fp = f.count == 1 ? f.pos : -1;
+      const int bp = (full || split) ? bwd_pos(mb, c) : -1;
+      before(fp, name(Op::F, mb, c), bp, bwd_name(mb, c), c, "");
+      if (split) before(bi.pos, name(Op::BI, mb, c), bw.pos, name(Op::BW, mb, c), c, "");
+      if (bp >= 0) {
+        if (prev_b > bp)
+          errors.push_back(bwd_name(mb, c) + rk(c) + " runs before the backward of mb " +
+                           std::to_string(mb - 1) + " (gradients accumulate in mb order)");
+        prev_b = bp;
+      }
+      if (split) {
+        if (prev_w > bw.pos)
+          errors.push_back(name(Op::BW, mb, c) + rk(c) + " runs before BW of mb " +
+                           std::to_string(mb - 1) + " (gradients accumulate in mb order)");
+        prev_w = bw.pos;
+      }
+
+      if (P == 1) {  // local hand-over between neighbouring chunks
+        if (c > 0 && slot(Op::F, mb, c - 1).count == 1)
+          before(slot(Op::F, mb, c - 1).pos, name(Op::F, mb, c - 1), fp, name(Op::F, mb, c), c,
+                 " (its input)");
+        if (c < C - 1)
+          before(bwd_pos(mb, c + 1), bwd_name(mb, c + 1), bp, bwd_name(mb, c), c,
+                 " (its output gradient)");
+        continue;
+      }
+      // Each needed message exists on the right side of its compute ...
+      auto need = [&](Op op, bool applies, bool recv, int cp, const std::string& cn) {
+        if (!applies || cp < 0) return;
+        const Slot& m = slot(op, mb, c);
+        if (m.count == 0)
+          errors.push_back(cn + rk(c) + " has no " + name(op, mb, c) + (recv ? " before" : " after") +
+                           " it");
+        else if (m.count == 1 && (recv ? m.pos > cp : m.pos < cp))
+          errors.push_back(name(op, mb, c) + rk(c) + " must come " + (recv ? "before " : "after ") + cn);
+      };
+      need(Op::RECV_F, c > 0, true, fp, name(Op::F, mb, c));
+      need(Op::SEND_F, c < C - 1, false, fp, name(Op::F, mb, c));
+      need(Op::RECV_B, c < C - 1, true, bp, bp >= 0 ? bwd_name(mb, c) : "");
+      need(Op::SEND_B, c > 0, false, bp, bp >= 0 ? bwd_name(mb, c) : "");
+      // ... and every send has exactly one receive on the partner, and back.
+      for (Op send : {Op::SEND_F, Op::SEND_B}) {
+        const Op recv = send == Op::SEND_F ? Op::RECV_F : Op::RECV_B;
+        const int pc = partner_chunk(send, c);
+        if (pc < 0 || pc >= C) continue;
+        const int ns = slot(send, mb, c).count, nr = slot(recv, mb, pc).count;
+        if (ns >= 1 && nr == 0)
+          errors.push_back(name(send, mb, c) + rk(c) + " has no matching " + name(recv, mb, pc) + rk(pc));
+        if (ns == 0 && nr >= 1)
+          errors.push_back(name(recv, mb, pc) + rk(pc) + " has no matching " + name(send, mb, c) + rk(c));
+      }
+    }
+  }
+}
+
+double cost_of(Op op, const SimCosts& k) {
+  switch (op) {
+    case Op::F: return k.F;
+    case Op::B: return k.B;
+    case Op::BI: return k.BI;
+    case Op::BW: return k.BW;
+    default: return 0;
+  }
+}
+
+// Runs every rank as far as it can until all are done or none can move.
+// Sends are buffered, so one rank's times depend only on send issue times,
+// and the order in which ranks are advanced does not change the result.
+void run(const Schedule& s, const SimCosts& k, SimResult& res) {
+  const int P = s.P, M = s.M, C = s.num_chunks();
+  std::vector<double> sent(size_t(2) * M * C, -1.0);  // issue time by (dir, mb, sending chunk)
+  auto sent_at = [&](bool fwd, int mb, int c) -> double& {
+    return sent[(size_t(fwd ? 0 : 1) * M + mb) * C + c];
+  };
+  std::vector<double> clock(P, 0.0);
+  std::vector<int> pc(P, 0);
+  res.ranks.assign(P, RankStats{});
+  for (int r = 0; r < P; r++) res.ranks[r].finish = -1;
+
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int r = 0; r < P; r++) {
+      const auto& l = s.ranks[r];
+      RankStats& st = res.ranks[r];
+      for (; pc[r] < int(l.size()); pc[r]++) {
+        const Action& a = l[pc[r]];
+        const double start = clock[r];
+        if (a.op == Op::RECV_F || a.op == Op::RECV_B) {
+          const double t = sent_at(a.op == Op::RECV_F, a.mb, partner_chunk(a.op, a.chunk));
+          if (t < 0) break;  // blocked until the matching send is issued
+          clock[r] = std::max(clock[r], t + k.latency);
+        } else if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
+          double& t = sent_at(a.op == Op::SEND_F, a.mb, a.chunk);
+          if (t < 0) t = clock[r];
+        } else if (is_compute(a.op)) {
+          clock[r] += cost_of(a.op, k);
+          st.busy += cost_of(a.op, k);
+        } else if (a.op == Op::REDUCE_GRADS && st.finish < 0) {
+          st.finish = clock[r];
+        }
+        st.timeline.push_back({pc[r], a, start, clock[r]});
+        progress = true;
+      }
+    }
+  }
+
+  std::string blocked;
+  for (int r = 0; r < P; r++) {
+    if (pc[r] < int(s.ranks[r].size()))
+      blocked += (blocked.empty() ? "" : ", ") + at(r, pc[r], s.ranks[r][pc[r]]);
+    if (res.ranks[r].finish < 0) res.ranks[r].finish = clock[r];
+    res.makespan = std::max(res.makespan, res.ranks[r].finish);
+  }
+  if (!blocked.empty())
+    res.errors.push_back("deadlock: no rank can progress; waiting: " + blocked);
+
+  for (int r = 0; r < P; r++) {
+    RankStats& st = res.ranks[r];
+    st.idle = res.makespan - st.busy;
+    st.bubble = res.makespan > 0 ? st.idle / res.makespan : 0.0;
+    int live = 0;
+    for (const Action& a : s.ranks[r]) {
+      if (a.op == Op::F) st.peak_live = std::max(st.peak_live, ++live);
+      if (a.op == Op::B || a.op == Op::BW) live--;
+    }
+  }
+}
+
+}  // namespace
+
+SimResult simulate(const Schedule& s, const SimCosts& costs) {
+  for (double c : {costs.F, costs.B, costs.BI, costs.BW, costs.latency})
+    if (!std::isfinite(c) || c < 0)
+      throw std::invalid_argument("simulator cost " + std::to_string(c) +
+                                  " must be finite and >= 0");
+  SimResult res;
+  check_shape(s, res.errors);
+  if (!res.ok()) return res;
+  check_structure(s, res.errors);
+  run(s, costs, res);
+  return res;
+}
+
+}  // namespace attnres

@@ -1,0 +1,292 @@
+// Schedule generators checked through the simulator, and the simulator
+// checked against hand-computed timelines and deliberately broken schedules.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <stdexcept>
+
+#include "parallel/schedule.h"
+#include "parallel/schedule_print.h"
+#include "parallel/simulator.h"
+
+namespace attnres {
+namespace {
+
+std::string all_errors(const SimResult& r) {
+  std::string s;
+  for (const auto& e : r.errors) s += e + "\n";
+  return s;
+}
+
+bool has_error(const SimResult& r, const std::string& text) {
+  return std::any_of(r.errors.begin(), r.errors.end(),
+                     [&](const std::string& e) { return e.find(text) != std::string::npos; });
+}
+
+// The combinations the generators accept, stated independently of them.
+bool runnable(const std::string& name, int P, int M, int V) {
+  return name == "interleaved" ? (V >= 2 && M % P == 0) : V == 1;
+}
+
+TEST(Schedule, EveryRunnableCombinationSimulatesCleanlyAndTheRestThrow) {
+  for (const std::string& name : schedule_names())
+    for (int P = 1; P <= 8; P++)
+      for (int M = 1; M <= 32; M++)
+        for (int V = 1; V <= 4; V++) {
+          SCOPED_TRACE(name + " P=" + std::to_string(P) + " M=" + std::to_string(M) +
+                       " V=" + std::to_string(V));
+          if (!runnable(name, P, M, V)) {
+            EXPECT_THROW(make_schedule(name, P, M, V), std::invalid_argument);
+            continue;
+          }
+          const Schedule s = make_schedule(name, P, M, V);
+          ASSERT_EQ(int(s.ranks.size()), P);
+          const SimResult r = simulate(s);
+          ASSERT_TRUE(r.ok()) << all_errors(r);
+          int msgs = 0;
+          for (const auto& l : s.ranks)
+            for (const Action& a : l) msgs += a.op == Op::SEND_F || a.op == Op::SEND_B;
+          // One forward and one backward message per microbatch and chunk boundary.
+          EXPECT_EQ(msgs, P == 1 ? 0 : 2 * M * (P * V - 1));
+        }
+}
+
+TEST(Schedule, OneFOneBAndGPipeBubbleAndPeakMatchTheory) {
+  for (int P = 1; P <= 8; P++)
+    for (int M = 1; M <= 32; M++)
+      for (const std::string name : {"1f1b", "gpipe"}) {
+        SCOPED_TRACE(name + " P=" + std::to_string(P) + " M=" + std::to_string(M));
+        const SimResult r = simulate(make_schedule(name, P, M), SimCosts{1, 2, 1, 1, 0});
+        ASSERT_TRUE(r.ok()) << all_errors(r);
+        EXPECT_NEAR(r.makespan, 3.0 * (M + P - 1), 1e-12);
+        for (int rank = 0; rank < P; rank++) {
+          EXPECT_NEAR(r.ranks[rank].bubble, double(P - 1) / (M + P - 1), 1e-12);
+          EXPECT_NEAR(r.ranks[rank].busy, 3.0 * M, 1e-12);
+          EXPECT_EQ(r.ranks[rank].peak_live, name == "gpipe" ? M : std::min(P - rank, M));
+        }
+      }
+}
+
+// ZB-H1 keeps the pipeline's peak (the max over ranks) at 1F1B's, rank 0 at
+// exactly 1F1B's, and cuts the bubble time from (P−1)(F+B) to (P−1)(F+BI+BW−BW).
+// Later ranks hold more than under 1F1B (up to P): that is where the deferred
+// BWs wait, as in the paper's schedule.
+TEST(Schedule, ZeroBubbleH1BeatsOneFOneBWithinItsMemory) {
+  const SimCosts unit{1, 2, 1, 1, 0};
+  for (int P = 1; P <= 8; P++)
+    for (int M = 1; M <= 32; M++) {
+      SCOPED_TRACE("P=" + std::to_string(P) + " M=" + std::to_string(M));
+      const SimResult zb = simulate(make_schedule("zb-h1", P, M), unit);
+      const SimResult ob = simulate(make_schedule("1f1b", P, M), unit);
+      ASSERT_TRUE(zb.ok()) << all_errors(zb);
+      int ob_peak = 0;
+      for (const RankStats& st : ob.ranks) ob_peak = std::max(ob_peak, st.peak_live);
+      EXPECT_EQ(zb.ranks[0].peak_live, ob.ranks[0].peak_live);
+      for (int rank = 0; rank < P; rank++) {
+        EXPECT_LE(zb.ranks[rank].peak_live, ob_peak);
+        if (M >= P && P >= 2) {
+          EXPECT_LT(zb.ranks[rank].bubble, ob.ranks[rank].bubble);
+          EXPECT_NEAR(zb.ranks[rank].bubble, double(P - 1) / (3 * M + P - 1), 1e-12);
+        }
+      }
+    }
+}
+
+// A chunk is 1/V of a stage, so per-chunk costs are the stage costs / V.
+// Interleaving divides the bubble time by V: (P−1)/(V·M + P−1).
+TEST(Schedule, InterleavedBeatsOneFOneBAtEqualWork) {
+  for (int V = 2; V <= 4; V++)
+    for (int P = 2; P <= 8; P++)
+      for (int M = P; M <= 32; M += P) {
+        SCOPED_TRACE("P=" + std::to_string(P) + " M=" + std::to_string(M) + " V=" + std::to_string(V));
+        const SimResult il =
+            simulate(make_schedule("interleaved", P, M, V), SimCosts{1.0 / V, 2.0 / V, 1, 1, 0});
+        const SimResult ob = simulate(make_schedule("1f1b", P, M), SimCosts{1, 2, 1, 1, 0});
+        ASSERT_TRUE(il.ok()) << all_errors(il);
+        for (int rank = 0; rank < P; rank++) {
+          EXPECT_LT(il.ranks[rank].bubble, ob.ranks[rank].bubble);
+          EXPECT_NEAR(il.ranks[rank].bubble, double(P - 1) / (V * M + P - 1), 1e-12);
+        }
+      }
+}
+
+TEST(Schedule, OneFOneBListsForTwoRanks) {
+  const Schedule s = make_schedule("1f1b", 2, 2);
+  const std::vector<Action> r0 = {{Op::F, 0, 0, -1},     {Op::SEND_F, 0, 0, 1}, {Op::F, 1, 0, -1},
+                                  {Op::SEND_F, 1, 0, 1}, {Op::RECV_B, 0, 0, 1}, {Op::B, 0, 0, -1},
+                                  {Op::RECV_B, 1, 0, 1}, {Op::B, 1, 0, -1},     {Op::REDUCE_GRADS},
+                                  {Op::OPTIMIZER_STEP}};
+  const std::vector<Action> r1 = {{Op::RECV_F, 0, 1, 0}, {Op::F, 0, 1, -1},     {Op::B, 0, 1, -1},
+                                  {Op::SEND_B, 0, 1, 0}, {Op::RECV_F, 1, 1, 0}, {Op::F, 1, 1, -1},
+                                  {Op::B, 1, 1, -1},     {Op::SEND_B, 1, 1, 0}, {Op::REDUCE_GRADS},
+                                  {Op::OPTIMIZER_STEP}};
+  EXPECT_EQ(s.ranks[0], r0);
+  EXPECT_EQ(s.ranks[1], r1);
+}
+
+TEST(Schedule, SingleRankInterleavedHasNoMessagesAndWalksChunksInOrder) {
+  const Schedule s = make_schedule("interleaved", 1, 1, 2);
+  const std::vector<Action> r0 = {{Op::F, 0, 0, -1}, {Op::F, 0, 1, -1}, {Op::B, 0, 1, -1},
+                                  {Op::B, 0, 0, -1}, {Op::REDUCE_GRADS}, {Op::OPTIMIZER_STEP}};
+  EXPECT_EQ(s.ranks[0], r0);
+}
+
+TEST(Schedule, ZeroBubbleH1DefersOneWeightGradientPerRankIndex) {
+  // P=2, M=3, rank 1: no warm-up, one F+BI with deferred BW, steady F+BI+BW,
+  // then the cool-down BI+BW and the deferred BW.
+  const Schedule s = make_schedule("zb-h1", 2, 3);
+  std::vector<Action> compute;
+  for (const Action& a : s.ranks[1])
+    if (is_compute(a.op)) compute.push_back(a);
+  const std::vector<Action> want = {{Op::F, 0, 1, -1},  {Op::BI, 0, 1, -1}, {Op::F, 1, 1, -1},
+                                    {Op::BI, 1, 1, -1}, {Op::BW, 0, 1, -1}, {Op::F, 2, 1, -1},
+                                    {Op::BI, 2, 1, -1}, {Op::BW, 1, 1, -1}, {Op::BW, 2, 1, -1}};
+  EXPECT_EQ(compute, want);
+}
+
+TEST(Schedule, BadArgumentsThrowNamingTheValue) {
+  auto message = [](auto f) {
+    try {
+      f();
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no exception");
+  };
+  EXPECT_NE(message([] { make_schedule("zb-h2", 2, 4); }).find("'zb-h2'"), std::string::npos);
+  EXPECT_NE(message([] { make_schedule("1f1b", 0, 4); }).find("P=0"), std::string::npos);
+  EXPECT_NE(message([] { make_schedule("1f1b", 2, 0); }).find("M=0"), std::string::npos);
+  EXPECT_NE(message([] { make_schedule("gpipe", 2, 4, 0); }).find("V=0"), std::string::npos);
+  EXPECT_NE(message([] { make_schedule("1f1b", 2, 4, 2); }).find("V=2"), std::string::npos);
+  EXPECT_NE(message([] { make_schedule("interleaved", 2, 4, 1); }).find("V=1"), std::string::npos);
+  const std::string m = message([] { make_schedule("interleaved", 4, 6, 2); });
+  EXPECT_NE(m.find("M=6"), std::string::npos) << m;
+  EXPECT_NE(m.find("P=4"), std::string::npos) << m;
+  EXPECT_THROW(simulate(make_schedule("1f1b", 2, 2), SimCosts{-1, 2, 1, 1, 0}), std::invalid_argument);
+}
+
+// Hand-computed: P=2, M=2, F=1, B=2. Rank 1: F0 [1,2) B0 [2,4) F1 [4,5) B1 [5,7);
+// rank 0: F0 [0,1) F1 [1,2) B0 [4,6) B1 [7,9).
+TEST(Simulator, TimelineOfTwoRankOneFOneB) {
+  const Schedule s = make_schedule("1f1b", 2, 2);
+  const SimResult r = simulate(s);
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  EXPECT_EQ(r.makespan, 9.0);
+  EXPECT_EQ(format_timeline(s, r),
+            "rank 0 |F0 F1 .  .  B0 B0 .  B1 B1\n"
+            "rank 1 |.  F0 B0 B0 F1 B1 B1 .  .\n");
+  EXPECT_EQ(r.ranks[0].idle, 3.0);
+  EXPECT_EQ(r.ranks[1].finish, 7.0);
+}
+
+TEST(Simulator, LatencyDelaysEveryReceive) {
+  // P=2, M=1: rank 1 F0 starts at 1.5, B0 ends at 4.5; rank 0 B0 runs [5, 7).
+  const SimResult r = simulate(make_schedule("1f1b", 2, 1), SimCosts{1, 2, 1, 1, 0.5});
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  EXPECT_EQ(r.makespan, 7.0);
+  EXPECT_EQ(r.ranks[1].finish, 4.5);
+  EXPECT_EQ(r.ranks[0].busy, 3.0);
+  EXPECT_EQ(r.ranks[0].idle, 4.0);
+}
+
+TEST(Simulator, ChromeTraceHasOneEventPerComputeAndScaledTimes) {
+  const Schedule s = make_schedule("1f1b", 2, 2);
+  const SimResult r = simulate(s);
+  const std::string path = std::string(ATTNRES_BINARY_DIR) + "/test_schedule_trace.json";
+  write_chrome_trace(path, s, r, 10.0);
+  std::ifstream f(path);
+  const nlohmann::json j = nlohmann::json::parse(f);
+  std::remove(path.c_str());
+  int compute = 0, waits = 0;
+  for (const auto& e : j.at("traceEvents")) {
+    if (e.at("ph") != "X") continue;
+    if (e.at("cat") == "compute") compute++;
+    else waits++;
+    if (e.at("name") == "B mb0 c0") {  // rank 0's B0 runs [4, 6)
+      EXPECT_EQ(e.at("pid"), 0);
+      EXPECT_EQ(e.at("ts").get<double>(), 40.0);
+      EXPECT_EQ(e.at("dur").get<double>(), 20.0);
+    }
+  }
+  EXPECT_EQ(compute, 8);  // F and B of 2 microbatches on 2 ranks
+  EXPECT_EQ(waits, 3);    // rank 1 waits for F0, rank 0 for B0 and B1
+  EXPECT_THROW(write_chrome_trace("/nonexistent-dir/x.json", s, r), std::runtime_error);
+}
+
+size_t find_action(const std::vector<Action>& l, const Action& a) {
+  const auto it = std::find(l.begin(), l.end(), a);
+  EXPECT_NE(it, l.end()) << to_string(a);
+  return size_t(it - l.begin());
+}
+
+TEST(Simulator, CatchesRemovedReceive) {
+  Schedule s = make_schedule("1f1b", 2, 2);
+  auto& l = s.ranks[1];
+  l.erase(l.begin() + long(find_action(l, {Op::RECV_F, 0, 1, 0})));
+  const SimResult r = simulate(s);
+  EXPECT_TRUE(has_error(r, "F(mb=0, chunk=1) on rank 1 has no RECV_F(mb=0, chunk=1) before it"))
+      << all_errors(r);
+  EXPECT_TRUE(has_error(r, "SEND_F(mb=0, chunk=0) on rank 0 has no matching RECV_F(mb=0, chunk=1) on rank 1"))
+      << all_errors(r);
+}
+
+TEST(Simulator, CatchesDeadlockFromSwappedOrder) {
+  // Rank 0 waits for mb 0's gradient before sending mb 0's activation.
+  Schedule s = make_schedule("1f1b", 2, 2);
+  auto& l = s.ranks[0];
+  std::swap(l[find_action(l, {Op::SEND_F, 0, 0, 1})], l[find_action(l, {Op::RECV_B, 0, 0, 1})]);
+  const SimResult r = simulate(s);
+  ASSERT_EQ(r.errors.size(), 1u) << all_errors(r);  // structurally fine, it only hangs
+  EXPECT_EQ(r.errors[0],
+            "deadlock: no rank can progress; waiting: rank 0 #1 RECV_B(mb=0, chunk=0, peer=1), "
+            "rank 1 #0 RECV_F(mb=0, chunk=1, peer=0)");
+}
+
+TEST(Simulator, CatchesDuplicateForward) {
+  Schedule s = make_schedule("gpipe", 1, 2);
+  s.ranks[0].insert(s.ranks[0].begin() + 1, Action{Op::F, 0, 0, -1});
+  const SimResult r = simulate(s);
+  EXPECT_TRUE(has_error(r, "F(mb=0, chunk=0) on rank 0 appears 2 times (expected 1)")) << all_errors(r);
+}
+
+TEST(Simulator, CatchesBackwardsOutOfMicrobatchOrder) {
+  Schedule s = make_schedule("gpipe", 1, 2);  // F0 F1 B0 B1
+  std::swap(s.ranks[0][2], s.ranks[0][3]);
+  const SimResult r = simulate(s);
+  ASSERT_EQ(r.errors.size(), 1u) << all_errors(r);
+  EXPECT_NE(r.errors[0].find("B(mb=1, chunk=0) on rank 0 runs before the backward of mb 0"),
+            std::string::npos);
+}
+
+TEST(Simulator, CatchesWeightGradientBeforeInputGradient) {
+  Schedule s = make_schedule("zb-h1", 1, 1);  // F0 BI0 BW0
+  std::swap(s.ranks[0][1], s.ranks[0][2]);
+  const SimResult r = simulate(s);
+  EXPECT_TRUE(has_error(r, "BI(mb=0, chunk=0) must come before BW(mb=0, chunk=0) on rank 0"))
+      << all_errors(r);
+}
+
+TEST(Simulator, CatchesWrongPeerMissingStepAndLocalMessages) {
+  Schedule s = make_schedule("1f1b", 2, 1);
+  s.ranks[0][find_action(s.ranks[0], {Op::SEND_F, 0, 0, 1})].peer = 0;
+  s.ranks[1].pop_back();
+  SimResult r = simulate(s);
+  EXPECT_TRUE(has_error(r, "rank 0 #1 SEND_F(mb=0, chunk=0, peer=0): peer must be rank 1")) << all_errors(r);
+  EXPECT_TRUE(has_error(r, "rank 1: list must end with REDUCE_GRADS, OPTIMIZER_STEP")) << all_errors(r);
+
+  Schedule one = make_schedule("interleaved", 1, 1, 2);
+  one.ranks[0].insert(one.ranks[0].begin() + 1, Action{Op::SEND_F, 0, 0, 0});
+  r = simulate(one);
+  EXPECT_TRUE(has_error(r, "with P=1 there are no messages")) << all_errors(r);
+
+  Schedule bad = make_schedule("1f1b", 2, 1);
+  bad.ranks[0][0].chunk = 1;  // chunk 1 lives on rank 1
+  r = simulate(bad);
+  EXPECT_TRUE(has_error(r, "chunk 1 runs on rank 1")) << all_errors(r);
+  EXPECT_TRUE(r.ranks.empty());
+}
+
+}  // namespace
+}  // namespace attnres
