@@ -1,8 +1,12 @@
-// Causal self-attention. One (batch, head) pair per task; its K (or V) is
-// transposed into a thread-local [hd, T] buffer so that score rows are built
-// with contiguous, vectorizable axpys instead of short dot products.
+// Causal self-attention. One (batch, head) pair per OpenMP task; inside it,
+// query rows are processed in tiles of kTile with single-threaded sgemm calls
+// that stop at the tile's last key (the causal bound), so only the diagonal
+// tile computes masked entries. OpenBLAS is held at one thread for the
+// duration of the parallel region: the parallelism is over (batch, head).
+#include <cblas.h>
+
+#include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "kernels/ops.h"
 #include "kernels/rowops.h"
@@ -11,95 +15,90 @@ namespace attnres::kernels {
 
 namespace {
 
-// xt[i*T + j] = x[j*C + i]: one head's [T, hd] slice, transposed.
-void transpose_head(float* xt, const float* x, int T, int hd, size_t C) {
-  for (int j = 0; j < T; j++)
-    for (int i = 0; i < hd; i++) xt[(size_t)i * T + j] = x[j * C + i];
+constexpr int kTile = 64;
+
+// sgemm on row-major operands, always called from inside the parallel region.
+void sgemm1(bool ta, bool tb, int M, int N, int K, float alpha, const float* A,
+            int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+              tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta,
+              C, ldc);
 }
 
-// s[j] = c * Σ_i a[i] * bt[i*T + j] for j < len.
-void row_times_transposed(float* s, const float* a, const float* bt, int len, int T,
-                          int hd, float c) {
-  for (int j = 0; j < len; j++) s[j] = 0.0f;
-  for (int i = 0; i < hd; i++) {
-    const float ai = a[i] * c;
-    const float* b = bt + (size_t)i * T;
-    for (int j = 0; j < len; j++) s[j] += ai * b[j];
-  }
-}
-
-// y[i] = Σ_j p[j * pstride] * x[j*C + i] for j in [j0, j1), i < hd.
-void weighted_rows(float* y, const float* p, size_t pstride, const float* x,
-                   int j0, int j1, int hd, size_t C) {
-  for (int i = 0; i < hd; i++) y[i] = 0.0f;
-  for (int j = j0; j < j1; j++) {
-    const float pj = p[j * pstride];
-    const float* xr = x + j * C;
-    for (int i = 0; i < hd; i++) y[i] += pj * xr[i];
-  }
-}
-
-thread_local std::vector<float> t_buf;
-
-float* thread_buffer(size_t n) {
-  if (t_buf.size() < n) t_buf.resize(n);
-  return t_buf.data();
+// Runs body(b, h) for every (batch, head) pair with OpenBLAS on one thread.
+template <class Body>
+void for_each_head(int B, int H, Body body) {
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int bh = 0; bh < B * H; bh++) body(bh / H, bh % H);
+  openblas_set_num_threads(blas_threads);
 }
 
 }  // namespace
 
 void attention_forward(const Device&, float* out, float* att, const float* q,
                        const float* k, const float* v, int B, int T, int H, int hd) {
-  const size_t C = (size_t)H * hd;
+  const int C = H * hd;
   const float scale = 1.0f / std::sqrt((float)hd);
-#pragma omp parallel for schedule(static)
-  for (int bh = 0; bh < B * H; bh++) {
-    const int b = bh / H, h = bh % H;
+  for_each_head(B, H, [&](int b, int h) {
     const size_t base = (size_t)b * T * C + (size_t)h * hd;
-    float* kt = thread_buffer((size_t)hd * T);
-    transpose_head(kt, k + base, T, hd, C);
-    float* A = att + (size_t)bh * T * T;
-    for (int t = 0; t < T; t++) {
-      float* s = A + (size_t)t * T;
-      row_times_transposed(s, q + base + t * C, kt, t + 1, T, hd, scale);
-      row::softmax(s, t + 1);
-      for (int j = t + 1; j < T; j++) s[j] = 0.0f;
-      weighted_rows(out + base + t * C, s, 1, v + base, 0, t + 1, hd, C);
+    float* A = att + ((size_t)b * H + h) * T * T;
+    for (int r0 = 0; r0 < T; r0 += kTile) {
+      const int rows = std::min(kTile, T - r0), cols = r0 + rows;
+      float* S = A + (size_t)r0 * T;
+      sgemm1(false, true, rows, cols, hd, scale, q + base + (size_t)r0 * C, C,
+             k + base, C, 0.0f, S, T);
+      for (int i = 0; i < rows; i++) {
+        float* s = S + (size_t)i * T;
+        row::softmax(s, r0 + i + 1);
+        std::fill(s + r0 + i + 1, s + T, 0.0f);  // masked: exact zeros for P V
+      }
+      sgemm1(false, false, rows, hd, cols, 1.0f, S, T, v + base, C, 0.0f,
+             out + base + (size_t)r0 * C, C);
     }
-  }
+  });
 }
 
 // With P = att, dP = dO V^T, dS = P ⊙ (dP - rowsum(P ⊙ dP)) * scale:
-// dq = dS K, dk = dS^T Q, dv = P^T dO.
+// dq = dS K, dk = dS^T Q, dv = P^T dO. Tiles run last-to-first so the first
+// one, which spans every key, overwrites dk and dv; the others accumulate.
 void attention_backward(const Device&, float* dq, float* dk, float* dv,
                         float* scratch, const float* dout, const float* att,
                         const float* q, const float* k, const float* v, int B,
                         int T, int H, int hd) {
-  const size_t C = (size_t)H * hd;
+  const int C = H * hd;
   const float scale = 1.0f / std::sqrt((float)hd);
-#pragma omp parallel for schedule(static)
-  for (int bh = 0; bh < B * H; bh++) {
-    const int b = bh / H, h = bh % H;
+  const int ntiles = (T + kTile - 1) / kTile;
+  for_each_head(B, H, [&](int b, int h) {
     const size_t base = (size_t)b * T * C + (size_t)h * hd;
-    float* vt = thread_buffer((size_t)hd * T);
-    transpose_head(vt, v + base, T, hd, C);
-    const float* P = att + (size_t)bh * T * T;
-    float* S = scratch + (size_t)bh * T * T;
-    for (int t = 0; t < T; t++) {
-      const float* p = P + (size_t)t * T;
-      float* ds = S + (size_t)t * T;
-      row_times_transposed(ds, dout + base + t * C, vt, t + 1, T, hd, 1.0f);
-      float sd = 0.0f;
-      for (int j = 0; j <= t; j++) sd += p[j] * ds[j];
-      for (int j = 0; j <= t; j++) ds[j] = p[j] * (ds[j] - sd) * scale;
-      weighted_rows(dq + base + t * C, ds, 1, k + base, 0, t + 1, hd, C);
+    const float* P = att + ((size_t)b * H + h) * T * T;
+    float* dS = scratch + ((size_t)b * H + h) * T * T;
+    for (int tile = ntiles - 1; tile >= 0; tile--) {
+      const int r0 = tile * kTile;
+      const int rows = std::min(kTile, T - r0), cols = r0 + rows;
+      const float* Pt = P + (size_t)r0 * T;
+      float* S = dS + (size_t)r0 * T;
+      const float beta = tile == ntiles - 1 ? 0.0f : 1.0f;
+      sgemm1(false, true, rows, cols, hd, 1.0f, dout + base + (size_t)r0 * C, C,
+             v + base, C, 0.0f, S, T);
+      for (int i = 0; i < rows; i++) {
+        const float* p = Pt + (size_t)i * T;
+        float* ds = S + (size_t)i * T;
+        const int len = r0 + i + 1;
+        float sd = 0.0f;
+        for (int j = 0; j < len; j++) sd += p[j] * ds[j];
+        for (int j = 0; j < len; j++) ds[j] = p[j] * (ds[j] - sd) * scale;
+        std::fill(ds + len, ds + cols, 0.0f);
+      }
+      sgemm1(false, false, rows, hd, cols, 1.0f, S, T, k + base, C, 0.0f,
+             dq + base + (size_t)r0 * C, C);
+      sgemm1(true, false, cols, hd, rows, 1.0f, S, T, q + base + (size_t)r0 * C, C,
+             beta, dk + base, C);
+      sgemm1(true, false, cols, hd, rows, 1.0f, Pt, T, dout + base + (size_t)r0 * C,
+             C, beta, dv + base, C);
     }
-    // Columns j of S and P: only rows t >= j are set (causal).
-    for (int j = 0; j < T; j++) {
-      weighted_rows(dk + base + j * C, S + j, T, q + base, j, T, hd, C);
-      weighted_rows(dv + base + j * C, P + j, T, dout + base, j, T, hd, C);
-    }
-  }
+  });
 }
 
 }  // namespace attnres::kernels

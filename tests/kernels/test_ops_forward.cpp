@@ -155,7 +155,7 @@ TEST(OpsForward, RopeRotateHalf) {
 
 TEST(OpsForward, AttentionMatchesReferenceAndIsCausal) {
   Device dev;
-  const int B = 2, T = 19, H = 3, hd = 8, C = H * hd;
+  const int B = 2, T = 150, H = 3, hd = 8, C = H * hd;  // several query tiles
   const size_t n = (size_t)B * T * C;
   Vec q = random_vec(n, 16, -2.0f, 2.0f), k = random_vec(n, 17, -2.0f, 2.0f),
       v = random_vec(n, 18);
@@ -170,7 +170,7 @@ TEST(OpsForward, AttentionMatchesReferenceAndIsCausal) {
       EXPECT_NEAR(s, 1.0, 1e-5);
     }
   // Changing q, k, v at positions > t must leave outputs at <= t bit-identical.
-  const int t = 7;
+  const int t = 70;
   Vec q2 = q, k2 = k, v2 = v, out2(n), att2(att.size());
   for (int b = 0; b < B; b++)
     for (size_t i = (size_t)(b * T + t + 1) * C; i < (size_t)(b + 1) * T * C; i++) {
@@ -347,6 +347,28 @@ TEST(OpsDeterminism, EmbeddingBackward) {
         return dt;
       },
       "embedding dtable");
+}
+
+// Not a row reduction, but each (batch, head) must not depend on which thread
+// or how many threads run it.
+TEST(OpsDeterminism, Attention) {
+  Device dev;
+  const int B = 2, T = 130, H = 3, hd = 16;
+  const size_t n = (size_t)B * T * H * hd;
+  Vec q = random_vec(n, 90), k = random_vec(n, 91), v = random_vec(n, 92),
+      dout = random_vec(n, 93);
+  expect_same_bits_1_vs_2_threads(
+      [&] {
+        Vec out(n), att((size_t)B * H * T * T), scratch(att.size()), dq(n), dk(n), dv(n);
+        attention_forward(dev, out.data(), att.data(), q.data(), k.data(), v.data(), B,
+                          T, H, hd);
+        attention_backward(dev, dq.data(), dk.data(), dv.data(), scratch.data(),
+                           dout.data(), att.data(), q.data(), k.data(), v.data(), B, T,
+                           H, hd);
+        for (const Vec* x : {&att, &dq, &dk, &dv}) out.insert(out.end(), x->begin(), x->end());
+        return out;
+      },
+      "attention out, att, dq, dk, dv");
 }
 
 TEST(OpsDeterminism, SumSquares) {

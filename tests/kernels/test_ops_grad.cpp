@@ -107,6 +107,33 @@ TEST(OpsGrad, CausalAttention) {
   expect_grad_near(dv, gv, kTol, "attention dv");
 }
 
+// T spans several query tiles of the CPU kernel (and a partial last tile);
+// coordinates are sampled, early and late positions alike.
+TEST(OpsGrad, CausalAttentionLongSequence) {
+  Device dev;
+  const int B = 1, T = 150, H = 2, hd = 8, C = H * hd;
+  const size_t n = (size_t)B * T * C;
+  Vec q = random_vec(n, 31), k = random_vec(n, 32), v = random_vec(n, 33),
+      r = random_vec(n, 34);
+  Vec out(n), att((size_t)B * H * T * T), scratch(att.size(), kNaN);
+  Vec dq(n, kNaN), dk(n, kNaN), dv(n, kNaN);
+  attention_forward(dev, out.data(), att.data(), q.data(), k.data(), v.data(), B, T, H, hd);
+  attention_backward(dev, dq.data(), dk.data(), dv.data(), scratch.data(), r.data(),
+                     att.data(), q.data(), k.data(), v.data(), B, T, H, hd);
+  std::vector<size_t> at;
+  for (int t : {0, 1, 63, 64, 65, 100, 127, 128, 149})
+    for (int c : {0, 5, 8, 15}) at.push_back((size_t)t * C + c);
+  const DVec qd = to_double(q), kd = to_double(k), vd = to_double(v);
+  auto gq = numeric_grad_at([&](const DVec& X) { return dot(ref_attention(X, kd, vd, B, T, H, hd), r); }, qd, at);
+  auto gk = numeric_grad_at([&](const DVec& X) { return dot(ref_attention(qd, X, vd, B, T, H, hd), r); }, kd, at);
+  auto gv = numeric_grad_at([&](const DVec& X) { return dot(ref_attention(qd, kd, X, B, T, H, hd), r); }, vd, at);
+  expect_grad_near_at(dq, gq, at, kTol, "attention dq");
+  expect_grad_near_at(dk, gk, at, kTol, "attention dk");
+  expect_grad_near_at(dv, gv, at, kTol, "attention dv");
+  for (size_t i = 0; i < n; i++)
+    ASSERT_TRUE(std::isfinite(dq[i]) && std::isfinite(dk[i]) && std::isfinite(dv[i])) << i;
+}
+
 TEST(OpsGrad, SwiGLU) {
   Device dev;
   const size_t n = 40;
