@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/parallel_cpu.h"
 #include "kernels/ops.h"
 #include "kernels/rowops.h"
 
@@ -28,11 +29,7 @@ void sgemm1(bool ta, bool tb, int M, int N, int K, float alpha, const float* A,
 // Runs body(b, h) for every (batch, head) pair with OpenBLAS on one thread.
 template <class Body>
 void for_each_head(int B, int H, Body body) {
-  const int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(1);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int bh = 0; bh < B * H; bh++) body(bh / H, bh % H);
-  openblas_set_num_threads(blas_threads);
+  cpu::blas_tasks(B * H, [&](int bh) { body(bh / H, bh % H); });
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // AttnRes depth attention over K sources (DESIGN §1.1).
-#include "kernels/cpu/reduce_rows.h"
+#include "kernels/cpu/parallel_cpu.h"
 #include "kernels/ops.h"
 #include "kernels/rowops.h"
 

@@ -2,7 +2,7 @@
 #include <cassert>
 #include <cmath>
 
-#include "kernels/cpu/reduce_rows.h"
+#include "kernels/cpu/parallel_cpu.h"
 #include "kernels/ops.h"
 #include "kernels/rowops.h"
 

@@ -349,6 +349,22 @@ TEST(OpsDeterminism, EmbeddingBackward) {
       "embedding dtable");
 }
 
+TEST(OpsDeterminism, LinearWeightGradient) {
+  Device dev;
+  const int in = 96, out = 200;  // out not a multiple of the dW slice
+  Vec x = random_vec(kN * in, 94), W = random_vec(out * in, 95), dy = random_vec(kN * out, 96);
+  expect_same_bits_1_vs_2_threads(
+      [&] {
+        Vec y(kN * out), dx(kN * in), dW(out * in, 0.125f);
+        linear_forward(dev, y.data(), x.data(), W.data(), kN, in, out);
+        linear_backward(dev, dx.data(), dW.data(), dy.data(), x.data(), W.data(), kN, in,
+                        out, false);
+        for (const Vec* v : {&dx, &dW}) y.insert(y.end(), v->begin(), v->end());
+        return y;
+      },
+      "linear y, dx, dW");
+}
+
 // Not a row reduction, but each (batch, head) must not depend on which thread
 // or how many threads run it.
 TEST(OpsDeterminism, Attention) {

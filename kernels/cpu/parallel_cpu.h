@@ -1,13 +1,16 @@
-// CPU helper for reductions over token rows that must be bitwise independent
-// of the thread count (kernels/ops.h conventions): threads split the COLUMNS,
-// and every column sums its rows in fixed groups of kRowGroup, adding the
-// group partials in group order. The arithmetic per column is therefore the
-// same whatever the number of threads.
+// CPU parallel helpers whose results are bitwise independent of the thread
+// count (kernels/ops.h conventions).
 #pragma once
+#include <cblas.h>
+
 #include <algorithm>
 
 namespace attnres::kernels::cpu {
 
+// Reductions over token rows: threads split the COLUMNS, and every column
+// sums its rows in fixed groups of kRowGroup, adding the group partials in
+// group order. The arithmetic per column is the same whatever the number of
+// threads.
 constexpr int kRowGroup = 32;
 constexpr int kColBlock = 64;
 
@@ -29,6 +32,18 @@ void reduce_rows(int N, int d, Term term, Emit emit) {
     }
     for (int i = 0; i < w; i++) emit(i0 + i, total[i]);
   }
+}
+
+// Runs task(i) for i < ntasks on the OpenMP threads, each task free to call
+// sgemm: OpenBLAS is held at one thread meanwhile, so every task's arithmetic
+// is the single-threaded sgemm whatever thread runs it.
+template <class Task>
+void blas_tasks(int ntasks, Task task) {
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < ntasks; i++) task(i);
+  openblas_set_num_threads(blas_threads);
 }
 
 }  // namespace attnres::kernels::cpu
