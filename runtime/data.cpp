@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <stdexcept>
 
 namespace fs = std::filesystem;
@@ -71,10 +72,12 @@ void write_atomic(const std::string& path, const std::vector<std::pair<const voi
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw std::runtime_error(path + ": read error");
+  std::vector<uint8_t> bytes(size_t(in.tellg()));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(bytes.size())))
+    throw std::runtime_error(path + ": read error");
   return bytes;
 }
 
@@ -199,7 +202,7 @@ double unigram_entropy(const std::vector<uint8_t>& tokens) {
 PrepareStats prepare_data(const std::string& input_dir, const std::string& glob_pattern,
                           const std::string& out_dir, double val_fraction) {
   if (!(val_fraction > 0 && val_fraction < 1))
-    throw std::runtime_error("val_fraction " + std::to_string(val_fraction) +
+    throw std::runtime_error("val_fraction " + (std::ostringstream() << val_fraction).str() +
                              " must be in (0, 1)");
   std::error_code ec;
   if (!fs::is_directory(input_dir, ec))
