@@ -10,5 +10,8 @@ namespace attnres::cli {
 // Registration functions, one per file. Each adds a subcommand with --help.
 void add_data_command(CLI::App& app);      // attnres data prepare
 void add_schedule_command(CLI::App& app);  // attnres schedule
+void add_plan_command(CLI::App& app);      // attnres plan
+void add_train_command(CLI::App& app);     // attnres train
+void add_eval_command(CLI::App& app);      // attnres eval
 
 }  // namespace attnres::cli

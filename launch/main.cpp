@@ -7,8 +7,11 @@
 int main(int argc, char** argv) {
   CLI::App app{"attnres: train transformers with Attention Residuals"};
   app.require_subcommand(1);
+  attnres::cli::add_train_command(app);
+  attnres::cli::add_eval_command(app);
   attnres::cli::add_data_command(app);
   attnres::cli::add_schedule_command(app);
+  attnres::cli::add_plan_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -318,6 +318,11 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   return head_forward(c, h, h.h, targets);
 }
 
+const float* chunk_token_losses(const Chunk& c, const ChunkActs& a) {
+  assert(c.has_head);
+  return carve(c, a.arena, a.in_hidden, nullptr).head.losses;
+}
+
 // ---- backward ------------------------------------------------------------------
 // dL/dh of one sublayer from dL/dy (s.dy); saves what the weight pass needs.
 static void sublayer_backward(const Chunk& c, const SubParams& p, const SubParams& g,

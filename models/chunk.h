@@ -68,6 +68,9 @@ size_t acts_floats(const Chunk& c);  // arena size of one microbatch
 double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
                      const int32_t* targets, const Stream& in);
 
+// Per-token losses [b*T] of the last forward of the last chunk.
+const float* chunk_token_losses(const Chunk& c, const ChunkActs& a);
+
 // Backward, input-gradient half. `dout` holds gradient buffers shaped like
 // a.out: for the last chunk, zeroed buffers for every source (attnres) or null
 // (standard); otherwise the gradients received from the next chunk. Gradients

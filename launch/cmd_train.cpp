@@ -1,0 +1,34 @@
+// `attnres train`: train a model from a YAML config.
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "launch/commands.h"
+#include "runtime/config.h"
+#include "runtime/trainer.h"
+
+namespace attnres::cli {
+
+void add_train_command(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand("train", "Train a model from a YAML config");
+  struct Opts {
+    std::string config;
+    std::vector<std::string> sets;
+    TrainOptions train;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--config", o->config, "YAML config file (see docs/CONFIG.md)")->required();
+  cmd->add_option("--set", o->sets, "Override a config key: --set train.steps=100 (repeatable)");
+  cmd->add_option("--metrics", o->train.metrics_path, "Write one JSON object per step to this file");
+  cmd->add_option("--export", o->train.export_path,
+                  "Write the trained weights to this .safetensors file (and config.json beside it)");
+  cmd->callback([o] {
+    const Config cfg = load_config(o->config, o->sets);
+    const TrainResult r = train(cfg, o->train);
+    std::printf("summary: steps %d | final train loss %.4f | val loss %.4f | %.0f tok/s | mfu %.1f%%\n",
+                r.steps, r.losses.empty() ? NAN : r.losses.back(), r.final_val_loss, r.tokens_per_s,
+                100.0 * r.mfu);
+  });
+}
+
+}  // namespace attnres::cli

@@ -1,0 +1,47 @@
+#include "runtime/metrics.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace attnres {
+
+double model_flops_per_token(const ModelConfig& m) {
+  const double d = m.d_model, F = m.d_ff, V = m.vocab_size;
+  const double matmul_params = m.n_layers * (4.0 * d * d + 3.0 * d * F) + V * d;
+  return 6.0 * matmul_params + 6.0 * m.n_layers * double(m.seq_len) * d;
+}
+
+std::string format_log_line(const StepMetrics& s, int total_steps) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "step %5d/%d | loss %.4f | lr %.2e | gnorm %.3f | %8.0f tok/s | mfu %5.1f%%",
+                s.step, total_steps, s.loss, s.lr, s.grad_norm, s.tokens_per_s, 100.0 * s.mfu);
+  std::string line = buf;
+  if (s.val_loss) {
+    std::snprintf(buf, sizeof buf, " | val_loss %.4f", *s.val_loss);
+    line += buf;
+  }
+  return line + s.extra_log;
+}
+
+MetricsWriter::MetricsWriter(const std::string& path) {
+  f_ = std::fopen(path.c_str(), "w");
+  if (!f_) throw std::runtime_error(path + ": cannot open metrics file for writing");
+}
+
+MetricsWriter::~MetricsWriter() {
+  if (f_) std::fclose(f_);
+}
+
+void MetricsWriter::write(const StepMetrics& s) {
+  if (!f_) return;
+  nlohmann::json j = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                      {"tokens_per_s", s.tokens_per_s}, {"mfu", s.mfu}};
+  if (s.val_loss) j["val_loss"] = *s.val_loss;
+  std::string line = j.dump();
+  if (!s.extra_json.empty()) line = line.substr(0, line.size() - 1) + "," + s.extra_json + "}";
+  std::fprintf(f_, "%s\n", line.c_str());
+  std::fflush(f_);
+}
+
+}  // namespace attnres

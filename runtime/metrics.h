@@ -1,0 +1,43 @@
+// Per-step metrics: the log line, the JSONL metrics file, and MFU.
+#pragma once
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include "models/model_config.h"
+
+namespace attnres {
+
+struct StepMetrics {
+  int step = 0;  // 1-based: the number of optimizer steps done
+  double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, mfu = 0;
+  std::optional<double> val_loss;
+  std::string extra_log;   // appended to the log line (e.g. bubble, bytes per hop)
+  std::string extra_json;  // extra JSON members, e.g. "\"bubble\":[0.1,0.2]"
+};
+
+// Training FLOPs per token of the model (forward + backward = 3 x forward):
+// 6 x (parameters in matrix multiplies, LM head included, embedding lookup
+// excluded) + 6 x n_layers x seq_len x d_model for causal attention scores and
+// values. The AttnRes depth attention is NOT counted: it is overhead the
+// residual mode adds, so it shows as lower MFU.
+double model_flops_per_token(const ModelConfig& m);
+
+std::string format_log_line(const StepMetrics& s, int total_steps);
+
+// One JSON object per line: step, loss, lr, grad_norm, tokens_per_s, mfu,
+// and val_loss on evaluation steps.
+class MetricsWriter {
+ public:
+  MetricsWriter() = default;
+  explicit MetricsWriter(const std::string& path);  // throws naming the path
+  ~MetricsWriter();
+  MetricsWriter(const MetricsWriter&) = delete;
+  MetricsWriter& operator=(const MetricsWriter&) = delete;
+  void write(const StepMetrics& s);
+
+ private:
+  std::FILE* f_ = nullptr;
+};
+
+}  // namespace attnres

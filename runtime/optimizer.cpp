@@ -1,0 +1,53 @@
+#include "runtime/optimizer.h"
+
+#include <cmath>
+
+#include "kernels/ops.h"
+
+namespace attnres {
+
+float lr_at(const TrainConfig& t, int step) {
+  if (step < t.warmup_steps) return t.lr * float(step + 1) / float(t.warmup_steps);
+  const int decay_steps = t.steps - t.warmup_steps;
+  if (decay_steps <= 1) return t.lr;
+  const double progress = double(step - t.warmup_steps) / double(decay_steps - 1);
+  const double cosine = 0.5 * (1.0 + std::cos(M_PI * progress));
+  return float(t.min_lr + (t.lr - t.min_lr) * cosine);
+}
+
+void AdamW::init(size_t n) {
+  m.assign(n, 0.0f);
+  v.assign(n, 0.0f);
+  t = 0;
+}
+
+void AdamW::step(const ParamLayout& layout, float* params, const float* grads, float lr,
+                 const TrainConfig& cfg) {
+  ++t;
+  const kernels::Device cpu{};
+  for (const auto& s : layout.tensors)
+    kernels::adamw_update(cpu, params + s.offset, grads + s.offset, m.data() + s.offset,
+                          v.data() + s.offset, s.numel, lr, cfg.beta1, cfg.beta2, cfg.adam_eps,
+                          s.decay ? cfg.weight_decay : 0.0f, t);
+}
+
+std::vector<double> tensor_sum_squares(const ParamLayout& layout, const float* grads) {
+  std::vector<double> out;
+  out.reserve(layout.tensors.size());
+  for (const auto& s : layout.tensors)
+    out.push_back(kernels::sum_squares(kernels::Device{}, grads + s.offset, s.numel));
+  return out;
+}
+
+double global_norm(const std::vector<double>& partials) {
+  double sum = 0.0;
+  for (double p : partials) sum += p;
+  return std::sqrt(sum);
+}
+
+float clip_factor(double norm, float max_norm) {
+  if (max_norm <= 0.0f || norm <= double(max_norm)) return 1.0f;
+  return float(double(max_norm) / (norm + 1e-6));
+}
+
+}  // namespace attnres

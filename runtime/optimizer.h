@@ -1,0 +1,35 @@
+// AdamW over a chunk's flat parameter buffer, the learning-rate schedule, and
+// the global gradient norm.
+#pragma once
+#include <vector>
+
+#include "models/params.h"
+#include "runtime/config.h"
+
+namespace attnres {
+
+// Linear warm-up over warmup_steps to lr, then cosine decay to min_lr at the
+// last step. `step` counts from 0.
+float lr_at(const TrainConfig& t, int step);
+
+// AdamW state for one flat parameter buffer. Weight decay (decoupled) applies
+// to matrices only: embeddings, attention and MLP projections and the LM head.
+// RMSNorm gains and AttnRes pseudo-queries / key-norm gains are exempt: decay
+// would pull gains towards 0 and queries towards uniform averaging.
+struct AdamW {
+  std::vector<float> m, v;
+  int t = 0;  // optimizer steps taken
+  void init(size_t n);
+  void step(const ParamLayout& layout, float* params, const float* grads, float lr,
+            const TrainConfig& cfg);
+};
+
+// Per-tensor sums of squares, one entry per tensor in layout order.
+std::vector<double> tensor_sum_squares(const ParamLayout& layout, const float* grads);
+// sqrt of the sum of per-tensor partials added in global tensor order, so the
+// result does not depend on how tensors are spread over ranks (DESIGN §5).
+double global_norm(const std::vector<double>& partials_in_global_order);
+// Scales grads so their norm is at most max_norm (0 = no clipping); returns the factor.
+float clip_factor(double norm, float max_norm);
+
+}  // namespace attnres

@@ -1,0 +1,143 @@
+#include "runtime/safetensors.h"
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace attnres {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string export_config_path(const std::string& safetensors_path) {
+  return (fs::path(safetensors_path).parent_path() / "config.json").string();
+}
+
+static void write_file_atomic(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw std::runtime_error(tmp + ": cannot open for writing");
+    f.write(bytes.data(), std::streamsize(bytes.size()));
+    if (!f) throw std::runtime_error(tmp + ": write failed");
+  }
+  fs::rename(tmp, path);
+}
+
+void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                       const ModelConfig& cfg) {
+  json header = json::object();
+  size_t offset = 0;
+  for (const auto& t : tensors) {
+    const size_t bytes = t.data.size() * sizeof(float);
+    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  header["__metadata__"] = {{"format", "pt"}, {"producer", "attnres"}};
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+  std::string out(8, '\0');
+  const uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) out[i] = char((n >> (8 * i)) & 0xff);  // little-endian
+  out += h;
+  out.reserve(out.size() + offset);
+  for (const auto& t : tensors)
+    out.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * sizeof(float));
+  if (!fs::path(path).parent_path().empty()) fs::create_directories(fs::path(path).parent_path());
+  write_file_atomic(path, out);
+
+  json c = {{"model",
+             {{"vocab_size", cfg.vocab_size}, {"d_model", cfg.d_model}, {"n_layers", cfg.n_layers},
+              {"n_heads", cfg.n_heads}, {"d_ff", cfg.d_ff}, {"seq_len", cfg.seq_len},
+              {"rope_theta", cfg.rope_theta}, {"norm_eps", cfg.norm_eps}}},
+            {"residual", {{"mode", residual_mode_name(cfg.mode)}}}};
+  if (cfg.attnres()) c["residual"]["block_size"] = cfg.block_size;
+  write_file_atomic(export_config_path(path), c.dump(2) + "\n");
+}
+
+std::vector<NamedTensor> read_safetensors(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error(path + ": cannot open safetensors file");
+  const auto file_size = uint64_t(fs::file_size(path));
+  unsigned char len[8];
+  if (!f.read(reinterpret_cast<char*>(len), 8)) throw std::runtime_error(path + ": shorter than the 8-byte header length");
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t(len[i]) << (8 * i);
+  if (n > file_size - 8) throw std::runtime_error(path + ": header length " + std::to_string(n) + " exceeds the file size");
+  std::string h(n, '\0');
+  f.read(h.data(), std::streamsize(n));
+  json header;
+  try {
+    header = json::parse(h);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(path + ": malformed header JSON: " + e.what());
+  }
+  const uint64_t data_size = file_size - 8 - n;
+  std::vector<NamedTensor> out;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    const json& t = it.value();
+    const std::string where = path + ": tensor " + it.key();
+    if (!t.is_object() || t.value("dtype", "") != "F32")
+      throw std::runtime_error(where + ": dtype must be F32");
+    NamedTensor nt;
+    nt.name = it.key();
+    try {
+      nt.shape = t.at("shape").get<std::vector<int64_t>>();
+      const auto off = t.at("data_offsets").get<std::vector<uint64_t>>();
+      uint64_t numel = 1;
+      for (int64_t s : nt.shape) {
+        if (s < 0) throw std::runtime_error("negative dimension");
+        numel *= uint64_t(s);
+      }
+      if (off.size() != 2 || off[0] > off[1] || off[1] > data_size || off[1] - off[0] != numel * 4)
+        throw std::runtime_error("data_offsets do not fit the shape and the file");
+      nt.data.resize(numel);
+      f.seekg(std::streamoff(8 + n + off[0]));
+      f.read(reinterpret_cast<char*>(nt.data.data()), std::streamsize(numel * 4));
+      if (!f) throw std::runtime_error("truncated data");
+    } catch (const json::exception& e) {
+      throw std::runtime_error(where + ": " + e.what());
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(where + ": " + e.what());
+    }
+    out.push_back(std::move(nt));
+  }
+  return out;
+}
+
+ModelConfig read_export_config(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error(path + ": cannot open (the config.json written beside the export)");
+  try {
+    const json c = json::parse(f);
+    const json& m = c.at("model");
+    ModelConfig cfg;
+    cfg.vocab_size = m.at("vocab_size"), cfg.d_model = m.at("d_model"), cfg.n_layers = m.at("n_layers");
+    cfg.n_heads = m.at("n_heads"), cfg.d_ff = m.at("d_ff"), cfg.seq_len = m.at("seq_len");
+    cfg.rope_theta = m.at("rope_theta"), cfg.norm_eps = m.at("norm_eps");
+    const std::string mode = c.at("residual").at("mode");
+    if (mode == "standard") {
+      cfg.mode = ResidualMode::Standard;
+    } else if (mode == "attnres") {
+      cfg.mode = ResidualMode::AttnRes;
+      cfg.block_size = c.at("residual").at("block_size");
+    } else {
+      throw std::runtime_error("residual.mode must be standard or attnres, got " + mode);
+    }
+    if (cfg.d_model <= 0 || cfg.n_heads <= 0 || cfg.d_model % cfg.n_heads || cfg.n_layers <= 0 ||
+        cfg.block_size < 1 || cfg.block_size > cfg.num_sublayers() || cfg.vocab_size <= 0 ||
+        cfg.d_ff <= 0 || cfg.seq_len <= 0)
+      throw std::runtime_error("inconsistent model sizes");
+    return cfg;
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+}
+
+}  // namespace attnres

@@ -1,0 +1,28 @@
+// The safetensors export (F32, names and shapes of DESIGN §1.2) and its
+// config.json, and loading them back.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "models/model_config.h"
+
+namespace attnres {
+
+struct NamedTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+// Writes tensors in the given order to `path` (atomically: temp + rename),
+// and the model + residual settings as config.json in the same directory.
+void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                       const ModelConfig& cfg);
+// Reads a safetensors file (F32 only); throws std::runtime_error naming the
+// file and tensor on a malformed header, wrong dtype or out-of-range offsets.
+std::vector<NamedTensor> read_safetensors(const std::string& path);
+// Reads the config.json written beside an export.
+ModelConfig read_export_config(const std::string& config_json_path);
+std::string export_config_path(const std::string& safetensors_path);
+
+}  // namespace attnres

@@ -1,0 +1,28 @@
+// The training loop (DESIGN §4): loader -> microbatches -> forward/backward ->
+// global grad-norm clip -> AdamW -> metrics, evaluation and export.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "runtime/config.h"
+
+namespace attnres {
+
+struct TrainOptions {
+  std::string metrics_path;  // JSONL, one object per step
+  std::string export_path;   // model.safetensors written at the end
+  bool quiet = false;        // no per-step log lines
+};
+
+struct TrainResult {
+  int steps = 0;
+  std::vector<double> losses;    // train loss of every step
+  double final_val_loss = 0.0;   // last evaluation (NaN if none ran)
+  double tokens_per_s = 0.0;     // median over the steps after the first
+  double mfu = 0.0;              // median
+  std::vector<float> params;     // final parameters in global tensor order
+};
+
+TrainResult train(const Config& cfg, const TrainOptions& opt);
+
+}  // namespace attnres
