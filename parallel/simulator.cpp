@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <utility>
 
 namespace attnres {
 
@@ -269,9 +270,10 @@ void run(const Schedule& s, const SimCosts& k, SimResult& res) {
 }  // namespace
 
 SimResult simulate(const Schedule& s, const SimCosts& costs) {
-  for (double c : {costs.F, costs.B, costs.BI, costs.BW, costs.latency})
+  for (auto [n, c] : {std::pair{"F", costs.F}, {"B", costs.B}, {"BI", costs.BI}, {"BW", costs.BW},
+                      {"latency", costs.latency}})
     if (!std::isfinite(c) || c < 0)
-      throw std::invalid_argument("simulator cost " + std::to_string(c) +
+      throw std::invalid_argument(std::string("simulator cost ") + n + "=" + std::to_string(c) +
                                   " must be finite and >= 0");
   SimResult res;
   check_shape(s, res.errors);
