@@ -1,0 +1,265 @@
+// `attnres plan`: what a config would do on a pipeline, without training:
+// partition, parameters and activation memory per chunk, hop payload bytes for
+// standard / Full AttnRes / Block AttnRes on the same layout (with and without
+// cross-stage caching) next to the paper's Eq. 7/8, and the simulated bubble.
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "launch/commands.h"
+#include "models/params.h"
+#include "parallel/hop_payload.h"
+#include "parallel/partition.h"
+#include "parallel/schedule.h"
+#include "parallel/simulator.h"
+#include "runtime/config.h"
+
+namespace attnres::cli {
+
+namespace {
+
+std::string human(double v, const char* unit, double base = 1000.0) {
+  const char* prefix[] = {"", "K", "M", "G", "T", "P"};
+  int i = 0;
+  while (v >= base && i < 5) v /= base, ++i;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f %s%s%s", v, prefix[i], base == 1024.0 && i ? "i" : "",
+                unit);
+  return buf;
+}
+std::string bytes(double b) { return human(b, "B", 1024.0); }
+
+// Activation floats per token that chunk `ch` keeps from forward to backward,
+// fp32, for the kernels in kernels/ops.h (docs/PARALLEL.md):
+//   every sublayer: its input h and the RMSNorm output (2d) + rstd (1);
+//   attention: q, k, v, attention output (4d) + softmax probabilities (H·T);
+//   MLP: gate, up, silu(gate)·up (3F);
+//   attnres: per site the weights alpha (K_j) and, inside a block, the partial
+//   sum it read (d); per chunk its sources (d + 1 rstd each), counted as if
+//   not shared with the rank's other chunks (no caching);
+//   head chunk: output site alpha (N+1), its output and final-norm output (2d)
+//   + rstd (1), logits (V, softmax in place).
+struct ActEstimate {
+  double total = 0, probs = 0;  // floats per token; probs = attention probabilities
+};
+ActEstimate activation_floats(const ModelConfig& m, const ChunkRange& ch) {
+  const double d = m.d_model, F = m.d_ff, H = m.n_heads, T = m.seq_len;
+  ActEstimate a;
+  for (int j = ch.first; j < ch.last; ++j) {
+    a.total += 2 * d + 1;
+    if (j % 2 == 0) {
+      a.total += 4 * d + H * T;
+      a.probs += H * T;
+    } else {
+      a.total += 3 * F;
+    }
+    if (m.attnres()) {
+      const bool inside = j % m.block_size != 0;
+      a.total += completed_sources(m, j) + (inside ? 1 : 0);
+      if (inside) a.total += d;
+    }
+  }
+  if (m.attnres()) a.total += completed_sources(m, ch.last) * (d + 1);
+  if (ch.has_head) a.total += (m.attnres() ? m.num_blocks() + 1 : 0) + 2 * d + 1 + m.vocab_size;
+  return a;
+}
+
+std::string block_span(const ModelConfig& m, const ChunkRange& ch) {
+  if (!m.attnres()) return "-";
+  const int a = m.block_of(ch.first), b = m.block_of(ch.last - 1);
+  std::string s = a == b ? std::to_string(a) : std::to_string(a) + "-" + std::to_string(b);
+  if (ch.first % m.block_size != 0) s = "(" + s;  // starts inside a block
+  if (ch.last % m.block_size != 0 && ch.last != m.num_sublayers()) s += ")";
+  return s;
+}
+
+struct Variant {
+  std::string name;
+  ModelConfig model;
+  bool cache;
+};
+
+void run_plan(const std::string& path, const std::vector<std::string>& sets) {
+  const Config cfg = load_config(path, sets);
+  const ModelConfig& m = cfg.model;
+  const ParallelConfig& pc = cfg.parallel;
+  const int P = pc.pp, V = pc.virtual_stages, C = P * V, L = m.num_sublayers();
+  const int M = pc.microbatches ? pc.microbatches : cfg.train.grad_accum / pc.dp;
+  const int b = cfg.train.micro_batch_size;
+  const double tokens = double(b) * m.seq_len;
+  Partition part;
+  try {
+    part = make_partition(m, P, V, pc.layout);
+  } catch (const ConfigError& e) {
+    throw ConfigError(path + ": " + e.what());
+  }
+
+  Schedule sched;
+  try {
+    sched = make_schedule(pc.schedule, P, M, V);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(path + ": parallel.schedule '" + pc.schedule + "' with pp=" +
+                      std::to_string(P) + ", microbatches=" + std::to_string(M) +
+                      ", virtual_stages=" + std::to_string(V) + ": " + e.what());
+  }
+
+  std::printf("plan for %s\n", path.c_str());
+  std::printf("model     L=%d sublayers (%d transformer blocks), d=%d, heads=%d (hd %d), d_ff=%d, "
+              "vocab=%d, T=%d\n",
+              L, m.n_layers, m.d_model, m.n_heads, m.head_dim(), m.d_ff, m.vocab_size,
+              m.seq_len);
+  if (m.attnres())
+    std::printf("residual  attnres, block size S=%d -> N=%d blocks (sources: b_0 + N blocks)\n",
+                m.block_size, m.num_blocks());
+  else
+    std::printf("residual  standard\n");
+  std::printf("pipeline  pp=%d x virtual_stages=%d = %d chunks, schedule %s, M=%d microbatches "
+              "of %d x %d tokens per pipeline (dp=%d, tp=%d)\n",
+              P, V, C, pc.schedule.c_str(), M, b, m.seq_len, pc.dp, pc.tp);
+  std::printf("layout    %s\n\n", pc.layout.empty()
+                                      ? (m.attnres() ? "default: cost-balanced on AttnRes block "
+                                                       "boundaries"
+                                                     : "default: cost-balanced on transformer-block "
+                                                       "boundaries")
+                                      : ("explicit \"" + pc.layout + "\"").c_str());
+
+  // ---- partition -----------------------------------------------------------
+  std::printf("%-5s %-4s %-11s %-9s %-5s %-4s %12s %14s %14s %14s\n", "chunk", "rank",
+              "sublayers", "blocks", "embed", "head", "params", "GFLOP/token", "act/microbatch",
+              "(attn probs)");
+  double max_cost = 0, sum_cost = 0;
+  std::vector<double> act_bytes(C);
+  for (const ChunkRange& ch : part.chunks) {
+    const size_t params = make_param_layout(m, ch.first, ch.last).total;
+    const double cost = double(chunk_cost(m, ch));
+    const ActEstimate a = activation_floats(m, ch);
+    act_bytes[ch.index] = a.total * tokens * 4;
+    max_cost = std::max(max_cost, cost);
+    sum_cost += cost;
+    const std::string range = "[" + std::to_string(ch.first) + "," + std::to_string(ch.last) + ")";
+    std::printf("%-5d %-4d %-11s %-9s %-5s %-4s %12s %14.2f %14s %14s\n", ch.index, ch.rank,
+                range.c_str(), block_span(m, ch).c_str(), ch.has_embed ? "yes" : "-",
+                ch.has_head ? "yes" : "-", human(double(params), "").c_str(), cost / 1e9,
+                bytes(act_bytes[ch.index]).c_str(), bytes(a.probs * tokens * 4).c_str());
+  }
+  std::printf("blocks: \"(\" = chunk starts inside a block, \")\" = ends inside one. GFLOP/token: "
+              "training (fwd+bwd) cost model of parallel/partition.h; max/mean chunk cost = %.3f\n\n",
+              max_cost / (sum_cost / C));
+
+  // ---- hop payloads --------------------------------------------------------
+  ModelConfig standard = m, full = m, block = m;
+  standard.mode = ResidualMode::Standard;
+  full.mode = block.mode = ResidualMode::AttnRes;
+  full.block_size = 1;
+  const std::string bs = "block S=" + std::to_string(block.block_size);
+  const std::vector<Variant> variants = {{"standard", standard, false},
+                                         {"full S=1", full, false},
+                                         {"full+cache", full, true},
+                                         {bs, block, false},
+                                         {bs + "+cache", block, true}};
+  const double tensor_bytes = tokens * m.d_model * 4;
+  std::printf("hop payloads per microbatch (tensors x [%d, %d, %d] fp32 = %s each); the backward "
+              "hop carries the gradient of every forward tensor, so bwd = fwd\n",
+              b, m.seq_len, m.d_model, bytes(tensor_bytes).c_str());
+  if (!m.attnres())
+    std::printf("(the config is in standard mode, so \"block\" uses model.block_size = %d; compare "
+                "with --set residual.mode=attnres --set residual.block_size=S)\n",
+                m.block_size);
+  std::printf("%-12s %-3s", "hop", "dir");
+  for (const Variant& v : variants) std::printf(" %20s", v.name.c_str());
+  std::printf("\n");
+  std::vector<double> total(variants.size(), 0.0);
+  for (int c = 1; c < C; ++c) {
+    char hop[64];
+    std::snprintf(hop, sizeof hop, "%d->%d r%d>r%d", c - 1, c, (c - 1) % P, c % P);
+    for (const char* dir : {"fwd", "bwd"}) {
+      std::printf("%-12s %-3s", dir[0] == 'f' ? hop : "", dir);
+      for (size_t i = 0; i < variants.size(); ++i) {
+        const HopPayload h = hop_payload(variants[i].model, part, c, variants[i].cache);
+        const double by = double(hop_bytes(variants[i].model, h, b));
+        total[i] += by;
+        std::printf(" %20s", (std::to_string(h.tensors.size()) + " / " + bytes(by)).c_str());
+      }
+      std::printf("\n");
+    }
+  }
+  std::printf("%-16s", "per microbatch");
+  for (double t : total) std::printf(" %20s", bytes(t).c_str());
+  std::printf("\n%-16s", ("per step (x" + std::to_string(M) + ")").c_str());
+  for (double t : total) std::printf(" %20s", bytes(t * M).c_str());
+  std::printf("\n\n");
+
+  // ---- closed forms ---------------------------------------------------------
+  // The rule's exact counts (blocks only, then b_0) next to Eq. 7/8 with
+  // N_p = N / C (exact when every chunk holds the same whole blocks).
+  std::printf("closed forms, block summaries per microbatch crossing all hops (fwd; bwd the "
+              "same), b_0 excluded; N_p = N / C\n");
+  std::printf("%-12s %7s %10s %10s %10s %12s %12s %12s %6s\n", "variant", "N_p", "rule", "Eq.7",
+              "rule+cache", "Eq.8 paper", "Eq.8 exact", "b_0 (nc/c)", "exact?");
+  for (const ModelConfig* v : {&full, &block}) {
+    const int S = v->block_size, N = v->num_blocks();
+    bool uniform = L % S == 0 && N % C == 0;
+    for (const ChunkRange& ch : part.chunks)
+      uniform = uniform && ch.last - ch.first == L / C && ch.first % S == 0;
+    const double Np = double(N) / C;
+    const int64_t nc = total_source_tensors(*v, part, false, false);
+    const int64_t wc = total_source_tensors(*v, part, true, false);
+    const int64_t e_nc = total_source_tensors(*v, part, false, true) - nc;
+    const int64_t e_wc = total_source_tensors(*v, part, true, true) - wc;
+    char emb[32];
+    std::snprintf(emb, sizeof emb, "%lld/%lld", (long long)e_nc, (long long)e_wc);
+    std::printf("%-12s %7.3f %10lld %10.2f %10lld %12.2f %12.2f %12s %6s\n",
+                ("S=" + std::to_string(S)).c_str(), Np, (long long)nc,
+                paper_eq7_blocks(P, V, Np), (long long)wc, paper_eq8_blocks(P, V, Np),
+                exact_eq8_blocks(P, V, Np), emb, uniform ? "yes" : "no");
+  }
+  std::printf("(\"exact?\" = every chunk holds N_p whole blocks, where rule = Eq.7 and rule+cache "
+              "= Eq.8 exact; Eq.8 as printed overcounts by (V-1)*P*N_p; docs/PARALLEL.md)\n"
+              "bytes = count x %s per microbatch\n\n",
+              bytes(tensor_bytes).c_str());
+
+  // ---- bubble ---------------------------------------------------------------
+  const SimResult sim = simulate(sched);
+  if (!sim.ok()) throw std::runtime_error("schedule '" + pc.schedule + "' failed simulation: " +
+                                          sim.errors.front());
+  const SimCosts unit;
+  std::printf("bubble    schedule %s simulated with uniform chunk costs (F=%g, B=%g, BI=%g, "
+              "BW=%g, no latency; the simulator takes one cost per action kind, so the chunk "
+              "imbalance above is not included)\n",
+              pc.schedule.c_str(), unit.F, unit.B, unit.BI, unit.BW);
+  double worst = 0;
+  for (size_t r = 0; r < sim.ranks.size(); ++r) {
+    const RankStats& rs = sim.ranks[r];
+    double act = 0;
+    for (const ChunkRange& ch : part.chunks)
+      if (ch.rank == int(r)) act = std::max(act, act_bytes[ch.index]);
+    worst = std::max(worst, rs.bubble);
+    std::printf("  rank %zu: bubble %.4f, peak live (microbatch, chunk) %d -> activations <= %s\n",
+                r, rs.bubble, rs.peak_live, bytes(rs.peak_live * act).c_str());
+  }
+  std::printf("  max bubble %.4f; theory: 1F1B (P-1)/(M+P-1) = %.4f, interleaved "
+              "(P-1)/(V*M+P-1) = %.4f\n",
+              worst, one_f_one_b_bubble(P, M), double(P - 1) / double(V * M + P - 1));
+}
+
+}  // namespace
+
+void add_plan_command(CLI::App& app) {
+  CLI::App* plan = app.add_subcommand(
+      "plan", "Print the pipeline plan of a config without training: partition, parameters, "
+              "activation memory, hop payload bytes (standard / Full / Block AttnRes, with and "
+              "without cross-stage caching) against Eq. 7/8, and the simulated bubble");
+  struct Opts {
+    std::string config;
+    std::vector<std::string> sets;
+  };
+  auto opts = std::make_shared<Opts>();
+  plan->add_option("--config", opts->config, "YAML config file")->required();
+  plan->add_option("--set", opts->sets, "Override a config key: --set parallel.pp=4 (repeatable)");
+  plan->callback([opts] { run_plan(opts->config, opts->sets); });
+}
+
+}  // namespace attnres::cli
