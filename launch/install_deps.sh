@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages attnres needs, only those that are missing.
+# Sourced by quickstart.sh and test.sh; safe to run again.
+set -euo pipefail
+
+ATTNRES_PACKAGES=(
+  build-essential cmake pkg-config
+  libopenblas-dev libopenmpi-dev openmpi-bin
+  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libxxhash-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libpython3.11-stdlib  # the default training corpus: /usr/lib/python3.11/*.py
+)
+
+missing=()
+for p in "${ATTNRES_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "attnres: installing missing packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
