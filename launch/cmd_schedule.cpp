@@ -66,7 +66,7 @@ void add_schedule_command(CLI::App& app) {
 
     if (!o->trace.empty()) write_chrome_trace(o->trace, s, r);  // fail before printing
 
-    std::printf("schedule %s: P=%d ranks, M=%d microbatches, V=%d chunks per rank\n", s.name.c_str(),
+    std::printf("schedule %s: P=%d ranks, M=%d microbatches, V=%d chunk(s) per rank\n", s.name.c_str(),
                 s.P, s.M, s.V);
     std::printf("chunk costs: F=%g B=%g BI=%g BW=%g, message latency %g\n\n", c.F, c.B, c.BI, c.BW,
                 c.latency);

@@ -75,7 +75,8 @@ Lists interleaved(int P, int M, int V) {
 //   cool-down BI + BW;
 //   the r deferred BWs, which fill the cool-down bubble.
 // Every rank then holds at most P live activations, the peak of rank 0 under
-// 1F1B, while the bubble shrinks from (P−1)(F+B) to (P−1)(F+B−BW).
+// 1F1B, while the idle time per rank shrinks from (P−1)(F+BI+BW) to
+// (P−1)(F+BI−BW) for M ≥ P and BW ≤ F+BI (P−1 for unit costs).
 Lists zb_h1(int P, int M) {
   Lists out(P);
   for (int r = 0; r < P; r++) {

@@ -70,7 +70,8 @@ TEST(Schedule, OneFOneBAndGPipeBubbleAndPeakMatchTheory) {
 }
 
 // ZB-H1 keeps the pipeline's peak (the max over ranks) at 1F1B's, rank 0 at
-// exactly 1F1B's, and cuts the bubble time from (P−1)(F+B) to (P−1)(F+BI+BW−BW).
+// exactly 1F1B's, and cuts the idle time from (P−1)(F+BI+BW) to (P−1)(F+BI−BW),
+// i.e. P−1 for unit costs: bubble (P−1)/(3M+P−1).
 // Later ranks hold more than under 1F1B (up to P): that is where the deferred
 // BWs wait, as in the paper's schedule.
 TEST(Schedule, ZeroBubbleH1BeatsOneFOneBWithinItsMemory) {
