@@ -112,7 +112,8 @@ void check_structure(const Schedule& s, std::vector<std::string>& errors) {
   auto bwd_name = [&](int mb, int c) {
     return name(slot(Op::B, mb, c).count ? Op::B : Op::BI, mb, c);
   };
-  // `first` must come before `second` on the same rank; both must exist.
+  // n1 (list position p1) must come before n2 (p2) on chunk c's rank; a
+  // missing or repeated action (p < 0) is reported by the count checks instead.
   auto before = [&](int p1, const std::string& n1, int p2, const std::string& n2, int c,
                     const std::string& why) {
     if (p1 < 0 || p2 < 0) return;
