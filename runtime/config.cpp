@@ -237,9 +237,9 @@ void validate_config(Config& cfg) {
   if (bs < 0) fail("residual.block_size", str(bs) + " must be >= 1");
   if (nb < 0) fail("residual.num_blocks", str(nb) + " must be >= 1");
   if (m.mode == ResidualMode::Standard) {
-    if (bs != 0) fail("residual.block_size", "is only meaningful with residual.mode: attnres");
-    if (nb != 0) fail("residual.num_blocks", "is only meaningful with residual.mode: attnres");
-    m.block_size = 1;  // unused in standard mode
+    // The block keys are kept but unused, so residual.mode alone switches a
+    // config between the standard residual and AttnRes (issue #2).
+    m.block_size = 1;
   } else {
     if (bs != 0 && nb != 0)
       fail("residual.block_size",

@@ -107,9 +107,16 @@ TEST(Config, NumBlocksResolution) {
   EXPECT_EQ(c.model.block_size, 10);
 }
 
-TEST(Config, StandardModeIgnoresBlocks) {
+TEST(Config, StandardModeKeepsButIgnoresBlockKeys) {
   Config c = parse_config("residual: {mode: standard}\n", "t.yaml", {});
   EXPECT_FALSE(c.model.attnres());
+  // residual.mode alone switches a config: the block keys stay as written.
+  c = parse_config(kBase, "test.yaml", {"residual.mode=standard"});
+  EXPECT_FALSE(c.model.attnres());
+  EXPECT_EQ(c.residual_block_size, 2);
+  Config back = parse_config(config_to_yaml(c), "rt.yaml", {"residual.mode=attnres"});
+  EXPECT_TRUE(back.model.attnres());
+  EXPECT_EQ(back.model.block_size, 2);
 }
 
 TEST(Config, OverridesApplyAfterFileAndAreTyped) {
@@ -286,8 +293,6 @@ TEST(ConfigErrors, ResidualCombinations) {
   expect_error("model: {n_layers: 2}\nresidual: {num_blocks: 0}\n", {},
                {"residual.num_blocks", "0", ">= 1"});
   bad_set({"residual.num_blocks=2"}, {"residual.block_size", "residual.num_blocks", "not both"});
-  bad_set({"residual.mode=standard"}, {"residual.block_size", "attnres"});
-  expect_error("residual: {mode: standard, num_blocks: 2}\n", {}, {"residual.num_blocks", "attnres"});
   // L = 8, N = 5: S = 2 gives 4 blocks, not 5.
   expect_error("model: {n_layers: 4}\nresidual: {num_blocks: 5}\n", {},
                {"residual.num_blocks", "5", "gives 4 blocks"});
