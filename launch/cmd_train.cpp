@@ -22,9 +22,14 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--metrics", o->train.metrics_path, "Write one JSON object per step to this file");
   cmd->add_option("--export", o->train.export_path,
                   "Write the trained weights to this .safetensors file (and config.json beside it)");
+  cmd->add_option("--trace", o->train.trace_path,
+                  "Write a Chrome trace per rank (FILE.json -> FILE.rank<r>.json), loadable in Perfetto");
+  cmd->add_option("--peak-gflops", o->train.peak_gflops,
+                  "Peak GFLOP/s per rank for MFU (default: measure this machine's sgemm rate)");
   cmd->callback([o] {
     const Config cfg = load_config(o->config, o->sets);
     const TrainResult r = train(cfg, o->train);
+    if (r.world_rank != 0) return;
     std::printf("summary: steps %d | final train loss %.4f | val loss %.4f | %.0f tok/s | mfu %.1f%%\n",
                 r.steps, r.losses.empty() ? NAN : r.losses.back(), r.final_val_loss, r.tokens_per_s,
                 100.0 * r.mfu);

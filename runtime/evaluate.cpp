@@ -66,11 +66,10 @@ void load_named_tensors(Chunk& model, const std::vector<NamedTensor>& tensors, c
   }
 }
 
-std::vector<NamedTensor> named_tensors(const Chunk& model) {
+std::vector<NamedTensor> named_tensors(const ParamLayout& layout, const float* params) {
   std::vector<NamedTensor> out;
-  for (const auto& spec : model.layout.tensors)
-    out.push_back({spec.name, spec.shape,
-                   std::vector<float>(model.params + spec.offset, model.params + spec.offset + spec.numel)});
+  for (const auto& spec : layout.tensors)
+    out.push_back({spec.name, spec.shape, std::vector<float>(params + spec.offset, params + spec.offset + spec.numel)});
   return out;
 }
 

@@ -21,7 +21,7 @@ double eval_file_loss(const Chunk& model, ChunkActs& acts, const std::string& te
 // Copies the named tensors of `tensors` into a chunk; throws naming a tensor
 // that is missing or has the wrong shape, or an unexpected extra tensor.
 void load_named_tensors(Chunk& model, const std::vector<NamedTensor>& tensors, const std::string& source);
-// The chunk's parameters as named tensors in global order (for export).
-std::vector<NamedTensor> named_tensors(const Chunk& model);
+// Parameters laid out by `layout` as named tensors in its order (for export).
+std::vector<NamedTensor> named_tensors(const ParamLayout& layout, const float* params);
 
 }  // namespace attnres

@@ -1,20 +1,32 @@
 #include "runtime/trainer.h"
 
+#include <mpi.h>
+
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
+#include <stdexcept>
 
 #include "kernels/device.h"
 #include "kernels/ops.h"
 #include "kernels/peak.h"
 #include "models/chunk.h"
+#include "parallel/executor.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/partition.h"
+#include "parallel/schedule.h"
+#include "parallel/topology.h"
 #include "runtime/data.h"
 #include "runtime/evaluate.h"
 #include "runtime/metrics.h"
 #include "runtime/optimizer.h"
 #include "runtime/safetensors.h"
+#include "runtime/trace.h"
 
 namespace attnres {
 
@@ -30,94 +42,238 @@ bool eval_due(const TrainConfig& t, int step) {  // step is 1-based
   return t.eval_every > 0 && (step % t.eval_every == 0 || step == t.steps);
 }
 
+// MPI lives for the whole process: a program not started by mpirun is a world of one.
+void ensure_mpi() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) return;
+  MPI_Init(nullptr, nullptr);
+  std::atexit([] {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+  });
+}
+
+// Tokens and targets of microbatches, as the executor takes them.
+struct MicroBatches {
+  std::vector<Batch> batches;
+  std::vector<const int32_t*> tokens, targets;
+  void point() {
+    tokens.clear(), targets.clear();
+    for (const Batch& b : batches) tokens.push_back(b.inputs.data()), targets.push_back(b.targets.data());
+  }
+};
+
+// Everything of one rank's run.
+struct Run {
+  const Config& cfg;
+  Topology topo;
+  Groups groups;
+  Partition part;
+  std::unique_ptr<PipelineExecutor> exec;
+  std::vector<AdamW> adam;           // per local chunk
+  std::vector<size_t> global_index;  // per local tensor (chunk by chunk): index in the full model
+  size_t n_global_tensors = 0;
+  int M = 0;                         // microbatches per pipeline per step
+
+  explicit Run(const Config& c) : cfg(c) {}
+  bool is_logger() const { return topo.world_rank == 0; }
+};
+
+void setup(Run& r) {
+  const ParallelConfig& p = r.cfg.parallel;
+  const ModelConfig& m = r.cfg.model;
+  ensure_mpi();
+  int world_size = 1, world_rank = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  r.topo = make_topology(world_size, world_rank, p.dp, p.pp, p.tp);
+  r.M = r.cfg.train.grad_accum / p.dp;
+  r.part = make_partition(m, p.pp, p.virtual_stages, p.layout);
+  Schedule sched = make_schedule(p.schedule, p.pp, r.M, p.virtual_stages);
+  int max_tensors = 1;
+  for (int c = 1; c < r.part.num_chunks(); ++c)
+    max_tensors = std::max(max_tensors, int(hop_payload(m, r.part, c, false).tensors.size()));
+  TagSpace tags{std::max(r.M, r.cfg.train.eval_batches), r.part.num_chunks(), max_tensors};
+  r.groups = make_mpi_groups(r.topo, tags);
+  const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
+  r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
+                                              p.pp > 1 ? r.groups.pipeline.get() : nullptr,
+                                              r.cfg.train.micro_batch_size, r.cfg.train.seed, cache);
+  const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
+  r.n_global_tensors = full.tensors.size();
+  for (Chunk& c : r.exec->chunks()) {
+    r.adam.emplace_back().init(c.layout.total);
+    for (const TensorSpec& t : c.layout.tensors)
+      r.global_index.push_back(size_t(full.find(t.name) - full.tensors.data()));
+  }
+}
+
+// Sum over dp replicas, then the global norm from per-tensor partials summed
+// in global tensor order (DESIGN §5). Returns the norm.
+double reduce_and_norm(Run& r) {
+  std::vector<double> partials(r.n_global_tensors, 0.0);
+  size_t i = 0;
+  for (Chunk& c : r.exec->chunks()) {
+    if (r.cfg.parallel.dp > 1) r.groups.data->allreduce_sum(c.grads, c.layout.total);
+    for (double s : tensor_sum_squares(c.layout, c.grads)) partials[r.global_index[i++]] = s;
+  }
+  // Each tensor lives on one pipeline rank; the others contribute exact zeros.
+  if (r.cfg.parallel.pp > 1) r.groups.pipeline->allreduce_sum(partials.data(), partials.size());
+  return global_norm(partials);
+}
+
+// The last chunk's rank knows the loss; every rank gets it, summed over dp.
+double share_loss(Run& r, double local_sum) {
+  double v = r.exec->holds_last_chunk() ? local_sum : 0.0;
+  if (r.cfg.parallel.pp > 1) r.groups.pipeline->allreduce_sum(&v, 1);
+  if (r.cfg.parallel.dp > 1) r.groups.data->allreduce_sum(&v, 1);
+  return v;
+}
+
+// Per world rank: bubble; per hop: bytes sent forward + backward (summed over ranks).
+struct CommStats {
+  std::vector<double> bubble;
+  std::vector<double> hop_bytes;
+};
+CommStats gather_comm_stats(Run& r) {
+  CommStats s;
+  s.bubble.assign(size_t(r.topo.world_size), 0.0);
+  const double busy = r.exec->busy_seconds(), idle = r.exec->idle_seconds();
+  s.bubble[size_t(r.topo.world_rank)] = busy + idle > 0 ? idle / (busy + idle) : 0.0;
+  const auto& f = r.exec->fwd_bytes();
+  const auto& b = r.exec->bwd_bytes();
+  s.hop_bytes.assign(f.size(), 0.0);
+  for (size_t c = 0; c < f.size(); ++c) s.hop_bytes[c] = double(f[c] + b[c]);
+  r.groups.world->allreduce_sum(s.bubble.data(), s.bubble.size());
+  r.groups.world->allreduce_sum(s.hop_bytes.data(), s.hop_bytes.size());
+  return s;
+}
+
+std::string comm_log(const CommStats& s, int dp) {
+  std::string out = " | bubble";
+  char buf[64];
+  for (double b : s.bubble) std::snprintf(buf, sizeof buf, " %.2f", b), out += buf;
+  out += " | hop MB";
+  for (size_t c = 1; c < s.hop_bytes.size(); ++c)
+    std::snprintf(buf, sizeof buf, " %.2f", s.hop_bytes[c] / dp / 1e6), out += buf;
+  return out;
+}
+
+std::string comm_json(const CommStats& s, int dp) {
+  std::vector<uint64_t> hops;
+  for (size_t c = 1; c < s.hop_bytes.size(); ++c) hops.push_back(uint64_t(s.hop_bytes[c] / dp));
+  const std::string j = nlohmann::json{{"bubble", s.bubble}, {"hop_bytes", hops}}.dump();
+  return j.substr(1, j.size() - 2);  // the members, to splice into the step's object
+}
+
+// The full model's parameters in global order, on every rank.
+std::vector<float> gather_parameters(Run& r) {
+  const ModelConfig& m = r.cfg.model;
+  const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
+  std::vector<float> out(full.total, 0.0f);
+  if (r.topo.coord.dp_idx == 0 && r.topo.coord.tp_idx == 0)
+    for (Chunk& c : r.exec->chunks())
+      for (const TensorSpec& t : c.layout.tensors)
+        std::copy_n(c.params + t.offset, t.numel, out.begin() + long(full.find(t.name)->offset));
+  // Every element is owned by one rank; the others add exact zeros.
+  if (r.topo.world_size > 1) r.groups.world->allreduce_sum(out.data(), out.size());
+  return out;
+}
+
 }  // namespace
 
 TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const ModelConfig& m = cfg.model;
   const TrainConfig& tc = cfg.train;
   kernels::set_num_threads(tc.threads);
+  Run r(cfg);
+  setup(r);
+  PipelineExecutor& exec = *r.exec;
+  exec.enable_trace(!opt.trace_path.empty());
 
   const TokenFile train_file(cfg.data.dir + "/train.bin");
   const TokenFile val_file(cfg.data.dir + "/val.bin");
   const DataLoader loader(train_file, tc.micro_batch_size, m.seq_len, tc.seed);
-  std::vector<Batch> val = validation_batches(val_file, tc.micro_batch_size, m.seq_len, tc.eval_batches);
-  std::erase_if(val, [&](const Batch& b) { return b.B != tc.micro_batch_size; });
+  MicroBatches val, mbs;
+  val.batches = validation_batches(val_file, tc.micro_batch_size, m.seq_len, tc.eval_batches);
+  std::erase_if(val.batches, [&](const Batch& b) { return b.B != tc.micro_batch_size; });
+  val.point();
+  mbs.batches.resize(size_t(r.M));
 
-  Chunk model;
-  chunk_init(model, m, 0, m.num_sublayers(), tc.micro_batch_size, tc.seed);
-  ChunkActs acts;
-  acts_init(acts, model);
-  AdamW adam;
-  adam.init(model.layout.total);
-  MetricsWriter metrics = opt.metrics_path.empty() ? MetricsWriter() : MetricsWriter(opt.metrics_path);
-
-  const double peak_flops = kernels::measure_sgemm_gflops(tc.threads) * 1e9;
+  const bool log = r.is_logger() && !opt.quiet;
+  MetricsWriter metrics = opt.metrics_path.empty() || !r.is_logger() ? MetricsWriter() : MetricsWriter(opt.metrics_path);
+  const double peak_per_rank = opt.peak_gflops > 0 ? opt.peak_gflops : kernels::measure_sgemm_gflops(tc.threads);
+  const double peak_flops = peak_per_rank * 1e9 * r.topo.world_size;
   const double flops_per_token = model_flops_per_token(m);
-  const size_t tokens_per_mb = size_t(tc.micro_batch_size) * m.seq_len;
-  const double tokens_per_step = double(tokens_per_mb) * tc.grad_accum;
-  if (!opt.quiet)
-    std::printf("model: %zu parameters, %s residual%s | %d threads | peak (measured sgemm) %.1f GFLOP/s\n",
-                model.layout.total, residual_mode_name(m.mode),
-                m.attnres() ? (", block size " + std::to_string(m.block_size) + " (" +
-                               std::to_string(m.num_blocks()) + " blocks)").c_str() : "",
+  const double tokens_per_step = double(tc.micro_batch_size) * m.seq_len * tc.grad_accum;
+  if (log) {
+    size_t params = make_param_layout(m, 0, m.num_sublayers()).total;
+    std::printf("model: %zu parameters, %s residual", params, residual_mode_name(m.mode));
+    if (m.attnres()) std::printf(", block size %d (%d blocks)", m.block_size, m.num_blocks());
+    std::printf(" | dp %d pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak (measured sgemm) %.1f GFLOP/s\n",
+                cfg.parallel.dp, cfg.parallel.pp, cfg.parallel.tp, cfg.parallel.schedule.c_str(), r.M,
                 kernels::get_num_threads(), peak_flops / 1e9);
+  }
 
-  // Gradient buffers of the output stream (every source), zeroed per microbatch.
-  const int n_src = m.attnres() ? sources_at(m, m.num_sublayers()) : 0;
-  std::vector<float> dstream(size_t(n_src) * tokens_per_mb * m.d_model);
-  Batch batch;
   TrainResult res;
   res.final_val_loss = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> tps, mfus;
-
   for (int step = 0; step < tc.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    kernels::device_zero(model.dev, model.grads, model.layout.total);
-    double loss_sum = 0.0;
-    for (int mb = 0; mb < tc.grad_accum; ++mb) {
-      loader.fill(batch, (uint64_t(step) * tc.grad_accum + mb) * tc.micro_batch_size);
-      loss_sum += chunk_forward(model, acts, batch.inputs.data(), batch.targets.data(), Stream{});
-      Stream dout, din;
-      std::fill(dstream.begin(), dstream.end(), 0.0f);
-      for (int s = 0; s < n_src; ++s) dout.sources.push_back(dstream.data() + size_t(s) * tokens_per_mb * m.d_model);
-      chunk_backward_input(model, acts, batch.inputs.data(), batch.targets.data(),
-                           float(1.0 / tokens_per_step), dout, din);
-      chunk_backward_weight(model, acts);
+    for (Chunk& c : exec.chunks()) kernels::device_zero(c.dev, c.grads, c.layout.total);
+    // This dp rank's share of the step's global microbatches, in order.
+    for (int i = 0; i < r.M; ++i) {
+      const uint64_t global_mb = uint64_t(step) * tc.grad_accum + uint64_t(r.topo.coord.dp_idx) * r.M + i;
+      loader.fill(mbs.batches[size_t(i)], global_mb * tc.micro_batch_size);
     }
-    const double norm = global_norm(tensor_sum_squares(model.layout, model.grads));
+    mbs.point();
+    const std::vector<double> mb_losses = exec.run(mbs.tokens, mbs.targets, float(1.0 / tokens_per_step));
+    double loss_sum = 0.0;
+    for (double l : mb_losses) loss_sum += l;  // microbatch order
+    const double norm = reduce_and_norm(r);
     const float clip = clip_factor(norm, tc.grad_clip);
-    if (clip != 1.0f) kernels::scale_inplace(model.dev, model.grads, clip, model.layout.total);
     const float lr = lr_at(tc, step);
-    adam.step(model.layout, model.params, model.grads, lr, tc);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
+    for (size_t i = 0; i < exec.chunks().size(); ++i) {
+      Chunk& c = exec.chunks()[i];
+      if (clip != 1.0f) kernels::scale_inplace(c.dev, c.grads, clip, c.layout.total);
+      r.adam[i].step(c.layout, c.params, c.grads, lr, tc);
+    }
     StepMetrics s;
     s.step = step + 1;
-    s.loss = loss_sum / tokens_per_step;
+    s.loss = share_loss(r, loss_sum) / tokens_per_step;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.lr = lr;
     s.grad_norm = norm;
     s.tokens_per_s = tokens_per_step / secs;
     s.mfu = flops_per_token * s.tokens_per_s / peak_flops;
-    if (eval_due(tc, s.step) && !val.empty()) {
-      s.val_loss = mean_loss(model, acts, val);
+    if (r.topo.world_size > 1) {
+      const CommStats cs = gather_comm_stats(r);
+      s.extra_log = comm_log(cs, cfg.parallel.dp);
+      s.extra_json = comm_json(cs, cfg.parallel.dp);
+    }
+    if (eval_due(tc, s.step) && !val.batches.empty()) {
+      const double sum = share_loss(r, exec.forward_only(val.tokens, val.targets)) / cfg.parallel.dp;
+      s.val_loss = sum / (double(val.batches.size()) * tc.micro_batch_size * m.seq_len);
       res.final_val_loss = *s.val_loss;
     }
     if (step > 0) tps.push_back(s.tokens_per_s), mfus.push_back(s.mfu);
     res.losses.push_back(s.loss);
     metrics.write(s);
-    if (!opt.quiet && (s.step % std::max(tc.log_every, 1) == 0 || s.step == tc.steps || s.val_loss))
+    if (log && (s.step % std::max(tc.log_every, 1) == 0 || s.step == tc.steps || s.val_loss))
       std::printf("%s\n", format_log_line(s, tc.steps).c_str());
   }
+  res.world_rank = r.topo.world_rank;
   res.steps = tc.steps;
   res.tokens_per_s = median(tps);
   res.mfu = median(mfus);
-  res.params.assign(model.params, model.params + model.layout.total);
-  if (!opt.export_path.empty()) {
-    write_safetensors(opt.export_path, named_tensors(model), m);
-    if (!opt.quiet) std::printf("exported %s and %s\n", opt.export_path.c_str(), export_config_path(opt.export_path).c_str());
+  res.params = gather_parameters(r);
+  if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
+  if (!opt.export_path.empty() && r.is_logger()) {
+    write_safetensors(opt.export_path, named_tensors(make_param_layout(m, 0, m.num_sublayers()), res.params.data()), m);
+    if (log) std::printf("exported %s and %s\n", opt.export_path.c_str(), export_config_path(opt.export_path).c_str());
   }
-  acts_free(acts, model);
-  chunk_free(model);
   return res;
 }
 

@@ -11,16 +11,19 @@ namespace attnres {
 struct TrainOptions {
   std::string metrics_path;  // JSONL, one object per step
   std::string export_path;   // model.safetensors written at the end
+  std::string trace_path;    // Chrome trace; rank r writes <stem>.rank<r>.json
   bool quiet = false;        // no per-step log lines
+  double peak_gflops = 0;    // MFU denominator per rank; 0 = measure the sgemm rate
 };
 
 struct TrainResult {
+  int world_rank = 0;
   int steps = 0;
   std::vector<double> losses;    // train loss of every step
   double final_val_loss = 0.0;   // last evaluation (NaN if none ran)
   double tokens_per_s = 0.0;     // median over the steps after the first
   double mfu = 0.0;              // median
-  std::vector<float> params;     // final parameters in global tensor order
+  std::vector<float> params;     // final parameters, full model in global tensor order
 };
 
 TrainResult train(const Config& cfg, const TrainOptions& opt);

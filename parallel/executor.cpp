@@ -1,0 +1,360 @@
+#include "parallel/executor.h"
+
+#include <algorithm>
+#include <cassert>
+#include <chrono>
+#include <stdexcept>
+
+#include "kernels/ops.h"
+
+namespace attnres {
+
+namespace k = kernels;
+
+namespace {
+double now_us() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+// Everything one microbatch holds on one local chunk, from its forward input
+// to its last backward. Buffers are allocated once; slots are reused.
+struct PipelineExecutor::Slot {
+  int mb = -1;
+  ChunkActs acts;
+  std::vector<float*> recv_vals;   // forward payload into this chunk (in_hop order)
+  std::vector<float*> recv_grads;  // backward payload from the next chunk (out_hop order)
+  std::vector<float*> own_grads;   // per source index: gradient buffers this slot owns
+  float* dhidden = nullptr;        // standard mode, last chunk: gradient of the output
+  std::vector<float*> grads;       // per source index in the output stream: its gradient
+  Stream in, din;
+  Request recv_f, recv_b;
+  bool recv_f_posted = false, recv_b_posted = false;
+  bool weights_done = false, grad_sent = false;
+  std::vector<Request> sends;
+};
+
+struct PipelineExecutor::Local {
+  int chunk = 0;
+  Chunk* model = nullptr;
+  HopPayload in_hop, out_hop;  // into this chunk; into the next (empty for the last)
+  int n_in = 0, n_out = 0;     // sources in the input / output stream
+  std::vector<Slot> slots;
+  std::vector<float*> buffers;  // every buffer of every slot, for freeing
+};
+
+PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part, Schedule schedule,
+                                   int pp_rank, Communicator* pipe, int micro_batch, uint64_t seed,
+                                   bool cross_stage_cache, k::Device dev)
+    : cfg_(cfg), part_(part), schedule_(std::move(schedule)), rank_(pp_rank), pipe_(pipe),
+      micro_batch_(micro_batch), cache_(cross_stage_cache), dev_(dev),
+      stream_floats_(size_t(micro_batch) * cfg.seq_len * cfg.d_model) {
+  const int P = schedule_.P, C = schedule_.num_chunks();
+  if (part_.num_chunks() != C) throw std::logic_error("executor: partition and schedule disagree on chunks");
+  if (P > 1 && (!pipe_ || pipe_->size() != P)) throw std::logic_error("executor: pipeline communicator size != P");
+
+  // Live microbatches per local chunk (first action to release), plus one slot
+  // so the next forward's receive can be posted early.
+  std::vector<int> live(size_t(C), 0), peak(size_t(C), 0);
+  for (const Action& a : schedule_.ranks[size_t(rank_)]) {
+    if (a.op == Op::F) peak[a.chunk] = std::max(peak[a.chunk], ++live[a.chunk]);
+    if (a.op == Op::B || a.op == Op::BW) --live[a.chunk];
+  }
+
+  int n_local = 0;
+  for (int c = rank_; c < C; c += P) ++n_local;
+  chunks_.resize(size_t(n_local));
+  for (int c = rank_, i = 0; c < C; c += P, ++i) {
+    const ChunkRange& r = part_.chunks[size_t(c)];
+    chunk_init(chunks_[size_t(i)], cfg_, r.first, r.last, micro_batch_, seed, dev_);
+    auto L = std::make_unique<Local>();
+    L->chunk = c;
+    L->model = &chunks_[size_t(i)];
+    if (c > 0) L->in_hop = hop_payload(cfg_, part_, c, cache_);
+    if (c + 1 < C) L->out_hop = hop_payload(cfg_, part_, c + 1, cache_);
+    if (cfg_.attnres()) {
+      L->n_in = sources_at(cfg_, r.first);
+      L->n_out = sources_at(cfg_, r.last);
+    }
+    L->slots.resize(size_t(peak[c] + 1));
+    auto alloc = [&] {
+      float* p = k::device_alloc_floats(dev_, stream_floats_);
+      L->buffers.push_back(p);
+      return p;
+    };
+    for (Slot& s : L->slots) {
+      acts_init(s.acts, *L->model);
+      for (size_t t = 0; t < L->in_hop.tensors.size(); ++t) s.recv_vals.push_back(alloc());
+      for (size_t t = 0; t < L->out_hop.tensors.size(); ++t) s.recv_grads.push_back(alloc());
+      s.own_grads.assign(size_t(L->n_out), nullptr);
+      for (const HopTensor& h : L->in_hop.tensors)
+        if (h.kind == HopTensor::Source) s.own_grads[size_t(h.source)] = alloc();
+      for (int src = (c == 0 ? 0 : L->n_in); src < L->n_out; ++src) s.own_grads[size_t(src)] = alloc();
+      if (!cfg_.attnres() && r.has_head) s.dhidden = alloc();
+      s.grads.assign(size_t(L->n_out), nullptr);
+    }
+    locals_.push_back(std::move(L));
+  }
+  losses_.assign(size_t(schedule_.M), 0.0);
+  fwd_bytes_.assign(size_t(C), 0);
+  bwd_bytes_.assign(size_t(C), 0);
+  t0_us_ = now_us();
+}
+
+PipelineExecutor::~PipelineExecutor() {
+  for (auto& L : locals_) {
+    for (Slot& s : L->slots) {
+      if (pipe_) pipe_->wait_all(s.sends);
+      acts_free(s.acts, *L->model);
+    }
+    for (float* p : L->buffers) k::device_free(dev_, p);
+  }
+  for (Chunk& c : chunks_) chunk_free(c);
+}
+
+bool PipelineExecutor::holds_last_chunk() const { return locals_.back()->chunk == schedule_.num_chunks() - 1; }
+
+PipelineExecutor::Local& PipelineExecutor::local(int chunk) {
+  assert(chunk % schedule_.P == rank_);
+  return *locals_[size_t(chunk / schedule_.P)];
+}
+
+PipelineExecutor::Slot& PipelineExecutor::slot_of(int mb, int chunk) {
+  for (Slot& s : local(chunk).slots)
+    if (s.mb == mb) return s;
+  throw std::logic_error("executor: no activations for mb " + std::to_string(mb) + " chunk " + std::to_string(chunk));
+}
+
+PipelineExecutor::Slot& PipelineExecutor::acquire(int mb, int chunk) {
+  Local& L = local(chunk);
+  for (Slot& s : L.slots)
+    if (s.mb == mb) return s;
+  for (Slot& s : L.slots) {
+    if (s.mb != -1) continue;
+    s.mb = mb;
+    for (float* g : s.own_grads)
+      if (g) k::device_zero(dev_, g, stream_floats_);
+    if (s.dhidden) k::device_zero(dev_, s.dhidden, stream_floats_);
+    return s;
+  }
+  throw std::logic_error("executor: no free activation slot for chunk " + std::to_string(chunk));
+}
+
+void PipelineExecutor::release(Slot& s) {
+  if (pipe_) {
+    const double t = now_us();
+    pipe_->wait_all(s.sends);
+    idle_s_ += (now_us() - t) * 1e-6;
+  }
+  s.sends.clear();
+  s.mb = -1;
+  s.recv_f_posted = s.recv_b_posted = s.weights_done = s.grad_sent = false;
+}
+
+static std::vector<TensorRef> refs(const std::vector<float*>& bufs, size_t n) {
+  std::vector<TensorRef> r;
+  for (float* b : bufs) r.push_back({b, n});
+  return r;
+}
+
+void PipelineExecutor::post_recv_f(int mb, int chunk) {
+  Slot& s = acquire(mb, chunk);
+  if (s.recv_f_posted) return;
+  const int peer = (chunk - 1) % schedule_.P;
+  s.recv_f = pipe_->irecv(refs(s.recv_vals, stream_floats_), peer, {mb, chunk, Direction::Forward});
+  s.recv_f_posted = true;
+}
+
+void PipelineExecutor::post_recv_b(int mb, int chunk) {
+  Slot& s = slot_of(mb, chunk);
+  if (s.recv_b_posted) return;
+  const int peer = (chunk + 1) % schedule_.P;
+  s.recv_b = pipe_->irecv(refs(s.recv_grads, stream_floats_), peer, {mb, chunk + 1, Direction::Backward});
+  s.recv_b_posted = true;
+}
+
+// Posts every later receive whose buffers are available now, so messages land
+// while this rank computes.
+void PipelineExecutor::post_ahead(size_t from) {
+  const auto& acts = schedule_.ranks[size_t(rank_)];
+  for (size_t i = from; i < acts.size(); ++i) {
+    const Action& a = acts[i];
+    if (a.op == Op::RECV_F) {
+      Local& L = local(a.chunk);
+      const bool have = std::any_of(L.slots.begin(), L.slots.end(), [&](const Slot& s) { return s.mb == a.mb; });
+      const bool free = std::any_of(L.slots.begin(), L.slots.end(), [](const Slot& s) { return s.mb == -1; });
+      if (have || free) post_recv_f(a.mb, a.chunk);
+    } else if (a.op == Op::RECV_B) {
+      for (Slot& s : local(a.chunk).slots)
+        if (s.mb == a.mb) post_recv_b(a.mb, a.chunk);
+    }
+  }
+}
+
+void PipelineExecutor::wait_recv(Request& r, const char* what, int mb, int chunk) {
+  const double t = now_us();
+  pipe_->wait(r);
+  const double dt = now_us() - t;
+  idle_s_ += dt * 1e-6;
+  if (tracing_)
+    trace_.push_back({std::string(what) + "(mb=" + std::to_string(mb) + ",chunk=" + std::to_string(chunk) + ")",
+                      "comm", t - t0_us_, dt});
+}
+
+double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const int32_t* targets) {
+  Local& L = local(chunk);
+  Slot& s = acquire(mb, chunk);
+  s.in = Stream{};
+  std::fill(s.grads.begin(), s.grads.end(), nullptr);
+  if (chunk > 0) {
+    if (pipe_) wait_recv(s.recv_f, "RECV_F", mb, chunk);
+    // Sources held since chunk - P (cross-stage cache), then the received ones.
+    if (cfg_.attnres()) {
+      s.in.sources.assign(size_t(L.n_in), nullptr);
+      if (cache_ && chunk >= schedule_.P) {
+        Slot& prev = slot_of(mb, chunk - schedule_.P);
+        for (int src = 0; src < L.n_in; ++src)
+          if (src < int(prev.acts.out.sources.size())) {
+            s.in.sources[size_t(src)] = prev.acts.out.sources[size_t(src)];
+            s.grads[size_t(src)] = prev.grads[size_t(src)];
+          }
+      }
+    }
+    for (size_t t = 0; t < L.in_hop.tensors.size(); ++t) {
+      const HopTensor& h = L.in_hop.tensors[t];
+      if (h.kind == HopTensor::Hidden) s.in.hidden = s.recv_vals[t];
+      if (h.kind == HopTensor::Partial) s.in.partial = s.recv_vals[t];
+      if (h.kind == HopTensor::Source) {
+        s.in.sources[size_t(h.source)] = s.recv_vals[t];
+        s.grads[size_t(h.source)] = s.own_grads[size_t(h.source)];
+      }
+    }
+    for (float* p : s.in.sources)
+      if (!p) throw std::logic_error("executor: chunk " + std::to_string(chunk) + " lacks an input source");
+  }
+  const double loss = chunk_forward(*L.model, s.acts, tokens, targets, s.in);
+  for (int src = (chunk == 0 ? 0 : L.n_in); src < L.n_out; ++src) s.grads[size_t(src)] = s.own_grads[size_t(src)];
+  return loss;
+}
+
+void PipelineExecutor::send_f(int mb, int chunk) {
+  Local& L = local(chunk);
+  Slot& s = slot_of(mb, chunk);
+  std::vector<float*> vals;
+  for (const HopTensor& h : L.out_hop.tensors)
+    vals.push_back(h.kind == HopTensor::Hidden    ? s.acts.out.hidden
+                   : h.kind == HopTensor::Partial ? s.acts.out.partial
+                                                  : s.acts.out.sources[size_t(h.source)]);
+  if (pipe_) {
+    s.sends.push_back(pipe_->isend(refs(vals, stream_floats_), (chunk + 1) % schedule_.P,
+                                   {mb, chunk + 1, Direction::Forward}));
+    fwd_bytes_[size_t(chunk + 1)] += vals.size() * stream_floats_ * sizeof(float);
+  } else {  // P = 1: the next chunk is local
+    Slot& next = acquire(mb, chunk + 1);
+    for (size_t t = 0; t < vals.size(); ++t) k::device_copy(dev_, next.recv_vals[t], vals[t], stream_floats_);
+  }
+}
+
+void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, const int32_t* targets,
+                                      float loss_scale) {
+  Local& L = local(chunk);
+  Slot& s = slot_of(mb, chunk);
+  Stream dout;
+  if (!L.model->has_head) {
+    if (pipe_) wait_recv(s.recv_b, "RECV_B", mb, chunk);
+    for (size_t t = 0; t < L.out_hop.tensors.size(); ++t) {
+      const HopTensor& h = L.out_hop.tensors[t];
+      if (h.kind == HopTensor::Hidden) dout.hidden = s.recv_grads[t];
+      if (h.kind == HopTensor::Partial) dout.partial = s.recv_grads[t];
+      // Downstream gradient of a source adds to what later local chunks left.
+      if (h.kind == HopTensor::Source)
+        k::add_inplace(dev_, s.grads[size_t(h.source)], s.recv_grads[t], stream_floats_);
+    }
+  } else if (!cfg_.attnres()) {
+    dout.hidden = s.dhidden;
+  }
+  dout.sources.assign(s.grads.begin(), s.grads.end());
+  chunk_backward_input(*L.model, s.acts, tokens, targets, loss_scale, dout, s.din);
+}
+
+void PipelineExecutor::send_b(int mb, int chunk) {
+  Local& L = local(chunk);
+  Slot& s = slot_of(mb, chunk);
+  std::vector<float*> grads;
+  for (const HopTensor& h : L.in_hop.tensors)
+    grads.push_back(h.kind == HopTensor::Hidden    ? s.din.hidden
+                    : h.kind == HopTensor::Partial ? s.din.partial
+                                                   : s.din.sources[size_t(h.source)]);
+  if (pipe_) {
+    s.sends.push_back(pipe_->isend(refs(grads, stream_floats_), (chunk - 1) % schedule_.P,
+                                   {mb, chunk, Direction::Backward}));
+    bwd_bytes_[size_t(chunk)] += grads.size() * stream_floats_ * sizeof(float);
+  } else {
+    Slot& prev = slot_of(mb, chunk - 1);
+    for (size_t t = 0; t < grads.size(); ++t) k::device_copy(dev_, prev.recv_grads[t], grads[t], stream_floats_);
+  }
+}
+
+std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tokens,
+                                          const std::vector<const int32_t*>& targets, float loss_scale) {
+  assert(int(tokens.size()) == schedule_.M && int(targets.size()) == schedule_.M);
+  std::fill(losses_.begin(), losses_.end(), 0.0);
+  std::fill(fwd_bytes_.begin(), fwd_bytes_.end(), 0);
+  std::fill(bwd_bytes_.begin(), bwd_bytes_.end(), 0);
+  busy_s_ = idle_s_ = 0;
+  const auto& list = schedule_.ranks[size_t(rank_)];
+  for (size_t i = 0; i < list.size(); ++i) {
+    const Action& a = list[i];
+    if (a.op == Op::REDUCE_GRADS || a.op == Op::OPTIMIZER_STEP) break;  // the trainer's part
+    if (pipe_) post_ahead(i);
+    const double t = now_us();
+    switch (a.op) {
+      case Op::F: losses_[size_t(a.mb)] += forward(a.mb, a.chunk, tokens[size_t(a.mb)], targets[size_t(a.mb)]); break;
+      case Op::B:
+      case Op::BI:
+        backward_input(a.mb, a.chunk, tokens[size_t(a.mb)], targets[size_t(a.mb)], loss_scale);
+        if (a.op == Op::B) chunk_backward_weight(*local(a.chunk).model, slot_of(a.mb, a.chunk).acts);
+        break;
+      case Op::BW: chunk_backward_weight(*local(a.chunk).model, slot_of(a.mb, a.chunk).acts); break;
+      case Op::SEND_F: send_f(a.mb, a.chunk); break;
+      case Op::SEND_B: send_b(a.mb, a.chunk); break;
+      case Op::RECV_F: post_recv_f(a.mb, a.chunk); break;   // waited on at F
+      case Op::RECV_B: post_recv_b(a.mb, a.chunk); break;   // waited on at B / BI
+      default: break;
+    }
+    if (is_compute(a.op)) {
+      const double dt = now_us() - t;
+      busy_s_ += dt * 1e-6;
+      if (tracing_) trace_.push_back({to_string(a), "compute", t - t0_us_, dt});
+    }
+    // P = 1 lists have no messages: hand the hop to the neighbouring local chunk.
+    if (!pipe_ && a.op == Op::F && a.chunk + 1 < schedule_.num_chunks()) send_f(a.mb, a.chunk);
+    if (!pipe_ && (a.op == Op::B || a.op == Op::BI) && a.chunk > 0) send_b(a.mb, a.chunk);
+    // A microbatch leaves a chunk once its weight gradients are done and its
+    // input gradient has gone back.
+    if (a.op == Op::B || a.op == Op::BW || a.op == Op::SEND_B) {
+      Slot& s = slot_of(a.mb, a.chunk);
+      s.weights_done |= a.op != Op::SEND_B;
+      s.grad_sent |= a.op == Op::SEND_B || !pipe_ || a.chunk == 0;
+      if (s.weights_done && s.grad_sent) release(s);
+    }
+  }
+  return losses_;
+}
+
+double PipelineExecutor::forward_only(const std::vector<const int32_t*>& tokens,
+                                      const std::vector<const int32_t*>& targets) {
+  double sum = 0.0;
+  for (int mb = 0; mb < int(tokens.size()); ++mb) {
+    for (auto& L : locals_) {
+      const int c = L->chunk;
+      if (c > 0 && pipe_) post_recv_f(mb, c);
+      sum += forward(mb, c, tokens[size_t(mb)], targets[size_t(mb)]);
+      if (c + 1 < schedule_.num_chunks()) send_f(mb, c);
+    }
+    for (auto& L : locals_) release(slot_of(mb, L->chunk));
+  }
+  return sum;
+}
+
+}  // namespace attnres

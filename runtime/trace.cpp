@@ -1,0 +1,27 @@
+#include "runtime/trace.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace attnres {
+
+std::string trace_path_for_rank(const std::string& path, int rank) {
+  const std::filesystem::path p(path);
+  const std::string ext = p.has_extension() ? p.extension().string() : ".json";
+  return (p.parent_path() / (p.stem().string() + ".rank" + std::to_string(rank) + ext)).string();
+}
+
+void write_trace(const std::string& path, const std::vector<TraceEvent>& events, int rank) {
+  nlohmann::json ev = nlohmann::json::array();
+  ev.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", rank}, {"args", {{"name", "rank " + std::to_string(rank)}}}});
+  for (const TraceEvent& e : events)
+    ev.push_back({{"name", e.name}, {"cat", e.category}, {"ph", "X"}, {"pid", rank},
+                  {"tid", std::string(e.category) == "comm" ? 1 : 0}, {"ts", e.start_us}, {"dur", e.dur_us}});
+  std::ofstream f(path);
+  if (!f) throw std::runtime_error(path + ": cannot open trace file for writing");
+  f << nlohmann::json{{"traceEvents", ev}, {"displayTimeUnit", "ms"}}.dump() << "\n";
+}
+
+}  // namespace attnres
