@@ -1,0 +1,102 @@
+// The communicator interface (DESIGN §4): point-to-point messages for the
+// pipeline hops and collectives for data/tensor parallelism, on raw pointers
+// and counts. The MPI implementation (mpi_communicator.h) works on host memory;
+// an NCCL implementation for device memory fits behind the same calls.
+//
+// Point-to-point. isend/irecv move a list of float tensors to/from a peer
+// (a rank of THIS communicator) and return a Request; nothing may touch the
+// buffers until wait() or a true test() on that Request. A message is named by
+// a MessageTag, which both sides pass identically; messages with different tags
+// never match each other, whatever the order in which they are posted or
+// arrive. The tensor list of a receive must have the same counts, in the same
+// order, as the matching send (hop shapes are known on both sides, DESIGN §2).
+//
+// Tags. Each communicator is constructed with a TagSpace (the largest
+// microbatch, chunk and list-length values it will see); construction throws
+// if the space cannot be encoded in the backend's tag range. A tag outside the
+// space is a caller bug (std::logic_error).
+//
+// Collectives are blocking and must be called by every rank of the
+// communicator in the same order.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace attnres {
+
+struct TensorRef {
+  float* data;
+  size_t count;  // in floats
+};
+
+enum class Direction { Forward = 0, Backward = 1 };
+
+// Names one hop message of one microbatch. `chunk` is the hop's downstream
+// chunk c (the hop c−1 → c), for both directions: SEND_F(mb, c−1) and
+// RECV_F(mb, c) use {mb, c, Forward}; SEND_B(mb, c) and RECV_B(mb, c−1) use
+// {mb, c, Backward}.
+struct MessageTag {
+  int mb;
+  int chunk;
+  Direction dir;
+};
+
+// The range of MessageTag values a communicator must distinguish:
+// 0 <= mb < microbatches, 0 <= chunk < chunks, lists of at most max_tensors.
+// The default (all zero) allows no point-to-point messages at all, which is
+// right for communicators used only for collectives.
+struct TagSpace {
+  int microbatches = 0;
+  int chunks = 0;
+  int max_tensors = 0;
+};
+
+// Handle of one pending isend/irecv. Move-only; owned by the caller; completed
+// (and emptied) by Communicator::wait or a true Communicator::test. Destroying
+// a pending Request is a bug and aborts.
+class Request {
+ public:
+  struct State {  // implemented by each communicator
+    virtual ~State() = default;
+  };
+  Request() = default;
+  explicit Request(std::unique_ptr<State> s) : state(std::move(s)) {}
+  Request(Request&&) = default;
+  Request& operator=(Request&&) = default;
+  // True while the operation has not been completed by wait/test.
+  bool pending() const { return state != nullptr; }
+  std::unique_ptr<State> state;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  virtual Request isend(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) = 0;
+  virtual Request irecv(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) = 0;
+  // Blocks until r completes; r is then no longer pending. No-op if it is not.
+  virtual void wait(Request& r) = 0;
+  // True (and r completed) if r has finished or was not pending.
+  virtual bool test(Request& r) = 0;
+  void wait_all(std::vector<Request>& rs) {
+    for (Request& r : rs) wait(r);
+  }
+
+  // In place over all ranks of this communicator.
+  virtual void allreduce_sum(float* data, size_t n) = 0;
+  virtual void allreduce_sum(double* data, size_t n) = 0;
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  virtual void barrier() = 0;
+
+  // Payload bytes passed to isend so far (4 per float), counted when posted.
+  uint64_t bytes_sent() const { return bytes_sent_; }
+
+ protected:
+  uint64_t bytes_sent_ = 0;
+};
+
+}  // namespace attnres

@@ -1,0 +1,235 @@
+#include "parallel/mpi_communicator.h"
+
+#include <algorithm>
+#include <cassert>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+namespace attnres {
+
+namespace {
+
+// MPI errors are returned (MPI_ERRORS_RETURN on every communicator we own) and
+// turned into exceptions naming the call.
+void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  throw std::runtime_error(std::string(what) + " failed: " + std::string(msg, len));
+}
+
+int checked_count(size_t count) {
+  if (count > static_cast<size_t>(INT_MAX))
+    throw std::runtime_error("tensor of " + std::to_string(count) +
+                             " floats exceeds the MPI message limit of INT_MAX elements");
+  return static_cast<int>(count);
+}
+
+// Collectives on more than INT_MAX elements go in pieces.
+constexpr size_t kPiece = size_t{1} << 30;
+
+struct MpiRequestState final : Request::State {
+  std::vector<MPI_Request> reqs;
+  ~MpiRequestState() override {
+    for (MPI_Request r : reqs) {
+      if (r != MPI_REQUEST_NULL) {
+        std::fputs("attnres: a pending MPI request was destroyed without wait()\n", stderr);
+        std::abort();
+      }
+    }
+  }
+};
+
+MpiRequestState& mpi_state(Request& r) {
+  auto* s = dynamic_cast<MpiRequestState*>(r.state.get());
+  if (s == nullptr) throw std::logic_error("request was not created by an MpiCommunicator");
+  return *s;
+}
+
+}  // namespace
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int initialized = 0;
+  check(MPI_Initialized(&initialized), "MPI_Initialized");
+  if (initialized) return;
+  // OpenMP threads compute, only the main thread calls MPI.
+  int provided = 0;
+  check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  owns_ = true;
+  if (provided < MPI_THREAD_FUNNELED)
+    throw std::runtime_error("MPI does not provide MPI_THREAD_FUNNELED");
+}
+
+MpiSession::~MpiSession() {
+  if (!owns_) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+int encode_tag(const TagSpace& space, MessageTag tag, int index) {
+  const int dir = static_cast<int>(tag.dir);
+  if (tag.mb < 0 || tag.mb >= space.microbatches || tag.chunk < 0 || tag.chunk >= space.chunks ||
+      index < 0 || index >= space.max_tensors || (dir != 0 && dir != 1))
+    throw std::logic_error("message (mb=" + std::to_string(tag.mb) + ", chunk=" +
+                           std::to_string(tag.chunk) + ", tensor=" + std::to_string(index) +
+                           ") is outside the communicator's tag space (" +
+                           std::to_string(space.microbatches) + " microbatches, " +
+                           std::to_string(space.chunks) + " chunks, " +
+                           std::to_string(space.max_tensors) + " tensors per message)");
+  return ((tag.mb * space.chunks + tag.chunk) * 2 + dir) * space.max_tensors + index;
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, TagSpace tags) : comm_(comm), tags_(tags) {
+  check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+  check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+  if (tags.microbatches < 0 || tags.chunks < 0 || tags.max_tensors < 0)
+    throw std::logic_error("negative tag space");
+  void* attr = nullptr;
+  int flag = 0;
+  check(MPI_Comm_get_attr(comm_, MPI_TAG_UB, &attr, &flag), "MPI_Comm_get_attr(MPI_TAG_UB)");
+  const int64_t tag_ub = flag ? *static_cast<int*>(attr) : 32767;  // the standard's minimum
+  // Number of distinct tags, multiplied stepwise so it cannot overflow:
+  // every factor is < 2^31 and the running product stays <= tag_ub + 1 < 2^32.
+  int64_t n = 1;
+  bool fits = true;
+  for (int64_t f : {int64_t{tags.microbatches}, int64_t{tags.chunks}, int64_t{2},
+                    int64_t{tags.max_tensors}}) {
+    n *= f;
+    if (n > tag_ub + 1) {
+      fits = false;
+      break;
+    }
+  }
+  if (!fits) {
+    if (comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);  // the destructor will not run
+    throw std::runtime_error(
+        "cannot encode pipeline message tags: " + std::to_string(tags.microbatches) +
+        " microbatches × " + std::to_string(tags.chunks) + " chunks × 2 directions × " +
+        std::to_string(tags.max_tensors) + " tensors per hop exceeds MPI_TAG_UB = " +
+        std::to_string(tag_ub) +
+        "; use fewer microbatches (train.grad_accum / parallel.dp) or chunks "
+        "(parallel.pp × parallel.virtual_stages)");
+  }
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  if (comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+Request MpiCommunicator::post(const std::vector<TensorRef>& tensors, int peer, MessageTag tag,
+                              bool send) {
+  if (peer < 0 || peer >= size_)
+    throw std::logic_error("peer " + std::to_string(peer) + " is outside communicator of size " +
+                           std::to_string(size_));
+  if (tensors.size() > static_cast<size_t>(tags_.max_tensors))
+    throw std::logic_error("message of " + std::to_string(tensors.size()) +
+                           " tensors exceeds the tag space's " +
+                           std::to_string(tags_.max_tensors));
+  auto state = std::make_unique<MpiRequestState>();
+  state->reqs.assign(tensors.size(), MPI_REQUEST_NULL);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const int mpi_tag = encode_tag(tags_, tag, static_cast<int>(i));
+    const int count = checked_count(tensors[i].count);
+    if (send) {
+      check(MPI_Isend(tensors[i].data, count, MPI_FLOAT, peer, mpi_tag, comm_, &state->reqs[i]),
+            "MPI_Isend");
+      bytes_sent_ += tensors[i].count * sizeof(float);
+    } else {
+      check(MPI_Irecv(tensors[i].data, count, MPI_FLOAT, peer, mpi_tag, comm_, &state->reqs[i]),
+            "MPI_Irecv");
+    }
+  }
+  return Request(std::move(state));
+}
+
+Request MpiCommunicator::isend(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) {
+  return post(tensors, peer, tag, true);
+}
+
+Request MpiCommunicator::irecv(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) {
+  return post(tensors, peer, tag, false);
+}
+
+void MpiCommunicator::wait(Request& r) {
+  if (!r.pending()) return;
+  MpiRequestState& s = mpi_state(r);
+  // A receive whose sender posted a different count fails here (MPI_ERR_TRUNCATE)
+  // or leaves the tail unwritten; both sides derive counts from the hop spec.
+  check(MPI_Waitall(static_cast<int>(s.reqs.size()), s.reqs.data(), MPI_STATUSES_IGNORE),
+        "MPI_Waitall");
+  r.state.reset();
+}
+
+bool MpiCommunicator::test(Request& r) {
+  if (!r.pending()) return true;
+  MpiRequestState& s = mpi_state(r);
+  int done = 0;
+  check(MPI_Testall(static_cast<int>(s.reqs.size()), s.reqs.data(), &done, MPI_STATUSES_IGNORE),
+        "MPI_Testall");
+  if (done) r.state.reset();
+  return done != 0;
+}
+
+void MpiCommunicator::allreduce_sum(float* data, size_t n) {
+  for (size_t off = 0; off < n; off += kPiece)
+    check(MPI_Allreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kPiece, n - off)),
+                        MPI_FLOAT, MPI_SUM, comm_),
+          "MPI_Allreduce");
+}
+
+void MpiCommunicator::allreduce_sum(double* data, size_t n) {
+  for (size_t off = 0; off < n; off += kPiece)
+    check(MPI_Allreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kPiece, n - off)),
+                        MPI_DOUBLE, MPI_SUM, comm_),
+          "MPI_Allreduce");
+}
+
+void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
+  if (root < 0 || root >= size_)
+    throw std::logic_error("broadcast root " + std::to_string(root) +
+                           " is outside communicator of size " + std::to_string(size_));
+  auto* p = static_cast<char*>(data);
+  for (size_t off = 0; off < bytes; off += kPiece)
+    check(MPI_Bcast(p + off, static_cast<int>(std::min(kPiece, bytes - off)), MPI_BYTE, root,
+                    comm_),
+          "MPI_Bcast");
+}
+
+void MpiCommunicator::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+Groups make_mpi_groups(const Topology& topo, TagSpace pipeline_tags) {
+  int world_size = 0, world_rank = 0;
+  check(MPI_Comm_size(MPI_COMM_WORLD, &world_size), "MPI_Comm_size");
+  check(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank), "MPI_Comm_rank");
+  if (world_size != topo.world_size || world_rank != topo.world_rank)
+    throw std::runtime_error("topology was built for world rank " +
+                             std::to_string(topo.world_rank) + " of " +
+                             std::to_string(topo.world_size) + " but this process is rank " +
+                             std::to_string(world_rank) + " of " + std::to_string(world_size));
+  const Coord c = topo.coord;
+  // color = the coordinates that stay fixed in the group, key = the one that varies.
+  auto split = [](int color, int key, TagSpace tags) {
+    MPI_Comm comm = MPI_COMM_NULL;
+    check(MPI_Comm_split(MPI_COMM_WORLD, color, key, &comm), "MPI_Comm_split");
+    auto g = std::make_unique<MpiCommunicator>(comm, tags);
+    assert(g->rank() == key);
+    return g;
+  };
+  Groups g;
+  MPI_Comm world = MPI_COMM_NULL;
+  check(MPI_Comm_dup(MPI_COMM_WORLD, &world), "MPI_Comm_dup");
+  g.world = std::make_unique<MpiCommunicator>(world);
+  g.pipeline = split(c.dp_idx * topo.tp + c.tp_idx, c.pp_idx, pipeline_tags);
+  g.data = split(c.pp_idx * topo.tp + c.tp_idx, c.dp_idx, TagSpace{});
+  g.tensor = split(c.pp_idx * topo.dp + c.dp_idx, c.tp_idx, TagSpace{});
+  assert(g.pipeline->size() == topo.pp && g.data->size() == topo.dp && g.tensor->size() == topo.tp);
+  return g;
+}
+
+}  // namespace attnres
