@@ -84,37 +84,40 @@ int encode_tag(const TagSpace& space, MessageTag tag, int index) {
   return ((tag.mb * space.chunks + tag.chunk) * 2 + dir) * space.max_tensors + index;
 }
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, TagSpace tags) : comm_(comm), tags_(tags) {
-  check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
-  check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
-  check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+// Throws unless microbatches · chunks · 2 · max_tensors distinct tags fit in
+// [0, tag_ub].
+static void check_tag_space(const TagSpace& tags, int64_t tag_ub) {
   if (tags.microbatches < 0 || tags.chunks < 0 || tags.max_tensors < 0)
     throw std::logic_error("negative tag space");
-  void* attr = nullptr;
-  int flag = 0;
-  check(MPI_Comm_get_attr(comm_, MPI_TAG_UB, &attr, &flag), "MPI_Comm_get_attr(MPI_TAG_UB)");
-  const int64_t tag_ub = flag ? *static_cast<int*>(attr) : 32767;  // the standard's minimum
-  // Number of distinct tags, multiplied stepwise so it cannot overflow:
-  // every factor is < 2^31 and the running product stays <= tag_ub + 1 < 2^32.
+  // Multiplied stepwise so it cannot overflow: every factor is < 2^31 and the
+  // running product is checked against tag_ub + 1 <= 2^31 after each step.
   int64_t n = 1;
-  bool fits = true;
   for (int64_t f : {int64_t{tags.microbatches}, int64_t{tags.chunks}, int64_t{2},
                     int64_t{tags.max_tensors}}) {
     n *= f;
-    if (n > tag_ub + 1) {
-      fits = false;
-      break;
-    }
+    if (n > tag_ub + 1)
+      throw std::runtime_error(
+          "cannot encode pipeline message tags: " + std::to_string(tags.microbatches) +
+          " microbatches × " + std::to_string(tags.chunks) + " chunks × 2 directions × " +
+          std::to_string(tags.max_tensors) + " tensors per hop need more than MPI_TAG_UB + 1 = " +
+          std::to_string(tag_ub + 1) +
+          " tags; use fewer microbatches (train.grad_accum / parallel.dp) or chunks "
+          "(parallel.pp × parallel.virtual_stages)");
   }
-  if (!fits) {
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, TagSpace tags) : comm_(comm), tags_(tags) {
+  try {
+    check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+    check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    void* attr = nullptr;
+    int flag = 0;
+    check(MPI_Comm_get_attr(comm_, MPI_TAG_UB, &attr, &flag), "MPI_Comm_get_attr(MPI_TAG_UB)");
+    check_tag_space(tags, flag ? *static_cast<int*>(attr) : 32767);  // 32767: the standard's minimum
+  } catch (...) {
     if (comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);  // the destructor will not run
-    throw std::runtime_error(
-        "cannot encode pipeline message tags: " + std::to_string(tags.microbatches) +
-        " microbatches × " + std::to_string(tags.chunks) + " chunks × 2 directions × " +
-        std::to_string(tags.max_tensors) + " tensors per hop exceeds MPI_TAG_UB = " +
-        std::to_string(tag_ub) +
-        "; use fewer microbatches (train.grad_accum / parallel.dp) or chunks "
-        "(parallel.pp × parallel.virtual_stages)");
+    throw;
   }
 }
 

@@ -20,7 +20,8 @@ namespace attnres {
 
 // Initializes MPI for the lifetime of the object (MPI_Init; a program not
 // started by mpirun becomes a world of one) and finalizes it at the end.
-// If MPI is already initialized it does neither.
+// If MPI is already initialized it does neither. Destroy every
+// MpiCommunicator before the session ends (MPI_Comm_free needs MPI).
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv);
