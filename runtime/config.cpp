@@ -47,6 +47,7 @@ void visit_fields(C& c, F&& f) {
   f("train.log_every", c.train.log_every);
   f("train.seed", c.train.seed);
   f("train.threads", c.train.threads);
+  f("train.watchdog_timeout", c.train.watchdog_timeout);
   f("data.dir", c.data.dir);
   f("parallel.dp", c.parallel.dp);
   f("parallel.pp", c.parallel.pp);
@@ -289,6 +290,7 @@ void validate_config(Config& cfg) {
   require_positive("train.eval_batches", t.eval_batches);
   require_positive("train.log_every", t.log_every);
   require_non_negative("train.threads", t.threads);
+  require_non_negative("train.watchdog_timeout", t.watchdog_timeout);
 
   if (cfg.data.dir.empty()) fail("data.dir", "must not be empty");
 

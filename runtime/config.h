@@ -24,6 +24,7 @@ struct TrainConfig {
   int log_every = 1;
   unsigned long long seed = 1234;
   int threads = 0;            // OpenMP + OpenBLAS threads; 0 = all cores
+  int watchdog_timeout = 600; // seconds without progress before a rank aborts; 0 = off
 };
 
 struct DataConfig {

@@ -23,10 +23,12 @@
 #include "parallel/topology.h"
 #include "runtime/data.h"
 #include "runtime/evaluate.h"
+#include "runtime/fault_injection.h"
 #include "runtime/metrics.h"
 #include "runtime/optimizer.h"
 #include "runtime/safetensors.h"
 #include "runtime/trace.h"
+#include "runtime/watchdog.h"
 
 namespace attnres {
 
@@ -190,6 +192,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   kernels::set_num_threads(tc.threads);
   Run r(cfg);
   setup(r);
+  const Watchdog watchdog(tc.watchdog_timeout, r.topo.world_rank);
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
 
@@ -254,6 +257,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       s.extra_json = comm_json(cs, cfg.parallel.dp);
     }
     if (eval_due(tc, s.step) && !val.batches.empty()) {
+      heartbeat();  // evaluation is a long phase of its own
       const double sum = share_loss(r, exec.forward_only(val.tokens, val.targets)) / cfg.parallel.dp;
       s.val_loss = sum / (double(val.batches.size()) * tc.micro_batch_size * m.seq_len);
       res.final_val_loss = *s.val_loss;
@@ -263,6 +267,8 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     metrics.write(s);
     if (log && (s.step % std::max(tc.log_every, 1) == 0 || s.step == tc.steps || s.val_loss))
       std::printf("%s\n", format_log_line(s, tc.steps).c_str());
+    heartbeat(s.step);
+    fault_point("step", s.step);  // before this step's checkpoint is written
   }
   res.world_rank = r.topo.world_rank;
   res.steps = tc.steps;

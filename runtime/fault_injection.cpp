@@ -1,0 +1,110 @@
+#include "runtime/fault_injection.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+namespace attnres {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& text, const std::string& why) {
+  throw std::runtime_error("ATTNRES_FAULT='" + text + "': " + why +
+                           " (expected e.g. rank=1,step=7,at=step[,once=/tmp/marker]; "
+                           "at is step, checkpoint_write or hang)");
+}
+
+int parse_int(const std::string& text, const std::string& key, const std::string& v) {
+  int x = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || end != v.data() + v.size() || x < 0)
+    bad(text, key + "='" + v + "' is not a non-negative integer");
+  return x;
+}
+
+int env_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"})
+    if (const char* v = std::getenv(var)) return std::atoi(v);
+  return 0;
+}
+
+// Creates the marker durably; false if it already existed (the fault happened before).
+bool claim_marker(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) return false;
+    throw std::runtime_error("ATTNRES_FAULT: cannot create marker " + path + ": " + std::strerror(errno));
+  }
+  ::fsync(fd);
+  ::close(fd);
+  // The directory entry must survive the kill too.
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) ::fsync(dfd), ::close(dfd);
+  return true;
+}
+
+const std::optional<FaultSpec>& env_spec() {
+  static const std::optional<FaultSpec> spec = [] {
+    const char* v = std::getenv("ATTNRES_FAULT");
+    return parse_fault_spec(v ? v : "");
+  }();
+  return spec;
+}
+
+}  // namespace
+
+std::optional<FaultSpec> parse_fault_spec(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  FaultSpec s;
+  bool has_rank = false, has_step = false, has_at = false;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, comma - pos);
+    pos = comma + 1;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) bad(text, "'" + item + "' is not key=value");
+    const std::string key = item.substr(0, eq), val = item.substr(eq + 1);
+    if (key == "rank") s.rank = parse_int(text, key, val), has_rank = true;
+    else if (key == "step") s.step = parse_int(text, key, val), has_step = true;
+    else if (key == "at") {
+      if (val != "step" && val != "checkpoint_write" && val != "hang") bad(text, "at='" + val + "' is not a fault point");
+      s.at = val, has_at = true;
+    } else if (key == "once") {
+      if (val.empty()) bad(text, "once= needs a marker file path");
+      s.once = val;
+    } else {
+      bad(text, "unknown key '" + key + "'");
+    }
+  }
+  if (!has_rank) bad(text, "rank= is missing");
+  if (!has_step) bad(text, "step= is missing");
+  if (!has_at) bad(text, "at= is missing");
+  return s;
+}
+
+void fault_point(const char* where, int step) {
+  const std::string w(where);
+  if (w != "step" && w != "checkpoint_write") throw std::logic_error("fault_point: unknown point " + w);
+  const std::optional<FaultSpec>& s = env_spec();
+  if (!s || s->step != step || env_rank() != s->rank) return;
+  const bool hang = s->at == "hang";
+  if ((hang ? "step" : s->at) != w) return;
+  if (!s->once.empty() && !claim_marker(s->once)) return;
+  std::fprintf(stderr, "attnres: ATTNRES_FAULT: rank %d %s at %s of step %d\n", s->rank,
+               hang ? "hangs" : "killed (SIGKILL)", where, step);
+  std::fflush(stderr);
+  if (!hang) ::raise(SIGKILL);
+  for (;;) ::pause();  // until the watchdog or mpirun ends the process
+}
+
+}  // namespace attnres

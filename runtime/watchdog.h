@@ -1,0 +1,40 @@
+// Per-rank hang detection. A thread watches for heartbeats from the training
+// loop; if none arrives within the timeout, it prints which rank stalled and
+// at which step, and ends the process with _exit(kWatchdogExitCode). mpirun
+// then tears the job down and the supervisor (launch/supervise.sh) restarts
+// it. _exit, not MPI_Abort: under MPI_THREAD_FUNNELED only the main thread may
+// call MPI, and the main thread is the one that is stuck.
+#pragma once
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+namespace attnres {
+
+constexpr int kWatchdogExitCode = 124;  // as timeout(1)
+
+class Watchdog {
+ public:
+  // timeout_s = 0: no thread, heartbeats cost nothing. The clock starts now.
+  Watchdog(int timeout_s, int world_rank);
+  ~Watchdog();  // stops the thread
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+ private:
+  void watch();
+  int timeout_s_, rank_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// Progress: restarts the running watchdog's clock (no-op without one). Any
+// thread may call it. The step form also records the last completed step
+// (1-based) for the message; call it after every step. The plain form is for
+// long phases inside a step: evaluation, checkpoint writes, resume.
+void heartbeat(int step);
+void heartbeat();
+
+}  // namespace attnres
