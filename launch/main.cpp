@@ -5,6 +5,7 @@
 #include "launch/commands.h"
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // log lines appear as they happen, also under mpirun
   CLI::App app{"attnres: train transformers with Attention Residuals"};
   app.require_subcommand(1);
   attnres::cli::add_train_command(app);
@@ -12,6 +13,8 @@ int main(int argc, char** argv) {
   attnres::cli::add_data_command(app);
   attnres::cli::add_schedule_command(app);
   attnres::cli::add_plan_command(app);
+  attnres::cli::add_checkpoint_command(app);
+  attnres::cli::add_export_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
