@@ -58,11 +58,11 @@ ActEstimate activation_floats(const ModelConfig& m, const ChunkRange& ch) {
     }
     if (m.attnres()) {
       const bool inside = j % m.block_size != 0;
-      a.total += completed_sources(m, j) + (inside ? 1 : 0);
+      a.total += sources_at(m, j) + (inside ? 1 : 0);
       if (inside) a.total += d;
     }
   }
-  if (m.attnres()) a.total += completed_sources(m, ch.last) * (d + 1);
+  if (m.attnres()) a.total += sources_at(m, ch.last) * (d + 1);
   if (ch.has_head) a.total += (m.attnres() ? m.num_blocks() + 1 : 0) + 2 * d + 1 + m.vocab_size;
   return a;
 }

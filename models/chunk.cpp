@@ -10,15 +10,6 @@ namespace attnres {
 
 namespace k = kernels;
 
-int sources_at(const ModelConfig& cfg, int s) {
-  const int L = cfg.num_sublayers();
-  return 1 + (s < L ? s / cfg.block_size : cfg.num_blocks());
-}
-
-bool partial_at(const ModelConfig& cfg, int s) {
-  return s < cfg.num_sublayers() && s % cfg.block_size != 0;
-}
-
 // Sources seen by the AttnRes site of sublayer j: completed ones plus the partial.
 static int site_sources(const ModelConfig& cfg, int j) {
   return sources_at(cfg, j) + (partial_at(cfg, j) ? 1 : 0);

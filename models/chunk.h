@@ -20,10 +20,6 @@ struct Stream {
   float* partial = nullptr;      // attnres: partial block sum, if the boundary cuts a block
 };
 
-// How many completed sources / whether a partial sum exists at boundary s.
-int sources_at(const ModelConfig& cfg, int s);
-bool partial_at(const ModelConfig& cfg, int s);
-
 // Parameters and gradients of one chunk, plus scratch shared by its microbatches.
 struct Chunk {
   ModelConfig cfg;

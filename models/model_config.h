@@ -31,6 +31,16 @@ struct ModelConfig {
   bool starts_block(int j) const { return j % block_size == 0; }
 };
 
+// The block rule at sublayer boundary s (0 <= s <= L, between sublayers s-1
+// and s): sources complete there are b_0 and floor(s/S) blocks, or all N
+// blocks at s = L; a partial block sum exists iff s % S != 0 (and s < L).
+inline int sources_at(const ModelConfig& cfg, int s) {
+  return 1 + (s < cfg.num_sublayers() ? s / cfg.block_size : cfg.num_blocks());
+}
+inline bool partial_at(const ModelConfig& cfg, int s) {
+  return s < cfg.num_sublayers() && s % cfg.block_size != 0;
+}
+
 inline const char* residual_mode_name(ResidualMode m) {
   return m == ResidualMode::Standard ? "standard" : "attnres";
 }

@@ -4,12 +4,6 @@
 
 namespace attnres {
 
-int completed_sources(const ModelConfig& cfg, int s) {
-  const int L = cfg.num_sublayers();
-  assert(s >= 0 && s <= L);
-  return s == L ? 1 + cfg.num_blocks() : 1 + s / cfg.block_size;
-}
-
 HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
                        bool cross_stage_cache) {
   assert(chunk >= 1 && chunk < part.num_chunks());
@@ -20,11 +14,11 @@ HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
     return hop;
   }
   const int s = part.chunks[chunk].first;
-  const int done = completed_sources(cfg, s);
+  const int done = sources_at(cfg, s);
   // Sources the receiving rank already holds from chunk c−P of this microbatch.
   int held = 0;
   if (cross_stage_cache && chunk >= part.P)
-    held = completed_sources(cfg, part.chunks[chunk - part.P].last);
+    held = sources_at(cfg, part.chunks[chunk - part.P].last);
   assert(held <= done);
   for (int k = held; k < done; ++k) hop.tensors.push_back({HopTensor::Source, k});
   if (s % cfg.block_size != 0) hop.tensors.push_back({HopTensor::Partial, -1});

@@ -45,10 +45,6 @@ struct HopPayload {
   std::vector<HopTensor> tensors;  // each a [micro_batch, seq_len, d_model] fp32 tensor
 };
 
-// Sources complete at sublayer boundary s (0 <= s <= L): 1 + floor(s/S), or
-// 1 + N at s = L. Standard mode has no sources; callers check the mode.
-int completed_sources(const ModelConfig& cfg, int s);
-
 HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
                        bool cross_stage_cache);
 

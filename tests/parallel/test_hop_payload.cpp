@@ -38,7 +38,7 @@ std::string uniform_layout(int C, int n) {
 TEST(HopPayload, CompletedSources) {
   ModelConfig m = model(4, 3);  // L = 8, blocks [0,3) [3,6) [6,8)
   int want[] = {1, 1, 1, 2, 2, 2, 3, 3, 4};
-  for (int s = 0; s <= 8; ++s) EXPECT_EQ(completed_sources(m, s), want[s]) << s;
+  for (int s = 0; s <= 8; ++s) EXPECT_EQ(sources_at(m, s), want[s]) << s;
 }
 
 TEST(HopPayload, StandardShipsTheHiddenState) {
@@ -175,11 +175,11 @@ TEST(HopPayload, CachingIsCompleteAndMinimal) {
         }
         EXPECT_EQ(partial, ch.first % S != 0);
       }
-      for (int k = 0; k < completed_sources(m, ch.first); ++k)
+      for (int k = 0; k < sources_at(m, ch.first); ++k)
         EXPECT_EQ(h.count(k), 1u) << "chunk " << c << " lacks source " << k;
       // Blocks finishing inside the chunk become held sources.
       for (int j = ch.first + 1; j <= ch.last; ++j)
-        if (j % S == 0 || j == L) h.insert(completed_sources(m, j) - 1);
+        if (j % S == 0 || j == L) h.insert(sources_at(m, j) - 1);
     }
   }
 }
