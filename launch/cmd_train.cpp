@@ -26,6 +26,9 @@ void add_train_command(CLI::App& app) {
                   "Write a Chrome trace per rank (FILE.json -> FILE.rank<r>.json), loadable in Perfetto");
   cmd->add_option("--peak-gflops", o->train.peak_gflops,
                   "Peak GFLOP/s per rank for MFU (default: measure this machine's sgemm rate)");
+  cmd->add_option("--resume", o->train.resume,
+                  "Resume from a checkpoint: 'auto' (the newest complete one in checkpoint.dir, falling back "
+                  "to older ones; fresh if none) or a checkpoint directory (docs/CHECKPOINT.md)");
   cmd->callback([o] {
     const Config cfg = load_config(o->config, o->sets);
     const TrainResult r = train(cfg, o->train);

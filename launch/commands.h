@@ -13,5 +13,7 @@ void add_schedule_command(CLI::App& app);  // attnres schedule
 void add_plan_command(CLI::App& app);      // attnres plan
 void add_train_command(CLI::App& app);     // attnres train
 void add_eval_command(CLI::App& app);      // attnres eval
+void add_checkpoint_command(CLI::App& app);  // attnres checkpoint inspect
+void add_export_command(CLI::App& app);      // attnres export --checkpoint
 
 }  // namespace attnres::cli

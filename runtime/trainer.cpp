@@ -21,6 +21,7 @@
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
 #include "parallel/topology.h"
+#include "runtime/checkpoint.h"
 #include "runtime/data.h"
 #include "runtime/evaluate.h"
 #include "runtime/fault_injection.h"
@@ -195,6 +196,8 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const Watchdog watchdog(tc.watchdog_timeout, r.topo.world_rank);
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
+  Checkpointer ckpt({&cfg, &r.topo, &r.part, r.groups.world.get(), &exec.chunks(), &r.adam});
+  const int first_step = ckpt.resume(opt.resume);  // steps already done
 
   const TokenFile train_file(cfg.data.dir + "/train.bin");
   const TokenFile val_file(cfg.data.dir + "/val.bin");
@@ -223,7 +226,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   TrainResult res;
   res.final_val_loss = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> tps, mfus;
-  for (int step = 0; step < tc.steps; ++step) {
+  for (int step = first_step; step < tc.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     for (Chunk& c : exec.chunks()) kernels::device_zero(c.dev, c.grads, c.layout.total);
     // This dp rank's share of the step's global microbatches, in order.
@@ -269,7 +272,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       std::printf("%s\n", format_log_line(s, tc.steps).c_str());
     heartbeat(s.step);
     fault_point("step", s.step);  // before this step's checkpoint is written
+    ckpt.after_step(s.step);
   }
+  ckpt.finish();
   res.world_rank = r.topo.world_rank;
   res.steps = tc.steps;
   res.tokens_per_s = median(tps);
