@@ -87,7 +87,9 @@ newest_committed() {
 }
 
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-cmd=(mpirun -np "$np" --oversubscribe "$attnres" train "${train_args[@]}" --resume auto)
+cmd=(mpirun -np "$np" --oversubscribe)
+[ -n "${ATTNRES_FAULT:-}" ] && cmd+=(-x ATTNRES_FAULT)  # to ranks on other hosts too
+cmd+=("$attnres" train "${train_args[@]}" --resume auto)
 
 child=""
 interrupted=0
