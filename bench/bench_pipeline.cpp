@@ -5,7 +5,7 @@
 // rank beside the simulator's prediction (unit costs F=1 B=2 BI=1 BW=1, and
 // the per-action costs measured in the same runs) and the 1F1B theory
 // (p−1)/(m+p−1); the median step time with its spread; the zb-h1 / 1f1b
-// step-time ratio.
+// step-time ratio beside the ratio of the simulated makespans.
 //
 // Runs are interleaved: every round runs each (M, schedule) once, the two
 // schedules back to back, and alternates which goes first, so drift in the
@@ -188,16 +188,31 @@ double op_cost(const Cell& c, const std::string& op) {
   return sum / kP;
 }
 
-// Per rank: idle up to the rank's own REDUCE_GRADS over that time (see top).
-std::array<double, kP> sim_bubble(const std::string& sched, int M, const SimCosts& costs) {
+// Per rank: idle up to the rank's own REDUCE_GRADS over that time (see top);
+// and the makespan, for the predicted step-time ratio.
+struct SimPoint {
+  std::array<double, kP> bubble{};
+  double makespan = 0;
+};
+SimPoint simulate_point(const std::string& sched, int M, const SimCosts& costs) {
   const SimResult res = simulate(make_schedule(sched, kP, M), costs);
   if (!res.ok()) throw std::runtime_error("simulator rejected " + sched + ": " + res.errors.front());
-  std::array<double, kP> b{};
+  SimPoint p;
+  p.makespan = res.makespan;
   for (int r = 0; r < kP; ++r) {
     const RankStats& st = res.ranks[size_t(r)];
-    b[size_t(r)] = st.finish > 0 ? (st.finish - st.busy) / st.finish : 0.0;
+    p.bubble[size_t(r)] = st.finish > 0 ? (st.finish - st.busy) / st.finish : 0.0;
   }
-  return b;
+  return p;
+}
+
+// The op costs measured in the runs of one cell; the simulator needs only the
+// ops the schedule uses.
+SimCosts measured_costs(const Cell& c, const std::string& sched) {
+  SimCosts m{op_cost(c, "F"), 0, 0, 0, 0};
+  if (sched == "zb-h1") m.BI = op_cost(c, "BI"), m.BW = op_cost(c, "BW");
+  else m.B = op_cost(c, "B");
+  return m;
 }
 
 std::string pair(const std::array<double, kP>& b) {
@@ -227,32 +242,32 @@ int main(int argc, char** argv) {
                 kP, o.config.c_str(), o.rounds, o.steps, o.skip, o.rounds * (o.steps - o.skip));
     std::printf("load average (1/5/15 min): before %s, after %s\n\n", load_before.c_str(), load_after.c_str());
     std::printf("| M | schedule | measured bubble r0 / r1 | sim, unit costs r0 / r1 | sim, measured costs r0 / r1 "
-                "| (p-1)/(m+p-1) | step ms: median [p25, p75] | zb-h1 / 1f1b: median (per-round range) |\n");
-    std::printf("|---|---|---|---|---|---|---|---|\n");
+                "| (p-1)/(m+p-1) | step ms: median [p25, p75] | zb-h1 / 1f1b step time: measured median "
+                "(per-round range) | predicted, unit / measured costs |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|\n");
     for (int M : o.microbatches) {
       const Cell& a = cells.at({M, "1f1b"});
       const Cell& z = cells.at({M, "zb-h1"});
+      const double unit_ratio = simulate_point("zb-h1", M, SimCosts{}).makespan / simulate_point("1f1b", M, SimCosts{}).makespan;
+      const double meas_ratio = simulate_point("zb-h1", M, measured_costs(z, "zb-h1")).makespan /
+                                simulate_point("1f1b", M, measured_costs(a, "1f1b")).makespan;
       for (const std::string& sched : kSchedules) {
         const Cell& c = cells.at({M, sched});
-        const bool zb = sched == "zb-h1";
         std::array<double, kP> meas{};
         for (int r = 0; r < kP; ++r) meas[size_t(r)] = median(c.bubble[size_t(r)]);
-        SimCosts measured{op_cost(c, "F"), 0, 0, 0, 0};
-        if (zb) measured.BI = op_cost(c, "BI"), measured.BW = op_cost(c, "BW");
-        else measured.B = op_cost(c, "B");
-        std::string ratio;
-        if (zb) {
+        std::string ratio = " | ";
+        if (sched == "zb-h1") {
           std::vector<double> per_round;
           for (size_t i = 0; i < z.round_median_s.size(); ++i) per_round.push_back(z.round_median_s[i] / a.round_median_s[i]);
-          char buf[96];
-          std::snprintf(buf, sizeof buf, "%.3f (%.3f - %.3f)", median(z.step_s) / median(a.step_s),
+          char buf[128];
+          std::snprintf(buf, sizeof buf, "%.3f (%.3f - %.3f) | %.3f / %.3f", median(z.step_s) / median(a.step_s),
                         *std::min_element(per_round.begin(), per_round.end()),
-                        *std::max_element(per_round.begin(), per_round.end()));
+                        *std::max_element(per_round.begin(), per_round.end()), unit_ratio, meas_ratio);
           ratio = buf;
         }
         std::printf("| %d | %s | %s | %s | %s | %.3f | %.1f [%.1f, %.1f] | %s |\n", M, sched.c_str(),
-                    pair(meas).c_str(), pair(sim_bubble(sched, M, SimCosts{})).c_str(),
-                    pair(sim_bubble(sched, M, measured)).c_str(), one_f_one_b_bubble(kP, M),
+                    pair(meas).c_str(), pair(simulate_point(sched, M, SimCosts{}).bubble).c_str(),
+                    pair(simulate_point(sched, M, measured_costs(c, sched)).bubble).c_str(), one_f_one_b_bubble(kP, M),
                     1e3 * median(c.step_s), 1e3 * quantile(c.step_s, 0.25), 1e3 * quantile(c.step_s, 0.75),
                     ratio.c_str());
       }
