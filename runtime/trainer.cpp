@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <limits>
 #include <stdexcept>
+#include <thread>
 
 #include "kernels/device.h"
 #include "kernels/ops.h"
@@ -22,6 +23,7 @@
 #include "parallel/schedule.h"
 #include "parallel/topology.h"
 #include "runtime/checkpoint.h"
+#include "runtime/comm_report.h"
 #include "runtime/data.h"
 #include "runtime/evaluate.h"
 #include "runtime/fault_injection.h"
@@ -56,6 +58,18 @@ void ensure_mpi() {
     MPI_Finalized(&finalized);
     if (!finalized) MPI_Finalize();
   });
+}
+
+// train.threads = 0: this node's cores shared evenly by its ranks, so that
+// `mpirun -np 4` on 2 cores does not run 8 spinning threads.
+int threads_per_rank() {
+  MPI_Comm node;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int local_ranks = 1;
+  MPI_Comm_size(node, &local_ranks);
+  MPI_Comm_free(&node);
+  const int cores = int(std::thread::hardware_concurrency());
+  return std::max(1, cores / local_ranks);
 }
 
 // Tokens and targets of microbatches, as the executor takes them.
@@ -94,7 +108,13 @@ void setup(Run& r) {
   r.topo = make_topology(world_size, world_rank, p.dp, p.pp, p.tp);
   r.M = r.cfg.train.grad_accum / p.dp;
   r.part = make_partition(m, p.pp, p.virtual_stages, p.layout);
-  Schedule sched = make_schedule(p.schedule, p.pp, r.M, p.virtual_stages);
+  Schedule sched;
+  try {
+    sched = make_schedule(p.schedule, p.pp, r.M, p.virtual_stages);
+  } catch (const std::invalid_argument& e) {  // name the keys behind P, M and V
+    throw ConfigError(std::string("parallel.schedule: ") + e.what() +
+                      " (P = parallel.pp, M = train.grad_accum / parallel.dp, V = parallel.virtual_stages)");
+  }
   int max_tensors = 1;
   for (int c = 1; c < r.part.num_chunks(); ++c)
     max_tensors = std::max(max_tensors, int(hop_payload(m, r.part, c, false).tensors.size()));
@@ -190,9 +210,9 @@ std::vector<float> gather_parameters(Run& r) {
 TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const ModelConfig& m = cfg.model;
   const TrainConfig& tc = cfg.train;
-  kernels::set_num_threads(tc.threads);
   Run r(cfg);
   setup(r);
+  kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank());
   const Watchdog watchdog(tc.watchdog_timeout, r.topo.world_rank);
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
@@ -226,6 +246,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   TrainResult res;
   res.final_val_loss = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> tps, mfus;
+  std::vector<double> last_hop_bytes;  // of the last step, summed over dp replicas
   for (int step = first_step; step < tc.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     for (Chunk& c : exec.chunks()) kernels::device_zero(c.dev, c.grads, c.layout.total);
@@ -256,6 +277,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     s.mfu = flops_per_token * s.tokens_per_s / peak_flops;
     if (r.topo.world_size > 1) {
       const CommStats cs = gather_comm_stats(r);
+      last_hop_bytes = cs.hop_bytes;
       s.extra_log = comm_log(cs, cfg.parallel.dp);
       s.extra_json = comm_json(cs, cfg.parallel.dp);
     }
@@ -280,6 +302,10 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   res.tokens_per_s = median(tps);
   res.mfu = median(mfus);
   res.params = gather_parameters(r);
+  if (log && cfg.parallel.pp > 1 && !last_hop_bytes.empty()) {
+    for (double& b : last_hop_bytes) b /= cfg.parallel.dp;
+    std::printf("%s", comm_table(cfg, r.part, last_hop_bytes).c_str());
+  }
   if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
   if (!opt.export_path.empty() && r.is_logger()) {
     write_safetensors(opt.export_path, named_tensors(make_param_layout(m, 0, m.num_sublayers()), res.params.data()), m);
