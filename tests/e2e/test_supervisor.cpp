@@ -1,0 +1,245 @@
+// The restart supervisor (launch/supervise.sh) against real failures injected
+// with ATTNRES_FAULT (issue #4): a rank killed at a step, killed inside a
+// checkpoint write, a corrupted shard, a hang caught by the watchdog, and
+// restarts running out. Every run that completes must end with parameters bit
+// for bit those of an uninterrupted run, and every loss it logged must equal
+// the uninterrupted run's loss at that step.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "runtime/data.h"
+#include "runtime/safetensors.h"
+
+using namespace attnres;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kSteps = 12;
+
+const std::string& corpus_dir() {
+  static const std::string dir = [] {
+    const fs::path out = fs::temp_directory_path() / "attnres_test_corpus";
+    if (!fs::exists(out / "train.bin")) prepare_data(ATTNRES_SOURCE_DIR, "*.cpp", out.string(), 0.2);
+    return out.string();
+  }();
+  return dir;
+}
+
+// 8 sublayers on pp = 2, 4 microbatches of 2 x 16 tokens, 12 steps, a checkpoint every 3.
+std::string train_args(const fs::path& dir, const std::vector<std::string>& extra) {
+  std::vector<std::string> sets = {"data.dir=" + corpus_dir(), "model.n_layers=4", "model.seq_len=16",
+                                   "train.micro_batch_size=2", "train.grad_accum=4",
+                                   "train.steps=" + std::to_string(kSteps), "train.warmup_steps=2",
+                                   "train.eval_every=0", "train.threads=1", "parallel.pp=2",
+                                   "checkpoint.every=3", "checkpoint.dir=" + (dir / "ckpt").string()};
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  std::string args = "--config " ATTNRES_SOURCE_DIR "/configs/tiny.yaml --peak-gflops 1";
+  for (const auto& s : sets) args += " --set '" + s + "'";
+  return args + " --metrics " + (dir / "metrics.jsonl").string() + " --export " + (dir / "model.safetensors").string();
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / "attnres_supervisor" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+struct Outcome {
+  int exit_code = -1;
+  std::string log;
+  std::map<int, double> losses;  // step -> loss, from the metrics of the last attempt
+  std::vector<NamedTensor> params;
+  double seconds = 0;
+};
+
+// Runs `cmd` with its output in dir/log.txt; reads what the run left behind.
+Outcome run(const std::string& cmd, const fs::path& dir) {
+  Outcome o;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rc = std::system((cmd + " > " + (dir / "log.txt").string() + " 2>&1").c_str());
+  o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  o.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  o.log = read_text(dir / "log.txt");
+  std::ifstream f(dir / "metrics.jsonl");
+  for (std::string line; std::getline(f, line);) {
+    const auto j = nlohmann::json::parse(line);
+    o.losses[j.at("step").get<int>()] = j.at("loss").get<double>();
+  }
+  if (fs::exists(dir / "model.safetensors")) o.params = read_safetensors((dir / "model.safetensors").string());
+  return o;
+}
+
+// The same training, uninterrupted, straight under mpirun.
+const Outcome& reference() {
+  static const Outcome ref = [] {
+    const fs::path dir = fresh_dir("reference");
+    Outcome o = run("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversubscribe " ATTNRES_BINARY_DIR
+                    "/attnres train " + train_args(dir, {}),
+                    dir);
+    EXPECT_EQ(o.exit_code, 0) << o.log;
+    EXPECT_EQ(o.losses.size(), size_t(kSteps)) << o.log;
+    return o;
+  }();
+  return ref;
+}
+
+// The supervisor with ATTNRES_FAULT = fault (may be empty) and supervisor options.
+Outcome supervise(const fs::path& dir, const std::string& fault, const std::string& options,
+                  const std::vector<std::string>& sets = {}) {
+  const std::string env = fault.empty() ? "" : "ATTNRES_FAULT='" + fault + "' ";
+  Outcome o = run(env + ATTNRES_SOURCE_DIR "/launch/supervise.sh --np 2 --attnres " ATTNRES_BINARY_DIR "/attnres " +
+                      options + " -- " + train_args(dir, sets),
+                  dir);
+  std::printf("[ supervisor run: %.1f s ]\n", o.seconds);
+  return o;
+}
+
+void expect_contains(const std::string& log, const std::string& needle) {
+  EXPECT_NE(log.find(needle), std::string::npos) << "missing: " << needle << "\n--- log ---\n" << log;
+}
+
+size_t count(const std::string& log, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = log.find(needle); p != std::string::npos; p = log.find(needle, p + 1)) ++n;
+  return n;
+}
+
+// Completed, final parameters bit for bit the reference's, and the last
+// attempt logged every step from `resumed_from` on with the reference's loss.
+void expect_same_as_reference(const Outcome& got, int resumed_from) {
+  const Outcome& ref = reference();
+  ASSERT_EQ(got.exit_code, 0) << got.log;
+  ASSERT_EQ(got.params.size(), ref.params.size());
+  for (size_t t = 0; t < ref.params.size(); ++t) {
+    ASSERT_EQ(got.params[t].name, ref.params[t].name);
+    const auto &a = ref.params[t].data, &b = got.params[t].data;
+    ASSERT_EQ(a.size(), b.size());
+    size_t differ = 0;
+    for (size_t i = 0; i < a.size(); ++i) differ += a[i] != b[i];
+    EXPECT_EQ(differ, 0u) << ref.params[t].name << " differs in " << differ << " of " << a.size() << " elements";
+  }
+  for (int s = resumed_from + 1; s <= kSteps; ++s) {
+    ASSERT_TRUE(got.losses.count(s)) << "step " << s << " not logged\n" << got.log;
+    EXPECT_EQ(got.losses.at(s), ref.losses.at(s)) << "step " << s;
+  }
+}
+
+std::string ckpt(const fs::path& dir, int step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08d", step);
+  return (dir / "ckpt" / name).string();
+}
+
+}  // namespace
+
+TEST(Supervisor, KilledAtAStepResumesAndMatchesTheUninterruptedRun) {
+  const fs::path dir = fresh_dir("kill_step");
+  const Outcome o = supervise(dir, "rank=1,step=7,at=step,once=" + (dir / "fault.marker").string(), "--backoff 0");
+  expect_contains(o.log, "ATTNRES_FAULT: rank 1 killed (SIGKILL) at step of step 7");
+  expect_contains(o.log, "supervisor: attempt 1 failed (exit 137: a rank died of signal 9); restarting in 0 s (resume from step 6)");
+  expect_contains(o.log, "resume: loaded " + ckpt(dir, 6) + " (step 6)");
+  expect_contains(o.log, "supervisor: attempt 2 finished cleanly");
+  EXPECT_EQ(count(o.log, "supervisor: attempt "), 4u);  // start and end of each: no third attempt
+  expect_same_as_reference(o, 6);
+}
+
+TEST(Supervisor, KilledInsideACheckpointWriteUsesThePreviousCheckpoint) {
+  const fs::path dir = fresh_dir("kill_write");
+  const Outcome o = supervise(dir, "rank=1,step=9,at=checkpoint_write,once=" + (dir / "fault.marker").string(),
+                              "--backoff 0");
+  expect_contains(o.log, "rank 1 killed (SIGKILL) at checkpoint_write of step 9");
+  // Step 9's directory was never committed: the restart resumes from step 6.
+  expect_contains(o.log, "restarting in 0 s (resume from step 6)");
+  expect_contains(o.log, "resume: loaded " + ckpt(dir, 6) + " (step 6)");
+  EXPECT_EQ(o.log.find("resume: loaded " + ckpt(dir, 9)), std::string::npos);
+  expect_same_as_reference(o, 6);
+  // The rerun wrote and committed step 9 properly.
+  EXPECT_TRUE(fs::exists(fs::path(ckpt(dir, 9)) / "COMMITTED"));
+}
+
+TEST(Supervisor, CorruptNewestCheckpointFallsBackToThePreviousOne) {
+  const fs::path dir = fresh_dir("flip");
+  // A job that dies at step 11 after committing 3, 6 and 9, and is not restarted.
+  const Outcome dead = supervise(dir, "rank=0,step=11,at=step", "--backoff 0 --max-restarts 0");
+  ASSERT_NE(dead.exit_code, 0) << dead.log;
+  ASSERT_TRUE(fs::exists(fs::path(ckpt(dir, 9)) / "COMMITTED")) << dead.log;
+  // Flip one bit in the middle of one of step 9's shard files (raw tensor bytes).
+  std::vector<fs::path> shards;
+  for (const auto& e : fs::directory_iterator(ckpt(dir, 9)))
+    if (e.path().filename() != "manifest.json" && e.path().filename() != "COMMITTED") shards.push_back(e.path());
+  ASSERT_FALSE(shards.empty());
+  std::sort(shards.begin(), shards.end());
+  {
+    std::fstream f(shards[0], std::ios::in | std::ios::out | std::ios::binary);
+    const auto mid = std::streamoff(fs::file_size(shards[0]) / 2);
+    char c = 0;
+    f.seekg(mid), f.get(c), f.seekp(mid), f.put(char(c ^ 0x10));
+    ASSERT_TRUE(f.good());
+  }
+  const Outcome o = supervise(dir, "", "--backoff 0");
+  expect_contains(o.log, "supervisor: attempt 1: ");
+  expect_contains(o.log, "(newest committed checkpoint: step 9)");
+  expect_contains(o.log, "resume: rejected " + ckpt(dir, 9) + ": " + shards[0].string() + ": checksum mismatch");
+  expect_contains(o.log, "resume: falling back to the previous complete checkpoint " + ckpt(dir, 6));
+  expect_contains(o.log, "resume: loaded " + ckpt(dir, 6) + " (step 6)");
+  expect_same_as_reference(o, 6);
+}
+
+TEST(Supervisor, HangIsCaughtByTheWatchdogAndRestarted) {
+  const fs::path dir = fresh_dir("hang");
+  const Outcome o = supervise(dir, "rank=0,step=4,at=hang,once=" + (dir / "fault.marker").string(), "--backoff 0",
+                              {"train.watchdog_timeout=3"});
+  expect_contains(o.log, "ATTNRES_FAULT: rank 0 hangs at step of step 4");
+  // Whichever rank's watchdog fires first ends the job: rank 1 waits for rank 0 in step 5.
+  EXPECT_TRUE(std::regex_search(o.log, std::regex("attnres: rank [01]: no progress for 3 s \\(last heartbeat at step 4\\); aborting")))
+      << o.log;
+  expect_contains(o.log, "supervisor: attempt 1 failed (exit 124: a rank's watchdog saw no progress); restarting in 0 s (resume from step 3)");
+  expect_contains(o.log, "resume: loaded " + ckpt(dir, 3) + " (step 3)");
+  expect_same_as_reference(o, 3);
+}
+
+TEST(Supervisor, RestartsExhaustedEndsNonZeroWithAClearMessage) {
+  const fs::path dir = fresh_dir("exhausted");
+  // No `once`: every attempt dies at step 5.
+  const Outcome o = supervise(dir, "rank=1,step=5,at=step", "--backoff 1 --max-restarts 2");
+  EXPECT_EQ(o.exit_code, 137) << o.log;
+  EXPECT_EQ(count(o.log, "ATTNRES_FAULT: rank 1 killed (SIGKILL) at step of step 5"), 3u) << o.log;
+  // Exponential backoff: 1 s, then 2 s; both restarts from step 3.
+  expect_contains(o.log, "supervisor: attempt 1 failed (exit 137: a rank died of signal 9); restarting in 1 s (resume from step 3)");
+  expect_contains(o.log, "supervisor: attempt 2 failed (exit 137: a rank died of signal 9); restarting in 2 s (resume from step 3)");
+  expect_contains(o.log, "supervisor: attempt 3 failed (exit 137: a rank died of signal 9); giving up after 2 restart(s); "
+                         "newest committed checkpoint: step 3 in " + (dir / "ckpt").string());
+  EXPECT_EQ(count(o.log, "resume: loaded " + ckpt(dir, 3) + " (step 3)"), 2u);
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
+}
+
+TEST(Supervisor, RejectsBadUsage) {
+  const fs::path dir = fresh_dir("usage");
+  const std::string sup = ATTNRES_SOURCE_DIR "/launch/supervise.sh --attnres " ATTNRES_BINARY_DIR "/attnres ";
+  const Outcome a = run(sup + "--np 0 -- --config x.yaml", dir);
+  EXPECT_EQ(a.exit_code, 2);
+  expect_contains(a.log, "supervisor: error: --np '0': expected a positive integer");
+  const Outcome b = run(sup + "-- --config x.yaml --resume auto", dir);
+  EXPECT_EQ(b.exit_code, 2);
+  expect_contains(b.log, "supervisor: error: '--resume': the supervisor passes --resume auto itself");
+  const Outcome c = run(sup + "--max-restarts 1", dir);
+  EXPECT_EQ(c.exit_code, 2);
+  expect_contains(c.log, "no train arguments");
+}
