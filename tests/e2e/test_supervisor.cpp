@@ -86,10 +86,13 @@ Outcome run(const std::string& cmd, const fs::path& dir) {
   return o;
 }
 
-// The same training, uninterrupted, straight under mpirun.
-const Outcome& reference() {
-  static const Outcome ref = [] {
-    const fs::path dir = fresh_dir("reference");
+// The same training, uninterrupted, straight under mpirun: once per process,
+// in the directory of the test that first asks (CTest runs each test in its
+// own process, several at a time, so a shared directory would race).
+const Outcome& reference(const fs::path& case_dir) {
+  static const Outcome ref = [&] {
+    const fs::path dir = case_dir / "reference";
+    fs::create_directories(dir);
     Outcome o = run("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversubscribe " ATTNRES_BINARY_DIR
                     "/attnres train " + train_args(dir, {}),
                     dir);
@@ -123,8 +126,8 @@ size_t count(const std::string& log, const std::string& needle) {
 
 // Completed, final parameters bit for bit the reference's, and the last
 // attempt logged every step from `resumed_from` on with the reference's loss.
-void expect_same_as_reference(const Outcome& got, int resumed_from) {
-  const Outcome& ref = reference();
+void expect_same_as_reference(const fs::path& dir, const Outcome& got, int resumed_from) {
+  const Outcome& ref = reference(dir);
   ASSERT_EQ(got.exit_code, 0) << got.log;
   ASSERT_EQ(got.params.size(), ref.params.size());
   for (size_t t = 0; t < ref.params.size(); ++t) {
@@ -157,7 +160,7 @@ TEST(Supervisor, KilledAtAStepResumesAndMatchesTheUninterruptedRun) {
   expect_contains(o.log, "resume: loaded " + ckpt(dir, 6) + " (step 6)");
   expect_contains(o.log, "supervisor: attempt 2 finished cleanly");
   EXPECT_EQ(count(o.log, "supervisor: attempt "), 4u);  // start and end of each: no third attempt
-  expect_same_as_reference(o, 6);
+  expect_same_as_reference(dir, o, 6);
 }
 
 TEST(Supervisor, KilledInsideACheckpointWriteUsesThePreviousCheckpoint) {
@@ -169,7 +172,7 @@ TEST(Supervisor, KilledInsideACheckpointWriteUsesThePreviousCheckpoint) {
   expect_contains(o.log, "restarting in 0 s (resume from step 6)");
   expect_contains(o.log, "resume: loaded " + ckpt(dir, 6) + " (step 6)");
   EXPECT_EQ(o.log.find("resume: loaded " + ckpt(dir, 9)), std::string::npos);
-  expect_same_as_reference(o, 6);
+  expect_same_as_reference(dir, o, 6);
   // The rerun wrote and committed step 9 properly.
   EXPECT_TRUE(fs::exists(fs::path(ckpt(dir, 9)) / "COMMITTED"));
 }
@@ -199,7 +202,7 @@ TEST(Supervisor, CorruptNewestCheckpointFallsBackToThePreviousOne) {
   expect_contains(o.log, "resume: rejected " + ckpt(dir, 9) + ": " + shards[0].string() + ": checksum mismatch");
   expect_contains(o.log, "resume: falling back to the previous complete checkpoint " + ckpt(dir, 6));
   expect_contains(o.log, "resume: loaded " + ckpt(dir, 6) + " (step 6)");
-  expect_same_as_reference(o, 6);
+  expect_same_as_reference(dir, o, 6);
 }
 
 TEST(Supervisor, HangIsCaughtByTheWatchdogAndRestarted) {
@@ -212,7 +215,7 @@ TEST(Supervisor, HangIsCaughtByTheWatchdogAndRestarted) {
       << o.log;
   expect_contains(o.log, "supervisor: attempt 1 failed (exit 124: a rank's watchdog saw no progress); restarting in 0 s (resume from step 3)");
   expect_contains(o.log, "resume: loaded " + ckpt(dir, 3) + " (step 3)");
-  expect_same_as_reference(o, 3);
+  expect_same_as_reference(dir, o, 3);
 }
 
 TEST(Supervisor, RestartsExhaustedEndsNonZeroWithAClearMessage) {
