@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "runtime/config.h"
 #include "runtime/fault_injection.h"
 #include "runtime/watchdog.h"
 
@@ -160,4 +161,19 @@ TEST(Watchdog, HeartbeatsKeepItQuietAndStoppingIsPrompt) {
   const Watchdog off(0, 0);  // 0 = off: no thread, and a second watchdog may start after the first
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   heartbeat();
+}
+
+TEST(Watchdog, TimeoutKeyDefaultsOverridesAndRejectsNegatives) {
+  EXPECT_EQ(parse_config("", "t.yaml", {}).train.watchdog_timeout, 600);
+  const Config c = parse_config("train: {watchdog_timeout: 0}\n", "t.yaml", {});
+  EXPECT_EQ(c.train.watchdog_timeout, 0);
+  EXPECT_EQ(parse_config(config_to_yaml(c), "rt.yaml", {}).train.watchdog_timeout, 0);
+  EXPECT_EQ(parse_config("", "t.yaml", {"train.watchdog_timeout=3"}).train.watchdog_timeout, 3);
+  try {
+    parse_config("", "t.yaml", {"train.watchdog_timeout=-1"});
+    ADD_FAILURE() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.watchdog_timeout"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("-1"), std::string::npos) << e.what();
+  }
 }
