@@ -83,17 +83,18 @@ void swiglu_backward(const Device& dev, float* dgate, float* dup,
 // Sources v_s (s < K), each [N, d]; src_rstd[s] are their rms_inverse rows
 // (the key-side RMSNorm without gain). Per token:
 //   z_s = (w ⊙ g) · v_s * rstd_s;  alpha = softmax(z);  h = Σ alpha_s v_s.
-// alpha is saved as [N, K] for backward.
-void attnres_forward(const Device& dev, float* h, float* alpha,
+// alpha [N, K] and uv [N, K] (= (w ⊙ g) · v_s, before rstd) are saved for backward.
+void attnres_forward(const Device& dev, float* h, float* alpha, float* uv,
                      const float* const* src, const float* const* src_rstd,
                      int K, const float* w, const float* g, int N, int d);
 // dacc_src[s] += dL/dv_s (every s < K, both the value and the key path);
-// dw, dg accumulated. scratch must hold N * K floats.
+// dw, dg accumulated. scratch must hold attnres_backward_scratch(N, K, d) floats.
 void attnres_backward(const Device& dev, float* const* dacc_src, float* dw,
                       float* dg, float* scratch, const float* dh,
-                      const float* alpha, const float* const* src,
+                      const float* alpha, const float* uv, const float* const* src,
                       const float* const* src_rstd, int K, const float* w,
                       const float* g, int N, int d);
+size_t attnres_backward_scratch(int N, int K, int d);
 
 // ---- softmax cross-entropy over vocab -------------------------------------
 // losses[N] = -log softmax(logits)[target]. Returns nothing; caller sums.

@@ -57,7 +57,7 @@ ATTNRES_HD inline void softmax(float* x, int n) {
 // ---- AttnRes depth attention, one token row n (DESIGN §1.1) ------------------
 // Sources are src[s] + n*d with key-side rstd src_rstd[s][n]; u = w ⊙ g.
 //   z_s = rstd_s * (u · v_s);  alpha = softmax(z);  h = Σ_s alpha_s v_s.
-ATTNRES_HD inline void attnres_forward(float* h, float* alpha,
+ATTNRES_HD inline void attnres_forward(float* h, float* alpha, float* uv,
                                        const float* const* src,
                                        const float* const* src_rstd, int K,
                                        const float* w, const float* g, size_t n,
@@ -65,9 +65,10 @@ ATTNRES_HD inline void attnres_forward(float* h, float* alpha,
   const size_t off = n * (size_t)d;
   for (int s = 0; s < K; s++) {
     const float* v = src[s] + off;
-    float uv = 0.0f;
-    for (int i = 0; i < d; i++) uv += w[i] * g[i] * v[i];
-    alpha[s] = src_rstd[s][n] * uv;
+    float dot = 0.0f;
+    for (int i = 0; i < d; i++) dot += w[i] * g[i] * v[i];
+    uv[s] = dot;
+    alpha[s] = src_rstd[s][n] * dot;
   }
   softmax(alpha, K);
   for (int i = 0; i < d; i++) h[i] = 0.0f;
@@ -78,15 +79,15 @@ ATTNRES_HD inline void attnres_forward(float* h, float* alpha,
   }
 }
 
-// Backward for token row n. With dalpha_s = dh · v_s and
-// dz_s = alpha_s (dalpha_s - Σ_t alpha_t dalpha_t):
-//   dv_s += alpha_s dh + dz_s rstd_s (u - (u·v_s) rstd_s^2 v_s / d)
-// (value path, then key path through both u·v_s and rstd_s(v_s)).
-// dzr[s] = dz_s * rstd_s is returned so the caller can reduce
-// du = Σ_rows Σ_s dzr_s v_s over rows (dw = du ⊙ g, dg = du ⊙ w).
-ATTNRES_HD inline void attnres_backward(float* const* dacc_src, float* dzr,
+// Backward for token row n, given the forward's alpha and uv_s = u · v_s.
+// With dalpha_s = dh · v_s and dz_s = alpha_s (dalpha_s - Σ_t alpha_t dalpha_t):
+//   dv_s += alpha_s dh + dz_s rstd_s (u - uv_s rstd_s^2 v_s / d)
+// (value path, then key path through both u·v_s and rstd_s(v_s)), and
+//   du += Σ_s dz_s rstd_s v_s   (dw = du ⊙ g, dg = du ⊙ w, reduced by the caller).
+// da holds K floats of scratch. Two passes over the sources.
+ATTNRES_HD inline void attnres_backward(float* const* dacc_src, float* du, float* da,
                                         const float* dh, const float* alpha,
-                                        const float* const* src,
+                                        const float* uv, const float* const* src,
                                         const float* const* src_rstd, int K,
                                         const float* w, const float* g, size_t n,
                                         int d) {
@@ -94,23 +95,22 @@ ATTNRES_HD inline void attnres_backward(float* const* dacc_src, float* dzr,
   float sdot = 0.0f;
   for (int s = 0; s < K; s++) {
     const float* v = src[s] + off;
-    float da = 0.0f;
-    for (int i = 0; i < d; i++) da += dh[i] * v[i];
-    dzr[s] = da;
-    sdot += alpha[s] * da;
+    float dot = 0.0f;
+    for (int i = 0; i < d; i++) dot += dh[i] * v[i];
+    da[s] = dot;
+    sdot += alpha[s] * dot;
   }
   for (int s = 0; s < K; s++) {
     const float* v = src[s] + off;
     float* dv = dacc_src[s] + off;
     const float r = src_rstd[s][n];
     const float a = alpha[s];
-    const float dz = a * (dzr[s] - sdot);
-    float uv = 0.0f;
-    for (int i = 0; i < d; i++) uv += w[i] * g[i] * v[i];
-    const float dzk = dz * r;
-    const float c = uv * r * r / (float)d;
-    for (int i = 0; i < d; i++) dv[i] += a * dh[i] + dzk * (w[i] * g[i] - c * v[i]);
-    dzr[s] = dzk;
+    const float dzk = a * (da[s] - sdot) * r;
+    const float c = uv[s] * r * r / (float)d;
+    for (int i = 0; i < d; i++) {
+      dv[i] += a * dh[i] + dzk * (w[i] * g[i] - c * v[i]);
+      du[i] += dzk * v[i];
+    }
   }
 }
 

@@ -29,13 +29,13 @@ struct Carver {
 };
 
 struct SubActs {
-  float *h, *alpha, *xn, *rstd, *y, *stream, *prstd;  // common
+  float *h, *alpha, *uv, *xn, *rstd, *y, *stream, *prstd;  // common (alpha, uv: AttnRes site)
   float *q, *k, *v, *att, *ao;                         // attention
   float *gate, *up, *act;                              // MLP
   float *dy, *dq, *dk, *dv, *dgate, *dup;              // saved for the weight pass
 };
 struct HeadActs {
-  float *h, *alpha, *xn, *rstd, *logits, *losses, *dlogits;
+  float *h, *alpha, *uv, *xn, *rstd, *logits, *losses, *dlogits;
 };
 struct ActsView {
   float *x0, *in_rstd;  // embedding output; rstd of the input sources (+ partial)
@@ -56,6 +56,7 @@ static ActsView carve(const Chunk& c, float* base, float* in_hidden, size_t* tot
     if (m.attnres()) {
       s.h = cv.take(N * d);
       s.alpha = cv.take(N * site_sources(m, j));
+      s.uv = cv.take(N * site_sources(m, j));
       s.prstd = cv.take(N);
       // A block's first partial sum is y itself; later ones need their own buffer.
       s.stream = m.starts_block(j) ? nullptr : cv.take(N * d);
@@ -84,6 +85,7 @@ static ActsView carve(const Chunk& c, float* base, float* in_hidden, size_t* tot
     if (m.attnres()) {
       h.h = cv.take(N * d);
       h.alpha = cv.take(N * sources_at(m, m.num_sublayers()));
+      h.uv = cv.take(N * sources_at(m, m.num_sublayers()));
     }
     h.xn = cv.take(N * d);
     h.rstd = cv.take(N);
@@ -103,7 +105,7 @@ size_t acts_floats(const Chunk& c) {
 
 // Scratch shared by all microbatches of a chunk: one backward at a time.
 struct Scratch {
-  float *dh, *dxn, *dtmp, *dao, *dact, *datt, *dalpha, *dx;
+  float *dh, *dxn, *dao, *dact, *datt, *dalpha, *dx;
 };
 static Scratch carve_scratch(const Chunk& c, float* base, size_t* total) {
   const ModelConfig& m = c.cfg;
@@ -111,10 +113,10 @@ static Scratch carve_scratch(const Chunk& c, float* base, size_t* total) {
   const int kmax = m.attnres() ? sources_at(m, m.num_sublayers()) + 1 : 1;
   Carver cv{base};
   Scratch s{};
-  s.dh = cv.take(N * d), s.dxn = cv.take(N * d), s.dtmp = cv.take(N * d);
+  s.dh = cv.take(N * d), s.dxn = cv.take(N * d);
   s.dao = cv.take(N * d), s.dact = cv.take(N * F), s.dx = cv.take(N * d);
   s.datt = cv.take(size_t(c.batch) * m.n_heads * m.seq_len * m.seq_len);
-  s.dalpha = cv.take(N * kmax);
+  s.dalpha = cv.take(k::attnres_backward_scratch(int(N), kmax, int(d)));
   if (total) *total = cv.used;
   return s;
 }
@@ -288,7 +290,7 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     }
     const int K = a.site_k[j - c.first];
     auto [sp, rp] = gather(K);
-    k::attnres_forward(c.dev, s.h, s.alpha, sp, rp, K, p.res_query, p.res_norm, N, d);
+    k::attnres_forward(c.dev, s.h, s.alpha, s.uv, sp, rp, K, p.res_query, p.res_norm, N, d);
     sublayer_forward(c, p, s, j);
     if (part) k::add(c.dev, s.stream, part, s.y, size_t(N) * d);  // else stream == y
     k::rms_inverse(c.dev, s.prstd, s.stream, N, d, m.norm_eps);
@@ -304,7 +306,7 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   HeadActs& h = v.head;
   const int K = a.site_k.back();
   auto [sp, rp] = gather(K);
-  k::attnres_forward(c.dev, h.h, h.alpha, sp, rp, K, named(c, c.params, "output_res.query"),
+  k::attnres_forward(c.dev, h.h, h.alpha, h.uv, sp, rp, K, named(c, c.params, "output_res.query"),
                      named(c, c.params, "output_res.norm.weight"), N, d);
   return head_forward(c, h, h.h, targets);
 }
@@ -379,12 +381,12 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   assert(dout.sources.size() == a.out.sources.size());
   const size_t n_site_ptrs = a.site_src.size() / 2;
   size_t site_off = n_site_ptrs;  // walk the sites backwards
-  auto site_backward = [&](int K, const float* dh, const float* alpha, const float* w,
+  auto site_backward = [&](int K, const float* dh, const float* alpha, const float* uv, const float* w,
                            const float* g, float* dw, float* dg, float** dsrc) {
     site_off -= size_t(K);
     const float* const* sp = a.site_src.data() + site_off;
     const float* const* rp = a.site_src.data() + n_site_ptrs + site_off;
-    k::attnres_backward(c.dev, dsrc, dw, dg, t.dalpha, dh, alpha, sp, rp, K, w, g, N, d);
+    k::attnres_backward(c.dev, dsrc, dw, dg, t.dalpha, dh, alpha, uv, sp, rp, K, w, g, N, d);
   };
 
   // Gradient buffers of every source, and of the running partial sum.
@@ -393,7 +395,7 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     HeadActs& h = v.head;
     head_backward(c, h, h.h, targets, loss_scale, t, t.dh);
     const int K = a.site_k.back();
-    site_backward(K, t.dh, h.alpha, named(c, c.params, "output_res.query"),
+    site_backward(K, t.dh, h.alpha, h.uv, named(c, c.params, "output_res.query"),
                   named(c, c.params, "output_res.norm.weight"), named(c, c.grads, "output_res.query"),
                   named(c, c.grads, "output_res.norm.weight"), dsrc.data());
   }
@@ -412,7 +414,7 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     site_grads.assign(dsrc.begin(), dsrc.begin() + n_src);
     if (!m.starts_block(j)) site_grads.push_back(dpart);
     assert(int(site_grads.size()) == K);
-    site_backward(K, t.dh, s.alpha, p.res_query, p.res_norm, g.res_query, g.res_norm,
+    site_backward(K, t.dh, s.alpha, s.uv, p.res_query, p.res_norm, g.res_query, g.res_norm,
                   site_grads.data());
     if (m.starts_block(j) && j > c.first) dpart = dsrc[--n_src];  // previous block's sum
   }

@@ -1,42 +1,54 @@
 // AttnRes depth attention over K sources (DESIGN §1.1).
+#include <cstring>
+
 #include "kernels/cpu/parallel_cpu.h"
 #include "kernels/ops.h"
 #include "kernels/rowops.h"
 
 namespace attnres::kernels {
 
-void attnres_forward(const Device&, float* h, float* alpha,
+void attnres_forward(const Device&, float* h, float* alpha, float* uv,
                      const float* const* src, const float* const* src_rstd, int K,
                      const float* w, const float* g, int N, int d) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++)
-    row::attnres_forward(h + (size_t)n * d, alpha + (size_t)n * K, src, src_rstd,
-                         K, w, g, n, d);
+    row::attnres_forward(h + (size_t)n * d, alpha + (size_t)n * K, uv + (size_t)n * K, src,
+                         src_rstd, K, w, g, n, d);
+}
+
+static int row_groups(int N) { return (N + cpu::kRowGroup - 1) / cpu::kRowGroup; }
+
+size_t attnres_backward_scratch(int N, int K, int d) {
+  return (size_t)row_groups(N) * (size_t)(d + K);
 }
 
 void attnres_backward(const Device&, float* const* dacc_src, float* dw, float* dg,
-                      float* scratch, const float* dh, const float* alpha,
+                      float* scratch, const float* dh, const float* alpha, const float* uv,
                       const float* const* src, const float* const* src_rstd, int K,
                       const float* w, const float* g, int N, int d) {
-  // Per row: source gradients, and dz_s * rstd_s into scratch[N, K].
+  // Rows in fixed groups: each group accumulates its du partial [d] in row
+  // order; the partials are then summed in group order. The arithmetic does
+  // not depend on the thread count.
+  const int ngroups = row_groups(N);
+  float* du_part = scratch;
+  float* da = scratch + (size_t)ngroups * d;
 #pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++)
-    row::attnres_backward(dacc_src, scratch + (size_t)n * K, dh + (size_t)n * d,
-                          alpha + (size_t)n * K, src, src_rstd, K, w, g, n, d);
-  // du = Σ_rows Σ_s scratch[n,s] v_s[n], reduced in fixed row groups;
-  // dw = du ⊙ g, dg = du ⊙ w.
-  cpu::reduce_rows(
-      N, d,
-      [&](int n, int i) {
-        float du = 0.0f;
-        for (int s = 0; s < K; s++)
-          du += scratch[(size_t)n * K + s] * src[s][(size_t)n * d + i];
-        return du;
-      },
-      [&](int i, float du) {
-        dw[i] += du * g[i];
-        dg[i] += du * w[i];
-      });
+  for (int gi = 0; gi < ngroups; gi++) {
+    float* du = du_part + (size_t)gi * d;
+    std::memset(du, 0, sizeof(float) * (size_t)d);
+    const int n1 = std::min(N, (gi + 1) * cpu::kRowGroup);
+    for (int n = gi * cpu::kRowGroup; n < n1; n++)
+      row::attnres_backward(dacc_src, du, da + (size_t)gi * K, dh + (size_t)n * d,
+                            alpha + (size_t)n * K, uv + (size_t)n * K, src, src_rstd, K, w, g,
+                            n, d);
+  }
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < d; i++) {
+    float du = 0.0f;
+    for (int gi = 0; gi < ngroups; gi++) du += du_part[(size_t)gi * d + i];
+    dw[i] += du * g[i];
+    dg[i] += du * w[i];
+  }
 }
 
 }  // namespace attnres::kernels

@@ -207,15 +207,15 @@ TEST(OpsForward, AttnRes) {
     sp[s] = src[s].data();
     rp[s] = rstd[s].data();
   }
-  Vec w = random_vec(d, 40), g = random_vec(d, 41, 0.5f, 1.5f), h(N * d), alpha(N * K);
-  attnres_forward(dev, h.data(), alpha.data(), sp.data(), rp.data(), K, w.data(), g.data(), N, d);
+  Vec w = random_vec(d, 40), g = random_vec(d, 41, 0.5f, 1.5f), h(N * d), alpha(N * K), uv(N * K);
+  attnres_forward(dev, h.data(), alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(), g.data(), N, d);
   DVec want_alpha;
   DVec want_h = ref_attnres(sd, to_double(w), to_double(g), N, d, eps, &want_alpha);
   expect_near_rel(h, want_h, kTol, "attnres h");
   expect_near_rel(alpha, want_alpha, kTol, "attnres alpha");
   // Zero query (the paper's init) averages the sources uniformly.
   Vec zero(d, 0.0f);
-  attnres_forward(dev, h.data(), alpha.data(), sp.data(), rp.data(), K, zero.data(), g.data(), N, d);
+  attnres_forward(dev, h.data(), alpha.data(), uv.data(), sp.data(), rp.data(), K, zero.data(), g.data(), N, d);
   for (int i = 0; i < N * d; i++) {
     double mean = 0.0;
     for (int s = 0; s < K; s++) mean += sd[s][i] / K;
@@ -317,16 +317,16 @@ TEST(OpsDeterminism, AttnResQueryAndGain) {
     rp[s] = rstd[s].data();
   }
   Vec w = random_vec(kD, 70), g = random_vec(kD, 71), dh = random_vec(kN * kD, 72);
-  Vec h(kN * kD), alpha(kN * K);
-  attnres_forward(dev, h.data(), alpha.data(), sp.data(), rp.data(), K, w.data(), g.data(), kN, kD);
+  Vec h(kN * kD), alpha(kN * K), uv(kN * K);
+  attnres_forward(dev, h.data(), alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(), g.data(), kN, kD);
   expect_same_bits_1_vs_2_threads(
       [&] {
         std::vector<Vec> ds(K, Vec(kN * kD, 0.0f));
         std::vector<float*> dp(K);
         for (int s = 0; s < K; s++) dp[s] = ds[s].data();
-        Vec dw(kD, 0.0f), dg(kD, 0.0f), scratch(kN * K);
+        Vec dw(kD, 0.0f), dg(kD, 0.0f), scratch(attnres_backward_scratch(kN, K, kD));
         attnres_backward(dev, dp.data(), dw.data(), dg.data(), scratch.data(), dh.data(),
-                         alpha.data(), sp.data(), rp.data(), K, w.data(), g.data(), kN, kD);
+                         alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(), g.data(), kN, kD);
         dw.insert(dw.end(), dg.begin(), dg.end());
         for (auto& d : ds) dw.insert(dw.end(), d.begin(), d.end());
         return dw;

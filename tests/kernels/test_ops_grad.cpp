@@ -170,11 +170,12 @@ TEST_P(AttnResGrad, SourcesQueryAndGain) {
   }
   Vec w = random_vec(d, 20, -1.0f, 1.0f), g = random_vec(d, 21, 0.5f, 1.5f);
   Vec r = random_vec(N * d, 22);
-  Vec h(N * d), alpha(N * K), scratch(N * K, kNaN), dw(d, kAcc), dg(d, kAcc);
-  attnres_forward(dev, h.data(), alpha.data(), sp.data(), rp.data(), K, w.data(),
+  Vec h(N * d), alpha(N * K), uv(N * K), dw(d, kAcc), dg(d, kAcc);
+  Vec scratch(attnres_backward_scratch(N, K, d), kNaN);
+  attnres_forward(dev, h.data(), alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(),
                   g.data(), N, d);
   attnres_backward(dev, dp.data(), dw.data(), dg.data(), scratch.data(), r.data(),
-                   alpha.data(), sp.data(), rp.data(), K, w.data(), g.data(), N, d);
+                   alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(), g.data(), N, d);
 
   std::vector<DVec> sd(K);
   for (int s = 0; s < K; s++) sd[s] = to_double(src[s]);
