@@ -24,9 +24,20 @@ std::string format_log_line(const StepMetrics& s, int total_steps) {
   return line + s.extra_log;
 }
 
-MetricsWriter::MetricsWriter(const std::string& path) {
+MetricsWriter::MetricsWriter(const std::string& path, int resumed_step) {
+  std::string kept;
+  if (std::FILE* old = resumed_step > 0 ? std::fopen(path.c_str(), "r") : nullptr) {
+    char line[4096];
+    while (std::fgets(line, sizeof line, old)) {
+      const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object() && j.contains("step") && j["step"].is_number() && j["step"].get<int>() <= resumed_step)
+        kept += line;
+    }
+    std::fclose(old);
+  }
   f_ = std::fopen(path.c_str(), "w");
   if (!f_) throw std::runtime_error(path + ": cannot open metrics file for writing");
+  std::fputs(kept.c_str(), f_);
 }
 
 MetricsWriter::~MetricsWriter() {

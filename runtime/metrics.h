@@ -30,7 +30,10 @@ std::string format_log_line(const StepMetrics& s, int total_steps);
 class MetricsWriter {
  public:
   MetricsWriter() = default;
-  explicit MetricsWriter(const std::string& path);  // throws naming the path
+  // Starts the file afresh, or on a resumed run (resumed_step > 0) keeps the
+  // lines of steps up to resumed_step and appends after them, so the file
+  // reads as one run. Throws naming the path.
+  MetricsWriter(const std::string& path, int resumed_step);
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;

@@ -229,7 +229,8 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   mbs.batches.resize(size_t(r.M));
 
   const bool log = r.is_logger() && !opt.quiet;
-  MetricsWriter metrics = opt.metrics_path.empty() || !r.is_logger() ? MetricsWriter() : MetricsWriter(opt.metrics_path);
+  MetricsWriter metrics = opt.metrics_path.empty() || !r.is_logger() ? MetricsWriter()
+                                                                : MetricsWriter(opt.metrics_path, first_step);
   const double peak_per_rank = opt.peak_gflops > 0 ? opt.peak_gflops : kernels::measure_sgemm_gflops(kernels::get_num_threads());
   const double peak_flops = peak_per_rank * 1e9 * r.topo.world_size;
   const double flops_per_token = model_flops_per_token(m);
