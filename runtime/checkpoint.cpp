@@ -489,10 +489,14 @@ int Checkpointer::resume(const std::string& spec) {
   const std::string& dir = s_.cfg->checkpoint.dir;
   std::string err, list;
   if (world.rank() == 0) {
-    if (!is_auto) list = spec;
-    else if (dir.empty()) err = "--resume auto: checkpoint.dir is not set";
-    else
-      for (const std::string& p : list_complete_checkpoints(dir)) list += p + "\n";
+    try {
+      if (!is_auto) list = spec;
+      else if (dir.empty()) err = "--resume auto: checkpoint.dir is not set";
+      else
+        for (const std::string& p : list_complete_checkpoints(dir)) list += p + "\n";
+    } catch (const std::exception& e) {  // e.g. an unreadable directory
+      err = "--resume auto: " + std::string(e.what());
+    }
   }
   err = broadcast_string(world, err, 0);
   if (!err.empty()) throw CheckpointError(err);

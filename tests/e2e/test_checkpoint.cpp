@@ -5,8 +5,10 @@
 // COMMITTED marker, and the inspect / export tools.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -97,8 +99,9 @@ Out train_ok(const std::string& name, const std::string& out, int np, std::vecto
 }
 
 // `attnres <args>`, one process; returns exit code, output in *log.
-int tool(const std::string& args, std::string* log) {
-  const fs::path out = kRoot / "tool.log";
+int tool(const std::string& name, const std::string& args, std::string* log) {
+  fs::create_directories(kRoot / name);
+  const fs::path out = kRoot / name / "tool.log";
   const int rc = shell(ATTNRES_BINARY_DIR "/attnres " + args + " > " + out.string() + " 2>&1");
   *log = slurp(out);
   return rc;
@@ -151,24 +154,23 @@ void check_resume(const std::string& name, int np, const std::vector<std::string
   expect_continues(ref, resumed, 3, 0.0, name + ": resumed at step 3");
 }
 
+const std::vector<std::string> kGoodSets = {"residual.block_size=2", "checkpoint.every=2"};
+
 // Checkpoints of steps 2, 4, 6, 8 of one process, and its uninterrupted
-// losses; copied for each test that damages them.
+// losses; copied for each test that damages them. One per test process
+// (CTest may run the tests of this file in parallel).
 struct Good {
   Out ref;
-  fs::path dir;
+  std::string name = "good_" + std::to_string(::getpid());
+  fs::path dir = kRoot / name / "ckpt";
+  ~Good() { fs::remove_all(kRoot / name); }
 };
 const Good& good() {
-  static const Good g = [] {
-    Good g;
-    fs::remove_all(kRoot / "good");
-    g.ref = train_ok("good", "ref", 1, {"residual.block_size=2", "checkpoint.every=2"});
-    g.dir = kRoot / "good" / "ckpt";
-    return g;
-  }();
+  static Good g;
+  static const bool trained = (g.ref = train_ok(g.name, "ref", 1, kGoodSets), true);
+  assert(trained);
   return g;
 }
-
-const std::vector<std::string> kGoodSets = {"residual.block_size=2", "checkpoint.every=2"};
 
 // A fresh copy of the good checkpoints in kRoot/<name>/ckpt.
 void copy_good(const std::string& name) {
@@ -330,13 +332,13 @@ TEST(CheckpointCommit, KeepLastPrunes) {
 TEST(CheckpointTools, InspectVerifiesChecksums) {
   copy_good("inspect");
   std::string log;
-  EXPECT_EQ(tool("checkpoint inspect " + ckpt("inspect", 8).string(), &log), 0) << log;
+  EXPECT_EQ(tool("inspect", "checkpoint inspect " + ckpt("inspect", 8).string(), &log), 0) << log;
   // Three records (param, m, v) per tensor of the export.
   const size_t n_tensors = good().ref.params.size();
   EXPECT_NE(log.find("checksums: all " + std::to_string(3 * n_tensors) + " verified"), std::string::npos) << log;
   EXPECT_NE(log.find("step 8, optimizer step 8"), std::string::npos) << log;
   flip_byte(ckpt("inspect", 8) / "rank0.bin", size_of(ckpt("inspect", 8) / "rank0.bin") - 3);
-  EXPECT_NE(tool("checkpoint inspect " + ckpt("inspect", 8).string(), &log), 0) << log;
+  EXPECT_NE(tool("inspect", "checkpoint inspect " + ckpt("inspect", 8).string(), &log), 0) << log;
   EXPECT_NE(log.find("checksum mismatch in tensor lm_head.weight (adam_v)"), std::string::npos) << log;
   EXPECT_NE(log.find("1 of " + std::to_string(3 * n_tensors) + " tensors failed"), std::string::npos) << log;
 }
@@ -346,7 +348,7 @@ TEST(CheckpointTools, ExportMatchesTrainedWeights) {
   const fs::path out = kRoot / "export" / "model.safetensors";
   fs::create_directories(out.parent_path());
   std::string log;
-  ASSERT_EQ(tool("export --checkpoint " + (good().dir / "step_00000008").string() + " --out " + out.string(), &log), 0)
+  ASSERT_EQ(tool("export", "export --checkpoint " + (good().dir / "step_00000008").string() + " --out " + out.string(), &log), 0)
       << log;
   const std::vector<NamedTensor> got = read_safetensors(out.string());
   const std::vector<NamedTensor>& want = good().ref.params;
