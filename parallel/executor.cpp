@@ -307,7 +307,7 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
     const Action& a = list[i];
     if (a.op == Op::REDUCE_GRADS || a.op == Op::OPTIMIZER_STEP) break;  // the trainer's part
     if (pipe_) post_ahead(i);
-    const double t = now_us();
+    const double t = now_us(), idle_before = idle_s_;
     switch (a.op) {
       case Op::F: losses_[size_t(a.mb)] += forward(a.mb, a.chunk, tokens[size_t(a.mb)], targets[size_t(a.mb)]); break;
       case Op::B:
@@ -323,9 +323,11 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
       default: break;
     }
     if (is_compute(a.op)) {
-      const double dt = now_us() - t;
+      // F and B wait for their receive first; that wait is idle, not busy.
+      const double wait_us = (idle_s_ - idle_before) * 1e6;
+      const double dt = now_us() - t - wait_us;
       busy_s_ += dt * 1e-6;
-      if (tracing_) trace_.push_back({to_string(a), "compute", t - t0_us_, dt});
+      if (tracing_) trace_.push_back({to_string(a), "compute", t + wait_us - t0_us_, dt});
     }
     // P = 1 lists have no messages: hand the hop to the neighbouring local chunk.
     if (!pipe_ && a.op == Op::F && a.chunk + 1 < schedule_.num_chunks()) send_f(a.mb, a.chunk);
