@@ -205,6 +205,45 @@ std::vector<float> gather_parameters(Run& r) {
   return out;
 }
 
+void print_header(const Run& r, double peak_flops) {
+  const ModelConfig& m = r.cfg.model;
+  const ParallelConfig& p = r.cfg.parallel;
+  std::printf("model: %zu parameters, %s residual", make_param_layout(m, 0, m.num_sublayers()).total,
+              residual_mode_name(m.mode));
+  if (m.attnres()) std::printf(", block size %d (%d blocks)", m.block_size, m.num_blocks());
+  std::printf(" | dp %d pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak (measured sgemm) %.1f GFLOP/s\n",
+              p.dp, p.pp, p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9);
+}
+
+// One optimizer step (0-based `step`): this dp rank's microbatches through the
+// pipeline, dp reduction, global-norm clip, AdamW. Returns step, loss, lr, norm.
+StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, int step) {
+  const TrainConfig& tc = r.cfg.train;
+  const double tokens_per_step = double(tc.micro_batch_size) * r.cfg.model.seq_len * tc.grad_accum;
+  PipelineExecutor& exec = *r.exec;
+  for (Chunk& c : exec.chunks()) kernels::device_zero(c.dev, c.grads, c.layout.total);
+  // This dp rank's share of the step's global microbatches, in order.
+  for (int i = 0; i < r.M; ++i) {
+    const uint64_t global_mb = uint64_t(step) * tc.grad_accum + uint64_t(r.topo.coord.dp_idx) * r.M + i;
+    loader.fill(mbs.batches[size_t(i)], global_mb * tc.micro_batch_size);
+  }
+  mbs.point();
+  double loss_sum = 0.0;
+  for (double l : exec.run(mbs.tokens, mbs.targets, float(1.0 / tokens_per_step))) loss_sum += l;  // mb order
+  StepMetrics s;
+  s.step = step + 1;
+  s.grad_norm = reduce_and_norm(r);
+  s.lr = lr_at(tc, step);
+  const float clip = clip_factor(s.grad_norm, tc.grad_clip);
+  for (size_t i = 0; i < exec.chunks().size(); ++i) {
+    Chunk& c = exec.chunks()[i];
+    if (clip != 1.0f) kernels::scale_inplace(c.dev, c.grads, clip, c.layout.total);
+    r.adam[i].step(c.layout, c.params, c.grads, float(s.lr), tc);
+  }
+  s.loss = share_loss(r, loss_sum) / tokens_per_step;
+  return s;
+}
+
 }  // namespace
 
 TrainResult train(const Config& cfg, const TrainOptions& opt) {
@@ -235,14 +274,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const double peak_flops = peak_per_rank * 1e9 * r.topo.world_size;
   const double flops_per_token = model_flops_per_token(m);
   const double tokens_per_step = double(tc.micro_batch_size) * m.seq_len * tc.grad_accum;
-  if (log) {
-    size_t params = make_param_layout(m, 0, m.num_sublayers()).total;
-    std::printf("model: %zu parameters, %s residual", params, residual_mode_name(m.mode));
-    if (m.attnres()) std::printf(", block size %d (%d blocks)", m.block_size, m.num_blocks());
-    std::printf(" | dp %d pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak (measured sgemm) %.1f GFLOP/s\n",
-                cfg.parallel.dp, cfg.parallel.pp, cfg.parallel.tp, cfg.parallel.schedule.c_str(), r.M,
-                kernels::get_num_threads(), peak_flops / 1e9);
-  }
+  if (log) print_header(r, peak_flops);
 
   TrainResult res;
   res.final_val_loss = std::numeric_limits<double>::quiet_NaN();
@@ -250,30 +282,8 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   std::vector<double> last_hop_bytes;  // of the last step, summed over dp replicas
   for (int step = first_step; step < tc.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (Chunk& c : exec.chunks()) kernels::device_zero(c.dev, c.grads, c.layout.total);
-    // This dp rank's share of the step's global microbatches, in order.
-    for (int i = 0; i < r.M; ++i) {
-      const uint64_t global_mb = uint64_t(step) * tc.grad_accum + uint64_t(r.topo.coord.dp_idx) * r.M + i;
-      loader.fill(mbs.batches[size_t(i)], global_mb * tc.micro_batch_size);
-    }
-    mbs.point();
-    const std::vector<double> mb_losses = exec.run(mbs.tokens, mbs.targets, float(1.0 / tokens_per_step));
-    double loss_sum = 0.0;
-    for (double l : mb_losses) loss_sum += l;  // microbatch order
-    const double norm = reduce_and_norm(r);
-    const float clip = clip_factor(norm, tc.grad_clip);
-    const float lr = lr_at(tc, step);
-    for (size_t i = 0; i < exec.chunks().size(); ++i) {
-      Chunk& c = exec.chunks()[i];
-      if (clip != 1.0f) kernels::scale_inplace(c.dev, c.grads, clip, c.layout.total);
-      r.adam[i].step(c.layout, c.params, c.grads, lr, tc);
-    }
-    StepMetrics s;
-    s.step = step + 1;
-    s.loss = share_loss(r, loss_sum) / tokens_per_step;
+    StepMetrics s = optimizer_step(r, loader, mbs, step);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    s.lr = lr;
-    s.grad_norm = norm;
     s.tokens_per_s = tokens_per_step / secs;
     s.mfu = flops_per_token * s.tokens_per_s / peak_flops;
     if (r.topo.world_size > 1) {
