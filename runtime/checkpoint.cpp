@@ -255,6 +255,28 @@ std::vector<TensorRecord> write_shard(const std::string& dir, const std::string&
   return out;
 }
 
+// Deletes complete checkpoints beyond the newest `keep` (never `just_written`)
+// and temporary directories of crashed writes of steps up to `step` (later
+// steps may be this run's next write). A failure is reported, not thrown: the
+// new checkpoint is committed either way.
+void prune(const std::string& dir, int keep, const std::string& just_written, int step) {
+  try {
+    const std::vector<std::string> complete = list_complete_checkpoints(dir);
+    for (size_t i = size_t(keep); i < complete.size(); ++i)
+      if (fs::path(complete[i]) != fs::path(just_written)) fs::remove_all(complete[i]);
+    const std::string prefix = kTmpPrefix;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind(prefix, 0) == 0 && name.size() > prefix.size() &&
+          name.find_first_not_of("0123456789", prefix.size()) == std::string::npos &&
+          std::stoll(name.substr(prefix.size())) <= step)
+        fs::remove_all(e.path());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "checkpoint: pruning %s failed: %s\n", dir.c_str(), e.what());
+  }
+}
+
 std::string config_key_text(const YAML::Node& sec, const std::string& key) {
   const YAML::Node n = sec ? sec[key] : YAML::Node();
   return n ? n.Scalar() : "<not set>";
@@ -419,7 +441,6 @@ std::vector<float> read_full_params(const std::string& ckpt, const Manifest& m, 
 struct Checkpointer::Pending {
   int step = 0, optimizer_step = 0;  // as of the step boundary (an async commit comes later)
   std::string tmp, final_dir;
-  std::vector<std::vector<float>> snapshot;  // async: host copies the writer reads
   std::vector<TensorRecord> records;         // written by the writer
   std::string error;                         // writer failure
   std::atomic<bool> done{false};
@@ -430,6 +451,7 @@ Checkpointer::Checkpointer(TrainState s) : s_(s) {}
 
 Checkpointer::~Checkpointer() {
   if (pending_ && pending_->thread.joinable()) pending_->thread.join();
+  if (pruner_.joinable()) pruner_.join();
 }
 
 namespace {
@@ -566,6 +588,7 @@ void Checkpointer::after_step(int step) {
 
 void Checkpointer::finish() {
   if (pending_) commit();
+  if (pruner_.joinable()) pruner_.join();
 }
 
 void Checkpointer::start_save(int step) {
@@ -604,8 +627,14 @@ void Checkpointer::start_save(int step) {
     const AdamW& a = (*s_.adam)[c];
     assert(ch.dev.backend == kernels::Backend::CPU && "checkpoint reads parameters as host memory");
     const float* src[3] = {ch.params, a.m.data(), a.v.data()};
-    if (cc.async)  // the step-boundary copy: training changes the originals from the next step on
-      for (const float*& s : src) s = p->snapshot.emplace_back(s, s + ch.layout.total).data();
+    if (cc.async) {  // the step-boundary copy: training changes the originals from the next step on
+      snapshot_.resize(3 * s_.chunks->size());
+      for (int k = 0; k < 3; ++k) {
+        std::vector<float>& buf = snapshot_[3 * c + size_t(k)];
+        buf.assign(src[k], src[k] + ch.layout.total);
+        src[k] = buf.data();
+      }
+    }
     for (const TensorSpec& t : ch.layout.tensors)
       for (TensorKind k : {TensorKind::Param, TensorKind::AdamM, TensorKind::AdamV}) {
         WriteItem it{{}, src[int(k)] + t.offset};
@@ -640,6 +669,7 @@ void Checkpointer::start_save(int step) {
 void Checkpointer::commit() {
   Pending& p = *pending_;
   if (p.thread.joinable()) p.thread.join();
+  if (pruner_.joinable()) pruner_.join();  // one pruner at a time
   Communicator& world = *s_.world;
   std::string mine = "!" + p.error;
   if (p.error.empty()) {
@@ -701,13 +731,14 @@ void Checkpointer::commit() {
       fsync_path(cfg.checkpoint.dir);
       write_file_synced(p.final_dir + "/" + kCheckpointMarker, "step " + std::to_string(p.step) + "\n");
       fsync_path(p.final_dir);
-      // Prune only now that the new one is committed; never the one just written.
-      const std::vector<std::string> complete = list_complete_checkpoints(cfg.checkpoint.dir);
-      for (size_t i = size_t(cfg.checkpoint.keep_last); i < complete.size(); ++i)
-        if (fs::path(complete[i]) != fs::path(p.final_dir)) fs::remove_all(complete[i]);
-      for (const auto& e : fs::directory_iterator(cfg.checkpoint.dir))
-        if (e.path().filename().string().rfind(kTmpPrefix, 0) == 0) fs::remove_all(e.path());
       std::printf("checkpoint: committed %s\n", p.final_dir.c_str());
+      // Prune only now that the new one is committed. Deleting tens of MB
+      // takes a while, so async runs do it beside training.
+      auto job = [dir = cfg.checkpoint.dir, keep = cfg.checkpoint.keep_last, just = p.final_dir, step = p.step] {
+        prune(dir, keep, just, step);
+      };
+      if (cfg.checkpoint.async) pruner_ = std::thread(job);
+      else job();
     } catch (const std::exception& e) {
       status = e.what();
     }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "models/chunk.h"
@@ -101,7 +102,7 @@ struct TrainState {
 class Checkpointer {
  public:
   explicit Checkpointer(TrainState s);
-  ~Checkpointer();  // joins a running writer (without committing)
+  ~Checkpointer();  // joins a running writer (without committing) and pruner
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
 
@@ -125,6 +126,11 @@ class Checkpointer {
   void commit();
   TrainState s_;
   std::unique_ptr<Pending> pending_;
+  // Async: host copies of params, m, v per local chunk, reused by every save
+  // (a save starts only after the previous one committed).
+  std::vector<std::vector<float>> snapshot_;
+  // Async, rank 0: deletes checkpoints beyond keep_last off the training thread.
+  std::thread pruner_;
 };
 
 }  // namespace attnres
