@@ -16,11 +16,8 @@
 // step's action list: busy = time in F/B/BI/BW, idle = time waiting for
 // receives and for send completion; a rank's list ends at its own last action,
 // so the wait for the other rank's tail (in the gradient all-reduce) is not in
-// it. The executor times an F/B/BI as a whole, and F and B/BI wait for their
-// receive inside, so a receive wait lands in busy as well as in idle. The
-// traces show those waits ("comm" events inside the compute event), so this
-// program also reports the bubble with them taken out of busy, and takes them
-// out of the per-action costs it gives the simulator. The simulator's RankStats::bubble counts idle up to the global makespan;
+// it. F and B/BI wait for their receive first; that wait is idle only (since
+// commit 57e2f53; before it, it was counted as busy too). The simulator's RankStats::bubble counts idle up to the global makespan;
 // the comparable number is (finish − busy) / finish, idle up to the rank's own
 // REDUCE_GRADS, and that is what the "sim" columns show.
 //
@@ -128,8 +125,7 @@ std::string loadavg() {
 struct Cell {
   std::vector<double> step_s;                              // per kept step
   std::vector<double> round_median_s;                      // per round
-  std::array<std::vector<double>, kP> bubble;              // per kept step, per rank: as logged
-  std::array<std::vector<double>, kP> bubble_fixed;        // ... receive waits out of busy
+  std::array<std::vector<double>, kP> bubble;              // per kept step, per rank
   std::array<std::map<std::string, std::vector<double>>, kP> op_us;  // per rank: op -> compute µs
 };
 
@@ -156,20 +152,19 @@ void run_one(const Options& o, const std::string& sched, int M, int round, Cell&
 
   std::ifstream mf(stem + ".jsonl");
   std::vector<double> kept;
-  std::vector<std::array<double, kP>> logged;  // per kept step
   for (std::string line; std::getline(mf, line);) {
     const nlohmann::json j = nlohmann::json::parse(line);
     if (j.at("step").get<int>() <= o.skip) continue;
     kept.push_back(tokens_per_step / j.at("tokens_per_s").get<double>());
-    logged.push_back({j.at("bubble").at(0).get<double>(), j.at("bubble").at(1).get<double>()});
+    for (int r = 0; r < kP; ++r) cell.bubble[size_t(r)].push_back(j.at("bubble").at(size_t(r)).get<double>());
   }
   if (int(kept.size()) != o.steps - o.skip) throw std::runtime_error(stem + ".jsonl: expected " + std::to_string(o.steps) + " steps");
   cell.step_s.insert(cell.step_s.end(), kept.begin(), kept.end());
   cell.round_median_s.push_back(median(kept));
   std::fprintf(stderr, "median step %.1f ms\n", 1e3 * median(kept));
 
-  // The traces: each step adds the rank's n compute events in list order, and
-  // a receive wait ("comm") comes just before the compute event it sits in.
+  // Per-action compute times from the traces: each step adds the rank's n
+  // compute events in list order, so the first skip steps are the first skip·n.
   const Schedule s = make_schedule(sched, kP, M);
   for (int r = 0; r < kP; ++r) {
     const size_t n = size_t(std::count_if(s.ranks[size_t(r)].begin(), s.ranks[size_t(r)].end(),
@@ -177,33 +172,14 @@ void run_one(const Options& o, const std::string& sched, int M, int round, Cell&
     const std::string path = stem + ".rank" + std::to_string(r) + ".json";
     std::ifstream tf(path);
     const nlohmann::json t = nlohmann::json::parse(tf);
-    std::vector<double> busy(size_t(o.steps), 0.0), waits(size_t(o.steps), 0.0);  // µs per step
     size_t seen = 0;
-    double wait = 0;  // of the compute event to come
     for (const auto& e : t.at("traceEvents")) {
-      const std::string cat = e.value("cat", "");
-      if (cat == "comm") wait += e.at("dur").get<double>();
-      if (cat != "compute") continue;
-      const size_t step = seen++ / n;
-      if (step >= size_t(o.steps)) throw std::runtime_error(path + ": more compute events than steps");
-      const double dur = e.at("dur").get<double>();
-      if (wait > dur + 1.0) throw std::runtime_error(path + ": a receive wait longer than its compute event");
-      busy[step] += dur;
-      waits[step] += wait;
-      if (step >= size_t(o.skip)) {
-        const std::string name = e.at("name").get<std::string>();
-        cell.op_us[size_t(r)][name.substr(0, name.find('('))].push_back(dur - wait);
-      }
-      wait = 0;
+      if (e.value("cat", "") != "compute") continue;
+      if (seen++ < size_t(o.skip) * n) continue;
+      const std::string name = e.at("name").get<std::string>();
+      cell.op_us[size_t(r)][name.substr(0, name.find('('))].push_back(e.at("dur").get<double>());
     }
     if (seen != size_t(o.steps) * n) throw std::runtime_error(path + ": unexpected number of compute events");
-    // Logged b = idle / (idle + busy), so idle = b busy / (1 − b).
-    for (size_t k = 0; k < logged.size(); ++k) {
-      const double b = logged[k][size_t(r)], bz = busy[size_t(o.skip) + k];
-      const double idle = b * bz / (1.0 - b), pure = bz - waits[size_t(o.skip) + k];
-      cell.bubble[size_t(r)].push_back(b);
-      cell.bubble_fixed[size_t(r)].push_back(idle / (idle + pure));
-    }
   }
 }
 
@@ -267,11 +243,10 @@ int main(int argc, char** argv) {
                 "medians over the %d kept steps of all rounds.\n",
                 kP, o.config.c_str(), o.rounds, o.steps, o.skip, o.rounds * (o.steps - o.skip));
     std::printf("load average (1/5/15 min): before %s, after %s\n\n", load_before.c_str(), load_after.c_str());
-    std::printf("| M | schedule | bubble as logged r0 / r1 | bubble, receive waits out of busy r0 / r1 "
-                "| sim, unit costs r0 / r1 | sim, measured costs r0 / r1 | (p-1)/(m+p-1) "
-                "| step ms: median [p25, p75] | zb-h1 / 1f1b step time: median of per-round ratios "
-                "(range) | predicted, unit / measured costs |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("| M | schedule | measured bubble r0 / r1 | sim, unit costs r0 / r1 | sim, measured costs r0 / r1 "
+                "| (p-1)/(m+p-1) | step ms: median [p25, p75] | zb-h1 / 1f1b step time: median of per-round "
+                "ratios (range) | predicted, unit / measured costs |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|\n");
     for (int M : o.microbatches) {
       const Cell& a = cells.at({M, "1f1b"});
       const Cell& z = cells.at({M, "zb-h1"});
@@ -280,11 +255,8 @@ int main(int argc, char** argv) {
                                 simulate_point("1f1b", M, measured_costs(a, "1f1b")).makespan;
       for (const std::string& sched : kSchedules) {
         const Cell& c = cells.at({M, sched});
-        std::array<double, kP> meas{}, fixed{};
-        for (int r = 0; r < kP; ++r) {
-          meas[size_t(r)] = median(c.bubble[size_t(r)]);
-          fixed[size_t(r)] = median(c.bubble_fixed[size_t(r)]);
-        }
+        std::array<double, kP> meas{};
+        for (int r = 0; r < kP; ++r) meas[size_t(r)] = median(c.bubble[size_t(r)]);
         std::string ratio = " | ";
         if (sched == "zb-h1") {
           std::vector<double> per_round;
@@ -296,15 +268,14 @@ int main(int argc, char** argv) {
                         *std::max_element(per_round.begin(), per_round.end()), unit_ratio, meas_ratio);
           ratio = buf;
         }
-        std::printf("| %d | %s | %s | %s | %s | %s | %.3f | %.1f [%.1f, %.1f] | %s |\n", M, sched.c_str(),
-                    pair(meas).c_str(), pair(fixed).c_str(), pair(simulate_point(sched, M, SimCosts{}).bubble).c_str(),
+        std::printf("| %d | %s | %s | %s | %s | %.3f | %.1f [%.1f, %.1f] | %s |\n", M, sched.c_str(),
+                    pair(meas).c_str(), pair(simulate_point(sched, M, SimCosts{}).bubble).c_str(),
                     pair(simulate_point(sched, M, measured_costs(c, sched)).bubble).c_str(), one_f_one_b_bubble(kP, M),
                     1e3 * median(c.step_s), 1e3 * quantile(c.step_s, 0.25), 1e3 * quantile(c.step_s, 0.75),
                     ratio.c_str());
       }
     }
-    std::printf("\nMeasured per-action compute times, receive waits taken out (ms; median over kept steps, "
-                "rank 0 / rank 1):\n\n");
+    std::printf("\nMeasured per-action compute times (ms; median over kept steps, rank 0 / rank 1):\n\n");
     std::printf("| M | schedule | F | B | BI | BW |\n|---|---|---|---|---|---|\n");
     for (int M : o.microbatches)
       for (const std::string& sched : kSchedules) {
