@@ -56,6 +56,9 @@ void inspect(const std::string& path) {
 }
 
 void export_checkpoint(const std::string& path, const std::string& out) {
+  if (!std::filesystem::exists(std::filesystem::path(path) / kCheckpointMarker))
+    throw CheckpointError(path + ": no " + std::string(kCheckpointMarker) +
+                          " marker (the write did not complete); it is never loaded");
   const Manifest m = read_manifest(path);
   const ModelConfig model = manifest_config(m, path).model;
   const std::vector<float> params = read_full_params(path, m, model);

@@ -360,4 +360,10 @@ TEST(CheckpointTools, ExportMatchesTrainedWeights) {
     EXPECT_TRUE(got[t].data == want[t].data) << got[t].name;
   }
   EXPECT_TRUE(fs::exists(export_config_path(out.string())));
+  // An uncommitted checkpoint is not exported either.
+  copy_good("export_nomarker");
+  fs::remove(ckpt("export_nomarker", 8) / "COMMITTED");
+  EXPECT_NE(tool("export_nomarker", "export --checkpoint " + ckpt("export_nomarker", 8).string() + " --out " +
+                                        (kRoot / "export_nomarker" / "m.safetensors").string(), &log), 0);
+  EXPECT_NE(log.find("no COMMITTED marker"), std::string::npos) << log;
 }
