@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/test_corpus.h"
 #include "runtime/data.h"
 #include "runtime/safetensors.h"
 
@@ -26,21 +27,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string& corpus_dir() {
-  static const std::string dir = [] {
-    const fs::path out = fs::temp_directory_path() / "attnres_test_corpus";
-    if (!fs::exists(out / "train.bin")) prepare_data(ATTNRES_SOURCE_DIR, "*.cpp", out.string(), 0.2);
-    return out.string();
-  }();
-  return dir;
-}
-
 const fs::path kRoot = fs::temp_directory_path() / "attnres_ckpt_test";
 constexpr int kSteps = 8;
 
 // 8 sublayers, 4 microbatches of 2 x 16 tokens, one thread per rank.
 std::vector<std::string> base_sets() {
-  return {"data.dir=" + corpus_dir(), "model.n_layers=4", "model.seq_len=16", "train.micro_batch_size=2",
+  return {"data.dir=" + test_corpus_dir(), "model.n_layers=4", "model.seq_len=16", "train.micro_batch_size=2",
           "train.grad_accum=4", "train.steps=" + std::to_string(kSteps), "train.warmup_steps=2",
           "train.eval_every=4", "train.eval_batches=2", "train.threads=1", "checkpoint.keep_last=10"};
 }

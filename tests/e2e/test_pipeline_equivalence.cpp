@@ -15,6 +15,7 @@
 
 #include "parallel/hop_payload.h"
 #include "parallel/partition.h"
+#include "tests/test_corpus.h"
 #include "runtime/config.h"
 #include "runtime/data.h"
 #include "runtime/safetensors.h"
@@ -24,18 +25,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string& corpus_dir() {
-  static const std::string dir = [] {
-    const fs::path out = fs::temp_directory_path() / "attnres_test_corpus";
-    if (!fs::exists(out / "train.bin")) prepare_data(ATTNRES_SOURCE_DIR, "*.cpp", out.string(), 0.2);
-    return out.string();
-  }();
-  return dir;
-}
-
 // 8 sublayers, 4 microbatches of 2 x 16 tokens, 10 steps, one thread per rank.
 std::vector<std::string> base_sets() {
-  return {"data.dir=" + corpus_dir(), "model.n_layers=4", "model.seq_len=16", "train.micro_batch_size=2",
+  return {"data.dir=" + test_corpus_dir(), "model.n_layers=4", "model.seq_len=16", "train.micro_batch_size=2",
           "train.grad_accum=4", "train.steps=10", "train.warmup_steps=2", "train.eval_every=5",
           "train.eval_batches=2", "train.threads=1"};
 }

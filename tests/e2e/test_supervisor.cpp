@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/test_corpus.h"
 #include "runtime/data.h"
 #include "runtime/safetensors.h"
 
@@ -27,18 +28,9 @@ namespace {
 
 constexpr int kSteps = 12;
 
-const std::string& corpus_dir() {
-  static const std::string dir = [] {
-    const fs::path out = fs::temp_directory_path() / "attnres_test_corpus";
-    if (!fs::exists(out / "train.bin")) prepare_data(ATTNRES_SOURCE_DIR, "*.cpp", out.string(), 0.2);
-    return out.string();
-  }();
-  return dir;
-}
-
 // 8 sublayers on pp = 2, 4 microbatches of 2 x 16 tokens, 12 steps, a checkpoint every 3.
 std::string train_args(const fs::path& dir, const std::vector<std::string>& extra) {
-  std::vector<std::string> sets = {"data.dir=" + corpus_dir(), "model.n_layers=4", "model.seq_len=16",
+  std::vector<std::string> sets = {"data.dir=" + test_corpus_dir(), "model.n_layers=4", "model.seq_len=16",
                                    "train.micro_batch_size=2", "train.grad_accum=4",
                                    "train.steps=" + std::to_string(kSteps), "train.warmup_steps=2",
                                    "train.eval_every=0", "train.threads=1", "parallel.pp=2",

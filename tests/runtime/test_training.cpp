@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "models/chunk.h"
+#include "tests/test_corpus.h"
 #include "runtime/config.h"
 #include "runtime/data.h"
 #include "runtime/evaluate.h"
@@ -18,18 +19,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A small corpus from this repository's own sources, prepared once.
-const std::string& corpus_dir() {
-  static const std::string dir = [] {
-    const fs::path out = fs::temp_directory_path() / "attnres_test_corpus";
-    if (!fs::exists(out / "train.bin")) prepare_data(ATTNRES_SOURCE_DIR, "*.cpp", out.string(), 0.2);
-    return out.string();
-  }();
-  return dir;
-}
-
 Config tiny_config(const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> sets = {"data.dir=" + corpus_dir(), "train.steps=6", "train.eval_every=3",
+  std::vector<std::string> sets = {"data.dir=" + test_corpus_dir(), "train.steps=6", "train.eval_every=3",
                                    "train.threads=1"};
   sets.insert(sets.end(), extra.begin(), extra.end());
   return load_config(std::string(ATTNRES_SOURCE_DIR) + "/configs/tiny.yaml", sets);
