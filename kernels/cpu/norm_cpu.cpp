@@ -52,8 +52,10 @@ void rope_tables(float* cos_t, float* sin_t, int T, int hd, float theta) {
     }
 }
 
-void rope_forward(const Device&, float* x, const float* cos_t, const float* sin_t,
-                  int B, int T, int H, int hd) {
+// Rotates every head's pairs by the position's angle; the inverse rotation is
+// the backward (a rotation's transpose is its inverse).
+template <bool kInverse>
+static void rope_apply(float* x, const float* cos_t, const float* sin_t, int B, int T, int H, int hd) {
   const int half = hd / 2;
 #pragma omp parallel for schedule(static)
   for (int bt = 0; bt < B * T; bt++) {
@@ -62,25 +64,24 @@ void rope_forward(const Device&, float* x, const float* cos_t, const float* sin_
     const float* s = sin_t + (size_t)t * half;
     for (int h = 0; h < H; h++) {
       float* xh = x + ((size_t)bt * H + h) * hd;
-      for (int i = 0; i < half; i++) row::rope_rotate(&xh[i], &xh[i + half], c[i], s[i]);
+      for (int i = 0; i < half; i++) {
+        if (kInverse)
+          row::rope_rotate_back(&xh[i], &xh[i + half], c[i], s[i]);
+        else
+          row::rope_rotate(&xh[i], &xh[i + half], c[i], s[i]);
+      }
     }
   }
 }
 
+void rope_forward(const Device&, float* x, const float* cos_t, const float* sin_t,
+                  int B, int T, int H, int hd) {
+  rope_apply<false>(x, cos_t, sin_t, B, T, H, hd);
+}
+
 void rope_backward(const Device&, float* dx, const float* cos_t, const float* sin_t,
                    int B, int T, int H, int hd) {
-  const int half = hd / 2;
-#pragma omp parallel for schedule(static)
-  for (int bt = 0; bt < B * T; bt++) {
-    const int t = bt % T;
-    const float* c = cos_t + (size_t)t * half;
-    const float* s = sin_t + (size_t)t * half;
-    for (int h = 0; h < H; h++) {
-      float* xh = dx + ((size_t)bt * H + h) * hd;
-      for (int i = 0; i < half; i++)
-        row::rope_rotate_back(&xh[i], &xh[i + half], c[i], s[i]);
-    }
-  }
+  rope_apply<true>(dx, cos_t, sin_t, B, T, H, hd);
 }
 
 }  // namespace attnres::kernels
