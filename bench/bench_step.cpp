@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
   opt.quiet = true;
   opt.peak_gflops = peak;
   for (int r = 0; r < rounds; ++r)
-    for (Mode& m : modes) {
+    for (size_t k = 0; k < modes.size(); ++k) {
+      Mode& m = modes[(k + size_t(r)) % modes.size()];  // rotate which mode goes first
       // 7 steps: the first is a warm-up; the result's rate is the median of the rest.
       std::vector<std::string> sets = {"train.steps=7", "train.warmup_steps=1", "train.eval_every=0",
                                        "train.threads=" + std::to_string(threads), m.set};
