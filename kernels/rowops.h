@@ -14,11 +14,34 @@
 
 namespace attnres::kernels::row {
 
+// ---- dot products ----------------------------------------------------------------
+// Σ_i a[i] b[i] (c[i]) in 8 interleaved partial sums added in a fixed order:
+// the compiler can vectorise it (a single running sum is a serial chain under
+// strict IEEE order), and the result is the same on every backend and thread count.
+constexpr int kDotLanes = 8;
+ATTNRES_HD inline float lanes_sum(const float* acc) {
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+ATTNRES_HD inline float dot(const float* a, const float* b, int d) {
+  float acc[kDotLanes] = {};
+  int i = 0;
+  for (; i + kDotLanes <= d; i += kDotLanes)
+    for (int l = 0; l < kDotLanes; l++) acc[l] += a[i + l] * b[i + l];
+  for (; i < d; i++) acc[i % kDotLanes] += a[i] * b[i];
+  return lanes_sum(acc);
+}
+ATTNRES_HD inline float dot3(const float* a, const float* b, const float* c, int d) {
+  float acc[kDotLanes] = {};
+  int i = 0;
+  for (; i + kDotLanes <= d; i += kDotLanes)
+    for (int l = 0; l < kDotLanes; l++) acc[l] += a[i + l] * b[i + l] * c[i + l];
+  for (; i < d; i++) acc[i % kDotLanes] += a[i] * b[i] * c[i];
+  return lanes_sum(acc);
+}
+
 // ---- RMSNorm -----------------------------------------------------------------
 ATTNRES_HD inline float rms_inverse(const float* x, int d, float eps) {
-  float ss = 0.0f;
-  for (int i = 0; i < d; i++) ss += x[i] * x[i];
-  return 1.0f / sqrtf(ss / (float)d + eps);
+  return 1.0f / sqrtf(dot(x, x, d) / (float)d + eps);
 }
 
 // out = g * x * rstd; returns rstd.
@@ -35,9 +58,7 @@ ATTNRES_HD inline float rmsnorm_forward(float* out, const float* x, const float*
 ATTNRES_HD inline void rmsnorm_backward(float* dx, const float* dout,
                                         const float* x, const float* g, float r,
                                         int d) {
-  float dot = 0.0f;
-  for (int i = 0; i < d; i++) dot += dout[i] * g[i] * x[i];
-  float c = r * r * dot / (float)d;
+  float c = r * r * dot3(dout, g, x, d) / (float)d;
   for (int i = 0; i < d; i++) dx[i] = r * (g[i] * dout[i] - x[i] * c);
 }
 
@@ -55,20 +76,17 @@ ATTNRES_HD inline void softmax(float* x, int n) {
 }
 
 // ---- AttnRes depth attention, one token row n (DESIGN §1.1) ------------------
-// Sources are src[s] + n*d with key-side rstd src_rstd[s][n]; u = w ⊙ g.
+// Sources are src[s] + n*d with key-side rstd src_rstd[s][n]; u = w ⊙ g
+// (the pseudo-query times the key-norm gain, formed once per site).
 //   z_s = rstd_s * (u · v_s);  alpha = softmax(z);  h = Σ_s alpha_s v_s.
 ATTNRES_HD inline void attnres_forward(float* h, float* alpha, float* uv,
                                        const float* const* src,
                                        const float* const* src_rstd, int K,
-                                       const float* w, const float* g, size_t n,
-                                       int d) {
+                                       const float* u, size_t n, int d) {
   const size_t off = n * (size_t)d;
   for (int s = 0; s < K; s++) {
-    const float* v = src[s] + off;
-    float dot = 0.0f;
-    for (int i = 0; i < d; i++) dot += w[i] * g[i] * v[i];
-    uv[s] = dot;
-    alpha[s] = src_rstd[s][n] * dot;
+    uv[s] = dot(u, src[s] + off, d);
+    alpha[s] = src_rstd[s][n] * uv[s];
   }
   softmax(alpha, K);
   for (int i = 0; i < d; i++) h[i] = 0.0f;
@@ -89,16 +107,12 @@ ATTNRES_HD inline void attnres_backward(float* const* dacc_src, float* du, float
                                         const float* dh, const float* alpha,
                                         const float* uv, const float* const* src,
                                         const float* const* src_rstd, int K,
-                                        const float* w, const float* g, size_t n,
-                                        int d) {
+                                        const float* u, size_t n, int d) {
   const size_t off = n * (size_t)d;
   float sdot = 0.0f;
   for (int s = 0; s < K; s++) {
-    const float* v = src[s] + off;
-    float dot = 0.0f;
-    for (int i = 0; i < d; i++) dot += dh[i] * v[i];
-    da[s] = dot;
-    sdot += alpha[s] * dot;
+    da[s] = dot(dh, src[s] + off, d);
+    sdot += alpha[s] * da[s];
   }
   for (int s = 0; s < K; s++) {
     const float* v = src[s] + off;
@@ -108,7 +122,7 @@ ATTNRES_HD inline void attnres_backward(float* const* dacc_src, float* du, float
     const float dzk = a * (da[s] - sdot) * r;
     const float c = uv[s] * r * r / (float)d;
     for (int i = 0; i < d; i++) {
-      dv[i] += a * dh[i] + dzk * (w[i] * g[i] - c * v[i]);
+      dv[i] += a * dh[i] + dzk * (u[i] - c * v[i]);
       du[i] += dzk * v[i];
     }
   }
