@@ -19,6 +19,8 @@ void write_trace(const std::string& path, const std::vector<TraceEvent>& events,
   for (const TraceEvent& e : events)
     ev.push_back({{"name", e.name}, {"cat", e.category}, {"ph", "X"}, {"pid", rank},
                   {"tid", std::string(e.category) == "comm" ? 1 : 0}, {"ts", e.start_us}, {"dur", e.dur_us}});
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
   std::ofstream f(path);
   if (!f) throw std::runtime_error(path + ": cannot open trace file for writing");
   f << nlohmann::json{{"traceEvents", ev}, {"displayTimeUnit", "ms"}}.dump() << "\n";
