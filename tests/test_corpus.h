@@ -1,6 +1,7 @@
-// A small corpus (this repository's own C++ sources) shared by the tests that
-// train: prepared once per build directory, under a file lock because CTest
-// runs test processes in parallel.
+// A small corpus (the C++ sources of this repository's tests/, ~150 KB; not the
+// whole tree, whose build directories would make the data depend on what was
+// built) shared by the tests that train: prepared once per build directory,
+// under a file lock because CTest runs test processes in parallel.
 #pragma once
 #include <fcntl.h>
 #include <sys/file.h>
@@ -18,7 +19,7 @@ inline const std::string& test_corpus_dir() {
     const int lock = ::open((out / ".lock").c_str(), O_CREAT | O_RDWR, 0644);
     ::flock(lock, LOCK_EX);
     if (!std::filesystem::exists(out / "meta.json"))
-      attnres::prepare_data(ATTNRES_SOURCE_DIR, "*.cpp", out.string(), 0.2);
+      attnres::prepare_data(ATTNRES_SOURCE_DIR "/tests", "*.cpp", out.string(), 0.2);
     ::flock(lock, LOCK_UN);
     ::close(lock);
     return out.string();

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/param_compare.h"
 #include "tests/test_corpus.h"
 #include "runtime/data.h"
 #include "runtime/safetensors.h"
@@ -106,8 +107,7 @@ fs::path ckpt(const std::string& name, int step) {
 }
 
 // The resumed run's steps (first+1 .. kSteps) against the reference: losses
-// within rel (0 = bit for bit), and final parameters within 10 * rel of their
-// tensor's largest magnitude (as in test_pipeline_equivalence.cpp).
+// within rel (0 = bit for bit), and final parameters by expect_params_match.
 void expect_continues(const Out& ref, const Out& got, int first, double rel, const std::string& what) {
   ASSERT_EQ(ref.losses.size(), size_t(kSteps)) << what;
   ASSERT_EQ(got.losses.size(), size_t(kSteps - first)) << what << "\n" << got.log;
@@ -117,16 +117,7 @@ void expect_continues(const Out& ref, const Out& got, int first, double rel, con
     EXPECT_TRUE(rel == 0 ? a == b : std::fabs(a - b) <= rel * std::fabs(a))
         << what << " step " << first + 1 + int(i) << ": " << a << " vs " << b;
   }
-  ASSERT_EQ(ref.params.size(), got.params.size()) << what;
-  for (size_t t = 0; t < ref.params.size(); ++t) {
-    const auto &a = ref.params[t].data, &b = got.params[t].data;
-    ASSERT_EQ(a.size(), b.size());
-    double scale = 0;
-    for (float x : a) scale = std::max(scale, double(std::fabs(x)));
-    size_t bad = 0;
-    for (size_t i = 0; i < a.size(); ++i) bad += rel == 0 ? a[i] != b[i] : std::fabs(a[i] - b[i]) > 10 * rel * scale;
-    EXPECT_EQ(bad, 0u) << what << ": " << ref.params[t].name;
-  }
+  expect_params_match(ref.params, got.params, rel, what);
 }
 
 // Uninterrupted without checkpoints; the same with checkpoints every 3 steps
