@@ -4,20 +4,13 @@
 #include <set>
 #include <string>
 
+#include "tests/parallel/model_for_test.h"
 #include "parallel/hop_payload.h"
 
 namespace attnres {
 namespace {
 
 using K = HopTensor::Kind;
-
-ModelConfig model(int n_layers, int S, ResidualMode mode = ResidualMode::AttnRes) {
-  ModelConfig m;
-  m.n_layers = n_layers;
-  m.block_size = S;
-  m.mode = mode;
-  return m;
-}
 
 std::vector<HopTensor> src(std::initializer_list<int> ks, bool partial) {
   std::vector<HopTensor> out;

@@ -4,19 +4,12 @@
 #include <functional>
 #include <string>
 
+#include "tests/parallel/model_for_test.h"
 #include "parallel/partition.h"
 #include "runtime/config.h"
 
 namespace attnres {
 namespace {
-
-ModelConfig model(int n_layers, int S, ResidualMode mode = ResidualMode::AttnRes) {
-  ModelConfig m;
-  m.n_layers = n_layers;
-  m.block_size = S;
-  m.mode = mode;
-  return m;
-}
 
 std::vector<int> counts(const Partition& p) {
   std::vector<int> out;
