@@ -50,7 +50,6 @@ class PipelineExecutor {
                       const std::vector<const int32_t*>& targets);
 
   std::vector<Chunk>& chunks() { return chunks_; }  // local chunks, in chunk order
-  const Schedule& schedule() const { return schedule_; }
   bool holds_last_chunk() const;
 
   // Of the last run: bytes this rank sent on the hop into chunk c (forward)
