@@ -205,6 +205,11 @@ std::vector<float> gather_parameters(Run& r) {
   return out;
 }
 
+// Tokens of the step's global batch: micro_batch_size x grad_accum sequences.
+double tokens_per_global_batch(const Config& cfg) {
+  return double(cfg.train.micro_batch_size) * cfg.model.seq_len * cfg.train.grad_accum;
+}
+
 void print_header(const Run& r, double peak_flops) {
   const ModelConfig& m = r.cfg.model;
   const ParallelConfig& p = r.cfg.parallel;
@@ -219,7 +224,7 @@ void print_header(const Run& r, double peak_flops) {
 // pipeline, dp reduction, global-norm clip, AdamW. Returns step, loss, lr, norm.
 StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, int step) {
   const TrainConfig& tc = r.cfg.train;
-  const double tokens_per_step = double(tc.micro_batch_size) * r.cfg.model.seq_len * tc.grad_accum;
+  const double tokens_per_step = tokens_per_global_batch(r.cfg);
   PipelineExecutor& exec = *r.exec;
   for (Chunk& c : exec.chunks()) kernels::device_zero(c.dev, c.grads, c.layout.total);
   // This dp rank's share of the step's global microbatches, in order.
@@ -273,7 +278,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const double peak_per_rank = opt.peak_gflops > 0 ? opt.peak_gflops : kernels::measure_sgemm_gflops(kernels::get_num_threads());
   const double peak_flops = peak_per_rank * 1e9 * r.topo.world_size;
   const double flops_per_token = model_flops_per_token(m);
-  const double tokens_per_step = double(tc.micro_batch_size) * m.seq_len * tc.grad_accum;
+  const double tokens_per_step = tokens_per_global_batch(cfg);
   if (log) print_header(r, peak_flops);
 
   TrainResult res;
