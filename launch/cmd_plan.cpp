@@ -90,12 +90,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
   const int M = pc.microbatches ? pc.microbatches : cfg.train.grad_accum / pc.dp;
   const int b = cfg.train.micro_batch_size;
   const double tokens = double(b) * m.seq_len;
-  Partition part;
-  try {
-    part = make_partition(m, P, V, pc.layout);
-  } catch (const ConfigError& e) {
-    throw ConfigError(path + ": " + e.what());
-  }
+  const Partition part = make_partition(m, P, V, pc.layout);  // validated by load_config
 
   Schedule sched;
   try {

@@ -4,7 +4,7 @@
 #include <charconv>
 #include <limits>
 
-#include "runtime/config.h"  // ConfigError only (header-only type)
+#include <stdexcept>
 
 namespace attnres {
 
@@ -47,7 +47,7 @@ std::vector<int> parse_layout(const std::string& layout, int C, int L) {
     int v = 0;
     auto [end, ec] = std::from_chars(tok.data(), tok.data() + tok.size(), v);
     if (tok.empty() || ec != std::errc() || end != tok.data() + tok.size())
-      throw ConfigError(where + "entry " + std::to_string(counts.size()) + " (\"" + tok +
+      throw std::invalid_argument(where + "entry " + std::to_string(counts.size()) + " (\"" + tok +
                         "\") is not an integer; expected comma-separated sublayer counts "
                         "per chunk, e.g. \"6,6,6,6\"");
     counts.push_back(v);
@@ -55,17 +55,17 @@ std::vector<int> parse_layout(const std::string& layout, int C, int L) {
     pos = comma + 1;
   }
   if (static_cast<int>(counts.size()) != C)
-    throw ConfigError(where + "has " + std::to_string(counts.size()) +
+    throw std::invalid_argument(where + "has " + std::to_string(counts.size()) +
                       " chunks; expected pp * virtual_stages = " + std::to_string(C));
   int total = 0;
   for (size_t c = 0; c < counts.size(); ++c) {
     if (counts[c] <= 0)
-      throw ConfigError(where + "chunk " + std::to_string(c) + " has " +
+      throw std::invalid_argument(where + "chunk " + std::to_string(c) + " has " +
                         std::to_string(counts[c]) + " sublayers; every chunk needs at least 1");
     total += counts[c];
   }
   if (total != L)
-    throw ConfigError(where + "covers " + std::to_string(total) + " sublayers but the model has " +
+    throw std::invalid_argument(where + "covers " + std::to_string(total) + " sublayers but the model has " +
                       std::to_string(L) + " (2 * n_layers); " +
                       (total < L ? "it drops sublayers" : "it repeats sublayers"));
   return counts;
@@ -130,13 +130,13 @@ std::vector<int> balance(const ModelConfig& cfg, const std::vector<int>& ub, int
 
 Partition make_partition(const ModelConfig& cfg, int pp, int virtual_stages,
                          const std::string& layout) {
-  if (pp < 1) throw ConfigError("parallel.pp = " + std::to_string(pp) + ": expected >= 1");
+  if (pp < 1) throw std::invalid_argument("parallel.pp = " + std::to_string(pp) + ": expected >= 1");
   if (virtual_stages < 1)
-    throw ConfigError("parallel.virtual_stages = " + std::to_string(virtual_stages) +
+    throw std::invalid_argument("parallel.virtual_stages = " + std::to_string(virtual_stages) +
                       ": expected >= 1");
   const int C = pp * virtual_stages, L = cfg.num_sublayers();
   if (C > L)
-    throw ConfigError("parallel.pp * parallel.virtual_stages = " + std::to_string(C) +
+    throw std::invalid_argument("parallel.pp * parallel.virtual_stages = " + std::to_string(C) +
                       " chunks, but the model has only " + std::to_string(L) +
                       " sublayers (2 * n_layers); every chunk needs at least one");
   std::vector<int> counts;

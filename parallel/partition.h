@@ -40,7 +40,7 @@ struct Partition {
   int num_chunks() const { return static_cast<int>(chunks.size()); }
 };
 
-// Throws ConfigError naming `parallel.layout` (or pp / virtual_stages) when the
+// Throws std::invalid_argument naming `parallel.layout` (or pp / virtual_stages) when the
 // layout is malformed or the model has fewer sublayers than chunks.
 Partition make_partition(const ModelConfig& cfg, int pp, int virtual_stages,
                          const std::string& layout);

@@ -10,6 +10,9 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <stdexcept>
+
+#include "parallel/partition.h"
 
 namespace attnres {
 
@@ -323,6 +326,11 @@ void validate_config(Config& cfg) {
     fail("parallel.microbatches",
          str(p.microbatches) + " must equal train.grad_accum / parallel.dp = " +
              str(t.grad_accum / p.dp) + " (or be omitted)");
+  try {  // the layout; its message names the parallel.* key at fault
+    make_partition(m, p.pp, p.virtual_stages, p.layout);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
 
   CheckpointConfig& c = cfg.checkpoint;
   require_non_negative("checkpoint.every", c.every);

@@ -141,7 +141,7 @@ TEST(Config, RoundTrip) {
   Config a = parse_config(kBase, "test.yaml",
                           {"train.lr=0.0003", "train.min_lr=1e-05", "train.beta2=0.999",
                            "parallel.schedule=interleaved", "parallel.virtual_stages=2",
-                           "parallel.layout=0-1|2-3", "checkpoint.dir='ck dir: x'",
+                           "parallel.layout='3, 1'", "checkpoint.dir='ck dir: x'",
                            "checkpoint.every=10", "checkpoint.async=true",
                            "model.norm_eps=1e-5", "train.seed=42", "data.dir=true"});
   const std::string y = config_to_yaml(a);
@@ -151,7 +151,7 @@ TEST(Config, RoundTrip) {
   EXPECT_EQ(b.train.min_lr, a.train.min_lr);
   EXPECT_EQ(b.model.norm_eps, a.model.norm_eps);
   EXPECT_EQ(b.train.beta2, a.train.beta2);
-  EXPECT_EQ(b.parallel.layout, "0-1|2-3");
+  EXPECT_EQ(b.parallel.layout, "3, 1");
   EXPECT_EQ(b.checkpoint.dir, "ck dir: x");
   EXPECT_EQ(b.data.dir, "true");
   EXPECT_TRUE(b.checkpoint.async);
@@ -283,6 +283,13 @@ TEST(ConfigErrors, ModelCombinations) {
                                  "model.n_heads (3)"});
   EXPECT_FALSE(m.empty());
   bad_set({"model.d_model=24", "model.n_heads=8"}, {"model.n_heads", "head_dim", "3", "odd"});
+}
+
+// The layout is checked when the config loads (parallel/ reports it, the
+// loader adds the file), so `train` and `plan` fail before any work.
+TEST(ConfigErrors, PipelineLayout) {
+  bad_set({"parallel.layout=2,1,1"}, {"test.yaml: parallel.layout", "3 chunks"});
+  bad_set({"parallel.pp=2", "parallel.layout=4,0"}, {"test.yaml: parallel.layout", "chunk 1"});
 }
 
 TEST(ConfigErrors, ResidualCombinations) {
