@@ -23,7 +23,7 @@ struct TrainConfig {
   int eval_batches = 8;       // microbatches of validation data per evaluation
   int log_every = 1;
   unsigned long long seed = 1234;
-  int threads = 0;            // OpenMP + OpenBLAS threads; 0 = all cores
+  int threads = 0;            // OpenMP + OpenBLAS threads; 0 = cores / ranks on the node
   int watchdog_timeout = 600; // seconds without progress before a rank aborts; 0 = off
 };
 
