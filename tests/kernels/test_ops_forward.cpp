@@ -267,6 +267,20 @@ TEST(OpsForward, SumSquares) {
   EXPECT_EQ(sum_squares(dev, x.data(), 0), 0.0);
 }
 
+// The loss sum adds in index order in double: exactly the sequential loop.
+TEST(OpsForward, SumIsSequentialInDouble) {
+  Device dev;
+  Vec x = random_vec(1001, 44, -5.0f, 5.0f);
+  double want = 0.0;
+  for (float f : x) want += f;
+  const double got = sum(dev, x.data(), x.size());
+  EXPECT_EQ(std::memcmp(&got, &want, sizeof(double)), 0);
+  // Order matters for doubles: 1 + 1e16 - 1e16 differs from 1e16 - 1e16 + 1.
+  const float big[3] = {1.0f, 1e16f, -1e16f};
+  EXPECT_EQ(sum(dev, big, 3), (1.0 + double(1e16f)) - double(1e16f));
+  EXPECT_EQ(sum(dev, x.data(), 0), 0.0);
+}
+
 TEST(OpsForward, MeasureSgemmRestoresThreads) {
   set_num_threads(1);
   const double gflops = measure_sgemm_gflops(2);
