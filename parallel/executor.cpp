@@ -5,6 +5,7 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "kernels/memory.h"
 #include "kernels/ops.h"
 
 namespace attnres {
@@ -40,7 +41,7 @@ struct PipelineExecutor::Local {
   HopPayload in_hop, out_hop;  // into this chunk; into the next (empty for the last)
   int n_in = 0, n_out = 0;     // sources in the input / output stream
   std::vector<Slot> slots;
-  std::vector<float*> buffers;  // every buffer of every slot, for freeing
+  std::vector<k::DeviceBuffer<float>> buffers;  // every hop buffer of every slot
 };
 
 PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part, Schedule schedule,
@@ -77,11 +78,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
       L->n_out = sources_at(cfg_, r.last);
     }
     L->slots.resize(size_t(peak[c] + 1));
-    auto alloc = [&] {
-      float* p = k::device_alloc_floats(dev_, stream_floats_);
-      L->buffers.push_back(p);
-      return p;
-    };
+    auto alloc = [&] { return L->buffers.emplace_back(dev_, stream_floats_).data(); };
     for (Slot& s : L->slots) {
       acts_init(s.acts, *L->model);
       for (size_t t = 0; t < L->in_hop.tensors.size(); ++t) s.recv_vals.push_back(alloc());
@@ -101,15 +98,11 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
   t0_us_ = now_us();
 }
 
+// Buffers are freed by their owners; pending sends must finish first.
 PipelineExecutor::~PipelineExecutor() {
-  for (auto& L : locals_) {
-    for (Slot& s : L->slots) {
-      if (pipe_) pipe_->wait_all(s.sends);
-      acts_free(s.acts, *L->model);
-    }
-    for (float* p : L->buffers) k::device_free(dev_, p);
-  }
-  for (Chunk& c : chunks_) chunk_free(c);
+  if (!pipe_) return;
+  for (auto& L : locals_)
+    for (Slot& s : L->slots) pipe_->wait_all(s.sends);
 }
 
 bool PipelineExecutor::holds_last_chunk() const { return locals_.back()->chunk == schedule_.num_chunks() - 1; }
@@ -133,8 +126,8 @@ PipelineExecutor::Slot& PipelineExecutor::acquire(int mb, int chunk) {
     if (s.mb != -1) continue;
     s.mb = mb;
     for (float* g : s.own_grads)
-      if (g) k::device_zero(dev_, g, stream_floats_);
-    if (s.dhidden) k::device_zero(dev_, s.dhidden, stream_floats_);
+      if (g) k::zero(dev_, g, stream_floats_);
+    if (s.dhidden) k::zero(dev_, s.dhidden, stream_floats_);
     return s;
   }
   throw std::logic_error("executor: no free activation slot for chunk " + std::to_string(chunk));
@@ -251,7 +244,8 @@ void PipelineExecutor::send_f(int mb, int chunk) {
     fwd_bytes_[size_t(chunk + 1)] += vals.size() * stream_floats_ * sizeof(float);
   } else {  // P = 1: the next chunk is local
     Slot& next = acquire(mb, chunk + 1);
-    for (size_t t = 0; t < vals.size(); ++t) k::device_copy(dev_, next.recv_vals[t], vals[t], stream_floats_);
+    for (size_t t = 0; t < vals.size(); ++t)
+      k::copy(dev_, next.recv_vals[t], vals[t], stream_floats_, k::CopyKind::DeviceToDevice);
   }
 }
 
@@ -291,7 +285,8 @@ void PipelineExecutor::send_b(int mb, int chunk) {
     bwd_bytes_[size_t(chunk)] += grads.size() * stream_floats_ * sizeof(float);
   } else {
     Slot& prev = slot_of(mb, chunk - 1);
-    for (size_t t = 0; t < grads.size(); ++t) k::device_copy(dev_, prev.recv_grads[t], grads[t], stream_floats_);
+    for (size_t t = 0; t < grads.size(); ++t)
+      k::copy(dev_, prev.recv_grads[t], grads[t], stream_floats_, k::CopyKind::DeviceToDevice);
   }
 }
 

@@ -96,21 +96,6 @@ TEST(OpsForward, ElementwiseAndEmbedding) {
     for (int i = 0; i < d; i++) EXPECT_EQ(e[n * d + i], table[tok[n] * d + i]);
 }
 
-TEST(OpsForward, DeviceMemory) {
-  Device dev;
-  float* p = device_alloc_floats(dev, 100);
-  float* q = device_alloc_floats(dev, 100);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
-  Vec src = random_vec(100, 12);
-  device_copy(dev, p, src.data(), 100);
-  device_copy(dev, q, p, 100);
-  EXPECT_EQ(std::memcmp(q, src.data(), 100 * sizeof(float)), 0);
-  device_zero(dev, q, 100);
-  for (int i = 0; i < 100; i++) EXPECT_EQ(q[i], 0.0f);
-  device_free(dev, p);
-  device_free(dev, q);
-}
-
 TEST(OpsForward, BadTokenIdsThrow) {
   Device dev;
   std::vector<int32_t> tok = {1, 5};
