@@ -7,6 +7,7 @@
 
 #include "kernels/memory.h"
 #include "kernels/ops.h"
+#include "parallel/memory_plan.h"
 
 namespace attnres {
 
@@ -54,13 +55,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
   if (part_.num_chunks() != C) throw std::logic_error("executor: partition and schedule disagree on chunks");
   if (P > 1 && (!pipe_ || pipe_->size() != P)) throw std::logic_error("executor: pipeline communicator size != P");
 
-  // Live microbatches per local chunk (first action to release), plus one slot
-  // so the next forward's receive can be posted early.
-  std::vector<int> live(size_t(C), 0), peak(size_t(C), 0);
-  for (const Action& a : schedule_.ranks[size_t(rank_)]) {
-    if (a.op == Op::F) peak[a.chunk] = std::max(peak[a.chunk], ++live[a.chunk]);
-    if (a.op == Op::B || a.op == Op::BW) --live[a.chunk];
-  }
+  const std::vector<int> slots = activation_slots(schedule_, rank_);
 
   int n_local = 0;
   for (int c = rank_; c < C; c += P) ++n_local;
@@ -77,7 +72,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
       L->n_in = sources_at(cfg_, r.first);
       L->n_out = sources_at(cfg_, r.last);
     }
-    L->slots.resize(size_t(peak[c] + 1));
+    L->slots.resize(size_t(slots[size_t(c)]));
     auto alloc = [&] { return L->buffers.emplace_back(dev_, stream_floats_).data(); };
     for (Slot& s : L->slots) {
       acts_init(s.acts, *L->model);
