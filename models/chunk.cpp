@@ -224,7 +224,7 @@ static double head_forward(const Chunk& c, HeadActs& h, const float* x, const in
 }
 
 double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
-                     const int32_t* targets, const Stream& in) {
+                     const int32_t* targets, const ResidualState& in) {
   const ModelConfig& m = c.cfg;
   const int N = c.batch * m.seq_len, d = m.d_model;
   ActsView& v = a.v;
@@ -239,7 +239,7 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
       k::add(c.dev, s.stream, x, s.y, size_t(N) * d);
       x = s.stream;
     }
-    a.out = Stream{};
+    a.out = ResidualState{};
     a.out.hidden = const_cast<float*>(x);
     return c.has_head ? head_forward(c, v.head, x, targets) : 0.0;
   }
@@ -352,8 +352,8 @@ static void head_backward(const Chunk& c, HeadActs& h, const float* x, const int
 }
 
 void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
-                          const int32_t* targets, float loss_scale, Stream& dout,
-                          Stream& din) {
+                          const int32_t* targets, float loss_scale, ResidualState& dout,
+                          ResidualState& din) {
   const ModelConfig& m = c.cfg;
   const int N = c.batch * m.seq_len, d = m.d_model;
   const size_t Nd = size_t(N) * d;
@@ -371,7 +371,7 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
       k::add_inplace(c.dev, dx, t.dh, Nd);
     }
     if (c.has_embed) k::embedding_backward(c.dev, c.g.embed, dx, tokens, N, d, m.vocab_size);
-    din = Stream{};
+    din = ResidualState{};
     din.hidden = dx;
     return;
   }
@@ -415,7 +415,7 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
                   site_grads.data());
     if (m.starts_block(j) && j > c.first) dpart = dsrc[--n_src];  // previous block's sum
   }
-  din = Stream{};
+  din = ResidualState{};
   din.sources.assign(dsrc.begin(), dsrc.begin() + a.n_in_sources);
   din.partial = partial_at(m, c.first) ? dpart : nullptr;
   if (c.has_embed) k::embedding_backward(c.dev, c.g.embed, dsrc[0], tokens, N, d, m.vocab_size);

@@ -1,6 +1,6 @@
 // Forward and backward of a chunk: a contiguous range of sublayers [first, last)
 // (DESIGN §1, §2). The whole model is the chunk [0, L). No communication here:
-// the residual stream enters and leaves as a Stream of device pointers,
+// the residual stream enters and leaves as a ResidualState of device pointers,
 // and the caller (trainer or pipeline executor) moves it between chunks.
 //
 // llm.c-style: chunk_init allocates and resolves every parameter pointer once
@@ -19,7 +19,7 @@ namespace attnres {
 
 // The residual stream at a sublayer boundary for one microbatch; every tensor
 // is [b*T, d]. Also used for the gradient of a stream.
-struct Stream {
+struct ResidualState {
   float* hidden = nullptr;       // standard mode: x
   std::vector<float*> sources;   // attnres: completed sources, b_0 first
   float* partial = nullptr;      // attnres: partial block sum, if the boundary cuts a block
@@ -95,7 +95,7 @@ struct ChunkActs {
   kernels::DeviceBuffer<float> arena;
   ActsView v;                      // carved once; standard mode: v.sub[0].h is the input
   int n_in_sources = 0;            // sources in the input stream
-  Stream out;               // the output stream (points into the arena / input)
+  ResidualState out;               // the output stream (points into the arena / input)
   std::vector<float*> site_src;    // flattened per-site source pointers (attnres)
   std::vector<int> site_k;         // sources per site, L-range then the output site
 };
@@ -106,7 +106,7 @@ void acts_init(ChunkActs& a, const Chunk& c);
 // `in` is ignored by the first chunk. After the call a.out is the output stream;
 // its tensors stay valid until `a` runs another forward.
 double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
-                     const int32_t* targets, const Stream& in);
+                     const int32_t* targets, const ResidualState& in);
 
 // Per-token losses [b*T] of the last forward of the last chunk (device memory).
 const float* chunk_token_losses(const Chunk& c, const ChunkActs& a);
@@ -119,8 +119,8 @@ const float* chunk_token_losses(const Chunk& c, const ChunkActs& a);
 // n_in_sources). loss_scale multiplies dL/dlogits (1 / tokens per step).
 // Also accumulates the gradients of norms, pseudo-queries and the embedding.
 void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
-                          const int32_t* targets, float loss_scale, Stream& dout,
-                          Stream& din);
+                          const int32_t* targets, float loss_scale, ResidualState& dout,
+                          ResidualState& din);
 // Backward, weight-gradient half: dW += dY^T X for every matrix of the chunk,
 // from what chunk_backward_input saved in `a`.
 void chunk_backward_weight(const Chunk& c, ChunkActs& a);

@@ -29,7 +29,7 @@ struct PipelineExecutor::Slot {
   std::vector<float*> own_grads;   // per source index: gradient buffers this slot owns
   float* dhidden = nullptr;        // standard mode, last chunk: gradient of the output
   std::vector<float*> grads;       // per source index in the output stream: its gradient
-  Stream in, din;
+  ResidualState in, din;
   Request recv_f, recv_b;
   bool recv_f_posted = false, recv_b_posted = false;
   bool weights_done = false, grad_sent = false;
@@ -192,7 +192,7 @@ void PipelineExecutor::wait_recv(Request& r, const char* what, int mb, int chunk
 double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const int32_t* targets) {
   Local& L = local(chunk);
   Slot& s = acquire(mb, chunk);
-  s.in = Stream{};
+  s.in = ResidualState{};
   std::fill(s.grads.begin(), s.grads.end(), nullptr);
   if (chunk > 0) {
     if (pipe_) wait_recv(s.recv_f, "RECV_F", mb, chunk);
@@ -248,7 +248,7 @@ void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, 
                                       float loss_scale) {
   Local& L = local(chunk);
   Slot& s = slot_of(mb, chunk);
-  Stream dout;
+  ResidualState dout;
   if (!L.model->has_head) {
     if (pipe_) wait_recv(s.recv_b, "RECV_B", mb, chunk);
     for (size_t t = 0; t < L.out_hop.tensors.size(); ++t) {

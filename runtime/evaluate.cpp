@@ -29,7 +29,7 @@ double mean_loss(const Chunk& model, ChunkActs& acts, const std::vector<Batch>& 
   for (const Batch& b : batches) {
     if (b.B != model.batch) throw std::logic_error("mean_loss: batch size differs from the model's");
     const DeviceBatch db(model.dev, b);
-    sum += chunk_forward(model, acts, db.inputs.data(), db.targets.data(), Stream{});
+    sum += chunk_forward(model, acts, db.inputs.data(), db.targets.data(), ResidualState{});
     tokens += b.inputs.size();
   }
   return tokens ? sum / double(tokens) : 0.0;
@@ -61,7 +61,7 @@ double eval_file_loss(const Chunk& model, ChunkActs& acts, const std::string& te
       }
     }
     const DeviceBatch db(model.dev, b);
-    chunk_forward(model, acts, db.inputs.data(), db.targets.data(), Stream{});
+    chunk_forward(model, acts, db.inputs.data(), db.targets.data(), ResidualState{});
     const std::vector<float> losses = k::to_host(model.dev, chunk_token_losses(model, acts), used * size_t(T));
     for (float l : losses) sum += l;
     tokens += used * size_t(T);

@@ -72,7 +72,7 @@ struct Pipeline {
     }
   }
   double loss(const Batch& b) {
-    Stream s;
+    ResidualState s;
     double sum = 0;
     for (size_t i = 0; i < chunks.size(); ++i) {
       sum += chunk_forward(chunks[i], acts[i], b.tokens.data(), b.targets.data(), s);
@@ -87,7 +87,7 @@ struct Pipeline {
     // Gradient buffers for every stream tensor, zeroed: the last chunk starts from nothing.
     const int n_src = m.attnres() ? sources_at(m, m.num_sublayers()) : 0;
     grad_store.clear();
-    Stream dout;
+    ResidualState dout;
     for (int s = 0; s < n_src; ++s) {
       grad_store.emplace_back(k::Device{}, Nd);
       k::zero(k::Device{}, grad_store.back().data(), Nd);
@@ -95,7 +95,7 @@ struct Pipeline {
     }
     for (auto& c : chunks) k::zero(c.dev, c.grads.data(), c.grads.size());
     for (size_t i = chunks.size(); i-- > 0;) {
-      Stream din;
+      ResidualState din;
       chunk_backward_input(chunks[i], acts[i], b.tokens.data(), b.targets.data(),
                            1.0f / float(b.n), dout, din);
       chunk_backward_weight(chunks[i], acts[i]);
