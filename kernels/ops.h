@@ -1,6 +1,8 @@
-// Backend-neutral math on raw pointers and sizes. Every op has an explicit
-// forward and backward (as in llm.c). Tensors are row-major float32.
+// Backend-neutral math on raw device pointers and sizes. Every op has an
+// explicit forward and backward (as in llm.c). Tensors are row-major float32.
 // N = number of token rows (microbatch b * seq_len T) unless stated.
+// Each op runs on dev's backend (kernels/ops.cpp dispatches to kernels/cpu;
+// other backends throw until they are built in).
 //
 // Conventions:
 // - Backward functions ACCUMULATE (+=) into parameter gradients and into
@@ -10,6 +12,7 @@
 //   queries, embedding) are computed in fixed-size row groups summed in a fixed
 //   order, so results are bitwise independent of the thread count.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/device.h"
@@ -53,7 +56,8 @@ void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout
 void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps);
 
 // ---- RoPE (rotate-half, DESIGN §1) on x[B*T, H, hd], in place ------------
-// cos/sin tables are [T, hd/2], built by rope_tables().
+// cos/sin tables are [T, hd/2] in device memory. rope_tables() is a HOST
+// function: it fills host arrays, which the caller copies to the device.
 void rope_tables(float* cos_t, float* sin_t, int T, int hd, float theta);
 void rope_forward(const Device& dev, float* x, const float* cos_t,
                   const float* sin_t, int B, int T, int H, int hd);
@@ -94,15 +98,19 @@ void attnres_backward(const Device& dev, float* const* dacc_src, float* dw,
                       const float* alpha, const float* uv, const float* const* src,
                       const float* const* src_rstd, int K, const float* w,
                       const float* g, int N, int d);
-size_t attnres_backward_scratch(int N, int K, int d);
+size_t attnres_backward_scratch(int N, int K, int d);  // the same on every backend
 
 // ---- softmax cross-entropy over vocab -------------------------------------
-// losses[N] = -log softmax(logits)[target]. Returns nothing; caller sums.
+// losses[N] = -log softmax(logits)[target]. Returns nothing; sum() adds them.
 void cross_entropy_forward(const Device& dev, float* losses, const float* logits,
                            const int32_t* targets, int N, int V);
 // dlogits[N,V] = (softmax(logits) - onehot(target)) * scale (overwrite).
 void cross_entropy_backward(const Device& dev, float* dlogits, const float* logits,
                             const int32_t* targets, int N, int V, float scale);
+
+// Σ x[i] in float64, added in index order i = 0 .. n-1 (losses are summed so;
+// every backend must keep that order for bitwise-equal runs).
+double sum(const Device& dev, const float* x, size_t n);
 
 // ---- optimizer -------------------------------------------------------------
 // AdamW with decoupled weight decay on n contiguous floats; step t >= 1.

@@ -31,8 +31,6 @@ void add_eval_command(CLI::App& app) {
     acts_init(acts, model);
     load_named_tensors(model, tensors, o->weights);
     const double loss = eval_file_loss(model, acts, o->input);
-    acts_free(acts, model);
-    chunk_free(model);
     std::printf("eval_loss: %.6f\n", loss);
   });
 }

@@ -1,7 +1,8 @@
 // `attnres plan`: what a config would do on a pipeline, without training:
 // partition, parameters and activation memory per chunk, hop payload bytes for
 // standard / Full AttnRes / Block AttnRes on the same layout (with and without
-// cross-stage caching) next to the paper's Eq. 7/8, and the simulated bubble.
+// cross-stage caching) next to the paper's Eq. 7/8, the simulated bubble, and
+// each rank's device memory as the executor allocates it (parallel/memory_plan.h).
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -10,8 +11,10 @@
 #include <vector>
 
 #include "launch/commands.h"
+#include "models/chunk.h"
 #include "models/params.h"
 #include "parallel/hop_payload.h"
+#include "parallel/memory_plan.h"
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
 #include "parallel/simulator.h"
@@ -31,41 +34,6 @@ std::string human(double v, const char* unit, double base = 1000.0) {
   return buf;
 }
 std::string bytes(double b) { return human(b, "B", 1024.0); }
-
-// Activation floats per token that chunk `ch` keeps from forward to backward,
-// fp32, for the kernels in kernels/ops.h (docs/PARALLEL.md):
-//   every sublayer: its input h and the RMSNorm output (2d) + rstd (1);
-//   attention: q, k, v, attention output (4d) + softmax probabilities (H·T);
-//   MLP: gate, up, silu(gate)·up (3F);
-//   attnres: per site the weights alpha (K_j) and, inside a block, the partial
-//   sum it read (d); per chunk its sources (d + 1 rstd each), counted as if
-//   not shared with the rank's other chunks (no caching);
-//   head chunk: output site alpha (N+1), its output and final-norm output (2d)
-//   + rstd (1), logits (V, softmax in place).
-struct ActEstimate {
-  double total = 0, probs = 0;  // floats per token; probs = attention probabilities
-};
-ActEstimate activation_floats(const ModelConfig& m, const ChunkRange& ch) {
-  const double d = m.d_model, F = m.d_ff, H = m.n_heads, T = m.seq_len;
-  ActEstimate a;
-  for (int j = ch.first; j < ch.last; ++j) {
-    a.total += 2 * d + 1;
-    if (j % 2 == 0) {
-      a.total += 4 * d + H * T;
-      a.probs += H * T;
-    } else {
-      a.total += 3 * F;
-    }
-    if (m.attnres()) {
-      const bool inside = j % m.block_size != 0;
-      a.total += sources_at(m, j) + (inside ? 1 : 0);
-      if (inside) a.total += d;
-    }
-  }
-  if (m.attnres()) a.total += sources_at(m, ch.last) * (d + 1);
-  if (ch.has_head) a.total += (m.attnres() ? m.num_blocks() + 1 : 0) + 2 * d + 1 + m.vocab_size;
-  return a;
-}
 
 std::string block_span(const ModelConfig& m, const ChunkRange& ch) {
   if (!m.attnres()) return "-";
@@ -122,23 +90,19 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
                                       : ("explicit \"" + pc.layout + "\"").c_str());
 
   // ---- partition -----------------------------------------------------------
-  std::printf("%-5s %-4s %-11s %-9s %-5s %-4s %12s %14s %14s %14s\n", "chunk", "rank",
-              "sublayers", "blocks", "embed", "head", "params", "GFLOP/token", "act/microbatch",
-              "(attn probs)");
+  std::printf("%-5s %-4s %-11s %-9s %-5s %-4s %12s %14s %14s\n", "chunk", "rank", "sublayers",
+              "blocks", "embed", "head", "params", "GFLOP/token", "act/microbatch");
   double max_cost = 0, sum_cost = 0;
-  std::vector<double> act_bytes(C);
   for (const ChunkRange& ch : part.chunks) {
-    const size_t params = make_param_layout(m, ch.first, ch.last).total;
+    const ChunkFloats f = chunk_floats(m, ch.first, ch.last, b);
     const double cost = double(chunk_cost(m, ch));
-    const ActEstimate a = activation_floats(m, ch);
-    act_bytes[ch.index] = a.total * tokens * 4;
     max_cost = std::max(max_cost, cost);
     sum_cost += cost;
     const std::string range = "[" + std::to_string(ch.first) + "," + std::to_string(ch.last) + ")";
-    std::printf("%-5d %-4d %-11s %-9s %-5s %-4s %12s %14.2f %14s %14s\n", ch.index, ch.rank,
+    std::printf("%-5d %-4d %-11s %-9s %-5s %-4s %12s %14.2f %14s\n", ch.index, ch.rank,
                 range.c_str(), block_span(m, ch).c_str(), ch.has_embed ? "yes" : "-",
-                ch.has_head ? "yes" : "-", human(double(params), "").c_str(), cost / 1e9,
-                bytes(act_bytes[ch.index]).c_str(), bytes(a.probs * tokens * 4).c_str());
+                ch.has_head ? "yes" : "-", human(double(f.params), "").c_str(), cost / 1e9,
+                bytes(double(f.acts) * 4).c_str());
   }
   std::printf("blocks: \"(\" = chunk starts inside a block, \")\" = ends inside one. GFLOP/token: "
               "training (fwd+bwd) cost model of parallel/partition.h; max/mean chunk cost = %.3f\n\n",
@@ -228,16 +192,33 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
   double worst = 0;
   for (size_t r = 0; r < sim.ranks.size(); ++r) {
     const RankStats& rs = sim.ranks[r];
-    double act = 0;
-    for (const ChunkRange& ch : part.chunks)
-      if (ch.rank == int(r)) act = std::max(act, act_bytes[ch.index]);
     worst = std::max(worst, rs.bubble);
-    std::printf("  rank %zu: bubble %.4f, peak live (microbatch, chunk) %d -> activations <= %s\n",
-                r, rs.bubble, rs.peak_live, bytes(rs.peak_live * act).c_str());
+    std::printf("  rank %zu: bubble %.4f, peak live (microbatch, chunk) %d\n", r, rs.bubble, rs.peak_live);
   }
   std::printf("  max bubble %.4f; theory: 1F1B (P-1)/(M+P-1) = %.4f, interleaved "
-              "(P-1)/(V*M+P-1) = %.4f\n",
+              "(P-1)/(V*M+P-1) = %.4f\n\n",
               worst, one_f_one_b_bubble(P, M), double(P - 1) / double(V * M + P - 1));
+
+  // ---- memory per rank -------------------------------------------------------
+  const bool cache = pc.cross_stage_cache && V >= 2;  // as the trainer runs it
+  std::printf("device memory per pipeline rank (fp32) as the executor allocates it (parallel/memory_plan.h); "
+              "every dp replica holds the same\n"
+              "slots = peak live microbatches of the chunk + 1; acts = slots x arena; hops = slots x "
+              "receive/gradient buffers; fixed = RoPE tables + backward scratch; AdamW m, v = 2 x params\n");
+  std::printf("%-4s %-22s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "chunks (slots)", "params",
+              "grads", "AdamW", "acts", "hops", "fixed", "executor", "total");
+  for (int r = 0; r < P; ++r) {
+    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, b, cache);
+    std::string chunks;
+    for (const ChunkMemoryPlan& ch : plan.chunks)
+      chunks += (chunks.empty() ? "" : " ") + std::to_string(ch.chunk) + "(" + std::to_string(ch.slots) + ")";
+    const MemoryBytes& t = plan.total;
+    std::printf("%-4d %-22s %10s %10s %10s %10s %10s %10s %10s %10s\n", r, chunks.c_str(),
+                bytes(double(t.params)).c_str(), bytes(double(t.grads)).c_str(),
+                bytes(2.0 * double(t.params)).c_str(), bytes(double(t.acts)).c_str(),
+                bytes(double(t.hops)).c_str(), bytes(double(t.fixed)).c_str(),
+                bytes(double(t.total())).c_str(), bytes(double(t.total() + 2 * t.params)).c_str());
+  }
 }
 
 }  // namespace

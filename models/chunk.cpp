@@ -1,8 +1,8 @@
 #include "models/chunk.h"
 
 #include <cassert>
-#include <cmath>
-#include <cstring>
+#include <string>
+#include <vector>
 
 #include "kernels/ops.h"
 
@@ -15,9 +15,10 @@ static int site_sources(const ModelConfig& cfg, int j) {
   return sources_at(cfg, j) + (partial_at(cfg, j) ? 1 : 0);
 }
 
-// ---- activation arena --------------------------------------------------------
+// ---- layout ----------------------------------------------------------------------
 // One microbatch's saved tensors, carved from a flat arena in a fixed order.
-// Carving with a null base only counts floats.
+// Carving with a null base only counts floats: chunk_floats() and the
+// allocations use the same carve functions.
 struct Carver {
   float* base;
   size_t used = 0;
@@ -28,31 +29,27 @@ struct Carver {
   }
 };
 
-struct SubActs {
-  float *h, *alpha, *uv, *xn, *rstd, *y, *stream, *prstd;  // common (alpha, uv: AttnRes site)
-  float *q, *k, *v, *att, *ao;                         // attention
-  float *gate, *up, *act;                              // MLP
-  float *dy, *dq, *dk, *dv, *dgate, *dup;              // saved for the weight pass
-};
-struct HeadActs {
-  float *h, *alpha, *uv, *xn, *rstd, *logits, *losses, *dlogits;
-};
-struct ActsView {
-  float *x0, *in_rstd;  // embedding output; rstd of the input sources (+ partial)
-  std::vector<SubActs> sub;
-  HeadActs head;
+// The shape a carve depends on.
+struct Shape {
+  const ModelConfig& m;
+  int first, last, batch;
+  bool has_embed() const { return first == 0; }
+  bool has_head() const { return last == m.num_sublayers(); }
 };
 
-static ActsView carve(const Chunk& c, float* base, float* in_hidden, size_t* total) {
-  const ModelConfig& m = c.cfg;
-  const size_t N = size_t(c.batch) * m.seq_len, d = m.d_model, F = m.d_ff;
-  const size_t att = size_t(c.batch) * m.n_heads * m.seq_len * m.seq_len;
+// Standard mode: sublayer `first` of a chunk without the embedding reads the
+// incoming hidden state, which changes per forward; its pointer stays null
+// here and chunk_forward sets it.
+static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
+  const ModelConfig& m = sh.m;
+  const size_t N = size_t(sh.batch) * m.seq_len, d = m.d_model, F = m.d_ff;
+  const size_t att = size_t(sh.batch) * m.n_heads * m.seq_len * m.seq_len;
   Carver cv{base};
   ActsView v{};
-  v.x0 = c.has_embed ? cv.take(N * d) : nullptr;
-  v.in_rstd = m.attnres() ? cv.take(N * (sources_at(m, c.first) + 1)) : nullptr;
-  for (int j = c.first; j < c.last; ++j) {
-    SubActs s{};
+  v.x0 = sh.has_embed() ? cv.take(N * d) : nullptr;
+  v.in_rstd = m.attnres() ? cv.take(N * (sources_at(m, sh.first) + 1)) : nullptr;
+  for (int j = sh.first; j < sh.last; ++j) {
+    SublayerActs s{};
     if (m.attnres()) {
       s.h = cv.take(N * d);
       s.alpha = cv.take(N * site_sources(m, j));
@@ -77,10 +74,10 @@ static ActsView carve(const Chunk& c, float* base, float* in_hidden, size_t* tot
     }
     if (m.attnres() && m.starts_block(j)) s.stream = s.y;
     // Standard mode: a sublayer's input is the previous stream tensor.
-    if (!m.attnres()) s.h = j == c.first ? (c.has_embed ? v.x0 : in_hidden) : v.sub.back().stream;
+    if (!m.attnres()) s.h = j > sh.first ? v.sub.back().stream : sh.has_embed() ? v.x0 : nullptr;
     v.sub.push_back(s);
   }
-  if (c.has_head) {
+  if (sh.has_head()) {
     HeadActs& h = v.head;
     if (m.attnres()) {
       h.h = cv.take(N * d);
@@ -97,83 +94,92 @@ static ActsView carve(const Chunk& c, float* base, float* in_hidden, size_t* tot
   return v;
 }
 
-size_t acts_floats(const Chunk& c) {
-  size_t n = 0;
-  carve(c, nullptr, nullptr, &n);
-  return n;
-}
-
 // Scratch shared by all microbatches of a chunk: one backward at a time.
-struct Scratch {
-  float *dh, *dxn, *dao, *dact, *datt, *dalpha, *dx;
-};
-static Scratch carve_scratch(const Chunk& c, float* base, size_t* total) {
-  const ModelConfig& m = c.cfg;
-  const size_t N = size_t(c.batch) * m.seq_len, d = m.d_model, F = m.d_ff;
+static BackwardScratch carve_scratch(const Shape& sh, float* base, size_t* total) {
+  const ModelConfig& m = sh.m;
+  const size_t N = size_t(sh.batch) * m.seq_len, d = m.d_model, F = m.d_ff;
   const int kmax = m.attnres() ? sources_at(m, m.num_sublayers()) + 1 : 1;
   Carver cv{base};
-  Scratch s{};
+  BackwardScratch s{};
   s.dh = cv.take(N * d), s.dxn = cv.take(N * d);
   s.dao = cv.take(N * d), s.dact = cv.take(N * F), s.dx = cv.take(N * d);
-  s.datt = cv.take(size_t(c.batch) * m.n_heads * m.seq_len * m.seq_len);
+  s.datt = cv.take(size_t(sh.batch) * m.n_heads * m.seq_len * m.seq_len);
   s.dalpha = cv.take(k::attnres_backward_scratch(int(N), kmax, int(d)));
   if (total) *total = cv.used;
   return s;
 }
 
-// ---- parameters --------------------------------------------------------------
-struct SubParams {
-  float *norm, *q, *k, *v, *o, *gate, *up, *down, *res_query, *res_norm;
-};
-static SubParams sub_params(const Chunk& c, const float* base, int j) {
-  auto at = [&](const std::string& suffix) -> float* {
-    const TensorSpec* t = c.layout.find("layers." + std::to_string(j) + "." + suffix);
-    return t ? const_cast<float*>(base) + t->offset : nullptr;
+ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_batch) {
+  assert(0 <= first && first < last && last <= cfg.num_sublayers() && micro_batch > 0);
+  const Shape sh{cfg, first, last, micro_batch};
+  ChunkFloats f;
+  f.params = f.grads = make_param_layout(cfg, first, last).total;
+  f.rope = 2 * (size_t(cfg.seq_len) * cfg.head_dim() / 2);
+  carve_scratch(sh, nullptr, &f.scratch);
+  carve_acts(sh, nullptr, &f.acts);
+  return f;
+}
+
+// ---- parameters ------------------------------------------------------------------
+// Pointers to every tensor of `layout` inside `base`, looked up by name once.
+static ChunkTensors resolve(const ParamLayout& layout, float* base, int first, int last) {
+  auto at = [&](const std::string& name) -> float* {
+    const TensorSpec* t = layout.find(name);
+    return t ? base + t->offset : nullptr;
   };
-  SubParams p{};
-  p.norm = at("norm.weight");
-  p.q = at("attn.q.weight"), p.k = at("attn.k.weight"), p.v = at("attn.v.weight");
-  p.o = at("attn.o.weight");
-  p.gate = at("mlp.gate.weight"), p.up = at("mlp.up.weight"), p.down = at("mlp.down.weight");
-  p.res_query = at("res.query"), p.res_norm = at("res.norm.weight");
-  return p;
+  ChunkTensors v;
+  v.embed = at("embed.weight");
+  for (int j = first; j < last; ++j) {
+    const std::string p = "layers." + std::to_string(j) + ".";
+    SublayerTensors s{};
+    s.norm = at(p + "norm.weight");
+    s.q = at(p + "attn.q.weight"), s.k = at(p + "attn.k.weight"), s.v = at(p + "attn.v.weight");
+    s.o = at(p + "attn.o.weight");
+    s.gate = at(p + "mlp.gate.weight"), s.up = at(p + "mlp.up.weight"), s.down = at(p + "mlp.down.weight");
+    s.res_query = at(p + "res.query"), s.res_norm = at(p + "res.norm.weight");
+    v.sub.push_back(s);
+  }
+  v.out_query = at("output_res.query"), v.out_norm = at("output_res.norm.weight");
+  v.final_norm = at("final_norm.weight"), v.lm_head = at("lm_head.weight");
+  return v;
 }
-static float* named(const Chunk& c, const float* base, const char* name) {
-  const TensorSpec* t = c.layout.find(name);
-  return t ? const_cast<float*>(base) + t->offset : nullptr;
-}
-float* chunk_param(const Chunk& c, const std::string& name) { return named(c, c.params, name.c_str()); }
-float* chunk_grad(const Chunk& c, const std::string& name) { return named(c, c.grads, name.c_str()); }
 
 void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch,
                 uint64_t seed, k::Device dev) {
-  assert(0 <= first && first < last && last <= cfg.num_sublayers() && batch > 0);
+  const ChunkFloats f = chunk_floats(cfg, first, last, batch);
   c.cfg = cfg;
   c.dev = dev;
   c.first = first, c.last = last, c.batch = batch;
   c.has_embed = first == 0;
   c.has_head = last == cfg.num_sublayers();
   c.layout = make_param_layout(cfg, first, last);
-  c.params = k::device_alloc_floats(dev, c.layout.total);
-  c.grads = k::device_alloc_floats(dev, c.layout.total);
-  init_params(cfg, c.layout, c.params, seed);
-  k::device_zero(dev, c.grads, c.layout.total);
-  const size_t rope = size_t(cfg.seq_len) * cfg.head_dim() / 2;
-  c.rope_cos = k::device_alloc_floats(dev, rope);
-  c.rope_sin = k::device_alloc_floats(dev, rope);
-  k::rope_tables(c.rope_cos, c.rope_sin, cfg.seq_len, cfg.head_dim(), cfg.rope_theta);
-  carve_scratch(c, nullptr, &c.scratch_floats);
-  c.scratch = k::device_alloc_floats(dev, c.scratch_floats);
-}
+  c.params = k::DeviceBuffer<float>(dev, f.params);
+  c.grads = k::DeviceBuffer<float>(dev, f.grads);
+  c.rope_cos = k::DeviceBuffer<float>(dev, f.rope / 2);
+  c.rope_sin = k::DeviceBuffer<float>(dev, f.rope / 2);
+  c.scratch = k::DeviceBuffer<float>(dev, f.scratch);
+  c.p = resolve(c.layout, c.params.data(), first, last);
+  c.g = resolve(c.layout, c.grads.data(), first, last);
+  c.t = carve_scratch({cfg, first, last, batch}, c.scratch.data(), nullptr);
 
-void chunk_free(Chunk& c) {
-  for (float* p : {c.params, c.grads, c.rope_cos, c.rope_sin, c.scratch}) k::device_free(c.dev, p);
-  c.params = c.grads = c.rope_cos = c.rope_sin = c.scratch = nullptr;
+  // Host-side values, then one copy each to the device.
+  std::vector<float> host(c.layout.total);
+  init_params(cfg, c.layout, host.data(), seed);
+  k::copy(dev, c.params.data(), host.data(), host.size(), k::CopyKind::HostToDevice);
+  k::zero(dev, c.grads.data(), c.grads.size());
+  std::vector<float> cos_t(f.rope / 2), sin_t(f.rope / 2);
+  k::rope_tables(cos_t.data(), sin_t.data(), cfg.seq_len, cfg.head_dim(), cfg.rope_theta);
+  k::copy(dev, c.rope_cos.data(), cos_t.data(), cos_t.size(), k::CopyKind::HostToDevice);
+  k::copy(dev, c.rope_sin.data(), sin_t.data(), sin_t.size(), k::CopyKind::HostToDevice);
+  k::synchronize(dev);  // before the host buffers go
 }
 
 void acts_init(ChunkActs& a, const Chunk& c) {
-  a.floats = acts_floats(c);
-  a.arena = k::device_alloc_floats(c.dev, a.floats);
+  const Shape sh{c.cfg, c.first, c.last, c.batch};
+  size_t floats = 0;
+  carve_acts(sh, nullptr, &floats);
+  a.arena = k::DeviceBuffer<float>(c.dev, floats);
+  a.v = carve_acts(sh, a.arena.data(), nullptr);
   size_t n = 0;
   a.site_k.clear();
   if (c.cfg.attnres()) {
@@ -185,22 +191,18 @@ void acts_init(ChunkActs& a, const Chunk& c) {
   a.out.sources.reserve(size_t(sources_at(c.cfg, c.cfg.num_sublayers())));
 }
 
-void acts_free(ChunkActs& a, const Chunk& c) {
-  k::device_free(c.dev, a.arena);
-  a.arena = nullptr;
-}
-
 // ---- forward -------------------------------------------------------------------
-static void sublayer_forward(const Chunk& c, const SubParams& p, SubActs& s, int j) {
+static void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, int j) {
   const ModelConfig& m = c.cfg;
   const int N = c.batch * m.seq_len, d = m.d_model, F = m.d_ff;
   k::rmsnorm_forward(c.dev, s.xn, s.rstd, s.h, p.norm, N, d, m.norm_eps);
   if (j % 2 == 0) {
+    const float *cos_t = c.rope_cos.data(), *sin_t = c.rope_sin.data();
     k::linear_forward(c.dev, s.q, s.xn, p.q, N, d, d);
     k::linear_forward(c.dev, s.k, s.xn, p.k, N, d, d);
     k::linear_forward(c.dev, s.v, s.xn, p.v, N, d, d);
-    k::rope_forward(c.dev, s.q, c.rope_cos, c.rope_sin, c.batch, m.seq_len, m.n_heads, m.head_dim());
-    k::rope_forward(c.dev, s.k, c.rope_cos, c.rope_sin, c.batch, m.seq_len, m.n_heads, m.head_dim());
+    k::rope_forward(c.dev, s.q, cos_t, sin_t, c.batch, m.seq_len, m.n_heads, m.head_dim());
+    k::rope_forward(c.dev, s.k, cos_t, sin_t, c.batch, m.seq_len, m.n_heads, m.head_dim());
     k::attention_forward(c.dev, s.ao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, m.n_heads, m.head_dim());
     k::linear_forward(c.dev, s.y, s.ao, p.o, N, d, d);
   } else {
@@ -215,32 +217,29 @@ static void sublayer_forward(const Chunk& c, const SubParams& p, SubActs& s, int
 static double head_forward(const Chunk& c, HeadActs& h, const float* x, const int32_t* targets) {
   const ModelConfig& m = c.cfg;
   const int N = c.batch * m.seq_len, d = m.d_model, V = m.vocab_size;
-  k::rmsnorm_forward(c.dev, h.xn, h.rstd, x, named(c, c.params, "final_norm.weight"), N, d, m.norm_eps);
-  k::linear_forward(c.dev, h.logits, h.xn, named(c, c.params, "lm_head.weight"), N, d, V);
+  k::rmsnorm_forward(c.dev, h.xn, h.rstd, x, c.p.final_norm, N, d, m.norm_eps);
+  k::linear_forward(c.dev, h.logits, h.xn, c.p.lm_head, N, d, V);
   k::cross_entropy_forward(c.dev, h.losses, h.logits, targets, N, V);
-  double sum = 0.0;
-  for (int i = 0; i < N; ++i) sum += h.losses[i];
-  return sum;
+  return k::sum(c.dev, h.losses, size_t(N));
 }
 
 double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
-                     const int32_t* targets, const Stream& in) {
+                     const int32_t* targets, const ResidualState& in) {
   const ModelConfig& m = c.cfg;
   const int N = c.batch * m.seq_len, d = m.d_model;
-  a.in_hidden = in.hidden;
-  ActsView v = carve(c, a.arena, a.in_hidden, nullptr);
-  if (c.has_embed)
-    k::embedding_forward(c.dev, v.x0, tokens, named(c, c.params, "embed.weight"), N, d);
+  ActsView& v = a.v;
+  if (c.has_embed) k::embedding_forward(c.dev, v.x0, tokens, c.p.embed, N, d);
 
   if (!m.attnres()) {
-    const float* x = c.has_embed ? v.x0 : in.hidden;
+    if (!c.has_embed) v.sub[0].h = in.hidden;  // the only pointer that changes per forward
+    const float* x = v.sub[0].h;
     for (int j = c.first; j < c.last; ++j) {
-      SubActs& s = v.sub[j - c.first];
-      sublayer_forward(c, sub_params(c, c.params, j), s, j);
+      SublayerActs& s = v.sub[j - c.first];
+      sublayer_forward(c, c.p.sub[j - c.first], s, j);
       k::add(c.dev, s.stream, x, s.y, size_t(N) * d);
       x = s.stream;
     }
-    a.out = Stream{};
+    a.out = ResidualState{};
     a.out.hidden = const_cast<float*>(x);
     return c.has_head ? head_forward(c, v.head, x, targets) : 0.0;
   }
@@ -282,8 +281,8 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   };
 
   for (int j = c.first; j < c.last; ++j) {
-    SubActs& s = v.sub[j - c.first];
-    const SubParams p = sub_params(c, c.params, j);
+    SublayerActs& s = v.sub[j - c.first];
+    const SublayerTensors& p = c.p.sub[j - c.first];
     if (j > c.first && m.starts_block(j)) {  // the finished block becomes a source
       src.push_back(part), rstd.push_back(part_rstd);
       part = nullptr, part_rstd = nullptr;
@@ -306,28 +305,29 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   HeadActs& h = v.head;
   const int K = a.site_k.back();
   auto [sp, rp] = gather(K);
-  k::attnres_forward(c.dev, h.h, h.alpha, h.uv, sp, rp, K, named(c, c.params, "output_res.query"),
-                     named(c, c.params, "output_res.norm.weight"), N, d);
+  k::attnres_forward(c.dev, h.h, h.alpha, h.uv, sp, rp, K, c.p.out_query, c.p.out_norm, N, d);
   return head_forward(c, h, h.h, targets);
 }
 
 const float* chunk_token_losses(const Chunk& c, const ChunkActs& a) {
   assert(c.has_head);
-  return carve(c, a.arena, a.in_hidden, nullptr).head.losses;
+  return a.v.head.losses;
 }
 
 // ---- backward ------------------------------------------------------------------
 // dL/dh of one sublayer from dL/dy (s.dy); saves what the weight pass needs.
-static void sublayer_backward(const Chunk& c, const SubParams& p, const SubParams& g,
-                              SubActs& s, const Scratch& t, int j, float* dh) {
+static void sublayer_backward(const Chunk& c, const SublayerTensors& p, const SublayerTensors& g,
+                              SublayerActs& s, int j, float* dh) {
+  const BackwardScratch& t = c.t;
   const ModelConfig& m = c.cfg;
   const int N = c.batch * m.seq_len, d = m.d_model, F = m.d_ff;
   if (j % 2 == 0) {
+    const float *cos_t = c.rope_cos.data(), *sin_t = c.rope_sin.data();
     k::linear_backward(c.dev, t.dao, nullptr, s.dy, s.ao, p.o, N, d, d, false);
     k::attention_backward(c.dev, s.dq, s.dk, s.dv, t.datt, t.dao, s.att, s.q, s.k, s.v,
                           c.batch, m.seq_len, m.n_heads, m.head_dim());
-    k::rope_backward(c.dev, s.dq, c.rope_cos, c.rope_sin, c.batch, m.seq_len, m.n_heads, m.head_dim());
-    k::rope_backward(c.dev, s.dk, c.rope_cos, c.rope_sin, c.batch, m.seq_len, m.n_heads, m.head_dim());
+    k::rope_backward(c.dev, s.dq, cos_t, sin_t, c.batch, m.seq_len, m.n_heads, m.head_dim());
+    k::rope_backward(c.dev, s.dk, cos_t, sin_t, c.batch, m.seq_len, m.n_heads, m.head_dim());
     k::linear_backward(c.dev, t.dxn, nullptr, s.dq, s.xn, p.q, N, d, d, false);
     k::linear_backward(c.dev, t.dxn, nullptr, s.dk, s.xn, p.k, N, d, d, true);
     k::linear_backward(c.dev, t.dxn, nullptr, s.dv, s.xn, p.v, N, d, d, true);
@@ -342,38 +342,36 @@ static void sublayer_backward(const Chunk& c, const SubParams& p, const SubParam
 
 // dL/dx of the loss head input into dx (overwritten); saves dlogits.
 static void head_backward(const Chunk& c, HeadActs& h, const float* x, const int32_t* targets,
-                          float loss_scale, const Scratch& t, float* dx) {
+                          float loss_scale, float* dx) {
   const ModelConfig& m = c.cfg;
   const int N = c.batch * m.seq_len, d = m.d_model, V = m.vocab_size;
+  const BackwardScratch& t = c.t;
   k::cross_entropy_backward(c.dev, h.dlogits, h.logits, targets, N, V, loss_scale);
-  k::linear_backward(c.dev, t.dxn, nullptr, h.dlogits, h.xn, named(c, c.params, "lm_head.weight"),
-                     N, d, V, false);
-  k::rmsnorm_backward(c.dev, dx, named(c, c.grads, "final_norm.weight"), t.dxn, x,
-                      named(c, c.params, "final_norm.weight"), h.rstd, N, d);
+  k::linear_backward(c.dev, t.dxn, nullptr, h.dlogits, h.xn, c.p.lm_head, N, d, V, false);
+  k::rmsnorm_backward(c.dev, dx, c.g.final_norm, t.dxn, x, c.p.final_norm, h.rstd, N, d);
 }
 
 void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
-                          const int32_t* targets, float loss_scale, Stream& dout,
-                          Stream& din) {
+                          const int32_t* targets, float loss_scale, ResidualState& dout,
+                          ResidualState& din) {
   const ModelConfig& m = c.cfg;
   const int N = c.batch * m.seq_len, d = m.d_model;
   const size_t Nd = size_t(N) * d;
-  ActsView v = carve(c, a.arena, a.in_hidden, nullptr);
-  Scratch t = carve_scratch(c, c.scratch, nullptr);
+  ActsView& v = a.v;
+  const BackwardScratch& t = c.t;
 
   if (!m.attnres()) {
     // x_{j+1} = x_j + f_j(x_j): one running gradient, accumulated in place.
     float* dx = dout.hidden ? dout.hidden : t.dx;
-    if (c.has_head) head_backward(c, v.head, a.out.hidden, targets, loss_scale, t, dx);
+    if (c.has_head) head_backward(c, v.head, a.out.hidden, targets, loss_scale, dx);
     for (int j = c.last - 1; j >= c.first; --j) {
-      SubActs& s = v.sub[j - c.first];
-      k::device_copy(c.dev, s.dy, dx, Nd);
-      sublayer_backward(c, sub_params(c, c.params, j), sub_params(c, c.grads, j), s, t, j, t.dh);
+      SublayerActs& s = v.sub[j - c.first];
+      k::copy(c.dev, s.dy, dx, Nd, k::CopyKind::DeviceToDevice);
+      sublayer_backward(c, c.p.sub[j - c.first], c.g.sub[j - c.first], s, j, t.dh);
       k::add_inplace(c.dev, dx, t.dh, Nd);
     }
-    if (c.has_embed)
-      k::embedding_backward(c.dev, named(c, c.grads, "embed.weight"), dx, tokens, N, d, m.vocab_size);
-    din = Stream{};
+    if (c.has_embed) k::embedding_backward(c.dev, c.g.embed, dx, tokens, N, d, m.vocab_size);
+    din = ResidualState{};
     din.hidden = dx;
     return;
   }
@@ -393,11 +391,10 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   std::vector<float*> dsrc(dout.sources.begin(), dout.sources.end());
   if (c.has_head) {
     HeadActs& h = v.head;
-    head_backward(c, h, h.h, targets, loss_scale, t, t.dh);
+    head_backward(c, h, h.h, targets, loss_scale, t.dh);
     const int K = a.site_k.back();
-    site_backward(K, t.dh, h.alpha, h.uv, named(c, c.params, "output_res.query"),
-                  named(c, c.params, "output_res.norm.weight"), named(c, c.grads, "output_res.query"),
-                  named(c, c.grads, "output_res.norm.weight"), dsrc.data());
+    site_backward(K, t.dh, h.alpha, h.uv, c.p.out_query, c.p.out_norm, c.g.out_query, c.g.out_norm,
+                  dsrc.data());
   }
   // The partial sum after sublayer last-1 is either the chunk's output partial
   // or the last completed source.
@@ -405,10 +402,10 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   float* dpart = partial_at(m, c.last) ? dout.partial : dsrc[--n_src];
   std::vector<float*> site_grads;
   for (int j = c.last - 1; j >= c.first; --j) {
-    SubActs& s = v.sub[j - c.first];
-    const SubParams p = sub_params(c, c.params, j), g = sub_params(c, c.grads, j);
-    k::device_copy(c.dev, s.dy, dpart, Nd);  // p_j = p_{j-1} + y_j, so dy_j = dp_j
-    sublayer_backward(c, p, g, s, t, j, t.dh);
+    SublayerActs& s = v.sub[j - c.first];
+    const SublayerTensors &p = c.p.sub[j - c.first], &g = c.g.sub[j - c.first];
+    k::copy(c.dev, s.dy, dpart, Nd, k::CopyKind::DeviceToDevice);  // p_j = p_{j-1} + y_j, so dy_j = dp_j
+    sublayer_backward(c, p, g, s, j, t.dh);
     // The site's sources: n_src completed ones, then p_{j-1} (same buffer as dp_j).
     const int K = a.site_k[j - c.first];
     site_grads.assign(dsrc.begin(), dsrc.begin() + n_src);
@@ -418,24 +415,21 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
                   site_grads.data());
     if (m.starts_block(j) && j > c.first) dpart = dsrc[--n_src];  // previous block's sum
   }
-  din = Stream{};
+  din = ResidualState{};
   din.sources.assign(dsrc.begin(), dsrc.begin() + a.n_in_sources);
   din.partial = partial_at(m, c.first) ? dpart : nullptr;
-  if (c.has_embed)
-    k::embedding_backward(c.dev, named(c, c.grads, "embed.weight"), dsrc[0], tokens, N, d, m.vocab_size);
+  if (c.has_embed) k::embedding_backward(c.dev, c.g.embed, dsrc[0], tokens, N, d, m.vocab_size);
 }
 
 void chunk_backward_weight(const Chunk& c, ChunkActs& a) {
   const ModelConfig& m = c.cfg;
   const int N = c.batch * m.seq_len, d = m.d_model, F = m.d_ff;
-  ActsView v = carve(c, a.arena, a.in_hidden, nullptr);
-  if (c.has_head) {
-    k::linear_backward(c.dev, nullptr, named(c, c.grads, "lm_head.weight"), v.head.dlogits, v.head.xn,
-                       nullptr, N, d, m.vocab_size, false);
-  }
+  const ActsView& v = a.v;
+  if (c.has_head)
+    k::linear_backward(c.dev, nullptr, c.g.lm_head, v.head.dlogits, v.head.xn, nullptr, N, d, m.vocab_size, false);
   for (int j = c.last - 1; j >= c.first; --j) {
-    const SubActs& s = v.sub[j - c.first];
-    const SubParams g = sub_params(c, c.grads, j);
+    const SublayerActs& s = v.sub[j - c.first];
+    const SublayerTensors& g = c.g.sub[j - c.first];
     if (j % 2 == 0) {
       k::linear_backward(c.dev, nullptr, g.o, s.dy, s.ao, nullptr, N, d, d, false);
       k::linear_backward(c.dev, nullptr, g.q, s.dq, s.xn, nullptr, N, d, d, false);

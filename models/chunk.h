@@ -1,12 +1,17 @@
 // Forward and backward of a chunk: a contiguous range of sublayers [first, last)
 // (DESIGN §1, §2). The whole model is the chunk [0, L). No communication here:
-// the residual stream enters and leaves as a Stream of device pointers, and the
-// caller (trainer or pipeline executor) moves it between chunks.
+// the residual stream enters and leaves as a ResidualState of device pointers,
+// and the caller (trainer or pipeline executor) moves it between chunks.
+//
+// llm.c-style: chunk_init allocates and resolves every parameter pointer once
+// into typed views; acts_init allocates and carves one microbatch's activation
+// arena once. Forward and backward only follow pointers.
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "kernels/device.h"
+#include "kernels/memory.h"
 #include "models/model_config.h"
 #include "models/params.h"
 
@@ -14,10 +19,39 @@ namespace attnres {
 
 // The residual stream at a sublayer boundary for one microbatch; every tensor
 // is [b*T, d]. Also used for the gradient of a stream.
-struct Stream {
+struct ResidualState {
   float* hidden = nullptr;       // standard mode: x
   std::vector<float*> sources;   // attnres: completed sources, b_0 first
   float* partial = nullptr;      // attnres: partial block sum, if the boundary cuts a block
+};
+
+// What chunk_init / acts_init allocate for the chunk [first, last) with
+// micro_batch sequences per microbatch, in floats. The allocations use these
+// same functions, so `attnres plan` predicts the runtime's memory exactly.
+struct ChunkFloats {
+  size_t params = 0, grads = 0;
+  size_t rope = 0;     // RoPE cos and sin tables
+  size_t scratch = 0;  // transient buffers of one backward, shared by the microbatches
+  size_t acts = 0;     // one microbatch's activation arena
+};
+ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_batch);
+
+// One sublayer's tensors inside a flat buffer (parameters or gradients); null
+// where the sublayer has none (attention vs MLP, the AttnRes site).
+struct SublayerTensors {
+  float *norm, *q, *k, *v, *o, *gate, *up, *down, *res_query, *res_norm;
+};
+// Every tensor of a chunk inside a flat buffer.
+struct ChunkTensors {
+  float* embed = nullptr;                            // first chunk
+  std::vector<SublayerTensors> sub;                  // sublayers first .. last-1
+  float *out_query = nullptr, *out_norm = nullptr;   // output AttnRes site (attnres, last chunk)
+  float *final_norm = nullptr, *lm_head = nullptr;   // last chunk
+};
+
+// Transient buffers of one backward pass, carved from Chunk::scratch.
+struct BackwardScratch {
+  float *dh, *dxn, *dao, *dact, *datt, *dalpha, *dx;
 };
 
 // Parameters and gradients of one chunk, plus scratch shared by its microbatches.
@@ -28,43 +62,53 @@ struct Chunk {
   int batch = 0;            // sequences per microbatch (b)
   bool has_embed = false, has_head = false;
   ParamLayout layout;
-  float* params = nullptr;  // layout.total floats
-  float* grads = nullptr;   // layout.total floats, accumulated over microbatches
-  float* rope_cos = nullptr;
-  float* rope_sin = nullptr;
-  float* scratch = nullptr;  // transient buffers of one backward pass
-  size_t scratch_floats = 0;
+  kernels::DeviceBuffer<float> params;  // layout.total floats
+  kernels::DeviceBuffer<float> grads;   // layout.total floats, accumulated over microbatches
+  kernels::DeviceBuffer<float> rope_cos, rope_sin;
+  kernels::DeviceBuffer<float> scratch;
+  ChunkTensors p, g;      // views into params and grads
+  BackwardScratch t;      // view into scratch
 };
 
 // Allocates parameters (initialised from seed), gradients and scratch.
 void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch,
                 uint64_t seed, kernels::Device dev = {});
-void chunk_free(Chunk& c);
-float* chunk_param(const Chunk& c, const std::string& name);  // null if absent
-float* chunk_grad(const Chunk& c, const std::string& name);
+
+// One microbatch's saved tensors, pointers into ChunkActs::arena.
+struct SublayerActs {
+  float *h, *alpha, *uv, *xn, *rstd, *y, *stream, *prstd;  // common (alpha, uv: AttnRes site)
+  float *q, *k, *v, *att, *ao;                             // attention
+  float *gate, *up, *act;                                  // MLP
+  float *dy, *dq, *dk, *dv, *dgate, *dup;                  // saved for the weight pass
+};
+struct HeadActs {
+  float *h, *alpha, *uv, *xn, *rstd, *logits, *losses, *dlogits;
+};
+struct ActsView {
+  float *x0, *in_rstd;  // embedding output; rstd of the input sources (+ partial)
+  std::vector<SublayerActs> sub;
+  HeadActs head;
+};
 
 // Everything one microbatch's forward keeps for its backward, in one arena.
 struct ChunkActs {
-  float* arena = nullptr;
-  size_t floats = 0;
+  kernels::DeviceBuffer<float> arena;
+  ActsView v;                      // carved once; standard mode: v.sub[0].h is the input
   int n_in_sources = 0;            // sources in the input stream
-  float* in_hidden = nullptr;      // standard mode: the input stream x
-  Stream out;                      // the output stream (points into the arena / input)
+  ResidualState out;               // the output stream (points into the arena / input)
   std::vector<float*> site_src;    // flattened per-site source pointers (attnres)
   std::vector<int> site_k;         // sources per site, L-range then the output site
 };
 void acts_init(ChunkActs& a, const Chunk& c);
-void acts_free(ChunkActs& a, const Chunk& c);
-size_t acts_floats(const Chunk& c);  // arena size of one microbatch
 
 // Forward of one microbatch. tokens [b*T] are read by the first chunk, targets
 // [b*T] by the last, which returns the sum of its token losses (else 0).
 // `in` is ignored by the first chunk. After the call a.out is the output stream;
 // its tensors stay valid until `a` runs another forward.
 double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
-                     const int32_t* targets, const Stream& in);
+                     const int32_t* targets, const ResidualState& in);
 
-// Per-token losses [b*T] of the last forward of the last chunk.
+// Per-token losses [b*T] of the last forward of the last chunk (device memory).
 const float* chunk_token_losses(const Chunk& c, const ChunkActs& a);
 
 // Backward, input-gradient half. `dout` holds gradient buffers shaped like
@@ -75,8 +119,8 @@ const float* chunk_token_losses(const Chunk& c, const ChunkActs& a);
 // n_in_sources). loss_scale multiplies dL/dlogits (1 / tokens per step).
 // Also accumulates the gradients of norms, pseudo-queries and the embedding.
 void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
-                          const int32_t* targets, float loss_scale, Stream& dout,
-                          Stream& din);
+                          const int32_t* targets, float loss_scale, ResidualState& dout,
+                          ResidualState& din);
 // Backward, weight-gradient half: dW += dY^T X for every matrix of the chunk,
 // from what chunk_backward_input saved in `a`.
 void chunk_backward_weight(const Chunk& c, ChunkActs& a);

@@ -5,7 +5,9 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "kernels/memory.h"
 #include "kernels/ops.h"
+#include "parallel/memory_plan.h"
 
 namespace attnres {
 
@@ -27,7 +29,7 @@ struct PipelineExecutor::Slot {
   std::vector<float*> own_grads;   // per source index: gradient buffers this slot owns
   float* dhidden = nullptr;        // standard mode, last chunk: gradient of the output
   std::vector<float*> grads;       // per source index in the output stream: its gradient
-  Stream in, din;
+  ResidualState in, din;
   Request recv_f, recv_b;
   bool recv_f_posted = false, recv_b_posted = false;
   bool weights_done = false, grad_sent = false;
@@ -40,7 +42,7 @@ struct PipelineExecutor::Local {
   HopPayload in_hop, out_hop;  // into this chunk; into the next (empty for the last)
   int n_in = 0, n_out = 0;     // sources in the input / output stream
   std::vector<Slot> slots;
-  std::vector<float*> buffers;  // every buffer of every slot, for freeing
+  std::vector<k::DeviceBuffer<float>> buffers;  // every hop buffer of every slot
 };
 
 PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part, Schedule schedule,
@@ -53,13 +55,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
   if (part_.num_chunks() != C) throw std::logic_error("executor: partition and schedule disagree on chunks");
   if (P > 1 && (!pipe_ || pipe_->size() != P)) throw std::logic_error("executor: pipeline communicator size != P");
 
-  // Live microbatches per local chunk (first action to release), plus one slot
-  // so the next forward's receive can be posted early.
-  std::vector<int> live(size_t(C), 0), peak(size_t(C), 0);
-  for (const Action& a : schedule_.ranks[size_t(rank_)]) {
-    if (a.op == Op::F) peak[a.chunk] = std::max(peak[a.chunk], ++live[a.chunk]);
-    if (a.op == Op::B || a.op == Op::BW) --live[a.chunk];
-  }
+  const std::vector<int> slots = activation_slots(schedule_, rank_);
 
   int n_local = 0;
   for (int c = rank_; c < C; c += P) ++n_local;
@@ -76,12 +72,8 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
       L->n_in = sources_at(cfg_, r.first);
       L->n_out = sources_at(cfg_, r.last);
     }
-    L->slots.resize(size_t(peak[c] + 1));
-    auto alloc = [&] {
-      float* p = k::device_alloc_floats(dev_, stream_floats_);
-      L->buffers.push_back(p);
-      return p;
-    };
+    L->slots.resize(size_t(slots[size_t(c)]));
+    auto alloc = [&] { return L->buffers.emplace_back(dev_, stream_floats_).data(); };
     for (Slot& s : L->slots) {
       acts_init(s.acts, *L->model);
       for (size_t t = 0; t < L->in_hop.tensors.size(); ++t) s.recv_vals.push_back(alloc());
@@ -101,15 +93,11 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
   t0_us_ = now_us();
 }
 
+// Buffers are freed by their owners; pending sends must finish first.
 PipelineExecutor::~PipelineExecutor() {
-  for (auto& L : locals_) {
-    for (Slot& s : L->slots) {
-      if (pipe_) pipe_->wait_all(s.sends);
-      acts_free(s.acts, *L->model);
-    }
-    for (float* p : L->buffers) k::device_free(dev_, p);
-  }
-  for (Chunk& c : chunks_) chunk_free(c);
+  if (!pipe_) return;
+  for (auto& L : locals_)
+    for (Slot& s : L->slots) pipe_->wait_all(s.sends);
 }
 
 bool PipelineExecutor::holds_last_chunk() const { return locals_.back()->chunk == schedule_.num_chunks() - 1; }
@@ -133,8 +121,8 @@ PipelineExecutor::Slot& PipelineExecutor::acquire(int mb, int chunk) {
     if (s.mb != -1) continue;
     s.mb = mb;
     for (float* g : s.own_grads)
-      if (g) k::device_zero(dev_, g, stream_floats_);
-    if (s.dhidden) k::device_zero(dev_, s.dhidden, stream_floats_);
+      if (g) k::zero(dev_, g, stream_floats_);
+    if (s.dhidden) k::zero(dev_, s.dhidden, stream_floats_);
     return s;
   }
   throw std::logic_error("executor: no free activation slot for chunk " + std::to_string(chunk));
@@ -204,7 +192,7 @@ void PipelineExecutor::wait_recv(Request& r, const char* what, int mb, int chunk
 double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const int32_t* targets) {
   Local& L = local(chunk);
   Slot& s = acquire(mb, chunk);
-  s.in = Stream{};
+  s.in = ResidualState{};
   std::fill(s.grads.begin(), s.grads.end(), nullptr);
   if (chunk > 0) {
     if (pipe_) wait_recv(s.recv_f, "RECV_F", mb, chunk);
@@ -251,7 +239,8 @@ void PipelineExecutor::send_f(int mb, int chunk) {
     fwd_bytes_[size_t(chunk + 1)] += vals.size() * stream_floats_ * sizeof(float);
   } else {  // P = 1: the next chunk is local
     Slot& next = acquire(mb, chunk + 1);
-    for (size_t t = 0; t < vals.size(); ++t) k::device_copy(dev_, next.recv_vals[t], vals[t], stream_floats_);
+    for (size_t t = 0; t < vals.size(); ++t)
+      k::copy(dev_, next.recv_vals[t], vals[t], stream_floats_, k::CopyKind::DeviceToDevice);
   }
 }
 
@@ -259,7 +248,7 @@ void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, 
                                       float loss_scale) {
   Local& L = local(chunk);
   Slot& s = slot_of(mb, chunk);
-  Stream dout;
+  ResidualState dout;
   if (!L.model->has_head) {
     if (pipe_) wait_recv(s.recv_b, "RECV_B", mb, chunk);
     for (size_t t = 0; t < L.out_hop.tensors.size(); ++t) {
@@ -291,7 +280,8 @@ void PipelineExecutor::send_b(int mb, int chunk) {
     bwd_bytes_[size_t(chunk)] += grads.size() * stream_floats_ * sizeof(float);
   } else {
     Slot& prev = slot_of(mb, chunk - 1);
-    for (size_t t = 0; t < grads.size(); ++t) k::device_copy(dev_, prev.recv_grads[t], grads[t], stream_floats_);
+    for (size_t t = 0; t < grads.size(); ++t)
+      k::copy(dev_, prev.recv_grads[t], grads[t], stream_floats_, k::CopyKind::DeviceToDevice);
   }
 }
 

@@ -544,9 +544,9 @@ int Checkpointer::resume(const std::string& spec) {
       for (size_t c = 0; c < s_.chunks->size(); ++c) {
         Chunk& ch = (*s_.chunks)[c];
         AdamW& a = (*s_.adam)[c];
-        std::copy(st.params[c].begin(), st.params[c].end(), ch.params);
-        a.m = std::move(st.m[c]);
-        a.v = std::move(st.v[c]);
+        kernels::from_host(ch.dev, ch.params.data(), st.params[c].data(), st.params[c].size());
+        kernels::from_host(ch.dev, a.m.data(), st.m[c].data(), st.m[c].size());
+        kernels::from_host(ch.dev, a.v.data(), st.v[c].data(), st.v[c].size());
         a.t = st.optimizer_step;
       }
       if (world.rank() == 0) std::printf("resume: loaded %s (step %d)\n", ckpt.c_str(), st.step);
@@ -626,7 +626,7 @@ void Checkpointer::start_save(int step) {
     const Chunk& ch = (*s_.chunks)[c];
     const AdamW& a = (*s_.adam)[c];
     assert(ch.dev.backend == kernels::Backend::CPU && "checkpoint reads parameters as host memory");
-    const float* src[3] = {ch.params, a.m.data(), a.v.data()};
+    const float* src[3] = {ch.params.data(), a.m.data(), a.v.data()};
     if (cc.async) {  // the step-boundary copy: training changes the originals from the next step on
       snapshot_.resize(3 * s_.chunks->size());
       for (int k = 0; k < 3; ++k) {

@@ -4,16 +4,32 @@
 #include <iterator>
 #include <stdexcept>
 
+#include "kernels/memory.h"
 #include "runtime/safetensors.h"
 
 namespace attnres {
+
+namespace k = kernels;
+
+namespace {
+// A batch's token ids and targets in the model's device memory.
+struct DeviceBatch {
+  k::DeviceBuffer<int32_t> inputs, targets;
+  DeviceBatch(const k::Device& dev, const Batch& b)
+      : inputs(dev, b.inputs.size()), targets(dev, b.targets.size()) {
+    k::copy(dev, inputs.data(), b.inputs.data(), b.inputs.size(), k::CopyKind::HostToDevice);
+    k::copy(dev, targets.data(), b.targets.data(), b.targets.size(), k::CopyKind::HostToDevice);
+  }
+};
+}  // namespace
 
 double mean_loss(const Chunk& model, ChunkActs& acts, const std::vector<Batch>& batches) {
   double sum = 0.0;
   size_t tokens = 0;
   for (const Batch& b : batches) {
     if (b.B != model.batch) throw std::logic_error("mean_loss: batch size differs from the model's");
-    sum += chunk_forward(model, acts, b.inputs.data(), b.targets.data(), Stream{});
+    const DeviceBatch db(model.dev, b);
+    sum += chunk_forward(model, acts, db.inputs.data(), db.targets.data(), ResidualState{});
     tokens += b.inputs.size();
   }
   return tokens ? sum / double(tokens) : 0.0;
@@ -44,9 +60,10 @@ double eval_file_loss(const Chunk& model, ChunkActs& acts, const std::string& te
         b.targets.push_back(bytes[w * (T + 1) + t + 1]);
       }
     }
-    chunk_forward(model, acts, b.inputs.data(), b.targets.data(), Stream{});
-    const float* losses = chunk_token_losses(model, acts);
-    for (size_t i = 0; i < used * size_t(T); ++i) sum += losses[i];
+    const DeviceBatch db(model.dev, b);
+    chunk_forward(model, acts, db.inputs.data(), db.targets.data(), ResidualState{});
+    const std::vector<float> losses = k::to_host(model.dev, chunk_token_losses(model, acts), used * size_t(T));
+    for (float l : losses) sum += l;
     tokens += used * size_t(T);
   }
   return sum / double(tokens);
@@ -62,14 +79,15 @@ void load_named_tensors(Chunk& model, const std::vector<NamedTensor>& tensors, c
       if (t.name == spec.name) found = &t;
     if (!found) throw std::runtime_error(source + ": tensor " + spec.name + " is missing");
     if (found->shape != spec.shape) throw std::runtime_error(source + ": tensor " + spec.name + " has the wrong shape");
-    std::copy(found->data.begin(), found->data.end(), model.params + spec.offset);
+    k::from_host(model.dev, model.params.data() + spec.offset, found->data.data(), spec.numel);
   }
 }
 
-std::vector<NamedTensor> named_tensors(const ParamLayout& layout, const float* params) {
+std::vector<NamedTensor> named_tensors(const ParamLayout& layout, const float* host_params) {
   std::vector<NamedTensor> out;
   for (const auto& spec : layout.tensors)
-    out.push_back({spec.name, spec.shape, std::vector<float>(params + spec.offset, params + spec.offset + spec.numel)});
+    out.push_back({spec.name, spec.shape,
+                   std::vector<float>(host_params + spec.offset, host_params + spec.offset + spec.numel)});
   return out;
 }
 

@@ -18,10 +18,10 @@ double mean_loss(const Chunk& model, ChunkActs& acts, const std::vector<Batch>& 
 // over all predicted positions. Throws if the file is shorter than one window.
 double eval_file_loss(const Chunk& model, ChunkActs& acts, const std::string& text_path);
 
-// Copies the named tensors of `tensors` into a chunk; throws naming a tensor
+// Copies the named tensors of `tensors` into a chunk's device parameters; throws naming a tensor
 // that is missing or has the wrong shape, or an unexpected extra tensor.
 void load_named_tensors(Chunk& model, const std::vector<NamedTensor>& tensors, const std::string& source);
-// Parameters laid out by `layout` as named tensors in its order (for export).
-std::vector<NamedTensor> named_tensors(const ParamLayout& layout, const float* params);
+// Host parameters laid out by `layout` as named tensors in its order (for export).
+std::vector<NamedTensor> named_tensors(const ParamLayout& layout, const float* host_params);
 
 }  // namespace attnres

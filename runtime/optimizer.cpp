@@ -15,27 +15,28 @@ float lr_at(const TrainConfig& t, int step) {
   return float(t.min_lr + (t.lr - t.min_lr) * cosine);
 }
 
-void AdamW::init(size_t n) {
-  m.assign(n, 0.0f);
-  v.assign(n, 0.0f);
+void AdamW::init(const kernels::Device& dev, size_t n) {
+  m = kernels::DeviceBuffer<float>(dev, n);
+  v = kernels::DeviceBuffer<float>(dev, n);
+  kernels::zero(dev, m.data(), n);
+  kernels::zero(dev, v.data(), n);
   t = 0;
 }
 
 void AdamW::step(const ParamLayout& layout, float* params, const float* grads, float lr,
                  const TrainConfig& cfg) {
   ++t;
-  const kernels::Device cpu{};
   for (const auto& s : layout.tensors)
-    kernels::adamw_update(cpu, params + s.offset, grads + s.offset, m.data() + s.offset,
+    kernels::adamw_update(m.device(), params + s.offset, grads + s.offset, m.data() + s.offset,
                           v.data() + s.offset, s.numel, lr, cfg.beta1, cfg.beta2, cfg.adam_eps,
                           s.decay ? cfg.weight_decay : 0.0f, t);
 }
 
-std::vector<double> tensor_sum_squares(const ParamLayout& layout, const float* grads) {
+std::vector<double> tensor_sum_squares(const kernels::Device& dev, const ParamLayout& layout,
+                                       const float* grads) {
   std::vector<double> out;
   out.reserve(layout.tensors.size());
-  for (const auto& s : layout.tensors)
-    out.push_back(kernels::sum_squares(kernels::Device{}, grads + s.offset, s.numel));
+  for (const auto& s : layout.tensors) out.push_back(kernels::sum_squares(dev, grads + s.offset, s.numel));
   return out;
 }
 

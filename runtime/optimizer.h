@@ -3,6 +3,7 @@
 #pragma once
 #include <vector>
 
+#include "kernels/memory.h"
 #include "models/params.h"
 #include "runtime/config.h"
 
@@ -16,16 +17,18 @@ float lr_at(const TrainConfig& t, int step);
 // to matrices only: embeddings, attention and MLP projections and the LM head.
 // RMSNorm gains and AttnRes pseudo-queries / key-norm gains are exempt: decay
 // would pull gains towards 0 and queries towards uniform averaging.
+// The moments live on the parameters' device.
 struct AdamW {
-  std::vector<float> m, v;
+  kernels::DeviceBuffer<float> m, v;
   int t = 0;  // optimizer steps taken
-  void init(size_t n);
+  void init(const kernels::Device& dev, size_t n);  // zero moments
   void step(const ParamLayout& layout, float* params, const float* grads, float lr,
             const TrainConfig& cfg);
 };
 
-// Per-tensor sums of squares, one entry per tensor in layout order.
-std::vector<double> tensor_sum_squares(const ParamLayout& layout, const float* grads);
+// Per-tensor sums of squares of device memory, one entry per tensor in layout order.
+std::vector<double> tensor_sum_squares(const kernels::Device& dev, const ParamLayout& layout,
+                                       const float* grads);
 // sqrt of the sum of per-tensor partials added in global tensor order, so the
 // result does not depend on how tensors are spread over ranks (DESIGN §5).
 double global_norm(const std::vector<double>& partials_in_global_order);

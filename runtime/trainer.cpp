@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "kernels/device.h"
+#include "kernels/memory.h"
 #include "kernels/ops.h"
 #include "kernels/peak.h"
 #include "models/chunk.h"
@@ -127,7 +128,7 @@ void setup(Run& r) {
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();
   for (Chunk& c : r.exec->chunks()) {
-    r.adam.emplace_back().init(c.layout.total);
+    r.adam.emplace_back().init(c.dev, c.layout.total);
     for (const TensorSpec& t : c.layout.tensors)
       r.global_index.push_back(size_t(full.find(t.name) - full.tensors.data()));
   }
@@ -139,8 +140,8 @@ double reduce_and_norm(Run& r) {
   std::vector<double> partials(r.n_global_tensors, 0.0);
   size_t i = 0;
   for (Chunk& c : r.exec->chunks()) {
-    if (r.cfg.parallel.dp > 1) r.groups.data->allreduce_sum(c.grads, c.layout.total);
-    for (double s : tensor_sum_squares(c.layout, c.grads)) partials[r.global_index[i++]] = s;
+    if (r.cfg.parallel.dp > 1) r.groups.data->allreduce_sum(c.grads.data(), c.layout.total);
+    for (double s : tensor_sum_squares(c.dev, c.layout, c.grads.data())) partials[r.global_index[i++]] = s;
   }
   // Each tensor lives on one pipeline rank; the others contribute exact zeros.
   if (r.cfg.parallel.pp > 1) r.groups.pipeline->allreduce_sum(partials.data(), partials.size());
@@ -199,7 +200,7 @@ std::vector<float> gather_parameters(Run& r) {
   if (r.topo.coord.dp_idx == 0 && r.topo.coord.tp_idx == 0)
     for (Chunk& c : r.exec->chunks())
       for (const TensorSpec& t : c.layout.tensors)
-        std::copy_n(c.params + t.offset, t.numel, out.begin() + long(full.find(t.name)->offset));
+        std::copy_n(c.params.data() + t.offset, t.numel, out.begin() + long(full.find(t.name)->offset));
   // Every element is owned by one rank; the others add exact zeros.
   if (r.topo.world_size > 1) r.groups.world->allreduce_sum(out.data(), out.size());
   return out;
@@ -226,7 +227,7 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
   const TrainConfig& tc = r.cfg.train;
   const double tokens_per_step = tokens_per_global_batch(r.cfg);
   PipelineExecutor& exec = *r.exec;
-  for (Chunk& c : exec.chunks()) kernels::device_zero(c.dev, c.grads, c.layout.total);
+  for (Chunk& c : exec.chunks()) kernels::zero(c.dev, c.grads.data(), c.grads.size());
   // This dp rank's share of the step's global microbatches, in order.
   for (int i = 0; i < r.M; ++i) {
     const uint64_t global_mb = uint64_t(step) * tc.grad_accum + uint64_t(r.topo.coord.dp_idx) * r.M + i;
@@ -242,8 +243,8 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
   const float clip = clip_factor(s.grad_norm, tc.grad_clip);
   for (size_t i = 0; i < exec.chunks().size(); ++i) {
     Chunk& c = exec.chunks()[i];
-    if (clip != 1.0f) kernels::scale_inplace(c.dev, c.grads, clip, c.layout.total);
-    r.adam[i].step(c.layout, c.params, c.grads, float(s.lr), tc);
+    if (clip != 1.0f) kernels::scale_inplace(c.dev, c.grads.data(), clip, c.layout.total);
+    r.adam[i].step(c.layout, c.params.data(), c.grads.data(), float(s.lr), tc);
   }
   s.loss = share_loss(r, loss_sum) / tokens_per_step;
   return s;

@@ -8,11 +8,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/ops_cpu.h"
 #include "kernels/cpu/parallel_cpu.h"
-#include "kernels/ops.h"
 #include "kernels/rowops.h"
 
-namespace attnres::kernels {
+namespace attnres::kernels::cpu {
 
 namespace {
 
@@ -98,4 +98,4 @@ void attention_backward(const Device&, float* dq, float* dk, float* dv,
   });
 }
 
-}  // namespace attnres::kernels
+}  // namespace attnres::kernels::cpu

@@ -2,11 +2,11 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/ops_cpu.h"
 #include "kernels/cpu/parallel_cpu.h"
-#include "kernels/ops.h"
 #include "kernels/rowops.h"
 
-namespace attnres::kernels {
+namespace attnres::kernels::cpu {
 
 // u = w ⊙ g into the caller's scratch.
 static void query_times_gain(float* u, const float* w, const float* g, int d) {
@@ -62,4 +62,4 @@ void attnres_backward(const Device&, float* const* dacc_src, float* dw, float* d
   }
 }
 
-}  // namespace attnres::kernels
+}  // namespace attnres::kernels::cpu

@@ -6,11 +6,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu/ops_cpu.h"
 #include "kernels/cpu/parallel_cpu.h"
-#include "kernels/ops.h"
 #include "kernels/rowops.h"
 
-namespace attnres::kernels {
+namespace attnres::kernels::cpu {
 
 // OpenBLAS's own threading splits the work by the thread count, which changes
 // the rounding of some outputs; runs must not depend on train.threads (a
@@ -117,4 +117,4 @@ void embedding_backward(const Device&, float* dtable, const float* dout,
   }
 }
 
-}  // namespace attnres::kernels
+}  // namespace attnres::kernels::cpu

@@ -1,11 +1,11 @@
-// Softmax cross-entropy over the vocabulary.
+// Softmax cross-entropy over the vocabulary, and the sum of the token losses.
 #include <stdexcept>
 #include <string>
 
-#include "kernels/ops.h"
+#include "kernels/cpu/ops_cpu.h"
 #include "kernels/rowops.h"
 
-namespace attnres::kernels {
+namespace attnres::kernels::cpu {
 
 // Targets come from data files: an out-of-range id is bad input.
 static void check_targets(const int32_t* targets, int N, int V) {
@@ -34,4 +34,10 @@ void cross_entropy_backward(const Device&, float* dlogits, const float* logits,
                                 targets[n], scale);
 }
 
-}  // namespace attnres::kernels
+double sum(const Device&, const float* x, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++) s += x[i];
+  return s;
+}
+
+}  // namespace attnres::kernels::cpu

@@ -1,12 +1,11 @@
 // RMSNorm and RoPE.
-#include <cassert>
 #include <cmath>
 
+#include "kernels/cpu/ops_cpu.h"
 #include "kernels/cpu/parallel_cpu.h"
-#include "kernels/ops.h"
 #include "kernels/rowops.h"
 
-namespace attnres::kernels {
+namespace attnres::kernels::cpu {
 
 void rmsnorm_forward(const Device&, float* out, float* rstd, const float* x,
                      const float* g, int N, int d, float eps) {
@@ -38,18 +37,6 @@ void rms_inverse(const Device&, float* rstd, const float* x, int N, int d,
                  float eps) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) rstd[n] = row::rms_inverse(x + (size_t)n * d, d, eps);
-}
-
-// Angles in double: t * theta^(-2i/hd) loses precision in float for large t.
-void rope_tables(float* cos_t, float* sin_t, int T, int hd, float theta) {
-  assert(hd % 2 == 0);
-  const int half = hd / 2;
-  for (int t = 0; t < T; t++)
-    for (int i = 0; i < half; i++) {
-      double ang = (double)t * std::pow((double)theta, -2.0 * i / hd);
-      cos_t[t * half + i] = (float)std::cos(ang);
-      sin_t[t * half + i] = (float)std::sin(ang);
-    }
 }
 
 // Rotates every head's pairs by the position's angle; the inverse rotation is
@@ -84,4 +71,4 @@ void rope_backward(const Device&, float* dx, const float* cos_t, const float* si
   rope_apply<true>(dx, cos_t, sin_t, B, T, H, hd);
 }
 
-}  // namespace attnres::kernels
+}  // namespace attnres::kernels::cpu

@@ -3,9 +3,9 @@
 #include <cassert>
 #include <cmath>
 
-#include "kernels/ops.h"
+#include "kernels/cpu/ops_cpu.h"
 
-namespace attnres::kernels {
+namespace attnres::kernels::cpu {
 
 void adamw_update(const Device&, float* param, const float* grad, float* m,
                   float* v, size_t n, float lr, float beta1, float beta2,
@@ -55,4 +55,4 @@ void scale_inplace(const Device&, float* x, float s, size_t n) {
   for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
-}  // namespace attnres::kernels
+}  // namespace attnres::kernels::cpu

@@ -96,21 +96,6 @@ TEST(OpsForward, ElementwiseAndEmbedding) {
     for (int i = 0; i < d; i++) EXPECT_EQ(e[n * d + i], table[tok[n] * d + i]);
 }
 
-TEST(OpsForward, DeviceMemory) {
-  Device dev;
-  float* p = device_alloc_floats(dev, 100);
-  float* q = device_alloc_floats(dev, 100);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
-  Vec src = random_vec(100, 12);
-  device_copy(dev, p, src.data(), 100);
-  device_copy(dev, q, p, 100);
-  EXPECT_EQ(std::memcmp(q, src.data(), 100 * sizeof(float)), 0);
-  device_zero(dev, q, 100);
-  for (int i = 0; i < 100; i++) EXPECT_EQ(q[i], 0.0f);
-  device_free(dev, p);
-  device_free(dev, q);
-}
-
 TEST(OpsForward, BadTokenIdsThrow) {
   Device dev;
   std::vector<int32_t> tok = {1, 5};
@@ -265,6 +250,20 @@ TEST(OpsForward, SumSquares) {
   for (float f : x) want += (double)f * f;
   EXPECT_NEAR(sum_squares(dev, x.data(), x.size()), want, 1e-9 * want);
   EXPECT_EQ(sum_squares(dev, x.data(), 0), 0.0);
+}
+
+// The loss sum adds in index order in double: exactly the sequential loop.
+TEST(OpsForward, SumIsSequentialInDouble) {
+  Device dev;
+  Vec x = random_vec(1001, 44, -5.0f, 5.0f);
+  double want = 0.0;
+  for (float f : x) want += f;
+  const double got = sum(dev, x.data(), x.size());
+  EXPECT_EQ(std::memcmp(&got, &want, sizeof(double)), 0);
+  // Order matters for doubles: 1 + 1e16 - 1e16 differs from 1e16 - 1e16 + 1.
+  const float big[3] = {1.0f, 1e16f, -1e16f};
+  EXPECT_EQ(sum(dev, big, 3), (1.0 + double(1e16f)) - double(1e16f));
+  EXPECT_EQ(sum(dev, x.data(), 0), 0.0);
 }
 
 TEST(OpsForward, MeasureSgemmRestoresThreads) {

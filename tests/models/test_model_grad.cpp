@@ -6,10 +6,11 @@
 #include <random>
 #include <vector>
 
-#include "kernels/ops.h"
+#include "kernels/memory.h"
 #include "models/chunk.h"
 
 using namespace attnres;
+namespace k = attnres::kernels;
 
 namespace {
 
@@ -26,30 +27,41 @@ ModelConfig tiny(ResidualMode mode, int S) {
   return m;
 }
 
+// Token ids in device memory.
 struct Batch {
-  std::vector<int32_t> tokens, targets;
+  size_t n = 0;
+  k::DeviceBuffer<int32_t> tokens, targets;
 };
 Batch random_batch(int n, uint32_t seed) {
   std::mt19937 rng(seed);
-  Batch b;
-  for (int i = 0; i < n; ++i) b.tokens.push_back(int32_t(rng() % 256)), b.targets.push_back(int32_t(rng() % 256));
+  std::vector<int32_t> tok, tgt;
+  for (int i = 0; i < n; ++i) tok.push_back(int32_t(rng() % 256)), tgt.push_back(int32_t(rng() % 256));
+  Batch b{size_t(n), k::DeviceBuffer<int32_t>(k::Device{}, tok.size()), k::DeviceBuffer<int32_t>(k::Device{}, tgt.size())};
+  k::from_host(k::Device{}, b.tokens.data(), tok.data(), tok.size());
+  k::from_host(k::Device{}, b.targets.data(), tgt.data(), tgt.size());
   return b;
 }
+
+std::vector<float> host_params(const Chunk& c) { return k::to_host(c.dev, c.params.data(), c.params.size()); }
+std::vector<float> host_grads(const Chunk& c) { return k::to_host(c.dev, c.grads.data(), c.grads.size()); }
+void set_params(Chunk& c, const std::vector<float>& v) { k::from_host(c.dev, c.params.data(), v.data(), v.size()); }
 
 // Non-zero pseudo-queries and non-unit gains: zero queries hide softmax-gradient bugs.
 void randomize_small_params(Chunk& c, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> n(0.0f, 0.5f);
+  std::vector<float> p = host_params(c);
   for (const auto& t : c.layout.tensors)
     if (t.shape.size() == 1)
-      for (size_t i = 0; i < t.numel; ++i) c.params[t.offset + i] = (t.name.find("query") != std::string::npos ? 0.0f : 1.0f) + n(rng);
+      for (size_t i = 0; i < t.numel; ++i) p[t.offset + i] = (t.name.find("query") != std::string::npos ? 0.0f : 1.0f) + n(rng);
+  set_params(c, p);
 }
 
 // Runs a list of chunks covering [0, L) on one microbatch: forward, then backward.
 struct Pipeline {
   std::vector<Chunk> chunks;
   std::vector<ChunkActs> acts;
-  std::vector<std::vector<float>> grad_store;
+  std::vector<k::DeviceBuffer<float>> grad_store;
 
   Pipeline(const ModelConfig& m, const std::vector<int>& bounds, int batch) {
     chunks.resize(bounds.size() - 1);
@@ -59,33 +71,33 @@ struct Pipeline {
       acts_init(acts[i], chunks[i]);
     }
   }
-  ~Pipeline() {
-    for (size_t i = 0; i < chunks.size(); ++i) acts_free(acts[i], chunks[i]), chunk_free(chunks[i]);
-  }
   double loss(const Batch& b) {
-    Stream s;
+    ResidualState s;
     double sum = 0;
     for (size_t i = 0; i < chunks.size(); ++i) {
       sum += chunk_forward(chunks[i], acts[i], b.tokens.data(), b.targets.data(), s);
       s = acts[i].out;
     }
-    return sum / double(b.tokens.size());
+    return sum / double(b.n);
   }
   double loss_and_grads(const Batch& b) {
     const double l = loss(b);
     const ModelConfig& m = chunks[0].cfg;
-    const size_t Nd = b.tokens.size() * size_t(m.d_model);
+    const size_t Nd = b.n * size_t(m.d_model);
     // Gradient buffers for every stream tensor, zeroed: the last chunk starts from nothing.
     const int n_src = m.attnres() ? sources_at(m, m.num_sublayers()) : 0;
-    grad_store.assign(size_t(n_src) + 1, std::vector<float>(Nd, 0.0f));
-    Stream dout;
-    for (int s = 0; s < n_src; ++s) dout.sources.push_back(grad_store[s].data());
-    for (auto& c : chunks) kernels::device_zero(c.dev, c.grads, c.layout.total);
-    std::vector<float> partial(Nd, 0.0f);
+    grad_store.clear();
+    ResidualState dout;
+    for (int s = 0; s < n_src; ++s) {
+      grad_store.emplace_back(k::Device{}, Nd);
+      k::zero(k::Device{}, grad_store.back().data(), Nd);
+      dout.sources.push_back(grad_store.back().data());
+    }
+    for (auto& c : chunks) k::zero(c.dev, c.grads.data(), c.grads.size());
     for (size_t i = chunks.size(); i-- > 0;) {
-      Stream din;
+      ResidualState din;
       chunk_backward_input(chunks[i], acts[i], b.tokens.data(), b.targets.data(),
-                           1.0f / float(b.tokens.size()), dout, din);
+                           1.0f / float(b.n), dout, din);
       chunk_backward_weight(chunks[i], acts[i]);
       dout = din;  // the previous chunk's output stream is this one's input
     }
@@ -95,8 +107,11 @@ struct Pipeline {
 
 double directional_fd(Pipeline& p, const Batch& b, const std::vector<std::vector<float>>& dir, float eps) {
   auto shift = [&](float s) {
-    for (size_t i = 0; i < p.chunks.size(); ++i)
-      for (size_t k = 0; k < dir[i].size(); ++k) p.chunks[i].params[k] += s * dir[i][k];
+    for (size_t i = 0; i < p.chunks.size(); ++i) {
+      std::vector<float> v = host_params(p.chunks[i]);
+      for (size_t j = 0; j < dir[i].size(); ++j) v[j] += s * dir[i][j];
+      set_params(p.chunks[i], v);
+    }
   };
   shift(eps);
   const double lp = p.loss(b);
@@ -114,7 +129,8 @@ void check_gradients(ResidualMode mode, int S) {
   const Batch b = random_batch(batch * m.seq_len, 3);
   p.loss_and_grads(b);
   Chunk& c = p.chunks[0];
-  std::vector<float> g(c.grads, c.grads + c.layout.total);
+  const std::vector<float> g = host_grads(c);
+  std::vector<float> params = host_params(c);
 
   // Per tensor: the entries with the largest gradient against central differences.
   for (const auto& t : c.layout.tensors) {
@@ -124,12 +140,15 @@ void check_gradients(ResidualMode mode, int S) {
     // Small steps: the key-side RMSNorm of a small layer output is strongly
     // curved, so the truncation error of larger steps swamps the comparison.
     const float eps = 2e-3f;
-    const float keep = c.params[best];
-    c.params[best] = keep + eps;
+    const float keep = params[best];
+    params[best] = keep + eps;
+    set_params(c, params);
     const double lp = p.loss(b);
-    c.params[best] = keep - eps;
+    params[best] = keep - eps;
+    set_params(c, params);
     const double lm = p.loss(b);
-    c.params[best] = keep;
+    params[best] = keep;
+    set_params(c, params);
     const double fd = (lp - lm) / (2.0 * eps);
     EXPECT_NEAR(g[best], fd, 3e-2 * std::fabs(fd) + 5e-4) << t.name << " index " << best - t.offset;
   }
@@ -169,15 +188,23 @@ TEST(ChunkSplit, BitwiseEqualToWholeModel) {
     Pipeline whole(m, {0, m.num_sublayers()}, 2);
     Pipeline split(m, cs.bounds, 2);
     randomize_small_params(whole.chunks[0], 4);
-    for (auto& c : split.chunks)
+    const ParamLayout& full = whole.chunks[0].layout;
+    const std::vector<float> whole_params = host_params(whole.chunks[0]);
+    for (auto& c : split.chunks) {
+      std::vector<float> v(c.layout.total);
       for (const auto& t : c.layout.tensors)
-        std::copy_n(chunk_param(whole.chunks[0], t.name), t.numel, c.params + t.offset);
+        std::copy_n(whole_params.begin() + long(full.find(t.name)->offset), t.numel, v.begin() + long(t.offset));
+      set_params(c, v);
+    }
     const double lw = whole.loss_and_grads(b), ls = split.loss_and_grads(b);
     EXPECT_EQ(lw, ls) << "S=" << cs.S;
-    for (auto& c : split.chunks)
+    const std::vector<float> whole_grads = host_grads(whole.chunks[0]);
+    for (auto& c : split.chunks) {
+      const std::vector<float> g = host_grads(c);
       for (const auto& t : c.layout.tensors)
         for (size_t i = 0; i < t.numel; ++i)
-          ASSERT_EQ(chunk_grad(whole.chunks[0], t.name)[i], c.grads[t.offset + i])
+          ASSERT_EQ(whole_grads[full.find(t.name)->offset + i], g[t.offset + i])
               << t.name << "[" << i << "] S=" << cs.S << " mode=" << residual_mode_name(cs.mode);
+    }
   }
 }

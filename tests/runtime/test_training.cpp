@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "kernels/memory.h"
 #include "models/chunk.h"
 #include "tests/test_corpus.h"
 #include "runtime/config.h"
@@ -69,7 +70,7 @@ TEST(Training, ExportThenEvalGivesTheInMemoryLoss) {
   // The trained model, in memory.
   Chunk mem;
   chunk_init(mem, cfg.model, 0, cfg.model.num_sublayers(), 3, 0);
-  std::copy(r.params.begin(), r.params.end(), mem.params);
+  kernels::from_host(mem.dev, mem.params.data(), r.params.data(), r.params.size());
   ChunkActs mem_acts;
   acts_init(mem_acts, mem);
   const std::string text = std::string(ATTNRES_SOURCE_DIR) + "/models/chunk.cpp";
@@ -96,8 +97,6 @@ TEST(Training, ExportThenEvalGivesTheInMemoryLoss) {
     if (t.name == "output_res.query") saw_query = true;
   }
   EXPECT_TRUE(saw_query);
-  acts_free(mem_acts, mem), acts_free(loaded_acts, loaded);
-  chunk_free(mem), chunk_free(loaded);
 }
 
 TEST(Training, CorruptExportIsRejectedNamingTheFile) {

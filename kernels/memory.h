@@ -1,0 +1,131 @@
+// Device memory, copies and events: the only way code outside kernels/ reaches
+// device memory. Every call dispatches on Device::backend (kernels/memory.cpp);
+// the CPU backend (kernels/cpu/memory_cpu.h) uses aligned host memory, copies
+// synchronously and timestamps events on the host.
+//
+// Copies are asynchronous on the device's stream: a host buffer given to a copy
+// must stay alive, and a host destination must not be read, until
+// synchronize(dev) returns.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "kernels/device.h"
+
+namespace attnres::kernels {
+
+// Element types of device tensors. bf16 is reserved: no kernel takes it yet.
+struct bf16 {
+  uint16_t bits;
+};
+enum class DType { F32, I32, BF16 };
+constexpr size_t dtype_size(DType t) { return t == DType::BF16 ? 2 : 4; }
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::F32; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
+template <> constexpr DType dtype_of<bf16>() { return DType::BF16; }
+
+// ---- raw device memory -----------------------------------------------------
+// 64-byte aligned; 0 bytes gives nullptr. free_bytes(dev, nullptr) is a no-op.
+void* alloc_bytes(const Device& dev, size_t bytes);
+void free_bytes(const Device& dev, void* p);
+// Bytes currently allocated on this device by alloc_bytes (as requested, not
+// rounded): what the memory plan predicts.
+size_t allocated_bytes(const Device& dev);
+
+// Host memory the device can copy from/to asynchronously (page-locked on CUDA,
+// plain host memory on CPU). Not counted by allocated_bytes.
+void* alloc_pinned(const Device& dev, size_t bytes);
+void free_pinned(const Device& dev, void* p);
+
+// ---- copies and fills, asynchronous on dev.stream ----------------------------
+enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };
+void copy_bytes(const Device& dev, void* dst, const void* src, size_t bytes, CopyKind kind);
+void zero_bytes(const Device& dev, void* p, size_t bytes);
+// Blocks the host until everything issued on dev.stream is done.
+void synchronize(const Device& dev);
+
+template <class T>
+void copy(const Device& dev, T* dst, const T* src, size_t n, CopyKind kind) {
+  copy_bytes(dev, dst, src, n * sizeof(T), kind);
+}
+template <class T>
+void zero(const Device& dev, T* p, size_t n) {
+  zero_bytes(dev, p, n * sizeof(T));
+}
+// n elements of device memory as a host vector (copies, then synchronizes).
+template <class T>
+std::vector<T> to_host(const Device& dev, const T* src, size_t n) {
+  std::vector<T> out(n);
+  copy(dev, out.data(), src, n, CopyKind::DeviceToHost);
+  synchronize(dev);
+  return out;
+}
+// Host values into device memory (copies, then synchronizes so `src` may go).
+template <class T>
+void from_host(const Device& dev, T* dst, const T* src, size_t n) {
+  copy(dev, dst, src, n, CopyKind::HostToDevice);
+  synchronize(dev);
+}
+
+// ---- events ------------------------------------------------------------------
+// A point in a device stream. On CPU, recording takes a host timestamp.
+struct Event {
+  Backend backend = Backend::CPU;
+  void* handle = nullptr;  // cudaEvent_t on CUDA
+  double host_ms = 0.0;    // CPU: steady-clock time of the last record
+};
+Event event_create(const Device& dev);
+void event_destroy(Event& e);
+void event_record(Event& e, const Device& dev);  // on dev.stream
+void event_synchronize(const Event& e);          // host waits for the event
+// Milliseconds between two recorded, completed events.
+float event_elapsed_ms(const Event& start, const Event& end);
+// Work issued on dev.stream after this call waits for the event.
+void stream_wait_event(const Device& dev, const Event& e);
+
+// ---- typed owning buffer -------------------------------------------------------
+// n elements of T on one device; move-only, freed on destruction.
+template <class T>
+class DeviceBuffer {
+ public:
+  static constexpr DType dtype = dtype_of<T>();  // only the element types above
+  static_assert(dtype_size(dtype) == sizeof(T));
+
+  DeviceBuffer() = default;
+  DeviceBuffer(const Device& dev, size_t n)
+      : dev_(dev), n_(n), p_(static_cast<T*>(alloc_bytes(dev, n * sizeof(T)))) {}
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept
+      : dev_(o.dev_), n_(std::exchange(o.n_, 0)), p_(std::exchange(o.p_, nullptr)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      dev_ = o.dev_;
+      n_ = std::exchange(o.n_, 0);
+      p_ = std::exchange(o.p_, nullptr);
+    }
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  T* data() { return p_; }
+  const T* data() const { return p_; }
+  size_t size() const { return n_; }
+  const Device& device() const { return dev_; }
+  void reset() {
+    free_bytes(dev_, p_);
+    p_ = nullptr;
+    n_ = 0;
+  }
+
+ private:
+  Device dev_;
+  size_t n_ = 0;
+  T* p_ = nullptr;
+};
+
+}  // namespace attnres::kernels

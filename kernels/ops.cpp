@@ -1,0 +1,250 @@
+// The backend dispatch of kernels/ops.h: each op runs on dev.backend. Only the
+// CPU backend (kernels/cpu) is built today; a CUDA backend adds its case here
+// and its own namespace kernels::cuda beside kernels::cpu.
+#include "kernels/ops.h"
+
+#include <cassert>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cpu/ops_cpu.h"
+
+namespace attnres::kernels {
+
+namespace {
+[[noreturn]] void not_built(const char* op) {
+  throw std::runtime_error(std::string("kernels::") + op + ": the CUDA backend is not built into this binary");
+}
+}  // namespace
+
+// ---- host functions (no device) ---------------------------------------------
+// Angles in double: t * theta^(-2i/hd) loses precision in float for large t.
+void rope_tables(float* cos_t, float* sin_t, int T, int hd, float theta) {
+  assert(hd % 2 == 0);
+  const int half = hd / 2;
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < half; i++) {
+      double ang = (double)t * std::pow((double)theta, -2.0 * i / hd);
+      cos_t[t * half + i] = (float)std::cos(ang);
+      sin_t[t * half + i] = (float)std::sin(ang);
+    }
+}
+
+size_t attnres_backward_scratch(int N, int K, int d) { return cpu::attnres_backward_scratch(N, K, d); }
+
+// ---- device ops -----------------------------------------------------------------
+void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+          const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::gemm(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    case Backend::CUDA: break;
+  }
+  not_built("gemm");
+}
+
+void linear_forward(const Device& dev, float* y, const float* x, const float* W, int N, int in,
+                    int out) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::linear_forward(dev, y, x, W, N, in, out);
+    case Backend::CUDA: break;
+  }
+  not_built("linear_forward");
+}
+
+void linear_backward(const Device& dev, float* dx, float* dW, const float* dy, const float* x,
+                     const float* W, int N, int in, int out, bool accumulate_dx) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::linear_backward(dev, dx, dW, dy, x, W, N, in, out, accumulate_dx);
+    case Backend::CUDA: break;
+  }
+  not_built("linear_backward");
+}
+
+void add_inplace(const Device& dev, float* y, const float* x, size_t n) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::add_inplace(dev, y, x, n);
+    case Backend::CUDA: break;
+  }
+  not_built("add_inplace");
+}
+
+void add(const Device& dev, float* out, const float* a, const float* b, size_t n) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::add(dev, out, a, b, n);
+    case Backend::CUDA: break;
+  }
+  not_built("add");
+}
+
+void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const float* table,
+                       int N, int d) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::embedding_forward(dev, out, tokens, table, N, d);
+    case Backend::CUDA: break;
+  }
+  not_built("embedding_forward");
+}
+
+void embedding_backward(const Device& dev, float* dtable, const float* dout, const int32_t* tokens,
+                        int N, int d, int vocab) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::embedding_backward(dev, dtable, dout, tokens, N, d, vocab);
+    case Backend::CUDA: break;
+  }
+  not_built("embedding_backward");
+}
+
+void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x, const float* g,
+                     int N, int d, float eps) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::rmsnorm_forward(dev, out, rstd, x, g, N, d, eps);
+    case Backend::CUDA: break;
+  }
+  not_built("rmsnorm_forward");
+}
+
+void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout, const float* x,
+                      const float* g, const float* rstd, int N, int d) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::rmsnorm_backward(dev, dx, dg, dout, x, g, rstd, N, d);
+    case Backend::CUDA: break;
+  }
+  not_built("rmsnorm_backward");
+}
+
+void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::rms_inverse(dev, rstd, x, N, d, eps);
+    case Backend::CUDA: break;
+  }
+  not_built("rms_inverse");
+}
+
+void rope_forward(const Device& dev, float* x, const float* cos_t, const float* sin_t, int B,
+                  int T, int H, int hd) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::rope_forward(dev, x, cos_t, sin_t, B, T, H, hd);
+    case Backend::CUDA: break;
+  }
+  not_built("rope_forward");
+}
+
+void rope_backward(const Device& dev, float* dx, const float* cos_t, const float* sin_t, int B,
+                   int T, int H, int hd) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::rope_backward(dev, dx, cos_t, sin_t, B, T, H, hd);
+    case Backend::CUDA: break;
+  }
+  not_built("rope_backward");
+}
+
+void attention_forward(const Device& dev, float* out, float* att, const float* q, const float* k,
+                       const float* v, int B, int T, int H, int hd) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::attention_forward(dev, out, att, q, k, v, B, T, H, hd);
+    case Backend::CUDA: break;
+  }
+  not_built("attention_forward");
+}
+
+void attention_backward(const Device& dev, float* dq, float* dk, float* dv, float* scratch,
+                        const float* dout, const float* att, const float* q, const float* k,
+                        const float* v, int B, int T, int H, int hd) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::attention_backward(dev, dq, dk, dv, scratch, dout, att, q, k, v, B, T, H, hd);
+    case Backend::CUDA: break;
+  }
+  not_built("attention_backward");
+}
+
+void swiglu_forward(const Device& dev, float* out, const float* gate, const float* up, size_t n) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::swiglu_forward(dev, out, gate, up, n);
+    case Backend::CUDA: break;
+  }
+  not_built("swiglu_forward");
+}
+
+void swiglu_backward(const Device& dev, float* dgate, float* dup, const float* dout,
+                     const float* gate, const float* up, size_t n) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::swiglu_backward(dev, dgate, dup, dout, gate, up, n);
+    case Backend::CUDA: break;
+  }
+  not_built("swiglu_backward");
+}
+
+void attnres_forward(const Device& dev, float* h, float* alpha, float* uv, const float* const* src,
+                     const float* const* src_rstd, int K, const float* w, const float* g, int N,
+                     int d) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::attnres_forward(dev, h, alpha, uv, src, src_rstd, K, w, g, N, d);
+    case Backend::CUDA: break;
+  }
+  not_built("attnres_forward");
+}
+
+void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, float* dg,
+                      float* scratch, const float* dh, const float* alpha, const float* uv,
+                      const float* const* src, const float* const* src_rstd, int K, const float* w,
+                      const float* g, int N, int d) {
+  switch (dev.backend) {
+    case Backend::CPU:
+      return cpu::attnres_backward(dev, dacc_src, dw, dg, scratch, dh, alpha, uv, src, src_rstd, K, w, g, N, d);
+    case Backend::CUDA: break;
+  }
+  not_built("attnres_backward");
+}
+
+void cross_entropy_forward(const Device& dev, float* losses, const float* logits,
+                           const int32_t* targets, int N, int V) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::cross_entropy_forward(dev, losses, logits, targets, N, V);
+    case Backend::CUDA: break;
+  }
+  not_built("cross_entropy_forward");
+}
+
+void cross_entropy_backward(const Device& dev, float* dlogits, const float* logits,
+                            const int32_t* targets, int N, int V, float scale) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::cross_entropy_backward(dev, dlogits, logits, targets, N, V, scale);
+    case Backend::CUDA: break;
+  }
+  not_built("cross_entropy_backward");
+}
+
+double sum(const Device& dev, const float* x, size_t n) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::sum(dev, x, n);
+    case Backend::CUDA: break;
+  }
+  not_built("sum");
+}
+
+void adamw_update(const Device& dev, float* param, const float* grad, float* m, float* v, size_t n,
+                  float lr, float beta1, float beta2, float eps, float weight_decay, int t) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::adamw_update(dev, param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
+    case Backend::CUDA: break;
+  }
+  not_built("adamw_update");
+}
+
+double sum_squares(const Device& dev, const float* x, size_t n) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::sum_squares(dev, x, n);
+    case Backend::CUDA: break;
+  }
+  not_built("sum_squares");
+}
+
+void scale_inplace(const Device& dev, float* x, float s, size_t n) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::scale_inplace(dev, x, s, n);
+    case Backend::CUDA: break;
+  }
+  not_built("scale_inplace");
+}
+}  // namespace attnres::kernels

@@ -1,0 +1,72 @@
+#include "parallel/memory_plan.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "parallel/hop_payload.h"
+
+namespace attnres {
+
+std::vector<int> activation_slots(const Schedule& schedule, int rank) {
+  const int C = schedule.num_chunks();
+  std::vector<int> live(size_t(C), 0), peak(size_t(C), 0), slots(size_t(C), 0);
+  std::vector<bool> local(size_t(C), false);
+  for (const Action& a : schedule.ranks[size_t(rank)]) {
+    if (a.chunk >= 0) local[size_t(a.chunk)] = true;
+    if (a.op == Op::F) peak[a.chunk] = std::max(peak[a.chunk], ++live[a.chunk]);
+    if (a.op == Op::B || a.op == Op::BW) --live[a.chunk];
+  }
+  for (int c = 0; c < C; ++c)
+    if (local[size_t(c)]) slots[size_t(c)] = peak[size_t(c)] + 1;
+  return slots;
+}
+
+MemoryBytes& MemoryBytes::operator+=(const MemoryBytes& o) {
+  params += o.params, grads += o.grads, fixed += o.fixed, acts += o.acts, hops += o.hops;
+  return *this;
+}
+
+// Buffers of one [b, T, d] tensor each that a slot of chunk c holds.
+static int hop_buffers(const ModelConfig& cfg, const Partition& part, int c, bool cache) {
+  const int C = part.num_chunks();
+  const ChunkRange& r = part.chunks[size_t(c)];
+  int n = 0;
+  if (c > 0) {
+    const HopPayload in = hop_payload(cfg, part, c, cache);
+    n += int(in.tensors.size());  // forward receive
+    for (const HopTensor& h : in.tensors) n += h.kind == HopTensor::Source ? 1 : 0;  // their gradients
+  }
+  if (c + 1 < C) n += int(hop_payload(cfg, part, c + 1, cache).tensors.size());  // backward receive
+  if (cfg.attnres()) n += sources_at(cfg, r.last) - (c == 0 ? 0 : sources_at(cfg, r.first));  // produced sources
+  if (!cfg.attnres() && r.has_head) ++n;  // gradient of the output
+  return n;
+}
+
+RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, const Schedule& schedule,
+                                int rank, int micro_batch, bool cross_stage_cache) {
+  if (part.num_chunks() != schedule.num_chunks())
+    throw std::logic_error("memory plan: partition and schedule disagree on chunks");
+  const std::vector<int> slots = activation_slots(schedule, rank);
+  const uint64_t tensor_bytes = uint64_t(micro_batch) * cfg.seq_len * cfg.d_model * sizeof(float);
+  RankMemoryPlan plan;
+  for (int c = 0; c < part.num_chunks(); ++c) {
+    if (slots[size_t(c)] == 0) continue;
+    const ChunkRange& r = part.chunks[size_t(c)];
+    const ChunkFloats f = chunk_floats(cfg, r.first, r.last, micro_batch);
+    ChunkMemoryPlan ch;
+    ch.chunk = c;
+    ch.slots = slots[size_t(c)];
+    ch.arena_bytes = f.acts * sizeof(float);
+    ch.hop_buffers = hop_buffers(cfg, part, c, cross_stage_cache);
+    ch.bytes.params = f.params * sizeof(float);
+    ch.bytes.grads = f.grads * sizeof(float);
+    ch.bytes.fixed = (f.rope + f.scratch) * sizeof(float);
+    ch.bytes.acts = uint64_t(ch.slots) * ch.arena_bytes;
+    ch.bytes.hops = uint64_t(ch.slots) * uint64_t(ch.hop_buffers) * tensor_bytes;
+    plan.total += ch.bytes;
+    plan.chunks.push_back(ch);
+  }
+  return plan;
+}
+
+}  // namespace attnres

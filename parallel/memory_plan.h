@@ -1,0 +1,54 @@
+// Device memory of one pipeline rank, as the executor (parallel/executor.h)
+// allocates it, computed from the layout functions the runtime allocates with
+// (models/chunk.h chunk_floats). `attnres plan` prints it; a test checks it
+// against the allocator's byte counter.
+//
+// Per local chunk: parameters, gradients, RoPE tables and backward scratch
+// once, plus `slots` activation slots. A slot holds one microbatch's
+// activation arena and the hop buffers of that microbatch: the receive buffers
+// of the forward payload into the chunk and of the backward payload from the
+// next chunk, the gradient buffers of the sources the chunk received or
+// produced, and (standard mode, last chunk) the gradient of the output.
+// AdamW moments (2 x parameters) belong to the trainer and are not included.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "models/chunk.h"
+#include "parallel/partition.h"
+#include "parallel/schedule.h"
+
+namespace attnres {
+
+// Activation slots of each chunk on `rank`: the peak number of microbatches
+// live on the chunk in the rank's action list (from its F to its B or BW),
+// plus one so the next forward's receive can be posted early. Indexed by
+// chunk; 0 for chunks of other ranks.
+std::vector<int> activation_slots(const Schedule& schedule, int rank);
+
+struct MemoryBytes {
+  uint64_t params = 0, grads = 0;
+  uint64_t fixed = 0;  // RoPE tables and backward scratch
+  uint64_t acts = 0;   // slots x one microbatch's arena
+  uint64_t hops = 0;   // slots x the slot's hop buffers
+  uint64_t total() const { return params + grads + fixed + acts + hops; }
+  MemoryBytes& operator+=(const MemoryBytes& o);
+};
+
+struct ChunkMemoryPlan {
+  int chunk = 0;
+  int slots = 0;
+  uint64_t arena_bytes = 0;  // one microbatch's activations
+  int hop_buffers = 0;       // [b, T, d] buffers per slot
+  MemoryBytes bytes;
+};
+
+struct RankMemoryPlan {
+  std::vector<ChunkMemoryPlan> chunks;  // the rank's chunks, in chunk order
+  MemoryBytes total;
+};
+
+RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, const Schedule& schedule,
+                                int rank, int micro_batch, bool cross_stage_cache);
+
+}  // namespace attnres

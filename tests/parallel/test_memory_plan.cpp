@@ -1,0 +1,127 @@
+// The memory plan (parallel/memory_plan.h) equals, byte for byte, what a
+// PipelineExecutor allocates on each rank, measured with the allocator's
+// counter: standard, Full (S = 1) and Block AttnRes, on several layouts and
+// schedules, every rank of each.
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/memory.h"
+#include "parallel/executor.h"
+#include "parallel/memory_plan.h"
+#include "parallel/partition.h"
+#include "parallel/schedule.h"
+
+namespace attnres {
+namespace {
+
+// A pipeline communicator of the right size that must never be used: the
+// executor's constructor and destructor send nothing.
+class UnusedCommunicator : public Communicator {
+ public:
+  UnusedCommunicator(int rank, int size) : rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  Request isend(const std::vector<TensorRef>&, int, MessageTag) override { fail(); }
+  Request irecv(const std::vector<TensorRef>&, int, MessageTag) override { fail(); }
+  void wait(Request&) override { fail(); }
+  bool test(Request&) override { fail(); }
+  void allreduce_sum(float*, size_t) override { fail(); }
+  void allreduce_sum(double*, size_t) override { fail(); }
+  void broadcast(void*, size_t, int) override { fail(); }
+  void barrier() override { fail(); }
+
+ private:
+  [[noreturn]] static void fail() { throw std::logic_error("UnusedCommunicator was used"); }
+  int rank_, size_;
+};
+
+ModelConfig model(ResidualMode mode, int S) {
+  ModelConfig m;
+  m.vocab_size = 64;
+  m.d_model = 16;
+  m.n_layers = 4;  // L = 8 sublayers
+  m.n_heads = 2;
+  m.d_ff = 24;
+  m.seq_len = 8;
+  m.mode = mode;
+  m.block_size = S;
+  return m;
+}
+
+struct Layout {
+  int P, V, M;
+  std::string schedule, layout;
+  bool cache;
+};
+
+void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int micro_batch) {
+  const Partition part = make_partition(m, l.P, l.V, l.layout);
+  const kernels::Device dev;
+  for (int r = 0; r < l.P; ++r) {
+    const std::string what = std::string(residual_mode_name(m.mode)) + " S=" + std::to_string(m.block_size) +
+                             " " + l.schedule + " P=" + std::to_string(l.P) + " V=" + std::to_string(l.V) +
+                             " layout \"" + l.layout + "\" cache=" + std::to_string(l.cache) +
+                             " rank " + std::to_string(r);
+    Schedule sched = make_schedule(l.schedule, l.P, l.M, l.V);
+    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, micro_batch, l.cache);
+    UnusedCommunicator pipe(r, l.P);
+    const size_t before = kernels::allocated_bytes(dev);
+    {
+      PipelineExecutor exec(m, part, std::move(sched), r, l.P > 1 ? &pipe : nullptr, micro_batch, 1, l.cache, dev);
+      EXPECT_EQ(kernels::allocated_bytes(dev) - before, plan.total.total()) << what;
+      ASSERT_EQ(exec.chunks().size(), plan.chunks.size()) << what;
+      for (size_t i = 0; i < plan.chunks.size(); ++i) {
+        const Chunk& c = exec.chunks()[i];
+        EXPECT_EQ(c.params.size() * sizeof(float), plan.chunks[i].bytes.params) << what;
+        EXPECT_GE(plan.chunks[i].slots, 2) << what;  // at least one live microbatch + 1
+      }
+    }
+    EXPECT_EQ(kernels::allocated_bytes(dev), before) << what << ": the executor leaked device memory";
+  }
+}
+
+const std::vector<Layout> kLayouts = {
+    {1, 1, 3, "gpipe", "", false},
+    {1, 1, 4, "1f1b", "8", false},
+    {1, 2, 2, "interleaved", "4,4", false},          // two chunks on the one rank
+    {1, 2, 2, "interleaved", "3,5", true},
+    {2, 1, 4, "1f1b", "", false},
+    {2, 1, 4, "zb-h1", "3,5", false},
+    {2, 2, 4, "interleaved", "2,2,1,3", false},
+    {2, 2, 4, "interleaved", "2,2,1,3", true},      // cross-stage caching
+    {4, 1, 4, "gpipe", "1,3,2,2", false},
+    {4, 2, 4, "interleaved", "1,1,1,1,1,1,1,1", true},
+};
+
+TEST(MemoryPlan, EqualsExecutorAllocationStandard) {
+  for (const Layout& l : kLayouts) expect_plan_matches_allocation(model(ResidualMode::Standard, 1), l, 2);
+}
+
+TEST(MemoryPlan, EqualsExecutorAllocationFullAttnRes) {
+  for (const Layout& l : kLayouts) expect_plan_matches_allocation(model(ResidualMode::AttnRes, 1), l, 2);
+}
+
+TEST(MemoryPlan, EqualsExecutorAllocationBlockAttnRes) {
+  for (int S : {2, 3})  // blocks of 2; blocks of 3 with a short last block (layouts cut them)
+    for (const Layout& l : kLayouts) expect_plan_matches_allocation(model(ResidualMode::AttnRes, S), l, 3);
+}
+
+// The slot count is the peak of live microbatches + 1: GPipe holds all M,
+// 1F1B at most P - rank on rank `rank`.
+TEST(MemoryPlan, ActivationSlots) {
+  const Schedule gpipe = make_schedule("gpipe", 4, 6, 1);
+  const Schedule f1b = make_schedule("1f1b", 4, 6, 1);
+  for (int r = 0; r < 4; ++r) {
+    const std::vector<int> g = activation_slots(gpipe, r), o = activation_slots(f1b, r);
+    for (int c = 0; c < 4; ++c) {
+      EXPECT_EQ(g[size_t(c)], c == r ? 6 + 1 : 0) << "gpipe rank " << r << " chunk " << c;
+      EXPECT_EQ(o[size_t(c)], c == r ? 4 - r + 1 : 0) << "1f1b rank " << r << " chunk " << c;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace attnres
