@@ -1,7 +1,6 @@
 #include "runtime/checkpoint.h"
 
 #include <fcntl.h>
-#include <mpi.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -189,34 +188,9 @@ std::string broadcast_string(Communicator& c, std::string s, int root) {
 
 // Every rank learns the error of the lowest rank that has one, or "".
 std::string agree_on_error(Communicator& c, const std::string& mine) {
-  std::vector<double> failed(size_t(c.size()), 0.0);
-  if (!mine.empty()) failed[size_t(c.rank())] = 1.0;
-  c.allreduce_sum(failed.data(), failed.size());
-  for (int r = 0; r < c.size(); ++r)
-    if (failed[size_t(r)] != 0.0) return broadcast_string(c, r == c.rank() ? mine : "", r);
+  for (std::string& e : c.allgather(mine.data(), mine.size()))
+    if (!e.empty()) return e;
   return "";
-}
-
-// Rank 0 receives every world rank's string (in rank order); the others get {}.
-// The Communicator has no gather, so this one is plain MPI on MPI_COMM_WORLD.
-std::vector<std::string> gather_strings(const std::string& mine) {
-  int size = 1, rank = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  const int n = int(mine.size());
-  std::vector<int> lens(static_cast<size_t>(size)), displs(static_cast<size_t>(size));
-  MPI_Gather(&n, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
-  std::string all;
-  if (rank == 0) {
-    int total = 0;
-    for (int r = 0; r < size; ++r) displs[size_t(r)] = total, total += lens[size_t(r)];
-    all.resize(size_t(total));
-  }
-  MPI_Gatherv(mine.data(), n, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
-  std::vector<std::string> out;
-  if (rank == 0)
-    for (int r = 0; r < size; ++r) out.push_back(all.substr(size_t(displs[size_t(r)]), size_t(lens[size_t(r)])));
-  return out;
 }
 
 // --- writing ----------------------------------------------------------------
@@ -677,7 +651,7 @@ void Checkpointer::commit() {
     for (const TensorRecord& r : p.records) recs.push_back(record_json(r));
     mine = recs.dump();
   }
-  const std::vector<std::string> all = gather_strings(mine);
+  const std::vector<std::string> all = world.gather(mine.data(), mine.size(), 0);
   std::string status;
   if (world.rank() == 0) {
     try {

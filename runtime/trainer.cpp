@@ -1,14 +1,11 @@
 #include "runtime/trainer.h"
 
-#include <mpi.h>
-
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <limits>
 #include <stdexcept>
 #include <thread>
@@ -47,30 +44,11 @@ bool eval_due(const TrainConfig& t, int step) {  // step is 1-based
   return t.eval_every > 0 && (step % t.eval_every == 0 || step == t.steps);
 }
 
-// MPI lives for the whole process: a program not started by mpirun is a world of one.
-void ensure_mpi() {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (initialized) return;
-  MPI_Init(nullptr, nullptr);
-  std::atexit([] {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized) MPI_Finalize();
-  });
-}
+int node_cores() { return std::max(1, int(std::thread::hardware_concurrency())); }
 
 // train.threads = 0: this node's cores shared evenly by its ranks, so that
 // `mpirun -np 4` on 2 cores does not run 8 spinning threads.
-int threads_per_rank() {
-  MPI_Comm node;
-  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-  int local_ranks = 1;
-  MPI_Comm_size(node, &local_ranks);
-  MPI_Comm_free(&node);
-  const int cores = int(std::thread::hardware_concurrency());
-  return std::max(1, cores / local_ranks);
-}
+int threads_per_rank(const Communicator& node) { return std::max(1, node_cores() / node.size()); }
 
 // Tokens and targets of microbatches, as the executor takes them.
 struct MicroBatches {
@@ -87,6 +65,7 @@ struct Run {
   const Config& cfg;
   Topology topo;
   Groups groups;
+  std::unique_ptr<Communicator> node;  // the ranks on this machine
   Partition part;
   std::unique_ptr<PipelineExecutor> exec;
   std::vector<AdamW> adam;           // per local chunk
@@ -101,11 +80,9 @@ struct Run {
 void setup(Run& r) {
   const ParallelConfig& p = r.cfg.parallel;
   const ModelConfig& m = r.cfg.model;
-  ensure_mpi();
-  int world_size = 1, world_rank = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-  r.topo = make_topology(world_size, world_rank, p.dp, p.pp, p.tp);
+  init_mpi();
+  const std::unique_ptr<Communicator> world = make_mpi_world();
+  r.topo = make_topology(world->size(), world->rank(), p.dp, p.pp, p.tp);
   r.M = r.cfg.train.grad_accum / p.dp;
   r.part = make_partition(m, p.pp, p.virtual_stages, p.layout);
   Schedule sched;
@@ -120,6 +97,7 @@ void setup(Run& r) {
     max_tensors = std::max(max_tensors, int(hop_payload(m, r.part, c, false).tensors.size()));
   TagSpace tags{std::max(r.M, r.cfg.train.eval_batches), r.part.num_chunks(), max_tensors};
   r.groups = make_mpi_groups(r.topo, tags);
+  r.node = make_mpi_node();
   const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
   r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
                                               p.pp > 1 ? r.groups.pipeline.get() : nullptr,
@@ -256,7 +234,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const TrainConfig& tc = cfg.train;
   Run r(cfg);
   setup(r);
-  kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank());
+  kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank(*r.node));
   const Watchdog watchdog(tc.watchdog_timeout, r.topo.world_rank);
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
