@@ -16,7 +16,7 @@ constexpr uint32_t kTokenVersion = 1;
 constexpr uint32_t kTokenDtypeU8 = 1;  // one byte per token; the only dtype so far
 constexpr size_t kTokenHeaderSize = 64;
 
-// Writes a token file atomically (temp file, fsync, rename). Throws
+// Writes a token file durably (runtime/durable_file.h). Throws
 // std::runtime_error naming the path.
 void write_token_file(const std::string& path, const std::vector<uint8_t>& tokens);
 
