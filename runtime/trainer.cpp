@@ -3,9 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <thread>
@@ -169,18 +171,37 @@ std::string comm_json(const CommStats& s, int dp) {
   return j.substr(1, j.size() - 2);  // the members, to splice into the step's object
 }
 
-// The full model's parameters in global order, on every rank.
-std::vector<float> gather_parameters(Run& r) {
+// The one read of parameter memory by the export: tensor `t` of chunk `c`.
+std::vector<float> tensor_to_host(const Chunk& c, const TensorSpec& t) {
+  return std::vector<float>(c.params + t.offset, c.params + t.offset + t.numel);
+}
+
+// --export, on every rank: rank 0 writes the whole model. Each tensor comes to
+// it, one at a time, from the one rank that holds it (dp_idx = tp_idx = 0 of
+// its stage) by a gather in which the other ranks send nothing. No other rank
+// ever holds the whole model, and nothing moves unless an export is asked for.
+void export_model(Run& r, const std::string& path) {
   const ModelConfig& m = r.cfg.model;
-  const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
-  std::vector<float> out(full.total, 0.0f);
-  if (r.topo.coord.dp_idx == 0 && r.topo.coord.tp_idx == 0)
-    for (Chunk& c : r.exec->chunks())
-      for (const TensorSpec& t : c.layout.tensors)
-        std::copy_n(c.params + t.offset, t.numel, out.begin() + long(full.find(t.name)->offset));
-  // Every element is owned by one rank; the others add exact zeros.
-  if (r.topo.world_size > 1) r.groups.world->allreduce_sum(out.data(), out.size());
-  return out;
+  const bool holder = r.topo.coord.dp_idx == 0 && r.topo.coord.tp_idx == 0;
+  std::vector<NamedTensor> out;
+  for (const TensorSpec& t : make_param_layout(m, 0, m.num_sublayers()).tensors) {
+    std::vector<float> mine;
+    if (holder)
+      for (const Chunk& c : r.exec->chunks())
+        if (const TensorSpec* local = c.layout.find(t.name)) mine = tensor_to_host(c, *local);
+    const std::vector<std::string> got = r.groups.world->gather(mine.data(), mine.size() * sizeof(float), 0);
+    if (!r.is_logger()) continue;
+    NamedTensor& nt = out.emplace_back(NamedTensor{t.name, t.shape, std::vector<float>(t.numel)});
+    int senders = 0;
+    for (const std::string& bytes : got) {
+      if (bytes.empty()) continue;
+      assert(bytes.size() == t.numel * sizeof(float));
+      std::memcpy(nt.data.data(), bytes.data(), bytes.size());
+      ++senders;
+    }
+    assert(senders == 1 && "every tensor has exactly one holder");
+  }
+  if (r.is_logger()) write_safetensors(path, out, m);
 }
 
 // Tokens of the step's global batch: micro_batch_size x grad_accum sequences.
@@ -295,14 +316,13 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   res.steps = tc.steps;
   res.tokens_per_s = median(tps);
   res.mfu = median(mfus);
-  res.params = gather_parameters(r);
   if (log && cfg.parallel.pp > 1 && !last_hop_bytes.empty()) {
     for (double& b : last_hop_bytes) b /= cfg.parallel.dp;
     std::printf("%s", comm_table(cfg, r.part, last_hop_bytes).c_str());
   }
   if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
-  if (!opt.export_path.empty() && r.is_logger()) {
-    write_safetensors(opt.export_path, named_tensors(make_param_layout(m, 0, m.num_sublayers()), res.params.data()), m);
+  if (!opt.export_path.empty()) {
+    export_model(r, opt.export_path);
     if (log) std::printf("exported %s and %s\n", opt.export_path.c_str(), export_config_path(opt.export_path).c_str());
   }
   return res;
