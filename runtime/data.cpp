@@ -152,6 +152,13 @@ std::vector<Batch> validation_batches(const TokenFile& file, int B, int T, int m
   return out;
 }
 
+void pad_batch(Batch& b, int B) {
+  assert(b.B <= B);
+  b.inputs.resize(size_t(B) * b.T, 0);
+  b.targets.resize(size_t(B) * b.T, kMaskedTarget);
+  b.B = B;
+}
+
 double unigram_entropy(const std::vector<uint8_t>& tokens) {
   uint64_t counts[256] = {};
   for (uint8_t t : tokens) counts[t]++;

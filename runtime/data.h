@@ -37,6 +37,14 @@ struct Batch {
   std::vector<int32_t> inputs, targets;  // [B, T] row-major
 };
 
+// A target that masks its position: the cross-entropy there is 0 (padding).
+constexpr int32_t kMaskedTarget = -1;
+
+// Pads `b` to B sequences (b.B <= B) with masked rows: inputs 0, targets
+// kMaskedTarget. They add nothing to the loss sum, and the batch has the
+// shape every pipeline hop expects.
+void pad_batch(Batch& b, int B);
+
 // Training sampler. Sequence i (a global index, counted across steps,
 // microbatches and dp ranks) is the window of T + 1 tokens starting at
 // XXH64(le64(seed) || le64(i)) mod (count - T). Content therefore depends only

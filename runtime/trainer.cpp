@@ -171,6 +171,24 @@ std::string comm_json(const CommStats& s, int dp) {
   return j.substr(1, j.size() - 2);  // the members, to splice into the step's object
 }
 
+// The validation set is split between the dp replicas: replica i evaluates
+// batches i, i + dp, ... The last, shorter batch is padded to
+// micro_batch_size with masked rows, so every hop keeps its shape. Returns the
+// real tokens of the whole set, the denominator of the val loss.
+double validation_share(const TokenFile& f, const Config& cfg, const Coord& co, MicroBatches& out) {
+  const TrainConfig& tc = cfg.train;
+  std::vector<Batch> all = validation_batches(f, tc.micro_batch_size, cfg.model.seq_len, tc.eval_batches);
+  double tokens = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    tokens += double(all[i].inputs.size());
+    if (int(i % size_t(cfg.parallel.dp)) != co.dp_idx) continue;
+    pad_batch(all[i], tc.micro_batch_size);
+    out.batches.push_back(std::move(all[i]));
+  }
+  out.point();
+  return tokens;
+}
+
 // The one read of parameter memory by the export: tensor `t` of chunk `c`.
 std::vector<float> tensor_to_host(const Chunk& c, const TensorSpec& t) {
   return std::vector<float>(c.params + t.offset, c.params + t.offset + t.numel);
@@ -266,9 +284,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const TokenFile val_file(cfg.data.dir + "/val.bin");
   const DataLoader loader(train_file, tc.micro_batch_size, m.seq_len, tc.seed);
   MicroBatches val, mbs;
-  val.batches = validation_batches(val_file, tc.micro_batch_size, m.seq_len, tc.eval_batches);
-  std::erase_if(val.batches, [&](const Batch& b) { return b.B != tc.micro_batch_size; });
-  val.point();
+  const double val_tokens = validation_share(val_file, cfg, r.topo.coord, val);
   mbs.batches.resize(size_t(r.M));
 
   const bool log = r.is_logger() && !opt.quiet;
@@ -296,10 +312,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       s.extra_log = comm_log(cs, cfg.parallel.dp);
       s.extra_json = comm_json(cs, cfg.parallel.dp);
     }
-    if (eval_due(tc, s.step) && !val.batches.empty()) {
+    if (eval_due(tc, s.step)) {
       heartbeat();  // evaluation is a long phase of its own
-      const double sum = share_loss(r, exec.forward_only(val.tokens, val.targets)) / cfg.parallel.dp;
-      s.val_loss = sum / (double(val.batches.size()) * tc.micro_batch_size * m.seq_len);
+      s.val_loss = share_loss(r, exec.forward_only(val.tokens, val.targets)) / val_tokens;
       res.final_val_loss = *s.val_loss;
     }
     if (step > 0) tps.push_back(s.tokens_per_s), mfus.push_back(s.mfu);

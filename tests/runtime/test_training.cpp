@@ -1,5 +1,6 @@
-// End-to-end properties of the training loop: determinism, falling loss, and
-// export -> eval giving the loss of the model the run ended with.
+// End-to-end properties of the training loop: determinism, falling loss,
+// export -> eval giving the loss of the model the run ended with, and
+// validation over every window.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -130,6 +131,41 @@ TEST(Training, ExportIsTheFinalModelAndEvalLoadsIt) {
   const double loss = eval_file_loss(loaded.chunk, loaded.acts, text);
   EXPECT_EQ(loss, eval_file_loss(from_ckpt.chunk, from_ckpt.acts, text));
   EXPECT_LT(loss, std::log(256.0));
+}
+
+// A validation file whose 7 windows make batches of 4 and 3: the short last
+// batch is evaluated too, and the val loss is the mean over all 7 windows
+// computed directly, one window at a time, from the exported model. `attnres
+// eval` of the windows as a text file agrees.
+TEST(Training, ValidationCoversEveryWindowIncludingAShortLastBatch) {
+  const fs::path dir = scratch_dir("val");
+  const TokenFile train_tokens(test_corpus_dir() + "/train.bin"), val_tokens(test_corpus_dir() + "/val.bin");
+  const int T = 32, windows = 7;  // configs/tiny.yaml: seq_len 32, micro_batch_size 4
+  const std::vector<uint8_t> val(val_tokens.tokens.begin(), val_tokens.tokens.begin() + windows * T + 1);
+  write_token_file((dir / "train.bin").string(), train_tokens.tokens);
+  write_token_file((dir / "val.bin").string(), val);
+  const Config cfg = tiny_config({"data.dir=" + dir.string(), "train.eval_batches=3"});
+  ASSERT_EQ(cfg.model.seq_len, T);
+  ASSERT_EQ(cfg.train.micro_batch_size, 4);
+  TrainResult r;
+  const std::vector<NamedTensor> params = train_and_export(cfg, dir, &r);
+
+  std::vector<Batch> one_window_each;
+  std::string text;  // window w = tokens [w*T, w*T + T], as eval reads windows of T + 1
+  for (int w = 0; w < windows; ++w) {
+    Batch& b = one_window_each.emplace_back();
+    b.B = 1, b.T = T;
+    for (int t = 0; t < T; ++t) b.inputs.push_back(val[size_t(w * T + t)]), b.targets.push_back(val[size_t(w * T + t + 1)]);
+    text.append(val.begin() + w * T, val.begin() + w * T + T + 1);
+  }
+  Model one(cfg.model, 1, params);
+  const double direct = mean_loss(one.chunk, one.acts, one_window_each);
+  EXPECT_NEAR(r.final_val_loss, direct, 1e-6 * direct);
+
+  const fs::path text_path = dir / "val_windows.txt";
+  std::ofstream(text_path, std::ios::binary) << text;
+  Model three(cfg.model, 3, params);
+  EXPECT_NEAR(eval_file_loss(three.chunk, three.acts, text_path.string()), r.final_val_loss, 1e-6 * direct);
 }
 
 TEST(Training, CorruptExportIsRejectedNamingTheFile) {
