@@ -11,6 +11,7 @@
 #include <limits>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "kernels/device.h"
 #include "kernels/ops.h"
@@ -189,6 +190,31 @@ double validation_share(const TokenFile& f, const Config& cfg, const Coord& co, 
   return tokens;
 }
 
+// The MFU denominator in FLOP/s, the sum over nodes of each node's peak: its
+// sgemm rate, measured once by the node's first rank with all the node's
+// cores while its other ranks wait asleep, or --peak-gflops (per node).
+double machine_peak_flops(Run& r, double given_gflops) {
+  Communicator& node = *r.node;
+  double node_gflops = given_gflops;
+  if (given_gflops <= 0) {
+    if (node.rank() == 0) node_gflops = kernels::measure_sgemm_gflops(node_cores());
+    node.barrier();
+  }
+  double total = node.rank() == 0 ? node_gflops : 0.0;
+  r.groups.world->allreduce_sum(&total, 1);
+  return total * 1e9;
+}
+
+// MFU is model FLOP/s over the peak, never above 1: a measured peak is a lower
+// bound of what the machine can do, so a step that beats it (e.g. another job
+// slowed the measurement) is reported at 100 %, and rank 0 says so once.
+void warn_peak_beaten(int step, double achieved_flops, double peak_flops) {
+  std::fprintf(stderr,
+               "attnres: step %d ran at %.1f GFLOP/s, above the peak of %.1f GFLOP/s (a measured lower bound, "
+               "or --peak-gflops): MFU is reported as 100%%\n",
+               step, achieved_flops / 1e9, peak_flops / 1e9);
+}
+
 // The one read of parameter memory by the export: tensor `t` of chunk `c`.
 std::vector<float> tensor_to_host(const Chunk& c, const TensorSpec& t) {
   return std::vector<float>(c.params + t.offset, c.params + t.offset + t.numel);
@@ -227,14 +253,15 @@ double tokens_per_global_batch(const Config& cfg) {
   return double(cfg.train.micro_batch_size) * cfg.model.seq_len * cfg.train.grad_accum;
 }
 
-void print_header(const Run& r, double peak_flops) {
+void print_header(const Run& r, double peak_flops, bool measured) {
   const ModelConfig& m = r.cfg.model;
   const ParallelConfig& p = r.cfg.parallel;
   std::printf("model: %zu parameters, %s residual", make_param_layout(m, 0, m.num_sublayers()).total,
               residual_mode_name(m.mode));
   if (m.attnres()) std::printf(", block size %d (%d blocks)", m.block_size, m.num_blocks());
-  std::printf(" | dp %d pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak (measured sgemm) %.1f GFLOP/s\n",
-              p.dp, p.pp, p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9);
+  std::printf(" | dp %d pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak %.1f GFLOP/s (%s)\n",
+              p.dp, p.pp, p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9,
+              measured ? "sgemm measured per node" : "--peak-gflops per node");
 }
 
 // One optimizer step (0-based `step`): this dp rank's microbatches through the
@@ -271,6 +298,9 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
 TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const ModelConfig& m = cfg.model;
   const TrainConfig& tc = cfg.train;
+  if (opt.peak_gflops < 0)
+    throw std::invalid_argument("--peak-gflops must be a positive number of GFLOP/s, got " +
+                                std::to_string(opt.peak_gflops));
   Run r(cfg);
   setup(r);
   kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank(*r.node));
@@ -290,22 +320,25 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const bool log = r.is_logger() && !opt.quiet;
   MetricsWriter metrics = opt.metrics_path.empty() || !r.is_logger() ? MetricsWriter()
                                                                 : MetricsWriter(opt.metrics_path, first_step);
-  const double peak_per_rank = opt.peak_gflops > 0 ? opt.peak_gflops : kernels::measure_sgemm_gflops(kernels::get_num_threads());
-  const double peak_flops = peak_per_rank * 1e9 * r.topo.world_size;
+  const double peak_flops = machine_peak_flops(r, opt.peak_gflops);
   const double flops_per_token = model_flops_per_token(m);
   const double tokens_per_step = tokens_per_global_batch(cfg);
-  if (log) print_header(r, peak_flops);
+  if (log) print_header(r, peak_flops, opt.peak_gflops == 0);
 
   TrainResult res;
   res.final_val_loss = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> tps, mfus;
+  bool peak_beaten = false;
   std::vector<double> last_hop_bytes;  // of the last step, summed over dp replicas
   for (int step = first_step; step < tc.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     StepMetrics s = optimizer_step(r, loader, mbs, step);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.tokens_per_s = tokens_per_step / secs;
-    s.mfu = flops_per_token * s.tokens_per_s / peak_flops;
+    const double achieved = flops_per_token * s.tokens_per_s;
+    if (achieved > peak_flops && !std::exchange(peak_beaten, true) && r.is_logger())
+      warn_peak_beaten(s.step, achieved, peak_flops);
+    s.mfu = std::min(1.0, achieved / peak_flops);
     if (r.topo.world_size > 1) {
       const CommStats cs = gather_comm_stats(r);
       last_hop_bytes = cs.hop_bytes;

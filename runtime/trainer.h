@@ -14,7 +14,7 @@ struct TrainOptions {
   std::string export_path;   // model.safetensors written at the end
   std::string trace_path;    // Chrome trace; rank r writes <stem>.rank<r>.json
   bool quiet = false;        // no per-step log lines
-  double peak_gflops = 0;    // MFU denominator per rank; 0 = measure the sgemm rate
+  double peak_gflops = 0;    // MFU denominator per node (> 0); 0 = measure each node's sgemm rate
   std::string resume;        // "" = fresh, "auto" or a checkpoint path (runtime/checkpoint.h)
 };
 

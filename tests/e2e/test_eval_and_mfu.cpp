@@ -1,7 +1,8 @@
-// Validation through the `attnres` binary under mpirun (issue #7): dp
-// replicas that split the validation windows, with a short last batch padded
-// through a pipeline hop, report the loss `attnres eval` gives on the same
-// windows.
+// Validation and MFU through the `attnres` binary under mpirun (issue #7):
+// dp replicas that split the validation windows, with a short last batch
+// padded through a pipeline hop, report the loss `attnres eval` gives on the
+// same windows; MFU never exceeds 100 %, and --peak-gflops rejects
+// non-positive values.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -92,4 +93,42 @@ TEST(Evaluation, DpReplicasSplitTheWindowsAndEvalAgrees) {
   const size_t at = e.log.find("eval_loss: ");
   ASSERT_NE(at, std::string::npos) << e.log;
   EXPECT_NEAR(std::stod(e.log.substr(at + 11)), val_loss, 2e-6) << e.log;  // eval prints 6 decimals
+}
+
+// A peak far below what a step achieves: MFU is reported as exactly 100 %,
+// never above, and the run says why.
+TEST(Mfu, NeverAboveOneHundredPercent) {
+  const Outcome r = run_attnres("low_peak", 2,
+                        train_args("low_peak", {"data.dir=" + test_corpus_dir(), "train.steps=3",
+                                                "train.warmup_steps=1", "train.threads=1", "parallel.pp=2"}) +
+                            " --peak-gflops 0.001");
+  ASSERT_EQ(r.rc, 0) << r.log;
+  ASSERT_EQ(r.steps.size(), 3u);
+  for (const auto& s : r.steps) EXPECT_EQ(s.at("mfu").get<double>(), 1.0);
+  EXPECT_NE(r.log.find("above the peak"), std::string::npos) << r.log;
+}
+
+// Measured: one sgemm measurement per node, and an MFU in (0, 1].
+TEST(Mfu, MeasuredPeakPerNode) {
+  const Outcome r = run_attnres("measured", 2,
+                        train_args("measured", {"data.dir=" + test_corpus_dir(), "train.steps=2",
+                                                "train.warmup_steps=1", "train.threads=1", "parallel.pp=2"}));
+  ASSERT_EQ(r.rc, 0) << r.log;
+  EXPECT_NE(r.log.find("sgemm measured per node"), std::string::npos) << r.log;
+  for (const auto& s : r.steps) {
+    EXPECT_GT(s.at("mfu").get<double>(), 0.0);
+    EXPECT_LE(s.at("mfu").get<double>(), 1.0);
+  }
+}
+
+TEST(Mfu, PeakGflopsMustBePositive) {
+  for (const char* bad : {"0", "-3"}) {
+    const Outcome r = run_attnres(std::string("bad_peak") + bad, 1,
+                          train_args(std::string("bad_peak") + bad, {"data.dir=" + test_corpus_dir()}) +
+                              " --peak-gflops " + bad);
+    EXPECT_NE(r.rc, 0) << bad;
+    EXPECT_NE(r.log.find("--peak-gflops"), std::string::npos) << r.log;
+    EXPECT_NE(r.log.find("positive"), std::string::npos) << r.log;
+    EXPECT_TRUE(r.steps.empty()) << bad;
+  }
 }
