@@ -8,7 +8,7 @@
 #include <stdexcept>
 
 #include "launch/commands.h"
-#include "runtime/checkpoint.h"
+#include "runtime/checkpoint_format.h"
 #include "runtime/evaluate.h"
 #include "runtime/safetensors.h"
 

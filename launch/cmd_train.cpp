@@ -1,7 +1,9 @@
 // `attnres train`: train a model from a YAML config.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
+#include <string>
 
 #include "launch/commands.h"
 #include "runtime/config.h"
@@ -25,7 +27,15 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--trace", o->train.trace_path,
                   "Write a Chrome trace per rank (FILE.json -> FILE.rank<r>.json), loadable in Perfetto");
   cmd->add_option("--peak-gflops", o->train.peak_gflops,
-                  "Peak GFLOP/s per rank for MFU (default: measure this machine's sgemm rate)");
+                  "Peak GFLOP/s of one node (all its cores) for MFU (default: measure each node's sgemm rate "
+                  "once; docs/MODEL.md)")
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            char* end = nullptr;
+            const double x = std::strtod(v.c_str(), &end);
+            return *end == '\0' && x > 0 ? std::string() : "must be a positive number of GFLOP/s, got '" + v + "'";
+          },
+          "POSITIVE"));
   cmd->add_option("--resume", o->train.resume,
                   "Resume from a checkpoint: 'auto' (the newest complete one in checkpoint.dir, falling back "
                   "to older ones; fresh if none) or a checkpoint directory (docs/CHECKPOINT.md)");

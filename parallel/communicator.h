@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace attnres {
@@ -90,6 +91,13 @@ class Communicator {
   virtual void allreduce_sum(float* data, size_t n) = 0;
   virtual void allreduce_sum(double* data, size_t n) = 0;
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  // Every rank's `bytes` bytes (the lengths may differ, zero included), in
+  // rank order: on `root` only (the other ranks get an empty list), or on
+  // every rank. Byte strings hold them.
+  virtual std::vector<std::string> gather(const void* data, size_t bytes, int root) = 0;
+  virtual std::vector<std::string> allgather(const void* data, size_t bytes) = 0;
+  // Waiting ranks sleep rather than spin, so they leave their cores to the
+  // ranks still working (e.g. a node's sgemm peak measurement).
   virtual void barrier() = 0;
 
   // Payload bytes passed to isend so far (4 per float), counted when posted.

@@ -1,12 +1,17 @@
 #include "parallel/mpi_communicator.h"
 
+#include <mpi.h>
+
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace attnres {
 
@@ -52,23 +57,57 @@ MpiRequestState& mpi_state(Request& r) {
 
 }  // namespace
 
-MpiSession::MpiSession(int* argc, char*** argv) {
+// The Communicator over one MPI communicator; only this file sees it.
+class MpiCommunicator final : public Communicator {
+ public:
+  // Takes ownership of `comm` (freed in the destructor). Throws
+  // std::runtime_error if `tags` does not fit MPI_TAG_UB.
+  explicit MpiCommunicator(MPI_Comm comm, TagSpace tags = {});
+  ~MpiCommunicator() override;
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  Request isend(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) override;
+  Request irecv(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) override;
+  void wait(Request& r) override;
+  bool test(Request& r) override;
+  void allreduce_sum(float* data, size_t n) override;
+  void allreduce_sum(double* data, size_t n) override;
+  void broadcast(void* data, size_t bytes, int root) override;
+  std::vector<std::string> gather(const void* data, size_t bytes, int root) override;
+  std::vector<std::string> allgather(const void* data, size_t bytes) override;
+  void barrier() override;
+
+ private:
+  Request post(const std::vector<TensorRef>& tensors, int peer, MessageTag tag, bool send);
+  std::vector<std::string> gather_to(const void* data, size_t bytes, int root);
+
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 1;
+  TagSpace tags_;
+};
+
+void init_mpi(int* argc, char*** argv) {
   int initialized = 0;
   check(MPI_Initialized(&initialized), "MPI_Initialized");
-  if (initialized) return;
-  // OpenMP threads compute, only the main thread calls MPI.
   int provided = 0;
-  check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
-  owns_ = true;
+  if (initialized) {
+    check(MPI_Query_thread(&provided), "MPI_Query_thread");
+  } else {
+    check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    std::atexit([] {
+      int finalized = 0;
+      MPI_Finalized(&finalized);
+      if (!finalized) MPI_Finalize();
+    });
+  }
   if (provided < MPI_THREAD_FUNNELED)
-    throw std::runtime_error("MPI does not provide MPI_THREAD_FUNNELED");
-}
-
-MpiSession::~MpiSession() {
-  if (!owns_) return;
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+    throw std::runtime_error("MPI provides thread level " + std::to_string(provided) +
+                             ", below MPI_THREAD_FUNNELED (" + std::to_string(MPI_THREAD_FUNNELED) +
+                             ") that attnres needs: OpenMP, the watchdog and the checkpoint writer "
+                             "run threads beside the one that calls MPI");
 }
 
 int encode_tag(const TagSpace& space, MessageTag tag, int index) {
@@ -116,13 +155,13 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, TagSpace tags) : comm_(comm), ta
     check(MPI_Comm_get_attr(comm_, MPI_TAG_UB, &attr, &flag), "MPI_Comm_get_attr(MPI_TAG_UB)");
     check_tag_space(tags, flag ? *static_cast<int*>(attr) : 32767);  // 32767: the standard's minimum
   } catch (...) {
-    if (comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);  // the destructor will not run
+    MPI_Comm_free(&comm_);  // the destructor will not run
     throw;
   }
 }
 
 MpiCommunicator::~MpiCommunicator() {
-  if (comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
 Request MpiCommunicator::post(const std::vector<TensorRef>& tensors, int peer, MessageTag tag,
@@ -204,9 +243,89 @@ void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
           "MPI_Bcast");
 }
 
-void MpiCommunicator::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+// In rounds, so that every count and displacement fits an int: in each, every
+// rank contributes its next piece of at most kPiece / size bytes. root < 0:
+// every rank receives (all-gather).
+std::vector<std::string> MpiCommunicator::gather_to(const void* data, size_t bytes, int root) {
+  std::vector<uint64_t> len(size_t(size_), 0);
+  const uint64_t mine = bytes;
+  check(MPI_Allgather(&mine, 1, MPI_UINT64_T, len.data(), 1, MPI_UINT64_T, comm_), "MPI_Allgather");
+  const bool receives = root < 0 || rank_ == root;
+  std::vector<std::string> out;
+  if (receives)
+    for (uint64_t n : len) out.emplace_back(n, '\0');
+  const uint64_t piece = std::max<uint64_t>(1, kPiece / size_t(size_));
+  const uint64_t longest = *std::max_element(len.begin(), len.end());
+  std::vector<int> counts(len.size()), displs(len.size());
+  std::string buf;
+  for (uint64_t off = 0; off < longest; off += piece) {
+    int total = 0;
+    for (size_t r = 0; r < len.size(); ++r) {
+      counts[r] = int(len[r] > off ? std::min(piece, len[r] - off) : 0);
+      displs[r] = total;
+      total += counts[r];
+    }
+    if (receives) buf.resize(size_t(total));
+    const char* src = static_cast<const char*>(data) + (counts[size_t(rank_)] ? off : 0);
+    if (root < 0)
+      check(MPI_Allgatherv(src, counts[size_t(rank_)], MPI_BYTE, buf.data(), counts.data(), displs.data(),
+                           MPI_BYTE, comm_),
+            "MPI_Allgatherv");
+    else
+      check(MPI_Gatherv(src, counts[size_t(rank_)], MPI_BYTE, buf.data(), counts.data(), displs.data(),
+                        MPI_BYTE, root, comm_),
+            "MPI_Gatherv");
+    if (receives)
+      for (size_t r = 0; r < len.size(); ++r) std::copy_n(buf.data() + displs[r], counts[r], out[r].data() + off);
+  }
+  return out;
+}
+
+std::vector<std::string> MpiCommunicator::gather(const void* data, size_t bytes, int root) {
+  if (root < 0 || root >= size_)
+    throw std::logic_error("gather root " + std::to_string(root) + " is outside communicator of size " +
+                           std::to_string(size_));
+  return gather_to(data, bytes, root);
+}
+
+std::vector<std::string> MpiCommunicator::allgather(const void* data, size_t bytes) {
+  return gather_to(data, bytes, -1);
+}
+
+void MpiCommunicator::barrier() {
+  MPI_Request req = MPI_REQUEST_NULL;
+  check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
+  for (int done = 0;;) {
+    check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+// Fails clearly, not with an MPI abort, when MPI was never initialised.
+static void require_mpi() {
+  int initialized = 0;
+  check(MPI_Initialized(&initialized), "MPI_Initialized");
+  if (!initialized) throw std::logic_error("MPI is not initialised: call init_mpi() first");
+}
+
+std::unique_ptr<Communicator> make_mpi_world(TagSpace tags) {
+  require_mpi();
+  MPI_Comm comm = MPI_COMM_NULL;
+  check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup");
+  return std::make_unique<MpiCommunicator>(comm, tags);
+}
+
+std::unique_ptr<Communicator> make_mpi_node() {
+  require_mpi();
+  MPI_Comm comm = MPI_COMM_NULL;
+  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &comm),
+        "MPI_Comm_split_type");
+  return std::make_unique<MpiCommunicator>(comm);
+}
 
 Groups make_mpi_groups(const Topology& topo, TagSpace pipeline_tags) {
+  require_mpi();
   int world_size = 0, world_rank = 0;
   check(MPI_Comm_size(MPI_COMM_WORLD, &world_size), "MPI_Comm_size");
   check(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank), "MPI_Comm_rank");
@@ -225,9 +344,7 @@ Groups make_mpi_groups(const Topology& topo, TagSpace pipeline_tags) {
     return g;
   };
   Groups g;
-  MPI_Comm world = MPI_COMM_NULL;
-  check(MPI_Comm_dup(MPI_COMM_WORLD, &world), "MPI_Comm_dup");
-  g.world = std::make_unique<MpiCommunicator>(world);
+  g.world = make_mpi_world();
   g.pipeline = split(c.dp_idx * topo.tp + c.tp_idx, c.pp_idx, pipeline_tags);
   g.data = split(c.pp_idx * topo.tp + c.tp_idx, c.dp_idx, TagSpace{});
   g.tensor = split(c.pp_idx * topo.dp + c.dp_idx, c.tp_idx, TagSpace{});

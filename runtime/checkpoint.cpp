@@ -1,181 +1,24 @@
 #include "runtime/checkpoint.h"
 
-#include <fcntl.h>
-#include <mpi.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <xxhash.h>
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cassert>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <map>
-#include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
 #include <thread>
 
+#include "kernels/memory.h"
+#include "runtime/durable_file.h"
 #include "runtime/fault_injection.h"
 #include "runtime/watchdog.h"
 
 namespace attnres {
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
 
 namespace {
-
-constexpr const char* kFormatName = "attnres-checkpoint";
-constexpr const char* kTmpPrefix = ".tmp_step_";
-
-std::string errno_text(int e) { return std::strerror(e); }
-
-// fsync of a file or a directory (a rename or a new file is durable only once
-// its directory is synced).
-void fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw CheckpointError(path + ": cannot open to fsync: " + errno_text(errno));
-  const int rc = ::fsync(fd);
-  const int e = errno;
-  ::close(fd);
-  if (rc != 0) throw CheckpointError(path + ": fsync failed: " + errno_text(e));
-}
-
-void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw CheckpointError(path + ": write failed: " + errno_text(errno));
-    }
-    p += w, n -= size_t(w);
-  }
-}
-
-// Owns a file descriptor; closes it on every path out.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-void write_file_synced(const std::string& path, const std::string& text) {
-  Fd f{::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644)};
-  if (f.fd < 0) throw CheckpointError(path + ": cannot create: " + errno_text(errno));
-  write_all(f.fd, text.data(), text.size(), path);
-  if (::fsync(f.fd) != 0) throw CheckpointError(path + ": fsync failed: " + errno_text(errno));
-}
-
-std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
-// "step_" followed by exactly 8 digits.
-bool parse_step_name(const std::string& name, int& step) {
-  if (name.size() != 13 || name.rfind("step_", 0) != 0) return false;
-  for (size_t i = 5; i < name.size(); ++i)
-    if (name[i] < '0' || name[i] > '9') return false;
-  step = std::stoi(name.substr(5));
-  return true;
-}
-
-template <class T>
-T field(const json& j, const char* key, const std::string& where) {
-  if (!j.is_object() || !j.contains(key))
-    throw CheckpointError(where + ": missing field '" + key + "'");
-  try {
-    return j.at(key).get<T>();
-  } catch (const json::exception& e) {
-    throw CheckpointError(where + ": field '" + key + "' is malformed: " + e.what());
-  }
-}
-
-TensorKind parse_kind(const std::string& s, const std::string& where) {
-  for (TensorKind k : {TensorKind::Param, TensorKind::AdamM, TensorKind::AdamV})
-    if (s == tensor_kind_name(k)) return k;
-  throw CheckpointError(where + ": kind '" + s + "' is not param, adam_m or adam_v");
-}
-
-json record_json(const TensorRecord& r) {
-  return {{"name", r.name},          {"kind", tensor_kind_name(r.kind)}, {"dtype", r.dtype},
-          {"shape", r.shape},        {"shard_offset", r.shard_offset},   {"shard_extent", r.shard_extent},
-          {"file", r.file},          {"byte_offset", r.byte_offset},     {"nbytes", r.nbytes},
-          {"xxh64", hex64(r.xxh64)}};
-}
-
-TensorRecord record_from_json(const json& j, const std::string& where0) {
-  TensorRecord r;
-  r.name = field<std::string>(j, "name", where0);
-  const std::string where = where0 + " (" + r.name + ")";
-  r.kind = parse_kind(field<std::string>(j, "kind", where), where);
-  r.dtype = field<std::string>(j, "dtype", where);
-  r.shape = field<std::vector<int64_t>>(j, "shape", where);
-  r.shard_offset = field<std::vector<int64_t>>(j, "shard_offset", where);
-  r.shard_extent = field<std::vector<int64_t>>(j, "shard_extent", where);
-  r.file = field<std::string>(j, "file", where);
-  r.byte_offset = field<uint64_t>(j, "byte_offset", where);
-  r.nbytes = field<uint64_t>(j, "nbytes", where);
-  const std::string h = field<std::string>(j, "xxh64", where);
-  if (h.size() != 16 || h.find_first_not_of("0123456789abcdef") != std::string::npos)
-    throw CheckpointError(where + ": xxh64 '" + h + "' is not 16 lowercase hex digits");
-  r.xxh64 = std::stoull(h, nullptr, 16);
-  if (r.dtype != "F32") throw CheckpointError(where + ": dtype " + r.dtype + " (this build reads F32)");
-  if (r.shard_offset.size() != r.shape.size() || r.shard_extent.size() != r.shape.size())
-    throw CheckpointError(where + ": shard_offset/shard_extent do not have the rank of shape");
-  uint64_t numel = 1;
-  for (size_t d = 0; d < r.shape.size(); ++d) {
-    if (r.shard_offset[d] < 0 || r.shard_extent[d] < 0 || r.shard_offset[d] + r.shard_extent[d] > r.shape[d])
-      throw CheckpointError(where + ": shard lies outside the tensor's shape");
-    numel *= uint64_t(r.shard_extent[d]);
-  }
-  if (r.nbytes != numel * sizeof(float))
-    throw CheckpointError(where + ": nbytes " + std::to_string(r.nbytes) + " but the extent holds " +
-                          std::to_string(numel * sizeof(float)) + " bytes of F32");
-  if (r.file.empty() || r.file.find('/') != std::string::npos || r.file == "." || r.file == "..")
-    throw CheckpointError(where + ": file '" + r.file + "' is not a file name in the checkpoint directory");
-  return r;
-}
-
-std::string shape_text(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
-using RecordIndex = std::map<std::pair<std::string, TensorKind>, const TensorRecord*>;
-
-RecordIndex index_records(const Manifest& m) {
-  RecordIndex idx;
-  for (const TensorRecord& r : m.tensors) idx[{r.name, r.kind}] = &r;
-  return idx;
-}
-
-// The record holding all of tensor `spec` of `kind`; this build loads whole tensors.
-const TensorRecord& whole_record(const RecordIndex& idx, const TensorSpec& spec, TensorKind kind,
-                                 const std::string& ckpt) {
-  const auto it = idx.find({spec.name, kind});
-  const std::string what = spec.name + " (" + tensor_kind_name(kind) + ")";
-  if (it == idx.end()) throw CheckpointError(ckpt + "/manifest.json: no tensor " + what);
-  const TensorRecord& r = *it->second;
-  if (r.shape != spec.shape)
-    throw CheckpointError(ckpt + "/manifest.json: tensor " + what + " has shape " + shape_text(r.shape) +
-                          ", the model expects " + shape_text(spec.shape));
-  if (r.shard_extent != r.shape)
-    throw CheckpointError(ckpt + "/manifest.json: tensor " + what +
-                          " is stored in shards; this build loads whole tensors only");
-  return r;
-}
 
 // --- collectives (main thread only) ---------------------------------------
 
@@ -189,70 +32,9 @@ std::string broadcast_string(Communicator& c, std::string s, int root) {
 
 // Every rank learns the error of the lowest rank that has one, or "".
 std::string agree_on_error(Communicator& c, const std::string& mine) {
-  std::vector<double> failed(size_t(c.size()), 0.0);
-  if (!mine.empty()) failed[size_t(c.rank())] = 1.0;
-  c.allreduce_sum(failed.data(), failed.size());
-  for (int r = 0; r < c.size(); ++r)
-    if (failed[size_t(r)] != 0.0) return broadcast_string(c, r == c.rank() ? mine : "", r);
+  for (std::string& e : c.allgather(mine.data(), mine.size()))
+    if (!e.empty()) return e;
   return "";
-}
-
-// Rank 0 receives every world rank's string (in rank order); the others get {}.
-// The Communicator has no gather, so this one is plain MPI on MPI_COMM_WORLD.
-std::vector<std::string> gather_strings(const std::string& mine) {
-  int size = 1, rank = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  const int n = int(mine.size());
-  std::vector<int> lens(static_cast<size_t>(size)), displs(static_cast<size_t>(size));
-  MPI_Gather(&n, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
-  std::string all;
-  if (rank == 0) {
-    int total = 0;
-    for (int r = 0; r < size; ++r) displs[size_t(r)] = total, total += lens[size_t(r)];
-    all.resize(size_t(total));
-  }
-  MPI_Gatherv(mine.data(), n, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
-  std::vector<std::string> out;
-  if (rank == 0)
-    for (int r = 0; r < size; ++r) out.push_back(all.substr(size_t(displs[size_t(r)]), size_t(lens[size_t(r)])));
-  return out;
-}
-
-// --- writing ----------------------------------------------------------------
-
-struct WriteItem {
-  TensorRecord rec;  // name, kind, shape, shard fields; the writer fills the rest
-  const float* data;
-};
-
-// Writes this rank's shard file and fsyncs it and the directory. The fault
-// point sits after the first tensor, before anything is durable.
-std::vector<TensorRecord> write_shard(const std::string& dir, const std::string& file,
-                                      std::vector<WriteItem> items, int step, bool on_main_thread) {
-  const std::string path = dir + "/" + file;
-  Fd f{::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644)};
-  if (f.fd < 0) throw CheckpointError(path + ": cannot create: " + errno_text(errno));
-  std::vector<TensorRecord> out;
-  uint64_t offset = 0;
-  for (WriteItem& it : items) {
-    TensorRecord& r = it.rec;
-    r.file = file;
-    r.byte_offset = offset;
-    uint64_t numel = 1;
-    for (int64_t e : r.shard_extent) numel *= uint64_t(e);
-    r.nbytes = numel * sizeof(float);
-    r.xxh64 = XXH64(it.data, r.nbytes, 0);
-    write_all(f.fd, it.data, r.nbytes, path);
-    offset += r.nbytes;
-    out.push_back(r);
-    if (out.size() == 1) fault_point("checkpoint_write", step);
-    // The watchdog watches the main thread; a background writer must not feed it.
-    if (on_main_thread) heartbeat();
-  }
-  if (::fsync(f.fd) != 0) throw CheckpointError(path + ": fsync failed: " + errno_text(errno));
-  fsync_path(dir);
-  return out;
 }
 
 // Deletes complete checkpoints beyond the newest `keep` (never `just_written`)
@@ -264,7 +46,7 @@ void prune(const std::string& dir, int keep, const std::string& just_written, in
     const std::vector<std::string> complete = list_complete_checkpoints(dir);
     for (size_t i = size_t(keep); i < complete.size(); ++i)
       if (fs::path(complete[i]) != fs::path(just_written)) fs::remove_all(complete[i]);
-    const std::string prefix = kTmpPrefix;
+    const std::string prefix = kCheckpointTmpPrefix;
     for (const auto& e : fs::directory_iterator(dir)) {
       const std::string name = e.path().filename().string();
       if (name.rfind(prefix, 0) == 0 && name.size() > prefix.size() &&
@@ -277,164 +59,7 @@ void prune(const std::string& dir, int keep, const std::string& just_written, in
   }
 }
 
-std::string config_key_text(const YAML::Node& sec, const std::string& key) {
-  const YAML::Node n = sec ? sec[key] : YAML::Node();
-  return n ? n.Scalar() : "<not set>";
-}
-
 }  // namespace
-
-const char* tensor_kind_name(TensorKind k) {
-  switch (k) {
-    case TensorKind::Param: return "param";
-    case TensorKind::AdamM: return "adam_m";
-    case TensorKind::AdamV: return "adam_v";
-  }
-  return "?";
-}
-
-std::string checkpoint_dir_name(int step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step_%08d", step);
-  return buf;
-}
-
-std::vector<std::string> list_complete_checkpoints(const std::string& dir) {
-  std::vector<std::pair<int, std::string>> found;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return {};
-  for (const auto& e : fs::directory_iterator(dir)) {
-    int step = 0;
-    if (e.is_directory() && parse_step_name(e.path().filename().string(), step) &&
-        fs::exists(e.path() / kCheckpointMarker))
-      found.emplace_back(step, e.path().string());
-  }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  std::vector<std::string> out;
-  for (auto& f : found) out.push_back(f.second);
-  return out;
-}
-
-Manifest read_manifest(const std::string& ckpt) {
-  const std::string path = ckpt + "/manifest.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError(path + ": cannot open: " + errno_text(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(text.str());
-  } catch (const json::parse_error& e) {
-    throw CheckpointError(path + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw CheckpointError(path + ": expected a JSON object");
-  if (field<std::string>(j, "format", path) != kFormatName)
-    throw CheckpointError(path + ": format is not '" + std::string(kFormatName) + "'");
-  Manifest m;
-  m.format_version = field<int>(j, "format_version", path);
-  if (m.format_version != kCheckpointFormatVersion)
-    throw CheckpointError(path + ": format version " + std::to_string(m.format_version) +
-                          ", but this build reads version " + std::to_string(kCheckpointFormatVersion));
-  m.config_yaml = field<std::string>(j, "config", path);
-  m.step = field<int>(j, "step", path);
-  m.tokens_seen = field<uint64_t>(j, "tokens_seen", path);
-  m.next_sequence = field<uint64_t>(field<json>(j, "data", path), "next_sequence", path + ": data");
-  const json rng = field<json>(j, "rng", path);
-  m.seed = field<uint64_t>(rng, "seed", path + ": rng");
-  if (field<uint64_t>(rng, "sampler_counter", path + ": rng") != m.next_sequence)
-    throw CheckpointError(path + ": rng.sampler_counter differs from data.next_sequence");
-  m.optimizer_step = field<int>(field<json>(j, "optimizer", path), "step", path + ": optimizer");
-  const json lay = field<json>(j, "layout", path);
-  const std::string lw = path + ": layout";
-  m.layout.dp = field<int>(lay, "dp", lw);
-  m.layout.pp = field<int>(lay, "pp", lw);
-  m.layout.tp = field<int>(lay, "tp", lw);
-  m.layout.virtual_stages = field<int>(lay, "virtual_stages", lw);
-  m.layout.schedule = field<std::string>(lay, "schedule", lw);
-  for (const json& c : field<json>(lay, "chunks", lw)) {
-    ChunkRange r;
-    r.index = field<int>(c, "index", lw + ".chunks");
-    r.rank = field<int>(c, "rank", lw + ".chunks");
-    r.first = field<int>(c, "first", lw + ".chunks");
-    r.last = field<int>(c, "last", lw + ".chunks");
-    r.has_embed = field<bool>(c, "has_embed", lw + ".chunks");
-    r.has_head = field<bool>(c, "has_head", lw + ".chunks");
-    m.layout.chunks.push_back(r);
-  }
-  const json tensors = field<json>(j, "tensors", path);
-  if (!tensors.is_array()) throw CheckpointError(path + ": field 'tensors' is not an array");
-  std::set<std::pair<std::string, TensorKind>> seen;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    m.tensors.push_back(record_from_json(tensors[i], path + ": tensors[" + std::to_string(i) + "]"));
-    const TensorRecord& r = m.tensors.back();
-    if (!seen.insert({r.name, r.kind}).second)
-      throw CheckpointError(path + ": tensor " + r.name + " (" + tensor_kind_name(r.kind) + ") is listed twice");
-  }
-  return m;
-}
-
-Config manifest_config(const Manifest& m, const std::string& ckpt) {
-  try {
-    return parse_config(m.config_yaml, ckpt + "/manifest.json (config)", {});
-  } catch (const ConfigError& e) {
-    throw CheckpointError(e.what());
-  }
-}
-
-void check_model_matches(const Manifest& m, const Config& cfg, const std::string& ckpt) {
-  const YAML::Node saved = YAML::Load(config_to_yaml(manifest_config(m, ckpt)));
-  const YAML::Node now = YAML::Load(config_to_yaml(cfg));
-  for (const char* sec : {"model", "residual"}) {
-    std::set<std::string> keys;
-    for (const YAML::Node& n : {saved[sec], now[sec]})
-      if (n)
-        for (const auto& kv : n) keys.insert(kv.first.Scalar());
-    for (const std::string& k : keys) {
-      const std::string a = config_key_text(saved[sec], k), b = config_key_text(now[sec], k);
-      if (a != b)
-        throw CheckpointError(ckpt + "/manifest.json: model config differs: " + sec + "." + k + " is " + a +
-                              " in the checkpoint but " + b + " in this run");
-    }
-  }
-}
-
-std::vector<float> read_tensor(const std::string& ckpt, const TensorRecord& r) {
-  const std::string path = ckpt + "/" + r.file;
-  const std::string what = "tensor " + r.name + " (" + tensor_kind_name(r.kind) + ")";
-  Fd f{::open(path.c_str(), O_RDONLY)};
-  if (f.fd < 0) throw CheckpointError(path + ": cannot open shard holding " + what + ": " + errno_text(errno));
-  struct stat st {};
-  if (::fstat(f.fd, &st) != 0) throw CheckpointError(path + ": cannot stat: " + errno_text(errno));
-  if (uint64_t(st.st_size) < r.byte_offset + r.nbytes)
-    throw CheckpointError(path + ": truncated: the file has " + std::to_string(st.st_size) + " bytes but " + what +
-                          " needs bytes [" + std::to_string(r.byte_offset) + ", " +
-                          std::to_string(r.byte_offset + r.nbytes) + ")");
-  std::vector<float> out(r.nbytes / sizeof(float));
-  char* p = reinterpret_cast<char*>(out.data());
-  uint64_t done = 0;
-  while (done < r.nbytes) {
-    const ssize_t n = ::pread(f.fd, p + done, r.nbytes - done, off_t(r.byte_offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw CheckpointError(path + ": read of " + what + " failed: " + (n < 0 ? errno_text(errno) : "end of file"));
-    done += uint64_t(n);
-  }
-  const uint64_t h = XXH64(out.data(), r.nbytes, 0);
-  if (h != r.xxh64)
-    throw CheckpointError(path + ": checksum mismatch in " + what + ": the manifest says xxh64 " + hex64(r.xxh64) +
-                          ", the bytes hash to " + hex64(h));
-  return out;
-}
-
-std::vector<float> read_full_params(const std::string& ckpt, const Manifest& m, const ModelConfig& model) {
-  const ParamLayout full = make_param_layout(model, 0, model.num_sublayers());
-  const RecordIndex idx = index_records(m);
-  std::vector<float> out(full.total);
-  for (const TensorSpec& t : full.tensors) {
-    const std::vector<float> v = read_tensor(ckpt, whole_record(idx, t, TensorKind::Param, ckpt));
-    std::copy(v.begin(), v.end(), out.begin() + long(t.offset));
-  }
-  return out;
-}
 
 // --- Checkpointer -------------------------------------------------------------
 
@@ -470,7 +95,7 @@ Staged stage_load(const std::string& ckpt, const TrainState& s) {
   const Manifest m = read_manifest(ckpt);
   const std::string mpath = ckpt + "/manifest.json";
   int named_step = 0;
-  if (parse_step_name(fs::path(ckpt).lexically_normal().filename().string(), named_step) && named_step != m.step)
+  if (parse_checkpoint_dir_name(fs::path(ckpt).lexically_normal().filename().string(), named_step) && named_step != m.step)
     throw CheckpointError(mpath + ": step " + std::to_string(m.step) + " but the directory is named for step " +
                           std::to_string(named_step));
   check_model_matches(m, *s.cfg, ckpt);
@@ -500,6 +125,41 @@ Staged stage_load(const std::string& ckpt, const TrainState& s) {
     }
   }
   return st;
+}
+
+// The manifest of a save: `records` (every writer's) in global tensor order,
+// then param, m, v, so that it does not depend on who wrote what.
+Manifest make_manifest(const TrainState& s, int step, int optimizer_step, std::vector<TensorRecord> records) {
+  const Config& cfg = *s.cfg;
+  const ParamLayout full = make_param_layout(cfg.model, 0, cfg.model.num_sublayers());
+  auto key = [&](const TensorRecord& r) {
+    const TensorSpec* t = full.find(r.name);
+    assert(t);
+    return std::make_pair(t - full.tensors.data(), int(r.kind));
+  };
+  std::sort(records.begin(), records.end(), [&](const auto& a, const auto& b) { return key(a) < key(b); });
+  assert(records.size() == 3 * full.tensors.size());
+  const TrainConfig& t = cfg.train;
+  Manifest m;
+  m.config_yaml = config_to_yaml(cfg);
+  m.step = step;
+  m.next_sequence = uint64_t(step) * uint64_t(t.grad_accum) * uint64_t(t.micro_batch_size);
+  m.tokens_seen = m.next_sequence * uint64_t(cfg.model.seq_len);
+  m.seed = t.seed;
+  m.optimizer_step = optimizer_step;
+  m.layout = {cfg.parallel.dp, cfg.parallel.pp, cfg.parallel.tp, cfg.parallel.virtual_stages,
+              cfg.parallel.schedule, s.part->chunks};
+  m.tensors = std::move(records);
+  return m;
+}
+
+// The one host -> device copy of the checkpointer: a staged load into local
+// chunk c and its AdamW state.
+void restore_from_host(const Staged& st, size_t c, Chunk& ch, AdamW& a) {
+  kernels::from_host(ch.dev, ch.params.data(), st.params[c].data(), st.params[c].size());
+  kernels::from_host(ch.dev, a.m.data(), st.m[c].data(), st.m[c].size());
+  kernels::from_host(ch.dev, a.v.data(), st.v[c].data(), st.v[c].size());
+  a.t = st.optimizer_step;
 }
 
 }  // namespace
@@ -541,14 +201,7 @@ int Checkpointer::resume(const std::string& spec) {
     }
     const std::string why = agree_on_error(world, mine);
     if (why.empty()) {
-      for (size_t c = 0; c < s_.chunks->size(); ++c) {
-        Chunk& ch = (*s_.chunks)[c];
-        AdamW& a = (*s_.adam)[c];
-        kernels::from_host(ch.dev, ch.params.data(), st.params[c].data(), st.params[c].size());
-        kernels::from_host(ch.dev, a.m.data(), st.m[c].data(), st.m[c].size());
-        kernels::from_host(ch.dev, a.v.data(), st.v[c].data(), st.v[c].size());
-        a.t = st.optimizer_step;
-      }
+      for (size_t c = 0; c < s_.chunks->size(); ++c) restore_from_host(st, c, (*s_.chunks)[c], (*s_.adam)[c]);
       if (world.rank() == 0) std::printf("resume: loaded %s (step %d)\n", ckpt.c_str(), st.step);
       return st.step;
     }
@@ -597,7 +250,7 @@ void Checkpointer::start_save(int step) {
   auto p = std::make_unique<Pending>();
   p->step = step;
   p->optimizer_step = (*s_.adam)[0].t;
-  p->tmp = cc.dir + "/" + kTmpPrefix + std::to_string(step);
+  p->tmp = cc.dir + "/" + kCheckpointTmpPrefix + std::to_string(step);
   p->final_dir = cc.dir + "/" + checkpoint_dir_name(step);
   std::string err;
   if (world.rank() == 0) {
@@ -605,7 +258,7 @@ void Checkpointer::start_save(int step) {
       fs::create_directories(cc.dir);
       fs::remove_all(p->tmp);  // left by a crashed write of this step
       fs::create_directory(p->tmp);
-      fsync_path(cc.dir);
+      fsync_directory(cc.dir);
     } catch (const std::exception& e) {
       err = e.what();
     }
@@ -621,23 +274,12 @@ void Checkpointer::start_save(int step) {
     if (!cc.async) commit();
     return;
   }
-  std::vector<WriteItem> items;
+  snapshot_to_host();
+  std::vector<ShardItem> items;
   for (size_t c = 0; c < s_.chunks->size(); ++c) {
-    const Chunk& ch = (*s_.chunks)[c];
-    const AdamW& a = (*s_.adam)[c];
-    assert(ch.dev.backend == kernels::Backend::CPU && "checkpoint reads parameters as host memory");
-    const float* src[3] = {ch.params.data(), a.m.data(), a.v.data()};
-    if (cc.async) {  // the step-boundary copy: training changes the originals from the next step on
-      snapshot_.resize(3 * s_.chunks->size());
-      for (int k = 0; k < 3; ++k) {
-        std::vector<float>& buf = snapshot_[3 * c + size_t(k)];
-        buf.assign(src[k], src[k] + ch.layout.total);
-        src[k] = buf.data();
-      }
-    }
-    for (const TensorSpec& t : ch.layout.tensors)
+    for (const TensorSpec& t : (*s_.chunks)[c].layout.tensors)
       for (TensorKind k : {TensorKind::Param, TensorKind::AdamM, TensorKind::AdamV}) {
-        WriteItem it{{}, src[int(k)] + t.offset};
+        ShardItem it{{}, snapshot_[3 * c + size_t(k)].data() + t.offset};
         it.rec.name = t.name;
         it.rec.kind = k;
         it.rec.shape = t.shape;
@@ -649,8 +291,14 @@ void Checkpointer::start_save(int step) {
   const std::string file = "rank" + std::to_string(s_.topo->world_rank) + ".bin";
   Pending* raw = p.get();
   auto write = [raw, file, items = std::move(items), step](bool main) mutable {
+    // The fault point sits after the first tensor, before anything is durable.
+    // The watchdog watches the main thread; a background writer must not feed it.
+    auto after_each = [step, main](size_t i) {
+      if (i == 0) fault_point("checkpoint_write", step);
+      if (main) heartbeat();
+    };
     try {
-      raw->records = write_shard(raw->tmp, file, std::move(items), step, main);
+      raw->records = write_shard(raw->tmp, file, std::move(items), after_each);
     } catch (const std::exception& e) {
       raw->error = e.what();
     }
@@ -666,18 +314,30 @@ void Checkpointer::start_save(int step) {
   }
 }
 
+// The one device -> host copy of the checkpointer: params, AdamW m and v of
+// every local chunk into snapshot_, at the step boundary (training changes
+// the originals from the next step on, while an async writer still reads).
+void Checkpointer::snapshot_to_host() {
+  snapshot_.resize(3 * s_.chunks->size());
+  for (size_t c = 0; c < s_.chunks->size(); ++c) {
+    const Chunk& ch = (*s_.chunks)[c];
+    const AdamW& a = (*s_.adam)[c];
+    const float* src[3] = {ch.params.data(), a.m.data(), a.v.data()};
+    for (size_t k = 0; k < 3; ++k) {
+      snapshot_[3 * c + k].resize(ch.layout.total);
+      kernels::copy(ch.dev, snapshot_[3 * c + k].data(), src[k], ch.layout.total, kernels::CopyKind::DeviceToHost);
+    }
+  }
+  for (const Chunk& ch : *s_.chunks) kernels::synchronize(ch.dev);
+}
+
 void Checkpointer::commit() {
   Pending& p = *pending_;
   if (p.thread.joinable()) p.thread.join();
   if (pruner_.joinable()) pruner_.join();  // one pruner at a time
   Communicator& world = *s_.world;
-  std::string mine = "!" + p.error;
-  if (p.error.empty()) {
-    json recs = json::array();
-    for (const TensorRecord& r : p.records) recs.push_back(record_json(r));
-    mine = recs.dump();
-  }
-  const std::vector<std::string> all = gather_strings(mine);
+  const std::string mine = p.error.empty() ? records_text(p.records) : "!" + p.error;
+  const std::vector<std::string> all = world.gather(mine.data(), mine.size(), 0);
   std::string status;
   if (world.rank() == 0) {
     try {
@@ -685,42 +345,9 @@ void Checkpointer::commit() {
       std::vector<TensorRecord> records;
       for (size_t r = 0; r < all.size(); ++r) {
         if (all[r].rfind("!", 0) == 0) throw CheckpointError("rank " + std::to_string(r) + ": " + all[r].substr(1));
-        for (const json& j : json::parse(all[r])) records.push_back(record_from_json(j, "rank " + std::to_string(r)));
+        for (TensorRecord& rec : parse_records(all[r], "rank " + std::to_string(r))) records.push_back(std::move(rec));
       }
-      // Global tensor order, then param, m, v: the manifest does not depend on who wrote what.
-      const ParamLayout full = make_param_layout(cfg.model, 0, cfg.model.num_sublayers());
-      auto key = [&](const TensorRecord& r) {
-        const TensorSpec* t = full.find(r.name);
-        assert(t);
-        return std::make_pair(t - full.tensors.data(), int(r.kind));
-      };
-      std::sort(records.begin(), records.end(), [&](const auto& a, const auto& b) { return key(a) < key(b); });
-      assert(records.size() == 3 * full.tensors.size());
-      const TrainConfig& t = cfg.train;
-      const uint64_t next_seq = uint64_t(p.step) * uint64_t(t.grad_accum) * uint64_t(t.micro_batch_size);
-      json chunks = json::array();
-      for (const ChunkRange& c : s_.part->chunks)
-        chunks.push_back({{"index", c.index}, {"rank", c.rank}, {"first", c.first}, {"last", c.last},
-                          {"has_embed", c.has_embed}, {"has_head", c.has_head}});
-      json tensors = json::array();
-      for (const TensorRecord& r : records) tensors.push_back(record_json(r));
-      const json manifest = {
-          {"format", kFormatName},
-          {"format_version", kCheckpointFormatVersion},
-          {"step", p.step},
-          {"tokens_seen", next_seq * uint64_t(cfg.model.seq_len)},
-          {"data", {{"next_sequence", next_seq}}},
-          {"rng", {{"kind", "counter-based: sequence i starts at XXH64(seed, i); no other RNG state"},
-                   {"seed", t.seed},
-                   {"sampler_counter", next_seq}}},
-          {"optimizer", {{"name", "adamw"}, {"step", p.optimizer_step}}},
-          {"layout", {{"dp", cfg.parallel.dp}, {"pp", cfg.parallel.pp}, {"tp", cfg.parallel.tp},
-                      {"virtual_stages", cfg.parallel.virtual_stages}, {"schedule", cfg.parallel.schedule},
-                      {"chunks", chunks}}},
-          {"config", config_to_yaml(cfg)},
-          {"tensors", tensors}};
-      write_file_synced(p.tmp + "/manifest.json", manifest.dump(1) + "\n");
-      fsync_path(p.tmp);
+      write_file_durably(p.tmp + "/manifest.json", manifest_text(make_manifest(s_, p.step, p.optimizer_step, std::move(records))));
       if (fs::exists(p.final_dir)) {  // e.g. a rejected checkpoint of this step: keep it, aside
         std::string aside = p.final_dir + ".superseded";
         for (int k = 1; fs::exists(aside); ++k) aside = p.final_dir + ".superseded." + std::to_string(k);
@@ -728,9 +355,8 @@ void Checkpointer::commit() {
         std::fprintf(stderr, "checkpoint: moved the existing %s aside to %s\n", p.final_dir.c_str(), aside.c_str());
       }
       fs::rename(p.tmp, p.final_dir);
-      fsync_path(cfg.checkpoint.dir);
-      write_file_synced(p.final_dir + "/" + kCheckpointMarker, "step " + std::to_string(p.step) + "\n");
-      fsync_path(p.final_dir);
+      fsync_directory(cfg.checkpoint.dir);
+      write_file_durably(p.final_dir + "/" + kCheckpointMarker, "step " + std::to_string(p.step) + "\n");
       std::printf("checkpoint: committed %s\n", p.final_dir.c_str());
       // Prune only now that the new one is committed. Deleting tens of MB
       // takes a while, so async runs do it beside training.

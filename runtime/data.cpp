@@ -1,9 +1,7 @@
 // Token files, the deterministic sampler and `data prepare`.
 #include "runtime/data.h"
 
-#include <fcntl.h>
 #include <fnmatch.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -16,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
+
+#include "runtime/durable_file.h"
 
 namespace fs = std::filesystem;
 
@@ -31,44 +31,6 @@ uint64_t get_le(const uint8_t* p, int bytes) {
   uint64_t v = 0;
   for (int i = 0; i < bytes; i++) v |= uint64_t(p[i]) << (8 * i);
   return v;
-}
-
-[[noreturn]] void sys_fail(const std::string& path, const char* what) {
-  throw std::runtime_error(path + ": " + what + ": " + std::strerror(errno));
-}
-
-// Writes `chunks` to path via path.tmp + fsync + rename, so a reader never sees
-// a half-written file and a crash leaves the old file intact.
-void write_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& chunks) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) sys_fail(tmp, "cannot create");
-  for (auto [data, n] : chunks) {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      ssize_t w = ::write(fd, p, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        ::close(fd);
-        sys_fail(tmp, "cannot write");
-      }
-      p += w;
-      n -= size_t(w);
-    }
-  }
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    sys_fail(tmp, "cannot fsync");
-  }
-  if (::close(fd) != 0) sys_fail(tmp, "cannot close");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) sys_fail(path, "cannot rename temp file into place");
-  // Make the rename itself durable.
-  std::string dir = fs::path(path).parent_path().string();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
@@ -92,7 +54,10 @@ void write_token_file(const std::string& path, const std::vector<uint8_t>& token
   put_le(header + 12, kTokenDtypeU8, 4);
   put_le(header + 16, tokens.size(), 8);
   put_le(header + 24, XXH64(tokens.data(), tokens.size(), 0), 8);
-  write_atomic(path, {{header, sizeof header}, {tokens.data(), tokens.size()}});
+  DurableFile f(path);
+  f.write(header, sizeof header);
+  f.write(tokens.data(), tokens.size());
+  f.commit();
 }
 
 TokenFile::TokenFile(const std::string& p) : path(p) {
@@ -187,6 +152,13 @@ std::vector<Batch> validation_batches(const TokenFile& file, int B, int T, int m
   return out;
 }
 
+void pad_batch(Batch& b, int B) {
+  assert(b.B <= B);
+  b.inputs.resize(size_t(B) * b.T, 0);
+  b.targets.resize(size_t(B) * b.T, kMaskedTarget);
+  b.B = B;
+}
+
 double unigram_entropy(const std::vector<uint8_t>& tokens) {
   uint64_t counts[256] = {};
   for (uint8_t t : tokens) counts[t]++;
@@ -275,8 +247,7 @@ PrepareStats prepare_data(const std::string& input_dir, const std::string& glob_
       {"val", {{"files", stats.val.files}, {"tokens", stats.val.tokens}}},
       {"train_unigram_entropy_nats", stats.train_unigram_entropy},
   };
-  const std::string text = meta.dump(2) + "\n";
-  write_atomic((fs::path(out_dir) / "meta.json").string(), {{text.data(), text.size()}});
+  write_file_durably((fs::path(out_dir) / "meta.json").string(), meta.dump(2) + "\n");
   return stats;
 }
 

@@ -16,7 +16,7 @@ constexpr uint32_t kTokenVersion = 1;
 constexpr uint32_t kTokenDtypeU8 = 1;  // one byte per token; the only dtype so far
 constexpr size_t kTokenHeaderSize = 64;
 
-// Writes a token file atomically (temp file, fsync, rename). Throws
+// Writes a token file durably (runtime/durable_file.h). Throws
 // std::runtime_error naming the path.
 void write_token_file(const std::string& path, const std::vector<uint8_t>& tokens);
 
@@ -36,6 +36,14 @@ struct Batch {
   int B = 0, T = 0;
   std::vector<int32_t> inputs, targets;  // [B, T] row-major
 };
+
+// A target that masks its position: the cross-entropy there is 0 (padding).
+constexpr int32_t kMaskedTarget = -1;
+
+// Pads `b` to B sequences (b.B <= B) with masked rows: inputs 0, targets
+// kMaskedTarget. They add nothing to the loss sum, and the batch has the
+// shape every pipeline hop expects.
+void pad_batch(Batch& b, int B);
 
 // Training sampler. Sequence i (a global index, counted across steps,
 // microbatches and dp ranks) is the window of T + 1 tokens starting at

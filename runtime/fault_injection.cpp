@@ -1,16 +1,16 @@
 #include "runtime/fault_injection.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <stdexcept>
+
+#include "runtime/durable_file.h"
 
 namespace attnres {
 
@@ -36,19 +36,16 @@ int env_rank() {
   return 0;
 }
 
-// Creates the marker durably; false if it already existed (the fault happened before).
+// Creates the marker durably, so it survives the kill that follows; false if
+// it already existed (the fault happened before). Only the failing rank
+// claims it, so checking first and then creating cannot race.
 bool claim_marker(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-  if (fd < 0) {
-    if (errno == EEXIST) return false;
-    throw std::runtime_error("ATTNRES_FAULT: cannot create marker " + path + ": " + std::strerror(errno));
+  if (std::filesystem::exists(path)) return false;
+  try {
+    write_file_durably(path, "");
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error("ATTNRES_FAULT: cannot create the once= marker: " + std::string(e.what()));
   }
-  ::fsync(fd);
-  ::close(fd);
-  // The directory entry must survive the kill too.
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) ::fsync(dfd), ::close(dfd);
   return true;
 }
 

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "runtime/durable_file.h"
+
 namespace attnres {
 
 namespace fs = std::filesystem;
@@ -14,17 +16,6 @@ using nlohmann::json;
 
 std::string export_config_path(const std::string& safetensors_path) {
   return (fs::path(safetensors_path).parent_path() / "config.json").string();
-}
-
-static void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error(tmp + ": cannot open for writing");
-    f.write(bytes.data(), std::streamsize(bytes.size()));
-    if (!f) throw std::runtime_error(tmp + ": write failed");
-  }
-  fs::rename(tmp, path);
 }
 
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
@@ -47,7 +38,7 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   for (const auto& t : tensors)
     out.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * sizeof(float));
   if (!fs::path(path).parent_path().empty()) fs::create_directories(fs::path(path).parent_path());
-  write_file_atomic(path, out);
+  write_file_durably(path, out);
 
   json c = {{"model",
              {{"vocab_size", cfg.vocab_size}, {"d_model", cfg.d_model}, {"n_layers", cfg.n_layers},
@@ -55,7 +46,7 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
               {"rope_theta", cfg.rope_theta}, {"norm_eps", cfg.norm_eps}}},
             {"residual", {{"mode", residual_mode_name(cfg.mode)}}}};
   if (cfg.attnres()) c["residual"]["block_size"] = cfg.block_size;
-  write_file_atomic(export_config_path(path), c.dump(2) + "\n");
+  write_file_durably(export_config_path(path), c.dump(2) + "\n");
 }
 
 std::vector<NamedTensor> read_safetensors(const std::string& path) {

@@ -14,8 +14,9 @@ struct NamedTensor {
   std::vector<float> data;
 };
 
-// Writes tensors in the given order to `path` (atomically: temp + rename),
-// and the model + residual settings as config.json in the same directory.
+// Writes tensors in the given order to `path`, and the model + residual
+// settings as config.json in the same directory, both durably
+// (runtime/durable_file.h).
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                        const ModelConfig& cfg);
 // Reads a safetensors file (F32 only); throws std::runtime_error naming the

@@ -1,17 +1,17 @@
 #include "runtime/trainer.h"
 
-#include <mpi.h>
-
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "kernels/device.h"
 #include "kernels/memory.h"
@@ -48,30 +48,11 @@ bool eval_due(const TrainConfig& t, int step) {  // step is 1-based
   return t.eval_every > 0 && (step % t.eval_every == 0 || step == t.steps);
 }
 
-// MPI lives for the whole process: a program not started by mpirun is a world of one.
-void ensure_mpi() {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (initialized) return;
-  MPI_Init(nullptr, nullptr);
-  std::atexit([] {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized) MPI_Finalize();
-  });
-}
+int node_cores() { return std::max(1, int(std::thread::hardware_concurrency())); }
 
 // train.threads = 0: this node's cores shared evenly by its ranks, so that
 // `mpirun -np 4` on 2 cores does not run 8 spinning threads.
-int threads_per_rank() {
-  MPI_Comm node;
-  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-  int local_ranks = 1;
-  MPI_Comm_size(node, &local_ranks);
-  MPI_Comm_free(&node);
-  const int cores = int(std::thread::hardware_concurrency());
-  return std::max(1, cores / local_ranks);
-}
+int threads_per_rank(const Communicator& node) { return std::max(1, node_cores() / node.size()); }
 
 // Tokens and targets of microbatches, as the executor takes them.
 struct MicroBatches {
@@ -88,6 +69,7 @@ struct Run {
   const Config& cfg;
   Topology topo;
   Groups groups;
+  std::unique_ptr<Communicator> node;  // the ranks on this machine
   Partition part;
   std::unique_ptr<PipelineExecutor> exec;
   std::vector<AdamW> adam;           // per local chunk
@@ -102,11 +84,9 @@ struct Run {
 void setup(Run& r) {
   const ParallelConfig& p = r.cfg.parallel;
   const ModelConfig& m = r.cfg.model;
-  ensure_mpi();
-  int world_size = 1, world_rank = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-  r.topo = make_topology(world_size, world_rank, p.dp, p.pp, p.tp);
+  init_mpi();
+  const std::unique_ptr<Communicator> world = make_mpi_world();
+  r.topo = make_topology(world->size(), world->rank(), p.dp, p.pp, p.tp);
   r.M = r.cfg.train.grad_accum / p.dp;
   r.part = make_partition(m, p.pp, p.virtual_stages, p.layout);
   Schedule sched;
@@ -121,6 +101,7 @@ void setup(Run& r) {
     max_tensors = std::max(max_tensors, int(hop_payload(m, r.part, c, false).tensors.size()));
   TagSpace tags{std::max(r.M, r.cfg.train.eval_batches), r.part.num_chunks(), max_tensors};
   r.groups = make_mpi_groups(r.topo, tags);
+  r.node = make_mpi_node();
   const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
   r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
                                               p.pp > 1 ? r.groups.pipeline.get() : nullptr,
@@ -192,18 +173,80 @@ std::string comm_json(const CommStats& s, int dp) {
   return j.substr(1, j.size() - 2);  // the members, to splice into the step's object
 }
 
-// The full model's parameters in global order, on every rank.
-std::vector<float> gather_parameters(Run& r) {
+// The validation set is split between the dp replicas: replica i evaluates
+// batches i, i + dp, ... The last, shorter batch is padded to
+// micro_batch_size with masked rows, so every hop keeps its shape. Returns the
+// real tokens of the whole set, the denominator of the val loss.
+double validation_share(const TokenFile& f, const Config& cfg, const Coord& co, MicroBatches& out) {
+  const TrainConfig& tc = cfg.train;
+  std::vector<Batch> all = validation_batches(f, tc.micro_batch_size, cfg.model.seq_len, tc.eval_batches);
+  double tokens = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    tokens += double(all[i].inputs.size());
+    if (int(i % size_t(cfg.parallel.dp)) != co.dp_idx) continue;
+    pad_batch(all[i], tc.micro_batch_size);
+    out.batches.push_back(std::move(all[i]));
+  }
+  out.point();
+  return tokens;
+}
+
+// The MFU denominator in FLOP/s, the sum over nodes of each node's peak: its
+// sgemm rate, measured once by the node's first rank with all the node's
+// cores while its other ranks wait asleep, or --peak-gflops (per node).
+double machine_peak_flops(Run& r, double given_gflops) {
+  Communicator& node = *r.node;
+  double node_gflops = given_gflops;
+  if (given_gflops <= 0) {
+    if (node.rank() == 0) node_gflops = kernels::measure_sgemm_gflops(node_cores());
+    node.barrier();
+  }
+  double total = node.rank() == 0 ? node_gflops : 0.0;
+  r.groups.world->allreduce_sum(&total, 1);
+  return total * 1e9;
+}
+
+// MFU is model FLOP/s over the peak, never above 1: a measured peak is a lower
+// bound of what the machine can do, so a step that beats it (e.g. another job
+// slowed the measurement) is reported at 100 %, and rank 0 says so once.
+void warn_peak_beaten(int step, double achieved_flops, double peak_flops) {
+  std::fprintf(stderr,
+               "attnres: step %d ran at %.1f GFLOP/s, above the peak of %.1f GFLOP/s (a measured lower bound, "
+               "or --peak-gflops): MFU is reported as 100%%\n",
+               step, achieved_flops / 1e9, peak_flops / 1e9);
+}
+
+// The one read of parameter memory by the export: tensor `t` of chunk `c`.
+std::vector<float> tensor_to_host(const Chunk& c, const TensorSpec& t) {
+  return kernels::to_host(c.dev, c.params.data() + t.offset, t.numel);
+}
+
+// --export, on every rank: rank 0 writes the whole model. Each tensor comes to
+// it, one at a time, from the one rank that holds it (dp_idx = tp_idx = 0 of
+// its stage) by a gather in which the other ranks send nothing. No other rank
+// ever holds the whole model, and nothing moves unless an export is asked for.
+void export_model(Run& r, const std::string& path) {
   const ModelConfig& m = r.cfg.model;
-  const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
-  std::vector<float> out(full.total, 0.0f);
-  if (r.topo.coord.dp_idx == 0 && r.topo.coord.tp_idx == 0)
-    for (Chunk& c : r.exec->chunks())
-      for (const TensorSpec& t : c.layout.tensors)
-        std::copy_n(c.params.data() + t.offset, t.numel, out.begin() + long(full.find(t.name)->offset));
-  // Every element is owned by one rank; the others add exact zeros.
-  if (r.topo.world_size > 1) r.groups.world->allreduce_sum(out.data(), out.size());
-  return out;
+  const bool holder = r.topo.coord.dp_idx == 0 && r.topo.coord.tp_idx == 0;
+  std::vector<NamedTensor> out;
+  for (const TensorSpec& t : make_param_layout(m, 0, m.num_sublayers()).tensors) {
+    std::vector<float> mine;
+    if (holder)
+      for (const Chunk& c : r.exec->chunks())
+        if (const TensorSpec* local = c.layout.find(t.name)) mine = tensor_to_host(c, *local);
+    const std::vector<std::string> got = r.groups.world->gather(mine.data(), mine.size() * sizeof(float), 0);
+    if (!r.is_logger()) continue;
+    NamedTensor& nt = out.emplace_back(NamedTensor{t.name, t.shape, std::vector<float>(t.numel)});
+    int senders = 0;
+    for (const std::string& bytes : got) {
+      if (bytes.empty()) continue;
+      assert(bytes.size() == t.numel * sizeof(float));
+      std::memcpy(nt.data.data(), bytes.data(), bytes.size());
+      ++senders;
+    }
+    assert(senders == 1 && "every tensor has exactly one holder");
+  }
+  if (r.is_logger()) write_safetensors(path, out, m);
 }
 
 // Tokens of the step's global batch: micro_batch_size x grad_accum sequences.
@@ -211,14 +254,15 @@ double tokens_per_global_batch(const Config& cfg) {
   return double(cfg.train.micro_batch_size) * cfg.model.seq_len * cfg.train.grad_accum;
 }
 
-void print_header(const Run& r, double peak_flops) {
+void print_header(const Run& r, double peak_flops, bool measured) {
   const ModelConfig& m = r.cfg.model;
   const ParallelConfig& p = r.cfg.parallel;
   std::printf("model: %zu parameters, %s residual", make_param_layout(m, 0, m.num_sublayers()).total,
               residual_mode_name(m.mode));
   if (m.attnres()) std::printf(", block size %d (%d blocks)", m.block_size, m.num_blocks());
-  std::printf(" | dp %d pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak (measured sgemm) %.1f GFLOP/s\n",
-              p.dp, p.pp, p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9);
+  std::printf(" | dp %d pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak %.1f GFLOP/s (%s)\n",
+              p.dp, p.pp, p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9,
+              measured ? "sgemm measured per node" : "--peak-gflops per node");
 }
 
 // One optimizer step (0-based `step`): this dp rank's microbatches through the
@@ -255,9 +299,12 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
 TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const ModelConfig& m = cfg.model;
   const TrainConfig& tc = cfg.train;
+  if (opt.peak_gflops < 0)
+    throw std::invalid_argument("--peak-gflops must be a positive number of GFLOP/s, got " +
+                                std::to_string(opt.peak_gflops));
   Run r(cfg);
   setup(r);
-  kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank());
+  kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank(*r.node));
   const Watchdog watchdog(tc.watchdog_timeout, r.topo.world_rank);
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
@@ -268,40 +315,40 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const TokenFile val_file(cfg.data.dir + "/val.bin");
   const DataLoader loader(train_file, tc.micro_batch_size, m.seq_len, tc.seed);
   MicroBatches val, mbs;
-  val.batches = validation_batches(val_file, tc.micro_batch_size, m.seq_len, tc.eval_batches);
-  std::erase_if(val.batches, [&](const Batch& b) { return b.B != tc.micro_batch_size; });
-  val.point();
+  const double val_tokens = validation_share(val_file, cfg, r.topo.coord, val);
   mbs.batches.resize(size_t(r.M));
 
   const bool log = r.is_logger() && !opt.quiet;
   MetricsWriter metrics = opt.metrics_path.empty() || !r.is_logger() ? MetricsWriter()
                                                                 : MetricsWriter(opt.metrics_path, first_step);
-  const double peak_per_rank = opt.peak_gflops > 0 ? opt.peak_gflops : kernels::measure_sgemm_gflops(kernels::get_num_threads());
-  const double peak_flops = peak_per_rank * 1e9 * r.topo.world_size;
+  const double peak_flops = machine_peak_flops(r, opt.peak_gflops);
   const double flops_per_token = model_flops_per_token(m);
   const double tokens_per_step = tokens_per_global_batch(cfg);
-  if (log) print_header(r, peak_flops);
+  if (log) print_header(r, peak_flops, opt.peak_gflops == 0);
 
   TrainResult res;
   res.final_val_loss = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> tps, mfus;
+  bool peak_beaten = false;
   std::vector<double> last_hop_bytes;  // of the last step, summed over dp replicas
   for (int step = first_step; step < tc.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     StepMetrics s = optimizer_step(r, loader, mbs, step);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.tokens_per_s = tokens_per_step / secs;
-    s.mfu = flops_per_token * s.tokens_per_s / peak_flops;
+    const double achieved = flops_per_token * s.tokens_per_s;
+    if (achieved > peak_flops && !std::exchange(peak_beaten, true) && r.is_logger())
+      warn_peak_beaten(s.step, achieved, peak_flops);
+    s.mfu = std::min(1.0, achieved / peak_flops);
     if (r.topo.world_size > 1) {
       const CommStats cs = gather_comm_stats(r);
       last_hop_bytes = cs.hop_bytes;
       s.extra_log = comm_log(cs, cfg.parallel.dp);
       s.extra_json = comm_json(cs, cfg.parallel.dp);
     }
-    if (eval_due(tc, s.step) && !val.batches.empty()) {
+    if (eval_due(tc, s.step)) {
       heartbeat();  // evaluation is a long phase of its own
-      const double sum = share_loss(r, exec.forward_only(val.tokens, val.targets)) / cfg.parallel.dp;
-      s.val_loss = sum / (double(val.batches.size()) * tc.micro_batch_size * m.seq_len);
+      s.val_loss = share_loss(r, exec.forward_only(val.tokens, val.targets)) / val_tokens;
       res.final_val_loss = *s.val_loss;
     }
     if (step > 0) tps.push_back(s.tokens_per_s), mfus.push_back(s.mfu);
@@ -318,14 +365,13 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   res.steps = tc.steps;
   res.tokens_per_s = median(tps);
   res.mfu = median(mfus);
-  res.params = gather_parameters(r);
   if (log && cfg.parallel.pp > 1 && !last_hop_bytes.empty()) {
     for (double& b : last_hop_bytes) b /= cfg.parallel.dp;
     std::printf("%s", comm_table(cfg, r.part, last_hop_bytes).c_str());
   }
   if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
-  if (!opt.export_path.empty() && r.is_logger()) {
-    write_safetensors(opt.export_path, named_tensors(make_param_layout(m, 0, m.num_sublayers()), res.params.data()), m);
+  if (!opt.export_path.empty()) {
+    export_model(r, opt.export_path);
     if (log) std::printf("exported %s and %s\n", opt.export_path.c_str(), export_config_path(opt.export_path).c_str());
   }
   return res;

@@ -1,5 +1,6 @@
 // The training loop (DESIGN §4): loader -> microbatches -> forward/backward ->
-// global grad-norm clip -> AdamW -> metrics, evaluation and export.
+// global grad-norm clip -> AdamW -> metrics, evaluation and export. The final
+// parameters leave the ranks only through --export (and checkpoints).
 #pragma once
 #include <string>
 #include <vector>
@@ -13,7 +14,7 @@ struct TrainOptions {
   std::string export_path;   // model.safetensors written at the end
   std::string trace_path;    // Chrome trace; rank r writes <stem>.rank<r>.json
   bool quiet = false;        // no per-step log lines
-  double peak_gflops = 0;    // MFU denominator per rank; 0 = measure the sgemm rate
+  double peak_gflops = 0;    // MFU denominator per node (> 0); 0 = measure each node's sgemm rate
   std::string resume;        // "" = fresh, "auto" or a checkpoint path (runtime/checkpoint.h)
 };
 
@@ -24,7 +25,6 @@ struct TrainResult {
   double final_val_loss = 0.0;   // last evaluation (NaN if none ran)
   double tokens_per_s = 0.0;     // median over the steps after the first
   double mfu = 0.0;              // median
-  std::vector<float> params;     // final parameters, full model in global tensor order
 };
 
 TrainResult train(const Config& cfg, const TrainOptions& opt);

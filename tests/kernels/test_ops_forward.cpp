@@ -397,5 +397,22 @@ TEST(OpsDeterminism, SumSquares) {
   EXPECT_EQ(std::memcmp(&one, &two, sizeof(double)), 0);
 }
 
+// A negative target masks its row (padding of a short evaluation batch): loss
+// exactly 0 there, the other rows unchanged; the backward still rejects it.
+TEST(OpsForward, CrossEntropyMaskedRows) {
+  Device dev;
+  const int N = 4, V = 7;
+  const std::vector<int32_t> tgt = {3, 0, 6, 2}, masked = {3, -1, 6, -1};
+  Vec logits = random_vec(N * V, 43, -5.0f, 5.0f), all(N), some(N), dlogits(N * V);
+  cross_entropy_forward(dev, all.data(), logits.data(), tgt.data(), N, V);
+  cross_entropy_forward(dev, some.data(), logits.data(), masked.data(), N, V);
+  EXPECT_EQ(some[0], all[0]);
+  EXPECT_EQ(some[1], 0.0f);
+  EXPECT_EQ(some[2], all[2]);
+  EXPECT_EQ(some[3], 0.0f);
+  EXPECT_THROW(cross_entropy_backward(dev, dlogits.data(), logits.data(), masked.data(), N, V, 1.0f),
+               std::runtime_error);
+}
+
 }  // namespace
 }  // namespace attnres::kernels

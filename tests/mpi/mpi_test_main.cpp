@@ -3,9 +3,9 @@
 // rank. Every rank exits non-zero if any rank failed, so mpirun (and CTest)
 // report the failure whichever rank saw it.
 #include <gtest/gtest.h>
-#include <mpi.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "parallel/mpi_communicator.h"
@@ -36,20 +36,18 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
 }  // namespace
 
 int main(int argc, char** argv) {
-  attnres::MpiSession mpi(&argc, &argv);
+  attnres::init_mpi(&argc, &argv);
   ::testing::InitGoogleTest(&argc, argv);
-  int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const std::unique_ptr<attnres::Communicator> world = attnres::make_mpi_world();
+  const int rank = world->rank();
   if (rank != 0) {
     ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
     listeners.Append(new RankFailurePrinter(rank));
   }
-  int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
-  int failed_ranks = 0;
-  MPI_Allreduce(&failed, &failed_ranks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  double failed_ranks = RUN_ALL_TESTS() != 0 ? 1 : 0;
+  world->allreduce_sum(&failed_ranks, 1);
   if (rank == 0 && failed_ranks > 0)
-    std::fprintf(stderr, "%d of %d ranks failed\n", failed_ranks, size);
+    std::fprintf(stderr, "%d of %d ranks failed\n", int(failed_ranks), world->size());
   return failed_ranks > 0 ? 1 : 0;
 }

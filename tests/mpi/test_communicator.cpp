@@ -1,15 +1,17 @@
-// MpiCommunicator and group splitting, run under mpirun with 4 ranks.
+// The MPI communicators and group splitting, run under mpirun with 4 ranks.
 #include <gtest/gtest.h>
-#include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <ctime>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "parallel/mpi_communicator.h"
@@ -17,12 +19,6 @@
 
 namespace attnres {
 namespace {
-
-std::unique_ptr<MpiCommunicator> dup_world(TagSpace tags = {}) {
-  MPI_Comm comm = MPI_COMM_NULL;
-  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
-  return std::make_unique<MpiCommunicator>(comm, tags);
-}
 
 // One message of the p2p test: src → dst with tag {mb, chunk, dir}.
 struct Msg {
@@ -88,7 +84,7 @@ void expect_received(const Msg& m, const Buffers& b) {
 // mode 1: sends first, then receives posted in shuffled order (they match
 //         messages that already arrived unexpectedly).
 void run_exchange(int mode) {
-  auto comm = dup_world(kSpace);
+  auto comm = make_mpi_world(kSpace);
   const int me = comm->rank();
   std::vector<Msg> to_me, from_me;
   for (const Msg& m : all_messages(comm->size())) {
@@ -162,7 +158,7 @@ TEST(MpiCommunicator, TagsAreDistinctAndInRange) {
 TEST(MpiCommunicator, RejectsTagSpaceBeyondTagUb) {
   // 2^20 · 2^10 · 2 · 4 = 2^33 tags > 2^31 (Open MPI's MPI_TAG_UB + 1).
   try {
-    dup_world(TagSpace{1 << 20, 1 << 10, 4});
+    make_mpi_world(TagSpace{1 << 20, 1 << 10, 4});
     FAIL() << "expected std::runtime_error";
   } catch (const std::runtime_error& e) {
     const std::string msg = e.what();
@@ -170,15 +166,15 @@ TEST(MpiCommunicator, RejectsTagSpaceBeyondTagUb) {
     EXPECT_NE(msg.find("1048576 microbatches"), std::string::npos) << msg;
   }
   // The largest space that fits is accepted: 2^20 · 2^9 · 2 · 2 = 2^31 tags.
-  EXPECT_NO_THROW(dup_world(TagSpace{1 << 20, 1 << 9, 2}));
+  EXPECT_NO_THROW(make_mpi_world(TagSpace{1 << 20, 1 << 9, 2}));
 }
 
 TEST(MpiCommunicator, MisuseIsRejected) {
-  auto collectives_only = dup_world();
+  auto collectives_only = make_mpi_world();
   float x = 0;
   EXPECT_THROW(collectives_only->isend({{&x, 1}}, 0, {0, 0, Direction::Forward}),
                std::logic_error);
-  auto comm = dup_world(kSpace);
+  auto comm = make_mpi_world(kSpace);
   EXPECT_THROW(comm->irecv({{&x, 1}}, comm->size(), {0, 0, Direction::Forward}),
                std::logic_error);
   EXPECT_THROW(comm->isend({{&x, 1}}, 0, {kSpace.microbatches, 0, Direction::Forward}),
@@ -187,7 +183,7 @@ TEST(MpiCommunicator, MisuseIsRejected) {
 }
 
 TEST(MpiCommunicator, AllreduceFloatAndDouble) {
-  auto comm = dup_world();
+  auto comm = make_mpi_world();
   const int n = comm->size(), r = comm->rank();
   std::vector<float> f(1000);
   std::vector<double> d(1000);
@@ -204,7 +200,7 @@ TEST(MpiCommunicator, AllreduceFloatAndDouble) {
 }
 
 TEST(MpiCommunicator, BroadcastFromEveryRoot) {
-  auto comm = dup_world();
+  auto comm = make_mpi_world();
   for (int root = 0; root < comm->size(); ++root) {
     std::vector<unsigned char> buf(37);
     for (size_t i = 0; i < buf.size(); ++i)
@@ -215,13 +211,79 @@ TEST(MpiCommunicator, BroadcastFromEveryRoot) {
   }
 }
 
+// Rank r contributes `len(r, root)` bytes (zero for some ranks) with values
+// unique to (rank, position, root); one rank sends megabytes.
+size_t gather_len(int rank, int root) { return rank == 2 ? (3u << 20) + 5 : size_t((rank * 7 + root) % 4) * 13; }
+std::string gather_bytes(int rank, int root) {
+  std::string s(gather_len(rank, root), '\0');
+  for (size_t i = 0; i < s.size(); ++i) s[i] = char((i * 31 + size_t(rank) * 7 + size_t(root)) % 251);
+  return s;
+}
+
+TEST(MpiCommunicator, GatherVariableLengthsToEveryRoot) {
+  auto comm = make_mpi_world();
+  const int n = comm->size(), me = comm->rank();
+  for (int root = 0; root < n; ++root) {
+    const std::string mine = gather_bytes(me, root);
+    const std::vector<std::string> all = comm->gather(mine.data(), mine.size(), root);
+    if (me != root) {
+      EXPECT_TRUE(all.empty()) << "root " << root;
+      continue;
+    }
+    ASSERT_EQ(int(all.size()), n);
+    for (int r = 0; r < n; ++r) EXPECT_EQ(all[size_t(r)], gather_bytes(r, root)) << "from rank " << r;
+  }
+  EXPECT_THROW(comm->gather(nullptr, 0, n), std::logic_error);
+}
+
+TEST(MpiCommunicator, AllgatherVariableLengths) {
+  auto comm = make_mpi_world();
+  const int n = comm->size();
+  for (int round = 0; round < 2; ++round) {
+    const std::string mine = gather_bytes(comm->rank(), round);
+    const std::vector<std::string> all = comm->allgather(mine.data(), mine.size());
+    ASSERT_EQ(int(all.size()), n);
+    for (int r = 0; r < n; ++r) EXPECT_EQ(all[size_t(r)], gather_bytes(r, round)) << "from rank " << r;
+  }
+  // Nobody sends anything: every rank gets n empty strings.
+  const std::vector<std::string> none = comm->allgather(nullptr, 0);
+  EXPECT_EQ(none, std::vector<std::string>(size_t(n)));
+}
+
+// The test runs on one machine: the node group is the world, ranked as the world.
+TEST(MpiCommunicator, NodeGroupIsTheWholeMachine) {
+  auto world = make_mpi_world();
+  auto node = make_mpi_node();
+  EXPECT_EQ(node->size(), world->size());
+  EXPECT_EQ(node->rank(), world->rank());
+  double members = std::ldexp(1.0, world->rank());
+  node->allreduce_sum(&members, 1);
+  EXPECT_EQ(members, std::ldexp(1.0, world->size()) - 1);
+}
+
+// Rank 0 arrives late; the others wait in the barrier without spinning: they
+// use far less CPU time than the wall time they wait.
+TEST(MpiCommunicator, BarrierWaitsAsleep) {
+  auto comm = make_mpi_world();
+  constexpr double kLate = 0.3;  // seconds
+  comm->barrier();
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::clock_t c0 = std::clock();
+  if (comm->rank() == 0) std::this_thread::sleep_for(std::chrono::duration<double>(kLate));
+  comm->barrier();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double cpu = double(std::clock() - c0) / CLOCKS_PER_SEC;
+  EXPECT_GE(wall, 0.9 * kLate);  // nobody left before rank 0 arrived
+  if (comm->rank() != 0) {
+    EXPECT_LT(cpu, 0.3 * wall) << "CPU " << cpu << " s while waiting " << wall << " s";
+  }
+}
+
 // Every factorisation of the 4-rank world: group sizes and ranks follow the
 // topology, group-local allreduce sums exactly the group's members, and a ring
 // over the pipeline group reaches the right world ranks.
 TEST(MpiGroups, EveryFactorisationOfTheWorld) {
-  int world_size = 0, world_rank = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  const int world_size = make_mpi_world()->size(), world_rank = make_mpi_world()->rank();
   ASSERT_EQ(world_size, 4);
   struct D {
     int dp, pp, tp;

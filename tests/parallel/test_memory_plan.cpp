@@ -31,6 +31,8 @@ class UnusedCommunicator : public Communicator {
   void allreduce_sum(float*, size_t) override { fail(); }
   void allreduce_sum(double*, size_t) override { fail(); }
   void broadcast(void*, size_t, int) override { fail(); }
+  std::vector<std::string> gather(const void*, size_t, int) override { fail(); }
+  std::vector<std::string> allgather(const void*, size_t) override { fail(); }
   void barrier() override { fail(); }
 
  private:

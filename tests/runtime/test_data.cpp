@@ -339,3 +339,23 @@ TEST(Validation, ConsecutiveWindowsAndShortFiles) {
     EXPECT_NE(std::string(e.what()).find(tiny.path), std::string::npos);
   }
 }
+
+TEST(Validation, PadBatchAddsMaskedRows) {
+  TempDir d;
+  TokenFile f = make_file(d.path / "v.bin", 100);
+  const int T = 8;
+  std::vector<Batch> v = validation_batches(f, 5, T, 10);  // 12 windows: 5, 5, 2
+  Batch last = v[2];
+  pad_batch(last, 5);
+  EXPECT_EQ(last.B, 5);
+  ASSERT_EQ(last.inputs.size(), size_t(5 * T));
+  ASSERT_EQ(last.targets.size(), size_t(5 * T));
+  for (size_t i = 0; i < size_t(2 * T); ++i) {  // the real rows are untouched
+    EXPECT_EQ(last.inputs[i], v[2].inputs[i]);
+    EXPECT_EQ(last.targets[i], v[2].targets[i]);
+  }
+  for (size_t i = size_t(2 * T); i < last.inputs.size(); ++i) {
+    EXPECT_EQ(last.inputs[i], 0);
+    EXPECT_EQ(last.targets[i], kMaskedTarget);
+  }
+}

@@ -1,14 +1,20 @@
-// End-to-end properties of the training loop: determinism, falling loss, and
-// export -> eval giving the in-memory loss.
+// End-to-end properties of the training loop: determinism, falling loss,
+// export -> eval giving the loss of the model the run ended with, and
+// validation over every window.
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "kernels/memory.h"
 #include "models/chunk.h"
 #include "tests/test_corpus.h"
+#include "runtime/checkpoint_format.h"
 #include "runtime/config.h"
 #include "runtime/data.h"
 #include "runtime/evaluate.h"
@@ -33,15 +39,48 @@ TrainOptions quiet() {
   return o;
 }
 
+fs::path scratch_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("attnres_test_training_" + std::to_string(getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// train() with --export to `dir`/model.safetensors; the exported tensors.
+std::vector<NamedTensor> train_and_export(const Config& cfg, const fs::path& dir, TrainResult* result = nullptr) {
+  TrainOptions o = quiet();
+  o.export_path = (dir / "model.safetensors").string();
+  const TrainResult r = train(cfg, o);
+  if (result) *result = r;
+  return read_safetensors(o.export_path);
+}
+
+// A whole-model chunk of batch B holding `params` (global order).
+struct Model {
+  Chunk chunk;
+  ChunkActs acts;
+  Model(const ModelConfig& m, int B, const std::vector<NamedTensor>& params) {
+    chunk_init(chunk, m, 0, m.num_sublayers(), B, 12345);
+    acts_init(acts, chunk);
+    load_named_tensors(chunk, params, "test");
+  }
+};
+
 }  // namespace
 
 TEST(Training, SameConfigTwiceIsBitwiseIdentical) {
   for (const char* mode : {"residual.mode=attnres", "residual.mode=standard"}) {
     const Config cfg = tiny_config({mode});
-    const TrainResult a = train(cfg, quiet()), b = train(cfg, quiet());
+    TrainResult a, b;
+    const std::vector<NamedTensor> pa = train_and_export(cfg, scratch_dir("a"), &a);
+    const std::vector<NamedTensor> pb = train_and_export(cfg, scratch_dir("b"), &b);
     ASSERT_EQ(a.losses.size(), 6u);
     for (size_t i = 0; i < a.losses.size(); ++i) EXPECT_EQ(a.losses[i], b.losses[i]) << mode << " step " << i;
-    EXPECT_EQ(a.params, b.params) << mode;
+    ASSERT_EQ(pa.size(), pb.size());
+    for (size_t t = 0; t < pa.size(); ++t) {
+      EXPECT_EQ(pa[t].name, pb[t].name);
+      EXPECT_EQ(pa[t].data, pb[t].data) << mode << " " << pa[t].name;
+    }
     EXPECT_EQ(a.final_val_loss, b.final_val_loss);
   }
 }
@@ -58,45 +97,75 @@ TEST(Training, LossFallsBelowUniform) {
   EXPECT_LT(r.final_val_loss, std::log(256.0) - 0.5);
 }
 
-TEST(Training, ExportThenEvalGivesTheInMemoryLoss) {
-  const fs::path dir = fs::temp_directory_path() / "attnres_test_export";
-  fs::create_directories(dir);
-  const std::string weights = (dir / "model.safetensors").string();
-  TrainOptions o = quiet();
-  o.export_path = weights;
-  const Config cfg = tiny_config();
-  const TrainResult r = train(cfg, o);
+// The export is the model the run ended with: the parameters of the final
+// checkpoint (written by each rank from its own memory, not by the export's
+// gather), and `attnres eval` of it gives that model's loss.
+TEST(Training, ExportIsTheFinalModelAndEvalLoadsIt) {
+  const fs::path dir = scratch_dir("export");
+  const Config cfg = tiny_config({"checkpoint.dir=" + (dir / "ckpt").string(), "checkpoint.every=6",
+                                  "checkpoint.async=false"});
+  const std::vector<NamedTensor> exported = train_and_export(cfg, dir);
 
-  // The trained model, in memory.
-  Chunk mem;
-  chunk_init(mem, cfg.model, 0, cfg.model.num_sublayers(), 3, 0);
-  kernels::from_host(mem.dev, mem.params.data(), r.params.data(), r.params.size());
-  ChunkActs mem_acts;
-  acts_init(mem_acts, mem);
-  const std::string text = std::string(ATTNRES_SOURCE_DIR) + "/models/chunk.cpp";
-  const double in_memory = eval_file_loss(mem, mem_acts, text);
+  // The final model, from the checkpoint of the last step.
+  const std::vector<std::string> ckpts = list_complete_checkpoints((dir / "ckpt").string());
+  ASSERT_EQ(ckpts.size(), 1u);
+  const std::vector<float> final_params = read_full_params(ckpts[0], read_manifest(ckpts[0]), cfg.model);
+  const ParamLayout full = make_param_layout(cfg.model, 0, cfg.model.num_sublayers());
+  ASSERT_EQ(exported.size(), full.tensors.size());
+  for (const NamedTensor& t : exported) {
+    const TensorSpec* spec = full.find(t.name);  // names and shapes of DESIGN §1.2
+    ASSERT_NE(spec, nullptr) << t.name;
+    EXPECT_EQ(t.shape, spec->shape) << t.name;
+    const std::vector<float> want(final_params.begin() + long(spec->offset),
+                                  final_params.begin() + long(spec->offset + spec->numel));
+    EXPECT_EQ(t.data, want) << t.name;
+  }
 
   // The same model loaded back from the export, as `attnres eval` does.
+  const std::string weights = (dir / "model.safetensors").string();
   const ModelConfig m = read_export_config(export_config_path(weights));
   EXPECT_EQ(m.block_size, cfg.model.block_size);
-  Chunk loaded;
-  chunk_init(loaded, m, 0, m.num_sublayers(), 3, 12345);
-  ChunkActs loaded_acts;
-  acts_init(loaded_acts, loaded);
-  load_named_tensors(loaded, read_safetensors(weights), weights);
-  EXPECT_EQ(in_memory, eval_file_loss(loaded, loaded_acts, text));
-  EXPECT_LT(in_memory, std::log(256.0));
+  Model loaded(m, 3, read_safetensors(weights));
+  Model from_ckpt(cfg.model, 3, named_tensors(full, final_params.data()));
+  const std::string text = std::string(ATTNRES_SOURCE_DIR) + "/models/chunk.cpp";
+  const double loss = eval_file_loss(loaded.chunk, loaded.acts, text);
+  EXPECT_EQ(loss, eval_file_loss(from_ckpt.chunk, from_ckpt.acts, text));
+  EXPECT_LT(loss, std::log(256.0));
+}
 
-  // Names and shapes of DESIGN §1.2.
-  const auto tensors = read_safetensors(weights);
-  bool saw_query = false;
-  for (const auto& t : tensors) {
-    if (t.name == "layers.1.mlp.gate.weight") {
-      EXPECT_EQ(t.shape, (std::vector<int64_t>{cfg.model.d_ff, cfg.model.d_model}));
-    }
-    if (t.name == "output_res.query") saw_query = true;
+// A validation file whose 7 windows make batches of 4 and 3: the short last
+// batch is evaluated too, and the val loss is the mean over all 7 windows
+// computed directly, one window at a time, from the exported model. `attnres
+// eval` of the windows as a text file agrees.
+TEST(Training, ValidationCoversEveryWindowIncludingAShortLastBatch) {
+  const fs::path dir = scratch_dir("val");
+  const TokenFile train_tokens(test_corpus_dir() + "/train.bin"), val_tokens(test_corpus_dir() + "/val.bin");
+  const int T = 32, windows = 7;  // configs/tiny.yaml: seq_len 32, micro_batch_size 4
+  const std::vector<uint8_t> val(val_tokens.tokens.begin(), val_tokens.tokens.begin() + windows * T + 1);
+  write_token_file((dir / "train.bin").string(), train_tokens.tokens);
+  write_token_file((dir / "val.bin").string(), val);
+  const Config cfg = tiny_config({"data.dir=" + dir.string(), "train.eval_batches=3"});
+  ASSERT_EQ(cfg.model.seq_len, T);
+  ASSERT_EQ(cfg.train.micro_batch_size, 4);
+  TrainResult r;
+  const std::vector<NamedTensor> params = train_and_export(cfg, dir, &r);
+
+  std::vector<Batch> one_window_each;
+  std::string text;  // window w = tokens [w*T, w*T + T], as eval reads windows of T + 1
+  for (int w = 0; w < windows; ++w) {
+    Batch& b = one_window_each.emplace_back();
+    b.B = 1, b.T = T;
+    for (int t = 0; t < T; ++t) b.inputs.push_back(val[size_t(w * T + t)]), b.targets.push_back(val[size_t(w * T + t + 1)]);
+    text.append(val.begin() + w * T, val.begin() + w * T + T + 1);
   }
-  EXPECT_TRUE(saw_query);
+  Model one(cfg.model, 1, params);
+  const double direct = mean_loss(one.chunk, one.acts, one_window_each);
+  EXPECT_NEAR(r.final_val_loss, direct, 1e-6 * direct);
+
+  const fs::path text_path = dir / "val_windows.txt";
+  std::ofstream(text_path, std::ios::binary) << text;
+  Model three(cfg.model, 3, params);
+  EXPECT_NEAR(eval_file_loss(three.chunk, three.acts, text_path.string()), r.final_val_loss, 1e-6 * direct);
 }
 
 TEST(Training, CorruptExportIsRejectedNamingTheFile) {
