@@ -186,6 +186,17 @@ void MpiCommunicator::allreduce_sum(float* data, size_t n) {
           "MPI_Allreduce");
 }
 
+Request MpiCommunicator::iallreduce_sum(float* data, size_t n) {
+  auto state = std::make_unique<MpiRequestState>();
+  for (size_t off = 0; off < n; off += kPiece) {
+    state->reqs.push_back(MPI_REQUEST_NULL);
+    check(MPI_Iallreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kPiece, n - off)),
+                         MPI_FLOAT, MPI_SUM, comm_, &state->reqs.back()),
+          "MPI_Iallreduce");
+  }
+  return Request(std::move(state));
+}
+
 void MpiCommunicator::allreduce_sum(double* data, size_t n) {
   for (size_t off = 0; off < n; off += kPiece)
     check(MPI_Allreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kPiece, n - off)),

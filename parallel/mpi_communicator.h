@@ -53,6 +53,7 @@ class MpiCommunicator final : public Communicator {
   void wait(Request& r) override;
   bool test(Request& r) override;
   void allreduce_sum(float* data, size_t n) override;
+  Request iallreduce_sum(float* data, size_t n) override;
   void allreduce_sum(double* data, size_t n) override;
   void broadcast(void* data, size_t bytes, int root) override;
   void barrier() override;
