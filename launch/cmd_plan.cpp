@@ -140,8 +140,8 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
     max_cost = std::max(max_cost, cost);
     sum_cost += cost;
     const std::string range = "[" + std::to_string(ch.first) + "," + std::to_string(ch.last) + ")";
-    std::printf("%-5d %-4d %-11s %-9s %-5s %-4s %12s %14.2f %14s %14s\n", ch.index, ch.rank,
-                range.c_str(), block_span(m, ch).c_str(), ch.has_embed ? "yes" : "-",
+    std::printf("%-5d %-4d %-11s %-9s %-5s %-4s %12s %14.2f %14s %14s\n", ch.index,
+                sched.placement[size_t(ch.index)], range.c_str(), block_span(m, ch).c_str(), ch.has_embed ? "yes" : "-",
                 ch.has_head ? "yes" : "-", human(double(params), "").c_str(), cost / 1e9,
                 bytes(act_bytes[ch.index]).c_str(), bytes(a.probs * tokens * 4).c_str());
   }
@@ -174,7 +174,8 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
   std::vector<double> total(variants.size(), 0.0);
   for (int c = 1; c < C; ++c) {
     char hop[64];
-    std::snprintf(hop, sizeof hop, "%d->%d r%d>r%d", c - 1, c, (c - 1) % P, c % P);
+    std::snprintf(hop, sizeof hop, "%d->%d r%d>r%d", c - 1, c, sched.placement[size_t(c - 1)],
+                  sched.placement[size_t(c)]);
     for (const char* dir : {"fwd", "bwd"}) {
       std::printf("%-12s %-3s", dir[0] == 'f' ? hop : "", dir);
       for (size_t i = 0; i < variants.size(); ++i) {
@@ -235,7 +236,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
     const RankStats& rs = sim.ranks[r];
     double act = 0;
     for (const ChunkRange& ch : part.chunks)
-      if (ch.rank == int(r)) act = std::max(act, act_bytes[ch.index]);
+      if (sched.placement[size_t(ch.index)] == int(r)) act = std::max(act, act_bytes[ch.index]);
     worst = std::max(worst, rs.bubble);
     std::printf("  rank %zu: bubble %.4f, peak live (microbatch, chunk) %d -> activations <= %s\n",
                 r, rs.bubble, rs.peak_live, bytes(rs.peak_live * act).c_str());

@@ -354,7 +354,6 @@ Manifest read_manifest(const std::string& ckpt) {
   for (const json& c : field<json>(lay, "chunks", lw)) {
     ChunkRange r;
     r.index = field<int>(c, "index", lw + ".chunks");
-    r.rank = field<int>(c, "rank", lw + ".chunks");
     r.first = field<int>(c, "first", lw + ".chunks");
     r.last = field<int>(c, "last", lw + ".chunks");
     r.has_embed = field<bool>(c, "has_embed", lw + ".chunks");
@@ -700,7 +699,7 @@ void Checkpointer::commit() {
       const uint64_t next_seq = uint64_t(p.step) * uint64_t(t.grad_accum) * uint64_t(t.micro_batch_size);
       json chunks = json::array();
       for (const ChunkRange& c : s_.part->chunks)
-        chunks.push_back({{"index", c.index}, {"rank", c.rank}, {"first", c.first}, {"last", c.last},
+        chunks.push_back({{"index", c.index}, {"first", c.first}, {"last", c.last},
                           {"has_embed", c.has_embed}, {"has_head", c.has_head}});
       json tensors = json::array();
       for (const TensorRecord& r : records) tensors.push_back(record_json(r));
