@@ -86,7 +86,7 @@ struct Outcome {
 // Runs `steps` steps of `sched` on dp × P threads: replica d feeds batches[d]
 // through its own pipeline; the ranks of one pipeline stage form a dp group.
 Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vector<Batches>& batches, int steps,
-                bool cache = false) {
+                    bool cache = false) {
   const int P = sched.P, dp = int(batches.size());
   const Partition part = make_partition(m, P, sched.V, "");
   std::vector<std::unique_ptr<FakeNetwork>> pipes, groups;
@@ -98,7 +98,7 @@ Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vect
   };
 
   std::vector<Result> per_thread(size_t(dp * P));
-  std::vector<std::vector<const float*>> grad_buffers(size_t(dp * P));
+  std::vector<std::vector<const float*>> reduce_order(size_t(dp * P));  // grads, by REDUCE_GRADS in the list
   std::vector<std::string> errors(size_t(dp * P));
   std::vector<std::thread> threads;
   for (int d = 0; d < dp; ++d)
@@ -110,17 +110,19 @@ Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vect
           PipelineExecutor e(m, part, sched, p, P > 1 ? &pipe : nullptr, dp > 1 ? &data : nullptr, kBatch, kSeed,
                              cache);
           const float scale = 1.0f / float(sched.M * kBatch * m.seq_len);
-          const Batches& mine = batches[size_t(d)];
-          const std::vector<const int32_t*> tokens = mine.pointers(mine.tokens), targets = mine.pointers(mine.targets);
+          const Batches& feed = batches[size_t(d)];
+          const std::vector<const int32_t*> tokens = feed.pointers(feed.tokens), targets = feed.pointers(feed.targets);
           for (int s = 0; s < steps; ++s) {
             std::vector<double> l = e.run(tokens, targets, scale);
             if (e.holds_last_chunk()) per_thread[me].losses.insert(per_thread[me].losses.end(), l.begin(), l.end());
           }
-          for (const Chunk& c : e.chunks()) {
-            grad_buffers[me].push_back(c.grads);
+          for (const Chunk& c : e.chunks())
             for (const TensorSpec& t : c.layout.tensors)
               per_thread[me].grads[t.name].assign(c.grads + t.offset, c.grads + t.offset + t.numel);
-          }
+          const std::vector<int> mine = sched.chunks_of(p);  // e.chunks() is in this order
+          for (const Action& a : sched.ranks[size_t(p)])
+            if (a.op == Op::REDUCE_GRADS)
+              reduce_order[me].push_back(e.chunks()[size_t(std::find(mine.begin(), mine.end(), a.chunk) - mine.begin())].grads);
         } catch (const std::exception& ex) {
           errors[me] = "rank (dp " + std::to_string(d) + ", pp " + std::to_string(p) + "): " + ex.what();
           fail_all();
@@ -138,15 +140,7 @@ Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vect
       if (!r.losses.empty()) out.replicas[size_t(d)].losses = r.losses;
       out.replicas[size_t(d)].grads.merge(r.grads);
       // Each rank started its chunks' reductions in the order of its list.
-      if (dp > 1) {
-        std::vector<const float*> want;
-        for (const Action& a : sched.ranks[size_t(p)])
-          if (a.op == Op::REDUCE_GRADS) {
-            const std::vector<int> mine = sched.chunks_of(p);
-            want.push_back(grad_buffers[size_t(d * P + p)][size_t(std::find(mine.begin(), mine.end(), a.chunk) - mine.begin())]);
-          }
-        out.reductions_in_list_order &= groups[size_t(p)]->reductions_of(d) == want;
-      }
+      if (dp > 1) out.reductions_in_list_order &= groups[size_t(p)]->reductions_of(d) == reduce_order[size_t(d * P + p)];
     }
     out.messages += pipes[size_t(d)]->messages_received();
     for (const std::string& s : pipes[size_t(d)]->problems()) out.problems.push_back(s);
