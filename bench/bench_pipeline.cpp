@@ -19,7 +19,7 @@
 // it. F and B/BI wait for their receive first; that wait is idle only (since
 // commit 57e2f53; before it, it was counted as busy too). The simulator's RankStats::bubble counts idle up to the global makespan;
 // the comparable number is (finish − busy) / finish, idle up to the rank's own
-// REDUCE_GRADS, and that is what the "sim" columns show.
+// OPTIMIZER_STEP, and that is what the "sim" columns show.
 //
 // Usage (from the repository root, so the config's data.dir resolves):
 //   build/bench/bench_pipeline [--attnres build/attnres] [--config configs/small.yaml]
@@ -190,7 +190,7 @@ double op_cost(const Cell& c, const std::string& op) {
   return sum / kP;
 }
 
-// Per rank: idle up to the rank's own REDUCE_GRADS over that time (see top);
+// Per rank: idle up to the rank's own OPTIMIZER_STEP over that time (see top);
 // and the makespan, for the predicted step-time ratio.
 struct SimPoint {
   std::array<double, kP> bubble{};

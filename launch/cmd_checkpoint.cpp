@@ -32,7 +32,7 @@ void inspect(const std::string& path) {
               cfg.model.d_ff, cfg.model.seq_len, cfg.model.vocab_size);
   std::printf("  written by dp %d x pp %d x tp %d, %s, %d virtual stages; chunks:", l.dp, l.pp, l.tp,
               l.schedule.c_str(), l.virtual_stages);
-  for (const ChunkRange& c : l.chunks) std::printf(" %d:[%d,%d)@rank%d", c.index, c.first, c.last, c.rank);
+  for (const ChunkRange& c : l.chunks) std::printf(" %d:[%d,%d)", c.index, c.first, c.last);
   std::printf("\n");
   uint64_t bytes = 0;
   std::set<std::string> files;

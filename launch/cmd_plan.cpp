@@ -99,7 +99,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
     max_cost = std::max(max_cost, cost);
     sum_cost += cost;
     const std::string range = "[" + std::to_string(ch.first) + "," + std::to_string(ch.last) + ")";
-    std::printf("%-5d %-4d %-11s %-9s %-5s %-4s %12s %14.2f %14s\n", ch.index, ch.rank,
+    std::printf("%-5d %-4d %-11s %-9s %-5s %-4s %12s %14.2f %14s\n", ch.index, sched.placement[size_t(ch.index)],
                 range.c_str(), block_span(m, ch).c_str(), ch.has_embed ? "yes" : "-",
                 ch.has_head ? "yes" : "-", human(double(f.params), "").c_str(), cost / 1e9,
                 bytes(double(f.acts) * 4).c_str());
@@ -133,7 +133,8 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
   std::vector<double> total(variants.size(), 0.0);
   for (int c = 1; c < C; ++c) {
     char hop[64];
-    std::snprintf(hop, sizeof hop, "%d->%d r%d>r%d", c - 1, c, (c - 1) % P, c % P);
+    std::snprintf(hop, sizeof hop, "%d->%d r%d>r%d", c - 1, c, sched.placement[size_t(c - 1)],
+                  sched.placement[size_t(c)]);
     for (const char* dir : {"fwd", "bwd"}) {
       std::printf("%-12s %-3s", dir[0] == 'f' ? hop : "", dir);
       for (size_t i = 0; i < variants.size(); ++i) {

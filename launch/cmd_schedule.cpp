@@ -25,7 +25,7 @@ void add_schedule_command(CLI::App& app) {
     int microbatches = 8;
     std::string schedule = "1f1b";
     int virtual_stages = 1;
-    SimCosts stage;  // costs of a whole stage; a chunk costs 1/V of it
+    SimCosts stage;  // costs of a whole stage; a chunk costs 1/V of it (not copy, latency)
     std::string trace;
     bool actions = false;
   };
@@ -43,6 +43,11 @@ void add_schedule_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--latency", o->stage.latency, "Time from a send to its receive")
       ->capture_default_str();
+  cmd->add_option("--cost-copy", o->stage.copy, "Time of one hand-off between chunks on the same rank")
+      ->capture_default_str();
+  cmd->add_option("--cost-reduce", o->stage.reduce,
+                  "Data-parallel gradient all-reduce time of one stage (runs beside the compute)")
+      ->capture_default_str();
   cmd->add_option("--trace", o->trace, "Write a Chrome trace JSON (Perfetto) to this file");
   cmd->add_flag("--actions", o->actions, "Also print the raw action list of every rank");
 
@@ -50,13 +55,14 @@ void add_schedule_command(CLI::App& app) {
     const Schedule s = make_schedule(o->schedule, o->pp, o->microbatches, o->virtual_stages);
     for (auto [opt, v] : {std::pair{"--cost-f", o->stage.F}, {"--cost-b", o->stage.B},
                           {"--cost-bi", o->stage.BI}, {"--cost-bw", o->stage.BW},
-                          {"--latency", o->stage.latency}})
+                          {"--latency", o->stage.latency}, {"--cost-copy", o->stage.copy},
+                          {"--cost-reduce", o->stage.reduce}})
       if (!std::isfinite(v) || v < 0)
         throw std::invalid_argument(std::string(opt) + " " + std::to_string(v) +
                                     ": expected a finite time >= 0");
     const double V = s.V;
-    const SimCosts c{o->stage.F / V, o->stage.B / V, o->stage.BI / V, o->stage.BW / V,
-                     o->stage.latency};
+    const SimCosts c{o->stage.F / V, o->stage.B / V,  o->stage.BI / V,    o->stage.BW / V,
+                     o->stage.latency, o->stage.copy, o->stage.reduce / V};
     const SimResult r = simulate(s, c);
     if (!r.ok()) {
       std::string msg = "schedule '" + s.name + "' failed simulation:";
@@ -68,11 +74,14 @@ void add_schedule_command(CLI::App& app) {
 
     std::printf("schedule %s: P=%d ranks, M=%d microbatches, V=%d chunk(s) per rank\n", s.name.c_str(),
                 s.P, s.M, s.V);
-    std::printf("chunk costs: F=%g B=%g BI=%g BW=%g, message latency %g\n\n", c.F, c.B, c.BI, c.BW,
-                c.latency);
+    std::printf("chunk costs: F=%g B=%g BI=%g BW=%g, local copy %g, dp reduce %g, message latency %g\n",
+                c.F, c.B, c.BI, c.BW, c.copy, c.reduce, c.latency);
+    std::printf("placement (chunk:rank)");
+    for (int k = 0; k < s.num_chunks(); k++) std::printf(" %d:%d", k, s.placement[size_t(k)]);
+    std::printf("\n\n");
     if (o->actions) std::printf("%s\n", format_actions(s).c_str());
     std::printf("timeline (a cell is the shortest compute; F forward, B backward, i input grad, "
-                "w weight grad,%s . idle)\n%s\n",
+                "w weight grad, c local copy,%s . idle)\n%s\n",
                 s.V > 1 ? " letter = local chunk," : "", format_timeline(s, r).c_str());
     std::printf("rank     busy     idle  bubble  1F1B theory  peak live\n");
     const double theory = one_f_one_b_bubble(s.P, s.M);

@@ -16,8 +16,9 @@
 // if the space cannot be encoded in the backend's tag range. A tag outside the
 // space is a caller bug (std::logic_error).
 //
-// Collectives are blocking and must be called by every rank of the
-// communicator in the same order.
+// Collectives must be called by every rank of the communicator in the same
+// order. They are blocking, except iallreduce_sum, which returns a Request
+// like isend/irecv: the data must not be touched until it completes.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -89,6 +90,9 @@ class Communicator {
 
   // In place over all ranks of this communicator.
   virtual void allreduce_sum(float* data, size_t n) = 0;
+  // Non-blocking allreduce_sum: `data` holds the sum once the Request
+  // completes (wait, or a true test).
+  virtual Request iallreduce_sum(float* data, size_t n) = 0;
   virtual void allreduce_sum(double* data, size_t n) = 0;
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // Every rank's `bytes` bytes (the lengths may differ, zero included), in

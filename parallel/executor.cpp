@@ -32,6 +32,7 @@ struct PipelineExecutor::Slot {
   ResidualState in, din;
   Request recv_f, recv_b;
   bool recv_f_posted = false, recv_b_posted = false;
+  bool copied_in = false, copied_back = false;  // COPY_F / COPY_B filled recv_vals / recv_grads
   bool weights_done = false, grad_sent = false;
   std::vector<Request> sends;
 };
@@ -41,26 +42,30 @@ struct PipelineExecutor::Local {
   Chunk* model = nullptr;
   HopPayload in_hop, out_hop;  // into this chunk; into the next (empty for the last)
   int n_in = 0, n_out = 0;     // sources in the input / output stream
+  bool reducing = false;       // REDUCE_GRADS done this step
   std::vector<Slot> slots;
   std::vector<k::DeviceBuffer<float>> buffers;  // every hop buffer of every slot
 };
 
 PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part, Schedule schedule,
-                                   int pp_rank, Communicator* pipe, int micro_batch, uint64_t seed,
-                                   bool cross_stage_cache, k::Device dev)
-    : cfg_(cfg), part_(part), schedule_(std::move(schedule)), rank_(pp_rank), pipe_(pipe),
+                                   int pp_rank, Communicator* pipe, Communicator* data, int micro_batch,
+                                   uint64_t seed, bool cross_stage_cache, k::Device dev)
+    : cfg_(cfg), part_(part), schedule_(std::move(schedule)), rank_(pp_rank), pipe_(pipe), data_(data),
       micro_batch_(micro_batch), cache_(cross_stage_cache), dev_(dev),
       stream_floats_(size_t(micro_batch) * cfg.seq_len * cfg.d_model) {
   const int P = schedule_.P, C = schedule_.num_chunks();
-  if (part_.num_chunks() != C) throw std::logic_error("executor: partition and schedule disagree on chunks");
+  if (part_.num_chunks() != C || int(schedule_.placement.size()) != C)
+    throw std::logic_error("executor: partition and schedule disagree on chunks");
   if (P > 1 && (!pipe_ || pipe_->size() != P)) throw std::logic_error("executor: pipeline communicator size != P");
 
   const std::vector<int> slots = activation_slots(schedule_, rank_);
 
-  int n_local = 0;
-  for (int c = rank_; c < C; c += P) ++n_local;
-  chunks_.resize(size_t(n_local));
-  for (int c = rank_, i = 0; c < C; c += P, ++i) {
+  const std::vector<int> mine = schedule_.chunks_of(rank_);
+  local_index_.assign(size_t(C), -1);
+  chunks_.resize(mine.size());
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const int c = mine[i];
+    local_index_[size_t(c)] = int(i);
     const ChunkRange& r = part_.chunks[size_t(c)];
     chunk_init(chunks_[size_t(i)], cfg_, r.first, r.last, micro_batch_, seed, dev_);
     auto L = std::make_unique<Local>();
@@ -68,6 +73,15 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
     L->model = &chunks_[size_t(i)];
     if (c > 0) L->in_hop = hop_payload(cfg_, part_, c, cache_);
     if (c + 1 < C) L->out_hop = hop_payload(cfg_, part_, c + 1, cache_);
+    // The payload leaves out what this rank holds from an earlier chunk: that
+    // chunk must be one the schedule places here.
+    const int held = L->in_hop.cached_from;
+    if (held >= 0 && schedule_.placement[size_t(held)] != rank_)
+      throw std::logic_error("executor: the hop into chunk " + std::to_string(c) + " caches chunk " +
+                             std::to_string(held) + "'s sources, but the schedule places chunk " +
+                             std::to_string(held) + " on rank " +
+                             std::to_string(schedule_.placement[size_t(held)]) + ", not " +
+                             std::to_string(rank_));
     if (cfg_.attnres()) {
       L->n_in = sources_at(cfg_, r.first);
       L->n_out = sources_at(cfg_, r.last);
@@ -93,8 +107,9 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
   t0_us_ = now_us();
 }
 
-// Buffers are freed by their owners; pending sends must finish first.
+// Buffers are freed by their owners; pending messages and reductions must finish first.
 PipelineExecutor::~PipelineExecutor() {
+  if (data_) data_->wait_all(reductions_);
   if (!pipe_) return;
   for (auto& L : locals_)
     for (Slot& s : L->slots) pipe_->wait_all(s.sends);
@@ -103,8 +118,8 @@ PipelineExecutor::~PipelineExecutor() {
 bool PipelineExecutor::holds_last_chunk() const { return locals_.back()->chunk == schedule_.num_chunks() - 1; }
 
 PipelineExecutor::Local& PipelineExecutor::local(int chunk) {
-  assert(chunk % schedule_.P == rank_);
-  return *locals_[size_t(chunk / schedule_.P)];
+  assert(chunk >= 0 && chunk < int(local_index_.size()) && local_index_[size_t(chunk)] >= 0);
+  return *locals_[size_t(local_index_[size_t(chunk)])];
 }
 
 PipelineExecutor::Slot& PipelineExecutor::slot_of(int mb, int chunk) {
@@ -129,14 +144,14 @@ PipelineExecutor::Slot& PipelineExecutor::acquire(int mb, int chunk) {
 }
 
 void PipelineExecutor::release(Slot& s) {
-  if (pipe_) {
+  if (!s.sends.empty()) {
     const double t = now_us();
     pipe_->wait_all(s.sends);
     idle_s_ += (now_us() - t) * 1e-6;
   }
   s.sends.clear();
   s.mb = -1;
-  s.recv_f_posted = s.recv_b_posted = s.weights_done = s.grad_sent = false;
+  s.recv_f_posted = s.recv_b_posted = s.copied_in = s.copied_back = s.weights_done = s.grad_sent = false;
 }
 
 static std::vector<TensorRef> refs(const std::vector<float*>& bufs, size_t n) {
@@ -145,18 +160,16 @@ static std::vector<TensorRef> refs(const std::vector<float*>& bufs, size_t n) {
   return r;
 }
 
-void PipelineExecutor::post_recv_f(int mb, int chunk) {
+void PipelineExecutor::post_recv_f(int mb, int chunk, int peer) {
   Slot& s = acquire(mb, chunk);
   if (s.recv_f_posted) return;
-  const int peer = (chunk - 1) % schedule_.P;
   s.recv_f = pipe_->irecv(refs(s.recv_vals, stream_floats_), peer, {mb, chunk, Direction::Forward});
   s.recv_f_posted = true;
 }
 
-void PipelineExecutor::post_recv_b(int mb, int chunk) {
+void PipelineExecutor::post_recv_b(int mb, int chunk, int peer) {
   Slot& s = slot_of(mb, chunk);
   if (s.recv_b_posted) return;
-  const int peer = (chunk + 1) % schedule_.P;
   s.recv_b = pipe_->irecv(refs(s.recv_grads, stream_floats_), peer, {mb, chunk + 1, Direction::Backward});
   s.recv_b_posted = true;
 }
@@ -171,10 +184,10 @@ void PipelineExecutor::post_ahead(size_t from) {
       Local& L = local(a.chunk);
       const bool have = std::any_of(L.slots.begin(), L.slots.end(), [&](const Slot& s) { return s.mb == a.mb; });
       const bool free = std::any_of(L.slots.begin(), L.slots.end(), [](const Slot& s) { return s.mb == -1; });
-      if (have || free) post_recv_f(a.mb, a.chunk);
+      if (have || free) post_recv_f(a.mb, a.chunk, a.peer);
     } else if (a.op == Op::RECV_B) {
       for (Slot& s : local(a.chunk).slots)
-        if (s.mb == a.mb) post_recv_b(a.mb, a.chunk);
+        if (s.mb == a.mb) post_recv_b(a.mb, a.chunk, a.peer);
     }
   }
 }
@@ -195,12 +208,13 @@ double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const
   s.in = ResidualState{};
   std::fill(s.grads.begin(), s.grads.end(), nullptr);
   if (chunk > 0) {
-    if (pipe_) wait_recv(s.recv_f, "RECV_F", mb, chunk);
-    // Sources held since chunk - P (cross-stage cache), then the received ones.
+    if (s.recv_f_posted) wait_recv(s.recv_f, "RECV_F", mb, chunk);
+    else if (!s.copied_in) throw std::logic_error("executor: " + to_string({Op::F, mb, chunk}) + " has no input");
+    // Sources held since an earlier chunk here (cross-stage cache), then the received ones.
     if (cfg_.attnres()) {
       s.in.sources.assign(size_t(L.n_in), nullptr);
-      if (cache_ && chunk >= schedule_.P) {
-        Slot& prev = slot_of(mb, chunk - schedule_.P);
+      if (L.in_hop.cached_from >= 0) {
+        Slot& prev = slot_of(mb, L.in_hop.cached_from);
         for (int src = 0; src < L.n_in; ++src)
           if (src < int(prev.acts.out.sources.size())) {
             s.in.sources[size_t(src)] = prev.acts.out.sources[size_t(src)];
@@ -225,23 +239,40 @@ double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const
   return loss;
 }
 
-void PipelineExecutor::send_f(int mb, int chunk) {
-  Local& L = local(chunk);
-  Slot& s = slot_of(mb, chunk);
+// The tensors of chunk c's forward output that the hop into c+1 carries, in wire order.
+std::vector<float*> PipelineExecutor::forward_payload(int mb, int chunk) {
+  const Slot& s = slot_of(mb, chunk);
   std::vector<float*> vals;
-  for (const HopTensor& h : L.out_hop.tensors)
+  for (const HopTensor& h : local(chunk).out_hop.tensors)
     vals.push_back(h.kind == HopTensor::Hidden    ? s.acts.out.hidden
                    : h.kind == HopTensor::Partial ? s.acts.out.partial
                                                   : s.acts.out.sources[size_t(h.source)]);
-  if (pipe_) {
-    s.sends.push_back(pipe_->isend(refs(vals, stream_floats_), (chunk + 1) % schedule_.P,
-                                   {mb, chunk + 1, Direction::Forward}));
-    fwd_bytes_[size_t(chunk + 1)] += vals.size() * stream_floats_ * sizeof(float);
-  } else {  // P = 1: the next chunk is local
-    Slot& next = acquire(mb, chunk + 1);
-    for (size_t t = 0; t < vals.size(); ++t)
-      k::copy(dev_, next.recv_vals[t], vals[t], stream_floats_, k::CopyKind::DeviceToDevice);
-  }
+  return vals;
+}
+
+// The gradients of chunk c's input that the hop back into c−1 carries, in wire order.
+std::vector<float*> PipelineExecutor::backward_payload(int mb, int chunk) {
+  const Slot& s = slot_of(mb, chunk);
+  std::vector<float*> grads;
+  for (const HopTensor& h : local(chunk).in_hop.tensors)
+    grads.push_back(h.kind == HopTensor::Hidden    ? s.din.hidden
+                    : h.kind == HopTensor::Partial ? s.din.partial
+                                                   : s.din.sources[size_t(h.source)]);
+  return grads;
+}
+
+void PipelineExecutor::send_f(int mb, int chunk, int peer) {
+  const std::vector<float*> vals = forward_payload(mb, chunk);
+  slot_of(mb, chunk).sends.push_back(
+      pipe_->isend(refs(vals, stream_floats_), peer, {mb, chunk + 1, Direction::Forward}));
+  fwd_bytes_[size_t(chunk + 1)] += vals.size() * stream_floats_ * sizeof(float);
+}
+
+void PipelineExecutor::copy_f(int mb, int chunk) {
+  const std::vector<float*> vals = forward_payload(mb, chunk);
+  Slot& next = acquire(mb, chunk + 1);
+  for (size_t t = 0; t < vals.size(); ++t) k::copy(dev_, next.recv_vals[t], vals[t], stream_floats_, k::CopyKind::DeviceToDevice);
+  next.copied_in = true;
 }
 
 void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, const int32_t* targets,
@@ -250,7 +281,9 @@ void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, 
   Slot& s = slot_of(mb, chunk);
   ResidualState dout;
   if (!L.model->has_head) {
-    if (pipe_) wait_recv(s.recv_b, "RECV_B", mb, chunk);
+    if (s.recv_b_posted) wait_recv(s.recv_b, "RECV_B", mb, chunk);
+    else if (!s.copied_back)
+      throw std::logic_error("executor: " + to_string({Op::B, mb, chunk}) + " has no output gradient");
     for (size_t t = 0; t < L.out_hop.tensors.size(); ++t) {
       const HopTensor& h = L.out_hop.tensors[t];
       if (h.kind == HopTensor::Hidden) dout.hidden = s.recv_grads[t];
@@ -266,23 +299,42 @@ void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, 
   chunk_backward_input(*L.model, s.acts, tokens, targets, loss_scale, dout, s.din);
 }
 
-void PipelineExecutor::send_b(int mb, int chunk) {
+void PipelineExecutor::send_b(int mb, int chunk, int peer) {
+  const std::vector<float*> grads = backward_payload(mb, chunk);
+  slot_of(mb, chunk).sends.push_back(
+      pipe_->isend(refs(grads, stream_floats_), peer, {mb, chunk, Direction::Backward}));
+  bwd_bytes_[size_t(chunk)] += grads.size() * stream_floats_ * sizeof(float);
+}
+
+void PipelineExecutor::copy_b(int mb, int chunk) {
+  const std::vector<float*> grads = backward_payload(mb, chunk);
+  Slot& prev = slot_of(mb, chunk - 1);
+  for (size_t t = 0; t < grads.size(); ++t) k::copy(dev_, prev.recv_grads[t], grads[t], stream_floats_, k::CopyKind::DeviceToDevice);
+  prev.copied_back = true;
+}
+
+// The chunk's gradients are final: start their sum over the dp replicas,
+// which runs while this rank computes the rest of its list.
+void PipelineExecutor::reduce_grads(int chunk) {
   Local& L = local(chunk);
-  Slot& s = slot_of(mb, chunk);
-  std::vector<float*> grads;
-  for (const HopTensor& h : L.in_hop.tensors)
-    grads.push_back(h.kind == HopTensor::Hidden    ? s.din.hidden
-                    : h.kind == HopTensor::Partial ? s.din.partial
-                                                   : s.din.sources[size_t(h.source)]);
-  if (pipe_) {
-    s.sends.push_back(pipe_->isend(refs(grads, stream_floats_), (chunk - 1) % schedule_.P,
-                                   {mb, chunk, Direction::Backward}));
-    bwd_bytes_[size_t(chunk)] += grads.size() * stream_floats_ * sizeof(float);
-  } else {
-    Slot& prev = slot_of(mb, chunk - 1);
-    for (size_t t = 0; t < grads.size(); ++t)
-      k::copy(dev_, prev.recv_grads[t], grads[t], stream_floats_, k::CopyKind::DeviceToDevice);
+  if (L.reducing) throw std::logic_error("executor: chunk " + std::to_string(chunk) + " has two REDUCE_GRADS");
+  L.reducing = true;
+  if (data_) reductions_.push_back(data_->iallreduce_sum(L.model->grads.data(), L.model->layout.total));
+}
+
+// Before the optimizer step: every local chunk's reduction has started, and
+// here they all finish.
+void PipelineExecutor::finish_reductions() {
+  for (auto& L : locals_) {
+    if (!L->reducing)
+      throw std::logic_error("executor: chunk " + std::to_string(L->chunk) + " has no REDUCE_GRADS");
+    L->reducing = false;
   }
+  if (!data_) return;
+  const double t = now_us();
+  data_->wait_all(reductions_);
+  reductions_.clear();
+  if (tracing_) trace_.push_back({"wait REDUCE_GRADS", "comm", t - t0_us_, now_us() - t});
 }
 
 std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tokens,
@@ -295,7 +347,7 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
   const auto& list = schedule_.ranks[size_t(rank_)];
   for (size_t i = 0; i < list.size(); ++i) {
     const Action& a = list[i];
-    if (a.op == Op::REDUCE_GRADS || a.op == Op::OPTIMIZER_STEP) break;  // the trainer's part
+    if (a.op == Op::OPTIMIZER_STEP) break;  // the trainer's part
     if (pipe_) post_ahead(i);
     const double t = now_us(), idle_before = idle_s_;
     switch (a.op) {
@@ -306,43 +358,49 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
         if (a.op == Op::B) chunk_backward_weight(*local(a.chunk).model, slot_of(a.mb, a.chunk).acts);
         break;
       case Op::BW: chunk_backward_weight(*local(a.chunk).model, slot_of(a.mb, a.chunk).acts); break;
-      case Op::SEND_F: send_f(a.mb, a.chunk); break;
-      case Op::SEND_B: send_b(a.mb, a.chunk); break;
-      case Op::RECV_F: post_recv_f(a.mb, a.chunk); break;   // waited on at F
-      case Op::RECV_B: post_recv_b(a.mb, a.chunk); break;   // waited on at B / BI
-      default: break;
+      case Op::SEND_F: send_f(a.mb, a.chunk, a.peer); break;
+      case Op::SEND_B: send_b(a.mb, a.chunk, a.peer); break;
+      case Op::RECV_F: post_recv_f(a.mb, a.chunk, a.peer); break;  // waited on at F
+      case Op::RECV_B: post_recv_b(a.mb, a.chunk, a.peer); break;  // waited on at B / BI
+      case Op::COPY_F: copy_f(a.mb, a.chunk); break;
+      case Op::COPY_B: copy_b(a.mb, a.chunk); break;
+      case Op::REDUCE_GRADS: reduce_grads(a.chunk); break;
+      case Op::OPTIMIZER_STEP: break;
     }
-    if (is_compute(a.op)) {
+    if (is_compute(a.op) || is_copy(a.op)) {
       // F and B wait for their receive first; that wait is idle, not busy.
       const double wait_us = (idle_s_ - idle_before) * 1e6;
       const double dt = now_us() - t - wait_us;
       busy_s_ += dt * 1e-6;
-      if (tracing_) trace_.push_back({to_string(a), "compute", t + wait_us - t0_us_, dt});
+      if (tracing_) trace_.push_back({to_string(a), is_copy(a.op) ? "copy" : "compute", t + wait_us - t0_us_, dt});
     }
-    // P = 1 lists have no messages: hand the hop to the neighbouring local chunk.
-    if (!pipe_ && a.op == Op::F && a.chunk + 1 < schedule_.num_chunks()) send_f(a.mb, a.chunk);
-    if (!pipe_ && (a.op == Op::B || a.op == Op::BI) && a.chunk > 0) send_b(a.mb, a.chunk);
     // A microbatch leaves a chunk once its weight gradients are done and its
     // input gradient has gone back.
-    if (a.op == Op::B || a.op == Op::BW || a.op == Op::SEND_B) {
+    if (a.op == Op::B || a.op == Op::BW || a.op == Op::SEND_B || a.op == Op::COPY_B) {
       Slot& s = slot_of(a.mb, a.chunk);
-      s.weights_done |= a.op != Op::SEND_B;
-      s.grad_sent |= a.op == Op::SEND_B || !pipe_ || a.chunk == 0;
+      s.weights_done |= a.op == Op::B || a.op == Op::BW;
+      s.grad_sent |= a.op == Op::SEND_B || a.op == Op::COPY_B || a.chunk == 0;
       if (s.weights_done && s.grad_sent) release(s);
     }
+    // MPI moves a non-blocking collective along only inside MPI calls.
+    for (Request& r : reductions_) data_->test(r);
   }
+  finish_reductions();
   return losses_;
 }
 
 double PipelineExecutor::forward_only(const std::vector<const int32_t*>& tokens,
                                       const std::vector<const int32_t*>& targets) {
+  const std::vector<int>& at = schedule_.placement;
   double sum = 0.0;
   for (int mb = 0; mb < int(tokens.size()); ++mb) {
     for (auto& L : locals_) {
       const int c = L->chunk;
-      if (c > 0 && pipe_) post_recv_f(mb, c);
+      if (c > 0 && at[size_t(c - 1)] != rank_) post_recv_f(mb, c, at[size_t(c - 1)]);
       sum += forward(mb, c, tokens[size_t(mb)], targets[size_t(mb)]);
-      if (c + 1 < schedule_.num_chunks()) send_f(mb, c);
+      if (c + 1 == schedule_.num_chunks()) continue;
+      if (at[size_t(c + 1)] == rank_) copy_f(mb, c);
+      else send_f(mb, c, at[size_t(c + 1)]);
     }
     for (auto& L : locals_) release(slot_of(mb, L->chunk));
   }

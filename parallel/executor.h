@@ -1,8 +1,10 @@
 // The pipeline executor (DESIGN §3): interprets one rank's schedule action list
-// on real chunks, moving hop payloads (DESIGN §2) with non-blocking
-// point-to-point messages. Receives are posted as early as a buffer is free;
-// sends never block compute. With P = 1 the hops between local chunks are
-// local copies and nothing is sent.
+// on real chunks. The schedule decides everything: which chunks are local (its
+// placement), the peer of every message (the action's peer), the hand-offs
+// between local chunks (COPY_F / COPY_B) and when each chunk's data-parallel
+// gradient reduction starts (REDUCE_GRADS). Hop payloads (DESIGN §2) move with
+// non-blocking point-to-point messages; receives are posted as early as a
+// buffer is free, and sends never block compute.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -21,29 +23,35 @@ namespace attnres {
 // One timed action, for traces.
 struct TraceEvent {
   std::string name;
-  const char* category;  // "compute", "comm" (waiting for a message), "optimizer"
+  const char* category;  // "compute", "copy" (a hand-off between local chunks),
+                         // "comm" (waiting for a message or the dp reductions), "optimizer"
   double start_us, dur_us;
 };
 
 class PipelineExecutor {
  public:
   // `pipe` is the pipeline communicator (ranks 0..P-1); null when P = 1.
+  // `data` connects the replicas of this rank's chunks (the dp group); null
+  // when dp = 1.
   PipelineExecutor(const ModelConfig& cfg, const Partition& part, Schedule schedule, int pp_rank,
-                   Communicator* pipe, int micro_batch, uint64_t seed, bool cross_stage_cache,
-                   kernels::Device dev = {});
+                   Communicator* pipe, Communicator* data, int micro_batch, uint64_t seed,
+                   bool cross_stage_cache, kernels::Device dev = {});
   ~PipelineExecutor();
   PipelineExecutor(const PipelineExecutor&) = delete;
   PipelineExecutor& operator=(const PipelineExecutor&) = delete;
 
-  // Runs this rank's actions up to REDUCE_GRADS for the step's M microbatches.
-  // tokens[mb] / targets[mb] hold micro_batch * seq_len ids each (only the
-  // ranks of the first and last chunk read them). Gradients accumulate into
-  // the local chunks' grads in microbatch order. Returns the token-loss sum of
-  // each microbatch (zero unless this rank holds the last chunk).
+  // Runs this rank's actions up to OPTIMIZER_STEP (the trainer's part) for the
+  // step's M microbatches. tokens[mb] / targets[mb] hold micro_batch * seq_len
+  // ids each (only the ranks of the first and last chunk read them).
+  // Gradients accumulate into the local chunks' grads in microbatch order;
+  // each chunk's REDUCE_GRADS starts their sum over `data`, and run() returns
+  // once every sum is done. Returns the token-loss sum of each microbatch
+  // (zero unless this rank holds the last chunk).
   std::vector<double> run(const std::vector<const int32_t*>& tokens,
                           const std::vector<const int32_t*>& targets, float loss_scale);
 
-  // Forward only, one microbatch at a time through every chunk (evaluation).
+  // Forward only, one microbatch at a time through every chunk (evaluation),
+  // with messages to and copies from the ranks the placement names.
   // Returns the token-loss sum (zero unless this rank holds the last chunk).
   // Message tags use mb < tokens.size(): size the tag space for it.
   double forward_only(const std::vector<const int32_t*>& tokens,
@@ -53,7 +61,8 @@ class PipelineExecutor {
   bool holds_last_chunk() const;
 
   // Of the last run: bytes this rank sent on the hop into chunk c (forward)
-  // and from chunk c back (backward), indexed by c; compute and wait seconds.
+  // and from chunk c back (backward), indexed by c; compute (and copy) and
+  // pipeline wait seconds. The final wait for the dp reductions is in neither.
   const std::vector<uint64_t>& fwd_bytes() const { return fwd_bytes_; }
   const std::vector<uint64_t>& bwd_bytes() const { return bwd_bytes_; }
   double busy_seconds() const { return busy_s_; }
@@ -69,14 +78,20 @@ class PipelineExecutor {
   Slot& slot_of(int mb, int chunk);
   Slot& acquire(int mb, int chunk);
   void release(Slot& s);
-  void post_recv_f(int mb, int chunk);
-  void post_recv_b(int mb, int chunk);
+  void post_recv_f(int mb, int chunk, int peer);
+  void post_recv_b(int mb, int chunk, int peer);
   void post_ahead(size_t from);
   double forward(int mb, int chunk, const int32_t* tokens, const int32_t* targets);
   void backward_input(int mb, int chunk, const int32_t* tokens, const int32_t* targets,
                       float loss_scale);
-  void send_f(int mb, int chunk);
-  void send_b(int mb, int chunk);
+  std::vector<float*> forward_payload(int mb, int chunk);
+  std::vector<float*> backward_payload(int mb, int chunk);
+  void send_f(int mb, int chunk, int peer);
+  void send_b(int mb, int chunk, int peer);
+  void copy_f(int mb, int chunk);
+  void copy_b(int mb, int chunk);
+  void reduce_grads(int chunk);
+  void finish_reductions();
   void wait_recv(Request& r, const char* what, int mb, int chunk);
 
   ModelConfig cfg_;
@@ -84,12 +99,15 @@ class PipelineExecutor {
   Schedule schedule_;
   int rank_;
   Communicator* pipe_;
+  Communicator* data_;
   int micro_batch_;
   bool cache_;
   kernels::Device dev_;
   size_t stream_floats_;  // one [b*T, d] tensor
   std::vector<Chunk> chunks_;
   std::vector<std::unique_ptr<Local>> locals_;  // per local chunk
+  std::vector<int> local_index_;                // by chunk: index in locals_, or -1
+  std::vector<Request> reductions_;             // started by REDUCE_GRADS this step
   std::vector<double> losses_;
   std::vector<uint64_t> fwd_bytes_, bwd_bytes_;
   double busy_s_ = 0, idle_s_ = 0;

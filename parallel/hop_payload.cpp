@@ -17,8 +17,10 @@ HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
   const int done = sources_at(cfg, s);
   // Sources the receiving rank already holds from chunk c−P of this microbatch.
   int held = 0;
-  if (cross_stage_cache && chunk >= part.P)
-    held = sources_at(cfg, part.chunks[chunk - part.P].last);
+  if (cross_stage_cache && chunk >= part.P) {
+    hop.cached_from = chunk - part.P;
+    held = sources_at(cfg, part.chunks[hop.cached_from].last);
+  }
   assert(held <= done);
   for (int k = held; k < done; ++k) hop.tensors.push_back({HopTensor::Source, k});
   if (s % cfg.block_size != 0) hop.tensors.push_back({HopTensor::Partial, -1});

@@ -12,9 +12,11 @@
 //   standard mode:        {Hidden}.
 //   attnres, no caching:  Source 0 .. floor(s/S), then Partial if s % S != 0.
 //   attnres, caching, c >= P (chunk c−P ran on the same rank for the same
-//     microbatch): that rank still holds every source completed by the end of
-//     chunk c−P (it received or held those completed by start(c−P) and produced
-//     the ones completed inside c−P). So the hop ships only the sources
+//     microbatch, as under the schedules' round-robin placement; the executor
+//     checks that its schedule places c−P with c): that rank still holds
+//     every source completed by the end of chunk c−P (it received or held
+//     those completed by start(c−P) and produced the ones completed inside
+//     c−P). So the hop ships only the sources
 //     completed at start(c) but not at end(c−P) = start(c−P+1), in index order,
 //     then Partial if s % S != 0. The partial sum is never cached: it changes in
 //     every sublayer. For c < P caching changes nothing.
@@ -42,6 +44,8 @@ struct HopTensor {
 
 struct HopPayload {
   int chunk = 0;                   // receiving chunk (>= 1)
+  int cached_from = -1;            // with caching, the chunk c−P whose sources the
+                                   // receiving rank still holds; else −1
   std::vector<HopTensor> tensors;  // each a [micro_batch, seq_len, d_model] fp32 tensor
 };
 

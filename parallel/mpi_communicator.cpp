@@ -74,6 +74,7 @@ class MpiCommunicator final : public Communicator {
   void wait(Request& r) override;
   bool test(Request& r) override;
   void allreduce_sum(float* data, size_t n) override;
+  Request iallreduce_sum(float* data, size_t n) override;
   void allreduce_sum(double* data, size_t n) override;
   void broadcast(void* data, size_t bytes, int root) override;
   std::vector<std::string> gather(const void* data, size_t bytes, int root) override;
@@ -223,6 +224,17 @@ void MpiCommunicator::allreduce_sum(float* data, size_t n) {
     check(MPI_Allreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kPiece, n - off)),
                         MPI_FLOAT, MPI_SUM, comm_),
           "MPI_Allreduce");
+}
+
+Request MpiCommunicator::iallreduce_sum(float* data, size_t n) {
+  auto state = std::make_unique<MpiRequestState>();
+  for (size_t off = 0; off < n; off += kPiece) {
+    state->reqs.push_back(MPI_REQUEST_NULL);
+    check(MPI_Iallreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kPiece, n - off)),
+                         MPI_FLOAT, MPI_SUM, comm_, &state->reqs.back()),
+          "MPI_Iallreduce");
+  }
+  return Request(std::move(state));
 }
 
 void MpiCommunicator::allreduce_sum(double* data, size_t n) {

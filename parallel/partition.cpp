@@ -160,7 +160,6 @@ Partition make_partition(const ModelConfig& cfg, int pp, int virtual_stages,
   for (int c = 0; c < C; ++c) {
     ChunkRange r;
     r.index = c;
-    r.rank = c % pp;
     r.first = first;
     r.last = first + counts[c];
     r.has_embed = c == 0;

@@ -1,8 +1,9 @@
 // Pipeline partition: which sublayers each chunk runs (DESIGN §2).
 //
 // With P pipeline ranks and V virtual stages there are C = P·V chunks; chunk c
-// runs on rank c % P and holds sublayers [first, last). Chunk 0 also holds the
-// embedding, chunk C−1 the output AttnRes site, final norm and LM head.
+// holds sublayers [first, last). Chunk 0 also holds the embedding, chunk C−1
+// the output AttnRes site, final norm and LM head. Which rank runs a chunk is
+// not decided here: it is the schedule's placement (schedule.h).
 //
 // Default partition (empty layout): boundaries fall on unit boundaries, where a
 // unit is an AttnRes block in attnres mode (so no hop ever carries a partial
@@ -28,7 +29,6 @@ namespace attnres {
 
 struct ChunkRange {
   int index = 0;
-  int rank = 0;
   int first = 0, last = 0;  // sublayers [first, last)
   bool has_embed = false;
   bool has_head = false;

@@ -10,7 +10,12 @@ namespace attnres {
 
 namespace {
 
-// "F3", "i3", "w3", "B3"; with V > 1 the local chunk letter: "F3b".
+// What the timeline draws: compute, and the local copies (which take time
+// only when the simulator was given a copy cost).
+bool drawn(Op op) { return is_compute(op) || is_copy(op); }
+
+// "F3", "i3", "w3", "B3", "c3" (a copy); with V > 1 the letter of the chunk
+// among the rank's chunks: "F3b".
 std::string cell_label(const Schedule& s, const Action& a) {
   std::string l;
   switch (a.op) {
@@ -18,10 +23,15 @@ std::string cell_label(const Schedule& s, const Action& a) {
     case Op::B: l = "B"; break;
     case Op::BI: l = "i"; break;
     case Op::BW: l = "w"; break;
+    case Op::COPY_F:
+    case Op::COPY_B: l = "c"; break;
     default: return "";
   }
   l += std::to_string(a.mb);
-  if (s.V > 1) l += char('a' + a.chunk / s.P);
+  if (s.V > 1) {
+    const std::vector<int> mine = s.chunks_of(s.placement[size_t(a.chunk)]);
+    l += char('a' + (std::find(mine.begin(), mine.end(), a.chunk) - mine.begin()));
+  }
   return l;
 }
 
@@ -43,7 +53,7 @@ std::string format_timeline(const Schedule& s, const SimResult& sim) {
   size_t width = 1;
   for (const RankStats& st : sim.ranks)
     for (const TimedAction& t : st.timeline)
-      if (is_compute(t.action.op) && t.end > t.start) {
+      if (drawn(t.action.op) && t.end > t.start) {
         dt = std::min(dt, t.end - t.start);
         width = std::max(width, cell_label(s, t.action).size());
       }
@@ -59,7 +69,7 @@ std::string format_timeline(const Schedule& s, const SimResult& sim) {
     const auto& tl = sim.ranks[r].timeline;
     for (int k = 0; k < cells; k++) {
       const double mid = (k + 0.5) * dt;
-      while (next < tl.size() && (!is_compute(tl[next].action.op) || tl[next].end <= mid)) next++;
+      while (next < tl.size() && (!drawn(tl[next].action.op) || tl[next].end <= mid)) next++;
       std::string cell = ".";
       if (next < tl.size() && tl[next].start <= mid) cell = cell_label(s, tl[next].action);
       out += (k ? " " : "") + cell + std::string(width - cell.size(), ' ');
@@ -77,15 +87,19 @@ nlohmann::json chrome_trace(const Schedule& s, const SimResult& sim, double us_p
                       {"args", {{"name", "rank " + std::to_string(r)}}}});
     for (const TimedAction& t : sim.ranks[r].timeline) {
       const Action& a = t.action;
-      const bool wait = (a.op == Op::RECV_F || a.op == Op::RECV_B) && t.end > t.start;
-      if (!is_compute(a.op) && !wait) continue;
+      const bool took = t.end > t.start;
+      const bool wait = (a.op == Op::RECV_F || a.op == Op::RECV_B) && took;
+      const bool reduce = a.op == Op::REDUCE_GRADS && took;
+      if (!drawn(a.op) && !wait && !reduce) continue;
       std::string name = wait ? std::string("wait ") + op_name(a.op) : op_name(a.op);
-      name += " mb" + std::to_string(a.mb) + " c" + std::to_string(a.chunk);
+      if (a.mb >= 0) name += " mb" + std::to_string(a.mb);
+      name += " c" + std::to_string(a.chunk);
+      const char* cat = wait ? "wait" : reduce ? "reduce" : is_copy(a.op) ? "copy" : "compute";
       events.push_back({{"name", name},
-                        {"cat", wait ? "wait" : "compute"},
+                        {"cat", cat},
                         {"ph", "X"},
                         {"pid", r},
-                        {"tid", 0},
+                        {"tid", reduce ? 1 : 0},  // reductions run beside the compute
                         {"ts", t.start * us_per_unit},
                         {"dur", (t.end - t.start) * us_per_unit},
                         {"args", {{"mb", a.mb}, {"chunk", a.chunk}, {"index", t.index}}}});

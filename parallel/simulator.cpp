@@ -17,13 +17,10 @@ std::string at(int r, int i, const Action& a) {
 
 std::string name(Op op, int mb, int c) { return to_string(Action{op, mb, c, -1}); }
 
-bool is_message(Op op) {
-  return op == Op::SEND_F || op == Op::RECV_F || op == Op::SEND_B || op == Op::RECV_B;
-}
-
-// The chunk a message's partner names: SEND_F(c) pairs with RECV_F(c+1), and so on.
+// The chunk on the other side of a hand-off: SEND_F(c) pairs with RECV_F(c+1),
+// COPY_F(c) feeds F(c+1), and so on.
 int partner_chunk(Op op, int c) {
-  return (op == Op::SEND_F || op == Op::RECV_B) ? c + 1 : c - 1;
+  return (op == Op::SEND_F || op == Op::RECV_B || op == Op::COPY_F) ? c + 1 : c - 1;
 }
 
 // Shape errors make the lists impossible to index; the other passes need none.
@@ -39,12 +36,44 @@ void check_shape(const Schedule& s, std::vector<std::string>& errors) {
     return;
   }
   const int C = s.num_chunks();
+  if (int(s.placement.size()) != C) {
+    errors.push_back("schedule '" + s.name + "' places " + std::to_string(s.placement.size()) +
+                     " chunks, expected P*V=" + std::to_string(C));
+    return;
+  }
+  std::vector<int> held(size_t(s.P), 0);
+  for (int c = 0; c < C; c++) {
+    const int r = s.placement[size_t(c)];
+    if (r < 0 || r >= s.P) {
+      errors.push_back("chunk " + std::to_string(c) + " is placed on rank " + std::to_string(r) +
+                       ", outside [0, " + std::to_string(s.P) + ")");
+      return;
+    }
+    held[size_t(r)]++;
+  }
+  for (int r = 0; r < s.P; r++)
+    if (held[size_t(r)] != s.V)
+      errors.push_back("rank " + std::to_string(r) + " holds " + std::to_string(held[size_t(r)]) +
+                       " chunks (expected V=" + std::to_string(s.V) + ")");
+  auto on_rank = [&](int r, int i, const Action& a) {
+    if (s.placement[size_t(a.chunk)] != r)
+      errors.push_back(at(r, i, a) + ": chunk " + std::to_string(a.chunk) + " runs on rank " +
+                       std::to_string(s.placement[size_t(a.chunk)]));
+  };
   for (int r = 0; r < s.P; r++) {
     for (int i = 0; i < int(s.ranks[r].size()); i++) {
       const Action& a = s.ranks[r][i];
-      if (a.op == Op::REDUCE_GRADS || a.op == Op::OPTIMIZER_STEP) {
+      if (a.op == Op::OPTIMIZER_STEP) {
         if (a.mb != -1 || a.chunk != -1 || a.peer != -1)
           errors.push_back(at(r, i, a) + ": mb, chunk and peer must be -1");
+        continue;
+      }
+      if (a.op == Op::REDUCE_GRADS) {
+        if (a.mb != -1 || a.peer != -1 || a.chunk < 0 || a.chunk >= C)
+          errors.push_back(at(r, i, a) + ": needs a chunk in [0, " + std::to_string(C) +
+                           "), and mb and peer -1");
+        else
+          on_rank(r, i, a);
         continue;
       }
       if (a.mb < 0 || a.mb >= s.M || a.chunk < 0 || a.chunk >= C) {
@@ -52,10 +81,8 @@ void check_shape(const Schedule& s, std::vector<std::string>& errors) {
                          ") and chunk in [0, " + std::to_string(C) + ")");
         continue;
       }
-      if (chunk_rank(a.chunk, s.P) != r)
-        errors.push_back(at(r, i, a) + ": chunk " + std::to_string(a.chunk) + " runs on rank " +
-                         std::to_string(chunk_rank(a.chunk, s.P)));
-      if (is_message(a.op)) {
+      on_rank(r, i, a);
+      if (is_message(a.op) || is_copy(a.op)) {
         const int pc = partner_chunk(a.op, a.chunk);
         if (pc < 0 || pc >= C)
           errors.push_back(at(r, i, a) + ": chunk " + std::to_string(a.chunk) + " has no chunk " +
@@ -72,36 +99,41 @@ struct Slot {
 
 void check_structure(const Schedule& s, std::vector<std::string>& errors) {
   const int P = s.P, M = s.M, C = s.num_chunks();
-  std::vector<Slot> tab(size_t(8) * M * C);  // Op F … RECV_B by (mb, chunk)
+  constexpr size_t kOps = size_t(Op::COPY_B) + 1;  // F … COPY_B, by (mb, chunk)
+  std::vector<Slot> tab(kOps * M * C);
   auto slot = [&](Op op, int mb, int c) -> Slot& { return tab[(size_t(op) * M + mb) * C + c]; };
+  std::vector<Slot> reduce(static_cast<size_t>(C));  // REDUCE_GRADS by chunk
+  const std::vector<int>& place = s.placement;
 
   for (int r = 0; r < P; r++) {
     const auto& l = s.ranks[r];
-    int reduce = 0, step = 0;
+    int step = 0;
     for (int i = 0; i < int(l.size()); i++) {
       const Action& a = l[i];
-      if (a.op == Op::REDUCE_GRADS) { reduce++; continue; }
       if (a.op == Op::OPTIMIZER_STEP) { step++; continue; }
-      Slot& sl = slot(a.op, a.mb, a.chunk);
+      Slot& sl = a.op == Op::REDUCE_GRADS ? reduce[size_t(a.chunk)] : slot(a.op, a.mb, a.chunk);
       if (sl.count++ == 0) sl.pos = i;
-      if (is_compute(a.op) && a.peer != -1) errors.push_back(at(r, i, a) + ": compute has a peer");
-      if (!is_message(a.op)) continue;
-      if (P == 1) {
-        errors.push_back(at(r, i, a) + ": with P=1 there are no messages (chunks hand over locally)");
-        continue;
-      }
-      const int want = chunk_rank(partner_chunk(a.op, a.chunk), P);
-      if (a.peer != want)
+      if ((is_compute(a.op) || is_copy(a.op)) && a.peer != -1)
+        errors.push_back(at(r, i, a) + ": a " + (is_copy(a.op) ? "copy" : "compute") + " has no peer");
+      if (!is_message(a.op) && !is_copy(a.op)) continue;
+      const int want = place[size_t(partner_chunk(a.op, a.chunk))];
+      if (is_copy(a.op) && want != r)
+        errors.push_back(at(r, i, a) + ": chunk " + std::to_string(partner_chunk(a.op, a.chunk)) +
+                         " runs on rank " + std::to_string(want) +
+                         "; a hop between ranks is a SEND and a RECV, not a copy");
+      else if (is_message(a.op) && want == r)
+        errors.push_back(at(r, i, a) + ": chunks " + std::to_string(a.chunk) + " and " +
+                         std::to_string(partner_chunk(a.op, a.chunk)) +
+                         " are both on this rank; they hand over with a COPY, not a message");
+      else if (is_message(a.op) && a.peer != want)
         errors.push_back(at(r, i, a) + ": peer must be rank " + std::to_string(want));
     }
     const int n = int(l.size());
-    if (reduce != 1 || step != 1 || n < 2 || l[n - 2].op != Op::REDUCE_GRADS ||
-        l[n - 1].op != Op::OPTIMIZER_STEP)
-      errors.push_back("rank " + std::to_string(r) +
-                       ": list must end with REDUCE_GRADS, OPTIMIZER_STEP and hold each once");
+    if (step != 1 || l[n - 1].op != Op::OPTIMIZER_STEP)
+      errors.push_back("rank " + std::to_string(r) + ": list must end with OPTIMIZER_STEP and hold it once");
   }
 
-  auto rk = [&](int c) { return " on rank " + std::to_string(chunk_rank(c, P)); };
+  auto rk = [&](int c) { return " on rank " + std::to_string(place[size_t(c)]); };
   // Position of the single B or BI of (mb, c), or -1 if there is none or several.
   auto bwd_pos = [&](int mb, int c) {
     const Slot &b = slot(Op::B, mb, c), &bi = slot(Op::BI, mb, c);
@@ -119,9 +151,13 @@ void check_structure(const Schedule& s, std::vector<std::string>& errors) {
     if (p1 < 0 || p2 < 0) return;
     if (p1 > p2) errors.push_back(n1 + " must come before " + n2 + rk(c) + why);
   };
+  auto pos_of = [](const Slot& sl) { return sl.count == 1 ? sl.pos : -1; };
 
   for (int c = 0; c < C; c++) {
+    const bool local_prev = c > 0 && place[size_t(c - 1)] == place[size_t(c)];
+    const bool local_next = c < C - 1 && place[size_t(c + 1)] == place[size_t(c)];
     int prev_b = -1, prev_w = -1;
+    std::pair<int, std::string> last_bwd{-1, ""};  // latest backward of chunk c
     for (int mb = 0; mb < M; mb++) {
       const Slot &f = slot(Op::F, mb, c), &b = slot(Op::B, mb, c), &bi = slot(Op::BI, mb, c),
                  &bw = slot(Op::BW, mb, c);
@@ -135,7 +171,7 @@ void check_structure(const Schedule& s, std::vector<std::string>& errors) {
                          " has " + std::to_string(b.count) + " B, " + std::to_string(bi.count) +
                          " BI, " + std::to_string(bw.count) +
                          " BW (expected one B, or one BI and one BW)");
-      for (Op op : {Op::SEND_F, Op::RECV_F, Op::SEND_B, Op::RECV_B})
+      for (Op op : {Op::SEND_F, Op::RECV_F, Op::SEND_B, Op::RECV_B, Op::COPY_F, Op::COPY_B})
         if (slot(op, mb, c).count > 1)
           errors.push_back(name(op, mb, c) + rk(c) + " appears " +
                            std::to_string(slot(op, mb, c).count) + " times (expected at most 1)");
@@ -149,6 +185,8 @@ void check_structure(const Schedule& s, std::vector<std::string>& errors) {
           errors.push_back(bwd_name(mb, c) + rk(c) + " runs before the backward of mb " +
                            std::to_string(mb - 1) + " (gradients accumulate in mb order)");
         prev_b = bp;
+        const int last = split ? std::max(bp, bw.pos) : bp;
+        if (last > last_bwd.first) last_bwd = {last, last == bp ? bwd_name(mb, c) : name(Op::BW, mb, c)};
       }
       if (split) {
         if (prev_w > bw.pos)
@@ -157,16 +195,7 @@ void check_structure(const Schedule& s, std::vector<std::string>& errors) {
         prev_w = bw.pos;
       }
 
-      if (P == 1) {  // local hand-over between neighbouring chunks
-        if (c > 0 && slot(Op::F, mb, c - 1).count == 1)
-          before(slot(Op::F, mb, c - 1).pos, name(Op::F, mb, c - 1), fp, name(Op::F, mb, c), c,
-                 " (its input)");
-        if (c < C - 1)
-          before(bwd_pos(mb, c + 1), bwd_name(mb, c + 1), bp, bwd_name(mb, c), c,
-                 " (its output gradient)");
-        continue;
-      }
-      // Each needed message exists on the right side of its compute ...
+      // Each needed transfer exists on the right side of its compute ...
       auto need = [&](Op op, bool applies, bool recv, int cp, const std::string& cn) {
         if (!applies || cp < 0) return;
         const Slot& m = slot(op, mb, c);
@@ -176,10 +205,20 @@ void check_structure(const Schedule& s, std::vector<std::string>& errors) {
         else if (m.count == 1 && (recv ? m.pos > cp : m.pos < cp))
           errors.push_back(name(op, mb, c) + rk(c) + " must come " + (recv ? "before " : "after ") + cn);
       };
-      need(Op::RECV_F, c > 0, true, fp, name(Op::F, mb, c));
-      need(Op::SEND_F, c < C - 1, false, fp, name(Op::F, mb, c));
-      need(Op::RECV_B, c < C - 1, true, bp, bp >= 0 ? bwd_name(mb, c) : "");
-      need(Op::SEND_B, c > 0, false, bp, bp >= 0 ? bwd_name(mb, c) : "");
+      const std::string bn = bp >= 0 ? bwd_name(mb, c) : "";
+      need(Op::RECV_F, c > 0 && !local_prev, true, fp, name(Op::F, mb, c));
+      need(Op::SEND_F, c < C - 1 && !local_next, false, fp, name(Op::F, mb, c));
+      need(Op::RECV_B, c < C - 1 && !local_next, true, bp, bn);
+      need(Op::SEND_B, c > 0 && !local_prev, false, bp, bn);
+      need(Op::COPY_F, local_next, false, fp, name(Op::F, mb, c));
+      need(Op::COPY_B, local_prev, false, bp, bn);
+      // ... a local hand-off lands before its consumer ...
+      if (local_prev)
+        before(pos_of(slot(Op::COPY_F, mb, c - 1)), name(Op::COPY_F, mb, c - 1), fp, name(Op::F, mb, c), c,
+               " (its input)");
+      if (local_next)
+        before(pos_of(slot(Op::COPY_B, mb, c + 1)), name(Op::COPY_B, mb, c + 1), bp, bn, c,
+               " (its output gradient)");
       // ... and every send has exactly one receive on the partner, and back.
       for (Op send : {Op::SEND_F, Op::SEND_B}) {
         const Op recv = send == Op::SEND_F ? Op::RECV_F : Op::RECV_B;
@@ -192,6 +231,12 @@ void check_structure(const Schedule& s, std::vector<std::string>& errors) {
           errors.push_back(name(recv, mb, pc) + rk(pc) + " has no matching " + name(send, mb, c) + rk(c));
       }
     }
+    const std::string rn = to_string(Action{Op::REDUCE_GRADS, -1, c});
+    if (reduce[size_t(c)].count != 1)
+      errors.push_back(rn + rk(c) + " appears " + std::to_string(reduce[size_t(c)].count) +
+                       " times (expected 1)");
+    else if (last_bwd.first > reduce[size_t(c)].pos)
+      errors.push_back(rn + rk(c) + " must come after " + last_bwd.second + " (its last backward)");
   }
 }
 
@@ -201,6 +246,8 @@ double cost_of(Op op, const SimCosts& k) {
     case Op::B: return k.B;
     case Op::BI: return k.BI;
     case Op::BW: return k.BW;
+    case Op::COPY_F:
+    case Op::COPY_B: return k.copy;
     default: return 0;
   }
 }
@@ -215,6 +262,7 @@ void run(const Schedule& s, const SimCosts& k, SimResult& res) {
     return sent[(size_t(fwd ? 0 : 1) * M + mb) * C + c];
   };
   std::vector<double> clock(P, 0.0);
+  std::vector<double> reduced(P, 0.0);  // when the rank's last started reduction ends
   std::vector<int> pc(P, 0);
   res.ranks.assign(P, RankStats{});
   for (int r = 0; r < P; r++) res.ranks[r].finish = -1;
@@ -227,20 +275,24 @@ void run(const Schedule& s, const SimCosts& k, SimResult& res) {
       for (; pc[r] < int(l.size()); pc[r]++) {
         const Action& a = l[pc[r]];
         const double start = clock[r];
+        double end = clock[r];
         if (a.op == Op::RECV_F || a.op == Op::RECV_B) {
           const double t = sent_at(a.op == Op::RECV_F, a.mb, partner_chunk(a.op, a.chunk));
           if (t < 0) break;  // blocked until the matching send is issued
-          clock[r] = std::max(clock[r], t + k.latency);
+          end = clock[r] = std::max(clock[r], t + k.latency);
         } else if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
           double& t = sent_at(a.op == Op::SEND_F, a.mb, a.chunk);
           if (t < 0) t = clock[r];
-        } else if (is_compute(a.op)) {
-          clock[r] += cost_of(a.op, k);
+        } else if (is_compute(a.op) || is_copy(a.op)) {
+          end = clock[r] += cost_of(a.op, k);
           st.busy += cost_of(a.op, k);
-        } else if (a.op == Op::REDUCE_GRADS && st.finish < 0) {
-          st.finish = clock[r];
+        } else if (a.op == Op::REDUCE_GRADS) {  // runs beside the compute
+          end = reduced[r] = std::max(reduced[r], clock[r]) + k.reduce;
+        } else if (a.op == Op::OPTIMIZER_STEP) {
+          end = clock[r] = std::max(clock[r], reduced[r]);
+          if (st.finish < 0) st.finish = clock[r];
         }
-        st.timeline.push_back({pc[r], a, start, clock[r]});
+        st.timeline.push_back({pc[r], a, start, end});
         progress = true;
       }
     }
@@ -272,7 +324,7 @@ void run(const Schedule& s, const SimCosts& k, SimResult& res) {
 
 SimResult simulate(const Schedule& s, const SimCosts& costs) {
   for (auto [n, c] : {std::pair{"F", costs.F}, {"B", costs.B}, {"BI", costs.BI}, {"BW", costs.BW},
-                      {"latency", costs.latency}})
+                      {"latency", costs.latency}, {"copy", costs.copy}, {"reduce", costs.reduce}})
     if (!std::isfinite(c) || c < 0)
       throw std::invalid_argument(std::string("simulator cost ") + n + "=" + std::to_string(c) +
                                   " must be finite and >= 0");

@@ -2,11 +2,14 @@
 // lists are a correct pipeline step, predicts the timeline, and reports bubble
 // and peak live activations per rank (DESIGN §3).
 //
-// Timing model. Each rank executes its list in order. F, B, BI and BW take
-// their cost; sends are non-blocking and complete at issue; a RECV blocks
-// until the matching SEND has been issued plus `latency`. REDUCE_GRADS and
-// OPTIMIZER_STEP take no time: the pipeline's makespan is the latest time any
-// rank reaches its REDUCE_GRADS.
+// Timing model. Each rank executes its list in order. F, B, BI, BW and the
+// local COPY_F / COPY_B take their cost; sends are non-blocking and complete
+// at issue; a RECV blocks until the matching SEND has been issued plus
+// `latency`. REDUCE_GRADS starts a chunk's data-parallel reduction in the
+// background: it takes `reduce`, the rank's reductions run one after another,
+// and the rank computes on meanwhile. OPTIMIZER_STEP waits for the rank's
+// reductions and takes no time itself: the pipeline's makespan is the latest
+// time any rank passes it.
 #pragma once
 #include <string>
 #include <vector>
@@ -19,19 +22,22 @@ namespace attnres {
 struct SimCosts {
   double F = 1, B = 2, BI = 1, BW = 1;
   double latency = 0;  // per message, from SEND issue to RECV completion
+  double copy = 0;     // one COPY_F / COPY_B (a hand-off in local memory)
+  double reduce = 0;   // one chunk's REDUCE_GRADS (its dp gradient all-reduce)
 };
 
 struct TimedAction {
   int index;  // position in the rank's list
   Action action;
-  double start, end;  // a RECV starts when reached and ends when unblocked
+  double start, end;  // a RECV starts when reached and ends when unblocked;
+                      // a REDUCE_GRADS ends when its reduction does
 };
 
 struct RankStats {
-  double busy = 0;    // total compute time
+  double busy = 0;    // total compute and copy time
   double idle = 0;    // makespan − busy
   double bubble = 0;  // idle / (idle + busy); 0 if the makespan is 0
-  double finish = 0;  // time this rank reaches REDUCE_GRADS
+  double finish = 0;  // time this rank passes OPTIMIZER_STEP (reductions done)
   int peak_live = 0;  // max (mb, chunk) with F done and B (or BW) not yet done
   std::vector<TimedAction> timeline;
 };
@@ -44,15 +50,20 @@ struct SimResult {
 };
 
 // Checks (each failure is one message in `errors`):
-//  - shape: P, M, V >= 1, one list per rank, every field in range, every
-//    chunk on the rank that runs it, every peer the right neighbour;
+//  - shape: P, M, V >= 1, one list per rank, a placement of C = P·V chunks
+//    that gives every rank V of them, every field in range, every action's
+//    chunk placed on the rank that runs it;
 //  - each (mb, chunk) has exactly one F and exactly one B, or one BI and one BW;
 //  - on each chunk F precedes B/BI, BI precedes BW, B/BI and BW go in mb order;
-//  - P > 1: F of chunk c > 0 is preceded by its RECV_F, B/BI of chunk c < C−1
-//    by its RECV_B; SEND_F follows its F, SEND_B its B/BI; every SEND matches
-//    exactly one RECV and vice versa. P = 1: no messages, and F(mb, c−1)
-//    precedes F(mb, c), B/BI(mb, c+1) precedes B/BI(mb, c);
-//  - every list ends with REDUCE_GRADS, OPTIMIZER_STEP (and has no others);
+//  - a hop between chunks on different ranks: F of chunk c > 0 is preceded by
+//    its RECV_F, B/BI of chunk c < C−1 by its RECV_B; SEND_F follows its F,
+//    SEND_B its B/BI; every peer is the placement of the partner chunk; every
+//    SEND matches exactly one RECV and vice versa;
+//  - a hop between chunks on the same rank: no messages, one COPY_F(mb, c)
+//    between F(mb, c) and F(mb, c+1), one COPY_B(mb, c) between
+//    B/BI(mb, c) and B/BI(mb, c−1);
+//  - each chunk has one REDUCE_GRADS, after all its backwards (B, BI, BW);
+//  - every list ends with its only OPTIMIZER_STEP;
 //  - no deadlock: if no rank can progress, the blocked actions are named.
 // Throws std::invalid_argument if a cost is negative or not finite.
 SimResult simulate(const Schedule& s, const SimCosts& costs = {});

@@ -176,7 +176,7 @@ std::vector<std::string> list_complete_checkpoints(const std::string& dir) {
 std::string manifest_text(const Manifest& m) {
   json chunks = json::array();
   for (const ChunkRange& c : m.layout.chunks)
-    chunks.push_back({{"index", c.index}, {"rank", c.rank}, {"first", c.first}, {"last", c.last},
+    chunks.push_back({{"index", c.index}, {"first", c.first}, {"last", c.last},
                       {"has_embed", c.has_embed}, {"has_head", c.has_head}});
   json tensors = json::array();
   for (const TensorRecord& r : m.tensors) tensors.push_back(record_json(r));
@@ -256,7 +256,6 @@ Manifest read_manifest(const std::string& ckpt) {
   for (const json& c : field<json>(lay, "chunks", lw)) {
     ChunkRange r;
     r.index = field<int>(c, "index", lw + ".chunks");
-    r.rank = field<int>(c, "rank", lw + ".chunks");
     r.first = field<int>(c, "first", lw + ".chunks");
     r.last = field<int>(c, "last", lw + ".chunks");
     r.has_embed = field<bool>(c, "has_embed", lw + ".chunks");

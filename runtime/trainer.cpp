@@ -105,6 +105,7 @@ void setup(Run& r) {
   const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
   r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
                                               p.pp > 1 ? r.groups.pipeline.get() : nullptr,
+                                              p.dp > 1 ? r.groups.data.get() : nullptr,
                                               r.cfg.train.micro_batch_size, r.cfg.train.seed, cache);
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();
@@ -115,15 +116,14 @@ void setup(Run& r) {
   }
 }
 
-// Sum over dp replicas, then the global norm from per-tensor partials summed
-// in global tensor order (DESIGN §5). Returns the norm.
-double reduce_and_norm(Run& r) {
+// The global norm of the gradients (already summed over dp replicas by the
+// executor's REDUCE_GRADS) from per-tensor partials summed in global tensor
+// order (DESIGN §5).
+double grad_norm(Run& r) {
   std::vector<double> partials(r.n_global_tensors, 0.0);
   size_t i = 0;
-  for (Chunk& c : r.exec->chunks()) {
-    if (r.cfg.parallel.dp > 1) r.groups.data->allreduce_sum(c.grads.data(), c.layout.total);
+  for (Chunk& c : r.exec->chunks())
     for (double s : tensor_sum_squares(c.dev, c.layout, c.grads.data())) partials[r.global_index[i++]] = s;
-  }
   // Each tensor lives on one pipeline rank; the others contribute exact zeros.
   if (r.cfg.parallel.pp > 1) r.groups.pipeline->allreduce_sum(partials.data(), partials.size());
   return global_norm(partials);
@@ -266,7 +266,8 @@ void print_header(const Run& r, double peak_flops, bool measured) {
 }
 
 // One optimizer step (0-based `step`): this dp rank's microbatches through the
-// pipeline, dp reduction, global-norm clip, AdamW. Returns step, loss, lr, norm.
+// pipeline (which also sums the gradients over dp), global-norm clip, AdamW.
+// Returns step, loss, lr, norm.
 StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, int step) {
   const TrainConfig& tc = r.cfg.train;
   const double tokens_per_step = tokens_per_global_batch(r.cfg);
@@ -282,7 +283,7 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
   for (double l : exec.run(mbs.tokens, mbs.targets, float(1.0 / tokens_per_step))) loss_sum += l;  // mb order
   StepMetrics s;
   s.step = step + 1;
-  s.grad_norm = reduce_and_norm(r);
+  s.grad_norm = grad_norm(r);
   s.lr = lr_at(tc, step);
   const float clip = clip_factor(s.grad_norm, tc.grad_clip);
   for (size_t i = 0; i < exec.chunks().size(); ++i) {

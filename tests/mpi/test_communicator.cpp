@@ -199,6 +199,27 @@ TEST(MpiCommunicator, AllreduceFloatAndDouble) {
   }
 }
 
+// Two reductions in flight at once, completed in the other order (one by
+// polling test()). Values are integers, so every summation order is exact.
+TEST(MpiCommunicator, NonBlockingAllreduceOverlaps) {
+  auto comm = make_mpi_world();
+  const int n = comm->size(), r = comm->rank();
+  std::vector<float> a(1000), b(37);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float(r * 1000 + int(i));
+  for (size_t i = 0; i < b.size(); ++i) b[i] = float((r + 1) * int(i));
+  Request ra = comm->iallreduce_sum(a.data(), a.size());
+  Request rb = comm->iallreduce_sum(b.data(), b.size());
+  EXPECT_TRUE(ra.pending());
+  while (!comm->test(rb)) {
+  }
+  comm->wait(ra);
+  EXPECT_FALSE(ra.pending());
+  EXPECT_FALSE(rb.pending());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], float(1000 * n * (n - 1) / 2 + n * int(i)));
+  for (size_t i = 0; i < b.size(); ++i) EXPECT_EQ(b[i], float(n * (n + 1) / 2 * int(i)));
+  EXPECT_EQ(comm->bytes_sent(), 0u);  // bytes_sent counts point-to-point payloads only
+}
+
 TEST(MpiCommunicator, BroadcastFromEveryRoot) {
   auto comm = make_mpi_world();
   for (int root = 0; root < comm->size(); ++root) {

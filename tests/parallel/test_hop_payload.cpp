@@ -6,6 +6,7 @@
 
 #include "tests/parallel/model_for_test.h"
 #include "parallel/hop_payload.h"
+#include "parallel/schedule.h"
 
 namespace attnres {
 namespace {
@@ -147,15 +148,22 @@ TEST(HopPayload, CachingIsCompleteAndMinimal) {
     }
     layout += std::to_string(L - prev);
     Partition p = make_partition(m, P, V, layout);
+    // Where the schedules run each chunk.
+    const std::vector<int> at = make_schedule(V > 1 ? "interleaved" : "1f1b", P, P, V).placement;
     SCOPED_TRACE("layout " + layout + " S=" + std::to_string(S) + " P=" + std::to_string(P));
     std::vector<std::set<int>> held(P);
     for (int c = 0; c < C; ++c) {
       const ChunkRange& ch = p.chunks[c];
-      std::set<int>& h = held[ch.rank];
+      std::set<int>& h = held[size_t(at[size_t(c)])];
       if (c == 0) {
         h.insert(0);  // the embedding is produced here
       } else {
         HopPayload hop = hop_payload(m, p, c, true);
+        // What the receiver holds comes from an earlier chunk on its own rank.
+        if (hop.cached_from >= 0) {
+          EXPECT_LT(hop.cached_from, c);
+          EXPECT_EQ(at[size_t(hop.cached_from)], at[size_t(c)]);
+        }
         bool partial = false;
         for (const HopTensor& t : hop.tensors) {
           if (t.kind == K::Partial) {

@@ -29,6 +29,7 @@ class UnusedCommunicator : public Communicator {
   void wait(Request&) override { fail(); }
   bool test(Request&) override { fail(); }
   void allreduce_sum(float*, size_t) override { fail(); }
+  Request iallreduce_sum(float*, size_t) override { fail(); }
   void allreduce_sum(double*, size_t) override { fail(); }
   void broadcast(void*, size_t, int) override { fail(); }
   std::vector<std::string> gather(const void*, size_t, int) override { fail(); }
@@ -72,7 +73,7 @@ void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int m
     UnusedCommunicator pipe(r, l.P);
     const size_t before = kernels::allocated_bytes(dev);
     {
-      PipelineExecutor exec(m, part, std::move(sched), r, l.P > 1 ? &pipe : nullptr, micro_batch, 1, l.cache, dev);
+      PipelineExecutor exec(m, part, std::move(sched), r, l.P > 1 ? &pipe : nullptr, nullptr, micro_batch, 1, l.cache, dev);
       EXPECT_EQ(kernels::allocated_bytes(dev) - before, plan.total.total()) << what;
       ASSERT_EQ(exec.chunks().size(), plan.chunks.size()) << what;
       for (size_t i = 0; i < plan.chunks.size(); ++i) {

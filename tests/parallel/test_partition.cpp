@@ -29,22 +29,19 @@ void expect_error(const ModelConfig& m, int pp, int V, const std::string& layout
   }
 }
 
-TEST(Partition, ExplicitLayoutGivesRangesRanksAndEnds) {
+TEST(Partition, ExplicitLayoutGivesRangesAndEnds) {
   Partition p = make_partition(model(4, 3), 3, 1, "3, 2,3");
   ASSERT_EQ(p.num_chunks(), 3);
   int first[] = {0, 3, 5}, last[] = {3, 5, 8};
   for (int c = 0; c < 3; ++c) {
     EXPECT_EQ(p.chunks[c].index, c);
-    EXPECT_EQ(p.chunks[c].rank, c);
     EXPECT_EQ(p.chunks[c].first, first[c]);
     EXPECT_EQ(p.chunks[c].last, last[c]);
     EXPECT_EQ(p.chunks[c].has_embed, c == 0);
     EXPECT_EQ(p.chunks[c].has_head, c == 2);
   }
   Partition q = make_partition(model(6, 2), 2, 3, "2,2,2,2,2,2");
-  std::vector<int> ranks;
-  for (const ChunkRange& c : q.chunks) ranks.push_back(c.rank);
-  EXPECT_EQ(ranks, (std::vector<int>{0, 1, 0, 1, 0, 1}));
+  EXPECT_EQ(q.num_chunks(), 6);
   EXPECT_EQ(q.P, 2);
   EXPECT_EQ(q.V, 3);
 }

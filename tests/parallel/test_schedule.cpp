@@ -10,6 +10,7 @@
 #include "parallel/schedule.h"
 #include "parallel/schedule_print.h"
 #include "parallel/simulator.h"
+#include "tests/parallel/v_shape_schedule.h"
 
 namespace attnres {
 namespace {
@@ -45,11 +46,21 @@ TEST(Schedule, EveryRunnableCombinationSimulatesCleanlyAndTheRestThrow) {
           ASSERT_EQ(int(s.ranks.size()), P);
           const SimResult r = simulate(s);
           ASSERT_TRUE(r.ok()) << all_errors(r);
-          int msgs = 0;
+          // Megatron's placement: chunk c on rank c mod P.
+          ASSERT_EQ(int(s.placement.size()), P * V);
+          for (int c = 0; c < P * V; c++) EXPECT_EQ(s.placement[size_t(c)], c % P);
+          int msgs = 0, copies = 0, reduces = 0;
           for (const auto& l : s.ranks)
-            for (const Action& a : l) msgs += a.op == Op::SEND_F || a.op == Op::SEND_B;
-          // One forward and one backward message per microbatch and chunk boundary.
+            for (const Action& a : l) {
+              msgs += a.op == Op::SEND_F || a.op == Op::SEND_B;
+              copies += is_copy(a.op);
+              reduces += a.op == Op::REDUCE_GRADS;
+            }
+          // One forward and one backward hand-off per microbatch and chunk
+          // boundary: messages between ranks, copies when P = 1.
           EXPECT_EQ(msgs, P == 1 ? 0 : 2 * M * (P * V - 1));
+          EXPECT_EQ(copies, P == 1 ? 2 * M * (V - 1) : 0);
+          EXPECT_EQ(reduces, P * V);
         }
 }
 
@@ -117,21 +128,83 @@ TEST(Schedule, OneFOneBListsForTwoRanks) {
   const Schedule s = make_schedule("1f1b", 2, 2);
   const std::vector<Action> r0 = {{Op::F, 0, 0, -1},     {Op::SEND_F, 0, 0, 1}, {Op::F, 1, 0, -1},
                                   {Op::SEND_F, 1, 0, 1}, {Op::RECV_B, 0, 0, 1}, {Op::B, 0, 0, -1},
-                                  {Op::RECV_B, 1, 0, 1}, {Op::B, 1, 0, -1},     {Op::REDUCE_GRADS},
+                                  {Op::RECV_B, 1, 0, 1}, {Op::B, 1, 0, -1},     {Op::REDUCE_GRADS, -1, 0},
                                   {Op::OPTIMIZER_STEP}};
   const std::vector<Action> r1 = {{Op::RECV_F, 0, 1, 0}, {Op::F, 0, 1, -1},     {Op::B, 0, 1, -1},
                                   {Op::SEND_B, 0, 1, 0}, {Op::RECV_F, 1, 1, 0}, {Op::F, 1, 1, -1},
-                                  {Op::B, 1, 1, -1},     {Op::SEND_B, 1, 1, 0}, {Op::REDUCE_GRADS},
+                                  {Op::B, 1, 1, -1},     {Op::SEND_B, 1, 1, 0}, {Op::REDUCE_GRADS, -1, 1},
                                   {Op::OPTIMIZER_STEP}};
   EXPECT_EQ(s.ranks[0], r0);
   EXPECT_EQ(s.ranks[1], r1);
 }
 
-TEST(Schedule, SingleRankInterleavedHasNoMessagesAndWalksChunksInOrder) {
+TEST(Schedule, SingleRankInterleavedHandsOverWithCopies) {
   const Schedule s = make_schedule("interleaved", 1, 1, 2);
-  const std::vector<Action> r0 = {{Op::F, 0, 0, -1}, {Op::F, 0, 1, -1}, {Op::B, 0, 1, -1},
-                                  {Op::B, 0, 0, -1}, {Op::REDUCE_GRADS}, {Op::OPTIMIZER_STEP}};
+  const std::vector<Action> r0 = {{Op::F, 0, 0, -1},     {Op::COPY_F, 0, 0, -1}, {Op::F, 0, 1, -1},
+                                  {Op::B, 0, 1, -1},     {Op::COPY_B, 0, 1, -1}, {Op::REDUCE_GRADS, -1, 1},
+                                  {Op::B, 0, 0, -1},     {Op::REDUCE_GRADS, -1, 0}, {Op::OPTIMIZER_STEP}};
   EXPECT_EQ(s.ranks[0], r0);
+  EXPECT_EQ(to_string(r0[1]), "COPY_F(mb=0, chunk=0)");
+  EXPECT_EQ(to_string(r0[5]), "REDUCE_GRADS(chunk=1)");
+  EXPECT_EQ(to_string(r0[8]), "OPTIMIZER_STEP");
+}
+
+// Each chunk's REDUCE_GRADS follows its last backward (and the hand-off that
+// backward produces), so under interleaving the later chunk's reduction starts
+// while the rank still drains its earlier chunk.
+TEST(Schedule, ReduceGradsFollowsEachChunksLastBackward) {
+  for (const std::string name : {"gpipe", "1f1b", "zb-h1", "interleaved"})
+    for (int P : {1, 2, 4}) {
+      const int V = name == "interleaved" ? 2 : 1, M = 2 * P;
+      SCOPED_TRACE(name + " P=" + std::to_string(P));
+      const Schedule s = make_schedule(name, P, M, V);
+      for (int r = 0; r < P; r++) {
+        const auto& l = s.ranks[size_t(r)];
+        for (size_t i = 0; i < l.size(); i++) {
+          if (l[i].op != Op::REDUCE_GRADS) continue;
+          // The action before it is the chunk's last backward or its hand-off ...
+          size_t j = i - 1;
+          if (is_message(l[j].op) || is_copy(l[j].op)) j--;
+          EXPECT_TRUE(l[j].op == Op::B || l[j].op == Op::BW || l[j].op == Op::BI) << to_string(l[j]);
+          EXPECT_EQ(l[j].chunk, l[i].chunk);
+          EXPECT_EQ(l[j].mb, M - 1);
+          // ... and the chunk has no backward after it.
+          for (size_t k = i + 1; k < l.size(); k++)
+            EXPECT_FALSE(l[k].chunk == l[i].chunk && (l[k].op == Op::B || l[k].op == Op::BI || l[k].op == Op::BW));
+        }
+      }
+      if (V == 2) {  // rank 0 reduces chunk P, then computes chunk 0's drain
+        const auto& l = s.ranks[0];
+        const auto first = std::find(l.begin(), l.end(), Action{Op::REDUCE_GRADS, -1, P});
+        ASSERT_NE(first, l.end());
+        EXPECT_NE(std::find(first, l.end(), Action{Op::B, M - 1, 0, -1}), l.end());
+      }
+    }
+}
+
+// With a reduce cost, reductions overlap the drain: under interleaving only
+// the last chunk's reduction is exposed.
+TEST(Simulator, ReductionsRunBesideTheCompute) {
+  const SimCosts k{1, 2, 1, 1, 0, 0, 5};
+  const SimResult one = simulate(make_schedule("interleaved", 1, 2, 2), k);
+  ASSERT_TRUE(one.ok()) << all_errors(one);
+  // F, B of 2 mb x 2 chunks = 12 busy. Chunk 1's last B ends at 10: its
+  // reduction runs [10, 15) beside chunk 0's last B [10, 12); chunk 0's
+  // reduction waits for the link and runs [15, 20). In series: 12 + 2·5 = 22.
+  EXPECT_EQ(one.ranks[0].busy, 12.0);
+  EXPECT_EQ(one.makespan, 20.0);
+  EXPECT_EQ(one.ranks[0].finish, 20.0);
+  const SimResult none = simulate(make_schedule("interleaved", 1, 2, 2), SimCosts{1, 2, 1, 1, 0});
+  EXPECT_EQ(none.makespan, 12.0);
+}
+
+TEST(Simulator, CopiesTakeTheirCostAndAreDrawn) {
+  const Schedule s = make_schedule("interleaved", 1, 1, 2);
+  const SimResult r = simulate(s, SimCosts{1, 1, 1, 1, 0, 1, 0});
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  EXPECT_EQ(r.makespan, 6.0);
+  EXPECT_EQ(r.ranks[0].busy, 6.0);
+  EXPECT_EQ(format_timeline(s, r), "rank 0 |F0a c0a F0b B0b c0b B0a\n");
 }
 
 TEST(Schedule, ZeroBubbleH1DefersOneWeightGradientPerRankIndex) {
@@ -275,18 +348,81 @@ TEST(Simulator, CatchesWrongPeerMissingStepAndLocalMessages) {
   s.ranks[1].pop_back();
   SimResult r = simulate(s);
   EXPECT_TRUE(has_error(r, "rank 0 #1 SEND_F(mb=0, chunk=0, peer=0): peer must be rank 1")) << all_errors(r);
-  EXPECT_TRUE(has_error(r, "rank 1: list must end with REDUCE_GRADS, OPTIMIZER_STEP")) << all_errors(r);
+  EXPECT_TRUE(has_error(r, "rank 1: list must end with OPTIMIZER_STEP")) << all_errors(r);
 
   Schedule one = make_schedule("interleaved", 1, 1, 2);
   one.ranks[0].insert(one.ranks[0].begin() + 1, Action{Op::SEND_F, 0, 0, 0});
   r = simulate(one);
-  EXPECT_TRUE(has_error(r, "with P=1 there are no messages")) << all_errors(r);
+  EXPECT_TRUE(has_error(r, "rank 0 #1 SEND_F(mb=0, chunk=0, peer=0): chunks 0 and 1 are both on this rank; "
+                           "they hand over with a COPY, not a message"))
+      << all_errors(r);
 
   Schedule bad = make_schedule("1f1b", 2, 1);
   bad.ranks[0][0].chunk = 1;  // chunk 1 lives on rank 1
   r = simulate(bad);
   EXPECT_TRUE(has_error(r, "chunk 1 runs on rank 1")) << all_errors(r);
   EXPECT_TRUE(r.ranks.empty());
+}
+
+TEST(Simulator, CatchesMissingMisplacedAndRemoteCopies) {
+  Schedule s = make_schedule("interleaved", 1, 1, 2);  // F0 COPY_F F1 B1 COPY_B R1 B0 R0 STEP
+  auto& l = s.ranks[0];
+  l.erase(l.begin() + long(find_action(l, {Op::COPY_B, 0, 1})));
+  std::swap(l[1], l[2]);  // COPY_F after its consumer
+  SimResult r = simulate(s);
+  EXPECT_TRUE(has_error(r, "B(mb=0, chunk=1) on rank 0 has no COPY_B(mb=0, chunk=1) after it")) << all_errors(r);
+  EXPECT_TRUE(has_error(r, "COPY_F(mb=0, chunk=0) must come before F(mb=0, chunk=1) on rank 0 (its input)"))
+      << all_errors(r);
+
+  Schedule two = make_schedule("1f1b", 2, 1);
+  two.ranks[0].insert(two.ranks[0].begin() + 1, Action{Op::COPY_F, 0, 0});
+  r = simulate(two);
+  EXPECT_TRUE(has_error(r, "rank 0 #1 COPY_F(mb=0, chunk=0): chunk 1 runs on rank 1; a hop between ranks is "
+                           "a SEND and a RECV, not a copy"))
+      << all_errors(r);
+}
+
+TEST(Simulator, CatchesMissingAndEarlyReduction) {
+  Schedule s = make_schedule("interleaved", 1, 2, 2);
+  auto& l = s.ranks[0];
+  const size_t r1 = find_action(l, {Op::REDUCE_GRADS, -1, 1});
+  const Action moved = l[r1];
+  l.erase(l.begin() + long(r1));
+  l.insert(l.begin(), moved);  // before every backward of chunk 1
+  l.erase(l.begin() + long(find_action(l, {Op::REDUCE_GRADS, -1, 0})));
+  const SimResult r = simulate(s);
+  EXPECT_TRUE(has_error(r, "REDUCE_GRADS(chunk=1) on rank 0 must come after B(mb=1, chunk=1) (its last backward)"))
+      << all_errors(r);
+  EXPECT_TRUE(has_error(r, "REDUCE_GRADS(chunk=0) on rank 0 appears 0 times (expected 1)")) << all_errors(r);
+}
+
+TEST(Simulator, CatchesBadPlacement) {
+  Schedule s = make_schedule("interleaved", 2, 2, 2);
+  s.placement = {0, 1, 0};
+  EXPECT_TRUE(has_error(simulate(s), "places 3 chunks, expected P*V=4"));
+  s.placement = {0, 1, 1, 1};
+  SimResult r = simulate(s);
+  EXPECT_TRUE(has_error(r, "rank 0 holds 1 chunks (expected V=2)")) << all_errors(r);
+  EXPECT_TRUE(has_error(r, "rank 1 holds 3 chunks (expected V=2)")) << all_errors(r);
+  EXPECT_TRUE(has_error(r, "chunk 2 runs on rank 1")) << all_errors(r);
+  s.placement = {0, 1, 2, 1};
+  EXPECT_TRUE(has_error(simulate(s), "chunk 2 is placed on rank 2, outside [0, 2)"));
+}
+
+// A placement no generator makes: the "V" shape 0, 1, 1, 0, where chunks 1 and
+// 2 share rank 1 and hand over by copy. The simulator takes placement, peers
+// and copies from the schedule alone. Unit costs F = 1, B = 2: rank 0 F [0,1),
+// rank 1 F F [1,3), rank 0 F B [3,6), rank 1 B B [6,10), rank 0 B [10,12).
+TEST(Simulator, FollowsAnyPlacement) {
+  const Schedule s = v_shape_schedule();
+  const SimResult r = simulate(s);
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  EXPECT_EQ(r.makespan, 12.0);
+  EXPECT_EQ(r.ranks[0].busy, 6.0);
+  EXPECT_EQ(r.ranks[1].finish, 10.0);
+  EXPECT_EQ(format_timeline(s, r),
+            "rank 0 |F0a .   .   F0b B0b B0b .   .   .   .   B0a B0a\n"
+            "rank 1 |.   F0a F0b .   .   .   B0b B0b B0a B0a .   .\n");
 }
 
 }  // namespace

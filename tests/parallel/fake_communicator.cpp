@@ -1,0 +1,207 @@
+#include "tests/parallel/fake_communicator.h"
+
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+namespace attnres {
+
+namespace {
+
+struct PendingRecv final : Request::State {
+  std::vector<TensorRef> into;
+  int peer;
+  MessageTag tag;
+  PendingRecv(std::vector<TensorRef> t, int p, MessageTag g) : into(std::move(t)), peer(p), tag(g) {}
+};
+
+struct PendingSum final : Request::State {
+  uint64_t seq;
+  float* data;
+  size_t n;
+  PendingSum(uint64_t s, float* d, size_t k) : seq(s), data(d), n(k) {}
+};
+
+std::string tag_name(int src, int dst, MessageTag t) {
+  return std::string(t.dir == Direction::Forward ? "forward" : "backward") + " message " +
+         std::to_string(src) + "->" + std::to_string(dst) + " (mb " + std::to_string(t.mb) + ", chunk " +
+         std::to_string(t.chunk) + ")";
+}
+
+// Element-wise sum of the ranks' parts in rank order.
+template <class T>
+void sum_parts(const std::vector<std::vector<char>>& parts, T* out, size_t n) {
+  std::vector<T> acc(n), part(n);
+  std::memcpy(acc.data(), parts[0].data(), n * sizeof(T));
+  for (size_t r = 1; r < parts.size(); ++r) {
+    std::memcpy(part.data(), parts[r].data(), n * sizeof(T));
+    for (size_t i = 0; i < n; ++i) acc[i] += part[i];
+  }
+  std::memcpy(out, acc.data(), n * sizeof(T));
+}
+
+}  // namespace
+
+FakeNetwork::FakeNetwork(int size)
+    : size_(size), next_collective_(size_t(size), 0), reductions_(size_t(size)) {}
+
+bool FakeNetwork::await(std::unique_lock<std::mutex>& lock, const std::function<bool()>& ready, bool block,
+                        const std::string& what) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!ready()) {
+    if (failed_) throw std::runtime_error("fake network: another rank failed while waiting for " + what);
+    if (!block) return false;
+    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && !ready())
+      throw std::runtime_error("fake network: waited 60 s for " + what);
+  }
+  return true;
+}
+
+std::vector<std::string> FakeNetwork::problems() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out = problems_;
+  for (const auto& [key, queue] : queues_)
+    if (!queue.empty()) {
+      const auto [src, dst, mb, chunk, dir] = key;
+      out.push_back(std::to_string(queue.size()) + " " +
+                    tag_name(src, dst, {mb, chunk, static_cast<Direction>(dir)}) + " never received");
+    }
+  return out;
+}
+
+int FakeNetwork::messages_received() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return received_;
+}
+
+std::vector<const float*> FakeNetwork::reductions_of(int rank) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reductions_[size_t(rank)];
+}
+
+void FakeNetwork::fail() {
+  std::lock_guard<std::mutex> lock(mu_);
+  failed_ = true;
+  cv_.notify_all();
+}
+
+Request FakeCommunicator::isend(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) {
+  if (peer < 0 || peer >= size()) throw std::logic_error("fake isend to rank " + std::to_string(peer));
+  std::vector<std::vector<float>> copy;
+  for (const TensorRef& t : tensors) {
+    copy.emplace_back(t.data, t.data + t.count);
+    bytes_sent_ += t.count * sizeof(float);
+  }
+  std::lock_guard<std::mutex> lock(net_.mu_);
+  net_.queues_[{rank_, peer, tag.mb, tag.chunk, int(tag.dir)}].push_back(std::move(copy));
+  net_.cv_.notify_all();
+  return Request();  // buffered: complete at once
+}
+
+Request FakeCommunicator::irecv(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) {
+  if (peer < 0 || peer >= size()) throw std::logic_error("fake irecv from rank " + std::to_string(peer));
+  return Request(std::make_unique<PendingRecv>(tensors, peer, tag));
+}
+
+bool FakeCommunicator::complete(Request& r, bool block) {
+  if (!r.pending()) return true;
+  if (auto* sum = dynamic_cast<PendingSum*>(r.state.get())) {
+    float* data = sum->data;
+    const size_t n = sum->n;
+    if (!take_collective(sum->seq, [&](const auto& parts) { sum_parts(parts, data, n); }, block)) return false;
+    r.state.reset();
+    return true;
+  }
+  auto& recv = dynamic_cast<PendingRecv&>(*r.state);
+  std::unique_lock<std::mutex> lock(net_.mu_);
+  auto& queue = net_.queues_[{recv.peer, rank_, recv.tag.mb, recv.tag.chunk, int(recv.tag.dir)}];
+  const std::string what = tag_name(recv.peer, rank_, recv.tag);
+  if (!net_.await(lock, [&] { return !queue.empty(); }, block, what)) return false;
+  const std::vector<std::vector<float>> msg = std::move(queue.front());
+  queue.erase(queue.begin());
+  bool same = msg.size() == recv.into.size();
+  for (size_t i = 0; same && i < msg.size(); ++i) same = msg[i].size() == recv.into[i].count;
+  if (same) {
+    for (size_t i = 0; i < msg.size(); ++i) std::copy(msg[i].begin(), msg[i].end(), recv.into[i].data);
+    net_.received_++;
+  } else {
+    net_.problems_.push_back(what + ": the receive's tensor counts differ from the send's");
+  }
+  r.state.reset();
+  return true;
+}
+
+uint64_t FakeCommunicator::post_collective(const std::string& kind, const void* data, size_t bytes) {
+  std::lock_guard<std::mutex> lock(net_.mu_);
+  const uint64_t seq = net_.next_collective_[size_t(rank_)]++;
+  FakeNetwork::Collective& c = net_.collectives_[seq];
+  if (c.posted == 0) {
+    c.kind = kind;
+    c.parts.resize(size_t(size()));
+  } else if (c.kind != kind) {
+    net_.problems_.push_back("collective #" + std::to_string(seq) + ": rank " + std::to_string(rank_) +
+                             " calls " + kind + ", another rank " + c.kind);
+  }
+  const char* p = static_cast<const char*>(data);
+  c.parts[size_t(rank_)].assign(p, p + bytes);
+  c.posted++;
+  net_.cv_.notify_all();
+  return seq;
+}
+
+bool FakeCommunicator::take_collective(
+    uint64_t seq, const std::function<void(const std::vector<std::vector<char>>&)>& combine, bool block) {
+  std::unique_lock<std::mutex> lock(net_.mu_);
+  FakeNetwork::Collective& c = net_.collectives_.at(seq);
+  if (!net_.await(lock, [&] { return c.posted == size(); }, block, "collective #" + std::to_string(seq)))
+    return false;
+  combine(c.parts);
+  if (++c.taken == size()) net_.collectives_.erase(seq);
+  return true;
+}
+
+Request FakeCommunicator::iallreduce_sum(float* data, size_t n) {
+  const uint64_t seq = post_collective("allreduce_sum(float, " + std::to_string(n) + ")", data, n * sizeof(float));
+  {
+    std::lock_guard<std::mutex> lock(net_.mu_);
+    net_.reductions_[size_t(rank_)].push_back(data);
+  }
+  return Request(std::make_unique<PendingSum>(seq, data, n));
+}
+
+void FakeCommunicator::allreduce_sum(float* data, size_t n) {
+  Request r = iallreduce_sum(data, n);
+  wait(r);
+}
+
+void FakeCommunicator::allreduce_sum(double* data, size_t n) {
+  const uint64_t seq = post_collective("allreduce_sum(double, " + std::to_string(n) + ")", data, n * sizeof(double));
+  take_collective(seq, [&](const auto& parts) { sum_parts(parts, data, n); }, true);
+}
+
+void FakeCommunicator::broadcast(void* data, size_t bytes, int root) {
+  const uint64_t seq = post_collective("broadcast(" + std::to_string(bytes) + ", root " + std::to_string(root) + ")",
+                                       data, bytes);
+  take_collective(seq, [&](const auto& parts) { std::memcpy(data, parts[size_t(root)].data(), bytes); }, true);
+}
+
+std::vector<std::string> FakeCommunicator::allgather(const void* data, size_t bytes) {
+  std::vector<std::string> out;
+  const uint64_t seq = post_collective("allgather", data, bytes);
+  take_collective(seq, [&](const auto& parts) {
+    for (const auto& p : parts) out.emplace_back(reinterpret_cast<const char*>(p.data()), p.size());
+  }, true);
+  return out;
+}
+
+std::vector<std::string> FakeCommunicator::gather(const void* data, size_t bytes, int root) {
+  std::vector<std::string> all = allgather(data, bytes);
+  if (rank_ != root) all.clear();
+  return all;
+}
+
+void FakeCommunicator::barrier() {
+  take_collective(post_collective("barrier", nullptr, 0), [](const auto&) {}, true);
+}
+
+}  // namespace attnres
