@@ -99,17 +99,33 @@ void fill_normal(float* out, size_t first, size_t n, float std, uint64_t seed, c
   }
 }
 
+// Calls f(local row start, global row start, length) for each contiguous run
+// of a shard's elements.
+template <class F>
+static void for_each_shard_run(const TensorSpec& t, F f) {
+  if (t.shard_dim != 1) {  // the whole tensor or a block of rows: one run
+    const size_t cols = t.numel / size_t(t.shape[0]);
+    f(size_t(0), size_t(t.shard_offset) * cols, t.numel);
+    return;
+  }
+  const size_t rows = size_t(t.shape[0]), w = size_t(t.shape[1]), cols = size_t(t.global_shape[1]);
+  for (size_t r = 0; r < rows; ++r) f(r * w, r * cols + size_t(t.shard_offset), w);
+}
+
+void shard_to_whole(float* whole, const TensorSpec& t, const float* shard) {
+  for_each_shard_run(t, [&](size_t local, size_t global, size_t n) { std::copy_n(shard + local, n, whole + global); });
+}
+
+void whole_to_shard(float* shard, const TensorSpec& t, const float* whole) {
+  for_each_shard_run(t, [&](size_t local, size_t global, size_t n) { std::copy_n(whole + global, n, shard + local); });
+}
+
 // Draws a matrix shard's elements from the whole tensor's sequence (row-major
 // global indices), so shards put together equal the tp = 1 tensor bit for bit.
 static void fill_normal_shard(float* out, const TensorSpec& t, float std, uint64_t seed) {
-  const size_t cols = size_t(t.global_shape[1]);
-  if (t.shard_dim != 1) {  // whole tensor or a block of rows: one contiguous range
-    fill_normal(out, size_t(t.shard_offset) * cols, t.numel, std, seed, t.name);
-    return;
-  }
-  const size_t rows = size_t(t.shape[0]), w = size_t(t.shape[1]);
-  for (size_t r = 0; r < rows; ++r)
-    fill_normal(out + r * w, r * cols + size_t(t.shard_offset), w, std, seed, t.name);
+  for_each_shard_run(t, [&](size_t local, size_t global, size_t n) {
+    fill_normal(out + local, global, n, std, seed, t.name);
+  });
 }
 
 void init_params(const ModelConfig& cfg, const ParamLayout& layout, float* params,

@@ -48,6 +48,11 @@ struct ParamLayout {
 // must be exact (the config loader checks).
 ParamLayout make_param_layout(const ModelConfig& cfg, int first, int last, TpRank tp = {});
 
+// Copies shard `t` (its local elements, row-major) into its place in the
+// whole tensor (global_shape, row-major), or takes it out of the whole.
+void shard_to_whole(float* whole, const TensorSpec& t, const float* shard);
+void whole_to_shard(float* shard, const TensorSpec& t, const float* whole);
+
 // Initial values: linear weights and embeddings ~ N(0, 0.02) (attn.o and
 // mlp.down scaled by 1/sqrt(2 n_layers), as in GPT-2), norm gains 1,
 // AttnRes pseudo-queries 0 [paper]. Writes this rank's shards into host

@@ -70,6 +70,7 @@ struct Run {
   Topology topo;
   Groups groups;
   std::unique_ptr<Communicator> node;  // the ranks on this machine
+  TensorParallel tp;                    // this rank's shard of its chunks
   Partition part;
   std::unique_ptr<PipelineExecutor> exec;
   std::vector<AdamW> adam;           // per local chunk
@@ -102,11 +103,13 @@ void setup(Run& r) {
   TagSpace tags{std::max(r.M, r.cfg.train.eval_batches), r.part.num_chunks(), max_tensors};
   r.groups = make_mpi_groups(r.topo, tags);
   r.node = make_mpi_node();
+  r.tp = {{r.topo.coord.tp_idx, p.tp}, p.sequence_parallel && p.tp > 1, r.groups.tensor_collectives.get()};
   const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
   r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
                                               p.pp > 1 ? r.groups.pipeline.get() : nullptr,
                                               p.dp > 1 ? r.groups.data.get() : nullptr,
-                                              r.cfg.train.micro_batch_size, r.cfg.train.seed, cache);
+                                              r.cfg.train.micro_batch_size, r.cfg.train.seed, cache,
+                                              kernels::Device{}, r.tp);
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();
   for (Chunk& c : r.exec->chunks()) {
@@ -122,9 +125,14 @@ void setup(Run& r) {
 double grad_norm(Run& r) {
   std::vector<double> partials(r.n_global_tensors, 0.0);
   size_t i = 0;
-  for (Chunk& c : r.exec->chunks())
-    for (double s : tensor_sum_squares(c.dev, c.layout, c.grads.data())) partials[r.global_index[i++]] = s;
-  // Each tensor lives on one pipeline rank; the others contribute exact zeros.
+  for (Chunk& c : r.exec->chunks()) {
+    const std::vector<double> sums = tensor_sum_squares(c.dev, c.layout, c.grads.data());
+    // A replicated tensor is the same on every tp rank: counted once.
+    for (size_t t = 0; t < sums.size(); ++t, ++i)
+      partials[r.global_index[i]] = c.layout.tensors[t].sharded() || r.topo.coord.tp_idx == 0 ? sums[t] : 0.0;
+  }
+  // Each tensor lives on one pipeline rank (its shards on the tp ranks); the others contribute exact zeros.
+  if (r.cfg.parallel.tp > 1) r.groups.tensor->allreduce_sum(partials.data(), partials.size());
   if (r.cfg.parallel.pp > 1) r.groups.pipeline->allreduce_sum(partials.data(), partials.size());
   return global_norm(partials);
 }
@@ -222,29 +230,35 @@ std::vector<float> tensor_to_host(const Chunk& c, const TensorSpec& t) {
 }
 
 // --export, on every rank: rank 0 writes the whole model. Each tensor comes to
-// it, one at a time, from the one rank that holds it (dp_idx = tp_idx = 0 of
-// its stage) by a gather in which the other ranks send nothing. No other rank
-// ever holds the whole model, and nothing moves unless an export is asked for.
+// it, one at a time, from the ranks that hold it (dp_idx = 0 of its stage:
+// every tp rank's shard, or tp rank 0's copy of a replicated tensor) by a
+// gather in which the other ranks send nothing, and rank 0 puts the shards in
+// place. No other rank ever holds the whole model, and nothing moves unless
+// an export is asked for.
 void export_model(Run& r, const std::string& path) {
   const ModelConfig& m = r.cfg.model;
-  const bool holder = r.topo.coord.dp_idx == 0 && r.topo.coord.tp_idx == 0;
+  const Coord me = r.topo.coord;
+  std::vector<ParamLayout> shards;  // the whole model as each tp rank holds it
+  for (int t = 0; t < r.topo.tp; ++t) shards.push_back(make_param_layout(m, 0, m.num_sublayers(), {t, r.topo.tp}));
   std::vector<NamedTensor> out;
   for (const TensorSpec& t : make_param_layout(m, 0, m.num_sublayers()).tensors) {
     std::vector<float> mine;
-    if (holder)
+    if (me.dp_idx == 0)
       for (const Chunk& c : r.exec->chunks())
-        if (const TensorSpec* local = c.layout.find(t.name)) mine = tensor_to_host(c, *local);
+        if (const TensorSpec* local = c.layout.find(t.name); local && (local->sharded() || me.tp_idx == 0))
+          mine = tensor_to_host(c, *local);
     const std::vector<std::string> got = r.groups.world->gather(mine.data(), mine.size() * sizeof(float), 0);
     if (!r.is_logger()) continue;
     NamedTensor& nt = out.emplace_back(NamedTensor{t.name, t.shape, std::vector<float>(t.numel)});
-    int senders = 0;
-    for (const std::string& bytes : got) {
-      if (bytes.empty()) continue;
-      assert(bytes.size() == t.numel * sizeof(float));
-      std::memcpy(nt.data.data(), bytes.data(), bytes.size());
-      ++senders;
+    size_t placed = 0;
+    for (size_t w = 0; w < got.size(); ++w) {
+      if (got[w].empty()) continue;
+      const TensorSpec& shard = *shards[size_t(r.topo.coord_of(int(w)).tp_idx)].find(t.name);
+      assert(got[w].size() == shard.numel * sizeof(float));
+      shard_to_whole(nt.data.data(), shard, reinterpret_cast<const float*>(got[w].data()));
+      placed += shard.numel;
     }
-    assert(senders == 1 && "every tensor has exactly one holder");
+    assert(placed == t.numel && "every element has exactly one holder");
   }
   if (r.is_logger()) write_safetensors(path, out, m);
 }
