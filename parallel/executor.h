@@ -58,7 +58,8 @@ class PipelineExecutor {
   double forward_only(const std::vector<const int32_t*>& tokens,
                       const std::vector<const int32_t*>& targets);
 
-  std::vector<Chunk>& chunks() { return chunks_; }  // local chunks, in chunk order
+  std::vector<Chunk>& chunks() { return chunks_; }
+  const Schedule& schedule() const { return schedule_; }  // local chunks, in chunk order
   bool holds_last_chunk() const;
 
   // Of the last run: bytes this rank sent on the hop into chunk c (forward)

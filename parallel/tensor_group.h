@@ -10,7 +10,11 @@
 #pragma once
 #include <cstddef>
 
+#include <vector>
+
+#include "models/chunk.h"
 #include "models/tensor_collectives.h"
+#include "parallel/partition.h"
 
 namespace attnres {
 
@@ -25,5 +29,13 @@ class TensorGroup : public TensorCollectives {
 // Ring-model bytes one rank sends (see above).
 double ring_allreduce_bytes(size_t floats, int ranks);
 double ring_allgather_bytes(size_t floats_per_rank, int ranks);  // also reduce-scatter
+
+// The bytes one tp rank sends in its chunks' collectives during one training
+// step of M microbatches (ring model), from the model alone: per microbatch
+// the forward and backward of each chunk (models/chunk.cpp's collectives),
+// then the sum of the replicated tensors' gradients under sequence
+// parallelism. The runtime's count must equal it.
+double tp_step_bytes(const ModelConfig& m, const std::vector<ChunkRange>& chunks, int M, int micro_batch,
+                     const TensorParallel& tp);
 
 }  // namespace attnres

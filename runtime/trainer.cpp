@@ -71,6 +71,7 @@ struct Run {
   Groups groups;
   std::unique_ptr<Communicator> node;  // the ranks on this machine
   TensorParallel tp;                    // this rank's shard of its chunks
+  double tp_step_bytes = 0;             // sent in tp collectives by the last training step
   Partition part;
   std::unique_ptr<PipelineExecutor> exec;
   std::vector<AdamW> adam;           // per local chunk
@@ -145,16 +146,23 @@ double share_loss(Run& r, double local_sum) {
   return v;
 }
 
-// Per world rank: bubble; per hop: bytes sent forward + backward (summed over ranks).
+// Per world rank: bubble and bytes sent in tp collectives; per hop: bytes sent
+// forward + backward (summed over ranks).
 struct CommStats {
   std::vector<double> bubble;
   std::vector<double> hop_bytes;
+  std::vector<double> tp_bytes;
+  int tp = 1, dp = 1;
 };
 CommStats gather_comm_stats(Run& r) {
   CommStats s;
+  s.tp = r.topo.tp, s.dp = r.topo.dp;
   s.bubble.assign(size_t(r.topo.world_size), 0.0);
   const double busy = r.exec->busy_seconds(), idle = r.exec->idle_seconds();
   s.bubble[size_t(r.topo.world_rank)] = busy + idle > 0 ? idle / (busy + idle) : 0.0;
+  s.tp_bytes.assign(size_t(r.topo.world_size), 0.0);
+  s.tp_bytes[size_t(r.topo.world_rank)] = r.tp_step_bytes;
+  r.groups.world->allreduce_sum(s.tp_bytes.data(), s.tp_bytes.size());
   const auto& f = r.exec->fwd_bytes();
   const auto& b = r.exec->bwd_bytes();
   s.hop_bytes.assign(f.size(), 0.0);
@@ -164,21 +172,28 @@ CommStats gather_comm_stats(Run& r) {
   return s;
 }
 
-std::string comm_log(const CommStats& s, int dp) {
+std::string comm_log(const CommStats& s) {
   std::string out = " | bubble";
   char buf[64];
   for (double b : s.bubble) std::snprintf(buf, sizeof buf, " %.2f", b), out += buf;
-  out += " | hop MB";
+  if (s.hop_bytes.size() > 1) out += " | hop MB";
   for (size_t c = 1; c < s.hop_bytes.size(); ++c)
-    std::snprintf(buf, sizeof buf, " %.2f", s.hop_bytes[c] / dp / 1e6), out += buf;
+    std::snprintf(buf, sizeof buf, " %.2f", s.hop_bytes[c] / s.dp / 1e6), out += buf;
+  if (s.tp > 1) {  // per pipeline stage: its first rank (every tp rank of a stage sends the same)
+    out += " | tp MB/rank";
+    for (size_t w = 0; w < s.tp_bytes.size(); w += size_t(s.tp * s.dp))
+      std::snprintf(buf, sizeof buf, " %.2f", s.tp_bytes[w] / 1e6), out += buf;
+  }
   return out;
 }
 
-std::string comm_json(const CommStats& s, int dp) {
+std::string comm_json(const CommStats& s) {
   std::vector<uint64_t> hops;
-  for (size_t c = 1; c < s.hop_bytes.size(); ++c) hops.push_back(uint64_t(s.hop_bytes[c] / dp));
-  const std::string j = nlohmann::json{{"bubble", s.bubble}, {"hop_bytes", hops}}.dump();
-  return j.substr(1, j.size() - 2);  // the members, to splice into the step's object
+  for (size_t c = 1; c < s.hop_bytes.size(); ++c) hops.push_back(uint64_t(s.hop_bytes[c] / s.dp));
+  nlohmann::json j{{"bubble", s.bubble}, {"hop_bytes", hops}};
+  if (s.tp > 1) j["tp_bytes"] = s.tp_bytes;  // per world rank
+  const std::string text = j.dump();
+  return text.substr(1, text.size() - 2);  // the members, to splice into the step's object
 }
 
 // The validation set is split between the dp replicas: replica i evaluates
@@ -346,9 +361,12 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   std::vector<double> tps, mfus;
   bool peak_beaten = false;
   std::vector<double> last_hop_bytes;  // of the last step, summed over dp replicas
+  std::vector<double> last_tp_bytes;   // of the last step, per world rank
   for (int step = first_step; step < tc.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
+    const double tp_bytes_before = r.groups.tensor_collectives ? r.groups.tensor_collectives->bytes_sent() : 0;
     StepMetrics s = optimizer_step(r, loader, mbs, step);
+    if (r.groups.tensor_collectives) r.tp_step_bytes = r.groups.tensor_collectives->bytes_sent() - tp_bytes_before;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.tokens_per_s = tokens_per_step / secs;
     const double achieved = flops_per_token * s.tokens_per_s;
@@ -358,8 +376,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     if (r.topo.world_size > 1) {
       const CommStats cs = gather_comm_stats(r);
       last_hop_bytes = cs.hop_bytes;
-      s.extra_log = comm_log(cs, cfg.parallel.dp);
-      s.extra_json = comm_json(cs, cfg.parallel.dp);
+      last_tp_bytes = cs.tp_bytes;
+      s.extra_log = comm_log(cs);
+      s.extra_json = comm_json(cs);
     }
     if (eval_due(tc, s.step)) {
       heartbeat();  // evaluation is a long phase of its own
@@ -380,9 +399,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   res.steps = tc.steps;
   res.tokens_per_s = median(tps);
   res.mfu = median(mfus);
-  if (log && cfg.parallel.pp > 1 && !last_hop_bytes.empty()) {
+  if (log && (cfg.parallel.pp > 1 || cfg.parallel.tp > 1) && !last_hop_bytes.empty()) {
     for (double& b : last_hop_bytes) b /= cfg.parallel.dp;
-    std::printf("%s", comm_table(cfg, r.part, last_hop_bytes).c_str());
+    std::printf("%s", comm_table(cfg, r.part, exec.schedule().placement, last_hop_bytes, last_tp_bytes).c_str());
   }
   if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
   if (!opt.export_path.empty()) {
