@@ -78,18 +78,18 @@ void add(const Device& dev, float* out, const float* a, const float* b, size_t n
 }
 
 void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const float* table,
-                       int N, int d) {
+                       int N, int d, int v0, int Vl) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::embedding_forward(dev, out, tokens, table, N, d);
+    case Backend::CPU: return cpu::embedding_forward(dev, out, tokens, table, N, d, v0, Vl);
     case Backend::CUDA: break;
   }
   not_built("embedding_forward");
 }
 
 void embedding_backward(const Device& dev, float* dtable, const float* dout, const int32_t* tokens,
-                        int N, int d, int vocab) {
+                        int N, int d, int vocab, int v0, int Vl) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::embedding_backward(dev, dtable, dout, tokens, N, d, vocab);
+    case Backend::CPU: return cpu::embedding_backward(dev, dtable, dout, tokens, N, d, vocab, v0, Vl);
     case Backend::CUDA: break;
   }
   not_built("embedding_backward");
@@ -197,19 +197,40 @@ void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, floa
   not_built("attnres_backward");
 }
 
-void cross_entropy_forward(const Device& dev, float* losses, const float* logits,
-                           const int32_t* targets, int N, int V) {
+void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::cross_entropy_forward(dev, losses, logits, targets, N, V);
+    case Backend::CPU: return cpu::cross_entropy_row_max(dev, row_max, logits, N, Vl);
     case Backend::CUDA: break;
   }
-  not_built("cross_entropy_forward");
+  not_built("cross_entropy_row_max");
+}
+
+void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_logit,
+                            const float* logits, const int32_t* targets, const float* row_max,
+                            int N, int Vl, int v0, int V) {
+  switch (dev.backend) {
+    case Backend::CPU:
+      return cpu::cross_entropy_row_sums(dev, sum_exp, target_logit, logits, targets, row_max, N, Vl, v0, V);
+    case Backend::CUDA: break;
+  }
+  not_built("cross_entropy_row_sums");
+}
+
+void cross_entropy_loss(const Device& dev, float* losses, const float* row_max, const float* sum_exp,
+                        const float* target_logit, const int32_t* targets, int N) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::cross_entropy_loss(dev, losses, row_max, sum_exp, target_logit, targets, N);
+    case Backend::CUDA: break;
+  }
+  not_built("cross_entropy_loss");
 }
 
 void cross_entropy_backward(const Device& dev, float* dlogits, const float* logits,
-                            const int32_t* targets, int N, int V, float scale) {
+                            const int32_t* targets, const float* row_max, const float* sum_exp,
+                            int N, int Vl, int v0, float scale) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::cross_entropy_backward(dev, dlogits, logits, targets, N, V, scale);
+    case Backend::CPU:
+      return cpu::cross_entropy_backward(dev, dlogits, logits, targets, row_max, sum_exp, N, Vl, v0, scale);
     case Backend::CUDA: break;
   }
   not_built("cross_entropy_backward");

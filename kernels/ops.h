@@ -40,10 +40,13 @@ void add_inplace(const Device& dev, float* y, const float* x, size_t n);    // y
 void add(const Device& dev, float* out, const float* a, const float* b, size_t n);
 
 // ---- embedding -----------------------------------------------------------
+// The table holds vocabulary rows [v0, v0 + Vl) (a tensor-parallel shard; tp = 1:
+// v0 = 0, Vl = V). Tokens outside the shard give zero rows in the forward and
+// no gradient in the backward.
 void embedding_forward(const Device& dev, float* out, const int32_t* tokens,
-                       const float* table, int N, int d);
+                       const float* table, int N, int d, int v0, int Vl);
 void embedding_backward(const Device& dev, float* dtable, const float* dout,
-                        const int32_t* tokens, int N, int d, int vocab);
+                        const int32_t* tokens, int N, int d, int vocab, int v0, int Vl);
 
 // ---- RMSNorm: out = g * x * rstd, rstd = 1/sqrt(mean(x^2)+eps) ----------
 void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x,
@@ -100,13 +103,26 @@ void attnres_backward(const Device& dev, float* const* dacc_src, float* dw,
                       const float* g, int N, int d);
 size_t attnres_backward_scratch(int N, int K, int d);  // the same on every backend
 
-// ---- softmax cross-entropy over vocab -------------------------------------
-// losses[N] = -log softmax(logits)[target]. Returns nothing; sum() adds them.
-void cross_entropy_forward(const Device& dev, float* losses, const float* logits,
-                           const int32_t* targets, int N, int V);
-// dlogits[N,V] = (softmax(logits) - onehot(target)) * scale (overwrite).
+// ---- softmax cross-entropy, vocabulary-parallel (DESIGN §6) ------------------
+// logits [N, Vl] hold the vocabulary ids [v0, v0 + Vl) of V (tp = 1: v0 = 0,
+// Vl = V). Tensor-parallel ranks combine the row statistics: row_max by max,
+// then sum_exp and target_logit by sum; the full logits are never gathered.
+// A target of -1 masks its row (loss 0, no gradient); any other id outside
+// [0, V) is bad input and throws.
+void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl);
+// sum_exp[n] = Σ_i exp(logits[n,i] - row_max[n]); target_logit[n] = the
+// target's logit if this shard holds it, else 0.
+void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_logit,
+                            const float* logits, const int32_t* targets, const float* row_max,
+                            int N, int Vl, int v0, int V);
+// losses[N] = log(sum_exp) + row_max - target_logit. sum() adds them.
+void cross_entropy_loss(const Device& dev, float* losses, const float* row_max, const float* sum_exp,
+                        const float* target_logit, const int32_t* targets, int N);
+// dlogits[N, Vl] = (softmax(logits) - onehot(target)) * scale (overwrite),
+// from the combined row statistics.
 void cross_entropy_backward(const Device& dev, float* dlogits, const float* logits,
-                            const int32_t* targets, int N, int V, float scale);
+                            const int32_t* targets, const float* row_max, const float* sum_exp,
+                            int N, int Vl, int v0, float scale);
 
 // Σ x[i] in float64, added in index order i = 0 .. n-1 (losses are summed so;
 // every backend must keep that order for bitwise-equal runs).

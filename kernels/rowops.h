@@ -157,29 +157,28 @@ ATTNRES_HD inline void rope_rotate_back(float* a, float* b, float c, float s) {
   *b = -x * s + y * c;
 }
 
-// ---- softmax cross-entropy, one row of V logits ------------------------------
-ATTNRES_HD inline float cross_entropy_forward(const float* logits, int V,
-                                              int32_t target) {
-  float mx = logits[0];
-  for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
-  float sum = 0.0f;
-  for (int i = 0; i < V; i++) sum += expf(logits[i] - mx);
-  return logf(sum) + mx - logits[target];
+// Cross-entropy of one row over a vocabulary shard (kernels/ops.h): the row
+// maximum, then Σ exp(x - max). With one shard these are the softmax's own.
+ATTNRES_HD inline float row_max(const float* x, int n) {
+  float mx = x[0];
+  for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  return mx;
 }
 
-// dlogits = (softmax(logits) - onehot(target)) * scale.
-ATTNRES_HD inline void cross_entropy_backward(float* dlogits, const float* logits,
-                                              int V, int32_t target, float scale) {
-  float mx = logits[0];
-  for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+ATTNRES_HD inline float row_sum_exp(const float* x, int n, float mx) {
   float sum = 0.0f;
-  for (int i = 0; i < V; i++) {
-    dlogits[i] = expf(logits[i] - mx);
-    sum += dlogits[i];
-  }
-  float inv = scale / sum;
-  for (int i = 0; i < V; i++) dlogits[i] *= inv;
-  dlogits[target] -= scale;
+  for (int i = 0; i < n; i++) sum += expf(x[i] - mx);
+  return sum;
+}
+
+// dlogits = (softmax(logits) - onehot(target)) * scale over the shard's
+// columns; `target` is shard-local (outside [0, n): another shard's).
+ATTNRES_HD inline void cross_entropy_backward(float* dlogits, const float* logits, int n,
+                                              int target, float mx, float sum, float scale) {
+  for (int i = 0; i < n; i++) dlogits[i] = expf(logits[i] - mx);
+  const float inv = scale / sum;
+  for (int i = 0; i < n; i++) dlogits[i] *= inv;
+  if (target >= 0 && target < n) dlogits[target] -= scale;
 }
 
 }  // namespace attnres::kernels::row

@@ -33,44 +33,59 @@ struct Carver {
 struct Shape {
   const ModelConfig& m;
   int first, last, batch;
+  ChunkDims dims;
   bool has_embed() const { return first == 0; }
   bool has_head() const { return last == m.num_sublayers(); }
 };
 
+ChunkDims chunk_dims(const ModelConfig& cfg, int micro_batch, const TensorParallel& tp) {
+  const int t = tp.tp.size;
+  ChunkDims x;
+  x.N = micro_batch * cfg.seq_len;
+  x.Nr = tp.sequence_parallel ? x.N / t : x.N;
+  x.d = cfg.d_model;
+  x.dl = cfg.d_model / t, x.Hl = cfg.n_heads / t;
+  x.Fl = cfg.d_ff / t;
+  x.Vl = cfg.vocab_size / t, x.v0 = x.Vl * tp.tp.rank;
+  return x;
+}
+
 // Standard mode: sublayer `first` of a chunk without the embedding reads the
 // incoming hidden state, which changes per forward; its pointer stays null
-// here and chunk_forward sets it.
+// here and chunk_forward sets it. Residual-region tensors have Nr rows, the
+// matmuls' inputs and outputs N (DESIGN §6).
 static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
   const ModelConfig& m = sh.m;
-  const size_t N = size_t(sh.batch) * m.seq_len, d = m.d_model, F = m.d_ff;
-  const size_t att = size_t(sh.batch) * m.n_heads * m.seq_len * m.seq_len;
+  const ChunkDims& x = sh.dims;
+  const size_t N = size_t(x.N), Nr = size_t(x.Nr), d = size_t(x.d), dl = size_t(x.dl), Fl = size_t(x.Fl);
+  const size_t att = size_t(sh.batch) * x.Hl * m.seq_len * m.seq_len;
   Carver cv{base};
   ActsView v{};
-  v.x0 = sh.has_embed() ? cv.take(N * d) : nullptr;
-  v.in_rstd = m.attnres() ? cv.take(N * (sources_at(m, sh.first) + 1)) : nullptr;
+  v.x0 = sh.has_embed() ? cv.take(Nr * d) : nullptr;
+  v.in_rstd = m.attnres() ? cv.take(Nr * (sources_at(m, sh.first) + 1)) : nullptr;
   for (int j = sh.first; j < sh.last; ++j) {
     SublayerActs s{};
     if (m.attnres()) {
-      s.h = cv.take(N * d);
-      s.alpha = cv.take(N * site_sources(m, j));
-      s.uv = cv.take(N * site_sources(m, j));
-      s.prstd = cv.take(N);
+      s.h = cv.take(Nr * d);
+      s.alpha = cv.take(Nr * site_sources(m, j));
+      s.uv = cv.take(Nr * site_sources(m, j));
+      s.prstd = cv.take(Nr);
       // A block's first partial sum is y itself; later ones need their own buffer.
-      s.stream = m.starts_block(j) ? nullptr : cv.take(N * d);
+      s.stream = m.starts_block(j) ? nullptr : cv.take(Nr * d);
     } else {
-      s.stream = cv.take(N * d);
+      s.stream = cv.take(Nr * d);
     }
     s.xn = cv.take(N * d);
-    s.rstd = cv.take(N);
-    s.y = cv.take(N * d);
+    s.rstd = cv.take(Nr);
+    s.y = cv.take(Nr * d);
     s.dy = cv.take(N * d);
     if (j % 2 == 0) {
-      s.q = cv.take(N * d), s.k = cv.take(N * d), s.v = cv.take(N * d);
-      s.att = cv.take(att), s.ao = cv.take(N * d);
-      s.dq = cv.take(N * d), s.dk = cv.take(N * d), s.dv = cv.take(N * d);
+      s.q = cv.take(N * dl), s.k = cv.take(N * dl), s.v = cv.take(N * dl);
+      s.att = cv.take(att), s.ao = cv.take(N * dl);
+      s.dq = cv.take(N * dl), s.dk = cv.take(N * dl), s.dv = cv.take(N * dl);
     } else {
-      s.gate = cv.take(N * F), s.up = cv.take(N * F), s.act = cv.take(N * F);
-      s.dgate = cv.take(N * F), s.dup = cv.take(N * F);
+      s.gate = cv.take(N * Fl), s.up = cv.take(N * Fl), s.act = cv.take(N * Fl);
+      s.dgate = cv.take(N * Fl), s.dup = cv.take(N * Fl);
     }
     if (m.attnres() && m.starts_block(j)) s.stream = s.y;
     // Standard mode: a sublayer's input is the previous stream tensor.
@@ -80,15 +95,18 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
   if (sh.has_head()) {
     HeadActs& h = v.head;
     if (m.attnres()) {
-      h.h = cv.take(N * d);
-      h.alpha = cv.take(N * sources_at(m, m.num_sublayers()));
-      h.uv = cv.take(N * sources_at(m, m.num_sublayers()));
+      h.h = cv.take(Nr * d);
+      h.alpha = cv.take(Nr * sources_at(m, m.num_sublayers()));
+      h.uv = cv.take(Nr * sources_at(m, m.num_sublayers()));
     }
     h.xn = cv.take(N * d);
-    h.rstd = cv.take(N);
-    h.logits = cv.take(N * m.vocab_size);
-    h.dlogits = cv.take(N * m.vocab_size);
+    h.rstd = cv.take(Nr);
+    h.logits = cv.take(N * x.Vl);
+    h.dlogits = cv.take(N * x.Vl);
     h.losses = cv.take(N);
+    h.row_max = cv.take(N);
+    h.sum_exp = cv.take(2 * N);  // + target_logit: one all-reduce for both
+    h.target_logit = h.sum_exp ? h.sum_exp + N : nullptr;
   }
   if (total) *total = cv.used;
   return v;
@@ -97,23 +115,27 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
 // Scratch shared by all microbatches of a chunk: one backward at a time.
 static BackwardScratch carve_scratch(const Shape& sh, float* base, size_t* total) {
   const ModelConfig& m = sh.m;
-  const size_t N = size_t(sh.batch) * m.seq_len, d = m.d_model, F = m.d_ff;
+  const ChunkDims& x = sh.dims;
+  const size_t N = size_t(x.N), Nr = size_t(x.Nr), d = size_t(x.d);
   const int kmax = m.attnres() ? sources_at(m, m.num_sublayers()) + 1 : 1;
+  const bool sp = x.Nr != x.N;
   Carver cv{base};
   BackwardScratch s{};
-  s.dh = cv.take(N * d), s.dxn = cv.take(N * d);
-  s.dao = cv.take(N * d), s.dact = cv.take(N * F), s.dx = cv.take(N * d);
-  s.datt = cv.take(size_t(sh.batch) * m.n_heads * m.seq_len * m.seq_len);
-  s.dalpha = cv.take(k::attnres_backward_scratch(int(N), kmax, int(d)));
+  s.dh = cv.take(Nr * d), s.dxn = cv.take(N * d);
+  s.dao = cv.take(N * x.dl), s.dact = cv.take(N * x.Fl), s.dx = cv.take(Nr * d);
+  s.datt = cv.take(size_t(sh.batch) * x.Hl * m.seq_len * m.seq_len);
+  s.dalpha = cv.take(k::attnres_backward_scratch(x.Nr, kmax, x.d));
+  if (sp) s.dxn_res = cv.take(Nr * d), s.full = cv.take(N * d), s.local = cv.take(Nr * d);
   if (total) *total = cv.used;
   return s;
 }
 
-ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_batch) {
+ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_batch,
+                         const TensorParallel& tp) {
   assert(0 <= first && first < last && last <= cfg.num_sublayers() && micro_batch > 0);
-  const Shape sh{cfg, first, last, micro_batch};
+  const Shape sh{cfg, first, last, micro_batch, chunk_dims(cfg, micro_batch, tp)};
   ChunkFloats f;
-  f.params = f.grads = make_param_layout(cfg, first, last).total;
+  f.params = f.grads = make_param_layout(cfg, first, last, tp.tp).total;
   f.rope = 2 * (size_t(cfg.seq_len) * cfg.head_dim() / 2);
   carve_scratch(sh, nullptr, &f.scratch);
   carve_acts(sh, nullptr, &f.acts);
@@ -145,14 +167,18 @@ static ChunkTensors resolve(const ParamLayout& layout, float* base, int first, i
 }
 
 void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch,
-                uint64_t seed, k::Device dev) {
-  const ChunkFloats f = chunk_floats(cfg, first, last, batch);
+                uint64_t seed, k::Device dev, const TensorParallel& tp) {
+  assert((tp.tp.size == 1) == (tp.coll == nullptr));
+  assert(!tp.sequence_parallel || tp.tp.size > 1);
+  const ChunkFloats f = chunk_floats(cfg, first, last, batch, tp);
   c.cfg = cfg;
   c.dev = dev;
   c.first = first, c.last = last, c.batch = batch;
+  c.tp = tp;
+  c.dims = chunk_dims(cfg, batch, tp);
   c.has_embed = first == 0;
   c.has_head = last == cfg.num_sublayers();
-  c.layout = make_param_layout(cfg, first, last);
+  c.layout = make_param_layout(cfg, first, last, tp.tp);
   c.params = k::DeviceBuffer<float>(dev, f.params);
   c.grads = k::DeviceBuffer<float>(dev, f.grads);
   c.rope_cos = k::DeviceBuffer<float>(dev, f.rope / 2);
@@ -160,7 +186,7 @@ void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch
   c.scratch = k::DeviceBuffer<float>(dev, f.scratch);
   c.p = resolve(c.layout, c.params.data(), first, last);
   c.g = resolve(c.layout, c.grads.data(), first, last);
-  c.t = carve_scratch({cfg, first, last, batch}, c.scratch.data(), nullptr);
+  c.t = carve_scratch({cfg, first, last, batch, c.dims}, c.scratch.data(), nullptr);
 
   // Host-side values, then one copy each to the device.
   std::vector<float> host(c.layout.total);
@@ -175,7 +201,7 @@ void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch
 }
 
 void acts_init(ChunkActs& a, const Chunk& c) {
-  const Shape sh{c.cfg, c.first, c.last, c.batch};
+  const Shape sh{c.cfg, c.first, c.last, c.batch, c.dims};
   size_t floats = 0;
   carve_acts(sh, nullptr, &floats);
   a.arena = k::DeviceBuffer<float>(c.dev, floats);
@@ -191,44 +217,100 @@ void acts_init(ChunkActs& a, const Chunk& c) {
   a.out.sources.reserve(size_t(sources_at(c.cfg, c.cfg.num_sublayers())));
 }
 
-// ---- forward -------------------------------------------------------------------
-static void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, int j) {
-  const ModelConfig& m = c.cfg;
-  const int N = c.batch * m.seq_len, d = m.d_model, F = m.d_ff;
-  k::rmsnorm_forward(c.dev, s.xn, s.rstd, s.h, p.norm, N, d, m.norm_eps);
-  if (j % 2 == 0) {
-    const float *cos_t = c.rope_cos.data(), *sin_t = c.rope_sin.data();
-    k::linear_forward(c.dev, s.q, s.xn, p.q, N, d, d);
-    k::linear_forward(c.dev, s.k, s.xn, p.k, N, d, d);
-    k::linear_forward(c.dev, s.v, s.xn, p.v, N, d, d);
-    k::rope_forward(c.dev, s.q, cos_t, sin_t, c.batch, m.seq_len, m.n_heads, m.head_dim());
-    k::rope_forward(c.dev, s.k, cos_t, sin_t, c.batch, m.seq_len, m.n_heads, m.head_dim());
-    k::attention_forward(c.dev, s.ao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, m.n_heads, m.head_dim());
-    k::linear_forward(c.dev, s.y, s.ao, p.o, N, d, d);
-  } else {
-    k::linear_forward(c.dev, s.gate, s.xn, p.gate, N, d, F);
-    k::linear_forward(c.dev, s.up, s.xn, p.up, N, d, F);
-    k::swiglu_forward(c.dev, s.act, s.gate, s.up, size_t(N) * F);
-    k::linear_forward(c.dev, s.y, s.act, p.down, N, F, d);
+// ---- tensor-parallel collectives (DESIGN §6) ------------------------------------
+// Sums the tp ranks' partial [N, d] outputs of a row-parallel matmul into the
+// residual rows `res`: an all-reduce in place (partial == res), or under
+// sequence parallelism a reduce-scatter. Returns where the sum is.
+static float* sum_partials(const Chunk& c, float* partial, float* res) {
+  const ChunkDims& x = c.dims;
+  if (!c.tp.coll) return partial;
+  if (!c.tp.sequence_parallel) {
+    c.tp.coll->allreduce_sum(partial, size_t(x.N) * x.d);
+    return partial;
+  }
+  c.tp.coll->reduce_scatter_sum(res, partial, size_t(x.Nr) * x.d);
+  return res;
+}
+// Where a row-parallel matmul writes its partial output destined for `res`.
+static float* partial_target(const Chunk& c, float* res) {
+  return c.tp.sequence_parallel ? c.t.full : res;
+}
+// The full [N, d] rows that column-parallel matmuls read, from residual rows:
+// an all-gather under sequence parallelism, else a copy (or nothing when the
+// caller can read `res` itself: full == res).
+static void gather_rows(const Chunk& c, float* full, const float* res) {
+  const ChunkDims& x = c.dims;
+  if (c.tp.sequence_parallel) {
+    c.tp.coll->allgather(full, res, size_t(x.Nr) * x.d);
+  } else if (full != res) {
+    k::copy(c.dev, full, res, size_t(x.N) * x.d, k::CopyKind::DeviceToDevice);
   }
 }
+// RMSNorm of residual rows into the full rows `xn` the next matmuls read.
+static void norm_to_full(const Chunk& c, float* xn, float* rstd, const float* x, const float* g) {
+  const ChunkDims& d = c.dims;
+  float* out = c.tp.sequence_parallel ? c.t.local : xn;
+  k::rmsnorm_forward(c.dev, out, rstd, x, g, d.Nr, d.d, c.cfg.norm_eps);
+  gather_rows(c, xn, out);
+}
 
-// Loss head: [AttnRes_out] -> final norm -> LM head -> cross-entropy. Returns the loss sum.
-static double head_forward(const Chunk& c, HeadActs& h, const float* x, const int32_t* targets) {
+// ---- forward -------------------------------------------------------------------
+// y = f_j(RMSNorm(h)): column-parallel q/k/v or gate/up on the full rows, then
+// the row-parallel o or down, summed over tp into the residual rows of s.y.
+static void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, int j) {
   const ModelConfig& m = c.cfg;
-  const int N = c.batch * m.seq_len, d = m.d_model, V = m.vocab_size;
-  k::rmsnorm_forward(c.dev, h.xn, h.rstd, x, c.p.final_norm, N, d, m.norm_eps);
-  k::linear_forward(c.dev, h.logits, h.xn, c.p.lm_head, N, d, V);
-  k::cross_entropy_forward(c.dev, h.losses, h.logits, targets, N, V);
+  const ChunkDims& x = c.dims;
+  const int N = x.N, d = x.d;
+  norm_to_full(c, s.xn, s.rstd, s.h, p.norm);
+  float* y = partial_target(c, s.y);
+  if (j % 2 == 0) {
+    const float *cos_t = c.rope_cos.data(), *sin_t = c.rope_sin.data();
+    k::linear_forward(c.dev, s.q, s.xn, p.q, N, d, x.dl);
+    k::linear_forward(c.dev, s.k, s.xn, p.k, N, d, x.dl);
+    k::linear_forward(c.dev, s.v, s.xn, p.v, N, d, x.dl);
+    k::rope_forward(c.dev, s.q, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
+    k::rope_forward(c.dev, s.k, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
+    k::attention_forward(c.dev, s.ao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, x.Hl, m.head_dim());
+    k::linear_forward(c.dev, y, s.ao, p.o, N, x.dl, d);
+  } else {
+    k::linear_forward(c.dev, s.gate, s.xn, p.gate, N, d, x.Fl);
+    k::linear_forward(c.dev, s.up, s.xn, p.up, N, d, x.Fl);
+    k::swiglu_forward(c.dev, s.act, s.gate, s.up, size_t(N) * x.Fl);
+    k::linear_forward(c.dev, y, s.act, p.down, N, x.Fl, d);
+  }
+  sum_partials(c, y, s.y);
+}
+
+// The embedding of the token rows: each tp rank adds its vocabulary rows.
+static void embed_forward(const Chunk& c, float* x0, const int32_t* tokens) {
+  const ChunkDims& x = c.dims;
+  float* out = partial_target(c, x0);
+  k::embedding_forward(c.dev, out, tokens, c.p.embed, x.N, x.d, x.v0, x.Vl);
+  sum_partials(c, out, x0);
+}
+
+// Loss head: [AttnRes_out] -> final norm -> LM head -> cross-entropy over the
+// vocabulary shards (their row statistics combined over tp). Returns the loss sum.
+static double head_forward(const Chunk& c, HeadActs& h, const float* xin, const int32_t* targets) {
+  const ChunkDims& x = c.dims;
+  const int N = x.N;
+  norm_to_full(c, h.xn, h.rstd, xin, c.p.final_norm);
+  k::linear_forward(c.dev, h.logits, h.xn, c.p.lm_head, N, x.d, x.Vl);
+  k::cross_entropy_row_max(c.dev, h.row_max, h.logits, N, x.Vl);
+  if (c.tp.coll) c.tp.coll->allreduce_max(h.row_max, size_t(N));
+  k::cross_entropy_row_sums(c.dev, h.sum_exp, h.target_logit, h.logits, targets, h.row_max, N, x.Vl,
+                            x.v0, c.cfg.vocab_size);
+  if (c.tp.coll) c.tp.coll->allreduce_sum(h.sum_exp, 2 * size_t(N));  // and target_logit
+  k::cross_entropy_loss(c.dev, h.losses, h.row_max, h.sum_exp, h.target_logit, targets, N);
   return k::sum(c.dev, h.losses, size_t(N));
 }
 
 double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
                      const int32_t* targets, const ResidualState& in) {
   const ModelConfig& m = c.cfg;
-  const int N = c.batch * m.seq_len, d = m.d_model;
+  const int Nr = c.dims.Nr, d = c.dims.d;
   ActsView& v = a.v;
-  if (c.has_embed) k::embedding_forward(c.dev, v.x0, tokens, c.p.embed, N, d);
+  if (c.has_embed) embed_forward(c, v.x0, tokens);
 
   if (!m.attnres()) {
     if (!c.has_embed) v.sub[0].h = in.hidden;  // the only pointer that changes per forward
@@ -236,7 +318,7 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     for (int j = c.first; j < c.last; ++j) {
       SublayerActs& s = v.sub[j - c.first];
       sublayer_forward(c, c.p.sub[j - c.first], s, j);
-      k::add(c.dev, s.stream, x, s.y, size_t(N) * d);
+      k::add(c.dev, s.stream, x, s.y, size_t(Nr) * d);
       x = s.stream;
     }
     a.out = ResidualState{};
@@ -244,7 +326,8 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     return c.has_head ? head_forward(c, v.head, x, targets) : 0.0;
   }
 
-  // AttnRes: the completed sources and their key-side rstd rows.
+  // AttnRes: the completed sources and their key-side rstd rows. The depth
+  // attention is token-local: it runs on the residual rows, no communication.
   std::vector<float*>& src = a.out.sources;
   src.clear();
   std::vector<const float*> rstd;
@@ -257,14 +340,14 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   assert(a.n_in_sources == sources_at(m, c.first));
   assert(c.has_embed || (in.partial != nullptr) == partial_at(m, c.first));
   for (int s = 0; s < a.n_in_sources; ++s) {
-    k::rms_inverse(c.dev, v.in_rstd + size_t(s) * N, src[s], N, d, m.norm_eps);
-    rstd.push_back(v.in_rstd + size_t(s) * N);
+    k::rms_inverse(c.dev, v.in_rstd + size_t(s) * Nr, src[s], Nr, d, m.norm_eps);
+    rstd.push_back(v.in_rstd + size_t(s) * Nr);
   }
   float* part = c.has_embed ? nullptr : in.partial;
   const float* part_rstd = nullptr;
   if (part) {
-    float* r = v.in_rstd + size_t(a.n_in_sources) * N;
-    k::rms_inverse(c.dev, r, part, N, d, m.norm_eps);
+    float* r = v.in_rstd + size_t(a.n_in_sources) * Nr;
+    k::rms_inverse(c.dev, r, part, Nr, d, m.norm_eps);
     part_rstd = r;
   }
 
@@ -289,10 +372,10 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     }
     const int K = a.site_k[j - c.first];
     auto [sp, rp] = gather(K);
-    k::attnres_forward(c.dev, s.h, s.alpha, s.uv, sp, rp, K, p.res_query, p.res_norm, N, d);
+    k::attnres_forward(c.dev, s.h, s.alpha, s.uv, sp, rp, K, p.res_query, p.res_norm, Nr, d);
     sublayer_forward(c, p, s, j);
-    if (part) k::add(c.dev, s.stream, part, s.y, size_t(N) * d);  // else stream == y
-    k::rms_inverse(c.dev, s.prstd, s.stream, N, d, m.norm_eps);
+    if (part) k::add(c.dev, s.stream, part, s.y, size_t(Nr) * d);  // else stream == y
+    k::rms_inverse(c.dev, s.prstd, s.stream, Nr, d, m.norm_eps);
     part = s.stream, part_rstd = s.prstd;
   }
   if (!partial_at(m, c.last)) {  // the chunk ends on a block boundary (or at L)
@@ -305,7 +388,7 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   HeadActs& h = v.head;
   const int K = a.site_k.back();
   auto [sp, rp] = gather(K);
-  k::attnres_forward(c.dev, h.h, h.alpha, h.uv, sp, rp, K, c.p.out_query, c.p.out_norm, N, d);
+  k::attnres_forward(c.dev, h.h, h.alpha, h.uv, sp, rp, K, c.p.out_query, c.p.out_norm, Nr, d);
   return head_forward(c, h, h.h, targets);
 }
 
@@ -315,48 +398,61 @@ const float* chunk_token_losses(const Chunk& c, const ChunkActs& a) {
 }
 
 // ---- backward ------------------------------------------------------------------
-// dL/dh of one sublayer from dL/dy (s.dy); saves what the weight pass needs.
+// dL/dh of one sublayer from dL/dy (s.dy, full rows); saves what the weight
+// pass needs. The input gradient of the column-parallel matmuls is summed
+// over tp into the residual rows before the norm's backward.
 static void sublayer_backward(const Chunk& c, const SublayerTensors& p, const SublayerTensors& g,
                               SublayerActs& s, int j, float* dh) {
   const BackwardScratch& t = c.t;
   const ModelConfig& m = c.cfg;
-  const int N = c.batch * m.seq_len, d = m.d_model, F = m.d_ff;
+  const ChunkDims& x = c.dims;
+  const int N = x.N, d = x.d;
   if (j % 2 == 0) {
     const float *cos_t = c.rope_cos.data(), *sin_t = c.rope_sin.data();
-    k::linear_backward(c.dev, t.dao, nullptr, s.dy, s.ao, p.o, N, d, d, false);
+    k::linear_backward(c.dev, t.dao, nullptr, s.dy, s.ao, p.o, N, x.dl, d, false);
     k::attention_backward(c.dev, s.dq, s.dk, s.dv, t.datt, t.dao, s.att, s.q, s.k, s.v,
-                          c.batch, m.seq_len, m.n_heads, m.head_dim());
-    k::rope_backward(c.dev, s.dq, cos_t, sin_t, c.batch, m.seq_len, m.n_heads, m.head_dim());
-    k::rope_backward(c.dev, s.dk, cos_t, sin_t, c.batch, m.seq_len, m.n_heads, m.head_dim());
-    k::linear_backward(c.dev, t.dxn, nullptr, s.dq, s.xn, p.q, N, d, d, false);
-    k::linear_backward(c.dev, t.dxn, nullptr, s.dk, s.xn, p.k, N, d, d, true);
-    k::linear_backward(c.dev, t.dxn, nullptr, s.dv, s.xn, p.v, N, d, d, true);
+                          c.batch, m.seq_len, x.Hl, m.head_dim());
+    k::rope_backward(c.dev, s.dq, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
+    k::rope_backward(c.dev, s.dk, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
+    k::linear_backward(c.dev, t.dxn, nullptr, s.dq, s.xn, p.q, N, d, x.dl, false);
+    k::linear_backward(c.dev, t.dxn, nullptr, s.dk, s.xn, p.k, N, d, x.dl, true);
+    k::linear_backward(c.dev, t.dxn, nullptr, s.dv, s.xn, p.v, N, d, x.dl, true);
   } else {
-    k::linear_backward(c.dev, t.dact, nullptr, s.dy, s.act, p.down, N, F, d, false);
-    k::swiglu_backward(c.dev, s.dgate, s.dup, t.dact, s.gate, s.up, size_t(N) * F);
-    k::linear_backward(c.dev, t.dxn, nullptr, s.dgate, s.xn, p.gate, N, d, F, false);
-    k::linear_backward(c.dev, t.dxn, nullptr, s.dup, s.xn, p.up, N, d, F, true);
+    k::linear_backward(c.dev, t.dact, nullptr, s.dy, s.act, p.down, N, x.Fl, d, false);
+    k::swiglu_backward(c.dev, s.dgate, s.dup, t.dact, s.gate, s.up, size_t(N) * x.Fl);
+    k::linear_backward(c.dev, t.dxn, nullptr, s.dgate, s.xn, p.gate, N, d, x.Fl, false);
+    k::linear_backward(c.dev, t.dxn, nullptr, s.dup, s.xn, p.up, N, d, x.Fl, true);
   }
-  k::rmsnorm_backward(c.dev, dh, g.norm, t.dxn, s.h, p.norm, s.rstd, N, d);
+  const float* dxn = sum_partials(c, t.dxn, t.dxn_res);
+  k::rmsnorm_backward(c.dev, dh, g.norm, dxn, s.h, p.norm, s.rstd, x.Nr, d);
 }
 
-// dL/dx of the loss head input into dx (overwritten); saves dlogits.
-static void head_backward(const Chunk& c, HeadActs& h, const float* x, const int32_t* targets,
+// dL/dx of the loss head input into dx (overwritten, residual rows); saves dlogits.
+static void head_backward(const Chunk& c, HeadActs& h, const float* xin, const int32_t* targets,
                           float loss_scale, float* dx) {
-  const ModelConfig& m = c.cfg;
-  const int N = c.batch * m.seq_len, d = m.d_model, V = m.vocab_size;
+  const ChunkDims& x = c.dims;
   const BackwardScratch& t = c.t;
-  k::cross_entropy_backward(c.dev, h.dlogits, h.logits, targets, N, V, loss_scale);
-  k::linear_backward(c.dev, t.dxn, nullptr, h.dlogits, h.xn, c.p.lm_head, N, d, V, false);
-  k::rmsnorm_backward(c.dev, dx, c.g.final_norm, t.dxn, x, c.p.final_norm, h.rstd, N, d);
+  k::cross_entropy_backward(c.dev, h.dlogits, h.logits, targets, h.row_max, h.sum_exp, x.N, x.Vl, x.v0,
+                            loss_scale);
+  k::linear_backward(c.dev, t.dxn, nullptr, h.dlogits, h.xn, c.p.lm_head, x.N, x.d, x.Vl, false);
+  const float* dxn = sum_partials(c, t.dxn, t.dxn_res);
+  k::rmsnorm_backward(c.dev, dx, c.g.final_norm, dxn, xin, c.p.final_norm, h.rstd, x.Nr, x.d);
+}
+
+// Embedding gradient of this rank's vocabulary rows, from all N token rows.
+static void embed_backward(const Chunk& c, const float* dx0, const int32_t* tokens) {
+  const ChunkDims& x = c.dims;
+  const float* full = dx0;
+  if (c.tp.sequence_parallel) gather_rows(c, c.t.full, dx0), full = c.t.full;
+  k::embedding_backward(c.dev, c.g.embed, full, tokens, x.N, x.d, c.cfg.vocab_size, x.v0, x.Vl);
 }
 
 void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
                           const int32_t* targets, float loss_scale, ResidualState& dout,
                           ResidualState& din) {
   const ModelConfig& m = c.cfg;
-  const int N = c.batch * m.seq_len, d = m.d_model;
-  const size_t Nd = size_t(N) * d;
+  const int Nr = c.dims.Nr, d = c.dims.d;
+  const size_t Nrd = size_t(Nr) * d;
   ActsView& v = a.v;
   const BackwardScratch& t = c.t;
 
@@ -366,11 +462,11 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     if (c.has_head) head_backward(c, v.head, a.out.hidden, targets, loss_scale, dx);
     for (int j = c.last - 1; j >= c.first; --j) {
       SublayerActs& s = v.sub[j - c.first];
-      k::copy(c.dev, s.dy, dx, Nd, k::CopyKind::DeviceToDevice);
+      gather_rows(c, s.dy, dx);
       sublayer_backward(c, c.p.sub[j - c.first], c.g.sub[j - c.first], s, j, t.dh);
-      k::add_inplace(c.dev, dx, t.dh, Nd);
+      k::add_inplace(c.dev, dx, t.dh, Nrd);
     }
-    if (c.has_embed) k::embedding_backward(c.dev, c.g.embed, dx, tokens, N, d, m.vocab_size);
+    if (c.has_embed) embed_backward(c, dx, tokens);
     din = ResidualState{};
     din.hidden = dx;
     return;
@@ -384,7 +480,7 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     site_off -= size_t(K);
     const float* const* sp = a.site_src.data() + site_off;
     const float* const* rp = a.site_src.data() + n_site_ptrs + site_off;
-    k::attnres_backward(c.dev, dsrc, dw, dg, t.dalpha, dh, alpha, uv, sp, rp, K, w, g, N, d);
+    k::attnres_backward(c.dev, dsrc, dw, dg, t.dalpha, dh, alpha, uv, sp, rp, K, w, g, Nr, d);
   };
 
   // Gradient buffers of every source, and of the running partial sum.
@@ -404,7 +500,7 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   for (int j = c.last - 1; j >= c.first; --j) {
     SublayerActs& s = v.sub[j - c.first];
     const SublayerTensors &p = c.p.sub[j - c.first], &g = c.g.sub[j - c.first];
-    k::copy(c.dev, s.dy, dpart, Nd, k::CopyKind::DeviceToDevice);  // p_j = p_{j-1} + y_j, so dy_j = dp_j
+    gather_rows(c, s.dy, dpart);  // p_j = p_{j-1} + y_j, so dy_j = dp_j
     sublayer_backward(c, p, g, s, j, t.dh);
     // The site's sources: n_src completed ones, then p_{j-1} (same buffer as dp_j).
     const int K = a.site_k[j - c.first];
@@ -418,29 +514,35 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   din = ResidualState{};
   din.sources.assign(dsrc.begin(), dsrc.begin() + a.n_in_sources);
   din.partial = partial_at(m, c.first) ? dpart : nullptr;
-  if (c.has_embed) k::embedding_backward(c.dev, c.g.embed, dsrc[0], tokens, N, d, m.vocab_size);
+  if (c.has_embed) embed_backward(c, dsrc[0], tokens);
 }
 
 void chunk_backward_weight(const Chunk& c, ChunkActs& a) {
-  const ModelConfig& m = c.cfg;
-  const int N = c.batch * m.seq_len, d = m.d_model, F = m.d_ff;
+  const ChunkDims& x = c.dims;
+  const int N = x.N, d = x.d;
   const ActsView& v = a.v;
   if (c.has_head)
-    k::linear_backward(c.dev, nullptr, c.g.lm_head, v.head.dlogits, v.head.xn, nullptr, N, d, m.vocab_size, false);
+    k::linear_backward(c.dev, nullptr, c.g.lm_head, v.head.dlogits, v.head.xn, nullptr, N, d, x.Vl, false);
   for (int j = c.last - 1; j >= c.first; --j) {
     const SublayerActs& s = v.sub[j - c.first];
     const SublayerTensors& g = c.g.sub[j - c.first];
     if (j % 2 == 0) {
-      k::linear_backward(c.dev, nullptr, g.o, s.dy, s.ao, nullptr, N, d, d, false);
-      k::linear_backward(c.dev, nullptr, g.q, s.dq, s.xn, nullptr, N, d, d, false);
-      k::linear_backward(c.dev, nullptr, g.k, s.dk, s.xn, nullptr, N, d, d, false);
-      k::linear_backward(c.dev, nullptr, g.v, s.dv, s.xn, nullptr, N, d, d, false);
+      k::linear_backward(c.dev, nullptr, g.o, s.dy, s.ao, nullptr, N, x.dl, d, false);
+      k::linear_backward(c.dev, nullptr, g.q, s.dq, s.xn, nullptr, N, d, x.dl, false);
+      k::linear_backward(c.dev, nullptr, g.k, s.dk, s.xn, nullptr, N, d, x.dl, false);
+      k::linear_backward(c.dev, nullptr, g.v, s.dv, s.xn, nullptr, N, d, x.dl, false);
     } else {
-      k::linear_backward(c.dev, nullptr, g.down, s.dy, s.act, nullptr, N, F, d, false);
-      k::linear_backward(c.dev, nullptr, g.gate, s.dgate, s.xn, nullptr, N, d, F, false);
-      k::linear_backward(c.dev, nullptr, g.up, s.dup, s.xn, nullptr, N, d, F, false);
+      k::linear_backward(c.dev, nullptr, g.down, s.dy, s.act, nullptr, N, x.Fl, d, false);
+      k::linear_backward(c.dev, nullptr, g.gate, s.dgate, s.xn, nullptr, N, d, x.Fl, false);
+      k::linear_backward(c.dev, nullptr, g.up, s.dup, s.xn, nullptr, N, d, x.Fl, false);
     }
   }
+}
+
+void chunk_reduce_replicated_grads(Chunk& c) {
+  if (!c.tp.sequence_parallel) return;
+  for (const TensorSpec& t : c.layout.tensors)
+    if (!t.sharded()) c.tp.coll->allreduce_sum(c.grads.data() + t.offset, t.numel);
 }
 
 }  // namespace attnres

@@ -14,11 +14,33 @@
 #include "kernels/memory.h"
 #include "models/model_config.h"
 #include "models/params.h"
+#include "models/tensor_collectives.h"
 
 namespace attnres {
 
+// Tensor parallelism of a chunk (DESIGN §6): this rank's place in the tensor
+// group, the group's collectives (null when it has one rank), and whether the
+// residual region is sharded by tokens. Under sequence parallelism rank t
+// holds token rows [t·N/tp, (t+1)·N/tp) of the microbatch's N = b·T rows.
+struct TensorParallel {
+  TpRank tp;
+  bool sequence_parallel = false;
+  TensorCollectives* coll = nullptr;
+};
+
+// Rows and local widths of one microbatch on this tp rank.
+struct ChunkDims {
+  int N;       // token rows b·T (the matmuls' rows)
+  int Nr;      // rows of the residual region: N, or N / tp under sequence parallelism
+  int d;       // model width
+  int dl, Hl;  // local attention width and heads (d / tp, H / tp)
+  int Fl;      // local MLP width F / tp
+  int Vl, v0;  // local vocabulary rows and the first one
+};
+ChunkDims chunk_dims(const ModelConfig& cfg, int micro_batch, const TensorParallel& tp);
+
 // The residual stream at a sublayer boundary for one microbatch; every tensor
-// is [b*T, d]. Also used for the gradient of a stream.
+// is [Nr, d] (ChunkDims). Also used for the gradient of a stream.
 struct ResidualState {
   float* hidden = nullptr;       // standard mode: x
   std::vector<float*> sources;   // attnres: completed sources, b_0 first
@@ -34,7 +56,8 @@ struct ChunkFloats {
   size_t scratch = 0;  // transient buffers of one backward, shared by the microbatches
   size_t acts = 0;     // one microbatch's activation arena
 };
-ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_batch);
+ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_batch,
+                         const TensorParallel& tp = {});
 
 // One sublayer's tensors inside a flat buffer (parameters or gradients); null
 // where the sublayer has none (attention vs MLP, the AttnRes site).
@@ -49,9 +72,13 @@ struct ChunkTensors {
   float *final_norm = nullptr, *lm_head = nullptr;   // last chunk
 };
 
-// Transient buffers of one backward pass, carved from Chunk::scratch.
+// Transient buffers, carved from Chunk::scratch: those of one backward pass,
+// and under sequence parallelism the staging of the tp collectives.
 struct BackwardScratch {
   float *dh, *dxn, *dao, *dact, *datt, *dalpha, *dx;
+  float *dxn_res;  // dxn summed into the residual rows (sequence parallel)
+  float *full;     // [N, d]: partial sums before a reduce-scatter, gathered gradients
+  float *local;    // [Nr, d]: a norm's output before its all-gather
 };
 
 // Parameters and gradients of one chunk, plus scratch shared by its microbatches.
@@ -60,6 +87,8 @@ struct Chunk {
   kernels::Device dev;
   int first = 0, last = 0;  // sublayers [first, last)
   int batch = 0;            // sequences per microbatch (b)
+  TensorParallel tp;
+  ChunkDims dims{};
   bool has_embed = false, has_head = false;
   ParamLayout layout;
   kernels::DeviceBuffer<float> params;  // layout.total floats
@@ -70,9 +99,10 @@ struct Chunk {
   BackwardScratch t;      // view into scratch
 };
 
-// Allocates parameters (initialised from seed), gradients and scratch.
+// Allocates this tp rank's parameter shards (initialised from seed, the same
+// values whatever tp), gradients and scratch.
 void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch,
-                uint64_t seed, kernels::Device dev = {});
+                uint64_t seed, kernels::Device dev = {}, const TensorParallel& tp = {});
 
 // One microbatch's saved tensors, pointers into ChunkActs::arena.
 struct SublayerActs {
@@ -83,6 +113,7 @@ struct SublayerActs {
 };
 struct HeadActs {
   float *h, *alpha, *uv, *xn, *rstd, *logits, *losses, *dlogits;
+  float *row_max, *sum_exp, *target_logit;  // cross-entropy statistics (sum_exp, target_logit adjacent)
 };
 struct ActsView {
   float *x0, *in_rstd;  // embedding output; rstd of the input sources (+ partial)
@@ -124,5 +155,10 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
 // Backward, weight-gradient half: dW += dY^T X for every matrix of the chunk,
 // from what chunk_backward_input saved in `a`.
 void chunk_backward_weight(const Chunk& c, ChunkActs& a);
+
+// Under sequence parallelism each tp rank holds only its token rows' share
+// of the gradients of the replicated tensors (norm gains, pseudo-queries,
+// key-norm gains): sums them over the tensor group. No-op otherwise.
+void chunk_reduce_replicated_grads(Chunk& c);
 
 }  // namespace attnres

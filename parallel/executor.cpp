@@ -49,10 +49,11 @@ struct PipelineExecutor::Local {
 
 PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part, Schedule schedule,
                                    int pp_rank, Communicator* pipe, Communicator* data, int micro_batch,
-                                   uint64_t seed, bool cross_stage_cache, k::Device dev)
+                                   uint64_t seed, bool cross_stage_cache, k::Device dev,
+                                   const TensorParallel& tp)
     : cfg_(cfg), part_(part), schedule_(std::move(schedule)), rank_(pp_rank), pipe_(pipe), data_(data),
       micro_batch_(micro_batch), cache_(cross_stage_cache), dev_(dev),
-      stream_floats_(size_t(micro_batch) * cfg.seq_len * cfg.d_model) {
+      stream_floats_(size_t(chunk_dims(cfg, micro_batch, tp).Nr) * cfg.d_model) {
   const int P = schedule_.P, C = schedule_.num_chunks();
   if (part_.num_chunks() != C || int(schedule_.placement.size()) != C)
     throw std::logic_error("executor: partition and schedule disagree on chunks");
@@ -67,7 +68,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
     const int c = mine[i];
     local_index_[size_t(c)] = int(i);
     const ChunkRange& r = part_.chunks[size_t(c)];
-    chunk_init(chunks_[size_t(i)], cfg_, r.first, r.last, micro_batch_, seed, dev_);
+    chunk_init(chunks_[size_t(i)], cfg_, r.first, r.last, micro_batch_, seed, dev_, tp);
     auto L = std::make_unique<Local>();
     L->chunk = c;
     L->model = &chunks_[size_t(i)];
@@ -313,12 +314,14 @@ void PipelineExecutor::copy_b(int mb, int chunk) {
   prev.copied_back = true;
 }
 
-// The chunk's gradients are final: start their sum over the dp replicas,
-// which runs while this rank computes the rest of its list.
+// The chunk's gradients are final: sum the replicated tensors' token-row
+// shares over tp (sequence parallelism), then start the sum over the dp
+// replicas, which runs while this rank computes the rest of its list.
 void PipelineExecutor::reduce_grads(int chunk) {
   Local& L = local(chunk);
   if (L.reducing) throw std::logic_error("executor: chunk " + std::to_string(chunk) + " has two REDUCE_GRADS");
   L.reducing = true;
+  chunk_reduce_replicated_grads(*L.model);
   if (data_) reductions_.push_back(data_->iallreduce_sum(L.model->grads.data(), L.model->layout.total));
 }
 

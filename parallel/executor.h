@@ -32,10 +32,11 @@ class PipelineExecutor {
  public:
   // `pipe` is the pipeline communicator (ranks 0..P-1); null when P = 1.
   // `data` connects the replicas of this rank's chunks (the dp group); null
-  // when dp = 1.
+  // when dp = 1. `tp` is this rank's tensor-parallel shard of every chunk;
+  // under sequence parallelism a hop carries its token rows only.
   PipelineExecutor(const ModelConfig& cfg, const Partition& part, Schedule schedule, int pp_rank,
                    Communicator* pipe, Communicator* data, int micro_batch, uint64_t seed,
-                   bool cross_stage_cache, kernels::Device dev = {});
+                   bool cross_stage_cache, kernels::Device dev = {}, const TensorParallel& tp = {});
   ~PipelineExecutor();
   PipelineExecutor(const PipelineExecutor&) = delete;
   PipelineExecutor& operator=(const PipelineExecutor&) = delete;
@@ -57,7 +58,8 @@ class PipelineExecutor {
   double forward_only(const std::vector<const int32_t*>& tokens,
                       const std::vector<const int32_t*>& targets);
 
-  std::vector<Chunk>& chunks() { return chunks_; }  // local chunks, in chunk order
+  std::vector<Chunk>& chunks() { return chunks_; }
+  const Schedule& schedule() const { return schedule_; }  // local chunks, in chunk order
   bool holds_last_chunk() const;
 
   // Of the last run: bytes this rank sent on the hop into chunk c (forward)

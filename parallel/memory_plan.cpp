@@ -43,16 +43,18 @@ static int hop_buffers(const ModelConfig& cfg, const Partition& part, int c, boo
 }
 
 RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, const Schedule& schedule,
-                                int rank, int micro_batch, bool cross_stage_cache) {
+                                int rank, int micro_batch, bool cross_stage_cache,
+                                const TensorParallel& tp) {
   if (part.num_chunks() != schedule.num_chunks())
     throw std::logic_error("memory plan: partition and schedule disagree on chunks");
   const std::vector<int> slots = activation_slots(schedule, rank);
-  const uint64_t tensor_bytes = uint64_t(micro_batch) * cfg.seq_len * cfg.d_model * sizeof(float);
+  const ChunkDims dims = chunk_dims(cfg, micro_batch, tp);
+  const uint64_t tensor_bytes = uint64_t(dims.Nr) * dims.d * sizeof(float);
   RankMemoryPlan plan;
   for (int c = 0; c < part.num_chunks(); ++c) {
     if (slots[size_t(c)] == 0) continue;
     const ChunkRange& r = part.chunks[size_t(c)];
-    const ChunkFloats f = chunk_floats(cfg, r.first, r.last, micro_batch);
+    const ChunkFloats f = chunk_floats(cfg, r.first, r.last, micro_batch, tp);
     ChunkMemoryPlan ch;
     ch.chunk = c;
     ch.slots = slots[size_t(c)];

@@ -48,7 +48,9 @@ struct RankMemoryPlan {
   MemoryBytes total;
 };
 
+// `tp`: this rank's tensor-parallel shard (its collectives are not used).
 RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, const Schedule& schedule,
-                                int rank, int micro_batch, bool cross_stage_cache);
+                                int rank, int micro_batch, bool cross_stage_cache,
+                                const TensorParallel& tp = {});
 
 }  // namespace attnres

@@ -328,6 +328,45 @@ std::unique_ptr<Communicator> make_mpi_world(TagSpace tags) {
   return std::make_unique<MpiCommunicator>(comm, tags);
 }
 
+// The tensor group's collectives (parallel/tensor_group.h), blocking, on its
+// own MPI communicator (freed at destruction).
+class MpiTensorGroup final : public TensorGroup {
+ public:
+  explicit MpiTensorGroup(MPI_Comm comm) : comm_(comm) {
+    check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+    check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+  }
+  ~MpiTensorGroup() override { MPI_Comm_free(&comm_); }
+  MpiTensorGroup(const MpiTensorGroup&) = delete;
+  MpiTensorGroup& operator=(const MpiTensorGroup&) = delete;
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void allreduce_sum(float* x, size_t n) override {
+    check(MPI_Allreduce(MPI_IN_PLACE, x, checked_count(n), MPI_FLOAT, MPI_SUM, comm_), "MPI_Allreduce (tensor)");
+    bytes_ += ring_allreduce_bytes(n, size_);
+  }
+  void allreduce_max(float* x, size_t n) override {
+    check(MPI_Allreduce(MPI_IN_PLACE, x, checked_count(n), MPI_FLOAT, MPI_MAX, comm_), "MPI_Allreduce (tensor, max)");
+    bytes_ += ring_allreduce_bytes(n, size_);
+  }
+  void allgather(float* out, const float* in, size_t n) override {
+    check(MPI_Allgather(in, checked_count(n), MPI_FLOAT, out, checked_count(n), MPI_FLOAT, comm_),
+          "MPI_Allgather (tensor)");
+    bytes_ += ring_allgather_bytes(n, size_);
+  }
+  void reduce_scatter_sum(float* out, const float* in, size_t n) override {
+    check(MPI_Reduce_scatter_block(in, out, checked_count(n), MPI_FLOAT, MPI_SUM, comm_),
+          "MPI_Reduce_scatter_block (tensor)");
+    bytes_ += ring_allgather_bytes(n, size_);
+  }
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 1;
+};
+
 std::unique_ptr<Communicator> make_mpi_node() {
   require_mpi();
   MPI_Comm comm = MPI_COMM_NULL;
@@ -360,6 +399,11 @@ Groups make_mpi_groups(const Topology& topo, TagSpace pipeline_tags) {
   g.pipeline = split(c.dp_idx * topo.tp + c.tp_idx, c.pp_idx, pipeline_tags);
   g.data = split(c.pp_idx * topo.tp + c.tp_idx, c.dp_idx, TagSpace{});
   g.tensor = split(c.pp_idx * topo.dp + c.dp_idx, c.tp_idx, TagSpace{});
+  if (topo.tp > 1) {
+    MPI_Comm comm = MPI_COMM_NULL;
+    check(MPI_Comm_split(MPI_COMM_WORLD, c.pp_idx * topo.dp + c.dp_idx, c.tp_idx, &comm), "MPI_Comm_split");
+    g.tensor_collectives = std::make_unique<MpiTensorGroup>(comm);
+  }
   assert(g.pipeline->size() == topo.pp && g.data->size() == topo.dp && g.tensor->size() == topo.tp);
   return g;
 }

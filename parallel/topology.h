@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "parallel/tensor_group.h"
 
 namespace attnres {
 
@@ -38,6 +39,7 @@ Topology make_topology(int world_size, int world_rank, int dp, int pp, int tp);
 // This process's communicators; group ranks follow the Topology lists.
 struct Groups {
   std::unique_ptr<Communicator> world, pipeline, data, tensor;
+  std::unique_ptr<TensorGroup> tensor_collectives;  // what a chunk calls; null when tp = 1
 };
 
 }  // namespace attnres

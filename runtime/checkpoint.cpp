@@ -118,7 +118,7 @@ Staged stage_load(const std::string& ckpt, const TrainState& s) {
                                   &st.v.emplace_back(c.layout.total)};
     for (const TensorSpec& spec : c.layout.tensors) {
       for (TensorKind k : {TensorKind::Param, TensorKind::AdamM, TensorKind::AdamV}) {
-        const std::vector<float> data = read_tensor(ckpt, whole_record(idx, spec, k, ckpt));
+        const std::vector<float> data = read_tensor_part(ckpt, idx, spec, k);
         std::copy(data.begin(), data.end(), dst[int(k)]->begin() + long(spec.offset));
       }
       heartbeat();
@@ -135,10 +135,9 @@ Manifest make_manifest(const TrainState& s, int step, int optimizer_step, std::v
   auto key = [&](const TensorRecord& r) {
     const TensorSpec* t = full.find(r.name);
     assert(t);
-    return std::make_pair(t - full.tensors.data(), int(r.kind));
+    return std::make_tuple(t - full.tensors.data(), int(r.kind), r.shard_offset);
   };
   std::sort(records.begin(), records.end(), [&](const auto& a, const auto& b) { return key(a) < key(b); });
-  assert(records.size() == 3 * full.tensors.size());
   const TrainConfig& t = cfg.train;
   Manifest m;
   m.config_yaml = config_to_yaml(cfg);
@@ -268,7 +267,7 @@ void Checkpointer::start_save(int step) {
   if (!err.empty()) throw CheckpointError("checkpoint of step " + std::to_string(step) + ": " + err);
 
   const Coord& co = s_.topo->coord;
-  if (co.dp_idx != 0 || co.tp_idx != 0) {  // replicas hold the same state: one writes
+  if (co.dp_idx != 0) {  // dp replicas hold the same state: one writes
     p->done = true;
     pending_ = std::move(p);
     if (!cc.async) commit();
@@ -277,16 +276,19 @@ void Checkpointer::start_save(int step) {
   snapshot_to_host();
   std::vector<ShardItem> items;
   for (size_t c = 0; c < s_.chunks->size(); ++c) {
-    for (const TensorSpec& t : (*s_.chunks)[c].layout.tensors)
+    for (const TensorSpec& t : (*s_.chunks)[c].layout.tensors) {
+      if (!t.sharded() && co.tp_idx != 0) continue;  // replicated over tp: tp rank 0 writes it
       for (TensorKind k : {TensorKind::Param, TensorKind::AdamM, TensorKind::AdamV}) {
         ShardItem it{{}, snapshot_[3 * c + size_t(k)].data() + t.offset};
         it.rec.name = t.name;
         it.rec.kind = k;
-        it.rec.shape = t.shape;
+        it.rec.shape = t.global_shape;
         it.rec.shard_offset.assign(t.shape.size(), 0);
+        if (t.sharded()) it.rec.shard_offset[size_t(t.shard_dim)] = t.shard_offset;
         it.rec.shard_extent = t.shape;
         items.push_back(std::move(it));
       }
+    }
   }
   const std::string file = "rank" + std::to_string(s_.topo->world_rank) + ".bin";
   Pending* raw = p.get();

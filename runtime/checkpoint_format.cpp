@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 #include <sstream>
 
 #include "runtime/durable_file.h"
@@ -123,23 +124,8 @@ bool parse_checkpoint_dir_name(const std::string& name, int& step) {
 
 RecordIndex index_records(const Manifest& m) {
   RecordIndex idx;
-  for (const TensorRecord& r : m.tensors) idx[{r.name, r.kind}] = &r;
+  for (const TensorRecord& r : m.tensors) idx[{r.name, r.kind}].push_back(&r);
   return idx;
-}
-
-const TensorRecord& whole_record(const RecordIndex& idx, const TensorSpec& spec, TensorKind kind,
-                                 const std::string& ckpt) {
-  const auto it = idx.find({spec.name, kind});
-  const std::string what = spec.name + " (" + tensor_kind_name(kind) + ")";
-  if (it == idx.end()) throw CheckpointError(ckpt + "/manifest.json: no tensor " + what);
-  const TensorRecord& r = *it->second;
-  if (r.shape != spec.shape)
-    throw CheckpointError(ckpt + "/manifest.json: tensor " + what + " has shape " + shape_text(r.shape) +
-                          ", the model expects " + shape_text(spec.shape));
-  if (r.shard_extent != r.shape)
-    throw CheckpointError(ckpt + "/manifest.json: tensor " + what +
-                          " is stored in shards; this build loads whole tensors only");
-  return r;
 }
 
 const char* tensor_kind_name(TensorKind k) {
@@ -264,11 +250,11 @@ Manifest read_manifest(const std::string& ckpt) {
   }
   const json tensors = field<json>(j, "tensors", path);
   if (!tensors.is_array()) throw CheckpointError(path + ": field 'tensors' is not an array");
-  std::set<std::pair<std::string, TensorKind>> seen;
+  std::set<std::tuple<std::string, TensorKind, std::vector<int64_t>>> seen;
   for (size_t i = 0; i < tensors.size(); ++i) {
     m.tensors.push_back(record_from_json(tensors[i], path + ": tensors[" + std::to_string(i) + "]"));
     const TensorRecord& r = m.tensors.back();
-    if (!seen.insert({r.name, r.kind}).second)
+    if (!seen.insert({r.name, r.kind, r.shard_offset}).second)
       throw CheckpointError(path + ": tensor " + r.name + " (" + tensor_kind_name(r.kind) + ") is listed twice");
   }
   return m;
@@ -349,12 +335,65 @@ std::vector<float> read_tensor(const std::string& ckpt, const TensorRecord& r) {
   return out;
 }
 
+// Puts a record's elements into the global tensor (row-major) at its shard
+// offset; returns how many it placed.
+static size_t place_record(std::vector<float>& whole, const TensorRecord& r, const std::vector<float>& data) {
+  const size_t rank = r.shape.size();
+  // Strides of the global tensor, then walk the shard's rows (last dimension contiguous).
+  std::vector<size_t> stride(rank, 1);
+  for (size_t d = rank; d-- > 1;) stride[d - 1] = stride[d] * size_t(r.shape[d]);
+  const size_t row = rank ? size_t(r.shard_extent.back()) : 1;
+  if (row == 0) return 0;
+  std::vector<int64_t> at(rank, 0);  // index within the shard, last dimension fixed at 0
+  for (size_t src = 0; src < data.size(); src += row) {
+    size_t dst = 0;
+    for (size_t d = 0; d < rank; ++d) dst += size_t(r.shard_offset[d] + at[d]) * stride[d];
+    std::copy_n(data.begin() + long(src), row, whole.begin() + long(dst));
+    for (size_t d = rank - 1; d-- > 0;) {  // next row: odometer over the leading dimensions
+      if (++at[d] < r.shard_extent[d]) break;
+      at[d] = 0;
+    }
+  }
+  return data.size();
+}
+
+std::vector<float> read_tensor_part(const std::string& ckpt, const RecordIndex& idx, const TensorSpec& spec,
+                                    TensorKind kind) {
+  const auto it = idx.find({spec.name, kind});
+  const std::string what = spec.name + " (" + tensor_kind_name(kind) + ")";
+  if (it == idx.end()) throw CheckpointError(ckpt + "/manifest.json: no tensor " + what);
+  size_t numel = 1;
+  for (int64_t e : spec.global_shape) numel *= size_t(e);
+  std::vector<float> whole(numel);
+  std::vector<char> covered(numel, 0);
+  size_t placed = 0;
+  for (const TensorRecord* r : it->second) {
+    if (r->shape != spec.global_shape)
+      throw CheckpointError(ckpt + "/manifest.json: tensor " + what + " has shape " + shape_text(r->shape) +
+                            ", the model expects " + shape_text(spec.global_shape));
+    const std::vector<float> data = read_tensor(ckpt, *r);
+    std::vector<float> mark(data.size(), 1.0f), seen(numel, 0.0f);
+    place_record(seen, *r, mark);
+    for (size_t e = 0; e < numel; ++e)
+      if (seen[e] != 0.0f && covered[e]++)
+        throw CheckpointError(ckpt + "/manifest.json: shards of tensor " + what + " overlap");
+    placed += place_record(whole, *r, data);
+  }
+  if (placed != numel)
+    throw CheckpointError(ckpt + "/manifest.json: the shards of tensor " + what + " hold " + std::to_string(placed) +
+                          " of its " + std::to_string(numel) + " elements");
+  if (!spec.sharded()) return whole;
+  std::vector<float> part(spec.numel);
+  whole_to_shard(part.data(), spec, whole.data());
+  return part;
+}
+
 std::vector<float> read_full_params(const std::string& ckpt, const Manifest& m, const ModelConfig& model) {
   const ParamLayout full = make_param_layout(model, 0, model.num_sublayers());
   const RecordIndex idx = index_records(m);
   std::vector<float> out(full.total);
   for (const TensorSpec& t : full.tensors) {
-    const std::vector<float> v = read_tensor(ckpt, whole_record(idx, t, TensorKind::Param, ckpt));
+    const std::vector<float> v = read_tensor_part(ckpt, idx, t, TensorKind::Param);
     std::copy(v.begin(), v.end(), out.begin() + long(t.offset));
   }
   return out;

@@ -102,14 +102,17 @@ std::vector<TensorRecord> write_shard(const std::string& dir, const std::string&
 // Reads one record's bytes from its shard file and verifies length and
 // checksum. Throws CheckpointError naming the file and tensor.
 std::vector<float> read_tensor(const std::string& ckpt, const TensorRecord& r);
-// A manifest's records by (name, kind).
-using RecordIndex = std::map<std::pair<std::string, TensorKind>, const TensorRecord*>;
+// A manifest's records by (name, kind): the tensor's shards (one record when
+// it was written whole).
+using RecordIndex = std::map<std::pair<std::string, TensorKind>, std::vector<const TensorRecord*>>;
 RecordIndex index_records(const Manifest& m);
-// The record holding all of tensor `spec` of `kind`; this build loads whole
-// tensors. Throws CheckpointError if it is missing, has another shape or is
-// stored in shards.
-const TensorRecord& whole_record(const RecordIndex& idx, const TensorSpec& spec, TensorKind kind,
-                                 const std::string& ckpt);
+// The part of tensor `spec` of `kind` that `spec` describes (a tensor-parallel
+// shard, or all of it), read from whatever shards the writer's layout stored:
+// the records are put together into the global tensor and verified to cover
+// it exactly once, so any tp loads what any tp wrote. Throws CheckpointError
+// if it is missing, has another global shape, or its shards do not tile it.
+std::vector<float> read_tensor_part(const std::string& ckpt, const RecordIndex& idx, const TensorSpec& spec,
+                                    TensorKind kind);
 // The full model's parameters in global order (make_param_layout of the whole
 // model), read and verified from a checkpoint.
 std::vector<float> read_full_params(const std::string& ckpt, const Manifest& m, const ModelConfig& model);

@@ -3,20 +3,43 @@
 #include <cstdio>
 
 #include "parallel/hop_payload.h"
+#include "parallel/tensor_group.h"
 
 namespace attnres {
 
+double hop_step_bytes(const ModelConfig& m, const Partition& part, int c, bool cache, const Config& cfg) {
+  const int M = cfg.train.grad_accum / cfg.parallel.dp;
+  const int copies = cfg.parallel.sequence_parallel ? 1 : cfg.parallel.tp;
+  return 2.0 * M * copies * double(hop_bytes(m, hop_payload(m, part, c, cache), cfg.train.micro_batch_size));
+}
+
 namespace {
 
-// Bytes per step, forward + backward, of the hop into chunk c under `m`.
-double analytic(const ModelConfig& m, const Partition& part, int c, bool cache, const Config& cfg) {
-  const int M = cfg.train.grad_accum / cfg.parallel.dp;
-  return 2.0 * M * double(hop_bytes(m, hop_payload(m, part, c, cache), cfg.train.micro_batch_size));
+// The tp lines: each stage's measured bytes per rank against the model's.
+std::string tp_table(const Config& cfg, const Partition& part, const std::vector<int>& placement,
+                     const std::vector<double>& measured) {
+  const ParallelConfig& p = cfg.parallel;
+  const TensorParallel tp{{0, p.tp}, p.sequence_parallel, nullptr};
+  std::string out = std::string("tensor-parallel collectives per step and rank (ring model, MB = 1e6 bytes)") +
+                    (p.sequence_parallel ? ", sequence parallel\n" : "\n");
+  char buf[160];
+  for (int stage = 0; stage < p.pp; ++stage) {
+    std::vector<ChunkRange> mine;
+    for (const ChunkRange& c : part.chunks)
+      if (placement[size_t(c.index)] == stage) mine.push_back(c);
+    const double expect = tp_step_bytes(cfg.model, mine, cfg.train.grad_accum / p.dp, cfg.train.micro_batch_size, tp);
+    std::snprintf(buf, sizeof buf, "  stage %-3d %10.2f (expected %10.2f)\n", stage,
+                  measured[size_t(stage * p.dp * p.tp)] / 1e6, expect / 1e6);
+    out += buf;
+  }
+  return out;
 }
 
 }  // namespace
 
-std::string comm_table(const Config& cfg, const Partition& part, const std::vector<double>& measured) {
+std::string comm_table(const Config& cfg, const Partition& part, const std::vector<int>& placement,
+                       const std::vector<double>& measured, const std::vector<double>& tp_measured) {
+  if (part.num_chunks() == 1) return tp_table(cfg, part, placement, tp_measured);
   const bool cache = cfg.parallel.cross_stage_cache && cfg.parallel.virtual_stages >= 2;
   ModelConfig standard = cfg.model, full = cfg.model;
   standard.mode = ResidualMode::Standard;
@@ -32,8 +55,8 @@ std::string comm_table(const Config& cfg, const Partition& part, const std::vect
   out += buf;
   double tot[4] = {0, 0, 0, 0};
   for (int c = 1; c < part.num_chunks(); ++c) {
-    const double row[4] = {measured[size_t(c)], analytic(cfg.model, part, c, cache, cfg),
-                           analytic(standard, part, c, false, cfg), analytic(full, part, c, cache, cfg)};
+    const double row[4] = {measured[size_t(c)], hop_step_bytes(cfg.model, part, c, cache, cfg),
+                           hop_step_bytes(standard, part, c, false, cfg), hop_step_bytes(full, part, c, cache, cfg)};
     for (int i = 0; i < 4; ++i) tot[i] += row[i];
     std::snprintf(buf, sizeof buf, "  %2d -> %-2d    %8.2f (expected %8.2f)  %9.2f  %12.2f\n", c - 1, c,
                   row[0] / 1e6, row[1] / 1e6, row[2] / 1e6, row[3] / 1e6);
@@ -47,6 +70,7 @@ std::string comm_table(const Config& cfg, const Partition& part, const std::vect
                   tot[0] / tot[2], tot[0] / tot[3]);
     out += buf;
   }
+  if (cfg.parallel.tp > 1) out += tp_table(cfg, part, placement, tp_measured);
   return out;
 }
 

@@ -10,8 +10,16 @@
 
 namespace attnres {
 
-// measured[c] = bytes per step (forward + backward, one pipeline) on the hop
-// into chunk c, for c = 1..C-1 (measured[0] unused).
-std::string comm_table(const Config& cfg, const Partition& part, const std::vector<double>& measured);
+// measured[c] = bytes per step (forward + backward, one pipeline, all its tp
+// ranks) on the hop into chunk c, for c = 1..C-1 (measured[0] unused).
+// tp_measured[w] = bytes world rank w sent in tp collectives in the step
+// (empty when tp = 1); `placement` maps chunk -> pipeline rank.
+std::string comm_table(const Config& cfg, const Partition& part, const std::vector<int>& placement,
+                       const std::vector<double>& measured, const std::vector<double>& tp_measured);
+
+// Bytes per step, forward + backward, of the hop into chunk c under model `m`
+// (one pipeline: without sequence parallelism each tp rank sends the whole
+// payload, with it each sends its 1/tp of the token rows).
+double hop_step_bytes(const ModelConfig& m, const Partition& part, int c, bool cache, const Config& cfg);
 
 }  // namespace attnres

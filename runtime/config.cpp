@@ -60,6 +60,7 @@ void visit_fields(C& c, F&& f) {
   f("parallel.microbatches", c.parallel.microbatches);
   f("parallel.layout", c.parallel.layout);
   f("parallel.cross_stage_cache", c.parallel.cross_stage_cache);
+  f("parallel.sequence_parallel", c.parallel.sequence_parallel);
   f("checkpoint.dir", c.checkpoint.dir);
   f("checkpoint.every", c.checkpoint.every);
   f("checkpoint.keep_last", c.checkpoint.keep_last);
@@ -301,7 +302,21 @@ void validate_config(Config& cfg) {
   require_positive("parallel.dp", p.dp);
   require_positive("parallel.pp", p.pp);
   require_positive("parallel.tp", p.tp);
-  if (p.tp != 1) fail("parallel.tp", str(p.tp) + ": tensor parallelism is not supported yet; use 1");
+  // Megatron's splits need whole heads, rows of F and vocabulary rows per tp rank.
+  if (m.n_heads % p.tp != 0)
+    fail("parallel.tp", str(p.tp) + " does not divide model.n_heads (" + str(m.n_heads) +
+                            "); q, k and v are split by whole heads");
+  if (m.d_ff % p.tp != 0)
+    fail("parallel.tp", str(p.tp) + " does not divide model.d_ff (" + str(m.d_ff) +
+                            "); gate and up are split by rows of d_ff");
+  if (m.vocab_size % p.tp != 0)
+    fail("parallel.tp", str(p.tp) + " does not divide model.vocab_size (" + str(m.vocab_size) +
+                            "); the embedding and LM head are split by vocabulary rows (pad "
+                            "model.vocab_size to a multiple of parallel.tp: the extra rows stay unused)");
+  if (p.sequence_parallel && m.seq_len % p.tp != 0)
+    fail("parallel.sequence_parallel", "model.seq_len (" + str(m.seq_len) +
+                                           ") is not divisible by parallel.tp (" + str(p.tp) +
+                                           "); each tp rank holds seq_len / tp tokens of a sequence");
   if (p.schedule != "gpipe" && p.schedule != "1f1b" && p.schedule != "interleaved" &&
       p.schedule != "zb-h1")
     fail("parallel.schedule",

@@ -38,6 +38,7 @@ struct ParallelConfig {
   int microbatches = 0;           // 0 = derived (grad_accum / dp); else must equal it
   std::string layout;             // explicit partition; empty = balanced on block boundaries
   bool cross_stage_cache = true;  // only meaningful for interleaved
+  bool sequence_parallel = false; // tp > 1: shard the residual region by tokens (DESIGN §6)
 };
 
 struct CheckpointConfig {

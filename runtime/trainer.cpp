@@ -70,6 +70,8 @@ struct Run {
   Topology topo;
   Groups groups;
   std::unique_ptr<Communicator> node;  // the ranks on this machine
+  TensorParallel tp;                    // this rank's shard of its chunks
+  double tp_step_bytes = 0;             // sent in tp collectives by the last training step
   Partition part;
   std::unique_ptr<PipelineExecutor> exec;
   std::vector<AdamW> adam;           // per local chunk
@@ -102,11 +104,13 @@ void setup(Run& r) {
   TagSpace tags{std::max(r.M, r.cfg.train.eval_batches), r.part.num_chunks(), max_tensors};
   r.groups = make_mpi_groups(r.topo, tags);
   r.node = make_mpi_node();
+  r.tp = {{r.topo.coord.tp_idx, p.tp}, p.sequence_parallel && p.tp > 1, r.groups.tensor_collectives.get()};
   const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
   r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
                                               p.pp > 1 ? r.groups.pipeline.get() : nullptr,
                                               p.dp > 1 ? r.groups.data.get() : nullptr,
-                                              r.cfg.train.micro_batch_size, r.cfg.train.seed, cache);
+                                              r.cfg.train.micro_batch_size, r.cfg.train.seed, cache,
+                                              kernels::Device{}, r.tp);
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();
   for (Chunk& c : r.exec->chunks()) {
@@ -122,9 +126,14 @@ void setup(Run& r) {
 double grad_norm(Run& r) {
   std::vector<double> partials(r.n_global_tensors, 0.0);
   size_t i = 0;
-  for (Chunk& c : r.exec->chunks())
-    for (double s : tensor_sum_squares(c.dev, c.layout, c.grads.data())) partials[r.global_index[i++]] = s;
-  // Each tensor lives on one pipeline rank; the others contribute exact zeros.
+  for (Chunk& c : r.exec->chunks()) {
+    const std::vector<double> sums = tensor_sum_squares(c.dev, c.layout, c.grads.data());
+    // A replicated tensor is the same on every tp rank: counted once.
+    for (size_t t = 0; t < sums.size(); ++t, ++i)
+      partials[r.global_index[i]] = c.layout.tensors[t].sharded() || r.topo.coord.tp_idx == 0 ? sums[t] : 0.0;
+  }
+  // Each tensor lives on one pipeline rank (its shards on the tp ranks); the others contribute exact zeros.
+  if (r.cfg.parallel.tp > 1) r.groups.tensor->allreduce_sum(partials.data(), partials.size());
   if (r.cfg.parallel.pp > 1) r.groups.pipeline->allreduce_sum(partials.data(), partials.size());
   return global_norm(partials);
 }
@@ -137,16 +146,23 @@ double share_loss(Run& r, double local_sum) {
   return v;
 }
 
-// Per world rank: bubble; per hop: bytes sent forward + backward (summed over ranks).
+// Per world rank: bubble and bytes sent in tp collectives; per hop: bytes sent
+// forward + backward (summed over ranks).
 struct CommStats {
   std::vector<double> bubble;
   std::vector<double> hop_bytes;
+  std::vector<double> tp_bytes;
+  int tp = 1, dp = 1;
 };
 CommStats gather_comm_stats(Run& r) {
   CommStats s;
+  s.tp = r.topo.tp, s.dp = r.topo.dp;
   s.bubble.assign(size_t(r.topo.world_size), 0.0);
   const double busy = r.exec->busy_seconds(), idle = r.exec->idle_seconds();
   s.bubble[size_t(r.topo.world_rank)] = busy + idle > 0 ? idle / (busy + idle) : 0.0;
+  s.tp_bytes.assign(size_t(r.topo.world_size), 0.0);
+  s.tp_bytes[size_t(r.topo.world_rank)] = r.tp_step_bytes;
+  r.groups.world->allreduce_sum(s.tp_bytes.data(), s.tp_bytes.size());
   const auto& f = r.exec->fwd_bytes();
   const auto& b = r.exec->bwd_bytes();
   s.hop_bytes.assign(f.size(), 0.0);
@@ -156,21 +172,28 @@ CommStats gather_comm_stats(Run& r) {
   return s;
 }
 
-std::string comm_log(const CommStats& s, int dp) {
+std::string comm_log(const CommStats& s) {
   std::string out = " | bubble";
   char buf[64];
   for (double b : s.bubble) std::snprintf(buf, sizeof buf, " %.2f", b), out += buf;
-  out += " | hop MB";
+  if (s.hop_bytes.size() > 1) out += " | hop MB";
   for (size_t c = 1; c < s.hop_bytes.size(); ++c)
-    std::snprintf(buf, sizeof buf, " %.2f", s.hop_bytes[c] / dp / 1e6), out += buf;
+    std::snprintf(buf, sizeof buf, " %.2f", s.hop_bytes[c] / s.dp / 1e6), out += buf;
+  if (s.tp > 1) {  // per pipeline stage: its first rank (every tp rank of a stage sends the same)
+    out += " | tp MB/rank";
+    for (size_t w = 0; w < s.tp_bytes.size(); w += size_t(s.tp * s.dp))
+      std::snprintf(buf, sizeof buf, " %.2f", s.tp_bytes[w] / 1e6), out += buf;
+  }
   return out;
 }
 
-std::string comm_json(const CommStats& s, int dp) {
+std::string comm_json(const CommStats& s) {
   std::vector<uint64_t> hops;
-  for (size_t c = 1; c < s.hop_bytes.size(); ++c) hops.push_back(uint64_t(s.hop_bytes[c] / dp));
-  const std::string j = nlohmann::json{{"bubble", s.bubble}, {"hop_bytes", hops}}.dump();
-  return j.substr(1, j.size() - 2);  // the members, to splice into the step's object
+  for (size_t c = 1; c < s.hop_bytes.size(); ++c) hops.push_back(uint64_t(s.hop_bytes[c] / s.dp));
+  nlohmann::json j{{"bubble", s.bubble}, {"hop_bytes", hops}};
+  if (s.tp > 1) j["tp_bytes"] = s.tp_bytes;  // per world rank
+  const std::string text = j.dump();
+  return text.substr(1, text.size() - 2);  // the members, to splice into the step's object
 }
 
 // The validation set is split between the dp replicas: replica i evaluates
@@ -222,29 +245,35 @@ std::vector<float> tensor_to_host(const Chunk& c, const TensorSpec& t) {
 }
 
 // --export, on every rank: rank 0 writes the whole model. Each tensor comes to
-// it, one at a time, from the one rank that holds it (dp_idx = tp_idx = 0 of
-// its stage) by a gather in which the other ranks send nothing. No other rank
-// ever holds the whole model, and nothing moves unless an export is asked for.
+// it, one at a time, from the ranks that hold it (dp_idx = 0 of its stage:
+// every tp rank's shard, or tp rank 0's copy of a replicated tensor) by a
+// gather in which the other ranks send nothing, and rank 0 puts the shards in
+// place. No other rank ever holds the whole model, and nothing moves unless
+// an export is asked for.
 void export_model(Run& r, const std::string& path) {
   const ModelConfig& m = r.cfg.model;
-  const bool holder = r.topo.coord.dp_idx == 0 && r.topo.coord.tp_idx == 0;
+  const Coord me = r.topo.coord;
+  std::vector<ParamLayout> shards;  // the whole model as each tp rank holds it
+  for (int t = 0; t < r.topo.tp; ++t) shards.push_back(make_param_layout(m, 0, m.num_sublayers(), {t, r.topo.tp}));
   std::vector<NamedTensor> out;
   for (const TensorSpec& t : make_param_layout(m, 0, m.num_sublayers()).tensors) {
     std::vector<float> mine;
-    if (holder)
+    if (me.dp_idx == 0)
       for (const Chunk& c : r.exec->chunks())
-        if (const TensorSpec* local = c.layout.find(t.name)) mine = tensor_to_host(c, *local);
+        if (const TensorSpec* local = c.layout.find(t.name); local && (local->sharded() || me.tp_idx == 0))
+          mine = tensor_to_host(c, *local);
     const std::vector<std::string> got = r.groups.world->gather(mine.data(), mine.size() * sizeof(float), 0);
     if (!r.is_logger()) continue;
     NamedTensor& nt = out.emplace_back(NamedTensor{t.name, t.shape, std::vector<float>(t.numel)});
-    int senders = 0;
-    for (const std::string& bytes : got) {
-      if (bytes.empty()) continue;
-      assert(bytes.size() == t.numel * sizeof(float));
-      std::memcpy(nt.data.data(), bytes.data(), bytes.size());
-      ++senders;
+    size_t placed = 0;
+    for (size_t w = 0; w < got.size(); ++w) {
+      if (got[w].empty()) continue;
+      const TensorSpec& shard = *shards[size_t(r.topo.coord_of(int(w)).tp_idx)].find(t.name);
+      assert(got[w].size() == shard.numel * sizeof(float));
+      shard_to_whole(nt.data.data(), shard, reinterpret_cast<const float*>(got[w].data()));
+      placed += shard.numel;
     }
-    assert(senders == 1 && "every tensor has exactly one holder");
+    assert(placed == t.numel && "every element has exactly one holder");
   }
   if (r.is_logger()) write_safetensors(path, out, m);
 }
@@ -332,9 +361,12 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   std::vector<double> tps, mfus;
   bool peak_beaten = false;
   std::vector<double> last_hop_bytes;  // of the last step, summed over dp replicas
+  std::vector<double> last_tp_bytes;   // of the last step, per world rank
   for (int step = first_step; step < tc.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
+    const double tp_bytes_before = r.groups.tensor_collectives ? r.groups.tensor_collectives->bytes_sent() : 0;
     StepMetrics s = optimizer_step(r, loader, mbs, step);
+    if (r.groups.tensor_collectives) r.tp_step_bytes = r.groups.tensor_collectives->bytes_sent() - tp_bytes_before;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.tokens_per_s = tokens_per_step / secs;
     const double achieved = flops_per_token * s.tokens_per_s;
@@ -344,8 +376,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     if (r.topo.world_size > 1) {
       const CommStats cs = gather_comm_stats(r);
       last_hop_bytes = cs.hop_bytes;
-      s.extra_log = comm_log(cs, cfg.parallel.dp);
-      s.extra_json = comm_json(cs, cfg.parallel.dp);
+      last_tp_bytes = cs.tp_bytes;
+      s.extra_log = comm_log(cs);
+      s.extra_json = comm_json(cs);
     }
     if (eval_due(tc, s.step)) {
       heartbeat();  // evaluation is a long phase of its own
@@ -366,9 +399,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   res.steps = tc.steps;
   res.tokens_per_s = median(tps);
   res.mfu = median(mfus);
-  if (log && cfg.parallel.pp > 1 && !last_hop_bytes.empty()) {
+  if (log && (cfg.parallel.pp > 1 || cfg.parallel.tp > 1) && !last_hop_bytes.empty()) {
     for (double& b : last_hop_bytes) b /= cfg.parallel.dp;
-    std::printf("%s", comm_table(cfg, r.part, last_hop_bytes).c_str());
+    std::printf("%s", comm_table(cfg, r.part, exec.schedule().placement, last_hop_bytes, last_tp_bytes).c_str());
   }
   if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
   if (!opt.export_path.empty()) {

@@ -88,13 +88,18 @@ static void check_tokens(const int32_t* tokens, int N, int vocab) {
 }
 
 void embedding_forward(const Device&, float* out, const int32_t* tokens,
-                       const float* table, int N, int d) {
+                       const float* table, int N, int d, int v0, int Vl) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
     // The forward has no vocab size; the data loader validates ids against it.
     assert(tokens[n] >= 0);
-    const float* src = table + (size_t)tokens[n] * d;
+    const int row = tokens[n] - v0;
     float* dst = out + (size_t)n * d;
+    if (row < 0 || row >= Vl) {  // another tp rank's vocabulary rows
+      for (int i = 0; i < d; i++) dst[i] = 0.0f;
+      continue;
+    }
+    const float* src = table + (size_t)row * d;
     for (int i = 0; i < d; i++) dst[i] = src[i];
   }
 }
@@ -102,7 +107,7 @@ void embedding_forward(const Device&, float* out, const int32_t* tokens,
 // Threads split the columns; each column adds the tokens in row order, so
 // repeated tokens accumulate identically for any thread count.
 void embedding_backward(const Device&, float* dtable, const float* dout,
-                        const int32_t* tokens, int N, int d, int vocab) {
+                        const int32_t* tokens, int N, int d, int vocab, int v0, int Vl) {
   check_tokens(tokens, N, vocab);
   const int nblocks = (d + cpu::kColBlock - 1) / cpu::kColBlock;
 #pragma omp parallel for schedule(static)
@@ -110,7 +115,9 @@ void embedding_backward(const Device&, float* dtable, const float* dout,
     const int i0 = b * cpu::kColBlock;
     const int i1 = std::min(d, i0 + cpu::kColBlock);
     for (int n = 0; n < N; n++) {
-      float* dst = dtable + (size_t)tokens[n] * d;
+      const int row = tokens[n] - v0;
+      if (row < 0 || row >= Vl) continue;  // another tp rank's vocabulary rows
+      float* dst = dtable + (size_t)row * d;
       const float* src = dout + (size_t)n * d;
       for (int i = i0; i < i1; i++) dst[i] += src[i];
     }

@@ -21,9 +21,9 @@ void add_inplace(const Device& dev, float* y, const float* x, size_t n);
 void add(const Device& dev, float* out, const float* a, const float* b, size_t n);
 
 void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const float* table,
-                       int N, int d);
+                       int N, int d, int v0, int Vl);
 void embedding_backward(const Device& dev, float* dtable, const float* dout,
-                        const int32_t* tokens, int N, int d, int vocab);
+                        const int32_t* tokens, int N, int d, int vocab, int v0, int Vl);
 
 void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x, const float* g,
                      int N, int d, float eps);
@@ -55,10 +55,15 @@ void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, floa
                       const float* w, const float* g, int N, int d);
 size_t attnres_backward_scratch(int N, int K, int d);
 
-void cross_entropy_forward(const Device& dev, float* losses, const float* logits,
-                           const int32_t* targets, int N, int V);
+void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl);
+void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_logit,
+                            const float* logits, const int32_t* targets, const float* row_max,
+                            int N, int Vl, int v0, int V);
+void cross_entropy_loss(const Device& dev, float* losses, const float* row_max, const float* sum_exp,
+                        const float* target_logit, const int32_t* targets, int N);
 void cross_entropy_backward(const Device& dev, float* dlogits, const float* logits,
-                            const int32_t* targets, int N, int V, float scale);
+                            const int32_t* targets, const float* row_max, const float* sum_exp,
+                            int N, int Vl, int v0, float scale);
 double sum(const Device& dev, const float* x, size_t n);
 
 void adamw_update(const Device& dev, float* param, const float* grad, float* m, float* v,

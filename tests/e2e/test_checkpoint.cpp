@@ -244,6 +244,50 @@ TEST(CheckpointReshard, Pp4ToPp2Dp2AndPp1) {
   expect_continues(ref, train_ok("reshard", "pp1", 1, pp1, "--resume " + step4.string()), 4, 1e-5, "pp=4 -> pp=1");
 }
 
+// Tensor parallelism (DESIGN §6): each rank writes its own shards; the same
+// layout resumes bit for bit, and any other tp (and dp) loads them.
+TEST(CheckpointResume, TensorParallelSequenceParallel) {
+  check_resume("tp2pp2", 4, {"residual.block_size=2", "parallel.tp=2", "parallel.pp=2",
+                             "parallel.sequence_parallel=true"}, false);
+}
+
+TEST(CheckpointReshard, Tp2Pp2ToTp1Tp4AndDp2Tp2) {
+  const std::vector<std::string> block = {"residual.block_size=2", "checkpoint.every=4"};
+  for (const char* d : {"tpshard", "tpshard_a", "tpshard_b", "tpshard_c"}) fs::remove_all(kRoot / d);
+  const Out ref = train_ok("tpshard_ref", "ref", 1, {"residual.block_size=2"});
+  std::vector<std::string> saved = block;
+  saved.insert(saved.end(), {"parallel.tp=2", "parallel.pp=2", "parallel.sequence_parallel=true"});
+  train_ok("tpshard", "tp2pp2", 4, saved);
+  const fs::path step4 = ckpt("tpshard", 4);
+  ASSERT_TRUE(fs::exists(step4 / "rank3.bin"));
+  const std::vector<std::pair<int, std::vector<std::string>>> targets = {
+      {1, {"checkpoint.dir=" + (kRoot / "tpshard_a").string()}},
+      {4, {"parallel.tp=4", "checkpoint.dir=" + (kRoot / "tpshard_b").string()}},
+      {4, {"parallel.tp=2", "parallel.dp=2", "checkpoint.dir=" + (kRoot / "tpshard_c").string()}}};
+  for (const auto& [np, sets] : targets) {
+    std::vector<std::string> all = block;
+    all.insert(all.end(), sets.begin(), sets.end());
+    expect_continues(ref, train_ok("tpshard", "np" + std::to_string(np) + "_" + std::to_string(all.size()), np, all,
+                                   "--resume " + step4.string()),
+                     4, 1e-5, "tp=2 x pp=2 -> " + sets.front());
+  }
+}
+
+// The export of a tp run is the whole model, as at tp = 1: the same names and
+// shapes, the tp = 1 run's values within the rule for reordered sums, and
+// `attnres eval` of it gives the tp = 1 export's loss.
+TEST(CheckpointTools, ExportOfTensorParallelRunIsTheWholeModel) {
+  const Out ref = train_ok("tpexport", "tp1", 1, {"residual.block_size=2"});
+  const Out tp = train_ok("tpexport", "tp2", 2, {"residual.block_size=2", "parallel.tp=2"});
+  expect_params_match(ref.params, tp.params, 1e-5, "tp=2 export");
+  std::string a, b;
+  const std::string input = "--input " ATTNRES_SOURCE_DIR "/models/chunk.cpp";
+  ASSERT_EQ(tool("tpexport", "eval --weights " + (kRoot / "tpexport" / "tp1.safetensors").string() + " " + input, &a), 0) << a;
+  ASSERT_EQ(tool("tpexport", "eval --weights " + (kRoot / "tpexport" / "tp2.safetensors").string() + " " + input, &b), 0) << b;
+  const double la = std::stod(a.substr(a.find("eval_loss: ") + 11)), lb = std::stod(b.substr(b.find("eval_loss: ") + 11));
+  EXPECT_NEAR(la, lb, 1e-5 * la);
+}
+
 TEST(CheckpointValidation, ManifestNotJson) {
   check_rejected("v_json", [](const fs::path& c) { std::ofstream(c / "manifest.json") << "{\"format\": "; },
                  "manifest.json: not valid JSON");

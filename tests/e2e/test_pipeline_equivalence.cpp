@@ -1,4 +1,4 @@
-// Pipelined and data-parallel runs of `attnres train` under mpirun against the
+// Pipelined, data- and tensor-parallel runs of `attnres train` under mpirun against the
 // single-process run (issue #3): every loss and the final parameters, bit for
 // bit where the arithmetic is the same, within 1e-5 where it is reordered
 // (cross-stage caching, dp all-reduce). Also checks that the bytes each hop
@@ -17,6 +17,9 @@
 #include "parallel/partition.h"
 #include "tests/e2e/param_compare.h"
 #include "tests/test_corpus.h"
+#include "parallel/schedule.h"
+#include "parallel/tensor_group.h"
+#include "runtime/comm_report.h"
 #include "runtime/config.h"
 #include "runtime/data.h"
 #include "runtime/safetensors.h"
@@ -36,6 +39,7 @@ std::vector<std::string> base_sets() {
 struct RunOut {
   std::vector<double> losses, val_losses;
   std::vector<std::vector<uint64_t>> hop_bytes;  // per step, hops 1..C-1
+  std::vector<std::vector<double>> tp_bytes;     // per step, per world rank
   std::vector<NamedTensor> params;
   Config cfg;
 };
@@ -66,6 +70,7 @@ RunOut run(const std::string& name, int np, std::vector<std::string> sets) {
     out.losses.push_back(j.at("loss"));
     if (j.contains("val_loss")) out.val_losses.push_back(j.at("val_loss"));
     if (j.contains("hop_bytes")) out.hop_bytes.push_back(j.at("hop_bytes").get<std::vector<uint64_t>>());
+    if (j.contains("tp_bytes")) out.tp_bytes.push_back(j.at("tp_bytes").get<std::vector<double>>());
   }
   out.params = read_safetensors((dir / "model.safetensors").string());
   return out;
@@ -90,13 +95,12 @@ void expect_match(const RunOut& ref, const RunOut& got, const std::string& what,
 void expect_hop_bytes(const RunOut& r, bool cache, const std::string& what) {
   const Config& c = r.cfg;
   const Partition part = make_partition(c.model, c.parallel.pp, c.parallel.virtual_stages, c.parallel.layout);
-  const int M = c.train.grad_accum / c.parallel.dp;
   ASSERT_EQ(r.hop_bytes.size(), r.losses.size()) << what;
   for (const auto& step : r.hop_bytes) {
     ASSERT_EQ(int(step.size()), part.num_chunks() - 1) << what;
     for (int h = 1; h < part.num_chunks(); ++h) {
-      const int64_t expect = 2 * M * hop_bytes(c.model, hop_payload(c.model, part, h, cache), c.train.micro_batch_size);
-      EXPECT_EQ(int64_t(step[size_t(h - 1)]), expect) << what << " hop into chunk " << h;
+      const double expect = hop_step_bytes(c.model, part, h, cache, c);
+      EXPECT_EQ(double(step[size_t(h - 1)]), expect) << what << " hop into chunk " << h;
     }
   }
 }
@@ -171,4 +175,75 @@ TEST(HopBytes, MatchPaperClosedForms) {
     const int embed_hops = cache ? P - 1 : P * V - 1;
     EXPECT_EQ(sum(r.hop_bytes.back()), uint64_t(blocks + embed_hops) * tensor * 2 * M) << (cache ? "Eq. 8" : "Eq. 7");
   }
+}
+
+// ---- tensor parallelism (DESIGN §6) ------------------------------------------------
+
+namespace {
+
+// Bytes every rank counted in its tp collectives equal the model's count, on
+// every step.
+void expect_tp_bytes(const RunOut& r, const std::string& what) {
+  const Config& c = r.cfg;
+  const ParallelConfig& p = c.parallel;
+  const Partition part = make_partition(c.model, p.pp, p.virtual_stages, p.layout);
+  const Schedule sched = make_schedule(p.schedule, p.pp, c.train.grad_accum / p.dp, p.virtual_stages);
+  ASSERT_EQ(r.tp_bytes.size(), r.losses.size()) << what;
+  for (const auto& step : r.tp_bytes) {
+    ASSERT_EQ(int(step.size()), p.dp * p.pp * p.tp) << what;
+    for (int w = 0; w < int(step.size()); ++w) {
+      const int stage = w / (p.dp * p.tp);
+      std::vector<ChunkRange> mine;
+      for (const ChunkRange& ch : part.chunks)
+        if (sched.placement[size_t(ch.index)] == stage) mine.push_back(ch);
+      const TensorParallel tp{{w % p.tp, p.tp}, p.sequence_parallel, nullptr};
+      const double expect = tp_step_bytes(c.model, mine, c.train.grad_accum / p.dp, c.train.micro_batch_size, tp);
+      EXPECT_NEAR(step[size_t(w)], expect, 1e-9 * expect) << what << " world rank " << w;
+      EXPECT_GT(expect, 0) << what;
+    }
+  }
+}
+
+void check_tp(const std::string& mode, const std::vector<std::string>& mode_sets) {
+  const RunOut ref = run(mode + "_tp_ref", 1, mode_sets);
+  for (int tp : {2, 4})
+    for (bool sp : {false, true}) {
+      std::vector<std::string> s = mode_sets;
+      s.insert(s.end(), {"parallel.tp=" + std::to_string(tp), std::string("parallel.sequence_parallel=") + (sp ? "true" : "false")});
+      const std::string what = mode + " tp=" + std::to_string(tp) + (sp ? " sp" : "");
+      const RunOut got = run(mode + "_tp" + std::to_string(tp) + (sp ? "sp" : ""), tp, s);
+      expect_match(ref, got, what, 1e-5);
+      expect_tp_bytes(got, what);
+    }
+}
+
+}  // namespace
+
+TEST(TensorParallel, Standard) { check_tp("standard", {"residual.mode=standard"}); }
+TEST(TensorParallel, FullAttnRes) { check_tp("full", {"residual.block_size=1"}); }
+TEST(TensorParallel, BlockAttnRes) { check_tp("block", {"residual.block_size=2"}); }
+
+// dp x pp x tp on 8 ranks (1f1b, and interleaved with cross-stage caching),
+// and tp under zb-h1: every loss within 1e-5 of one process, and every hop
+// and tp collective counted as the model says.
+TEST(TensorParallel, ThreeDimensionsAndZeroBubble) {
+  const std::vector<std::string> block = {"residual.block_size=2"};
+  const RunOut ref = run("3d_ref", 1, block);
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"3d_1f1b", {"parallel.schedule=1f1b"}},
+      {"3d_il", {"parallel.schedule=interleaved", "parallel.virtual_stages=2", "parallel.cross_stage_cache=true"}}};
+  for (const auto& [name, extra] : cases) {
+    std::vector<std::string> s = {"residual.block_size=2", "parallel.tp=2", "parallel.pp=2", "parallel.dp=2",
+                                  "parallel.sequence_parallel=true"};
+    s.insert(s.end(), extra.begin(), extra.end());
+    const RunOut got = run(name, 8, s);
+    expect_match(ref, got, name, 1e-5);
+    expect_hop_bytes(got, name == "3d_il", name);
+    expect_tp_bytes(got, name);
+  }
+  const RunOut zb = run("tp_zbh1", 4, {"residual.block_size=2", "parallel.tp=2", "parallel.pp=2",
+                                       "parallel.schedule=zb-h1", "parallel.sequence_parallel=true"});
+  expect_match(ref, zb, "tp=2 x pp=2 zb-h1", 1e-5);
+  expect_hop_bytes(zb, false, "tp=2 x pp=2 zb-h1");
+  expect_tp_bytes(zb, "tp=2 x pp=2 zb-h1");
 }

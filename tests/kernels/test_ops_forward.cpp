@@ -11,6 +11,7 @@
 
 #include "kernels/ops.h"
 #include "kernels/peak.h"
+#include "cross_entropy_whole.h"
 #include "reference_ops.h"
 
 namespace attnres::kernels {
@@ -91,7 +92,7 @@ TEST(OpsForward, ElementwiseAndEmbedding) {
   const int d = 4;
   std::vector<int32_t> tok = {2, 0, 2};
   Vec table = random_vec(3 * d, 11), e(3 * d);
-  embedding_forward(dev, e.data(), tok.data(), table.data(), 3, d);
+  embedding_forward(dev, e.data(), tok.data(), table.data(), 3, d, 0, 3);
   for (int n = 0; n < 3; n++)
     for (int i = 0; i < d; i++) EXPECT_EQ(e[n * d + i], table[tok[n] * d + i]);
 }
@@ -100,10 +101,11 @@ TEST(OpsForward, BadTokenIdsThrow) {
   Device dev;
   std::vector<int32_t> tok = {1, 5};
   Vec dout(2 * 3), dtable(4 * 3), logits(2 * 4), losses(2);
-  EXPECT_THROW(embedding_backward(dev, dtable.data(), dout.data(), tok.data(), 2, 3, 4),
+  EXPECT_THROW(embedding_backward(dev, dtable.data(), dout.data(), tok.data(), 2, 3, 4, 0, 4),
                std::runtime_error);
-  EXPECT_THROW(cross_entropy_forward(dev, losses.data(), logits.data(), tok.data(), 2, 4),
-               std::runtime_error);
+  EXPECT_THROW(ce_forward_whole(dev, losses.data(), logits.data(), tok.data(), 2, 4), std::runtime_error);
+  tok = {1, -2};  // -1 masks a row; other negatives are bad input
+  EXPECT_THROW(ce_forward_whole(dev, losses.data(), logits.data(), tok.data(), 2, 4), std::runtime_error);
 }
 
 TEST(OpsForward, RMSNorm) {
@@ -213,14 +215,14 @@ TEST(OpsForward, CrossEntropy) {
   const int N = 5, V = 11;
   std::vector<int32_t> tgt = {0, 10, 4, 4, 7};
   Vec logits = random_vec(N * V, 42, -5.0f, 5.0f), losses(N);
-  cross_entropy_forward(dev, losses.data(), logits.data(), tgt.data(), N, V);
+  ce_forward_whole(dev, losses.data(), logits.data(), tgt.data(), N, V);
   expect_near_rel(losses, ref_cross_entropy(to_double(logits), tgt, N, V), kTol, "ce");
   // Large logits must not overflow (max-subtracted).
   Vec big(V, 0.0f);
   big[3] = 1000.0f;
   float l;
   int32_t t3 = 3;
-  cross_entropy_forward(dev, &l, big.data(), &t3, 1, V);
+  ce_forward_whole(dev, &l, big.data(), &t3, 1, V);
   EXPECT_NEAR(l, 0.0f, 1e-6);
 }
 
@@ -342,7 +344,7 @@ TEST(OpsDeterminism, EmbeddingBackward) {
   expect_same_bits_1_vs_2_threads(
       [&] {
         Vec dt(vocab * kD, 0.0f);
-        embedding_backward(dev, dt.data(), dout.data(), tok.data(), kN, kD, vocab);
+        embedding_backward(dev, dt.data(), dout.data(), tok.data(), kN, kD, vocab, 0, vocab);
         return dt;
       },
       "embedding dtable");
@@ -398,20 +400,76 @@ TEST(OpsDeterminism, SumSquares) {
 }
 
 // A negative target masks its row (padding of a short evaluation batch): loss
-// exactly 0 there, the other rows unchanged; the backward still rejects it.
+// exactly 0 there and no gradient, the other rows unchanged.
 TEST(OpsForward, CrossEntropyMaskedRows) {
   Device dev;
   const int N = 4, V = 7;
   const std::vector<int32_t> tgt = {3, 0, 6, 2}, masked = {3, -1, 6, -1};
   Vec logits = random_vec(N * V, 43, -5.0f, 5.0f), all(N), some(N), dlogits(N * V);
-  cross_entropy_forward(dev, all.data(), logits.data(), tgt.data(), N, V);
-  cross_entropy_forward(dev, some.data(), logits.data(), masked.data(), N, V);
+  ce_forward_whole(dev, all.data(), logits.data(), tgt.data(), N, V);
+  ce_forward_whole(dev, some.data(), logits.data(), masked.data(), N, V);
   EXPECT_EQ(some[0], all[0]);
   EXPECT_EQ(some[1], 0.0f);
   EXPECT_EQ(some[2], all[2]);
   EXPECT_EQ(some[3], 0.0f);
-  EXPECT_THROW(cross_entropy_backward(dev, dlogits.data(), logits.data(), masked.data(), N, V, 1.0f),
-               std::runtime_error);
+  ce_backward_whole(dev, dlogits.data(), logits.data(), masked.data(), N, V, 1.0f);
+  for (int i = 0; i < V; ++i) EXPECT_EQ(dlogits[1 * V + i], 0.0f);
+}
+
+// Vocabulary-parallel cross-entropy (DESIGN §6): two shards whose row
+// statistics are combined (max, then sums) give the whole-vocabulary loss and
+// each shard's columns of the whole gradient; a -1 target masks its row.
+TEST(OpsForward, CrossEntropyOverVocabularyShards) {
+  Device dev;
+  const int N = 4, V = 10, Vl = V / 2;
+  std::vector<int32_t> tgt = {7, 2, -1, 5};
+  Vec logits = random_vec(N * V, 77, -4.0f, 4.0f), whole(N), dwhole(N * V);
+  ce_forward_whole(dev, whole.data(), logits.data(), tgt.data(), N, V);
+  ce_backward_whole(dev, dwhole.data(), logits.data(), tgt.data(), N, V, 0.5f);
+  Vec shard[2], mx[2], se[2], tl[2];
+  for (int r = 0; r < 2; ++r) {
+    shard[r].resize(N * Vl), mx[r].resize(N), se[r].resize(N), tl[r].resize(N);
+    for (int n = 0; n < N; ++n)
+      for (int i = 0; i < Vl; ++i) shard[r][n * Vl + i] = logits[n * V + r * Vl + i];
+    cross_entropy_row_max(dev, mx[r].data(), shard[r].data(), N, Vl);
+  }
+  Vec gmax(N), gsum(N), gtl(N), losses(N);
+  for (int n = 0; n < N; ++n) gmax[n] = std::max(mx[0][n], mx[1][n]);
+  for (int r = 0; r < 2; ++r)
+    cross_entropy_row_sums(dev, se[r].data(), tl[r].data(), shard[r].data(), tgt.data(), gmax.data(), N, Vl,
+                           r * Vl, V);
+  for (int n = 0; n < N; ++n) gsum[n] = se[0][n] + se[1][n], gtl[n] = tl[0][n] + tl[1][n];
+  cross_entropy_loss(dev, losses.data(), gmax.data(), gsum.data(), gtl.data(), tgt.data(), N);
+  for (int n = 0; n < N; ++n) EXPECT_NEAR(losses[n], whole[n], 1e-6 * std::abs(whole[n]) + 1e-7) << n;
+  EXPECT_EQ(losses[2], 0.0f);
+  for (int r = 0; r < 2; ++r) {
+    Vec d(N * Vl);
+    cross_entropy_backward(dev, d.data(), shard[r].data(), tgt.data(), gmax.data(), gsum.data(), N, Vl, r * Vl, 0.5f);
+    for (int n = 0; n < N; ++n)
+      for (int i = 0; i < Vl; ++i) EXPECT_NEAR(d[n * Vl + i], dwhole[n * V + r * Vl + i], 1e-7) << n << "," << i;
+  }
+  for (int i = 0; i < V; ++i) EXPECT_EQ(dwhole[2 * V + i], 0.0f);  // the masked row
+}
+
+// A table shard gives the rows it holds and zeros for the others.
+TEST(OpsForward, EmbeddingOverVocabularyShard) {
+  Device dev;
+  const int d = 3;
+  std::vector<int32_t> tok = {0, 5, 3, 4};
+  Vec table = random_vec(2 * d, 12), e(4 * d);  // rows 3 and 4 of a vocabulary of 6
+  embedding_forward(dev, e.data(), tok.data(), table.data(), 4, d, 3, 2);
+  for (int i = 0; i < d; ++i) {
+    EXPECT_EQ(e[0 * d + i], 0.0f);
+    EXPECT_EQ(e[1 * d + i], 0.0f);
+    EXPECT_EQ(e[2 * d + i], table[0 * d + i]);
+    EXPECT_EQ(e[3 * d + i], table[1 * d + i]);
+  }
+  Vec dtable(2 * d, 0.0f), dout = random_vec(4 * d, 13);
+  embedding_backward(dev, dtable.data(), dout.data(), tok.data(), 4, d, 6, 3, 2);
+  for (int i = 0; i < d; ++i) {
+    EXPECT_EQ(dtable[0 * d + i], dout[2 * d + i]);
+    EXPECT_EQ(dtable[1 * d + i], dout[3 * d + i]);
+  }
 }
 
 }  // namespace

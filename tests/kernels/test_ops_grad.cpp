@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "kernels/ops.h"
+#include "cross_entropy_whole.h"
 #include "reference_ops.h"
 
 namespace attnres::kernels {
@@ -45,7 +46,7 @@ TEST(OpsGrad, Embedding) {
   std::vector<int32_t> tok = {0, 3, 3, 1, 4, 3, 0, 2, 3};  // repeats accumulate
   Vec table = random_vec(vocab * d, 4), r = random_vec(N * d, 5);
   Vec dtable(vocab * d, kAcc);
-  embedding_backward(dev, dtable.data(), r.data(), tok.data(), N, d, vocab);
+  embedding_backward(dev, dtable.data(), r.data(), tok.data(), N, d, vocab, 0, vocab);
   auto g = numeric_grad(
       [&](const DVec& T) {
         DVec out((size_t)N * d);
@@ -205,7 +206,7 @@ TEST(OpsGrad, CrossEntropy) {
   const float scale = 0.25f;
   std::vector<int32_t> tgt = {3, 0, 6, 3};
   Vec logits = random_vec(N * V, 23, -2.0f, 2.0f), dlogits(N * V, kNaN);
-  cross_entropy_backward(dev, dlogits.data(), logits.data(), tgt.data(), N, V, scale);
+  ce_backward_whole(dev, dlogits.data(), logits.data(), tgt.data(), N, V, scale);
   auto g = numeric_grad(
       [&](const DVec& X) {
         double s = 0.0;

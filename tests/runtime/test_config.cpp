@@ -306,7 +306,12 @@ TEST(ConfigErrors, ResidualCombinations) {
 }
 
 TEST(ConfigErrors, ParallelCombinations) {
-  bad_set({"parallel.tp=2"}, {"parallel.tp", "2", "not supported"});
+  bad_set({"parallel.tp=8"}, {"parallel.tp", "8", "model.n_heads (4)", "whole heads"});
+  bad_set({"parallel.tp=4", "model.d_ff=66"}, {"parallel.tp", "model.d_ff (66)"});
+  bad_set({"parallel.tp=4", "model.vocab_size=258"}, {"parallel.tp", "model.vocab_size (258)", "pad"});
+  bad_set({"parallel.tp=4", "model.seq_len=18", "parallel.sequence_parallel=true"},
+          {"parallel.sequence_parallel", "model.seq_len (18)", "parallel.tp (4)"});
+  EXPECT_NO_THROW(parse_config(kBase, "test.yaml", {"parallel.tp=4", "parallel.sequence_parallel=true"}));
   bad_set({"parallel.schedule=pipedream"}, {"parallel.schedule", "'pipedream'"});
   bad_set({"parallel.virtual_stages=2"}, {"parallel.virtual_stages", "2", "interleaved"});
   bad_set({"parallel.schedule=interleaved"}, {"parallel.virtual_stages", "1", ">= 2"});
