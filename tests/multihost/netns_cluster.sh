@@ -37,7 +37,7 @@ cluster_skip() {
 cluster_require() {
   [ "$(id -u)" = 0 ] || cluster_skip "network namespaces need root (uid is $(id -u))"
   local c
-  for c in ip nsenter unshare nft mount; do
+  for c in ip nsenter unshare umount nft sysctl ps; do
     command -v "$c" >/dev/null || cluster_skip "'$c' is not installed (launch/install_deps.sh installs it)"
   done
   local probe="amhprobe$$"
@@ -71,11 +71,11 @@ cluster_sweep_stale() {
 cluster_up() {
   local n="$1" h
   cluster_sweep_stale
+  cluster_down_id $$  # left by an earlier process with this pid
   CLUSTER_ID=$$
   CLUSTER_N=$n
   local dir="$CLUSTER_RUN_DIR/$CLUSTER_ID" br="amh${CLUSTER_ID}b"
   mkdir -p "$dir"
-  echo "$n" > "$dir/hosts"
   ip link add "$br" type bridge
   sysctl -qw "net.ipv6.conf.$br.disable_ipv6=1"
   ip link set "$br" up
@@ -170,24 +170,20 @@ cluster_kill_ns() {
 
 # Ends what runs in the namespaces (processes this cluster started), the head
 # first so that mpirun can stop its daemons, then removes namespaces, links,
-# bind mounts and the run directory.
+# bind mounts and the run directory. Found by name, so that a cluster_up cut
+# short leaves nothing behind either.
 cluster_down_id() {
-  local id="$1" dir="$CLUSTER_RUN_DIR/$1" f ns
-  [ -d "$dir" ] || return 0
-  local nets=("$dir/$CLUSTER_HEAD_IP.net")
-  for f in "$dir"/*.net; do
-    if [ "$f" != "${nets[0]}" ]; then nets+=("$f"); fi
-  done
-  for f in "${nets[@]}"; do
-    if [ -L "$f" ]; then cluster_kill_ns "$(basename "$(readlink "$f")")"; fi
-  done
-  for f in "${nets[@]}"; do
-    if [ -L "$f" ]; then ip netns del "$(basename "$(readlink "$f")")" 2>/dev/null || true; fi
+  local id="$1" dir="$CLUSTER_RUN_DIR/$1" ns link f
+  local all
+  all="$(ip netns list 2>/dev/null | awk -v p="amh$id-" 'index($1, p) == 1 { print $1 }' | sort -r)"  # -x (head) first
+  for ns in $all; do cluster_kill_ns "$ns"; done
+  for ns in $all; do ip netns del "$ns" 2>/dev/null || true; done
+  for link in $(ip -o link show 2>/dev/null | awk -v id="$id" -F': ' '{ sub(/@.*/, "", $2) } $2 ~ "^amh" id "(b|[pi]([0-9]+|x))$" { print $2 }'); do
+    ip link del "$link" 2>/dev/null || true  # the bridge, and veths not yet moved into a namespace
   done
   for f in "$dir"/*.uts; do
     if [ -e "$f" ]; then umount "$f" 2>/dev/null || true; fi
   done
-  ip link del "amh${id}b" 2>/dev/null || true
   rm -rf "$dir"
 }
 

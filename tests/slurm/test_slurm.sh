@@ -27,7 +27,7 @@ source "$here/slurm_cluster.sh"
 
 cluster_require
 slurm_require
-trap 'slurm_down; cluster_down' EXIT
+trap 'trap "" INT TERM; slurm_down; cluster_down' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
