@@ -14,6 +14,10 @@
 # the checkpoint itself; if the newest one fails verification it falls back to
 # an older one and says so in its own log.
 #
+# SIGUSR1 and SIGUSR2 (SLURM's warning before a time limit or preemption,
+# launch/slurm/attnres.sbatch) are passed on to mpirun, which passes them to
+# the ranks.
+#
 # Exit status: 0 when an attempt finishes cleanly; otherwise that of the last
 # failed attempt, after a final "giving up" line; 2 for bad usage; 128+signal
 # when the supervisor itself is interrupted (the job is stopped, not restarted).
@@ -99,6 +103,8 @@ on_signal() {
 }
 trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
+trap '[ -n "$child" ] && kill -USR1 "$child" 2>/dev/null' USR1
+trap '[ -n "$child" ] && kill -USR2 "$child" 2>/dev/null' USR2
 
 # Runs "$@" in the background so a signal reaches the trap; returns its status.
 run_child() {
