@@ -16,6 +16,7 @@
 #include "parallel/hop_payload.h"
 #include "parallel/memory_plan.h"
 #include "parallel/partition.h"
+#include "parallel/tensor_group.h"
 #include "parallel/schedule.h"
 #include "parallel/simulator.h"
 #include "runtime/config.h"
@@ -59,6 +60,8 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
   const int b = cfg.train.micro_batch_size;
   const double tokens = double(b) * m.seq_len;
   const Partition part = make_partition(m, P, V, pc.layout);  // validated by load_config
+  // Every tp rank of a stage holds the same amount: plan for tp rank 0.
+  const TensorParallel tp{{0, pc.tp}, pc.sequence_parallel && pc.tp > 1, nullptr};
 
   Schedule sched;
   try {
@@ -94,7 +97,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
               "blocks", "embed", "head", "params", "GFLOP/token", "act/microbatch");
   double max_cost = 0, sum_cost = 0;
   for (const ChunkRange& ch : part.chunks) {
-    const ChunkFloats f = chunk_floats(m, ch.first, ch.last, b);
+    const ChunkFloats f = chunk_floats(m, ch.first, ch.last, b, tp);
     const double cost = double(chunk_cost(m, ch));
     max_cost = std::max(max_cost, cost);
     sum_cost += cost;
@@ -202,14 +205,15 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
 
   // ---- memory per rank -------------------------------------------------------
   const bool cache = pc.cross_stage_cache && V >= 2;  // as the trainer runs it
-  std::printf("device memory per pipeline rank (fp32) as the executor allocates it (parallel/memory_plan.h); "
-              "every dp replica holds the same\n"
+  std::printf("device memory per rank (fp32) as the executor allocates it (parallel/memory_plan.h), for each "
+              "pipeline stage; every dp replica and tp rank of a stage holds the same (tp = %d%s)\n"
               "slots = peak live microbatches of the chunk + 1; acts = slots x arena; hops = slots x "
-              "receive/gradient buffers; fixed = RoPE tables + backward scratch; AdamW m, v = 2 x params\n");
+              "receive/gradient buffers; fixed = RoPE tables + backward scratch; AdamW m, v = 2 x params\n",
+              pc.tp, tp.sequence_parallel ? ", sequence parallel" : "");
   std::printf("%-4s %-22s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "chunks (slots)", "params",
               "grads", "AdamW", "acts", "hops", "fixed", "executor", "total");
   for (int r = 0; r < P; ++r) {
-    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, b, cache);
+    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, b, cache, tp);
     std::string chunks;
     for (const ChunkMemoryPlan& ch : plan.chunks)
       chunks += (chunks.empty() ? "" : " ") + std::to_string(ch.chunk) + "(" + std::to_string(ch.slots) + ")";
@@ -219,6 +223,26 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
                 bytes(2.0 * double(t.params)).c_str(), bytes(double(t.acts)).c_str(),
                 bytes(double(t.hops)).c_str(), bytes(double(t.fixed)).c_str(),
                 bytes(double(t.total())).c_str(), bytes(double(t.total() + 2 * t.params)).c_str());
+  }
+
+  // ---- communication per rank -------------------------------------------------
+  // What one rank sends per step: its share of each hop it sends on (1/tp of
+  // the token rows under sequence parallelism, else the whole payload), and
+  // its tensor-parallel collectives (ring model, parallel/tensor_group.h).
+  const int hop_share = tp.sequence_parallel ? pc.tp : 1;
+  std::printf("\ncommunication per step, sent by one rank of each stage (dp = %d replicas alike)\n", pc.dp);
+  std::printf("%-4s %14s %14s %18s\n", "rank", "hops fwd", "hops bwd", "tp collectives");
+  for (int r = 0; r < P; ++r) {
+    double fwd = 0, bwd = 0;
+    std::vector<ChunkRange> mine;
+    for (const ChunkRange& ch : part.chunks) {
+      if (sched.placement[size_t(ch.index)] != r) continue;
+      mine.push_back(ch);
+      if (ch.index + 1 < C) fwd += double(M) * double(hop_bytes(m, hop_payload(m, part, ch.index + 1, cache), b)) / hop_share;
+      if (ch.index > 0) bwd += double(M) * double(hop_bytes(m, hop_payload(m, part, ch.index, cache), b)) / hop_share;
+    }
+    std::printf("%-4d %14s %14s %18s\n", r, bytes(fwd).c_str(), bytes(bwd).c_str(),
+                bytes(tp_step_bytes(m, mine, M, b, tp)).c_str());
   }
 }
 

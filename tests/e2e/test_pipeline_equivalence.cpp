@@ -224,7 +224,7 @@ TEST(TensorParallel, FullAttnRes) { check_tp("full", {"residual.block_size=1"});
 TEST(TensorParallel, BlockAttnRes) { check_tp("block", {"residual.block_size=2"}); }
 
 // dp x pp x tp on 8 ranks (1f1b, and interleaved with cross-stage caching),
-// and tp under zb-h1: every loss within 1e-5 of one process, and every hop
+// and tp x pp under zb-h1 and gpipe: every loss within 1e-5 of one process, and every hop
 // and tp collective counted as the model says.
 TEST(TensorParallel, ThreeDimensionsAndZeroBubble) {
   const std::vector<std::string> block = {"residual.block_size=2"};
@@ -241,9 +241,15 @@ TEST(TensorParallel, ThreeDimensionsAndZeroBubble) {
     expect_hop_bytes(got, name == "3d_il", name);
     expect_tp_bytes(got, name);
   }
-  const RunOut zb = run("tp_zbh1", 4, {"residual.block_size=2", "parallel.tp=2", "parallel.pp=2",
-                                       "parallel.schedule=zb-h1", "parallel.sequence_parallel=true"});
-  expect_match(ref, zb, "tp=2 x pp=2 zb-h1", 1e-5);
-  expect_hop_bytes(zb, false, "tp=2 x pp=2 zb-h1");
-  expect_tp_bytes(zb, "tp=2 x pp=2 zb-h1");
+  for (const char* sched : {"zb-h1", "gpipe"}) {  // and without sequence parallelism under gpipe
+    const bool sp = std::string(sched) == "zb-h1";
+    const std::string what = std::string("tp=2 x pp=2 ") + sched;
+    const RunOut got = run(std::string("tp_") + sched, 4,
+                           {"residual.block_size=2", "parallel.tp=2", "parallel.pp=2",
+                            std::string("parallel.schedule=") + sched,
+                            std::string("parallel.sequence_parallel=") + (sp ? "true" : "false")});
+    expect_match(ref, got, what, 1e-5);
+    expect_hop_bytes(got, false, what);
+    expect_tp_bytes(got, what);
+  }
 }

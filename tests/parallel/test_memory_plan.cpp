@@ -46,7 +46,7 @@ ModelConfig model(ResidualMode mode, int S) {
   m.vocab_size = 64;
   m.d_model = 16;
   m.n_layers = 4;  // L = 8 sublayers
-  m.n_heads = 2;
+  m.n_heads = 4;  // tp = 4 takes one head each
   m.d_ff = 24;
   m.seq_len = 8;
   m.mode = mode;
@@ -60,20 +60,39 @@ struct Layout {
   bool cache;
 };
 
-void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int micro_batch) {
+// Tensor-parallel collectives that must never be used: construction sends nothing.
+class UnusedCollectives final : public TensorCollectives {
+ public:
+  explicit UnusedCollectives(int size) : size_(size) {}
+  int rank() const override { return 0; }
+  int size() const override { return size_; }
+  void allreduce_sum(float*, size_t) override { fail(); }
+  void allreduce_max(float*, size_t) override { fail(); }
+  void allgather(float*, const float*, size_t) override { fail(); }
+  void reduce_scatter_sum(float*, const float*, size_t) override { fail(); }
+
+ private:
+  [[noreturn]] static void fail() { throw std::logic_error("UnusedCollectives was used"); }
+  int size_;
+};
+
+void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int micro_batch,
+                                    const TensorParallel& tp = {}) {
   const Partition part = make_partition(m, l.P, l.V, l.layout);
   const kernels::Device dev;
   for (int r = 0; r < l.P; ++r) {
     const std::string what = std::string(residual_mode_name(m.mode)) + " S=" + std::to_string(m.block_size) +
                              " " + l.schedule + " P=" + std::to_string(l.P) + " V=" + std::to_string(l.V) +
                              " layout \"" + l.layout + "\" cache=" + std::to_string(l.cache) +
-                             " rank " + std::to_string(r);
+                             " rank " + std::to_string(r) + " tp " + std::to_string(tp.tp.size) +
+                             (tp.sequence_parallel ? " sp" : "");
     Schedule sched = make_schedule(l.schedule, l.P, l.M, l.V);
-    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, micro_batch, l.cache);
+    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, micro_batch, l.cache, tp);
     UnusedCommunicator pipe(r, l.P);
     const size_t before = kernels::allocated_bytes(dev);
     {
-      PipelineExecutor exec(m, part, std::move(sched), r, l.P > 1 ? &pipe : nullptr, nullptr, micro_batch, 1, l.cache, dev);
+      PipelineExecutor exec(m, part, std::move(sched), r, l.P > 1 ? &pipe : nullptr, nullptr, micro_batch, 1, l.cache,
+                            dev, tp);
       EXPECT_EQ(kernels::allocated_bytes(dev) - before, plan.total.total()) << what;
       ASSERT_EQ(exec.chunks().size(), plan.chunks.size()) << what;
       for (size_t i = 0; i < plan.chunks.size(); ++i) {
@@ -110,6 +129,18 @@ TEST(MemoryPlan, EqualsExecutorAllocationFullAttnRes) {
 TEST(MemoryPlan, EqualsExecutorAllocationBlockAttnRes) {
   for (int S : {2, 3})  // blocks of 2; blocks of 3 with a short last block (layouts cut them)
     for (const Layout& l : kLayouts) expect_plan_matches_allocation(model(ResidualMode::AttnRes, S), l, 3);
+}
+
+// Tensor-parallel shards: the plan still equals the allocation (heads, F and
+// the vocabulary split; under sequence parallelism residual rows and hop
+// buffers too, plus the collectives' staging buffers).
+TEST(MemoryPlan, EqualsExecutorAllocationTensorParallel) {
+  for (int t : {2, 4}) {
+    UnusedCollectives coll(t);
+    for (bool sp : {false, true})
+      for (ResidualMode mode : {ResidualMode::Standard, ResidualMode::AttnRes})
+        for (const Layout& l : kLayouts) expect_plan_matches_allocation(model(mode, 2), l, 2, {{0, t}, sp, &coll});
+  }
 }
 
 // The slot count is the peak of live microbatches + 1: GPipe holds all M,
