@@ -221,6 +221,7 @@ double machine_peak_flops(Run& r, double given_gflops) {
   Communicator& node = *r.node;
   double node_gflops = given_gflops;
   if (given_gflops <= 0) {
+    node.barrier();  // every rank of the node is done with its set-up and waits asleep
     if (node.rank() == 0) node_gflops = kernels::measure_sgemm_gflops(node_cores());
     node.barrier();
   }
