@@ -1,6 +1,7 @@
-// Tensor and sequence parallelism of a chunk (DESIGN §6): tp ranks run as
-// threads with in-process collectives, and their loss and gradients, put
-// back together, match the tp = 1 chunk's.
+// Tensor and sequence parallelism (DESIGN §6): Megatron's splits and an
+// initialisation that does not depend on tp; and tp ranks run as threads with
+// in-process collectives, whose loss and gradients, put back together, match
+// the tp = 1 chunk's.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -97,18 +98,12 @@ RankResult run_rank(const ModelConfig& m, const std::vector<int>& bounds, Tensor
 // The whole tensor of `name` from every rank's shard.
 std::vector<float> whole_grad(const std::vector<RankResult>& ranks, const std::string& name) {
   const TensorSpec& t0 = *ranks[0].layout.find(name);
-  if (!t0.sharded()) return {ranks[0].grads.begin() + long(t0.offset), ranks[0].grads.begin() + long(t0.offset + t0.numel)};
-  const size_t cols = size_t(t0.global_shape[1]);
-  std::vector<float> out(size_t(t0.global_shape[0]) * cols);
+  size_t numel = 1;
+  for (int64_t e : t0.global_shape) numel *= size_t(e);
+  std::vector<float> out(numel);
   for (const RankResult& r : ranks) {
     const TensorSpec& t = *r.layout.find(name);
-    const size_t w = size_t(t.shape[1]);
-    for (size_t row = 0; row < size_t(t.shape[0]); ++row)
-      for (size_t col = 0; col < w; ++col) {
-        const size_t R = t.shard_dim == 0 ? size_t(t.shard_offset) + row : row;
-        const size_t Cc = t.shard_dim == 1 ? size_t(t.shard_offset) + col : col;
-        out[R * cols + Cc] = r.grads[t.offset + row * w + col];
-      }
+    shard_to_whole(out.data(), t, r.grads.data() + t.offset);
   }
   return out;
 }
@@ -165,5 +160,53 @@ TEST(TensorParallel, SplitChunksMatchOneRank) {
   for (bool sp : {false, true}) {
     expect_tp_matches(ResidualMode::AttnRes, 2, {0, 1, 3, 4}, 2, sp);
     expect_tp_matches(ResidualMode::Standard, 1, {0, 2, 4}, 2, sp);
+  }
+}
+
+TEST(TensorParallelParams, MegatronSplits) {
+  const ModelConfig m = model(ResidualMode::AttnRes, 2);
+  const ParamLayout l = make_param_layout(m, 0, m.num_sublayers(), {1, 4});
+  auto spec = [&](const char* name) { return *l.find(name); };
+  EXPECT_EQ(spec("embed.weight").shape, (std::vector<int64_t>{64, 32}));     // vocabulary rows
+  EXPECT_EQ(spec("embed.weight").shard_offset, 64);
+  EXPECT_EQ(spec("layers.0.attn.q.weight").shape, (std::vector<int64_t>{8, 32}));  // one head of 4
+  EXPECT_EQ(spec("layers.0.attn.o.weight").shape, (std::vector<int64_t>{32, 8}));  // input columns
+  EXPECT_EQ(spec("layers.0.attn.o.weight").shard_dim, 1);
+  EXPECT_EQ(spec("layers.1.mlp.gate.weight").shape, (std::vector<int64_t>{12, 32}));  // rows of F
+  EXPECT_EQ(spec("layers.1.mlp.down.weight").shape, (std::vector<int64_t>{32, 12}));
+  EXPECT_EQ(spec("layers.1.mlp.down.weight").shard_offset, 12);
+  EXPECT_EQ(spec("lm_head.weight").shape, (std::vector<int64_t>{64, 32}));
+  for (const char* replicated : {"layers.0.norm.weight", "layers.0.res.query", "layers.0.res.norm.weight",
+                                 "output_res.query", "final_norm.weight"}) {
+    EXPECT_FALSE(spec(replicated).sharded()) << replicated;
+    EXPECT_EQ(spec(replicated).shape, (std::vector<int64_t>{32})) << replicated;
+  }
+}
+
+// The tp = 2 and tp = 4 shards of every tensor, put together, equal the
+// tp = 1 tensor bit for bit.
+TEST(TensorParallelParams, ShardsReassembleTheUnshardedInitBitForBit) {
+  for (ResidualMode mode : {ResidualMode::Standard, ResidualMode::AttnRes}) {
+    const ModelConfig m = model(mode, 2);
+    const int L = m.num_sublayers();
+    const ParamLayout whole = make_param_layout(m, 0, L);
+    std::vector<float> ref(whole.total);
+    init_params(m, whole, ref.data(), 1234);
+    for (int tp : {2, 4}) {
+      std::vector<float> rebuilt(whole.total, -7.0f);  // a value init never draws
+      for (int r = 0; r < tp; ++r) {
+        const ParamLayout l = make_param_layout(m, 0, L, {r, tp});
+        std::vector<float> shard(l.total);
+        init_params(m, l, shard.data(), 1234);
+        for (const TensorSpec& t : l.tensors) {
+          const TensorSpec* w = whole.find(t.name);
+          ASSERT_NE(w, nullptr) << t.name;
+          shard_to_whole(rebuilt.data() + w->offset, t, shard.data() + t.offset);
+        }
+      }
+      for (const TensorSpec& t : whole.tensors)
+        for (size_t i = 0; i < t.numel; ++i)
+          ASSERT_EQ(rebuilt[t.offset + i], ref[t.offset + i]) << t.name << " tp " << tp << " element " << i;
+    }
   }
 }
