@@ -64,7 +64,7 @@ struct NetOpts {
 
 void print_network(const ModelConfig& m, const Partition& part, const Schedule& sched,
                    const std::vector<Variant>& variants, const NetOpts& net, int M, int b,
-                   int hop_share);
+                   int tp, int hop_share);
 
 void run_plan(const std::string& path, const std::vector<std::string>& sets, const NetOpts& net) {
   const Config cfg = load_config(path, sets);
@@ -220,7 +220,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
 
   // ---- network model ----------------------------------------------------------
   if (net.link.enabled())
-    print_network(m, part, sched, variants, net, M, b, tp.sequence_parallel ? pc.tp : 1);
+    print_network(m, part, sched, variants, net, M, b, pc.tp, tp.sequence_parallel ? pc.tp : 1);
 
   // ---- memory per rank -------------------------------------------------------
   const bool cache = pc.cross_stage_cache && V >= 2;  // as the trainer runs it
@@ -271,10 +271,11 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
 // Compute per (microbatch, chunk): F = u, B = 2u (BI = BW = u), the same for
 // every variant; u comes from --compute-ms (the step simulated without link
 // costs equals it) or from --tflops (the most expensive chunk's training
-// FLOPs, fwd + bwd = 3u).
+// FLOPs, fwd + bwd = 3u, shared by the tp ranks). Tensor-parallel collectives
+// and the dp all-reduce are not in the predicted step.
 void print_network(const ModelConfig& m, const Partition& part, const Schedule& sched,
                    const std::vector<Variant>& variants, const NetOpts& net, int M, int b,
-                   int hop_share) {
+                   int tp, int hop_share) {
   const int C = sched.num_chunks();
   double u = 0;
   std::string from;
@@ -284,7 +285,7 @@ void print_network(const ModelConfig& m, const Partition& part, const Schedule& 
   } else if (net.tflops > 0) {
     double worst = 0;
     for (const ChunkRange& ch : part.chunks) worst = std::max(worst, double(chunk_cost(m, ch)));
-    u = worst * double(b) * m.seq_len / (net.tflops * 1e12) / 3;
+    u = worst * double(b) * m.seq_len / tp / (net.tflops * 1e12) / 3;  // a tp rank does 1/tp
     from = "--tflops " + std::to_string(net.tflops) + " and the slowest chunk's FLOPs";
   }
   std::printf("network   alpha-beta link: %g Gbit/s, %g us per hop message (parallel/link_model.h); "
