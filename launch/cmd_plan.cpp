@@ -312,12 +312,15 @@ void print_network(const ModelConfig& m, const Partition& part, const Schedule& 
     const SimResult r = simulate(sched, k);
     double bubble = 0;
     for (const RankStats& rs : r.ranks) bubble = std::max(bubble, rs.bubble);
-    std::printf("%-16s %14s %16.4f %14.4f %10.4f\n", v.name.c_str(), bytes(bytes_step).c_str(), comm,
-                r.makespan, bubble);
+    char bub[16] = "-";  // without compute every rank only waits
+    if (u > 0) std::snprintf(bub, sizeof bub, "%.4f", bubble);
+    std::printf("%-16s %14s %16.4f %14.4f %10s\n", v.name.c_str(), bytes(bytes_step).c_str(), comm,
+                r.makespan, bub);
   }
   std::printf("comm s/step: every hop message of the step one after another (fwd + bwd, x%d); step s: "
               "the schedule simulated with compute and transfers overlapping (a RECV waits for its "
-              "message to cross its link); bubble: max over ranks of idle / step\n\n", M);
+              "message to cross its link); bubble: max over ranks of idle / step; hop bytes and "
+              "comm summed over all hops of the pipeline\n\n", M);
 }
 
 }  // namespace
