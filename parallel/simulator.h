@@ -8,11 +8,11 @@
 // sender to receiver for its hop's transfer time (`hop`, e.g. from the α-β
 // model of parallel/link_model.h): a link carries one message at a time, in
 // the order the sender issued them. A RECV blocks until its message has
-// crossed the link, plus `latency`. REDUCE_GRADS starts a chunk's data-parallel reduction in the
-// background: it takes `reduce`, the rank's reductions run one after another,
-// and the rank computes on meanwhile. OPTIMIZER_STEP waits for the rank's
-// reductions and takes no time itself: the pipeline's makespan is the latest
-// time any rank passes it.
+// crossed the link, plus `latency`. REDUCE_GRADS starts a chunk's
+// data-parallel reduction in the background: it takes `reduce`, the rank's
+// reductions run one after another, and the rank computes on meanwhile.
+// OPTIMIZER_STEP waits for the rank's reductions and takes no time itself: the
+// pipeline's makespan is the latest time any rank passes it.
 #pragma once
 #include <string>
 #include <vector>
@@ -24,7 +24,7 @@ namespace attnres {
 // Per-action costs in arbitrary time units (all >= 0).
 struct SimCosts {
   double F = 1, B = 2, BI = 1, BW = 1;
-  double latency = 0;  // per message, from SEND issue to RECV completion
+  double latency = 0;  // per message, from its arrival to RECV completion
   double copy = 0;     // one COPY_F / COPY_B (a hand-off in local memory)
   double reduce = 0;   // one chunk's REDUCE_GRADS (its dp gradient all-reduce)
   // Transfer time of one message on hop c−1 -> c, at index c (entry 0 unused),
