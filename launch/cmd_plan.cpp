@@ -2,7 +2,9 @@
 // partition, parameters and activation memory per chunk, hop payload bytes for
 // standard / Full AttnRes / Block AttnRes on the same layout (with and without
 // cross-stage caching) next to the paper's Eq. 7/8, the simulated bubble, and
-// each rank's device memory as the executor allocates it (parallel/memory_plan.h).
+// each rank's device memory as the executor allocates it (parallel/memory_plan.h),
+// and, given a link, the hops' communication time and the step time the
+// simulator predicts with it (parallel/link_model.h).
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -14,6 +16,7 @@
 #include "models/chunk.h"
 #include "models/params.h"
 #include "parallel/hop_payload.h"
+#include "parallel/link_model.h"
 #include "parallel/memory_plan.h"
 #include "parallel/partition.h"
 #include "parallel/tensor_group.h"
@@ -51,7 +54,19 @@ struct Variant {
   bool cache;
 };
 
-void run_plan(const std::string& path, const std::vector<std::string>& sets) {
+// What `plan` needs besides the config: the link and the compute time that
+// the network model turns into a predicted step.
+struct NetOpts {
+  LinkModel link;
+  double compute_ms = 0;  // measured step time without communication cost; 0 = not given
+  double tflops = 0;      // or: sustained TFLOP/s per rank; 0 = not given
+};
+
+void print_network(const ModelConfig& m, const Partition& part, const Schedule& sched,
+                   const std::vector<Variant>& variants, const NetOpts& net, int M, int b,
+                   int tp, int hop_share);
+
+void run_plan(const std::string& path, const std::vector<std::string>& sets, const NetOpts& net) {
   const Config cfg = load_config(path, sets);
   const ModelConfig& m = cfg.model;
   const ParallelConfig& pc = cfg.parallel;
@@ -203,6 +218,10 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
               "(P-1)/(V*M+P-1) = %.4f\n\n",
               worst, one_f_one_b_bubble(P, M), double(P - 1) / double(V * M + P - 1));
 
+  // ---- network model ----------------------------------------------------------
+  if (net.link.enabled())
+    print_network(m, part, sched, variants, net, M, b, pc.tp, tp.sequence_parallel ? pc.tp : 1);
+
   // ---- memory per rank -------------------------------------------------------
   const bool cache = pc.cross_stage_cache && V >= 2;  // as the trainer runs it
   std::printf("device memory per rank (fp32) as the executor allocates it (parallel/memory_plan.h), for each "
@@ -246,21 +265,97 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets) {
   }
 }
 
+// Per variant: bytes each pipeline rank pair exchanges per step, the time
+// the hops take on the link one after another (fwd + bwd, M microbatches),
+// and the step the simulator predicts with compute and hops overlapping.
+// Compute per (microbatch, chunk): F = u, B = 2u (BI = BW = u), the same for
+// every variant; u comes from --compute-ms (the step simulated without link
+// costs equals it) or from --tflops (the most expensive chunk's training
+// FLOPs, fwd + bwd = 3u, shared by the tp ranks). Tensor-parallel collectives
+// and the dp all-reduce are not in the predicted step.
+void print_network(const ModelConfig& m, const Partition& part, const Schedule& sched,
+                   const std::vector<Variant>& variants, const NetOpts& net, int M, int b,
+                   int tp, int hop_share) {
+  const int C = sched.num_chunks();
+  double u = 0;
+  std::string from;
+  if (net.compute_ms > 0) {
+    u = net.compute_ms * 1e-3 / simulate(sched, SimCosts{1, 2, 1, 1, 0}).makespan;
+    from = "--compute-ms " + std::to_string(net.compute_ms);
+  } else if (net.tflops > 0) {
+    double worst = 0;
+    for (const ChunkRange& ch : part.chunks) worst = std::max(worst, double(chunk_cost(m, ch)));
+    u = worst * double(b) * m.seq_len / tp / (net.tflops * 1e12) / 3;  // a tp rank does 1/tp
+    from = "--tflops " + std::to_string(net.tflops) + " and the slowest chunk's FLOPs";
+  }
+  std::printf("network   alpha-beta link: %g Gbit/s, %g us per hop message (parallel/link_model.h); "
+              "one link per direction between each pair of pipeline ranks%s\n",
+              net.link.gbps, net.link.latency_us,
+              hop_share > 1 ? "; under sequence parallelism each tp rank sends 1/tp of a hop on its own link" : "");
+  if (u > 0)
+    std::printf("compute   per (microbatch, chunk) F = %.3f ms, B = %.3f ms (from %s), the same for "
+                "every variant\n", u * 1e3, 2 * u * 1e3, from.c_str());
+  else
+    std::printf("compute   not given (--compute-ms or --tflops): step times below are communication only\n");
+  std::printf("%-16s %14s %16s %14s %10s\n", "variant", "hop bytes/step", "comm s/step", "step s", "bubble");
+  for (const Variant& v : variants) {
+    SimCosts k{u, 2 * u, u, u, 0};
+    k.hop.assign(size_t(C), 0.0);
+    double bytes_step = 0, comm = 0;
+    for (int c = 1; c < C; ++c) {
+      if (sched.placement[size_t(c - 1)] == sched.placement[size_t(c)]) continue;  // a local copy
+      const int64_t by = hop_bytes(v.model, hop_payload(v.model, part, c, v.cache), b) / hop_share;
+      k.hop[size_t(c)] = hop_seconds(net.link, by);
+      bytes_step += 2.0 * M * double(by);
+      comm += 2.0 * M * k.hop[size_t(c)];
+    }
+    const SimResult r = simulate(sched, k);
+    double bubble = 0;
+    for (const RankStats& rs : r.ranks) bubble = std::max(bubble, rs.bubble);
+    char bub[16] = "-";  // without compute every rank only waits
+    if (u > 0) std::snprintf(bub, sizeof bub, "%.4f", bubble);
+    std::printf("%-16s %14s %16.4f %14.4f %10s\n", v.name.c_str(), bytes(bytes_step).c_str(), comm,
+                r.makespan, bub);
+  }
+  std::printf("comm s/step: every hop message of the step one after another (fwd + bwd, x%d); step s: "
+              "the schedule simulated with compute and transfers overlapping (a RECV waits for its "
+              "message to cross its link); bubble: max over ranks of idle / step; hop bytes and "
+              "comm summed over all hops of the pipeline\n\n", M);
+}
+
 }  // namespace
 
 void add_plan_command(CLI::App& app) {
   CLI::App* plan = app.add_subcommand(
       "plan", "Print the pipeline plan of a config without training: partition, parameters, "
               "activation memory, hop payload bytes (standard / Full / Block AttnRes, with and "
-              "without cross-stage caching) against Eq. 7/8, and the simulated bubble");
+              "without cross-stage caching) against Eq. 7/8, the simulated bubble, and with "
+              "--link-gbps the communication time and predicted step time per mode");
   struct Opts {
     std::string config;
     std::vector<std::string> sets;
+    NetOpts net;
   };
   auto opts = std::make_shared<Opts>();
   plan->add_option("--config", opts->config, "YAML config file")->required();
   plan->add_option("--set", opts->sets, "Override a config key: --set parallel.pp=4 (repeatable)");
-  plan->callback([opts] { run_plan(opts->config, opts->sets); });
+  plan->add_option("--link-gbps", opts->net.link.gbps,
+                   "Bandwidth of the link between pipeline ranks, Gbit/s: prints the hops' "
+                   "communication time and the predicted step per residual mode")
+      ->check(CLI::PositiveNumber);
+  plan->add_option("--link-latency-us", opts->net.link.latency_us,
+                   "Latency per hop message, microseconds (with --link-gbps)")
+      ->check(CLI::NonNegativeNumber);
+  auto* ms = plan->add_option("--compute-ms", opts->net.compute_ms,
+                              "Measured step time of this layout where the link costs nothing; "
+                              "sets the compute per action (with --link-gbps)")
+                 ->check(CLI::PositiveNumber);
+  plan->add_option("--tflops", opts->net.tflops,
+                   "Or: sustained TFLOP/s per rank, to derive the compute per action from the "
+                   "cost model (with --link-gbps)")
+      ->check(CLI::PositiveNumber)
+      ->excludes(ms);
+  plan->callback([opts] { run_plan(opts->config, opts->sets, opts->net); });
 }
 
 }  // namespace attnres::cli

@@ -253,16 +253,18 @@ double cost_of(Op op, const SimCosts& k) {
 }
 
 // Runs every rank as far as it can until all are done or none can move.
-// Sends are buffered, so one rank's times depend only on send issue times,
-// and the order in which ranks are advanced does not change the result.
+// Sends are buffered, so one rank's times depend only on arrival times, which
+// depend only on the sender's own list (its link is used by it alone), and
+// the order in which ranks are advanced does not change the result.
 void run(const Schedule& s, const SimCosts& k, SimResult& res) {
   const int P = s.P, M = s.M, C = s.num_chunks();
-  std::vector<double> sent(size_t(2) * M * C, -1.0);  // issue time by (dir, mb, sending chunk)
+  std::vector<double> sent(size_t(2) * M * C, -1.0);  // arrival time by (dir, mb, sending chunk)
   auto sent_at = [&](bool fwd, int mb, int c) -> double& {
     return sent[(size_t(fwd ? 0 : 1) * M + mb) * C + c];
   };
   std::vector<double> clock(P, 0.0);
   std::vector<double> reduced(P, 0.0);  // when the rank's last started reduction ends
+  std::vector<double> link_free(size_t(P) * P, 0.0);  // directed link (src, dst) busy until
   std::vector<int> pc(P, 0);
   res.ranks.assign(P, RankStats{});
   for (int r = 0; r < P; r++) res.ranks[r].finish = -1;
@@ -282,7 +284,9 @@ void run(const Schedule& s, const SimCosts& k, SimResult& res) {
           end = clock[r] = std::max(clock[r], t + k.latency);
         } else if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
           double& t = sent_at(a.op == Op::SEND_F, a.mb, a.chunk);
-          if (t < 0) t = clock[r];
+          const int hop = a.op == Op::SEND_F ? a.chunk + 1 : a.chunk;  // downstream chunk
+          double& link = link_free[size_t(r) * P + size_t(a.peer)];
+          if (t < 0) t = link = std::max(link, clock[r]) + (k.hop.empty() ? 0.0 : k.hop[size_t(hop)]);
         } else if (is_compute(a.op) || is_copy(a.op)) {
           end = clock[r] += cost_of(a.op, k);
           st.busy += cost_of(a.op, k);
@@ -328,8 +332,14 @@ SimResult simulate(const Schedule& s, const SimCosts& costs) {
     if (!std::isfinite(c) || c < 0)
       throw std::invalid_argument(std::string("simulator cost ") + n + "=" + std::to_string(c) +
                                   " must be finite and >= 0");
+  for (double h : costs.hop)
+    if (!std::isfinite(h) || h < 0)
+      throw std::invalid_argument("simulator hop cost " + std::to_string(h) + " must be finite and >= 0");
   SimResult res;
   check_shape(s, res.errors);
+  if (res.ok() && !costs.hop.empty() && int(costs.hop.size()) != s.num_chunks())
+    throw std::invalid_argument("simulator has " + std::to_string(costs.hop.size()) +
+                                " hop costs for " + std::to_string(s.num_chunks()) + " chunks");
   if (!res.ok()) return res;
   check_structure(s, res.errors);
   run(s, costs, res);

@@ -4,12 +4,15 @@
 //
 // Timing model. Each rank executes its list in order. F, B, BI, BW and the
 // local COPY_F / COPY_B take their cost; sends are non-blocking and complete
-// at issue; a RECV blocks until the matching SEND has been issued plus
-// `latency`. REDUCE_GRADS starts a chunk's data-parallel reduction in the
-// background: it takes `reduce`, the rank's reductions run one after another,
-// and the rank computes on meanwhile. OPTIMIZER_STEP waits for the rank's
-// reductions and takes no time itself: the pipeline's makespan is the latest
-// time any rank passes it.
+// at issue for the sender. The message then occupies the directed link from
+// sender to receiver for its hop's transfer time (`hop`, e.g. from the α-β
+// model of parallel/link_model.h): a link carries one message at a time, in
+// the order the sender issued them. A RECV blocks until its message has
+// crossed the link, plus `latency`. REDUCE_GRADS starts a chunk's
+// data-parallel reduction in the background: it takes `reduce`, the rank's
+// reductions run one after another, and the rank computes on meanwhile.
+// OPTIMIZER_STEP waits for the rank's reductions and takes no time itself: the
+// pipeline's makespan is the latest time any rank passes it.
 #pragma once
 #include <string>
 #include <vector>
@@ -21,9 +24,12 @@ namespace attnres {
 // Per-action costs in arbitrary time units (all >= 0).
 struct SimCosts {
   double F = 1, B = 2, BI = 1, BW = 1;
-  double latency = 0;  // per message, from SEND issue to RECV completion
+  double latency = 0;  // per message, from its arrival to RECV completion
   double copy = 0;     // one COPY_F / COPY_B (a hand-off in local memory)
   double reduce = 0;   // one chunk's REDUCE_GRADS (its dp gradient all-reduce)
+  // Transfer time of one message on hop c−1 -> c, at index c (entry 0 unused),
+  // the same forward and backward; empty = every transfer takes no time.
+  std::vector<double> hop = {};
 };
 
 struct TimedAction {
@@ -65,7 +71,8 @@ struct SimResult {
 //  - each chunk has one REDUCE_GRADS, after all its backwards (B, BI, BW);
 //  - every list ends with its only OPTIMIZER_STEP;
 //  - no deadlock: if no rank can progress, the blocked actions are named.
-// Throws std::invalid_argument if a cost is negative or not finite.
+// Throws std::invalid_argument if a cost is negative or not finite, or `hop`
+// is neither empty nor one entry per chunk.
 SimResult simulate(const Schedule& s, const SimCosts& costs = {});
 
 // The 1F1B bubble fraction (P−1)/(M+P−1) for uniform stages.

@@ -265,6 +265,28 @@ TEST(Simulator, LatencyDelaysEveryReceive) {
   EXPECT_EQ(r.ranks[0].idle, 4.0);
 }
 
+// Hand-computed: gpipe, P=2, M=3, F=1, B=2, every message 1.5 on its link.
+// The link 0->1 carries one message at a time: F0, F1, F2 end at 1, 2, 3 and
+// their messages arrive at 2.5, 4, 5.5. Rank 1 runs F0 [2.5,3.5) F1 [4,5)
+// F2 [5.5,6.5) B0 [6.5,8.5) B1 [8.5,10.5) B2 [10.5,12.5); its gradients arrive
+// at 10, 12, 14, and rank 0 runs B0 [10,12) B1 [12,14) B2 [14,16).
+TEST(Simulator, HopTransfersQueueOnTheirLink) {
+  const Schedule s = make_schedule("gpipe", 2, 3);
+  SimCosts k{1, 2, 1, 1, 0};
+  k.hop = {0, 1.5};
+  const SimResult r = simulate(s, k);
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  EXPECT_EQ(r.makespan, 16.0);
+  EXPECT_EQ(r.ranks[1].finish, 12.5);
+  EXPECT_EQ(r.ranks[0].busy, 9.0);
+  EXPECT_EQ(r.ranks[0].idle, 7.0);
+  EXPECT_EQ(simulate(s, SimCosts{1, 2, 1, 1, 0}).makespan, 12.0);  // no transfer time
+  k.hop = {0, 1.5, 1};
+  EXPECT_THROW(simulate(s, k), std::invalid_argument);  // one entry per chunk
+  k.hop = {0, -1};
+  EXPECT_THROW(simulate(s, k), std::invalid_argument);
+}
+
 TEST(Simulator, ChromeTraceHasOneEventPerComputeAndScaledTimes) {
   const Schedule s = make_schedule("1f1b", 2, 2);
   const SimResult r = simulate(s);
