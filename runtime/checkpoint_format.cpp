@@ -335,26 +335,28 @@ std::vector<float> read_tensor(const std::string& ckpt, const TensorRecord& r) {
   return out;
 }
 
-// Puts a record's elements into the global tensor (row-major) at its shard
-// offset; returns how many it placed.
-static size_t place_record(std::vector<float>& whole, const TensorRecord& r, const std::vector<float>& data) {
+// Calls row(src, dst, n) for each contiguous row of record `r`: n elements
+// at index src of its data belong at index dst of the global tensor
+// (row-major; the last dimension is contiguous).
+template <class Row>
+static void for_each_record_row(const TensorRecord& r, Row row) {
   const size_t rank = r.shape.size();
-  // Strides of the global tensor, then walk the shard's rows (last dimension contiguous).
   std::vector<size_t> stride(rank, 1);
   for (size_t d = rank; d-- > 1;) stride[d - 1] = stride[d] * size_t(r.shape[d]);
-  const size_t row = rank ? size_t(r.shard_extent.back()) : 1;
-  if (row == 0) return 0;
+  size_t numel = 1;
+  for (int64_t e : r.shard_extent) numel *= size_t(e);
+  const size_t n = rank ? size_t(r.shard_extent.back()) : 1;
+  if (n == 0) return;
   std::vector<int64_t> at(rank, 0);  // index within the shard, last dimension fixed at 0
-  for (size_t src = 0; src < data.size(); src += row) {
+  for (size_t src = 0; src < numel; src += n) {
     size_t dst = 0;
     for (size_t d = 0; d < rank; ++d) dst += size_t(r.shard_offset[d] + at[d]) * stride[d];
-    std::copy_n(data.begin() + long(src), row, whole.begin() + long(dst));
+    row(src, dst, n);
     for (size_t d = rank - 1; d-- > 0;) {  // next row: odometer over the leading dimensions
       if (++at[d] < r.shard_extent[d]) break;
       at[d] = 0;
     }
   }
-  return data.size();
 }
 
 std::vector<float> read_tensor_part(const std::string& ckpt, const RecordIndex& idx, const TensorSpec& spec,
@@ -372,12 +374,14 @@ std::vector<float> read_tensor_part(const std::string& ckpt, const RecordIndex& 
       throw CheckpointError(ckpt + "/manifest.json: tensor " + what + " has shape " + shape_text(r->shape) +
                             ", the model expects " + shape_text(spec.global_shape));
     const std::vector<float> data = read_tensor(ckpt, *r);
-    std::vector<float> mark(data.size(), 1.0f), seen(numel, 0.0f);
-    place_record(seen, *r, mark);
-    for (size_t e = 0; e < numel; ++e)
-      if (seen[e] != 0.0f && covered[e]++)
-        throw CheckpointError(ckpt + "/manifest.json: shards of tensor " + what + " overlap");
-    placed += place_record(whole, *r, data);
+    for_each_record_row(*r, [&](size_t src, size_t dst, size_t n) {
+      for (size_t e = dst; e < dst + n; ++e) {
+        if (covered[e]) throw CheckpointError(ckpt + "/manifest.json: shards of tensor " + what + " overlap");
+        covered[e] = 1;
+      }
+      std::copy_n(data.begin() + long(src), n, whole.begin() + long(dst));
+      placed += n;
+    });
   }
   if (placed != numel)
     throw CheckpointError(ckpt + "/manifest.json: the shards of tensor " + what + " hold " + std::to_string(placed) +
