@@ -7,9 +7,25 @@
 
 #include "launch/commands.h"
 #include "runtime/config.h"
+#include "runtime/stop_signal.h"
 #include "runtime/trainer.h"
 
 namespace attnres::cli {
+namespace {
+
+void print_stop(const TrainResult& r, const Config& cfg) {
+  const bool preempted = r.stop_status == kPreemptedExitCode;
+  std::printf("stopped after step %d of %d: %s; %s; exit status %d\n", r.steps, cfg.train.steps,
+              preempted ? "preempted (SIGTERM or SIGUSR1)" : "interrupted by the user (SIGINT)",
+              cfg.checkpoint.dir.empty()
+                  ? "nothing saved (no checkpoint.dir)"
+                  : ("checkpoint of step " + std::to_string(r.steps) + " saved in " + cfg.checkpoint.dir +
+                     "; --resume auto continues from it")
+                        .c_str(),
+              r.stop_status);
+}
+
+}  // namespace
 
 void add_train_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("train", "Train a model from a YAML config");
@@ -42,6 +58,10 @@ void add_train_command(CLI::App& app) {
   cmd->callback([o] {
     const Config cfg = load_config(o->config, o->sets);
     const TrainResult r = train(cfg, o->train);
+    if (r.stop_status) {
+      if (r.world_rank == 0) print_stop(r, cfg);
+      throw ExitStatus{r.stop_status};
+    }
     if (r.world_rank != 0) return;
     std::printf("summary: steps %d | final train loss %.4f | val loss %.4f | %.0f tok/s | mfu %.1f%%\n",
                 r.steps, r.losses.empty() ? NAN : r.losses.back(), r.final_val_loss, r.tokens_per_s,

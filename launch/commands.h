@@ -7,6 +7,12 @@
 
 namespace attnres::cli {
 
+// Thrown by a callback to end the program with this status after a message
+// of its own (not an error: e.g. training stopped and saved on a signal).
+struct ExitStatus {
+  int code;
+};
+
 // Registration functions, one per file. Each adds a subcommand with --help.
 void add_data_command(CLI::App& app);      // attnres data prepare
 void add_schedule_command(CLI::App& app);  // attnres schedule

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const attnres::cli::ExitStatus& e) {
+    return e.code;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attnres: error: %s\n", e.what());
     return 1;

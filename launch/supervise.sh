@@ -14,13 +14,23 @@
 # the checkpoint itself; if the newest one fails verification it falls back to
 # an older one and says so in its own log.
 #
-# SIGUSR1 and SIGUSR2 (SLURM's warning before a time limit or preemption,
-# launch/slurm/attnres.sbatch) are passed on to mpirun, which passes them to
-# the ranks.
+# Signals (save on signal, docs/CHECKPOINT.md). The ranks save a checkpoint at
+# the next step boundary and exit 75 on SIGTERM or SIGUSR1 (preempted), 130 on
+# SIGINT (the user). mpirun passes SIGUSR1 and SIGUSR2 on to the ranks but
+# kills them at once on SIGTERM or SIGINT, so:
+#   - SIGUSR1, SIGTERM or SIGINT to the supervisor (SLURM's warning before a
+#     time limit, launch/slurm/attnres.sbatch; a scheduler ending the job; the
+#     user) is passed to mpirun as SIGUSR1: the ranks save and exit, and the
+#     supervisor exits too, without restarting: 75 after SIGUSR1 or SIGTERM
+#     ("preempted: resume"), 130 after SIGINT ("stopped by the user").
+#   - Ranks that exit 75 on their own (signalled directly) were preempted:
+#     the supervisor restarts them at once, not counted as a failed attempt.
+#     Ranks that exit 130 were stopped by the user: the supervisor exits 130.
+#   - SIGUSR2 is passed on as it is.
 #
-# Exit status: 0 when an attempt finishes cleanly; otherwise that of the last
-# failed attempt, after a final "giving up" line; 2 for bad usage; 128+signal
-# when the supervisor itself is interrupted (the job is stopped, not restarted).
+# Exit status: 0 when an attempt finishes cleanly; 75 or 130 when stopped as
+# above; otherwise that of the last failed attempt, after a final "giving up"
+# line; 2 for bad usage.
 set -uo pipefail
 
 usage() {  # the header comment
@@ -50,7 +60,7 @@ while [ $# -gt 0 ]; do
 done
 [[ "$np" =~ ^[1-9][0-9]*$ ]] || die "--np '$np': expected a positive integer"
 [[ "$max_restarts" =~ ^[0-9]+$ ]] || die "--max-restarts '$max_restarts': expected a non-negative integer"
-[[ "$backoff" =~ ^[0-9]+$ ]] || die "--backoff '$backoff': expected whole seconds >= 0"
+[[ "$backoff" =~ ^[0-9]{1,9}$ ]] || die "--backoff '$backoff': expected whole seconds >= 0 (capped at $max_backoff)"
 [ $# -gt 0 ] || die "no train arguments: expected -- --config FILE [...]"
 [ -x "$attnres" ] || die "$attnres: not an executable (build it, or pass --attnres BINARY)"
 
@@ -95,15 +105,18 @@ cmd=(mpirun -np "$np" --oversubscribe)
 [ -n "${ATTNRES_FAULT:-}" ] && cmd+=(-x ATTNRES_FAULT)  # to ranks on other hosts too
 cmd+=("$attnres" train "${train_args[@]}" --resume auto)
 
+preempted=75     # the ranks' status after saving on SIGTERM/SIGUSR1 (runtime/stop_signal.h)
+user_stopped=130 # and on SIGINT
 child=""
-interrupted=0
-on_signal() {
-  interrupted=$1
-  [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
+stopping=0       # set by a signal to the supervisor: the status to exit with
+on_signal() {    # on_signal STATUS: the ranks save and exit; no restart after
+  stopping=$1
+  say "got a stop signal; asking the ranks to save and exit (SIGUSR1 to ${child:+pid }${child:-nobody})"
+  [ -n "$child" ] && kill -USR1 "$child" 2>/dev/null
 }
-trap 'on_signal 130' INT
-trap 'on_signal 143' TERM
-trap '[ -n "$child" ] && kill -USR1 "$child" 2>/dev/null' USR1
+trap "on_signal $user_stopped" INT
+trap "on_signal $preempted" TERM
+trap "on_signal $preempted" USR1
 trap '[ -n "$child" ] && kill -USR2 "$child" 2>/dev/null' USR2
 
 # Runs "$@" in the background so a signal reaches the trap; returns its status.
@@ -121,33 +134,44 @@ run_child() {
 }
 
 attempt=1
-delay=$backoff
+failures=0  # failed attempts restarted so far (a preemption is not one)
+delay=$((backoff > max_backoff ? max_backoff : backoff))
 while :; do
   say "attempt $attempt: ${cmd[*]} (newest committed checkpoint: step $(newest_committed))"
   run_child "${cmd[@]}"
   rc=$?
-  if [ "$interrupted" != 0 ]; then
-    say "interrupted; job stopped (exit $rc), not restarting"
-    exit "$interrupted"
+  if [ "$stopping" != 0 ]; then
+    say "stopped ($([ "$stopping" = "$user_stopped" ] && echo "by the user" || echo "preempted: resume")); attempt $attempt exited $rc; newest committed checkpoint: step $(newest_committed); not restarting"
+    exit "$stopping"
   fi
   if [ "$rc" = 0 ]; then
     say "attempt $attempt finished cleanly"
     exit 0
   fi
+  if [ "$rc" = "$user_stopped" ]; then
+    say "attempt $attempt was stopped by the user (a rank got SIGINT) and saved step $(newest_committed); not restarting"
+    exit "$rc"
+  fi
+  if [ "$rc" = "$preempted" ]; then
+    say "attempt $attempt was preempted (a rank got SIGTERM or SIGUSR1) and saved step $(newest_committed); resuming at once"
+    attempt=$((attempt + 1))
+    continue
+  fi
   why="exit $rc"
   [ "$rc" = 124 ] && why="exit 124: a rank's watchdog saw no progress"
   [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ] && why="exit $rc: a rank died of signal $((rc - 128))"
   step=$(newest_committed)
-  if [ $((attempt - 1)) -ge "$max_restarts" ]; then
+  if [ "$failures" -ge "$max_restarts" ]; then
     say "attempt $attempt failed ($why); giving up after $max_restarts restart(s); newest committed checkpoint: step $step${ckpt_dir:+ in $ckpt_dir}"
     exit "$rc"
   fi
   say "attempt $attempt failed ($why); restarting in $delay s (resume from step $step)"
   run_child sleep "$delay"
-  if [ "$interrupted" != 0 ]; then
-    say "interrupted during backoff; not restarting"
-    exit "$interrupted"
+  if [ "$stopping" != 0 ]; then
+    say "stopped during backoff; not restarting"
+    exit "$stopping"
   fi
   attempt=$((attempt + 1))
+  failures=$((failures + 1))
   delay=$((delay * 2 > max_backoff ? max_backoff : delay * 2))
 done

@@ -238,6 +238,13 @@ void Checkpointer::after_step(int step) {
                 cc.async ? "async" : "sync");
 }
 
+void Checkpointer::save_now(int step) {
+  if (s_.cfg->checkpoint.dir.empty()) return;
+  if (pending_ && pending_->step != step) commit();
+  if (!pending_) start_save(step);
+  if (pending_) commit();  // a sync save has committed already
+}
+
 void Checkpointer::finish() {
   if (pending_) commit();
   if (pruner_.joinable()) pruner_.join();

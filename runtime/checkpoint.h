@@ -51,6 +51,10 @@ class Checkpointer {
   // saves when checkpoint.every divides step or step == train.steps. When it
   // does either, rank 0 logs the time the training thread spent in it.
   void after_step(int step);
+  // Saves step `step` now, even when not due, and commits it before
+  // returning: the process is about to exit (save on signal). Does nothing
+  // without checkpoint.dir.
+  void save_now(int step);
   // Waits for and commits a pending async write (call before returning).
   void finish();
 

@@ -19,7 +19,7 @@ namespace {
 [[noreturn]] void bad(const std::string& text, const std::string& why) {
   throw std::runtime_error("ATTNRES_FAULT='" + text + "': " + why +
                            " (expected e.g. rank=1,step=7,at=step[,once=/tmp/marker]; "
-                           "at is step, checkpoint_write or hang)");
+                           "at is step, checkpoint_write, hang, sigterm, sigusr1 or sigint)");
 }
 
 int parse_int(const std::string& text, const std::string& key, const std::string& v) {
@@ -49,6 +49,14 @@ bool claim_marker(const std::string& path) {
   return true;
 }
 
+// The signal an at= value sends, or 0 for the other fault kinds.
+int fault_signal(const std::string& at) {
+  if (at == "sigterm") return SIGTERM;
+  if (at == "sigusr1") return SIGUSR1;
+  if (at == "sigint") return SIGINT;
+  return 0;
+}
+
 const std::optional<FaultSpec>& env_spec() {
   static const std::optional<FaultSpec> spec = [] {
     const char* v = std::getenv("ATTNRES_FAULT");
@@ -74,7 +82,8 @@ std::optional<FaultSpec> parse_fault_spec(const std::string& text) {
     if (key == "rank") s.rank = parse_int(text, key, val), has_rank = true;
     else if (key == "step") s.step = parse_int(text, key, val), has_step = true;
     else if (key == "at") {
-      if (val != "step" && val != "checkpoint_write" && val != "hang") bad(text, "at='" + val + "' is not a fault point");
+      if (val != "step" && val != "checkpoint_write" && val != "hang" && !fault_signal(val))
+        bad(text, "at='" + val + "' is not a fault point");
       s.at = val, has_at = true;
     } else if (key == "once") {
       if (val.empty()) bad(text, "once= needs a marker file path");
@@ -95,11 +104,16 @@ void fault_point(const char* where, int step) {
   const std::optional<FaultSpec>& s = env_spec();
   if (!s || s->step != step || env_rank() != s->rank) return;
   const bool hang = s->at == "hang";
-  if ((hang ? "step" : s->at) != w) return;
+  const int sig = fault_signal(s->at);
+  if ((hang || sig ? "step" : s->at) != w) return;
   if (!s->once.empty() && !claim_marker(s->once)) return;
   std::fprintf(stderr, "attnres: ATTNRES_FAULT: rank %d %s at %s of step %d\n", s->rank,
-               hang ? "hangs" : "killed (SIGKILL)", where, step);
+               hang ? "hangs" : sig ? ("sends itself " + s->at).c_str() : "killed (SIGKILL)", where, step);
   std::fflush(stderr);
+  if (sig) {
+    ::raise(sig);
+    return;
+  }
   if (!hang) ::raise(SIGKILL);
   for (;;) ::pause();  // until the watchdog or mpirun ends the process
 }

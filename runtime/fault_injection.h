@@ -11,6 +11,9 @@
 //                           of that step is written
 //         checkpoint_write  SIGKILL partway through writing that step's checkpoint
 //         hang              sleep forever at the end of that step (the watchdog's case)
+//         sigterm, sigusr1, sigint
+//                           send this signal to itself at the end of that step and
+//                           go on (save on signal, runtime/stop_signal.h)
 //   once  optional marker file: fail only if it does not exist, and create it
 //         (fsynced) first, so the restarted job does not fail again there.
 //
@@ -24,7 +27,7 @@ namespace attnres {
 struct FaultSpec {
   int rank = 0;
   int step = 0;
-  std::string at;    // "step" | "checkpoint_write" | "hang"
+  std::string at;    // "step" | "checkpoint_write" | "hang" | "sigterm" | "sigusr1" | "sigint"
   std::string once;  // marker path; empty = every time
 };
 
@@ -32,7 +35,7 @@ struct FaultSpec {
 // value and what was expected.
 std::optional<FaultSpec> parse_fault_spec(const std::string& text);
 
-// The fault points. `where` is "step" (end of a step: at=step and at=hang) or
+// The fault points. `where` is "step" (end of a step: at=step, hang and the signals) or
 // "checkpoint_write" (inside the checkpoint writer, after the first tensor of
 // the shard). Does nothing unless ATTNRES_FAULT names this rank, this point
 // and this step. The rank is this process's MPI world rank, read from the

@@ -6,6 +6,7 @@
 #include <cassert>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -32,6 +33,7 @@
 #include "runtime/optimizer.h"
 #include "runtime/safetensors.h"
 #include "runtime/trace.h"
+#include "runtime/stop_signal.h"
 #include "runtime/watchdog.h"
 
 namespace attnres {
@@ -325,6 +327,16 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
   return s;
 }
 
+// The ranks agree at a step boundary whether to stop on a signal: a SIGINT on
+// any rank makes it the user's stop, else a SIGTERM or SIGUSR1 a preemption.
+// Returns the exit status that says which (runtime/stop_signal.h), or 0.
+int agreed_stop(Run& r) {
+  const int sig = received_stop_signal();
+  double v[2] = {sig == SIGINT ? 1.0 : 0.0, sig != 0 && sig != SIGINT ? 1.0 : 0.0};
+  if (r.topo.world_size > 1) r.groups.world->allreduce_sum(v, 2);
+  return v[0] > 0 ? kInterruptedExitCode : v[1] > 0 ? kPreemptedExitCode : 0;
+}
+
 }  // namespace
 
 TrainResult train(const Config& cfg, const TrainOptions& opt) {
@@ -333,6 +345,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   if (opt.peak_gflops < 0)
     throw std::invalid_argument("--peak-gflops must be a positive number of GFLOP/s, got " +
                                 std::to_string(opt.peak_gflops));
+  install_stop_signals();
   Run r(cfg);
   setup(r);
   kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank(*r.node));
@@ -358,6 +371,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   if (log) print_header(r, peak_flops, opt.peak_gflops == 0);
 
   TrainResult res;
+  res.steps = first_step;
   res.final_val_loss = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> tps, mfus;
   bool peak_beaten = false;
@@ -393,11 +407,16 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       std::printf("%s\n", format_log_line(s, tc.steps).c_str());
     heartbeat(s.step);
     fault_point("step", s.step);  // before this step's checkpoint is written
+    res.steps = s.step;
+    res.stop_status = s.step < tc.steps ? agreed_stop(r) : 0;
+    if (res.stop_status) {
+      ckpt.save_now(s.step);
+      break;
+    }
     ckpt.after_step(s.step);
   }
   ckpt.finish();
   res.world_rank = r.topo.world_rank;
-  res.steps = tc.steps;
   res.tokens_per_s = median(tps);
   res.mfu = median(mfus);
   if (log && (cfg.parallel.pp > 1 || cfg.parallel.tp > 1) && !last_hop_bytes.empty()) {
@@ -405,7 +424,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     std::printf("%s", comm_table(cfg, r.part, exec.schedule().placement, last_hop_bytes, last_tp_bytes).c_str());
   }
   if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
-  if (!opt.export_path.empty()) {
+  if (!opt.export_path.empty() && !res.stop_status) {
     export_model(r, opt.export_path);
     if (log) std::printf("exported %s and %s\n", opt.export_path.c_str(), export_config_path(opt.export_path).c_str());
   }

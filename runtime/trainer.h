@@ -20,7 +20,8 @@ struct TrainOptions {
 
 struct TrainResult {
   int world_rank = 0;
-  int steps = 0;
+  int steps = 0;                 // optimizer steps done when train() returned
+  int stop_status = 0;           // stopped early on a signal: the exit status (runtime/stop_signal.h)
   std::vector<double> losses;    // train loss of every step
   double final_val_loss = 0.0;   // last evaluation (NaN if none ran)
   double tokens_per_s = 0.0;     // median over the steps after the first

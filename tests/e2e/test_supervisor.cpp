@@ -225,6 +225,47 @@ TEST(Supervisor, RestartsExhaustedEndsNonZeroWithAClearMessage) {
   EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
 }
 
+// Save on signal (issue #12): a rank signalled mid-training makes every rank
+// save that step and exit 75; `--resume auto` then ends as the uninterrupted run.
+TEST(SaveOnSignal, SignalledRankSavesItsStepAndTheResumedRunMatches) {
+  const fs::path dir = fresh_dir("signal_mpirun");
+  const std::string mpirun = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversubscribe ";
+  // Step 5 is not a checkpoint step (every 3): only the signal saves it.
+  const Outcome stopped = run("ATTNRES_FAULT='rank=1,step=5,at=sigterm' " + mpirun + "-x ATTNRES_FAULT " +
+                                  ATTNRES_BINARY_DIR "/attnres train " + train_args(dir, {}),
+                              dir);
+  EXPECT_EQ(stopped.exit_code, 75) << stopped.log;
+  expect_contains(stopped.log, "stopped after step 5 of 12: preempted (SIGTERM or SIGUSR1); checkpoint of step 5 saved in " +
+                                   (dir / "ckpt").string());
+  EXPECT_TRUE(fs::exists(fs::path(ckpt(dir, 5)) / "COMMITTED"));
+  EXPECT_FALSE(fs::exists(fs::path(ckpt(dir, 6))));
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors"));  // a stopped run exports nothing
+  const Outcome resumed = run(mpirun + ATTNRES_BINARY_DIR "/attnres train " + train_args(dir, {}) + " --resume auto", dir);
+  expect_contains(resumed.log, "resume: loaded " + ckpt(dir, 5) + " (step 5)");
+  expect_same_as_reference(dir, resumed, 5);
+}
+
+TEST(SaveOnSignal, PreemptedRanksAreResumedByTheSupervisorAtOnce) {
+  const fs::path dir = fresh_dir("signal_supervisor");
+  const Outcome o = supervise(dir, "rank=0,step=7,at=sigusr1,once=" + (dir / "fault.marker").string(),
+                              "--backoff 30 --max-restarts 0");
+  expect_contains(o.log, "supervisor: attempt 1 was preempted (a rank got SIGTERM or SIGUSR1) and saved step 7; resuming at once");
+  expect_contains(o.log, "resume: loaded " + ckpt(dir, 7) + " (step 7)");
+  expect_contains(o.log, "supervisor: attempt 2 finished cleanly");
+  EXPECT_LT(o.seconds, 30);  // no backoff, and --max-restarts 0 did not stop it: not a failure
+  expect_same_as_reference(dir, o, 7);
+}
+
+TEST(SaveOnSignal, SigintIsTheUsersStopAndIsNotRestarted) {
+  const fs::path dir = fresh_dir("signal_user");
+  const Outcome o = supervise(dir, "rank=1,step=4,at=sigint", "--backoff 0");
+  EXPECT_EQ(o.exit_code, 130) << o.log;
+  expect_contains(o.log, "stopped after step 4 of 12: interrupted by the user (SIGINT)");
+  expect_contains(o.log, "supervisor: attempt 1 was stopped by the user (a rank got SIGINT) and saved step 4; not restarting");
+  EXPECT_EQ(count(o.log, "supervisor: attempt "), 2u);
+  EXPECT_TRUE(fs::exists(fs::path(ckpt(dir, 4)) / "COMMITTED"));
+}
+
 TEST(Supervisor, RejectsBadUsage) {
   const fs::path dir = fresh_dir("usage");
   const std::string sup = ATTNRES_SOURCE_DIR "/launch/supervise.sh --attnres " ATTNRES_BINARY_DIR "/attnres ";
