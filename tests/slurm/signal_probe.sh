@@ -3,7 +3,6 @@
 # runs ATTNRES_REAL with the same arguments and, when SIGUSR1 arrives, appends
 # "<hostname> rank <r> USR1" to ATTNRES_SIGNAL_LOG and passes the signal on.
 # When the rank has ended, appends "<hostname> rank <r> exit <status>".
-# (Saving a checkpoint on the signal is the runtime's part, not tested here.)
 set -u
 rank="${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-${SLURM_PROCID:-?}}}"
 log="${ATTNRES_SIGNAL_LOG:?}"

@@ -12,10 +12,10 @@
 #     gives the losses of the same run started by plain mpirun, bit for bit;
 #  2. preemption: SIGUSR1 sent to the batch shell alone (scancel --batch, what
 #     `#SBATCH --signal=B:USR1@...` does before the time limit) reaches every
-#     rank, on both nodes, in all three forms. A probe in place of the binary
-#     (signal_probe.sh) records the signal and passes it on; the ranks then die
-#     of it, as the runtime does not handle the signal yet (saving a checkpoint
-#     on it is the hardening issue's work), and the job ends.
+#     rank, on both nodes, in all three forms (a probe in place of the binary,
+#     signal_probe.sh, records it); the ranks save the step they are at and
+#     exit 75, and the job submitted again resumes from that checkpoint and
+#     ends with the uninterrupted run's losses, bit for bit.
 # Exit 77 (CTest: skipped) with the reason where the cluster cannot start.
 set -euo pipefail
 
@@ -113,15 +113,32 @@ for form in "${forms[@]}"; do
   echo "sbatch ($form): job $id, 30 losses equal plain mpirun's bit for bit ($((SECONDS - t0)) s)"
 done
 
-# 2. Preemption: the warning signal reaches the ranks.
+# 2. Preemption: the warning signal reaches the ranks, which save the step
+# they are at and exit 75; the same form submitted again with --resume auto
+# (the supervisor adds it itself) ends with the uninterrupted run's losses,
+# bit for bit. small.yaml with 2 microbatches a step: steps slow enough
+# (about 0.4 s) for the signal to land mid-run.
+slow_args() {  # NAME: 15 steps, metrics in NAME.jsonl
+  echo --config "$src/configs/small.yaml" --peak-gflops 1 --set "data.dir=$work/corpus" --set train.threads=1 \
+    --set parallel.pp=2 --set train.steps=15 --set train.grad_accum=2 --set train.warmup_steps=2 \
+    --set train.eval_every=0 --metrics "$work/$1.jsonl"
+}
+# shellcheck disable=SC2046
+cluster_exec head timeout -k 10 120 mpirun -np 2 --hostfile "$work/hostfile" --mca plm_rsh_agent "$here/../multihost/rsh_agent.sh" \
+  -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS "$attnres" train $(slow_args slow_plain) > "$work/slow_plain.log" 2>&1 ||
+  { tail -n 20 "$work/slow_plain.log"; fail "plain mpirun run (small.yaml) failed"; }
+newest_committed() {  # DIR: the newest committed step, 0 if none
+  local d best=0
+  for d in "$1"/step_*/COMMITTED; do [ -f "$d" ] && best=$((10#$(basename "$(dirname "$d")" | cut -d_ -f2))); done
+  echo "$best"
+}
 for form in "${forms[@]}"; do
+  t0=$SECONDS
   name="preempt_$form"
+  ckpt="$work/ckpt_$name"
   export ATTNRES_REAL="$attnres" ATTNRES_SIGNAL_LOG="$work/$name.signals"
-  more=()
-  [ "$form" = supervise ] && more=(--max-restarts 0)  # the ranks die of the signal: no restart
   # shellcheck disable=SC2046,SC2086
-  id=$(submit "$name" ${opts[$form]} "${more[@]}" --attnres "$here/signal_probe.sh" -- $(train_args "$name" 1000000) \
-       --set "checkpoint.dir=$work/ckpt_$name")
+  id=$(submit "$name" ${opts[$form]} --attnres "$here/signal_probe.sh" -- $(slow_args "$name") --set "checkpoint.dir=$ckpt")
   for ((i = 0; i < 240; ++i)); do  # until both ranks train: a first step is logged
     [ -s "$work/$name.jsonl" ] && break
     sleep 0.25
@@ -134,11 +151,21 @@ for form in "${forms[@]}"; do
   for r in 0 1; do
     grep -qx "amh-h$r rank $r USR1" "$ATTNRES_SIGNAL_LOG" ||
       { cat "$ATTNRES_SIGNAL_LOG" "$work/$name.out"; fail "$name: rank $r (on amh-h$r) did not receive SIGUSR1"; }
+    grep -qx "amh-h$r rank $r exit 75" "$ATTNRES_SIGNAL_LOG" ||
+      { cat "$ATTNRES_SIGNAL_LOG" "$work/$name.out"; fail "$name: rank $r did not save and exit 75"; }
   done
-  # The ranks die of the signal; the first to go ends the job, and the launcher
-  # may kill the other before it has died of it, so each rank's exit is shown,
-  # not required.
-  echo "preemption ($form): SIGUSR1 to the batch shell of job $id reached rank 0 on amh-h0 and rank 1 on amh-h1;" \
-       "$(grep -o 'exited with status [0-9]*' "$work/$name.out"); ranks: $(grep -o 'rank . exit [0-9]*' "$ATTNRES_SIGNAL_LOG" | paste -sd, -)"
+  grep -q "exited with status 75" "$work/$name.out" || { tail -n 30 "$work/$name.out"; fail "$name: the job did not end with status 75"; }
+  stop=$(newest_committed "$ckpt")
+  [ "$stop" -ge 1 ] && [ "$stop" -lt 15 ] || { tail -n 30 "$work/$name.out"; fail "$name: no checkpoint of a step before the end (newest: $stop)"; }
+  resume=(--resume auto)
+  [ "$form" = supervise ] && resume=()
+  # shellcheck disable=SC2046,SC2086
+  id=$(submit "${name}_resumed" ${opts[$form]} --attnres "$attnres" -- $(slow_args "$name") --set "checkpoint.dir=$ckpt" "${resume[@]}")
+  wait_job "$id" 120 || { cat "$work/${name}_resumed.out"; fail "$name: the resumed job $id did not end in 120 s"; }
+  grep -q "exited with status 0" "$work/${name}_resumed.out" || { tail -n 30 "$work/${name}_resumed.out"; fail "$name: the resumed job failed"; }
+  [ "$(losses slow_plain)" = "$(losses "$name")" ] ||
+    { diff <(losses slow_plain) <(losses "$name") | head; fail "$name: losses after the resume differ from the uninterrupted run's"; }
+  echo "preemption ($form): SIGUSR1 to the batch shell reached rank 0 on amh-h0 and rank 1 on amh-h1, both saved step $stop" \
+       "and exited 75; resumed, the 15 losses equal the uninterrupted run's bit for bit ($((SECONDS - t0)) s)"
 done
 echo "PASS in $((SECONDS - t_start)) s"
