@@ -63,9 +63,10 @@ void add_train_command(CLI::App& app) {
       throw ExitStatus{r.stop_status};
     }
     if (r.world_rank != 0) return;
-    std::printf("summary: steps %d | final train loss %.4f | val loss %.4f | %.0f tok/s | mfu %.1f%%\n",
+    std::printf("summary: steps %d | final train loss %.4f | val loss %.4f | %.0f tok/s | mfu %.1f%%%s\n",
                 r.steps, r.losses.empty() ? NAN : r.losses.back(), r.final_val_loss, r.tokens_per_s,
-                100.0 * r.mfu);
+                100.0 * r.mfu,
+                r.skipped_steps ? (" | " + std::to_string(r.skipped_steps) + " skipped (non-finite)").c_str() : "");
   });
 }
 

@@ -51,6 +51,8 @@ void visit_fields(C& c, F&& f) {
   f("train.seed", c.train.seed);
   f("train.threads", c.train.threads);
   f("train.watchdog_timeout", c.train.watchdog_timeout);
+  f("train.on_nonfinite", c.train.on_nonfinite);
+  f("train.max_skipped_steps", c.train.max_skipped_steps);
   f("data.dir", c.data.dir);
   f("parallel.dp", c.parallel.dp);
   f("parallel.pp", c.parallel.pp);
@@ -295,6 +297,9 @@ void validate_config(Config& cfg) {
   require_positive("train.log_every", t.log_every);
   require_non_negative("train.threads", t.threads);
   require_non_negative("train.watchdog_timeout", t.watchdog_timeout);
+  if (t.on_nonfinite != "stop" && t.on_nonfinite != "skip")
+    fail("train.on_nonfinite", "'" + t.on_nonfinite + "' is not a policy (expected stop or skip)");
+  require_non_negative("train.max_skipped_steps", t.max_skipped_steps);
 
   if (cfg.data.dir.empty()) fail("data.dir", "must not be empty");
 

@@ -19,7 +19,7 @@ namespace {
 [[noreturn]] void bad(const std::string& text, const std::string& why) {
   throw std::runtime_error("ATTNRES_FAULT='" + text + "': " + why +
                            " (expected e.g. rank=1,step=7,at=step[,once=/tmp/marker]; "
-                           "at is step, checkpoint_write, hang, sigterm, sigusr1 or sigint)");
+                           "at is step, checkpoint_write, hang, nan, sigterm, sigusr1 or sigint)");
 }
 
 int parse_int(const std::string& text, const std::string& key, const std::string& v) {
@@ -82,7 +82,7 @@ std::optional<FaultSpec> parse_fault_spec(const std::string& text) {
     if (key == "rank") s.rank = parse_int(text, key, val), has_rank = true;
     else if (key == "step") s.step = parse_int(text, key, val), has_step = true;
     else if (key == "at") {
-      if (val != "step" && val != "checkpoint_write" && val != "hang" && !fault_signal(val))
+      if (val != "step" && val != "checkpoint_write" && val != "hang" && val != "nan" && !fault_signal(val))
         bad(text, "at='" + val + "' is not a fault point");
       s.at = val, has_at = true;
     } else if (key == "once") {
@@ -98,11 +98,19 @@ std::optional<FaultSpec> parse_fault_spec(const std::string& text) {
   return s;
 }
 
+bool nan_fault_due(int step) {
+  const std::optional<FaultSpec>& s = env_spec();
+  if (!s || s->at != "nan" || s->step != step || env_rank() != s->rank) return false;
+  if (!s->once.empty() && !claim_marker(s->once)) return false;
+  std::fprintf(stderr, "attnres: ATTNRES_FAULT: rank %d makes a gradient NaN in step %d\n", s->rank, step);
+  return true;
+}
+
 void fault_point(const char* where, int step) {
   const std::string w(where);
   if (w != "step" && w != "checkpoint_write") throw std::logic_error("fault_point: unknown point " + w);
   const std::optional<FaultSpec>& s = env_spec();
-  if (!s || s->step != step || env_rank() != s->rank) return;
+  if (!s || s->step != step || env_rank() != s->rank || s->at == "nan") return;
   const bool hang = s->at == "hang";
   const int sig = fault_signal(s->at);
   if ((hang || sig ? "step" : s->at) != w) return;

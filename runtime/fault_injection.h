@@ -1,5 +1,6 @@
 // Failure injection for tests: the environment variable ATTNRES_FAULT makes a
-// chosen rank die (SIGKILL) or hang at a chosen point, so the supervisor,
+// chosen rank die (SIGKILL), hang, get a signal or a NaN gradient at a chosen
+// point, so the supervisor, save on signal, the non-finite guard,
 // watchdog and checkpoint recovery can be tested against real crashes.
 //
 //   ATTNRES_FAULT=rank=1,step=7,at=step,once=/tmp/x.marker
@@ -11,6 +12,7 @@
 //                           of that step is written
 //         checkpoint_write  SIGKILL partway through writing that step's checkpoint
 //         hang              sleep forever at the end of that step (the watchdog's case)
+//         nan               make one gradient element of that step NaN (nan_fault_due)
 //         sigterm, sigusr1, sigint
 //                           send this signal to itself at the end of that step and
 //                           go on (save on signal, runtime/stop_signal.h)
@@ -27,7 +29,7 @@ namespace attnres {
 struct FaultSpec {
   int rank = 0;
   int step = 0;
-  std::string at;    // "step" | "checkpoint_write" | "hang" | "sigterm" | "sigusr1" | "sigint"
+  std::string at;    // "step" | "checkpoint_write" | "hang" | "nan" | "sigterm" | "sigusr1" | "sigint"
   std::string once;  // marker path; empty = every time
 };
 
@@ -42,5 +44,10 @@ std::optional<FaultSpec> parse_fault_spec(const std::string& text);
 // launcher's environment (OMPI_COMM_WORLD_RANK, PMI_RANK; 0 without one), so
 // any thread may call it. Throws on a malformed ATTNRES_FAULT.
 void fault_point(const char* where, int step);
+
+// True when ATTNRES_FAULT names this rank, at=nan and this step (claiming the
+// once= marker): the trainer then poisons a gradient, to test the guard
+// against non-finite states.
+bool nan_fault_due(int step);
 
 }  // namespace attnres

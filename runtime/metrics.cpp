@@ -21,6 +21,7 @@ std::string format_log_line(const StepMetrics& s, int total_steps) {
     std::snprintf(buf, sizeof buf, " | val_loss %.4f", *s.val_loss);
     line += buf;
   }
+  if (s.skipped) line += " | SKIPPED: non-finite, update not applied";
   return line + s.extra_log;
 }
 
@@ -49,6 +50,7 @@ void MetricsWriter::write(const StepMetrics& s) {
   nlohmann::json j = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                       {"tokens_per_s", s.tokens_per_s}, {"mfu", s.mfu}};
   if (s.val_loss) j["val_loss"] = *s.val_loss;
+  if (s.skipped) j["skipped"] = true;
   std::string line = j.dump();
   if (!s.extra_json.empty()) line = line.substr(0, line.size() - 1) + "," + s.extra_json + "}";
   std::fprintf(f_, "%s\n", line.c_str());

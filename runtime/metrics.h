@@ -12,6 +12,7 @@ struct StepMetrics {
   int step = 0;  // 1-based: the number of optimizer steps done
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, mfu = 0;
   std::optional<double> val_loss;
+  bool skipped = false;    // non-finite loss or grad norm: the update was not applied
   std::string extra_log;   // appended to the log line (e.g. bubble, bytes per hop)
   std::string extra_json;  // extra JSON members, e.g. "\"bubble\":[0.1,0.2]"
 };

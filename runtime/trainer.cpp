@@ -297,6 +297,12 @@ void print_header(const Run& r, double peak_flops, bool measured) {
               measured ? "sgemm measured per node" : "--peak-gflops per node");
 }
 
+// ATTNRES_FAULT at=nan: one NaN in this rank's gradients.
+void poison_gradient(Chunk& c) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  kernels::from_host(c.dev, c.grads.data(), &nan, 1);
+}
+
 // One optimizer step (0-based `step`): this dp rank's microbatches through the
 // pipeline (which also sums the gradients over dp), global-norm clip, AdamW.
 // Returns step, loss, lr, norm.
@@ -313,18 +319,39 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
   mbs.point();
   double loss_sum = 0.0;
   for (double l : exec.run(mbs.tokens, mbs.targets, float(1.0 / tokens_per_step))) loss_sum += l;  // mb order
+  if (nan_fault_due(step + 1)) poison_gradient(exec.chunks().front());
   StepMetrics s;
   s.step = step + 1;
   s.grad_norm = grad_norm(r);
+  s.loss = share_loss(r, loss_sum) / tokens_per_step;
   s.lr = lr_at(tc, step);
+  // Both are the same on every rank: all skip (or stop) together.
+  s.skipped = !std::isfinite(s.loss) || !std::isfinite(s.grad_norm);
+  if (s.skipped) return s;
   const float clip = clip_factor(s.grad_norm, tc.grad_clip);
   for (size_t i = 0; i < exec.chunks().size(); ++i) {
     Chunk& c = exec.chunks()[i];
     if (clip != 1.0f) kernels::scale_inplace(c.dev, c.grads.data(), clip, c.layout.total);
     r.adam[i].step(c.layout, c.params.data(), c.grads.data(), float(s.lr), tc);
   }
-  s.loss = share_loss(r, loss_sum) / tokens_per_step;
   return s;
+}
+
+// Never trains on a non-finite state (DESIGN §10): the step was not applied;
+// stop (train.on_nonfinite: stop) or go on unless more than
+// train.max_skipped_steps steps in a row were skipped. Throws to stop, before
+// any checkpoint of the step is written.
+void guard_nonfinite(const TrainConfig& tc, const StepMetrics& s, int in_a_row) {
+  char what[160];
+  std::snprintf(what, sizeof what, "step %d: loss %g, gradient norm %g: not finite; the update was not applied",
+                s.step, s.loss, s.grad_norm);
+  if (tc.on_nonfinite == "stop")
+    throw std::runtime_error(std::string(what) +
+                             "; stopping (train.on_nonfinite: stop; the checkpoints written before it are intact)");
+  if (in_a_row > tc.max_skipped_steps)
+    throw std::runtime_error(std::string(what) + "; " + std::to_string(in_a_row) +
+                             " steps in a row skipped, more than train.max_skipped_steps = " +
+                             std::to_string(tc.max_skipped_steps) + "; stopping");
 }
 
 // The ranks agree at a step boundary whether to stop on a signal: a SIGINT on
@@ -377,10 +404,16 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   bool peak_beaten = false;
   std::vector<double> last_hop_bytes;  // of the last step, summed over dp replicas
   std::vector<double> last_tp_bytes;   // of the last step, per world rank
+  int skipped_in_a_row = 0;            // non-finite steps not applied (train.on_nonfinite: skip)
   for (int step = first_step; step < tc.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     const double tp_bytes_before = r.groups.tensor_collectives ? r.groups.tensor_collectives->bytes_sent() : 0;
     StepMetrics s = optimizer_step(r, loader, mbs, step);
+    skipped_in_a_row = s.skipped ? skipped_in_a_row + 1 : 0;
+    if (s.skipped) {
+      guard_nonfinite(tc, s, skipped_in_a_row);
+      res.skipped_steps++;
+    }
     if (r.groups.tensor_collectives) r.tp_step_bytes = r.groups.tensor_collectives->bytes_sent() - tp_bytes_before;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.tokens_per_s = tokens_per_step / secs;
@@ -403,7 +436,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     if (step > 0) tps.push_back(s.tokens_per_s), mfus.push_back(s.mfu);
     res.losses.push_back(s.loss);
     metrics.write(s);
-    if (log && (s.step % std::max(tc.log_every, 1) == 0 || s.step == tc.steps || s.val_loss))
+    if (log && (s.step % std::max(tc.log_every, 1) == 0 || s.step == tc.steps || s.val_loss || s.skipped))
       std::printf("%s\n", format_log_line(s, tc.steps).c_str());
     heartbeat(s.step);
     fault_point("step", s.step);  // before this step's checkpoint is written

@@ -26,6 +26,7 @@ struct TrainResult {
   double final_val_loss = 0.0;   // last evaluation (NaN if none ran)
   double tokens_per_s = 0.0;     // median over the steps after the first
   double mfu = 0.0;              // median
+  int skipped_steps = 0;         // updates not applied: non-finite loss or grad norm (on_nonfinite: skip)
 };
 
 TrainResult train(const Config& cfg, const TrainOptions& opt);

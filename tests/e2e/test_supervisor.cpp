@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -264,6 +265,58 @@ TEST(SaveOnSignal, SigintIsTheUsersStopAndIsNotRestarted) {
   expect_contains(o.log, "supervisor: attempt 1 was stopped by the user (a rank got SIGINT) and saved step 4; not restarting");
   EXPECT_EQ(count(o.log, "supervisor: attempt "), 2u);
   EXPECT_TRUE(fs::exists(fs::path(ckpt(dir, 4)) / "COMMITTED"));
+}
+
+// Never train on a non-finite state (issue #12): a NaN gradient on one rank
+// at step 5 (ATTNRES_FAULT at=nan).
+Outcome run_with_nan(const fs::path& dir, const std::vector<std::string>& sets) {
+  return run("ATTNRES_FAULT='rank=1,step=5,at=nan' OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+             "mpirun -np 2 --oversubscribe -x ATTNRES_FAULT " ATTNRES_BINARY_DIR "/attnres train " +
+                 train_args(dir, sets),
+             dir);
+}
+
+void expect_reference_losses_until(const fs::path& dir, const Outcome& got, int last) {
+  for (int s = 1; s <= last; ++s) {
+    ASSERT_TRUE(got.losses.count(s)) << "step " << s << " not logged\n" << got.log;
+    EXPECT_EQ(got.losses.at(s), reference(dir).losses.at(s)) << "step " << s;
+  }
+}
+
+TEST(NonFinite, StopsByDefaultNamingTheStepAndWritesNoCheckpointOfIt) {
+  const fs::path dir = fresh_dir("nan_stop");
+  const Outcome o = run_with_nan(dir, {"checkpoint.every=1"});
+  EXPECT_EQ(o.exit_code, 1) << o.log;
+  expect_contains(o.log, "attnres: error: step 5: loss ");
+  expect_contains(o.log, "gradient norm nan: not finite; the update was not applied; stopping (train.on_nonfinite: stop");
+  EXPECT_TRUE(fs::exists(fs::path(ckpt(dir, 4)) / "COMMITTED"));
+  EXPECT_FALSE(fs::exists(ckpt(dir, 5)));
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
+  expect_reference_losses_until(dir, o, 4);
+}
+
+TEST(NonFinite, SkipLeavesTheStateUntouchedLogsAndCountsIt) {
+  const fs::path dir = fresh_dir("nan_skip");
+  const Outcome o = run_with_nan(dir, {"train.on_nonfinite=skip"});
+  ASSERT_EQ(o.exit_code, 0) << o.log;
+  expect_contains(o.log, "gnorm nan |");
+  expect_contains(o.log, "SKIPPED: non-finite, update not applied");
+  expect_contains(o.log, "| 1 skipped (non-finite)");
+  EXPECT_NE(read_text(dir / "metrics.jsonl").find("\"skipped\":true"), std::string::npos);
+  // Step 5's loss comes before its update; from step 6 on the run differs from
+  // the reference (one update fewer) but stays finite.
+  expect_reference_losses_until(dir, o, 5);
+  EXPECT_NE(o.losses.at(6), reference(dir).losses.at(6));
+  ASSERT_FALSE(o.params.empty());
+  for (const NamedTensor& t : o.params)
+    for (float x : t.data) ASSERT_TRUE(std::isfinite(x)) << t.name;
+}
+
+TEST(NonFinite, MoreSkipsInARowThanTheLimitStop) {
+  const fs::path dir = fresh_dir("nan_limit");
+  const Outcome o = run_with_nan(dir, {"train.on_nonfinite=skip", "train.max_skipped_steps=0"});
+  EXPECT_EQ(o.exit_code, 1) << o.log;
+  expect_contains(o.log, "1 steps in a row skipped, more than train.max_skipped_steps = 0; stopping");
 }
 
 TEST(Supervisor, RejectsBadUsage) {

@@ -49,6 +49,9 @@ TEST(FaultSpec, ParsesEveryKey) {
   EXPECT_EQ(h->at, "hang");
   EXPECT_EQ(h->step, 3);
   EXPECT_EQ(h->once, "");
+  for (const char* at : {"nan", "sigterm", "sigusr1", "sigint"})
+    EXPECT_EQ(parse_fault_spec(std::string("rank=0,step=1,at=") + at)->at, at);
+  EXPECT_THROW(parse_fault_spec("rank=0,step=1,at=sigkill"), std::runtime_error);
 }
 
 TEST(FaultSpec, RejectsMalformedValues) {
