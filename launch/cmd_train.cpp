@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "launch/commands.h"
@@ -52,10 +53,12 @@ void add_train_command(CLI::App& app) {
             return *end == '\0' && x > 0 ? std::string() : "must be a positive number of GFLOP/s, got '" + v + "'";
           },
           "POSITIVE"));
-  cmd->add_option("--resume", o->train.resume,
+  CLI::Option* resume = cmd->add_option("--resume", o->train.resume,
                   "Resume from a checkpoint: 'auto' (the newest complete one in checkpoint.dir, falling back "
                   "to older ones; fresh if none) or a checkpoint directory (docs/CHECKPOINT.md)");
-  cmd->callback([o] {
+  cmd->callback([o, resume] {
+    if (resume->count() > 0 && o->train.resume.empty())
+      throw std::invalid_argument("--resume '': expected 'auto' or a checkpoint directory");
     const Config cfg = load_config(o->config, o->sets);
     const TrainResult r = train(cfg, o->train);
     if (r.stop_status) {
@@ -63,6 +66,10 @@ void add_train_command(CLI::App& app) {
       throw ExitStatus{r.stop_status};
     }
     if (r.world_rank != 0) return;
+    if (r.losses.empty()) {  // resumed at train.steps
+      std::printf("summary: nothing to train: the checkpoint resumed is at step %d = train.steps\n", r.steps);
+      return;
+    }
     std::printf("summary: steps %d | final train loss %.4f | val loss %.4f | %.0f tok/s | mfu %.1f%%%s\n",
                 r.steps, r.losses.empty() ? NAN : r.losses.back(), r.final_val_loss, r.tokens_per_s,
                 100.0 * r.mfu,

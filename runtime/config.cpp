@@ -7,6 +7,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -203,6 +204,12 @@ std::string str(T x) {
 void require_positive(const char* key, int v) {
   if (v < 1) fail(key, str(v) + " must be >= 1");
 }
+// Sizes: positive and at most `max`, so that every count derived from them
+// (sublayers, parameters, activations) fits in 64 bits.
+void require_size(const char* key, int v, int max) {
+  require_positive(key, v);
+  if (v > max) fail(key, str(v) + " exceeds " + str(max) + ", the largest this runtime accepts");
+}
 void require_non_negative(const char* key, int v) {
   if (v < 0) fail(key, str(v) + " must be >= 0");
 }
@@ -224,11 +231,13 @@ void validate_config(Config& cfg) {
   // adds unused rows (allowed, e.g. to pad V to a multiple of 64).
   if (m.vocab_size < 256)
     fail("model.vocab_size", str(m.vocab_size) + " must be >= 256 (the tokenizer is byte-level)");
-  require_positive("model.d_model", m.d_model);
-  require_positive("model.n_layers", m.n_layers);
-  require_positive("model.n_heads", m.n_heads);
-  require_positive("model.d_ff", m.d_ff);
-  require_positive("model.seq_len", m.seq_len);
+  if (m.vocab_size > (1 << 24))
+    fail("model.vocab_size", str(m.vocab_size) + " exceeds " + str(1 << 24) + ", the largest this runtime accepts");
+  require_size("model.d_model", m.d_model, 1 << 16);
+  require_size("model.n_layers", m.n_layers, 1 << 12);
+  require_size("model.n_heads", m.n_heads, 1 << 10);
+  require_size("model.d_ff", m.d_ff, 1 << 18);
+  require_size("model.seq_len", m.seq_len, 1 << 20);
   require_positive("model.rope_theta", m.rope_theta);
   require_positive("model.norm_eps", m.norm_eps);
   if (m.d_model % m.n_heads != 0)
@@ -408,6 +417,8 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw ConfigError(path + ": is a directory, not a config file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot open config file");
   std::ostringstream text;

@@ -381,6 +381,10 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   exec.enable_trace(!opt.trace_path.empty());
   Checkpointer ckpt({&cfg, &r.topo, &r.part, r.groups.world.get(), &exec.chunks(), &r.adam});
   const int first_step = ckpt.resume(opt.resume);  // steps already done
+  if (first_step > tc.steps)
+    throw std::runtime_error("the checkpoint resumed is at step " + std::to_string(first_step) +
+                             ", past train.steps = " + std::to_string(tc.steps) +
+                             "; raise train.steps to train on from it");
 
   const TokenFile train_file(cfg.data.dir + "/train.bin");
   const TokenFile val_file(cfg.data.dir + "/val.bin");

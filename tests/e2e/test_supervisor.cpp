@@ -319,6 +319,27 @@ TEST(NonFinite, MoreSkipsInARowThanTheLimitStop) {
   expect_contains(o.log, "1 steps in a row skipped, more than train.max_skipped_steps = 0; stopping");
 }
 
+// Resuming a finished run trains nothing and says so; resuming past
+// train.steps is an error; `--resume ''` is not "start fresh" (issue #12).
+TEST(Resume, AtTheEndSaysNothingToTrainAndPastItIsAnError) {
+  const fs::path dir = fresh_dir("resume_end");
+  const fs::path ref_dir = dir / "reference";
+  reference(dir);  // a finished run, its last checkpoint at train.steps
+  ASSERT_TRUE(fs::exists(fs::path(ckpt(ref_dir, kSteps)) / "COMMITTED"));
+  const std::string train = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversubscribe "
+                            ATTNRES_BINARY_DIR "/attnres train ";
+  const Outcome at_end = run(train + train_args(ref_dir, {}) + " --resume auto", ref_dir);
+  EXPECT_EQ(at_end.exit_code, 0) << at_end.log;
+  expect_contains(at_end.log, "summary: nothing to train: the checkpoint resumed is at step 12 = train.steps");
+  EXPECT_EQ(at_end.log.find("nan"), std::string::npos) << at_end.log;
+  const Outcome past = run(train + train_args(ref_dir, {"train.steps=10", "train.warmup_steps=2"}) + " --resume auto", ref_dir);
+  EXPECT_EQ(past.exit_code, 1) << past.log;
+  expect_contains(past.log, "the checkpoint resumed is at step 12, past train.steps = 10; raise train.steps");
+  const Outcome empty = run(train + train_args(ref_dir, {}) + " --resume ''", ref_dir);
+  EXPECT_EQ(empty.exit_code, 1) << empty.log;
+  expect_contains(empty.log, "--resume '': expected 'auto' or a checkpoint directory");
+}
+
 TEST(Supervisor, RejectsBadUsage) {
   const fs::path dir = fresh_dir("usage");
   const std::string sup = ATTNRES_SOURCE_DIR "/launch/supervise.sh --attnres " ATTNRES_BINARY_DIR "/attnres ";

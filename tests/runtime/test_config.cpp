@@ -208,6 +208,15 @@ TEST(ConfigErrors, MissingFile) {
   }
 }
 
+TEST(ConfigErrors, DirectoryIsNotAConfig) {
+  try {
+    load_config(ATTNRES_SOURCE_DIR "/configs", {});
+    FAIL() << "a directory loaded as a config";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/configs: is a directory, not a config file"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ConfigErrors, YamlSyntaxNamesFileAndLine) {
   expect_error("model:\n  d_model: 32\n  n_heads: [4\n", {}, {"test.yaml:", "syntax"});
   const std::string m = expect_error("model:\n  d_model: 32\n n_heads: 4\n", {}, {"test.yaml:3"});
@@ -245,6 +254,12 @@ TEST(ConfigErrors, OutOfRange) {
   bad_set({"model.vocab_size=255"}, {"model.vocab_size", "255", "256"});
   bad_set({"model.d_model=0"}, {"model.d_model", "0", ">= 1"});
   bad_set({"model.n_layers=-2"}, {"model.n_layers", "-2"});
+  // Sizes whose products would overflow are rejected, not wrapped (was "L = -2").
+  bad_set({"model.n_layers=2147483647"}, {"model.n_layers", "2147483647", "exceeds 4096"});
+  bad_set({"model.d_model=1048576"}, {"model.d_model", "exceeds 65536"});
+  bad_set({"model.vocab_size=2000000000"}, {"model.vocab_size", "exceeds"});
+  bad_set({"train.on_nonfinite=ignore"}, {"train.on_nonfinite", "'ignore'", "stop or skip"});
+  bad_set({"train.max_skipped_steps=-1"}, {"train.max_skipped_steps", "-1"});
   bad_set({"model.n_heads=0"}, {"model.n_heads", "0"});
   bad_set({"model.d_ff=0"}, {"model.d_ff", "0"});
   bad_set({"model.seq_len=0"}, {"model.seq_len", "0"});
