@@ -111,4 +111,13 @@ class Communicator {
   uint64_t bytes_sent_ = 0;
 };
 
+// Root's string on every rank (two broadcasts: length, then bytes).
+inline std::string broadcast_string(Communicator& c, std::string s, int root) {
+  uint64_t n = s.size();
+  c.broadcast(&n, sizeof n, root);
+  s.resize(n);
+  if (n) c.broadcast(s.data(), n, root);
+  return s;
+}
+
 }  // namespace attnres

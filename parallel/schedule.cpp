@@ -7,6 +7,7 @@
 #include "parallel/schedule.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 
 namespace attnres {
@@ -161,6 +162,13 @@ void check_args(const std::string& name, int P, int M, int V) {
   if (P < 1) throw std::invalid_argument("pipeline ranks P=" + std::to_string(P) + " must be >= 1");
   if (M < 1) throw std::invalid_argument("microbatches M=" + std::to_string(M) + " must be >= 1");
   if (V < 1) throw std::invalid_argument("virtual stages V=" + std::to_string(V) + " must be >= 1");
+  // A schedule holds about 4 actions per microbatch and chunk: bound it
+  // before allocating (P = M = 100000 would be 10^10 actions).
+  constexpr int64_t kMaxChunkMicrobatches = 10'000'000;
+  if (int64_t(P) * V * M > kMaxChunkMicrobatches)
+    throw std::invalid_argument("schedule of P=" + std::to_string(P) + " ranks x V=" + std::to_string(V) +
+                                " chunks x M=" + std::to_string(M) + " microbatches exceeds " +
+                                std::to_string(kMaxChunkMicrobatches) + " chunk-microbatches");
   if (name == "interleaved") {
     if (V < 2)
       throw std::invalid_argument("schedule 'interleaved' needs virtual stages V >= 2, got V=" +

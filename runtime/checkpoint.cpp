@@ -3,11 +3,17 @@
 #include <algorithm>
 #include <atomic>
 #include <cassert>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <thread>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "kernels/memory.h"
 #include "runtime/durable_file.h"
@@ -21,14 +27,6 @@ namespace fs = std::filesystem;
 namespace {
 
 // --- collectives (main thread only) ---------------------------------------
-
-std::string broadcast_string(Communicator& c, std::string s, int root) {
-  uint64_t n = s.size();
-  c.broadcast(&n, sizeof n, root);
-  s.resize(n);
-  if (n) c.broadcast(s.data(), n, root);
-  return s;
-}
 
 // Every rank learns the error of the lowest rank that has one, or "".
 std::string agree_on_error(Communicator& c, const std::string& mine) {
@@ -72,11 +70,58 @@ struct Checkpointer::Pending {
   std::thread thread;
 };
 
-Checkpointer::Checkpointer(TrainState s) : s_(s) {}
+namespace {
+
+// Locks dir/LOCK (creating dir) and writes who holds it; returns the open
+// descriptor. The kernel drops the lock when the process ends, however it ends.
+int lock_checkpoint_dir(const std::string& dir) {
+  fs::create_directories(dir);
+  const std::string path = dir + "/LOCK";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int why = errno;
+    char holder[256] = {};
+    const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
+    ::close(fd);
+    if (why != EWOULDBLOCK) throw CheckpointError(path + ": cannot lock: " + std::strerror(why));
+    std::string h(holder, size_t(std::max<ssize_t>(n, 0)));
+    while (!h.empty() && h.back() == '\n') h.pop_back();
+    throw CheckpointError("checkpoint.dir " + dir + " is in use by another run (" + (h.empty() ? "unknown" : h) +
+                          "); give this run its own checkpoint.dir");
+  }
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  const std::string me = "pid " + std::to_string(::getpid()) + " on " + host + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) != ssize_t(me.size())) {
+    const int why = errno;
+    ::close(fd);
+    throw CheckpointError(path + ": cannot write: " + std::strerror(why));
+  }
+  return fd;
+}
+
+}  // namespace
+
+Checkpointer::Checkpointer(TrainState s) : s_(s) {
+  const std::string& dir = s_.cfg->checkpoint.dir;
+  if (dir.empty()) return;
+  std::string err;
+  if (s_.world->rank() == 0) {
+    try {
+      lock_fd_ = lock_checkpoint_dir(dir);
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  }
+  err = broadcast_string(*s_.world, err, 0);
+  if (!err.empty()) throw CheckpointError(err);
+}
 
 Checkpointer::~Checkpointer() {
   if (pending_ && pending_->thread.joinable()) pending_->thread.join();
   if (pruner_.joinable()) pruner_.join();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 namespace {

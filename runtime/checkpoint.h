@@ -35,8 +35,11 @@ struct TrainState {
 // this rank's shard, and the main thread commits it later.
 class Checkpointer {
  public:
+  // Collective. With checkpoint.dir set, rank 0 creates it and locks it for
+  // this run; CheckpointError on every rank if another run holds it (naming
+  // that run) or it cannot be created.
   explicit Checkpointer(TrainState s);
-  ~Checkpointer();  // joins a running writer (without committing) and pruner
+  ~Checkpointer();  // joins a running writer (without committing) and pruner; unlocks
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
 
@@ -71,6 +74,9 @@ class Checkpointer {
   std::vector<std::vector<float>> snapshot_;
   // Async, rank 0: deletes checkpoints beyond keep_last off the training thread.
   std::thread pruner_;
+  // Rank 0: the open, flock'ed checkpoint.dir/LOCK (-1 = none), held for the
+  // Checkpointer's life, so two runs cannot share one directory.
+  int lock_fd_ = -1;
 };
 
 }  // namespace attnres

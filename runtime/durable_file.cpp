@@ -35,6 +35,13 @@ DurableFile::~DurableFile() {
   ::unlink(tmp_.c_str());
 }
 
+void check_writable(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(parent_dir(path), ec);
+  if (ec) throw std::runtime_error(parent_dir(path) + ": cannot create the directory: " + ec.message());
+  const DurableFile probe(path);  // removed again, uncommitted
+}
+
 void DurableFile::write(const void* data, size_t n) {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {

@@ -27,6 +27,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/comm_report.h"
 #include "runtime/data.h"
+#include "runtime/durable_file.h"
 #include "runtime/evaluate.h"
 #include "runtime/fault_injection.h"
 #include "runtime/metrics.h"
@@ -205,6 +206,12 @@ std::string comm_json(const CommStats& s) {
 double validation_share(const TokenFile& f, const Config& cfg, const Coord& co, MicroBatches& out) {
   const TrainConfig& tc = cfg.train;
   std::vector<Batch> all = validation_batches(f, tc.micro_batch_size, cfg.model.seq_len, tc.eval_batches);
+  if (tc.eval_every > 0 && all.size() < size_t(cfg.parallel.dp))
+    throw std::runtime_error(f.path + ": its windows fill " + std::to_string(all.size()) +
+                             " validation microbatch(es) of train.micro_batch_size = " +
+                             std::to_string(tc.micro_batch_size) + ", fewer than the parallel.dp = " +
+                             std::to_string(cfg.parallel.dp) +
+                             " replicas that share them; use more validation data or train.eval_every: 0");
   double tokens = 0;
   for (size_t i = 0; i < all.size(); ++i) {
     tokens += double(all[i].inputs.size());
@@ -354,6 +361,22 @@ void guard_nonfinite(const TrainConfig& tc, const StepMetrics& s, int in_a_row) 
                              std::to_string(tc.max_skipped_steps) + "; stopping");
 }
 
+// An export written only at the end fails now, not after training, on every
+// rank alike (rank 0 writes it).
+void check_export_path(Run& r, const std::string& path) {
+  if (path.empty()) return;
+  std::string err;
+  if (r.is_logger()) {
+    try {
+      check_writable(path);
+    } catch (const std::exception& e) {
+      err = "--export: " + std::string(e.what());
+    }
+  }
+  err = broadcast_string(*r.groups.world, err, 0);
+  if (!err.empty()) throw std::runtime_error(err);
+}
+
 // The ranks agree at a step boundary whether to stop on a signal: a SIGINT on
 // any rank makes it the user's stop, else a SIGTERM or SIGUSR1 a preemption.
 // Returns the exit status that says which (runtime/stop_signal.h), or 0.
@@ -375,6 +398,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   install_stop_signals();
   Run r(cfg);
   setup(r);
+  check_export_path(r, opt.export_path);
   kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank(*r.node));
   const Watchdog watchdog(tc.watchdog_timeout, r.topo.world_rank);
   PipelineExecutor& exec = *r.exec;

@@ -95,6 +95,24 @@ TEST(Evaluation, DpReplicasSplitTheWindowsAndEvalAgrees) {
   EXPECT_NEAR(std::stod(e.log.substr(at + 11)), val_loss, 2e-6) << e.log;  // eval prints 6 decimals
 }
 
+// Fewer validation microbatches than dp replicas: an error at the start,
+// naming the file (one replica would have nothing to evaluate: val loss nan).
+TEST(Evaluation, TooFewValidationWindowsForTheReplicasIsAnError) {
+  const fs::path data = kRoot / "data_few";
+  fs::create_directories(data);
+  const TokenFile train(test_corpus_dir() + "/train.bin"), val(test_corpus_dir() + "/val.bin");
+  write_token_file((data / "train.bin").string(), train.tokens);
+  write_token_file((data / "val.bin").string(), std::vector<uint8_t>(val.tokens.begin(), val.tokens.begin() + 3 * 32 + 1));
+  const Outcome r = run_attnres("few", 2, train_args("few", {"data.dir=" + data.string(), "train.steps=2",
+                                                            "train.eval_every=1", "train.warmup_steps=1",
+                                                            "parallel.dp=2"}) + " --peak-gflops 1");
+  EXPECT_EQ(r.rc, 1) << r.log;
+  EXPECT_NE(r.log.find((data / "val.bin").string() + ": its windows fill 1 validation microbatch(es) of "
+                       "train.micro_batch_size = 4, fewer than the parallel.dp = 2 replicas"),
+            std::string::npos) << r.log;
+  EXPECT_TRUE(r.steps.empty());
+}
+
 // A peak far below what a step achieves: MFU is reported as exactly 100 %,
 // never above, and the run says why.
 TEST(Mfu, NeverAboveOneHundredPercent) {

@@ -4,8 +4,11 @@
 // restarts running out. Every run that completes must end with parameters bit
 // for bit those of an uninterrupted run, and every loss it logged must equal
 // the uninterrupted run's loss at that step.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -338,6 +341,33 @@ TEST(Resume, AtTheEndSaysNothingToTrainAndPastItIsAnError) {
   const Outcome empty = run(train + train_args(ref_dir, {}) + " --resume ''", ref_dir);
   EXPECT_EQ(empty.exit_code, 1) << empty.log;
   expect_contains(empty.log, "--resume '': expected 'auto' or a checkpoint directory");
+}
+
+// Two runs sharing a checkpoint directory: the second fails at the start,
+// naming the holder; an unwritable --export fails before the first step.
+TEST(OutputsCheckedAtStart, LockedCheckpointDirAndUnwritableExport) {
+  const fs::path dir = fresh_dir("outputs");
+  fs::create_directories(dir / "ckpt");
+  const int fd = ::open((dir / "ckpt" / "LOCK").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  ASSERT_EQ(::write(fd, "pid 4242 on testhost\n", 21), 21);
+  const std::string train = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversubscribe "
+                            ATTNRES_BINARY_DIR "/attnres train ";
+  const Outcome locked = run(train + train_args(dir, {}), dir);
+  EXPECT_EQ(locked.exit_code, 1) << locked.log;
+  expect_contains(locked.log, "checkpoint.dir " + (dir / "ckpt").string() +
+                                  " is in use by another run (pid 4242 on testhost); give this run its own checkpoint.dir");
+  EXPECT_TRUE(locked.losses.empty());
+  ::close(fd);  // the holder ends: the lock goes with it
+
+  std::ofstream(dir / "a_file") << "x";
+  const std::string args = train_args(dir, {});
+  const std::string bad_export = args.substr(0, args.find(" --export ")) + " --export " + (dir / "a_file" / "m.safetensors").string();
+  const Outcome no_export = run(train + bad_export, dir);
+  EXPECT_EQ(no_export.exit_code, 1) << no_export.log;
+  expect_contains(no_export.log, "--export: " + (dir / "a_file").string() + ": cannot create the directory");
+  EXPECT_TRUE(no_export.losses.empty()) << "trained before finding the export unwritable";
 }
 
 TEST(Supervisor, RejectsBadUsage) {
