@@ -1,11 +1,34 @@
 #!/usr/bin/env bash
 # Builds attnres and runs the whole CTest suite (unit tests and the
-# multi-process tests under mpirun). Installs missing packages first.
+# multi-process tests under mpirun); then the same suite built with
+# AddressSanitizer + UndefinedBehaviorSanitizer, and the threaded parts
+# (executor, watchdog, asynchronous checkpoint writer) with ThreadSanitizer
+# (docs/DESIGN.md §10). Installs missing packages first. Arguments go to the
+# first ctest (e.g. -R Executor); ATTNRES_SANITIZERS=0 skips the sanitizer builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/install_deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j"$(nproc)"
+jobs="$(nproc)"
 # mpirun refuses to run as root unless told; the tests oversubscribe 2 cores.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-cd build && ctest --output-on-failure -j"$(nproc)" "$@"
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs" "$@")
+[ "${ATTNRES_SANITIZERS:-1}" = 0 ] && exit 0
+
+# ASan + UBSan: every test but the namespace and SLURM clusters (they test
+# the network; their ranks start in other namespaces, where the sanitizer's
+# options do not follow). Leak checking is off: Open MPI keeps what it
+# allocates at init until exit, and its stacks are too shallow to suppress.
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DATTNRES_SANITIZE=address,undefined
+cmake --build build-asan -j"$jobs"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+   ctest --output-on-failure -j"$jobs" -E '^(multihost|slurm)')
+
+# TSan: the tests of the threaded parts, one OpenMP thread (libgomp is not
+# instrumented, so its workers would be reported falsely).
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Release -DATTNRES_SANITIZE=thread
+cmake --build build-tsan -j"$jobs" --target test_parallel test_runtime attnres
+(cd build-tsan && OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+   ctest --output-on-failure -j"$jobs" -R '^(Executor\.|Watchdog\.|FaultDeathTest\.Watchdog|tsan_)')

@@ -156,10 +156,38 @@ std::string line_origin(const std::string& source, const YAML::Node& n) {
   return n.Mark().is_null() ? source : source + ":" + std::to_string(n.Mark().line + 1);
 }
 
+// yaml-cpp reads a quote left open up to the end of the file as a string
+// (`lr: "3e-4` becomes 3e-4). No value here spans lines, so a quoted scalar
+// must close on its own line. A quote opens a scalar only where one starts
+// (after `key:`, `-`, `[`, `{`, `,` or at the line's start), so `Bob's` is no quote.
+void reject_unclosed_quotes(const std::string& text, const std::string& source) {
+  std::istringstream lines(text);
+  int n = 0;
+  for (std::string line; std::getline(lines, line);) {
+    ++n;
+    char quote = 0, prev = ' ';  // prev: the last non-blank character outside quotes
+    for (size_t i = 0; i < line.size(); ++i) {
+      const char c = line[i];
+      if (quote == '"' && c == '\\') ++i;  // an escape inside double quotes
+      else if (quote && c == quote) {
+        if (quote == '\'' && i + 1 < line.size() && line[i + 1] == '\'') ++i;  // '' inside single quotes
+        else quote = 0, prev = c;
+      } else if (!quote && c == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) break;
+      else if (!quote && (c == '"' || c == '\'') && std::string(" :-[{,").find(prev) != std::string::npos)
+        quote = c;
+      else if (!quote && c != ' ' && c != '\t') prev = c;
+    }
+    if (quote)
+      throw ConfigError(source + ":" + std::to_string(n) + ": unclosed " + (quote == '"' ? "double" : "single") +
+                        " quote");
+  }
+}
+
 // Flattens the two-level document into dotted keys, rejecting unknown
-// sections and keys.
+// sections and keys, and sections or keys given twice.
 std::map<std::string, RawValue> flatten(const YAML::Node& root, const std::string& source) {
   std::map<std::string, RawValue> out;
+  std::map<std::string, std::string> sections;  // section -> where
   if (root.IsNull()) return out;  // empty file: all defaults
   if (!root.IsMap())
     throw ConfigError(source + ": expected a mapping of sections (model, residual, train, "
@@ -171,6 +199,8 @@ std::map<std::string, RawValue> flatten(const YAML::Node& root, const std::strin
       throw ConfigError(where + ": " + section +
                         ": unknown section (expected model, residual, train, data, parallel "
                         "or checkpoint)");
+    if (const auto [it, fresh] = sections.emplace(section, where); !fresh)
+      throw ConfigError(where + ": " + section + ": section given twice (first at " + it->second + ")");
     if (sec.second.IsNull()) continue;  // `checkpoint:` with nothing under it
     if (!sec.second.IsMap())
       throw ConfigError(where + ": " + section + ": expected a mapping of keys, got " +
@@ -179,7 +209,8 @@ std::map<std::string, RawValue> flatten(const YAML::Node& root, const std::strin
       const std::string key = section + "." + kv.first.Scalar();
       const std::string kwhere = line_origin(source, kv.first);
       if (!is_known_key(key)) throw ConfigError(kwhere + ": " + key + ": unknown key");
-      out[key] = RawValue{kv.second, kwhere};
+      if (const auto [it, fresh] = out.emplace(key, RawValue{kv.second, kwhere}); !fresh)
+        throw ConfigError(kwhere + ": " + key + ": key given twice (first at " + it->second.origin + ")");
     }
   }
   return out;
@@ -192,7 +223,7 @@ std::string fmt_float(float x) {
 }
 
 [[noreturn]] void fail(const std::string& key, const std::string& what) {
-  throw ConfigError(key + ": " + what);
+  throw ConfigError(key + ": " + what, key);
 }
 
 template <class T>
@@ -370,6 +401,7 @@ void validate_config(Config& cfg) {
 
 Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides) {
+  reject_unclosed_quotes(yaml_text, source);
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
@@ -387,6 +419,7 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
     const std::string key = ov.substr(0, eq);
     if (!is_known_key(key)) throw ConfigError(origin + ": " + key + ": unknown key");
     YAML::Node value;
+    reject_unclosed_quotes(ov.substr(eq + 1), origin);
     try {
       value = YAML::Load(ov.substr(eq + 1));
     } catch (const YAML::ParserException& e) {
@@ -411,7 +444,9 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
   try {
     validate_config(cfg);
   } catch (const ConfigError& e) {
-    throw ConfigError(source + ": " + e.what());
+    // Blame where the key was set: its line in the file, or its --set.
+    const auto it = raw.find(e.key);
+    throw ConfigError((it != raw.end() ? it->second.origin : source) + ": " + e.what(), e.key);
   }
   return cfg;
 }

@@ -65,6 +65,8 @@ struct Config {
 // Thrown for any bad input; what() names the file/key/value and what was expected.
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
+  ConfigError(const std::string& what, std::string key_) : std::runtime_error(what), key(std::move(key_)) {}
+  std::string key;  // the key a range or combination error is about ("" if none)
 };
 
 // Loads a YAML file, applies "key=value" overrides (dotted keys, YAML-typed
