@@ -1,6 +1,9 @@
 // `attnres eval`: the loss of an exported model on a text file.
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <stdexcept>
+#include <utility>
 
 #include "launch/commands.h"
 #include "models/chunk.h"
@@ -23,6 +26,9 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--input", o->input, "Text file to evaluate on")->required();
   cmd->add_option("--batch", o->batch, "Windows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->callback([o] {
+    for (const auto& [opt, path] : {std::pair{"--weights", o->weights}, {"--input", o->input}})
+      if (std::filesystem::is_directory(path))
+        throw std::invalid_argument(std::string(opt) + " " + path + ": is a directory, not a file");
     const ModelConfig m = read_export_config(export_config_path(o->weights));
     const auto tensors = read_safetensors(o->weights);
     Chunk model;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "runtime/config.h"
 #include "runtime/durable_file.h"
 
 namespace attnres {
@@ -106,7 +107,10 @@ ModelConfig read_export_config(const std::string& path) {
   try {
     const json c = json::parse(f);
     const json& m = c.at("model");
-    ModelConfig cfg;
+    // Checked by the code that checks a training config: sizes, vocabulary
+    // (>= 256, so every byte token has a row), norm_eps, rope_theta, blocks.
+    Config full;
+    ModelConfig& cfg = full.model;
     cfg.vocab_size = m.at("vocab_size"), cfg.d_model = m.at("d_model"), cfg.n_layers = m.at("n_layers");
     cfg.n_heads = m.at("n_heads"), cfg.d_ff = m.at("d_ff"), cfg.seq_len = m.at("seq_len");
     cfg.rope_theta = m.at("rope_theta"), cfg.norm_eps = m.at("norm_eps");
@@ -115,14 +119,12 @@ ModelConfig read_export_config(const std::string& path) {
       cfg.mode = ResidualMode::Standard;
     } else if (mode == "attnres") {
       cfg.mode = ResidualMode::AttnRes;
-      cfg.block_size = c.at("residual").at("block_size");
+      full.residual_block_size = c.at("residual").at("block_size");
+      if (full.residual_block_size < 1) throw std::runtime_error("residual.block_size must be >= 1");
     } else {
       throw std::runtime_error("residual.mode must be standard or attnres, got " + mode);
     }
-    if (cfg.d_model <= 0 || cfg.n_heads <= 0 || cfg.d_model % cfg.n_heads || cfg.n_layers <= 0 ||
-        cfg.block_size < 1 || cfg.block_size > cfg.num_sublayers() || cfg.vocab_size <= 0 ||
-        cfg.d_ff <= 0 || cfg.seq_len <= 0)
-      throw std::runtime_error("inconsistent model sizes");
+    validate_config(full);
     return cfg;
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(path + ": " + e.what());

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/memory.h"
@@ -181,4 +182,32 @@ TEST(Training, CorruptExportIsRejectedNamingTheFile) {
         }
       },
       std::runtime_error);
+}
+
+// `eval` checks an export's config.json with the training config's checks:
+// a vocabulary without a row per byte, or norm_eps / rope_theta <= 0, is an
+// error naming the file and the key (it used to print a loss, or nan).
+TEST(ExportConfig, ValidatedLikeATrainingConfig) {
+  const fs::path dir = fs::temp_directory_path() / ("attnres_export_config_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "config.json").string();
+  auto write = [&](const std::string& vocab, const std::string& eps, const std::string& theta) {
+    std::ofstream(path) << R"({"model": {"vocab_size": )" << vocab << R"(, "d_model": 32, "n_layers": 2, "n_heads": 4,
+      "d_ff": 64, "seq_len": 16, "rope_theta": )" << theta << R"(, "norm_eps": )" << eps
+                        << R"(}, "residual": {"mode": "attnres", "block_size": 2}})";
+  };
+  write("256", "1e-5", "10000");
+  EXPECT_EQ(read_export_config(path).block_size, 2);
+  for (const auto& [vocab, eps, theta, key] :
+       {std::tuple{"2", "1e-5", "10000", "model.vocab_size"}, {"256", "0", "10000", "model.norm_eps"},
+        {"256", "1e-5", "-1", "model.rope_theta"}}) {
+    write(vocab, eps, theta);
+    try {
+      read_export_config(path);
+      ADD_FAILURE() << key << " accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(path + ": " + key), std::string::npos) << e.what();
+    }
+  }
+  fs::remove_all(dir);
 }
