@@ -21,5 +21,6 @@ void add_train_command(CLI::App& app);     // attnres train
 void add_eval_command(CLI::App& app);      // attnres eval
 void add_checkpoint_command(CLI::App& app);  // attnres checkpoint inspect
 void add_export_command(CLI::App& app);      // attnres export --checkpoint
+void add_config_command(CLI::App& app);      // attnres config [--get KEY]
 
 }  // namespace attnres::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   attnres::cli::add_plan_command(app);
   attnres::cli::add_checkpoint_command(app);
   attnres::cli::add_export_command(app);
+  attnres::cli::add_config_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

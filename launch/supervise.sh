@@ -9,8 +9,8 @@
 #
 # The checkpoint directory is only read, to log the step each restart resumes
 # from (the newest step_<8 digits>/ holding COMMITTED, docs/CHECKPOINT.md): it
-# is --checkpoint-dir if given, else the last `--set checkpoint.dir=...` of the
-# train args, else `checkpoint: dir:` in the --config file. The trainer picks
+# is --checkpoint-dir if given, else checkpoint.dir of the config the train
+# args resolve to (`attnres config --get checkpoint.dir`). The trainer picks
 # the checkpoint itself; if the newest one fails verification it falls back to
 # an older one and says so in its own log.
 #
@@ -65,27 +65,17 @@ done
 [ -x "$attnres" ] || die "$attnres: not an executable (build it, or pass --attnres BINARY)"
 
 train_args=("$@")
-config=""
-set_dir=""
+config_args=()  # the --config and --set arguments among them
 for ((i = 0; i < ${#train_args[@]}; ++i)); do
   a="${train_args[i]}"
-  next="${train_args[i + 1]:-}"
   case "$a" in
     --resume|--resume=*) die "'$a': the supervisor passes --resume auto itself" ;;
-    --config) config="$next" ;;
-    --config=*) config="${a#--config=}" ;;
-    --set) [[ "$next" == checkpoint.dir=* ]] && set_dir="${next#checkpoint.dir=}" ;;
-    --set=checkpoint.dir=*) set_dir="${a#--set=checkpoint.dir=}" ;;
+    --config|--set) config_args+=("$a" "${train_args[i + 1]:-}") ;;
+    --config=*|--set=*) config_args+=("$a") ;;
   esac
 done
-if [ -z "$ckpt_dir" ]; then
-  ckpt_dir="$set_dir"
-  if [ -z "$ckpt_dir" ] && [ -f "$config" ]; then
-    # `dir:` under the top-level `checkpoint:` section (plain, unquoted or simply quoted).
-    ckpt_dir="$(awk '/^[^[:space:]#][^:]*:/ { sec = $1; next }
-                     sec == "checkpoint:" && $1 == "dir:" { v = $2; gsub(/^["\047]|["\047]$/, "", v); print v; exit }' "$config")"
-  fi
-fi
+# The binary resolves the config (file, then every --set), as training will.
+[ -n "$ckpt_dir" ] || ckpt_dir="$("$attnres" config "${config_args[@]}" --get checkpoint.dir 2>/dev/null)" || ckpt_dir=""
 [ -n "$ckpt_dir" ] || say "warning: no checkpoint.dir found (--checkpoint-dir, --set checkpoint.dir=, or the config): a restart begins again at step 0"
 
 # Newest step_<8 digits> directory with the commit marker; 0 if none.

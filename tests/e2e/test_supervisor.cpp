@@ -370,6 +370,23 @@ TEST(OutputsCheckedAtStart, LockedCheckpointDirAndUnwritableExport) {
   EXPECT_TRUE(no_export.losses.empty()) << "trained before finding the export unwritable";
 }
 
+// The supervisor learns checkpoint.dir from the binary, which reads YAML as
+// training does: flow style, quotes, spaces, and a later --set winning.
+TEST(Supervisor, ConfigGetResolvesTheCheckpointDirAsTrainingWould) {
+  const fs::path dir = fresh_dir("config_get");
+  const fs::path cfg = dir / "flow.yaml";
+  std::ofstream(cfg) << "checkpoint: {dir: \"" << (dir / "my ckpts").string() << "\", every: 3}  # flow style\n";
+  const std::string get = ATTNRES_BINARY_DIR "/attnres config --config " + cfg.string() + " --get checkpoint.dir";
+  const Outcome a = run(get, dir);
+  EXPECT_EQ(a.exit_code, 0) << a.log;
+  EXPECT_EQ(a.log, (dir / "my ckpts").string() + "\n");
+  const Outcome b = run(get + " --set checkpoint.dir=/elsewhere", dir);
+  EXPECT_EQ(b.log, "/elsewhere\n");
+  const Outcome bad = run(get.substr(0, get.size() - std::string("checkpoint.dir").size()) + "checkpoint.nope", dir);
+  EXPECT_EQ(bad.exit_code, 1);
+  expect_contains(bad.log, "--get checkpoint.nope: not a config key");
+}
+
 TEST(Supervisor, RejectsBadUsage) {
   const fs::path dir = fresh_dir("usage");
   const std::string sup = ATTNRES_SOURCE_DIR "/launch/supervise.sh --attnres " ATTNRES_BINARY_DIR "/attnres ";
