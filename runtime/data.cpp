@@ -34,9 +34,12 @@ uint64_t get_le(const uint8_t* p, int bytes) {
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
+  if (std::filesystem::is_directory(path)) throw std::runtime_error(path + ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
-  std::vector<uint8_t> bytes(size_t(in.tellg()));
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw std::runtime_error(path + ": cannot tell its size");
+  std::vector<uint8_t> bytes(size_t(size));
   in.seekg(0);
   if (!in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(bytes.size())))
     throw std::runtime_error(path + ": read error");

@@ -105,6 +105,8 @@ TEST(TokenFile, CorruptionsAreRejectedNamingTheProblem) {
     return expect_load_error(p);
   };
   EXPECT_NE(corrupt("magic.bin", [](auto& b) { b[3] = 'X'; }).find("magic"), std::string::npos);
+  fs::create_directories(d.path / "dir.bin");  // was std::bad_alloc
+  EXPECT_NE(expect_load_error(d.path / "dir.bin").find("dir.bin: is a directory, not a file"), std::string::npos);
   EXPECT_NE(corrupt("version.bin", [](auto& b) { b[8] = 2; }).find("version 2"), std::string::npos);
   EXPECT_NE(corrupt("dtype.bin", [](auto& b) { b[12] = 4; }).find("dtype 4"), std::string::npos);
   EXPECT_NE(corrupt("reserved.bin", [](auto& b) { b[40] = 1; }).find("reserved"), std::string::npos);
