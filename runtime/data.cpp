@@ -39,7 +39,7 @@ std::vector<uint8_t> read_file(const std::string& path) {
   if (!in) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
   const std::streamoff size = in.tellg();
   if (size < 0) throw std::runtime_error(path + ": cannot tell its size");
-  std::vector<uint8_t> bytes(size_t(size));
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
   in.seekg(0);
   if (!in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(bytes.size())))
     throw std::runtime_error(path + ": read error");
