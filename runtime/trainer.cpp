@@ -33,8 +33,8 @@
 #include "runtime/metrics.h"
 #include "runtime/optimizer.h"
 #include "runtime/safetensors.h"
-#include "runtime/trace.h"
 #include "runtime/stop_signal.h"
+#include "runtime/trace.h"
 #include "runtime/watchdog.h"
 
 namespace attnres {
