@@ -26,6 +26,23 @@ void print_stop(const TrainResult& r, const Config& cfg) {
               r.stop_status);
 }
 
+// Only what there is to report: no val loss without an evaluation, no
+// tokens/s from the first step alone (it includes the warm-up of buffers).
+void print_summary(const TrainResult& r) {
+  if (r.losses.empty()) {  // resumed at train.steps
+    std::printf("summary: nothing to train: the checkpoint resumed is at step %d = train.steps\n", r.steps);
+    return;
+  }
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "summary: steps %d | final train loss %.4f", r.steps, r.losses.back());
+  std::string line = buf;
+  if (std::isfinite(r.final_val_loss)) std::snprintf(buf, sizeof buf, " | val loss %.4f", r.final_val_loss), line += buf;
+  if (r.tokens_per_s > 0)
+    std::snprintf(buf, sizeof buf, " | %.0f tok/s | mfu %.1f%%", r.tokens_per_s, 100.0 * r.mfu), line += buf;
+  if (r.skipped_steps) line += " | " + std::to_string(r.skipped_steps) + " skipped (non-finite)";
+  std::printf("%s\n", line.c_str());
+}
+
 }  // namespace
 
 void add_train_command(CLI::App& app) {
@@ -65,15 +82,7 @@ void add_train_command(CLI::App& app) {
       if (r.world_rank == 0) print_stop(r, cfg);
       throw ExitStatus{r.stop_status};
     }
-    if (r.world_rank != 0) return;
-    if (r.losses.empty()) {  // resumed at train.steps
-      std::printf("summary: nothing to train: the checkpoint resumed is at step %d = train.steps\n", r.steps);
-      return;
-    }
-    std::printf("summary: steps %d | final train loss %.4f | val loss %.4f | %.0f tok/s | mfu %.1f%%%s\n",
-                r.steps, r.losses.empty() ? NAN : r.losses.back(), r.final_val_loss, r.tokens_per_s,
-                100.0 * r.mfu,
-                r.skipped_steps ? (" | " + std::to_string(r.skipped_steps) + " skipped (non-finite)").c_str() : "");
+    if (r.world_rank == 0) print_summary(r);
   });
 }
 

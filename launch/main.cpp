@@ -1,8 +1,21 @@
 // The `attnres` program: one CLI11 app, subcommands registered from launch/cmd_*.cpp.
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
+#include <string>
 
 #include "launch/commands.h"
+
+// CLI11 calls an unknown first word "A subcommand is required"; name it.
+static void check_command_name(CLI::App& app, int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') return;
+  std::string known;
+  for (const CLI::App* c : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (c->get_name() == argv[1]) return;
+    known += (known.empty() ? "" : ", ") + c->get_name();
+  }
+  throw std::invalid_argument(std::string("unknown command '") + argv[1] + "' (expected one of " + known + ")");
+}
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // log lines appear as they happen, also under mpirun
@@ -17,9 +30,11 @@ int main(int argc, char** argv) {
   attnres::cli::add_export_command(app);
   attnres::cli::add_config_command(app);
   try {
+    check_command_name(app, argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11's own statuses (105-114) are for its tests; a bad command line is 1, --help 0.
+    return app.exit(e) == 0 ? 0 : 1;
   } catch (const attnres::cli::ExitStatus& e) {
     return e.code;
   } catch (const std::exception& e) {

@@ -115,8 +115,9 @@ void fault_point(const char* where, int step) {
   const int sig = fault_signal(s->at);
   if ((hang || sig ? "step" : s->at) != w) return;
   if (!s->once.empty() && !claim_marker(s->once)) return;
-  std::fprintf(stderr, "attnres: ATTNRES_FAULT: rank %d %s at %s of step %d\n", s->rank,
-               hang ? "hangs" : sig ? ("sends itself " + s->at).c_str() : "killed (SIGKILL)", where, step);
+  std::fprintf(stderr, "attnres: ATTNRES_FAULT: rank %d %s %s of step %d\n", s->rank,
+               hang ? "hangs" : sig ? ("sends itself " + s->at).c_str() : "killed (SIGKILL)",
+               w == "step" ? "at the end" : "inside the checkpoint write", step);
   std::fflush(stderr);
   if (sig) {
     ::raise(sig);

@@ -1,6 +1,7 @@
 #include "runtime/metrics.h"
 
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -36,6 +37,9 @@ MetricsWriter::MetricsWriter(const std::string& path, int resumed_step) {
     }
     std::fclose(old);
   }
+  std::error_code ec;  // its directory is made as for --export and --trace
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
   f_ = std::fopen(path.c_str(), "w");
   if (!f_) throw std::runtime_error(path + ": cannot open metrics file for writing");
   std::fputs(kept.c_str(), f_);

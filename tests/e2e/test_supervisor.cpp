@@ -151,7 +151,7 @@ std::string ckpt(const fs::path& dir, int step) {
 TEST(Supervisor, KilledAtAStepResumesAndMatchesTheUninterruptedRun) {
   const fs::path dir = fresh_dir("kill_step");
   const Outcome o = supervise(dir, "rank=1,step=7,at=step,once=" + (dir / "fault.marker").string(), "--backoff 0");
-  expect_contains(o.log, "ATTNRES_FAULT: rank 1 killed (SIGKILL) at step of step 7");
+  expect_contains(o.log, "ATTNRES_FAULT: rank 1 killed (SIGKILL) at the end of step 7");
   expect_contains(o.log, "supervisor: attempt 1 failed (exit 137: a rank died of signal 9); restarting in 0 s (resume from step 6)");
   expect_contains(o.log, "resume: loaded " + ckpt(dir, 6) + " (step 6)");
   expect_contains(o.log, "supervisor: attempt 2 finished cleanly");
@@ -163,7 +163,7 @@ TEST(Supervisor, KilledInsideACheckpointWriteUsesThePreviousCheckpoint) {
   const fs::path dir = fresh_dir("kill_write");
   const Outcome o = supervise(dir, "rank=1,step=9,at=checkpoint_write,once=" + (dir / "fault.marker").string(),
                               "--backoff 0");
-  expect_contains(o.log, "rank 1 killed (SIGKILL) at checkpoint_write of step 9");
+  expect_contains(o.log, "rank 1 killed (SIGKILL) inside the checkpoint write of step 9");
   // Step 9's directory was never committed: the restart resumes from step 6.
   expect_contains(o.log, "restarting in 0 s (resume from step 6)");
   expect_contains(o.log, "resume: loaded " + ckpt(dir, 6) + " (step 6)");
@@ -205,7 +205,7 @@ TEST(Supervisor, HangIsCaughtByTheWatchdogAndRestarted) {
   const fs::path dir = fresh_dir("hang");
   const Outcome o = supervise(dir, "rank=0,step=4,at=hang,once=" + (dir / "fault.marker").string(), "--backoff 0",
                               {"train.watchdog_timeout=3"});
-  expect_contains(o.log, "ATTNRES_FAULT: rank 0 hangs at step of step 4");
+  expect_contains(o.log, "ATTNRES_FAULT: rank 0 hangs at the end of step 4");
   // Whichever rank's watchdog fires first ends the job: rank 1 waits for rank 0 in step 5.
   EXPECT_TRUE(std::regex_search(o.log, std::regex("attnres: rank [01]: no progress for 3 s \\(last heartbeat at step 4\\); aborting")))
       << o.log;
@@ -219,7 +219,7 @@ TEST(Supervisor, RestartsExhaustedEndsNonZeroWithAClearMessage) {
   // No `once`: every attempt dies at step 5.
   const Outcome o = supervise(dir, "rank=1,step=5,at=step", "--backoff 1 --max-restarts 2");
   EXPECT_EQ(o.exit_code, 137) << o.log;
-  EXPECT_EQ(count(o.log, "ATTNRES_FAULT: rank 1 killed (SIGKILL) at step of step 5"), 3u) << o.log;
+  EXPECT_EQ(count(o.log, "ATTNRES_FAULT: rank 1 killed (SIGKILL) at the end of step 5"), 3u) << o.log;
   // Exponential backoff: 1 s, then 2 s; both restarts from step 3.
   expect_contains(o.log, "supervisor: attempt 1 failed (exit 137: a rank died of signal 9); restarting in 1 s (resume from step 3)");
   expect_contains(o.log, "supervisor: attempt 2 failed (exit 137: a rank died of signal 9); restarting in 2 s (resume from step 3)");
@@ -385,6 +385,38 @@ TEST(Supervisor, ConfigGetResolvesTheCheckpointDirAsTrainingWould) {
   const Outcome bad = run(get.substr(0, get.size() - std::string("checkpoint.dir").size()) + "checkpoint.nope", dir);
   EXPECT_EQ(bad.exit_code, 1);
   expect_contains(bad.log, "--get checkpoint.nope: not a config key");
+}
+
+// Every bad command line exits 1 with the parser's message (CLI11's own
+// statuses are 105-114); an unknown command is named; --help exits 0.
+TEST(CommandLine, BadCommandLinesExitOne) {
+  const fs::path dir = fresh_dir("command_line");
+  const std::string bin = ATTNRES_BINARY_DIR "/attnres ";
+  const Outcome unknown = run(bin + "trian --config x", dir);
+  EXPECT_EQ(unknown.exit_code, 1);
+  expect_contains(unknown.log, "unknown command 'trian' (expected one of train, eval,");
+  for (const std::string& args : {std::string("train"), "train --config x.yaml --bogus", "", "plan --config"}) {
+    const Outcome o = run(bin + args, dir);
+    EXPECT_EQ(o.exit_code, 1) << "attnres " << args << "\n" << o.log;
+  }
+  EXPECT_EQ(run(bin + "--help", dir).exit_code, 0);
+  EXPECT_EQ(run(bin + "train --help", dir).exit_code, 0);
+}
+
+// --metrics makes its directory, as --export and --trace do; the summary
+// has no val loss without an evaluation and no tokens/s from one step.
+TEST(CommandLine, MetricsDirectoryAndAnHonestSummary) {
+  const fs::path dir = fresh_dir("summary");
+  const Outcome o = run(ATTNRES_BINARY_DIR "/attnres train --config " ATTNRES_SOURCE_DIR "/configs/tiny.yaml "
+                        "--peak-gflops 1 --set data.dir=" + test_corpus_dir() +
+                            " --set train.steps=1 --set train.warmup_steps=0 --set train.eval_every=0 --metrics " +
+                            (dir / "new" / "sub" / "m.jsonl").string(),
+                        dir);
+  ASSERT_EQ(o.exit_code, 0) << o.log;
+  EXPECT_TRUE(fs::exists(dir / "new" / "sub" / "m.jsonl"));
+  expect_contains(o.log, "summary: steps 1 | final train loss ");
+  EXPECT_EQ(o.log.find("nan"), std::string::npos) << o.log;
+  EXPECT_EQ(o.log.find("tok/s | mfu", o.log.find("summary:")), std::string::npos) << o.log;
 }
 
 TEST(Supervisor, RejectsBadUsage) {

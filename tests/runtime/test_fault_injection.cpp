@@ -79,7 +79,7 @@ TEST_F(FaultDeathTest, KillsTheNamedRankAtTheNamedStepOnly) {
         fault_point("step", 5);
         std::exit(0);
       },
-      ::testing::KilledBySignal(SIGKILL), "rank 2 killed \\(SIGKILL\\) at step of step 5");
+      ::testing::KilledBySignal(SIGKILL), "rank 2 killed \\(SIGKILL\\) at the end of step 5");
 }
 
 TEST_F(FaultDeathTest, KillsInsideACheckpointWrite) {
@@ -91,7 +91,7 @@ TEST_F(FaultDeathTest, KillsInsideACheckpointWrite) {
         fault_point("checkpoint_write", 6);
         std::exit(0);
       },
-      ::testing::KilledBySignal(SIGKILL), "killed \\(SIGKILL\\) at checkpoint_write of step 6");
+      ::testing::KilledBySignal(SIGKILL), "killed \\(SIGKILL\\) inside the checkpoint write of step 6");
 }
 
 TEST_F(FaultDeathTest, OnceMarkerFiresOnlyTheFirstTime) {
@@ -146,7 +146,7 @@ TEST_F(FaultDeathTest, WatchdogEndsAHungRankWithItsStep) {
         std::exit(0);
       },
       ::testing::ExitedWithCode(kWatchdogExitCode),
-      "rank 0 hangs at step of step 3(.|\n)*attnres: rank 0: no progress for 1 s \\(last heartbeat at step 3\\); aborting");
+      "rank 0 hangs at the end of step 3(.|\n)*attnres: rank 0: no progress for 1 s \\(last heartbeat at step 3\\); aborting");
 }
 
 TEST(Watchdog, HeartbeatsKeepItQuietAndStoppingIsPrompt) {
