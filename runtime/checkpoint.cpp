@@ -394,6 +394,7 @@ void Checkpointer::commit() {
   const std::vector<std::string> all = world.gather(mine.data(), mine.size(), 0);
   std::string status;
   if (world.rank() == 0) {
+    bool renamed = false;  // p.tmp is p.final_dir now
     try {
       const Config& cfg = *s_.cfg;
       std::vector<TensorRecord> records;
@@ -409,8 +410,10 @@ void Checkpointer::commit() {
         std::fprintf(stderr, "checkpoint: moved the existing %s aside to %s\n", p.final_dir.c_str(), aside.c_str());
       }
       fs::rename(p.tmp, p.final_dir);
+      renamed = true;
       fsync_directory(cfg.checkpoint.dir);
       write_file_durably(p.final_dir + "/" + kCheckpointMarker, "step " + std::to_string(p.step) + "\n");
+      renamed = false;  // committed: it stays
       std::printf("checkpoint: committed %s\n", p.final_dir.c_str());
       // Prune only now that the new one is committed. Deleting tens of MB
       // takes a while, so async runs do it beside training.
@@ -420,7 +423,12 @@ void Checkpointer::commit() {
       if (cfg.checkpoint.async) pruner_ = std::thread(job);
       else job();
     } catch (const std::exception& e) {
+      // A save that failed leaves nothing behind (disk full: no half
+      // directory; never a loadable one reported as failed). Earlier
+      // checkpoints are untouched.
       status = e.what();
+      std::error_code ec;
+      fs::remove_all(renamed ? p.final_dir : p.tmp, ec);
     }
   }
   status = broadcast_string(world, status, 0);
