@@ -1,6 +1,7 @@
 // The `attnres` program: one CLI11 app, subcommands registered from launch/cmd_*.cpp.
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -37,6 +38,10 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 1;
   } catch (const attnres::cli::ExitStatus& e) {
     return e.code;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "attnres: error: out of memory (std::bad_alloc): the model, its activations or the data "
+                         "did not fit; `attnres plan` shows what each rank needs\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attnres: error: %s\n", e.what());
     return 1;

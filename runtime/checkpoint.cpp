@@ -133,7 +133,11 @@ struct Staged {
 };
 
 Staged stage_load(const std::string& ckpt, const TrainState& s) {
+  if (!fs::exists(ckpt)) throw CheckpointError(ckpt + ": no such checkpoint");
   if (!fs::is_directory(ckpt)) throw CheckpointError(ckpt + ": not a checkpoint directory");
+  if (const std::vector<std::string> inside = list_complete_checkpoints(ckpt); !inside.empty())
+    throw CheckpointError(ckpt + ": holds checkpoints (it is a checkpoint.dir), it is not one; give one of them, "
+                          "e.g. " + inside.front() + ", or --resume auto with checkpoint.dir=" + ckpt);
   if (!fs::exists(fs::path(ckpt) / kCheckpointMarker))
     throw CheckpointError(ckpt + ": no " + std::string(kCheckpointMarker) +
                           " marker (the write did not complete); it is never loaded");

@@ -338,6 +338,12 @@ TEST(Resume, AtTheEndSaysNothingToTrainAndPastItIsAnError) {
   const Outcome past = run(train + train_args(ref_dir, {"train.steps=10", "train.warmup_steps=2"}) + " --resume auto", ref_dir);
   EXPECT_EQ(past.exit_code, 1) << past.log;
   expect_contains(past.log, "the checkpoint resumed is at step 12, past train.steps = 10; raise train.steps");
+  const Outcome missing = run(train + train_args(ref_dir, {}) + " --resume " + ckpt(ref_dir, 99), ref_dir);
+  EXPECT_EQ(missing.exit_code, 1);
+  expect_contains(missing.log, ckpt(ref_dir, 99) + ": no such checkpoint");
+  const Outcome root = run(train + train_args(ref_dir, {}) + " --resume " + (ref_dir / "ckpt").string(), ref_dir);
+  EXPECT_EQ(root.exit_code, 1);
+  expect_contains(root.log, (ref_dir / "ckpt").string() + ": holds checkpoints (it is a checkpoint.dir), it is not one");
   const Outcome empty = run(train + train_args(ref_dir, {}) + " --resume ''", ref_dir);
   EXPECT_EQ(empty.exit_code, 1) << empty.log;
   expect_contains(empty.log, "--resume '': expected 'auto' or a checkpoint directory");
