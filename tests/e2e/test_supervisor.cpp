@@ -323,8 +323,9 @@ TEST(NonFinite, MoreSkipsInARowThanTheLimitStop) {
 }
 
 // Resuming a finished run trains nothing and says so; resuming past
-// train.steps is an error; `--resume ''` is not "start fresh" (issue #12).
-TEST(Resume, AtTheEndSaysNothingToTrainAndPastItIsAnError) {
+// train.steps is an error; so are `--resume ''`, a missing checkpoint and a
+// checkpoint.dir given as one checkpoint, each named (issue #12).
+TEST(Resume, AtOrPastTheEndAndBadCheckpointArgumentsAreNamed) {
   const fs::path dir = fresh_dir("resume_end");
   const fs::path ref_dir = dir / "reference";
   reference(dir);  // a finished run, its last checkpoint at train.steps
