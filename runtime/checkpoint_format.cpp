@@ -15,9 +15,12 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
+#include <type_traits>
+#include <vector>
 #include <sstream>
 
 #include "runtime/durable_file.h"
+#include "runtime/json_integer.h"
 
 namespace attnres {
 
@@ -45,12 +48,28 @@ std::string hex64(uint64_t v) {
 }
 
 template <class T>
+struct IsIntegerVector : std::false_type {};
+template <class I>
+struct IsIntegerVector<std::vector<I>> : std::bool_constant<std::is_integral_v<I>> {};
+
+// Integers and lists of them through json_integer (no unchecked casts).
+template <class T>
 T field(const json& j, const char* key, const std::string& where) {
   if (!j.is_object() || !j.contains(key))
     throw CheckpointError(where + ": missing field '" + key + "'");
   try {
-    return j.at(key).get<T>();
-  } catch (const json::exception& e) {
+    const json& v = j.at(key);
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      return json_integer<T>(v);
+    } else if constexpr (IsIntegerVector<T>::value) {
+      if (!v.is_array()) throw std::runtime_error("expected a list of integers, got " + v.dump());
+      T out;
+      for (const json& e : v) out.push_back(json_integer<typename T::value_type>(e));
+      return out;
+    } else {
+      return v.get<T>();
+    }
+  } catch (const std::exception& e) {  // json::exception, or json_integer's range
     throw CheckpointError(where + ": field '" + key + "' is malformed: " + e.what());
   }
 }
@@ -212,7 +231,7 @@ Manifest read_manifest(const std::string& ckpt) {
   json j;
   try {
     j = json::parse(text.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number too large
     throw CheckpointError(path + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw CheckpointError(path + ": expected a JSON object");

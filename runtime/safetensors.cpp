@@ -9,6 +9,7 @@
 
 #include "runtime/config.h"
 #include "runtime/durable_file.h"
+#include "runtime/json_integer.h"
 
 namespace attnres {
 
@@ -67,6 +68,7 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
   } catch (const json::exception& e) {
     throw std::runtime_error(path + ": malformed header JSON: " + e.what());
   }
+  if (!header.is_object()) throw std::runtime_error(path + ": the header is not a JSON object");
   const uint64_t data_size = file_size - 8 - n;
   std::vector<NamedTensor> out;
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -78,8 +80,9 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
     NamedTensor nt;
     nt.name = it.key();
     try {
-      nt.shape = t.at("shape").get<std::vector<int64_t>>();
-      const auto off = t.at("data_offsets").get<std::vector<uint64_t>>();
+      for (const json& s : t.at("shape")) nt.shape.push_back(json_integer<int64_t>(s));
+      std::vector<uint64_t> off;
+      for (const json& o : t.at("data_offsets")) off.push_back(json_integer<uint64_t>(o));
       uint64_t numel = 1;
       for (int64_t s : nt.shape) {
         if (s < 0) throw std::runtime_error("negative dimension");
@@ -111,15 +114,22 @@ ModelConfig read_export_config(const std::string& path) {
     // (>= 256, so every byte token has a row), norm_eps, rope_theta, blocks.
     Config full;
     ModelConfig& cfg = full.model;
-    cfg.vocab_size = m.at("vocab_size"), cfg.d_model = m.at("d_model"), cfg.n_layers = m.at("n_layers");
-    cfg.n_heads = m.at("n_heads"), cfg.d_ff = m.at("d_ff"), cfg.seq_len = m.at("seq_len");
+    auto integer = [&](const char* key) {
+      try {
+        return json_integer<int>(m.at(key));
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(std::string("model.") + key + ": " + e.what());
+      }
+    };
+    cfg.vocab_size = integer("vocab_size"), cfg.d_model = integer("d_model"), cfg.n_layers = integer("n_layers");
+    cfg.n_heads = integer("n_heads"), cfg.d_ff = integer("d_ff"), cfg.seq_len = integer("seq_len");
     cfg.rope_theta = m.at("rope_theta"), cfg.norm_eps = m.at("norm_eps");
     const std::string mode = c.at("residual").at("mode");
     if (mode == "standard") {
       cfg.mode = ResidualMode::Standard;
     } else if (mode == "attnres") {
       cfg.mode = ResidualMode::AttnRes;
-      full.residual_block_size = c.at("residual").at("block_size");
+      full.residual_block_size = json_integer<int>(c.at("residual").at("block_size"));
       if (full.residual_block_size < 1) throw std::runtime_error("residual.block_size must be >= 1");
     } else {
       throw std::runtime_error("residual.mode must be standard or attnres, got " + mode);

@@ -402,7 +402,7 @@ TEST(CommandLine, BadCommandLinesExitOne) {
   const Outcome unknown = run(bin + "trian --config x", dir);
   EXPECT_EQ(unknown.exit_code, 1);
   expect_contains(unknown.log, "unknown command 'trian' (expected one of train, eval,");
-  for (const std::string& args : {std::string("train"), "train --config x.yaml --bogus", "", "plan --config"}) {
+  for (const char* args : {"train", "train --config x.yaml --bogus", "", "plan --config"}) {
     const Outcome o = run(bin + args, dir);
     EXPECT_EQ(o.exit_code, 1) << "attnres " << args << "\n" << o.log;
   }
