@@ -22,6 +22,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -118,6 +119,21 @@ inline std::string broadcast_string(Communicator& c, std::string s, int root) {
   s.resize(n);
   if (n) c.broadcast(s.data(), n, root);
   return s;
+}
+
+// Runs f on `root` only and returns, on every rank, the message of the
+// exception it threw ("" if none), so the ranks fail or go on together.
+template <class F>
+std::string error_on_root(Communicator& c, int root, F&& f) {
+  std::string err;
+  if (c.rank() == root) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  }
+  return broadcast_string(c, err, root);
 }
 
 }  // namespace attnres

@@ -106,15 +106,7 @@ int lock_checkpoint_dir(const std::string& dir) {
 Checkpointer::Checkpointer(TrainState s) : s_(s) {
   const std::string& dir = s_.cfg->checkpoint.dir;
   if (dir.empty()) return;
-  std::string err;
-  if (s_.world->rank() == 0) {
-    try {
-      lock_fd_ = lock_checkpoint_dir(dir);
-    } catch (const std::exception& e) {
-      err = e.what();
-    }
-  }
-  err = broadcast_string(*s_.world, err, 0);
+  const std::string err = error_on_root(*s_.world, 0, [&] { lock_fd_ = lock_checkpoint_dir(dir); });
   if (!err.empty()) throw CheckpointError(err);
 }
 
@@ -307,19 +299,13 @@ void Checkpointer::start_save(int step) {
   p->optimizer_step = (*s_.adam)[0].t;
   p->tmp = cc.dir + "/" + kCheckpointTmpPrefix + std::to_string(step);
   p->final_dir = cc.dir + "/" + checkpoint_dir_name(step);
-  std::string err;
-  if (world.rank() == 0) {
-    try {
-      fs::create_directories(cc.dir);
-      fs::remove_all(p->tmp);  // left by a crashed write of this step
-      fs::create_directory(p->tmp);
-      fsync_directory(cc.dir);
-    } catch (const std::exception& e) {
-      err = e.what();
-    }
-  }
   // Also orders every rank's writes after the directory exists.
-  err = broadcast_string(world, err, 0);
+  const std::string err = error_on_root(world, 0, [&] {
+    fs::create_directories(cc.dir);
+    fs::remove_all(p->tmp);  // left by a crashed write of this step
+    fs::create_directory(p->tmp);
+    fsync_directory(cc.dir);
+  });
   if (!err.empty()) throw CheckpointError("checkpoint of step " + std::to_string(step) + ": " + err);
 
   const Coord& co = s_.topo->coord;

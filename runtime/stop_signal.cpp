@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -32,7 +33,5 @@ void install_stop_signals() {
 }
 
 int received_stop_signal() { return g_signal; }
-
-void raise_stop_signal(int sig) { on_stop_signal(sig); }
 
 }  // namespace attnres

@@ -16,7 +16,4 @@ void install_stop_signals();
 // The first stop signal this process received since start, or 0.
 int received_stop_signal();
 
-// Test hook: behave as if `sig` had arrived.
-void raise_stop_signal(int sig);
-
 }  // namespace attnres

@@ -365,16 +365,8 @@ void guard_nonfinite(const TrainConfig& tc, const StepMetrics& s, int in_a_row) 
 // rank alike (rank 0 writes it).
 void check_export_path(Run& r, const std::string& path) {
   if (path.empty()) return;
-  std::string err;
-  if (r.is_logger()) {
-    try {
-      check_writable(path);
-    } catch (const std::exception& e) {
-      err = "--export: " + std::string(e.what());
-    }
-  }
-  err = broadcast_string(*r.groups.world, err, 0);
-  if (!err.empty()) throw std::runtime_error(err);
+  const std::string err = error_on_root(*r.groups.world, 0, [&] { check_writable(path); });
+  if (!err.empty()) throw std::runtime_error("--export: " + err);
 }
 
 // The ranks agree at a step boundary whether to stop on a signal: a SIGINT on
