@@ -23,21 +23,20 @@
 #include "parallel/schedule.h"
 #include "parallel/simulator.h"
 #include "runtime/config.h"
+#include "runtime/host_memory.h"
 
 namespace attnres::cli {
 
 namespace {
 
-std::string human(double v, const char* unit, double base = 1000.0) {
+std::string human(double v, const char* unit) {
   const char* prefix[] = {"", "K", "M", "G", "T", "P"};
   int i = 0;
-  while (v >= base && i < 5) v /= base, ++i;
+  while (v >= 1000.0 && i < 5) v /= 1000.0, ++i;
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f %s%s%s", v, prefix[i], base == 1024.0 && i ? "i" : "",
-                unit);
+  std::snprintf(buf, sizeof buf, "%.2f %s%s", v, prefix[i], unit);
   return buf;
 }
-std::string bytes(double b) { return human(b, "B", 1024.0); }
 
 std::string block_span(const ModelConfig& m, const ChunkRange& ch) {
   if (!m.attnres()) return "-";
@@ -120,7 +119,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
     std::printf("%-5d %-4d %-11s %-9s %-5s %-4s %12s %14.2f %14s\n", ch.index, sched.placement[size_t(ch.index)],
                 range.c_str(), block_span(m, ch).c_str(), ch.has_embed ? "yes" : "-",
                 ch.has_head ? "yes" : "-", human(double(f.params), "").c_str(), cost / 1e9,
-                bytes(double(f.acts) * 4).c_str());
+                format_bytes(double(f.acts) * 4).c_str());
   }
   std::printf("blocks: \"(\" = chunk starts inside a block, \")\" = ends inside one. GFLOP/token: "
               "training (fwd+bwd) cost model of parallel/partition.h; max/mean chunk cost = %.3f\n\n",
@@ -140,7 +139,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
   const double tensor_bytes = tokens * m.d_model * 4;
   std::printf("hop payloads per microbatch (tensors x [%d, %d, %d] fp32 = %s each); the backward "
               "hop carries the gradient of every forward tensor, so bwd = fwd\n",
-              b, m.seq_len, m.d_model, bytes(tensor_bytes).c_str());
+              b, m.seq_len, m.d_model, format_bytes(tensor_bytes).c_str());
   if (!m.attnres())
     std::printf("(the config is in standard mode, so \"block\" uses model.block_size = %d; compare "
                 "with --set residual.mode=attnres --set residual.block_size=S)\n",
@@ -159,15 +158,15 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
         const HopPayload h = hop_payload(variants[i].model, part, c, variants[i].cache);
         const double by = double(hop_bytes(variants[i].model, h, b));
         total[i] += by;
-        std::printf(" %20s", (std::to_string(h.tensors.size()) + " / " + bytes(by)).c_str());
+        std::printf(" %20s", (std::to_string(h.tensors.size()) + " / " + format_bytes(by)).c_str());
       }
       std::printf("\n");
     }
   }
   std::printf("%-16s", "per microbatch");
-  for (double t : total) std::printf(" %20s", bytes(t).c_str());
+  for (double t : total) std::printf(" %20s", format_bytes(t).c_str());
   std::printf("\n%-16s", ("per step (x" + std::to_string(M) + ")").c_str());
-  for (double t : total) std::printf(" %20s", bytes(t * M).c_str());
+  for (double t : total) std::printf(" %20s", format_bytes(t * M).c_str());
   std::printf("\n\n");
 
   // ---- closed forms ---------------------------------------------------------
@@ -197,7 +196,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
   std::printf("(\"exact?\" = every chunk holds N_p whole blocks, where rule = Eq.7 and rule+cache "
               "= Eq.8 exact; Eq.8 as printed overcounts by (V-1)*P*N_p; docs/PARALLEL.md)\n"
               "bytes = count x %s per microbatch\n\n",
-              bytes(tensor_bytes).c_str());
+              format_bytes(tensor_bytes).c_str());
 
   // ---- bubble ---------------------------------------------------------------
   const SimResult sim = simulate(sched);
@@ -238,10 +237,10 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
       chunks += (chunks.empty() ? "" : " ") + std::to_string(ch.chunk) + "(" + std::to_string(ch.slots) + ")";
     const MemoryBytes& t = plan.total;
     std::printf("%-4d %-22s %10s %10s %10s %10s %10s %10s %10s %10s\n", r, chunks.c_str(),
-                bytes(double(t.params)).c_str(), bytes(double(t.grads)).c_str(),
-                bytes(2.0 * double(t.params)).c_str(), bytes(double(t.acts)).c_str(),
-                bytes(double(t.hops)).c_str(), bytes(double(t.fixed)).c_str(),
-                bytes(double(t.total())).c_str(), bytes(double(t.total() + 2 * t.params)).c_str());
+                format_bytes(double(t.params)).c_str(), format_bytes(double(t.grads)).c_str(),
+                format_bytes(2.0 * double(t.params)).c_str(), format_bytes(double(t.acts)).c_str(),
+                format_bytes(double(t.hops)).c_str(), format_bytes(double(t.fixed)).c_str(),
+                format_bytes(double(t.total())).c_str(), format_bytes(double(t.total() + 2 * t.params)).c_str());
   }
 
   // ---- communication per rank -------------------------------------------------
@@ -260,8 +259,8 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
       if (ch.index + 1 < C) fwd += double(M) * double(hop_bytes(m, hop_payload(m, part, ch.index + 1, cache), b)) / hop_share;
       if (ch.index > 0) bwd += double(M) * double(hop_bytes(m, hop_payload(m, part, ch.index, cache), b)) / hop_share;
     }
-    std::printf("%-4d %14s %14s %18s\n", r, bytes(fwd).c_str(), bytes(bwd).c_str(),
-                bytes(tp_step_bytes(m, mine, M, b, tp)).c_str());
+    std::printf("%-4d %14s %14s %18s\n", r, format_bytes(fwd).c_str(), format_bytes(bwd).c_str(),
+                format_bytes(tp_step_bytes(m, mine, M, b, tp)).c_str());
   }
 }
 
@@ -314,7 +313,7 @@ void print_network(const ModelConfig& m, const Partition& part, const Schedule& 
     for (const RankStats& rs : r.ranks) bubble = std::max(bubble, rs.bubble);
     char bub[16] = "-";  // without compute every rank only waits
     if (u > 0) std::snprintf(bub, sizeof bub, "%.4f", bubble);
-    std::printf("%-16s %14s %16.4f %14.4f %10s\n", v.name.c_str(), bytes(bytes_step).c_str(), comm,
+    std::printf("%-16s %14s %16.4f %14.4f %10s\n", v.name.c_str(), format_bytes(bytes_step).c_str(), comm,
                 r.makespan, bub);
   }
   std::printf("comm s/step: every hop message of the step one after another (fwd + bwd, x%d); step s: "

@@ -20,6 +20,7 @@
 #include "kernels/peak.h"
 #include "models/chunk.h"
 #include "parallel/executor.h"
+#include "parallel/memory_plan.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
@@ -30,6 +31,7 @@
 #include "runtime/durable_file.h"
 #include "runtime/evaluate.h"
 #include "runtime/fault_injection.h"
+#include "runtime/host_memory.h"
 #include "runtime/metrics.h"
 #include "runtime/optimizer.h"
 #include "runtime/safetensors.h"
@@ -86,6 +88,34 @@ struct Run {
   bool is_logger() const { return topo.world_rank == 0; }
 };
 
+// A model too large for the machine fails before the first allocation, with
+// what one rank needs (the memory plan plus AdamW's moments) against what the
+// ranks sharing this machine can still get. The ranks agree, so none waits on
+// one that stopped.
+void check_memory_fits(Run& r, const Schedule& sched, bool cache) {
+  const RankMemoryPlan plan = plan_rank_memory(r.cfg.model, r.part, sched, r.topo.coord.pp_idx,
+                                               r.cfg.train.micro_batch_size, cache, r.tp);
+  const MemoryBytes& b = plan.total;
+  const double need = double(b.total()) + 2.0 * double(b.params);
+  double node_need = need;
+  r.node->allreduce_sum(&node_need, 1);
+  const double avail = double(available_host_bytes());
+  double over = avail > 0 && node_need > avail ? 1.0 : 0.0;
+  r.groups.world->allreduce_sum(&over, 1);
+  if (over == 0) return;
+  if (!(avail > 0 && node_need > avail))
+    throw std::runtime_error("not enough memory on another machine of this run (its ranks name it)");
+  throw std::runtime_error(
+      "not enough memory: rank " + std::to_string(r.topo.world_rank) + " needs " + format_bytes(need) +
+      " (parameters " + format_bytes(double(b.params)) + ", gradients " + format_bytes(double(b.grads)) +
+      ", AdamW moments " + format_bytes(2.0 * double(b.params)) + ", activations " + format_bytes(double(b.acts)) +
+      ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + "); the " + std::to_string(r.node->size()) +
+      " rank(s) on this machine need " + format_bytes(node_need) + " and " + format_bytes(avail) +
+      " is available; make the model, train.micro_batch_size or model.seq_len smaller, or spread the "
+      "layers over more machines (parallel.pp); "
+      "`attnres plan` shows each rank's share");
+}
+
 void setup(Run& r) {
   const ParallelConfig& p = r.cfg.parallel;
   const ModelConfig& m = r.cfg.model;
@@ -109,6 +139,7 @@ void setup(Run& r) {
   r.node = make_mpi_node();
   r.tp = {{r.topo.coord.tp_idx, p.tp}, p.sequence_parallel && p.tp > 1, r.groups.tensor_collectives.get()};
   const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
+  check_memory_fits(r, sched, cache);
   r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
                                               p.pp > 1 ? r.groups.pipeline.get() : nullptr,
                                               p.dp > 1 ? r.groups.data.get() : nullptr,

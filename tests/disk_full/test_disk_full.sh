@@ -2,7 +2,7 @@
 # Disk full (ENOSPC) in each phase of a checkpoint save and in an export, on
 # a small tmpfs (docs/CHECKPOINT.md, "Disk full"). For each phase, filler
 # leaves just too little room for that phase of the step-6 save: the run
-# exits 1 naming the failure, the step-4 checkpoint stays committed and
+# exits 1 naming the failure (also when the save is asynchronous), the step-4 checkpoint stays committed and
 # verifies, no .tmp_step_* or *.tmp debris is left, and --resume auto
 # continues from step 4. Then a save that just fits, with pruning on a full
 # disk, and an export that does not fit.
@@ -45,18 +45,29 @@ shard_pages=$(pages "$step4/rank0.bin") manifest_pages=$(pages "$step4/manifest.
 # Phase -> pages left free for the step-6 save: the shard cannot be written;
 # the shard can, the manifest cannot; both can, the COMMITTED marker cannot.
 declare -A room=([shard]=$((shard_pages / 2)) [manifest]=$shard_pages [marker]=$((shard_pages + manifest_pages)))
-for phase in shard manifest marker; do
+# full_save PHASE MODE STEPS [args]: the step-6 save of a STEPS-step run, sync
+# or async, meets a full disk in PHASE.
+full_save() {
+  local phase="$1" mode="$2" steps="$3"
+  shift 3
   rm -rf "$mnt/filler" "$ckpt/step_00000006"
   head -c $(( ($(free_pages) - ${room[$phase]}) * 4096 )) /dev/zero > "$mnt/filler"
-  if train 6 "$work/$phase.log" --resume auto; then fail "$phase: the run did not fail on a full disk"; fi
-  grep -q "checkpoint of step 6 failed: .*No space left on device" "$work/$phase.log" ||
-    { cat "$work/$phase.log"; fail "$phase: no clear disk-full message"; }
-  [ ! -e "$ckpt/step_00000006" ] || fail "$phase: a failed save left step_00000006"
-  [ -f "$step4/COMMITTED" ] || fail "$phase: the step-4 checkpoint lost its marker"
-  "$attnres" checkpoint inspect "$step4" > "$work/$phase.inspect" 2>&1 ||
-    { cat "$work/$phase.inspect"; fail "$phase: the step-4 checkpoint does not verify"; }
-  no_debris "$phase"
-  echo "disk full in the $phase phase: exit 1 with the reason, step 4 intact and verified, no debris"
+  if train "$steps" "$work/$phase.$mode.log" --resume auto "$@"; then fail "$phase ($mode): the run did not fail on a full disk"; fi
+  grep -q "checkpoint of step 6 failed: .*No space left on device" "$work/$phase.$mode.log" ||
+    { cat "$work/$phase.$mode.log"; fail "$phase ($mode): no clear disk-full message"; }
+  [ ! -e "$ckpt/step_00000006" ] || fail "$phase ($mode): a failed save left step_00000006"
+  [ -f "$step4/COMMITTED" ] || fail "$phase ($mode): the step-4 checkpoint lost its marker"
+  "$attnres" checkpoint inspect "$step4" > "$work/$phase.$mode.inspect" 2>&1 ||
+    { cat "$work/$phase.$mode.inspect"; fail "$phase ($mode): the step-4 checkpoint does not verify"; }
+  no_debris "$phase ($mode)"
+  echo "disk full in the $phase phase of a $mode save: exit 1 with the reason, step 4 intact and verified, no debris"
+}
+for phase in shard manifest marker; do full_save "$phase" sync 6; done
+# The background writer fails while later steps train: the run stops at the
+# next step boundary with the reason, before the step-8 save.
+for phase in shard marker; do
+  full_save "$phase" async 10 --set checkpoint.async=true
+  [ ! -e "$ckpt/step_00000008" ] || fail "$phase (async): the run went on to save step 8"
 done
 
 # A save that just fits on a disk kept full, then pruning on it (keep_last 1).

@@ -426,6 +426,23 @@ TEST(CommandLine, MetricsDirectoryAndAnHonestSummary) {
   EXPECT_EQ(o.log.find("tok/s | mfu", o.log.find("summary:")), std::string::npos) << o.log;
 }
 
+// A model far beyond the machine's memory fails before it allocates, saying
+// what one rank needs, split the way `attnres plan` splits it, and what is
+// available; the same config at pp = 2 needs about half per rank.
+TEST(CommandLine, ModelTooLargeSaysHowMuchItNeeds) {
+  const fs::path dir = fresh_dir("too_large");
+  const std::string args = "train --config " ATTNRES_SOURCE_DIR "/configs/tiny.yaml --peak-gflops 1 --set data.dir=" +
+                           test_corpus_dir() + " --set model.n_layers=4096 --set model.d_model=65536 "
+                           "--set model.n_heads=512 --set model.d_ff=262144";
+  const Outcome o = run(ATTNRES_BINARY_DIR "/attnres " + args, dir);
+  EXPECT_EQ(o.exit_code, 1) << o.log;
+  // 4096 layers x (4 d^2 + 3 d d_ff) floats, d = 65536, d_ff = 4 d: 16 d^2 x 4096 x 4 B = 1 PiB.
+  expect_contains(o.log, "not enough memory: rank 0 needs ");
+  expect_contains(o.log, "(parameters 1.00 PiB, gradients 1.00 PiB, AdamW moments 2.00 PiB, activations ");
+  expect_contains(o.log, "is available");
+  EXPECT_EQ(o.log.find("bad_alloc"), std::string::npos) << o.log;
+}
+
 TEST(Supervisor, RejectsBadUsage) {
   const fs::path dir = fresh_dir("usage");
   const std::string sup = ATTNRES_SOURCE_DIR "/launch/supervise.sh --attnres " ATTNRES_BINARY_DIR "/attnres ";
