@@ -148,6 +148,15 @@ void attention_forward(const Device& dev, float* out, float* att, const float* q
   not_built("attention_forward");
 }
 
+void attention_decode(const Device& dev, float* out, float* scores, const float* q, const float* kcache,
+                      const float* vcache, int T, int H, int hd) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::attention_decode(dev, out, scores, q, kcache, vcache, T, H, hd);
+    case Backend::CUDA: break;
+  }
+  not_built("attention_decode");
+}
+
 void attention_backward(const Device& dev, float* dq, float* dk, float* dv, float* scratch,
                         const float* dout, const float* att, const float* q, const float* k,
                         const float* v, int B, int T, int H, int hd) {

@@ -79,6 +79,12 @@ void attention_backward(const Device& dev, float* dq, float* dk, float* dv,
                         const float* q, const float* k, const float* v, int B,
                         int T, int H, int hd);
 
+// Decoding: the one new query row q [H*hd] (RoPE applied) against the cache of
+// T positions, kcache and vcache [T, H*hd] (the new position's k and v already
+// appended). out [H*hd]; scores needs H*T floats.
+void attention_decode(const Device& dev, float* out, float* scores, const float* q, const float* kcache,
+                      const float* vcache, int T, int H, int hd);
+
 // ---- SwiGLU: out = silu(gate) * up, elementwise over n -------------------
 void swiglu_forward(const Device& dev, float* out, const float* gate,
                     const float* up, size_t n);

@@ -1,14 +1,16 @@
-// `attnres eval`: the loss of an exported model on a text file.
+// `attnres eval`: the loss of an exported model on a text file, and with
+// --depth what the depth-attention and PreNorm-dilution plots need.
+#include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <utility>
 
+#include "kernels/device.h"
 #include "launch/commands.h"
 #include "models/chunk.h"
+#include "runtime/durable_file.h"
 #include "runtime/evaluate.h"
-#include "runtime/safetensors.h"
 
 namespace attnres::cli {
 
@@ -17,27 +19,36 @@ void add_eval_command(CLI::App& app) {
       "eval", "Mean next-token cross-entropy of an exported model on a text file (byte tokens, "
               "consecutive windows of seq_len + 1, the rest dropped)");
   struct Opts {
-    std::string weights, input;
-    int batch = 8;
+    std::string weights, input, depth;
+    int batch = 8, threads = 0;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--weights", o->weights, "model.safetensors written by train --export (config.json beside it)")
       ->required();
   cmd->add_option("--input", o->input, "Text file to evaluate on")->required();
   cmd->add_option("--batch", o->batch, "Windows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", o->threads, "OpenMP and OpenBLAS threads (0: every core)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--depth", o->depth,
+                  "Also write the mean depth-attention weights per site and the RMS of each sublayer's input "
+                  "(JSON, for tools/plot.py)");
   cmd->callback([o] {
-    for (const auto& [opt, path] : {std::pair{"--weights", o->weights}, {"--input", o->input}})
-      if (std::filesystem::is_directory(path))
-        throw std::invalid_argument(std::string(opt) + " " + path + ": is a directory, not a file");
-    const ModelConfig m = read_export_config(export_config_path(o->weights));
-    const auto tensors = read_safetensors(o->weights);
+    require_not_directory("--weights", o->weights);
+    require_not_directory("--input", o->input);
+    kernels::set_num_threads(o->threads);
     Chunk model;
-    chunk_init(model, m, 0, m.num_sublayers(), o->batch, 0);
+    load_export(model, o->weights, o->batch);
     ChunkActs acts;
     acts_init(acts, model);
-    load_named_tensors(model, tensors, o->weights);
-    const double loss = eval_file_loss(model, acts, o->input);
-    std::printf("eval_loss: %.6f\n", loss);
+    DepthStats depth;
+    const EvalResult r = eval_file(model, acts, o->input, o->depth.empty() ? nullptr : &depth);
+    // One token is one byte: bits per byte is the loss in bits.
+    std::printf("eval: %zu tokens | loss %.6f nats | %.4f bits/byte | perplexity %.3f\n", r.tokens, r.loss,
+                r.loss / std::log(2.0), std::exp(r.loss));
+    if (!o->depth.empty()) {
+      write_file_durably(o->depth, depth_json(depth, model.cfg).dump(1) + "\n");
+      std::printf("depth statistics: %s\n", o->depth.c_str());
+    }
   });
 }
 

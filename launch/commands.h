@@ -4,6 +4,9 @@
 // and exits non-zero.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
 
 namespace attnres::cli {
 
@@ -12,6 +15,12 @@ namespace attnres::cli {
 struct ExitStatus {
   int code;
 };
+
+// A file option given a directory is named as such (not a read error later).
+inline void require_not_directory(const char* option, const std::string& path) {
+  if (std::filesystem::is_directory(path))
+    throw std::invalid_argument(std::string(option) + " " + path + ": is a directory, not a file");
+}
 
 // Registration functions, one per file. Each adds a subcommand with --help.
 void add_data_command(CLI::App& app);      // attnres data prepare
@@ -22,5 +31,6 @@ void add_eval_command(CLI::App& app);      // attnres eval
 void add_checkpoint_command(CLI::App& app);  // attnres checkpoint inspect
 void add_export_command(CLI::App& app);      // attnres export --checkpoint
 void add_config_command(CLI::App& app);      // attnres config [--get KEY]
+void add_generate_command(CLI::App& app);    // attnres generate
 
 }  // namespace attnres::cli

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   attnres::cli::add_checkpoint_command(app);
   attnres::cli::add_export_command(app);
   attnres::cli::add_config_command(app);
+  attnres::cli::add_generate_command(app);
   try {
     check_command_name(app, argc, argv);
     app.parse(argc, argv);

@@ -1,5 +1,7 @@
 #include "runtime/evaluate.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
@@ -35,7 +37,56 @@ double mean_loss(const Chunk& model, ChunkActs& acts, const std::vector<Batch>& 
   return tokens ? sum / double(tokens) : 0.0;
 }
 
-double eval_file_loss(const Chunk& model, ChunkActs& acts, const std::string& text_path) {
+void accumulate_depth(DepthStats& stats, const Chunk& model, const ChunkActs& acts, size_t rows) {
+  const ModelConfig& m = model.cfg;
+  const int L = m.num_sublayers(), d = m.d_model;
+  const ActsView& v = acts.v;
+  auto add_rms = [&](size_t i, const float* h) {
+    const std::vector<float> x = k::to_host(model.dev, h, rows * size_t(d));
+    for (size_t r = 0; r < rows; ++r) {
+      double ss = 0;
+      for (int c = 0; c < d; ++c) ss += double(x[r * d + c]) * x[r * d + c];
+      stats.rms[i] += std::sqrt(ss / d);
+    }
+  };
+  auto add_alpha = [&](size_t site, const float* alpha, int K) {
+    const std::vector<float> a = k::to_host(model.dev, alpha, rows * size_t(K));
+    stats.alpha[site].resize(size_t(K));
+    for (size_t r = 0; r < rows; ++r)
+      for (int s = 0; s < K; ++s) stats.alpha[site][size_t(s)] += a[r * K + s];
+  };
+  stats.rms.resize(size_t(L) + 1);
+  for (int j = 0; j < L; ++j) add_rms(size_t(j), v.sub[size_t(j)].h);
+  add_rms(size_t(L), m.attnres() ? v.head.h : acts.out.hidden);
+  if (m.attnres()) {
+    stats.alpha.resize(size_t(L) + 1);
+    for (int j = 0; j < L; ++j) add_alpha(size_t(j), v.sub[size_t(j)].alpha, acts.site_k[size_t(j)]);
+    add_alpha(size_t(L), v.head.alpha, acts.site_k.back());
+  }
+  stats.tokens += rows;
+}
+
+nlohmann::json depth_json(const DepthStats& stats, const ModelConfig& m) {
+  const double n = double(std::max<size_t>(stats.tokens, 1));
+  nlohmann::json j;
+  j["mode"] = residual_mode_name(m.mode);
+  j["sublayers"] = m.num_sublayers();
+  if (m.attnres()) j["block_size"] = m.block_size, j["num_blocks"] = m.num_blocks();
+  j["tokens"] = stats.tokens;
+  std::vector<double> rms;
+  for (double x : stats.rms) rms.push_back(x / n);
+  j["rms"] = rms;  // sublayer inputs, then the final norm's input
+  nlohmann::json alpha = nlohmann::json::array();
+  for (const std::vector<double>& site : stats.alpha) {
+    std::vector<double> mean;
+    for (double x : site) mean.push_back(x / n);
+    alpha.push_back(mean);
+  }
+  j["alpha"] = alpha;  // per site: mean weight per source (0 = embedding, b + 1 = block b)
+  return j;
+}
+
+EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& text_path, DepthStats* depth) {
   std::ifstream f(text_path, std::ios::binary);
   if (!f) throw std::runtime_error(text_path + ": cannot open input file");
   const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -45,9 +96,8 @@ double eval_file_loss(const Chunk& model, ChunkActs& acts, const std::string& te
     throw std::runtime_error(text_path + ": " + std::to_string(bytes.size()) +
                              " bytes is shorter than one window of seq_len + 1 = " + std::to_string(T + 1));
   const int B = model.batch;
-  std::vector<Batch> batches;
   double sum = 0.0;
-  size_t tokens = 0;
+  EvalResult r;
   for (size_t w0 = 0; w0 < windows; w0 += size_t(B)) {
     // The last batch is padded by repeating its first window; padding is not counted.
     Batch b;
@@ -64,9 +114,18 @@ double eval_file_loss(const Chunk& model, ChunkActs& acts, const std::string& te
     chunk_forward(model, acts, db.inputs.data(), db.targets.data(), ResidualState{});
     const std::vector<float> losses = k::to_host(model.dev, chunk_token_losses(model, acts), used * size_t(T));
     for (float l : losses) sum += l;
-    tokens += used * size_t(T);
+    r.tokens += used * size_t(T);
+    if (depth) accumulate_depth(*depth, model, acts, used * size_t(T));
   }
-  return sum / double(tokens);
+  r.loss = sum / double(r.tokens);
+  return r;
+}
+
+void load_export(Chunk& model, const std::string& weights_path, int batch) {
+  const ModelConfig m = read_export_config(export_config_path(weights_path));
+  const auto tensors = read_safetensors(weights_path);
+  chunk_init(model, m, 0, m.num_sublayers(), batch, 0);
+  load_named_tensors(model, tensors, weights_path);
 }
 
 void load_named_tensors(Chunk& model, const std::vector<NamedTensor>& tensors, const std::string& source) {

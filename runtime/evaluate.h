@@ -1,5 +1,7 @@
 // Loss evaluation: validation during training and `attnres eval`.
 #pragma once
+#include <nlohmann/json.hpp>
+
 #include <string>
 #include <vector>
 
@@ -13,10 +15,37 @@ namespace attnres {
 // (each batch must hold chunk.batch sequences).
 double mean_loss(const Chunk& model, ChunkActs& acts, const std::vector<Batch>& batches);
 
+// What the depth-attention and PreNorm-dilution plots show (tools/plot.py),
+// as sums over the evaluated tokens; depth_json divides.
+struct DepthStats {
+  // AttnRes: per site (sublayers 0 .. L-1, then the output site), the sum of
+  // each source's weight alpha (source 0 = the embedding, then the blocks).
+  std::vector<std::vector<double>> alpha;
+  // Per sublayer, then the final norm's input: the sum of the RMS of the
+  // hidden state the sublayer's RMSNorm reads (standard: the residual stream;
+  // AttnRes: the depth attention's output).
+  std::vector<double> rms;
+  size_t tokens = 0;
+};
+// Adds the first `rows` token rows of the last forward of a whole-model chunk.
+void accumulate_depth(DepthStats& stats, const Chunk& model, const ChunkActs& acts, size_t rows);
+// The means, with the model's mode and blocks: the file `attnres eval --depth` writes.
+nlohmann::json depth_json(const DepthStats& stats, const ModelConfig& m);
+
+struct EvalResult {
+  size_t tokens = 0;  // predicted positions
+  double loss = 0;    // mean next-token cross-entropy, nats
+};
 // Byte-tokenizes `text_path`, cuts it into consecutive windows of seq_len + 1
-// tokens (the rest is dropped) and returns the mean next-token cross-entropy
-// over all predicted positions. Throws if the file is shorter than one window.
-double eval_file_loss(const Chunk& model, ChunkActs& acts, const std::string& text_path);
+// tokens (the rest is dropped) and evaluates every predicted position; with
+// `depth`, also accumulates its statistics. Throws if the file is shorter
+// than one window.
+EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& text_path,
+                     DepthStats* depth = nullptr);
+
+// A whole-model chunk of `batch` sequences with the weights of an export
+// (model.safetensors and the config.json beside it).
+void load_export(Chunk& model, const std::string& weights_path, int batch);
 
 // Copies the named tensors of `tensors` into a chunk's device parameters; throws naming a tensor
 // that is missing or has the wrong shape, or an unexpected extra tensor.

@@ -98,4 +98,20 @@ void attention_backward(const Device&, float* dq, float* dk, float* dv,
   });
 }
 
+// One query row per head against the cached keys and values of T positions;
+// scores are scaled as in attention_forward and softmaxed over all T.
+void attention_decode(const Device&, float* out, float* scores, const float* q, const float* kcache,
+                      const float* vcache, int T, int H, int hd) {
+  const int C = H * hd;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  for (int h = 0; h < H; h++) {
+    float* s = scores + (size_t)h * T;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, T, hd, scale, kcache + (size_t)h * hd, C, q + (size_t)h * hd, 1,
+                0.0f, s, 1);
+    row::softmax(s, T);
+    cblas_sgemv(CblasRowMajor, CblasTrans, T, hd, 1.0f, vcache + (size_t)h * hd, C, s, 1, 0.0f,
+                out + (size_t)h * hd, 1);
+  }
+}
+
 }  // namespace attnres::kernels::cpu

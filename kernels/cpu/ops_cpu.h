@@ -42,6 +42,9 @@ void attention_backward(const Device& dev, float* dq, float* dk, float* dv, floa
                         const float* dout, const float* att, const float* q, const float* k,
                         const float* v, int B, int T, int H, int hd);
 
+void attention_decode(const Device& dev, float* out, float* scores, const float* q, const float* kcache,
+                      const float* vcache, int T, int H, int hd);
+
 void swiglu_forward(const Device& dev, float* out, const float* gate, const float* up, size_t n);
 void swiglu_backward(const Device& dev, float* dgate, float* dup, const float* dout,
                      const float* gate, const float* up, size_t n);

@@ -129,8 +129,8 @@ TEST(Training, ExportIsTheFinalModelAndEvalLoadsIt) {
   Model loaded(m, 3, read_safetensors(weights));
   Model from_ckpt(cfg.model, 3, named_tensors(full, final_params.data()));
   const std::string text = std::string(ATTNRES_SOURCE_DIR) + "/models/chunk.cpp";
-  const double loss = eval_file_loss(loaded.chunk, loaded.acts, text);
-  EXPECT_EQ(loss, eval_file_loss(from_ckpt.chunk, from_ckpt.acts, text));
+  const double loss = eval_file(loaded.chunk, loaded.acts, text).loss;
+  EXPECT_EQ(loss, eval_file(from_ckpt.chunk, from_ckpt.acts, text).loss);
   EXPECT_LT(loss, std::log(256.0));
 }
 
@@ -166,7 +166,7 @@ TEST(Training, ValidationCoversEveryWindowIncludingAShortLastBatch) {
   const fs::path text_path = dir / "val_windows.txt";
   std::ofstream(text_path, std::ios::binary) << text;
   Model three(cfg.model, 3, params);
-  EXPECT_NEAR(eval_file_loss(three.chunk, three.acts, text_path.string()), r.final_val_loss, 1e-6 * direct);
+  EXPECT_NEAR(eval_file(three.chunk, three.acts, text_path.string()).loss, r.final_val_loss, 1e-6 * direct);
 }
 
 TEST(Training, CorruptExportIsRejectedNamingTheFile) {
