@@ -18,6 +18,7 @@
 #include "kernels/memory.h"
 #include "runtime/durable_file.h"
 #include "runtime/fault_injection.h"
+#include "runtime/optimizer.h"
 #include "runtime/watchdog.h"
 
 namespace attnres {
@@ -25,6 +26,32 @@ namespace attnres {
 namespace fs = std::filesystem;
 
 namespace {
+
+// A resumed run follows its own config's learning-rate schedule (so a run can
+// be extended); when that is not the checkpoint's, say what changed and what
+// the learning rate of the next step becomes.
+std::string describe_schedule_change(const TrainConfig& saved, const TrainConfig& now, int step) {
+  std::string changed;
+  auto diff = [&](const char* key, const std::string& a, const std::string& b) {
+    if (a != b) changed += std::string(changed.empty() ? "" : ", ") + key + " " + a + " -> " + b;
+  };
+  auto num = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", x);
+    return std::string(buf);
+  };
+  diff("train.steps", std::to_string(saved.steps), std::to_string(now.steps));
+  diff("train.warmup_steps", std::to_string(saved.warmup_steps), std::to_string(now.warmup_steps));
+  diff("train.lr", num(saved.lr), num(now.lr));
+  diff("train.min_lr", num(saved.min_lr), num(now.min_lr));
+  if (changed.empty()) return "";
+  char was[64], buf[192];
+  if (step < saved.steps) std::snprintf(was, sizeof was, "the checkpoint's schedule: %.3g", double(lr_at(saved, step)));
+  else std::snprintf(was, sizeof was, "the checkpoint's schedule ended at step %d", saved.steps);
+  std::snprintf(buf, sizeof buf, ": the learning rate of step %d is %.3g (%s); this run's schedule applies from here",
+                step + 1, double(lr_at(now, step)), was);
+  return "the learning-rate schedule changed (" + changed + ")" + buf;
+}
 
 // --- collectives (main thread only) ---------------------------------------
 
@@ -121,6 +148,7 @@ namespace {
 // Parameters, AdamW m and v of the local chunks, as staged by a load.
 struct Staged {
   int step = 0, optimizer_step = 0;
+  std::string schedule_change;  // what changed in the learning-rate schedule; "" if nothing
   std::vector<std::vector<float>> params, m, v;  // per local chunk
 };
 
@@ -154,6 +182,7 @@ Staged stage_load(const std::string& ckpt, const TrainState& s) {
   Staged st;
   st.step = m.step;
   st.optimizer_step = m.optimizer_step;
+  st.schedule_change = describe_schedule_change(manifest_config(m, ckpt).train, t, m.step);
   for (const Chunk& c : *s.chunks) {
     std::vector<float>* dst[3] = {&st.params.emplace_back(c.layout.total), &st.m.emplace_back(c.layout.total),
                                   &st.v.emplace_back(c.layout.total)};
@@ -242,7 +271,10 @@ int Checkpointer::resume(const std::string& spec) {
     const std::string why = agree_on_error(world, mine);
     if (why.empty()) {
       for (size_t c = 0; c < s_.chunks->size(); ++c) restore_from_host(st, c, (*s_.chunks)[c], (*s_.adam)[c]);
-      if (world.rank() == 0) std::printf("resume: loaded %s (step %d)\n", ckpt.c_str(), st.step);
+      if (world.rank() == 0) {
+        std::printf("resume: loaded %s (step %d)\n", ckpt.c_str(), st.step);
+        if (!st.schedule_change.empty()) std::printf("resume: %s\n", st.schedule_change.c_str());
+      }
       return st.step;
     }
     if (!is_auto) throw CheckpointError("--resume " + ckpt + ": " + why);

@@ -290,7 +290,8 @@ void validate_config(Config& cfg) {
   } else {
     if (bs != 0 && nb != 0)
       fail("residual.block_size",
-           "give either residual.block_size or residual.num_blocks, not both");
+           "give either residual.block_size or residual.num_blocks, not both (a --set of one "
+           "replaces the other)");
     if (bs > L)
       fail("residual.block_size", str(bs) + " exceeds the number of sublayers L = 2 * " +
                                       "model.n_layers = " + str(L));
@@ -324,9 +325,6 @@ void validate_config(Config& cfg) {
   if (t.min_lr > t.lr)
     fail("train.min_lr", str(t.min_lr) + " exceeds train.lr (" + str(t.lr) + ")");
   require_non_negative("train.warmup_steps", t.warmup_steps);
-  if (t.warmup_steps > t.steps)
-    fail("train.warmup_steps", str(t.warmup_steps) + " exceeds train.steps (" +
-                                   str(t.steps) + ")");
   require_non_negative("train.weight_decay", t.weight_decay);
   require_unit("train.beta1", t.beta1);
   require_unit("train.beta2", t.beta2);
@@ -426,6 +424,9 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
       throw ConfigError(origin + ": " + key + ": value is not a YAML scalar: " + e.msg);
     }
     raw[key] = RawValue{value, origin};
+    // block_size and num_blocks are two spellings of one setting: the later replaces the earlier.
+    if (key == "residual.block_size") raw.erase("residual.num_blocks");
+    if (key == "residual.num_blocks") raw.erase("residual.block_size");
   }
 
   Config cfg;

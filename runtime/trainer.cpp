@@ -333,6 +333,10 @@ void print_header(const Run& r, double peak_flops, bool measured) {
   std::printf(" | dp %d pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak %.1f GFLOP/s (%s)\n",
               p.dp, p.pp, p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9,
               measured ? "sgemm measured per node" : "--peak-gflops per node");
+  const TrainConfig& t = r.cfg.train;
+  if (t.warmup_steps > t.steps)  // a short smoke run of a longer config: allowed, said once
+    std::printf("note: train.warmup_steps %d > train.steps %d: the whole run is warm-up; the learning rate "
+                "reaches %.3g of train.lr\n", t.warmup_steps, t.steps, double(t.steps) / t.warmup_steps);
 }
 
 // ATTNRES_FAULT at=nan: one NaN in this rank's gradients.

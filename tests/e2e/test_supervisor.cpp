@@ -325,6 +325,8 @@ TEST(NonFinite, MoreSkipsInARowThanTheLimitStop) {
 // Resuming a finished run trains nothing and says so; resuming past
 // train.steps is an error; so are `--resume ''`, a missing checkpoint and a
 // checkpoint.dir given as one checkpoint, each named (issue #12).
+// Resuming at or past the end, bad --resume arguments, and a resume that
+// extends the run (its learning-rate schedule changes).
 TEST(Resume, AtOrPastTheEndAndBadCheckpointArgumentsAreNamed) {
   const fs::path dir = fresh_dir("resume_end");
   const fs::path ref_dir = dir / "reference";
@@ -348,6 +350,13 @@ TEST(Resume, AtOrPastTheEndAndBadCheckpointArgumentsAreNamed) {
   const Outcome empty = run(train + train_args(ref_dir, {}) + " --resume ''", ref_dir);
   EXPECT_EQ(empty.exit_code, 1) << empty.log;
   expect_contains(empty.log, "--resume '': expected 'auto' or a checkpoint directory");
+  // Extending the run: the new schedule applies, and the resume says what changed.
+  const Outcome longer = run(train + train_args(ref_dir, {"train.steps=14"}) + " --resume auto", ref_dir);
+  EXPECT_EQ(longer.exit_code, 0) << longer.log;
+  expect_contains(longer.log, "resume: the learning-rate schedule changed (train.steps 12 -> 14): the learning "
+                              "rate of step 13 is ");
+  expect_contains(longer.log, "; this run's schedule applies from here");
+  expect_contains(longer.log, "summary: steps 14 |");
 }
 
 // Two runs sharing a checkpoint directory: the second fails at the start,
