@@ -26,9 +26,9 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--weights", o->weights, "model.safetensors written by train --export (config.json beside it)")
       ->required();
   cmd->add_option("--input", o->input, "Text file to evaluate on")->required();
-  cmd->add_option("--batch", o->batch, "Windows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", o->batch, "Windows per forward pass")->capture_default_str()->check(number_in(1, false, 1 << 20));
   cmd->add_option("--threads", o->threads, "OpenMP and OpenBLAS threads (0: every core)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(number_in(0, false, 4096));
   cmd->add_option("--depth", o->depth,
                   "Also write the mean depth-attention weights per site and the RMS of each sublayer's input "
                   "(JSON, for tools/plot.py)");

@@ -26,14 +26,14 @@ void add_generate_command(CLI::App& app) {
       ->required();
   cmd->add_option("--prompt", o->prompt, "Text to continue (bytes; at least one)")->required();
   cmd->add_option("--tokens", o->sample.tokens, "Tokens (bytes) to generate")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 24));
+      ->capture_default_str()->check(number_in(1, false, 1 << 24));
   cmd->add_option("--temperature", o->sample.temperature, "Softmax temperature; 0 = greedy")
-      ->capture_default_str()->check(CLI::Range(0.0f, 100.0f));
+      ->capture_default_str()->check(number_in(0, false, 100));
   cmd->add_option("--top-k", o->sample.top_k, "Sample among the k most likely tokens; 0 = all")
-      ->capture_default_str()->check(CLI::Range(0, 1 << 24));
+      ->capture_default_str()->check(number_in(0, false, 1 << 24));
   cmd->add_option("--seed", o->sample.seed, "Random seed of the sampler")->capture_default_str();
   cmd->add_option("--threads", o->threads, "OpenMP and OpenBLAS threads (0: every core)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(number_in(0, false, 4096));
   cmd->callback([o] {
     require_not_directory("--weights", o->weights);
     kernels::set_num_threads(o->threads);

@@ -324,6 +324,10 @@ void print_network(const ModelConfig& m, const Partition& part, const Schedule& 
 
 }  // namespace
 
+void print_plan(const std::string& config_path, const std::vector<std::string>& sets) {
+  run_plan(config_path, sets, NetOpts{});
+}
+
 void add_plan_command(CLI::App& app) {
   CLI::App* plan = app.add_subcommand(
       "plan", "Print the pipeline plan of a config without training: partition, parameters, "
@@ -341,18 +345,18 @@ void add_plan_command(CLI::App& app) {
   plan->add_option("--link-gbps", opts->net.link.gbps,
                    "Bandwidth of the link between pipeline ranks, Gbit/s: prints the hops' "
                    "communication time and the predicted step per residual mode")
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(0, true));
   plan->add_option("--link-latency-us", opts->net.link.latency_us,
                    "Latency per hop message, microseconds (with --link-gbps)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_in(0, false));
   auto* ms = plan->add_option("--compute-ms", opts->net.compute_ms,
                               "Measured step time of this layout where the link costs nothing; "
                               "sets the compute per action (with --link-gbps)")
-                 ->check(CLI::PositiveNumber);
+                 ->check(number_in(0, true));
   plan->add_option("--tflops", opts->net.tflops,
                    "Or: sustained TFLOP/s per rank, to derive the compute per action from the "
                    "cost model (with --link-gbps)")
-      ->check(CLI::PositiveNumber)
+      ->check(number_in(0, true))
       ->excludes(ms);
   plan->callback([opts] { run_plan(opts->config, opts->sets, opts->net); });
 }

@@ -51,6 +51,7 @@ void add_train_command(CLI::App& app) {
     std::string config;
     std::vector<std::string> sets;
     TrainOptions train;
+    bool dry_run = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config", o->config, "YAML config file (see docs/CONFIG.md)")->required();
@@ -63,13 +64,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--peak-gflops", o->train.peak_gflops,
                   "Peak GFLOP/s of one node (all its cores) for MFU (default: measure each node's sgemm rate "
                   "once; docs/MODEL.md)")
-      ->check(CLI::Validator(
-          [](std::string& v) {
-            char* end = nullptr;
-            const double x = std::strtod(v.c_str(), &end);
-            return *end == '\0' && x > 0 ? std::string() : "must be a positive number of GFLOP/s, got '" + v + "'";
-          },
-          "POSITIVE"));
+      ->check(number_in(0, true));
+  cmd->add_flag("--dry-run", o->dry_run, "Print the resolved config and the plan (as `attnres plan`), then exit");
   CLI::Option* resume = cmd->add_option("--resume", o->train.resume,
                   "Resume from a checkpoint: 'auto' (the newest complete one in checkpoint.dir, falling back "
                   "to older ones; fresh if none) or a checkpoint directory (docs/CHECKPOINT.md)");
@@ -77,6 +73,12 @@ void add_train_command(CLI::App& app) {
     if (resume->count() > 0 && o->train.resume.empty())
       throw std::invalid_argument("--resume '': expected 'auto' or a checkpoint directory");
     const Config cfg = load_config(o->config, o->sets);
+    if (o->dry_run) {
+      std::printf("# resolved config\n%s\n", config_to_yaml(cfg).c_str());
+      print_plan(o->config, o->sets);
+      std::printf("\ndry run: nothing trained\n");
+      return;
+    }
     const TrainResult r = train(cfg, o->train);
     if (r.stop_status) {
       if (r.world_rank == 0) print_stop(r, cfg);

@@ -4,9 +4,13 @@
 // and exits non-zero.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace attnres::cli {
 
@@ -21,6 +25,31 @@ inline void require_not_directory(const char* option, const std::string& path) {
   if (std::filesystem::is_directory(path))
     throw std::invalid_argument(std::string(option) + " " + path + ": is a directory, not a file");
 }
+
+// A number option's check: lo <= x (lo < x when lo_strict) and x <= hi. Its
+// message quotes the value as given and the bounds in short form (CLI11's own
+// checks print DBL_MAX as a 309-digit number).
+inline CLI::Validator number_in(double lo, bool lo_strict, double hi = HUGE_VAL) {
+  auto bound = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.12g", x);
+    return std::string(buf);
+  };
+  const std::string want = std::string(lo_strict ? "> " : ">= ") + bound(lo) +
+                           (std::isinf(hi) ? "" : " and <= " + bound(hi));
+  return CLI::Validator(
+      [=](std::string& v) {
+        char* end = nullptr;
+        const double x = std::strtod(v.c_str(), &end);
+        if (end == v.c_str() || *end != '\0' || !std::isfinite(x)) return "'" + v + "' is not a finite number";
+        if ((lo_strict ? x <= lo : x < lo) || x > hi) return "'" + v + "' must be " + want;
+        return std::string();
+      },
+      "NUMBER " + want);
+}
+
+// What `attnres plan` prints for a config (train --dry-run prints it too).
+void print_plan(const std::string& config_path, const std::vector<std::string>& sets);
 
 // Registration functions, one per file. Each adds a subcommand with --help.
 void add_data_command(CLI::App& app);      // attnres data prepare

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // log lines appear as they happen, also under mpirun
   CLI::App app{"attnres: train transformers with Attention Residuals"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "attnres " ATTNRES_VERSION " (" ATTNRES_GIT_COMMIT ")");
   attnres::cli::add_train_command(app);
   attnres::cli::add_eval_command(app);
   attnres::cli::add_data_command(app);

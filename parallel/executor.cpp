@@ -19,6 +19,12 @@ double now_us() {
 }
 }  // namespace
 
+double PipelineExecutor::trace_clock_us() const { return now_us() - t0_us_; }
+
+void PipelineExecutor::trace_span(std::string name, const char* category, double start_us) {
+  if (tracing_) trace_.push_back({std::move(name), category, start_us, trace_clock_us() - start_us});
+}
+
 // Everything one microbatch holds on one local chunk, from its forward input
 // to its last backward. Buffers are allocated once; slots are reused.
 struct PipelineExecutor::Slot {

@@ -24,7 +24,8 @@ namespace attnres {
 struct TraceEvent {
   std::string name;
   const char* category;  // "compute", "copy" (a hand-off between local chunks),
-                         // "comm" (waiting for a message or the dp reductions), "optimizer"
+                         // "comm" (waiting for a message or the dp reductions); the
+                         // trainer's phases: "step", "optimizer", "eval", "checkpoint"
   double start_us, dur_us;
 };
 
@@ -72,6 +73,10 @@ class PipelineExecutor {
   // Timed actions of every run so far (when tracing is on).
   void enable_trace(bool on) { tracing_ = on; }
   std::vector<TraceEvent>& trace() { return trace_; }
+  // The trainer's own phases on the trace's clock: trace_span records
+  // [start_us, now) when tracing is on.
+  double trace_clock_us() const;
+  void trace_span(std::string name, const char* category, double start_us);
 
  private:
   struct Slot;

@@ -2,16 +2,17 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <sstream>
 #include <string>
 
 namespace attnres {
 
 double hop_seconds(const LinkModel& link, int64_t bytes) {
   if (!(link.gbps > 0) || !std::isfinite(link.gbps))
-    throw std::invalid_argument("link bandwidth " + std::to_string(link.gbps) +
+    throw std::invalid_argument("link bandwidth " + (std::ostringstream() << link.gbps).str() +
                                 " Gbit/s must be finite and > 0");
   if (!(link.latency_us >= 0) || !std::isfinite(link.latency_us))
-    throw std::invalid_argument("link latency " + std::to_string(link.latency_us) +
+    throw std::invalid_argument("link latency " + (std::ostringstream() << link.latency_us).str() +
                                 " us must be finite and >= 0");
   if (bytes < 0) throw std::invalid_argument("hop of " + std::to_string(bytes) + " bytes");
   if (bytes == 0) return 0;

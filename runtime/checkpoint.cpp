@@ -289,9 +289,9 @@ int Checkpointer::resume(const std::string& spec) {
                         " loads (reasons above); not starting fresh beside them");
 }
 
-void Checkpointer::after_step(int step) {
+bool Checkpointer::after_step(int step) {
   const CheckpointConfig& cc = s_.cfg->checkpoint;
-  if (cc.every <= 0) return;
+  if (cc.every <= 0) return false;
   const auto t0 = std::chrono::steady_clock::now();
   const bool due = step % cc.every == 0 || step == s_.cfg->train.steps;
   bool acted = due;
@@ -309,6 +309,7 @@ void Checkpointer::after_step(int step) {
     std::printf("checkpoint: step %d: %.2f ms on the training thread (%s)\n", step,
                 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                 cc.async ? "async" : "sync");
+  return acted;
 }
 
 void Checkpointer::save_now(int step) {

@@ -52,8 +52,9 @@ class Checkpointer {
 
   // At the end of step `step` (1-based): commits a finished async write, and
   // saves when checkpoint.every divides step or step == train.steps. When it
-  // does either, rank 0 logs the time the training thread spent in it.
-  void after_step(int step);
+  // does either, rank 0 logs the time the training thread spent in it, and
+  // it returns true.
+  bool after_step(int step);
   // Saves step `step` now, even when not due, and commits it before
   // returning: the process is about to exit (save on signal). Does nothing
   // without checkpoint.dir.

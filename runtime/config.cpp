@@ -125,6 +125,9 @@ struct Assign {
   void operator()(float& out) const {
     if (!v.node.IsScalar()) bad_type(v, key, "a number");
     float x;
+    double wide;
+    if (YAML::convert<double>::decode(v.node, wide) && std::isfinite(wide) && std::fabs(wide) > 3.4e38)
+      bad_type(v, key, "a number within the 32-bit float range (magnitude below 3.4e38)");
     if (!YAML::convert<float>::decode(v.node, x) || !std::isfinite(x))
       bad_type(v, key, "a finite number");
     out = x;
@@ -229,6 +232,7 @@ std::string fmt_float(float x) {
 template <class T>
 std::string str(T x) {
   if constexpr (std::is_same_v<T, float>) return fmt_float(x);
+  else if constexpr (std::is_floating_point_v<T>) return (std::ostringstream() << x).str();  // never 300 digits
   else return std::to_string(x);
 }
 

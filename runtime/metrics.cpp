@@ -1,5 +1,6 @@
 #include "runtime/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,14 @@ double model_flops_per_token(const ModelConfig& m) {
   return 6.0 * matmul_params + 6.0 * m.n_layers * double(m.seq_len) * d;
 }
 
+std::string format_duration(double seconds) {
+  const long t = std::lround(std::max(0.0, seconds));
+  char buf[32];
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+  return buf;
+}
+
 std::string format_log_line(const StepMetrics& s, int total_steps) {
   char buf[256];
   std::snprintf(buf, sizeof buf, "step %5d/%d | loss %.4f | lr %.2e | gnorm %.3f | %8.0f tok/s | mfu %5.1f%%",
@@ -22,6 +31,8 @@ std::string format_log_line(const StepMetrics& s, int total_steps) {
     std::snprintf(buf, sizeof buf, " | val_loss %.4f", *s.val_loss);
     line += buf;
   }
+  line += " | " + format_duration(s.elapsed_s) + " elapsed";
+  if (s.step < total_steps) line += ", ETA " + format_duration(s.eta_s);
   if (s.skipped) line += " | SKIPPED: non-finite, update not applied";
   return line + s.extra_log;
 }
@@ -52,7 +63,8 @@ MetricsWriter::~MetricsWriter() {
 void MetricsWriter::write(const StepMetrics& s) {
   if (!f_) return;
   nlohmann::json j = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
-                      {"tokens_per_s", s.tokens_per_s}, {"mfu", s.mfu}};
+                      {"tokens_per_s", s.tokens_per_s}, {"mfu", s.mfu}, {"elapsed_s", s.elapsed_s},
+                      {"eta_s", s.eta_s}};
   if (s.val_loss) j["val_loss"] = *s.val_loss;
   if (s.skipped) j["skipped"] = true;
   std::string line = j.dump();

@@ -11,6 +11,8 @@ namespace attnres {
 struct StepMetrics {
   int step = 0;  // 1-based: the number of optimizer steps done
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, mfu = 0;
+  double elapsed_s = 0;  // wall time since this run's first step began
+  double eta_s = 0;      // the rest of the run at this run's mean step time (evaluation and checkpoints included)
   std::optional<double> val_loss;
   bool skipped = false;    // non-finite loss or grad norm: the update was not applied
   std::string extra_log;   // appended to the log line (e.g. bubble, bytes per hop)
@@ -24,10 +26,12 @@ struct StepMetrics {
 // residual mode adds, so it shows as lower MFU.
 double model_flops_per_token(const ModelConfig& m);
 
+// "4:05", or "1:02:03" from an hour on.
+std::string format_duration(double seconds);
 std::string format_log_line(const StepMetrics& s, int total_steps);
 
 // One JSON object per line: step, loss, lr, grad_norm, tokens_per_s, mfu,
-// and val_loss on evaluation steps.
+// elapsed_s, eta_s, and val_loss on evaluation steps.
 class MetricsWriter {
  public:
   MetricsWriter() = default;

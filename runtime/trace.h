@@ -9,8 +9,9 @@ namespace attnres {
 
 // "run/trace.json" -> "run/trace.rank3.json".
 std::string trace_path_for_rank(const std::string& path, int rank);
-// Writes complete ("X") events with pid = rank, tid 0 for compute and 1 for
-// communication waits. Throws std::runtime_error naming the path.
+// Writes complete ("X") events with pid = rank: tid 0 pipeline compute,
+// tid 1 communication waits, tid 2 the trainer's phases (steps, AdamW,
+// evaluation, checkpoints). Throws std::runtime_error naming the path.
 void write_trace(const std::string& path, const std::vector<TraceEvent>& events, int rank);
 
 }  // namespace attnres

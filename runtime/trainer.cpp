@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -370,12 +371,14 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
   // Both are the same on every rank: all skip (or stop) together.
   s.skipped = !std::isfinite(s.loss) || !std::isfinite(s.grad_norm);
   if (s.skipped) return s;
+  const double t_opt = exec.trace_clock_us();
   const float clip = clip_factor(s.grad_norm, tc.grad_clip);
   for (size_t i = 0; i < exec.chunks().size(); ++i) {
     Chunk& c = exec.chunks()[i];
     if (clip != 1.0f) kernels::scale_inplace(c.dev, c.grads.data(), clip, c.layout.total);
     r.adam[i].step(c.layout, c.params.data(), c.grads.data(), float(s.lr), tc);
   }
+  exec.trace_span("AdamW", "optimizer", t_opt);
   return s;
 }
 
@@ -421,7 +424,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const TrainConfig& tc = cfg.train;
   if (opt.peak_gflops < 0)
     throw std::invalid_argument("--peak-gflops must be a positive number of GFLOP/s, got " +
-                                std::to_string(opt.peak_gflops));
+                                (std::ostringstream() << opt.peak_gflops).str());
   install_stop_signals();
   Run r(cfg);
   setup(r);
@@ -460,8 +463,10 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   std::vector<double> last_hop_bytes;  // of the last step, summed over dp replicas
   std::vector<double> last_tp_bytes;   // of the last step, per world rank
   int skipped_in_a_row = 0;            // non-finite steps not applied (train.on_nonfinite: skip)
+  const auto run_start = std::chrono::steady_clock::now();
   for (int step = first_step; step < tc.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
+    const double t0_trace = exec.trace_clock_us();
     const double tp_bytes_before = r.groups.tensor_collectives ? r.groups.tensor_collectives->bytes_sent() : 0;
     StepMetrics s = optimizer_step(r, loader, mbs, step);
     skipped_in_a_row = s.skipped ? skipped_in_a_row + 1 : 0;
@@ -485,9 +490,13 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     }
     if (eval_due(tc, s.step)) {
       heartbeat();  // evaluation is a long phase of its own
+      const double t_eval = exec.trace_clock_us();
       s.val_loss = share_loss(r, exec.forward_only(val.tokens, val.targets)) / val_tokens;
+      exec.trace_span("evaluation", "eval", t_eval);
       res.final_val_loss = *s.val_loss;
     }
+    s.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    s.eta_s = s.elapsed_s / (step + 1 - first_step) * (tc.steps - step - 1);
     if (step > 0) tps.push_back(s.tokens_per_s), mfus.push_back(s.mfu);
     res.losses.push_back(s.loss);
     metrics.write(s);
@@ -497,11 +506,15 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     fault_point("step", s.step);  // before this step's checkpoint is written
     res.steps = s.step;
     res.stop_status = s.step < tc.steps ? agreed_stop(r) : 0;
+    const double t_ckpt = exec.trace_clock_us();
     if (res.stop_status) {
       ckpt.save_now(s.step);
+      exec.trace_span("checkpoint (on signal)", "checkpoint", t_ckpt);
+      exec.trace_span("step " + std::to_string(s.step), "step", t0_trace);
       break;
     }
-    ckpt.after_step(s.step);
+    if (ckpt.after_step(s.step)) exec.trace_span("checkpoint", "checkpoint", t_ckpt);
+    exec.trace_span("step " + std::to_string(s.step), "step", t0_trace);
   }
   ckpt.finish();
   res.world_rank = r.topo.world_rank;

@@ -146,7 +146,7 @@ TEST(Mfu, PeakGflopsMustBePositive) {
                               " --peak-gflops " + bad);
     EXPECT_NE(r.rc, 0) << bad;
     EXPECT_NE(r.log.find("--peak-gflops"), std::string::npos) << r.log;
-    EXPECT_NE(r.log.find("positive"), std::string::npos) << r.log;
+    EXPECT_NE(r.log.find(std::string("'") + bad + "' must be > 0"), std::string::npos) << r.log;
     EXPECT_TRUE(r.steps.empty()) << bad;
   }
 }

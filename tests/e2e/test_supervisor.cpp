@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -417,6 +418,25 @@ TEST(CommandLine, BadCommandLinesExitOne) {
   }
   EXPECT_EQ(run(bin + "--help", dir).exit_code, 0);
   EXPECT_EQ(run(bin + "train --help", dir).exit_code, 0);
+}
+
+// Huge values are named as given or in short scientific form, never
+// printed out to hundreds of digits, and every one is an error (exit 1).
+TEST(CommandLine, RangeErrorsPrintNoLongNumbers) {
+  const fs::path dir = fresh_dir("range_errors");
+  const std::string bin = ATTNRES_BINARY_DIR "/attnres ", cfg = " --config " ATTNRES_SOURCE_DIR "/configs/tiny.yaml";
+  for (const std::string& args : std::vector<std::string>{
+           "config" + cfg + " --set train.lr=1e300", "config" + cfg + " --set train.beta1=1e38",
+        "config" + cfg + " --set model.d_model=1e300", "config" + cfg + " --set train.grad_clip=-3e38",
+        "config" + cfg + " --set train.steps=99999999999999999999999999", "train" + cfg + " --peak-gflops -1e300",
+        "plan" + cfg + " --link-gbps 1e300 --link-latency-us -1e300", "schedule --pp 1e300 --microbatches 4",
+        "generate --weights x --prompt a --temperature 1e300"}) {
+    const Outcome o = run(bin + args, dir);
+    EXPECT_EQ(o.exit_code, 1) << args << "\n" << o.log;
+    size_t run_len = 0, longest = 0;
+    for (char c : o.log) longest = std::max(longest, run_len = std::isdigit(static_cast<unsigned char>(c)) ? run_len + 1 : 0);
+    EXPECT_LE(longest, 30u) << args << "\n" << o.log;
+  }
 }
 
 // --metrics makes its directory, as --export and --trace do; the summary
