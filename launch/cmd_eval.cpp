@@ -25,7 +25,7 @@ void add_eval_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("--weights", o->weights, "model.safetensors written by train --export (config.json beside it)")
       ->required();
-  cmd->add_option("--input", o->input, "Text file to evaluate on")->required();
+  cmd->add_option("--input", o->input, "Text file to evaluate on, or a token file from `attnres data prepare` (e.g. val.bin)")->required();
   cmd->add_option("--batch", o->batch, "Windows per forward pass")->capture_default_str()->check(number_in(1, false, 1 << 20));
   cmd->add_option("--threads", o->threads, "OpenMP and OpenBLAS threads (0: every core)")
       ->capture_default_str()->check(number_in(0, false, 4096));

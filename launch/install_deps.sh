@@ -9,6 +9,7 @@ ATTNRES_PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpython3.11-stdlib  # the default training corpus: /usr/lib/python3.11/*.py
+  python3-matplotlib    # tools/plot.py
   # tests/multihost and tests/slurm (docs/CLUSTER.md): namespace hosts, their
   # firewall counters, and a local SLURM cluster (no daemon is started here)
   iproute2 nftables procps munge slurmctld slurmd slurm-client

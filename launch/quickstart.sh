@@ -2,8 +2,10 @@
 # The main job on the built-in default data: installs missing packages, builds a
 # Release binary, prepares the Python-stdlib corpus, and trains configs/small.yaml
 # (Block AttnRes, 8 blocks) as a 4-stage pipeline under mpirun, one thread per
-# rank. It ends with the summary and the communication table. Extra arguments
-# go to `attnres train` (e.g. --set train.steps=40).
+# rank. It ends with the summary and the communication table, then evaluates
+# the exported model on the validation tokens, samples a line of text from it,
+# and writes the plots of the run (docs/PLOTS.md), printing their paths.
+# Extra arguments go to `attnres train` (e.g. --set train.steps=40).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/install_deps.sh
@@ -15,4 +17,16 @@ mkdir -p runs/quickstart
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpirun -np 4 --oversubscribe build/attnres train --config configs/small.yaml \
   --set parallel.pp=4 --set train.threads=1 \
-  --metrics runs/quickstart/metrics.jsonl --export runs/quickstart/model.safetensors "$@"
+  --metrics runs/quickstart/metrics.jsonl --trace runs/quickstart/trace.json \
+  --export runs/quickstart/model.safetensors "$@"
+
+out=runs/quickstart
+build/attnres eval --weights $out/model.safetensors --input data/pystdlib/val.bin --depth $out/depth.json
+build/attnres generate --weights $out/model.safetensors --prompt "def " --tokens 120 --seed 1
+# /usr/bin/python3: Debian's, which has matplotlib (another python3 may come first on PATH).
+plot() { /usr/bin/python3 tools/plot.py "$@" | sed 's/^/plot: /'; }
+plot loss $out/metrics.jsonl="Block AttnRes" -o $out/loss.png
+plot hops $out/metrics.jsonl -o $out/hops.png
+plot timeline $out/trace.rank*.json -o $out/timeline.png
+plot depth $out/depth.json -o $out/depth.png
+plot dilution $out/depth.json="Block AttnRes" -o $out/rms.png

@@ -15,6 +15,15 @@ double hop_step_bytes(const ModelConfig& m, const Partition& part, int c, bool c
 
 namespace {
 
+std::vector<double> hop_bytes_as(const Config& cfg, const Partition& part, ResidualMode mode, int block_size) {
+  ModelConfig m = cfg.model;
+  m.mode = mode, m.block_size = block_size;
+  const bool cache = mode == ResidualMode::AttnRes && cfg.parallel.cross_stage_cache && cfg.parallel.virtual_stages >= 2;
+  std::vector<double> out(size_t(part.num_chunks()), 0.0);
+  for (int c = 1; c < part.num_chunks(); ++c) out[size_t(c)] = hop_step_bytes(m, part, c, cache, cfg);
+  return out;
+}
+
 // The tp lines: each stage's measured bytes per rank against the model's.
 std::string tp_table(const Config& cfg, const Partition& part, const std::vector<int>& placement,
                      const std::vector<double>& measured) {
@@ -37,14 +46,18 @@ std::string tp_table(const Config& cfg, const Partition& part, const std::vector
 
 }  // namespace
 
+std::vector<double> standard_hop_bytes(const Config& cfg, const Partition& part) {
+  return hop_bytes_as(cfg, part, ResidualMode::Standard, 1);
+}
+std::vector<double> full_attnres_hop_bytes(const Config& cfg, const Partition& part) {
+  return hop_bytes_as(cfg, part, ResidualMode::AttnRes, 1);
+}
+
 std::string comm_table(const Config& cfg, const Partition& part, const std::vector<int>& placement,
                        const std::vector<double>& measured, const std::vector<double>& tp_measured) {
   if (part.num_chunks() == 1) return tp_table(cfg, part, placement, tp_measured);
   const bool cache = cfg.parallel.cross_stage_cache && cfg.parallel.virtual_stages >= 2;
-  ModelConfig standard = cfg.model, full = cfg.model;
-  standard.mode = ResidualMode::Standard;
-  full.mode = ResidualMode::AttnRes;
-  full.block_size = 1;
+  const std::vector<double> standard = standard_hop_bytes(cfg, part), full = full_attnres_hop_bytes(cfg, part);
   const char* mode = !cfg.model.attnres() ? "standard" : cfg.model.block_size == 1 ? "Full AttnRes" : "Block AttnRes";
   std::string out;
   char buf[256];
@@ -55,8 +68,8 @@ std::string comm_table(const Config& cfg, const Partition& part, const std::vect
   out += buf;
   double tot[4] = {0, 0, 0, 0};
   for (int c = 1; c < part.num_chunks(); ++c) {
-    const double row[4] = {measured[size_t(c)], hop_step_bytes(cfg.model, part, c, cache, cfg),
-                           hop_step_bytes(standard, part, c, false, cfg), hop_step_bytes(full, part, c, cache, cfg)};
+    const double row[4] = {measured[size_t(c)], hop_step_bytes(cfg.model, part, c, cache, cfg), standard[size_t(c)],
+                           full[size_t(c)]};
     for (int i = 0; i < 4; ++i) tot[i] += row[i];
     std::snprintf(buf, sizeof buf, "  %2d -> %-2d    %8.2f (expected %8.2f)  %9.2f  %12.2f\n", c - 1, c,
                   row[0] / 1e6, row[1] / 1e6, row[2] / 1e6, row[3] / 1e6);

@@ -22,4 +22,9 @@ std::string comm_table(const Config& cfg, const Partition& part, const std::vect
 // payload, with it each sends its 1/tp of the token rows).
 double hop_step_bytes(const ModelConfig& m, const Partition& part, int c, bool cache, const Config& cfg);
 
+// Bytes per step of every hop (index c = the hop into chunk c; [0] is 0) if
+// this run's layout carried the standard residual, or Full AttnRes (S = 1).
+std::vector<double> standard_hop_bytes(const Config& cfg, const Partition& part);
+std::vector<double> full_attnres_hop_bytes(const Config& cfg, const Partition& part);
+
 }  // namespace attnres

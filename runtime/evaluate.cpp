@@ -23,6 +23,15 @@ struct DeviceBatch {
     k::copy(dev, targets.data(), b.targets.data(), b.targets.size(), k::CopyKind::HostToDevice);
   }
 };
+// The bytes of a text file, or the tokens of a token file (its magic says which).
+std::vector<uint8_t> eval_tokens(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error(path + ": cannot open input file");
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (bytes.size() >= 8 && std::equal(bytes.begin(), bytes.begin() + 8, kTokenMagic)) return TokenFile(path).tokens;
+  return bytes;
+}
+
 }  // namespace
 
 double mean_loss(const Chunk& model, ChunkActs& acts, const std::vector<Batch>& batches) {
@@ -87,9 +96,7 @@ nlohmann::json depth_json(const DepthStats& stats, const ModelConfig& m) {
 }
 
 EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& text_path, DepthStats* depth) {
-  std::ifstream f(text_path, std::ios::binary);
-  if (!f) throw std::runtime_error(text_path + ": cannot open input file");
-  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::vector<uint8_t> bytes = eval_tokens(text_path);
   const int T = model.cfg.seq_len;
   const size_t windows = bytes.size() / size_t(T + 1);
   if (windows == 0)

@@ -36,7 +36,8 @@ struct EvalResult {
   size_t tokens = 0;  // predicted positions
   double loss = 0;    // mean next-token cross-entropy, nats
 };
-// Byte-tokenizes `text_path`, cuts it into consecutive windows of seq_len + 1
+// Byte-tokenizes `text_path` (or reads the tokens of a token file from
+// `attnres data prepare`, e.g. val.bin), cuts it into consecutive windows of seq_len + 1
 // tokens (the rest is dropped) and evaluates every predicted position; with
 // `depth`, also accumulates its statistics. Throws if the file is shorter
 // than one window.

@@ -186,6 +186,7 @@ double share_loss(Run& r, double local_sum) {
 struct CommStats {
   std::vector<double> bubble;
   std::vector<double> hop_bytes;
+  std::vector<double> standard_hop_bytes, full_hop_bytes;  // the same layout's, for comparison
   std::vector<double> tp_bytes;
   int tp = 1, dp = 1;
 };
@@ -204,6 +205,8 @@ CommStats gather_comm_stats(Run& r) {
   for (size_t c = 0; c < f.size(); ++c) s.hop_bytes[c] = double(f[c] + b[c]);
   r.groups.world->allreduce_sum(s.bubble.data(), s.bubble.size());
   r.groups.world->allreduce_sum(s.hop_bytes.data(), s.hop_bytes.size());
+  s.standard_hop_bytes = standard_hop_bytes(r.cfg, r.part);
+  s.full_hop_bytes = full_attnres_hop_bytes(r.cfg, r.part);
   return s;
 }
 
@@ -223,9 +226,14 @@ std::string comm_log(const CommStats& s) {
 }
 
 std::string comm_json(const CommStats& s) {
-  std::vector<uint64_t> hops;
-  for (size_t c = 1; c < s.hop_bytes.size(); ++c) hops.push_back(uint64_t(s.hop_bytes[c] / s.dp));
+  std::vector<uint64_t> hops, standard, full;
+  for (size_t c = 1; c < s.hop_bytes.size(); ++c) {
+    hops.push_back(uint64_t(s.hop_bytes[c] / s.dp));
+    standard.push_back(uint64_t(s.standard_hop_bytes[c]));
+    full.push_back(uint64_t(s.full_hop_bytes[c]));
+  }
   nlohmann::json j{{"bubble", s.bubble}, {"hop_bytes", hops}};
+  if (!hops.empty()) j["hop_bytes_standard"] = standard, j["hop_bytes_full"] = full;
   if (s.tp > 1) j["tp_bytes"] = s.tp_bytes;  // per world rank
   const std::string text = j.dump();
   return text.substr(1, text.size() - 2);  // the members, to splice into the step's object
