@@ -21,12 +21,15 @@ void add_eval_command(CLI::App& app) {
   struct Opts {
     std::string weights, input, depth;
     int batch = 8, threads = 0;
+    size_t windows = 0;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--weights", o->weights, "model.safetensors written by train --export (config.json beside it)")
       ->required();
   cmd->add_option("--input", o->input, "Text file to evaluate on, or a token file from `attnres data prepare` (e.g. val.bin)")->required();
   cmd->add_option("--batch", o->batch, "Windows per forward pass")->capture_default_str()->check(number_in(1, false, 1 << 20));
+  cmd->add_option("--windows", o->windows, "Evaluate only the first N windows (0: all)")
+      ->capture_default_str()->check(number_in(0, false, 1e12));
   cmd->add_option("--threads", o->threads, "OpenMP and OpenBLAS threads (0: every core)")
       ->capture_default_str()->check(number_in(0, false, 4096));
   cmd->add_option("--depth", o->depth,
@@ -41,7 +44,7 @@ void add_eval_command(CLI::App& app) {
     ChunkActs acts;
     acts_init(acts, model);
     DepthStats depth;
-    const EvalResult r = eval_file(model, acts, o->input, o->depth.empty() ? nullptr : &depth);
+    const EvalResult r = eval_file(model, acts, o->input, o->depth.empty() ? nullptr : &depth, o->windows);
     // One token is one byte: bits per byte is the loss in bits.
     std::printf("eval: %zu tokens | loss %.6f nats | %.4f bits/byte | perplexity %.3f\n", r.tokens, r.loss,
                 r.loss / std::log(2.0), std::exp(r.loss));

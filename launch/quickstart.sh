@@ -21,7 +21,7 @@ mpirun -np 4 --oversubscribe build/attnres train --config configs/small.yaml \
   --export runs/quickstart/model.safetensors "$@"
 
 out=runs/quickstart
-build/attnres eval --weights $out/model.safetensors --input data/pystdlib/val.bin --depth $out/depth.json
+build/attnres eval --weights $out/model.safetensors --input data/pystdlib/val.bin --windows 512 --depth $out/depth.json
 build/attnres generate --weights $out/model.safetensors --prompt "def " --tokens 120 --seed 1
 # /usr/bin/python3: Debian's, which has matplotlib (another python3 may come first on PATH).
 plot() { /usr/bin/python3 tools/plot.py "$@" | sed 's/^/plot: /'; }

@@ -95,10 +95,12 @@ nlohmann::json depth_json(const DepthStats& stats, const ModelConfig& m) {
   return j;
 }
 
-EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& text_path, DepthStats* depth) {
+EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& text_path, DepthStats* depth,
+                     size_t max_windows) {
   const std::vector<uint8_t> bytes = eval_tokens(text_path);
   const int T = model.cfg.seq_len;
-  const size_t windows = bytes.size() / size_t(T + 1);
+  const size_t all_windows = bytes.size() / size_t(T + 1);
+  const size_t windows = max_windows > 0 ? std::min(max_windows, all_windows) : all_windows;
   if (windows == 0)
     throw std::runtime_error(text_path + ": " + std::to_string(bytes.size()) +
                              " bytes is shorter than one window of seq_len + 1 = " + std::to_string(T + 1));

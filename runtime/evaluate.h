@@ -41,8 +41,9 @@ struct EvalResult {
 // tokens (the rest is dropped) and evaluates every predicted position; with
 // `depth`, also accumulates its statistics. Throws if the file is shorter
 // than one window.
+// max_windows > 0 evaluates only the first max_windows windows.
 EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& text_path,
-                     DepthStats* depth = nullptr);
+                     DepthStats* depth = nullptr, size_t max_windows = 0);
 
 // A whole-model chunk of `batch` sequences with the weights of an export
 // (model.safetensors and the config.json beside it).

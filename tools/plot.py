@@ -6,9 +6,10 @@
   plot.py hops METRICS.jsonl -o hops.png
       bytes per pipeline hop in the last step: measured, beside the standard
       residual and Full AttnRes on the same layout
-  plot.py timeline TRACE.rank0.json TRACE.rank1.json ... -o timeline.png [--steps N]
-      the last N steps (default 2) per rank: forward, backward and weight
-      passes, communication waits, the optimizer; gaps are the bubbles
+  plot.py timeline TRACE.rank0.json TRACE.rank1.json ... -o timeline.png [--steps N] [--until S]
+      N steps (default 2) per rank, the last ones or those ending at step S:
+      forward, backward and weight passes, communication waits, the
+      optimizer, evaluation, checkpoints; gaps are the bubbles
   plot.py depth DEPTH.json -o depth.png
       mean depth-attention weight of every AttnRes site over its sources
       (from `attnres eval --depth`)
@@ -102,9 +103,10 @@ def plot_timeline(args):
     for path in args.traces:
         with open(path) as f:
             events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
-        steps = sorted((e for e in events if e["cat"] == "step"), key=lambda e: e["ts"])
+        steps = sorted((e for e in events if e["cat"] == "step" and
+                        (args.until is None or int(e["name"].split()[1]) <= args.until)), key=lambda e: e["ts"])
         if not steps:
-            sys.exit(f"plot.py: {path}: no step marks (a trace from before they were written?)")
+            sys.exit(f"plot.py: {path}: no step marks" + (f" up to step {args.until}" if args.until else ""))
         shown = steps[-args.steps:]
         t0, t1 = shown[0]["ts"], shown[-1]["ts"] + shown[-1]["dur"]
         rank = next((e["pid"] for e in events), len(ranks))
@@ -124,7 +126,8 @@ def plot_timeline(args):
                 ("waiting for a message", COLORS["comm"]), ("AdamW", COLORS["optimizer"]),
                 ("evaluation", COLORS["eval"]), ("checkpoint", COLORS["checkpoint"]))]
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    ax.set_title(f"last {len(ranks[0][3])} step(s) per rank")
+    first, last = ranks[0][3][0]["name"], ranks[0][3][-1]["name"]
+    ax.set_title(f"{first} to {last}, per rank" if first != last else f"{first}, per rank")
     save(fig, args.out)
 
 
@@ -158,7 +161,8 @@ def plot_dilution(args):
     for spec in args.depth:
         path, label = labelled(spec)
         d = read_depth(path)
-        ax.plot(range(len(d["rms"])), d["rms"], "o-", markersize=3, label=f"{label} ({d['mode']})")
+        ax.plot(range(len(d["rms"])), d["rms"], "o-", markersize=3,
+                label=label if label != path else f"{path} ({d['mode']})")
     ax.set_yscale("log")
     ax.set_xlabel("sublayer (the last point: the final norm's input)")
     ax.set_ylabel("RMS of the sublayer's input")
@@ -180,6 +184,7 @@ def main():
     c = sub.add_parser("timeline")
     c.add_argument("traces", nargs="+")
     c.add_argument("--steps", type=int, default=2)
+    c.add_argument("--until", type=int, help="the last step shown (default: the last traced)")
     c.set_defaults(run=plot_timeline)
     c = sub.add_parser("depth")
     c.add_argument("depth")
