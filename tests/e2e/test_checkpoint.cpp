@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/eval_output.h"
 #include "tests/e2e/param_compare.h"
 #include "tests/test_corpus.h"
 #include "runtime/data.h"
@@ -284,8 +285,9 @@ TEST(CheckpointTools, ExportOfTensorParallelRunIsTheWholeModel) {
   const std::string input = "--input " ATTNRES_SOURCE_DIR "/models/chunk.cpp";
   ASSERT_EQ(tool("tpexport", "eval --weights " + (kRoot / "tpexport" / "tp1.safetensors").string() + " " + input, &a), 0) << a;
   ASSERT_EQ(tool("tpexport", "eval --weights " + (kRoot / "tpexport" / "tp2.safetensors").string() + " " + input, &b), 0) << b;
-  const double la = std::stod(a.substr(a.find("eval_loss: ") + 11)), lb = std::stod(b.substr(b.find("eval_loss: ") + 11));
-  EXPECT_NEAR(la, lb, 1e-5 * la);
+  const EvalOutput la = parse_eval_output(a), lb = parse_eval_output(b);
+  ASSERT_TRUE(la.parsed && lb.parsed) << a << b;
+  EXPECT_NEAR(la.loss, lb.loss, 1e-5 * la.loss);
 }
 
 TEST(CheckpointValidation, ManifestNotJson) {

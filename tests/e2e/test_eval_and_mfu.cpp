@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "runtime/data.h"
+#include "tests/e2e/eval_output.h"
 #include "tests/test_corpus.h"
 
 using namespace attnres;
@@ -90,9 +92,16 @@ TEST(Evaluation, DpReplicasSplitTheWindowsAndEvalAgrees) {
   const Outcome e = run_attnres("eval", 1, "eval --batch 2 --weights " + model.string() + " --input " +
                                        (data / "windows.txt").string());
   ASSERT_EQ(e.rc, 0) << e.log;
-  const size_t at = e.log.find("eval_loss: ");
-  ASSERT_NE(at, std::string::npos) << e.log;
-  EXPECT_NEAR(std::stod(e.log.substr(at + 11)), val_loss, 2e-6) << e.log;  // eval prints 6 decimals
+  const EvalOutput out = parse_eval_output(e.log);
+  ASSERT_TRUE(out.parsed) << e.log;
+  EXPECT_EQ(out.tokens, size_t(windows * T));
+  EXPECT_NEAR(out.loss, val_loss, 2e-6) << e.log;  // eval prints 6 decimals
+  EXPECT_NEAR(out.bits_per_byte, out.loss / std::log(2.0), 1e-4);
+  EXPECT_NEAR(out.perplexity, std::exp(out.loss), 1e-3 * out.perplexity);
+  // --windows 3: the first three windows only.
+  const Outcome first3 = run_attnres("eval3", 1, "eval --windows 3 --threads 1 --weights " + model.string() +
+                                                    " --input " + (data / "windows.txt").string());
+  EXPECT_EQ(parse_eval_output(first3.log).tokens, size_t(3 * T)) << first3.log;
 }
 
 // Fewer validation microbatches than dp replicas: an error at the start,
