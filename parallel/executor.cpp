@@ -181,21 +181,23 @@ void PipelineExecutor::post_recv_b(int mb, int chunk, int peer) {
   s.recv_b_posted = true;
 }
 
-// Posts every later receive whose buffers are available now, so messages land
-// while this rank computes.
+// Posts later receives whose buffers are available now, so messages land
+// while this rank computes. From each peer they are posted in list order, and
+// stop at the first that must wait for a buffer: NCCL pairs a peer's sends and
+// receives by issue order, and the lists issue them in matching orders
+// (tests/parallel/test_executor.cpp, PeersIssueSendsAndReceivesInTheSameOrder).
 void PipelineExecutor::post_ahead(size_t from) {
   const auto& acts = schedule_.ranks[size_t(rank_)];
+  std::vector<bool> blocked(size_t(pipe_->size()), false);  // by peer
   for (size_t i = from; i < acts.size(); ++i) {
     const Action& a = acts[i];
-    if (a.op == Op::RECV_F) {
-      Local& L = local(a.chunk);
-      const bool have = std::any_of(L.slots.begin(), L.slots.end(), [&](const Slot& s) { return s.mb == a.mb; });
-      const bool free = std::any_of(L.slots.begin(), L.slots.end(), [](const Slot& s) { return s.mb == -1; });
-      if (have || free) post_recv_f(a.mb, a.chunk, a.peer);
-    } else if (a.op == Op::RECV_B) {
-      for (Slot& s : local(a.chunk).slots)
-        if (s.mb == a.mb) post_recv_b(a.mb, a.chunk, a.peer);
-    }
+    if ((a.op != Op::RECV_F && a.op != Op::RECV_B) || blocked[size_t(a.peer)]) continue;
+    const std::vector<Slot>& slots = local(a.chunk).slots;
+    const bool have = std::any_of(slots.begin(), slots.end(), [&](const Slot& s) { return s.mb == a.mb; });
+    const bool free = std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return s.mb == -1; });
+    if (a.op == Op::RECV_F && (have || free)) post_recv_f(a.mb, a.chunk, a.peer);
+    else if (a.op == Op::RECV_B && have) post_recv_b(a.mb, a.chunk, a.peer);
+    else blocked[size_t(a.peer)] = true;
   }
 }
 

@@ -45,6 +45,10 @@ mkdir -p "$work"
 cluster_up "$hosts"
 export ATTNRES_CLUSTER_DIR="$CLUSTER_RUN_DIR/$CLUSTER_ID"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# A session directory of its own: Open MPI's shared /tmp/ompi.<host>.<uid>
+# races with other tests' mpiruns (tests/e2e/mpi_session_dir.cpp).
+mkdir -p "$work/ompi"
+export OMPI_MCA_orte_tmpdir_base="$work/ompi"
 for ((h = 0; h < hosts; ++h)); do echo "$(cluster_ip "$h") slots=1"; done > "$work/hostfile"
 # TCP only (no shared memory, no other fabric), on the cluster's subnet only.
 mpi_net=(--mca pml ob1 --mca btl tcp,self

@@ -1,5 +1,6 @@
 #include "tests/parallel/fake_communicator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -69,6 +70,30 @@ std::vector<std::string> FakeNetwork::problems() {
   return out;
 }
 
+std::vector<std::string> FakeNetwork::p2p_order_mismatches() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  auto same = [](const MessageTag& a, const MessageTag& b) { return a.mb == b.mb && a.chunk == b.chunk && a.dir == b.dir; };
+  std::map<std::pair<int, int>, bool> pairs;
+  for (const auto& [key, tags] : sends_issued_) pairs[key] = true;
+  for (const auto& [key, tags] : recvs_issued_) pairs[key] = true;
+  for (const auto& [key, unused] : pairs) {
+    const std::vector<MessageTag>& s = sends_issued_[key];
+    const std::vector<MessageTag>& r = recvs_issued_[key];
+    for (size_t i = 0; i < std::max(s.size(), r.size()); ++i) {
+      if (i < s.size() && i < r.size() && same(s[i], r[i])) continue;
+      out.push_back("rank " + std::to_string(key.first) + " -> rank " + std::to_string(key.second) + ": call " +
+                    std::to_string(i) + " is " +
+                    (i < s.size() ? tag_name(key.first, key.second, s[i]) : std::string("no send")) +
+                    " on the sender but " +
+                    (i < r.size() ? tag_name(key.first, key.second, r[i]) : std::string("no receive")) +
+                    " on the receiver");
+      break;
+    }
+  }
+  return out;
+}
+
 int FakeNetwork::messages_received() {
   std::lock_guard<std::mutex> lock(mu_);
   return received_;
@@ -94,12 +119,17 @@ Request FakeCommunicator::isend(const std::vector<TensorRef>& tensors, int peer,
   }
   std::lock_guard<std::mutex> lock(net_.mu_);
   net_.queues_[{rank_, peer, tag.mb, tag.chunk, int(tag.dir)}].push_back(std::move(copy));
+  net_.sends_issued_[{rank_, peer}].push_back(tag);
   net_.cv_.notify_all();
   return Request();  // buffered: complete at once
 }
 
 Request FakeCommunicator::irecv(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) {
   if (peer < 0 || peer >= size()) throw std::logic_error("fake irecv from rank " + std::to_string(peer));
+  {
+    std::lock_guard<std::mutex> lock(net_.mu_);
+    net_.recvs_issued_[{peer, rank_}].push_back(tag);
+  }
   return Request(std::make_unique<PendingRecv>(tensors, peer, tag));
 }
 

@@ -32,6 +32,10 @@ class FakeNetwork {
   // rank `rank` started, in call order.
   int messages_received();
   std::vector<const float*> reductions_of(int rank);
+  // NCCL matches point-to-point calls by issue order, not by tag: the k-th
+  // send from a to b meets the k-th receive b posts from a. One line per pair
+  // of ranks whose send and receive orders differ (MPI's tags hide this).
+  std::vector<std::string> p2p_order_mismatches();
   // Makes every waiting or later wait throw: another rank's thread failed, so
   // what it would have sent never comes.
   void fail();
@@ -58,6 +62,8 @@ class FakeNetwork {
   std::map<uint64_t, Collective> collectives_;
   std::vector<std::vector<const float*>> reductions_;
   std::vector<std::string> problems_;
+  // Tags in issue order, by (source, destination): of the sends, of the receives.
+  std::map<std::pair<int, int>, std::vector<MessageTag>> sends_issued_, recvs_issued_;
   int received_ = 0;
 };
 

@@ -79,6 +79,7 @@ struct Result {
 struct Outcome {
   std::vector<Result> replicas;  // per dp replica
   std::vector<std::string> problems;
+  std::vector<std::string> p2p_order;  // sends and receives issued in different orders (NCCL would hang)
   int messages = 0;              // received whole, over every pipeline
   bool reductions_in_list_order = true;
 };
@@ -143,6 +144,7 @@ Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vect
       if (dp > 1) out.reductions_in_list_order &= groups[size_t(p)]->reductions_of(d) == reduce_order[size_t(d * P + p)];
     }
     out.messages += pipes[size_t(d)]->messages_received();
+    for (const std::string& s : pipes[size_t(d)]->p2p_order_mismatches()) out.p2p_order.push_back(s);
     for (const std::string& s : pipes[size_t(d)]->problems()) out.problems.push_back(s);
   }
   for (auto& g : groups)
@@ -205,6 +207,34 @@ TEST(Executor, PipelinesEqualOneRankBitForBit) {
       expect_equal(ref, r.replicas[0], what);
     }
   }
+}
+
+// NCCL pairs point-to-point calls by issue order: for every generator over a
+// grid of P, M and V, each rank must issue its sends to a peer in the order
+// that peer issues the matching receives (DESIGN §7). Two steps, so the
+// receives a step posts ahead are covered too.
+TEST(Executor, PeersIssueSendsAndReceivesInTheSameOrder) {
+  ModelConfig m = tiny(ResidualMode::AttnRes, 3);
+  m.n_layers = 4;  // L = 8: up to 8 chunks
+  int layouts = 0;
+  for (const std::string& name : schedule_names())
+    for (int P : {2, 3, 4})
+      for (int V : {1, 2})
+        for (int M : {P, 2 * P, 2 * P + 1}) {
+          if (P * V > m.num_sublayers()) continue;
+          Schedule s;
+          try {
+            s = make_schedule(name, P, M, V);
+          } catch (const std::invalid_argument&) {
+            continue;  // not a layout this generator makes
+          }
+          const std::string what = name + " P=" + std::to_string(P) + " V=" + std::to_string(V) + " M=" + std::to_string(M);
+          const Outcome r = run_threads(m, s, {make_batches(m, M, 13)}, 2);
+          EXPECT_TRUE(r.problems.empty()) << what << "\n" << joined(r.problems);
+          EXPECT_TRUE(r.p2p_order.empty()) << what << "\n" << joined(r.p2p_order);
+          ++layouts;
+        }
+  EXPECT_GE(layouts, 20);
 }
 
 // A placement no generator makes (chunks 0,1,1,0): the executor takes its

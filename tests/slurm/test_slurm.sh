@@ -46,6 +46,10 @@ echo "slurm: 2 nodes idle $((SECONDS - t0)) s after starting the daemons"
 # Every launch: TCP only, on the cluster's subnet (the jobs inherit this
 # environment from sbatch); one thread per rank.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# A session directory of its own: Open MPI's shared /tmp/ompi.<host>.<uid>
+# races with other tests' mpiruns (tests/e2e/mpi_session_dir.cpp).
+mkdir -p "$work/ompi"
+export OMPI_MCA_orte_tmpdir_base="$work/ompi"
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=tcp,self
 export OMPI_MCA_btl_tcp_if_include="$CLUSTER_SUBNET" OMPI_MCA_oob_tcp_if_include="$CLUSTER_SUBNET"
 train_args() {  # NAME STEPS: tiny.yaml at pp = 2, metrics in NAME.jsonl

@@ -17,6 +17,8 @@ fail() { echo "FAIL: $*"; exit 1; }
 rm -rf "$work"
 mkdir -p "$work"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mkdir -p "$work/ompi"  # a session directory of its own (tests/e2e/mpi_session_dir.cpp)
+export OMPI_MCA_orte_tmpdir_base="$work/ompi"
 
 "$attnres" data prepare --input "$src/tests" --glob '*.cpp' --out "$work/corpus" --val-fraction 0.2 > /dev/null
 for mode in attnres standard; do
