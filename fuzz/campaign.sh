@@ -13,7 +13,7 @@ src="$(cd "$(dirname "$0")/.." && pwd)"
 command -v clang++ > /dev/null || { echo "needs clang++ (apt-get install clang)" >&2; exit 2; }
 targets=(config token_file manifest safetensors fault_spec)
 cmake -S "$src" -B "$out/build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release \
-  -DATTNRES_FUZZ=ON -DATTNRES_BENCH=OFF > "$out.cmake.log"
+  -DATTNRES_FUZZ=ON -DATTNRES_BENCH=OFF -DATTNRES_CUDA=OFF > "$out.cmake.log"
 cmake --build "$out/build" -j2 $(printf -- '--target fuzz_%s ' "${targets[@]}") > "$out.build.log"
 
 fuzz_one() {  # TARGET: fuzz from the kept corpus into OUT_DIR/TARGET

@@ -1,6 +1,7 @@
 // The device every kernel and memory call runs on, and its stream.
 // The CPU backend ignores the stream; a CUDA backend carries a cudaStream_t.
 #pragma once
+#include <string>
 
 namespace attnres::kernels {
 
@@ -11,6 +12,17 @@ struct Device {
   int ordinal = 0;         // which device of the backend (CUDA device id); 0 on CPU
   void* stream = nullptr;  // cudaStream_t on CUDA, unused on CPU
 };
+
+// ---- choosing a device (kernels/device_select.cpp) ------------------------------
+// Whether this binary has the CUDA backend (built where nvcc was found).
+bool cuda_built();
+// CUDA devices this process can use; 0 when the backend is not built or the
+// driver reports none, and then `why` says which.
+int cuda_device_count(std::string* why);
+// The CPU, or CUDA device `ordinal` with a stream of its own. Throws naming
+// the cause when it cannot be used.
+Device open_device(Backend backend, int ordinal = 0);
+void close_device(Device& dev);
 
 // Sets the worker threads of both OpenMP and OpenBLAS (train.threads).
 void set_num_threads(int n);

@@ -10,14 +10,23 @@
 #include <utility>
 
 #include "kernels/cpu/memory_cpu.h"
+#ifdef ATTNRES_WITH_CUDA
+#include "kernels/cuda/memory_cuda.h"
+#endif
 
 namespace attnres::kernels {
 
 namespace {
 
+// The CUDA case of a dispatch: the call where the backend is built, else an error.
+#ifdef ATTNRES_WITH_CUDA
+#define ATTNRES_ON_CUDA(what, ...) return cuda::__VA_ARGS__
+#else
 [[noreturn]] void not_built(const char* what) {
   throw std::runtime_error(std::string("kernels::") + what + ": the CUDA backend is not built into this binary");
 }
+#define ATTNRES_ON_CUDA(what, ...) not_built(what)
+#endif
 
 // Bytes of every live allocation, so free_bytes can subtract what alloc_bytes added.
 struct Ledger {
@@ -36,7 +45,13 @@ void* alloc_bytes(const Device& dev, size_t bytes) {
   void* p = nullptr;
   switch (dev.backend) {
     case Backend::CPU: p = cpu::alloc_bytes(bytes); break;
-    case Backend::CUDA: not_built("alloc_bytes");
+    case Backend::CUDA:
+#ifdef ATTNRES_WITH_CUDA
+      p = cuda::alloc_bytes(dev, bytes);
+      break;
+#else
+      not_built("alloc_bytes");
+#endif
   }
   if (p) {
     Ledger& l = ledger();
@@ -59,7 +74,7 @@ void free_bytes(const Device& dev, void* p) {
   }
   switch (dev.backend) {
     case Backend::CPU: return cpu::free_bytes(p);
-    case Backend::CUDA: not_built("free_bytes");
+    case Backend::CUDA: ATTNRES_ON_CUDA("free_bytes", free_bytes(dev, p));
   }
 }
 
@@ -73,51 +88,51 @@ size_t allocated_bytes(const Device& dev) {
 void* alloc_pinned(const Device& dev, size_t bytes) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::alloc_bytes(bytes);
-    case Backend::CUDA: break;
+    case Backend::CUDA: ATTNRES_ON_CUDA("alloc_pinned", alloc_pinned(bytes));
   }
-  not_built("alloc_pinned");
+  return nullptr;
 }
 
 void free_pinned(const Device& dev, void* p) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::free_bytes(p);
-    case Backend::CUDA: not_built("free_pinned");
+    case Backend::CUDA: ATTNRES_ON_CUDA("free_pinned", free_pinned(p));
   }
 }
 
-void copy_bytes(const Device& dev, void* dst, const void* src, size_t bytes, CopyKind) {
+void copy_bytes(const Device& dev, void* dst, const void* src, size_t bytes, [[maybe_unused]] CopyKind kind) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::copy_bytes(dst, src, bytes);  // one address space
-    case Backend::CUDA: not_built("copy_bytes");
+    case Backend::CUDA: ATTNRES_ON_CUDA("copy_bytes", copy_bytes(dev, dst, src, bytes, kind));
   }
 }
 
 void zero_bytes(const Device& dev, void* p, size_t bytes) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::zero_bytes(p, bytes);
-    case Backend::CUDA: not_built("zero_bytes");
+    case Backend::CUDA: ATTNRES_ON_CUDA("zero_bytes", zero_bytes(dev, p, bytes));
   }
 }
 
 void synchronize(const Device& dev) {
   switch (dev.backend) {
     case Backend::CPU: return;  // every CPU call is done when it returns
-    case Backend::CUDA: not_built("synchronize");
+    case Backend::CUDA: ATTNRES_ON_CUDA("synchronize", synchronize(dev));
   }
 }
 
 Event event_create(const Device& dev) {
   switch (dev.backend) {
     case Backend::CPU: return Event{Backend::CPU, nullptr, 0.0};
-    case Backend::CUDA: break;
+    case Backend::CUDA: ATTNRES_ON_CUDA("event_create", event_create(dev));
   }
-  not_built("event_create");
+  return Event{};
 }
 
 void event_destroy(Event& e) {
   switch (e.backend) {
     case Backend::CPU: e = Event{}; return;
-    case Backend::CUDA: not_built("event_destroy");
+    case Backend::CUDA: ATTNRES_ON_CUDA("event_destroy", event_destroy(e));
   }
 }
 
@@ -125,14 +140,14 @@ void event_record(Event& e, const Device& dev) {
   if (e.backend != dev.backend) throw std::logic_error("kernels::event_record: event and device backends differ");
   switch (dev.backend) {
     case Backend::CPU: e.host_ms = cpu::now_ms(); return;
-    case Backend::CUDA: not_built("event_record");
+    case Backend::CUDA: ATTNRES_ON_CUDA("event_record", event_record(e, dev));
   }
 }
 
 void event_synchronize(const Event& e) {
   switch (e.backend) {
     case Backend::CPU: return;  // recorded work is already done
-    case Backend::CUDA: not_built("event_synchronize");
+    case Backend::CUDA: ATTNRES_ON_CUDA("event_synchronize", event_synchronize(e));
   }
 }
 
@@ -140,16 +155,16 @@ float event_elapsed_ms(const Event& start, const Event& end) {
   if (start.backend != end.backend) throw std::logic_error("kernels::event_elapsed_ms: events of different backends");
   switch (start.backend) {
     case Backend::CPU: return float(end.host_ms - start.host_ms);
-    case Backend::CUDA: break;
+    case Backend::CUDA: ATTNRES_ON_CUDA("event_elapsed_ms", event_elapsed_ms(start, end));
   }
-  not_built("event_elapsed_ms");
+  return 0;
 }
 
 void stream_wait_event(const Device& dev, const Event& e) {
   if (e.backend != dev.backend) throw std::logic_error("kernels::stream_wait_event: event and device backends differ");
   switch (dev.backend) {
     case Backend::CPU: return;  // one host thread: the event's work is done
-    case Backend::CUDA: not_built("stream_wait_event");
+    case Backend::CUDA: ATTNRES_ON_CUDA("stream_wait_event", stream_wait_event(dev, e));
   }
 }
 

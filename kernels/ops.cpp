@@ -1,6 +1,6 @@
-// The backend dispatch of kernels/ops.h: each op runs on dev.backend. Only the
-// CPU backend (kernels/cpu) is built today; a CUDA backend adds its case here
-// and its own namespace kernels::cuda beside kernels::cpu.
+// The backend dispatch of kernels/ops.h: each op runs on dev.backend, in
+// kernels/cpu or, where this binary is built with it (ATTNRES_WITH_CUDA), in
+// kernels/cuda. docs/CUDA.md lists which ops the CUDA backend has.
 #include "kernels/ops.h"
 
 #include <cassert>
@@ -9,12 +9,20 @@
 #include <string>
 
 #include "kernels/cpu/ops_cpu.h"
+#ifdef ATTNRES_WITH_CUDA
+#include "kernels/cuda/ops_cuda.h"
+#endif
 
 namespace attnres::kernels {
 
 namespace {
 [[noreturn]] void not_built(const char* op) {
+#ifdef ATTNRES_WITH_CUDA
+  throw std::runtime_error(std::string("kernels::") + op + ": the CUDA backend has no implementation of it yet "
+                           "(docs/CUDA.md)");
+#else
   throw std::runtime_error(std::string("kernels::") + op + ": the CUDA backend is not built into this binary");
+#endif
 }
 }  // namespace
 
@@ -33,34 +41,32 @@ void rope_tables(float* cos_t, float* sin_t, int T, int hd, float theta) {
 
 size_t attnres_backward_scratch(int N, int K, int d) { return cpu::attnres_backward_scratch(N, K, d); }
 
-// ---- device ops -----------------------------------------------------------------
+// ---- GEMM: OpenBLAS or cuBLAS --------------------------------------------------------
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::gemm(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    case Backend::CUDA: break;
+    case Backend::CUDA:
+#ifdef ATTNRES_WITH_CUDA
+      return cuda::gemm(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+      break;
   }
   not_built("gemm");
 }
 
-void linear_forward(const Device& dev, float* y, const float* x, const float* W, int N, int in,
-                    int out) {
-  switch (dev.backend) {
-    case Backend::CPU: return cpu::linear_forward(dev, y, x, W, N, in, out);
-    case Backend::CUDA: break;
-  }
-  not_built("linear_forward");
+// ---- composed of other ops: the same on every backend ----------------------------
+void linear_forward(const Device& dev, float* y, const float* x, const float* W, int N, int in, int out) {
+  gemm(dev, false, true, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
 }
 
-void linear_backward(const Device& dev, float* dx, float* dW, const float* dy, const float* x,
-                     const float* W, int N, int in, int out, bool accumulate_dx) {
-  switch (dev.backend) {
-    case Backend::CPU: return cpu::linear_backward(dev, dx, dW, dy, x, W, N, in, out, accumulate_dx);
-    case Backend::CUDA: break;
-  }
-  not_built("linear_backward");
+void linear_backward(const Device& dev, float* dx, float* dW, const float* dy, const float* x, const float* W, int N,
+                     int in, int out, bool accumulate_dx) {
+  if (dx) gemm(dev, false, false, N, in, out, 1.0f, dy, out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+  if (dW) gemm(dev, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
 }
 
+// ---- device ops -------------------------------------------------------------------
 void add_inplace(const Device& dev, float* y, const float* x, size_t n) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::add_inplace(dev, y, x, n);

@@ -12,6 +12,8 @@ jobs="$(nproc)"
 # mpirun refuses to run as root unless told; the tests oversubscribe 2 cores.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
+# The CUDA backend is built where nvcc is (ATTNRES_CUDA=AUTO), with warnings
+# as errors; its device tests skip, with the reason, where no GPU is usable.
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs" "$@")
@@ -21,14 +23,16 @@ cmake --build build -j"$jobs"
 # the network; their ranks start in other namespaces, where the sanitizer's
 # options do not follow). Leak checking is off: Open MPI keeps what it
 # allocates at init until exit, and its stacks are too shallow to suppress.
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DATTNRES_SANITIZE=address,undefined
+# Both sanitizer builds leave the CUDA backend out: the first build compiles
+# it, and no device code runs here.
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DATTNRES_SANITIZE=address,undefined -DATTNRES_CUDA=OFF
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    ctest --output-on-failure -j"$jobs" -E '^(multihost|slurm)')
 
 # TSan: the tests of the threaded parts, one OpenMP thread (libgomp is not
 # instrumented, so its workers would be reported falsely).
-cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Release -DATTNRES_SANITIZE=thread
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Release -DATTNRES_SANITIZE=thread -DATTNRES_CUDA=OFF
 cmake --build build-tsan -j"$jobs" --target test_parallel test_runtime attnres
 (cd build-tsan && OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
    ctest --output-on-failure -j"$jobs" -R '^(Executor\.|Watchdog\.|FaultDeathTest\.Watchdog|tsan_)')

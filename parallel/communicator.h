@@ -136,4 +136,12 @@ std::string error_on_root(Communicator& c, int root, F&& f) {
   return broadcast_string(c, err, root);
 }
 
+// The first non-empty of the ranks' messages, on every rank ("" if none), so
+// a check that may fail on some ranks only makes all of them stop together.
+inline std::string agree_on_error(Communicator& c, const std::string& mine) {
+  for (std::string& e : c.allgather(mine.data(), mine.size()))
+    if (!e.empty()) return e;
+  return "";
+}
+
 }  // namespace attnres

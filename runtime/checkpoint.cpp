@@ -53,15 +53,6 @@ std::string describe_schedule_change(const TrainConfig& saved, const TrainConfig
   return "the learning-rate schedule changed (" + changed + ")" + buf;
 }
 
-// --- collectives (main thread only) ---------------------------------------
-
-// Every rank learns the error of the lowest rank that has one, or "".
-std::string agree_on_error(Communicator& c, const std::string& mine) {
-  for (std::string& e : c.allgather(mine.data(), mine.size()))
-    if (!e.empty()) return e;
-  return "";
-}
-
 // Deletes complete checkpoints beyond the newest `keep` (never `just_written`)
 // and temporary directories of crashed writes of steps up to `step` (later
 // steps may be this run's next write). A failure is reported, not thrown: the

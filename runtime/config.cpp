@@ -52,6 +52,7 @@ void visit_fields(C& c, F&& f) {
   f("train.seed", c.train.seed);
   f("train.threads", c.train.threads);
   f("train.watchdog_timeout", c.train.watchdog_timeout);
+  f("train.device", c.train.device);
   f("train.on_nonfinite", c.train.on_nonfinite);
   f("train.max_skipped_steps", c.train.max_skipped_steps);
   f("data.dir", c.data.dir);
@@ -339,6 +340,8 @@ void validate_config(Config& cfg) {
   require_positive("train.log_every", t.log_every);
   require_non_negative("train.threads", t.threads);
   require_non_negative("train.watchdog_timeout", t.watchdog_timeout);
+  if (t.device != "cpu" && t.device != "cuda")
+    fail("train.device", "'" + t.device + "' is not a device (expected cpu or cuda)");
   if (t.on_nonfinite != "stop" && t.on_nonfinite != "skip")
     fail("train.on_nonfinite", "'" + t.on_nonfinite + "' is not a policy (expected stop or skip)");
   require_non_negative("train.max_skipped_steps", t.max_skipped_steps);

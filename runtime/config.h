@@ -25,6 +25,7 @@ struct TrainConfig {
   unsigned long long seed = 1234;
   int threads = 0;            // OpenMP + OpenBLAS threads; 0 = cores / ranks on the node
   int watchdog_timeout = 600; // seconds without progress before a rank aborts; 0 = off
+  std::string device = "cpu";          // cpu | cuda (one rank per GPU; docs/CUDA.md)
   std::string on_nonfinite = "stop";  // a NaN/Inf loss or grad norm: stop the run | skip the update
   int max_skipped_steps = 5;          // under skip: consecutive skipped steps before the run stops
 };

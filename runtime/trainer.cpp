@@ -101,20 +101,36 @@ void check_memory_fits(Run& r, const Schedule& sched, bool cache) {
   double node_need = need;
   r.node->allreduce_sum(&node_need, 1);
   const double avail = double(available_host_bytes());
-  double over = avail > 0 && node_need > avail ? 1.0 : 0.0;
-  r.groups.world->allreduce_sum(&over, 1);
-  if (over == 0) return;
-  if (!(avail > 0 && node_need > avail))
-    throw std::runtime_error("not enough memory on another machine of this run (its ranks name it)");
-  throw std::runtime_error(
-      "not enough memory: rank " + std::to_string(r.topo.world_rank) + " needs " + format_bytes(need) +
-      " (parameters " + format_bytes(double(b.params)) + ", gradients " + format_bytes(double(b.grads)) +
-      ", AdamW moments " + format_bytes(2.0 * double(b.params)) + ", activations " + format_bytes(double(b.acts)) +
-      ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + "); the " + std::to_string(r.node->size()) +
-      " rank(s) on this machine need " + format_bytes(node_need) + " and " + format_bytes(avail) +
-      " is available; make the model, train.micro_batch_size or model.seq_len smaller, or spread the "
-      "layers over more machines (parallel.pp); "
-      "`attnres plan` shows each rank's share");
+  std::string err;
+  if (avail > 0 && node_need > avail)
+    err = "not enough memory: rank " + std::to_string(r.topo.world_rank) + " needs " + format_bytes(need) +
+          " (parameters " + format_bytes(double(b.params)) + ", gradients " + format_bytes(double(b.grads)) +
+          ", AdamW moments " + format_bytes(2.0 * double(b.params)) + ", activations " +
+          format_bytes(double(b.acts)) + ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + "); the " +
+          std::to_string(r.node->size()) + " rank(s) on this machine need " + format_bytes(node_need) + " and " +
+          format_bytes(avail) +
+          " is available; make the model, train.micro_batch_size or model.seq_len smaller, or spread the "
+          "layers over more machines (parallel.pp); `attnres plan` shows each rank's share";
+  err = agree_on_error(*r.groups.world, err);
+  if (!err.empty()) throw std::runtime_error(err);
+}
+
+// train.device: the CPU, or the CUDA device of this rank's place on its node
+// (one rank per GPU). Every failure is found before anything is allocated,
+// and the ranks agree on it.
+kernels::Device choose_device(Run& r) {
+  if (r.cfg.train.device == "cpu") return kernels::Device{};
+  std::string why, err;
+  const int n = kernels::cuda_device_count(&why);
+  if (n == 0) err = "train.device: cuda: no usable CUDA device: " + why;
+  else if (n < r.node->size())
+    err = "train.device: cuda: this node has " + std::to_string(n) + " CUDA device(s) for its " +
+          std::to_string(r.node->size()) + " ranks; run one rank per GPU";
+  else
+    err = "train.device: cuda: this build's CUDA backend has memory, copies, events and GEMM, not yet every op "
+          "of a training step (docs/CUDA.md)";
+  err = agree_on_error(*r.groups.world, err);
+  throw std::runtime_error(err);
 }
 
 void setup(Run& r) {
@@ -140,12 +156,13 @@ void setup(Run& r) {
   r.node = make_mpi_node();
   r.tp = {{r.topo.coord.tp_idx, p.tp}, p.sequence_parallel && p.tp > 1, r.groups.tensor_collectives.get()};
   const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
+  const kernels::Device dev = choose_device(r);
   check_memory_fits(r, sched, cache);
   r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
                                               p.pp > 1 ? r.groups.pipeline.get() : nullptr,
                                               p.dp > 1 ? r.groups.data.get() : nullptr,
                                               r.cfg.train.micro_batch_size, r.cfg.train.seed, cache,
-                                              kernels::Device{}, r.tp);
+                                              dev, r.tp);
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();
   for (Chunk& c : r.exec->chunks()) {

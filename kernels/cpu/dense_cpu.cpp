@@ -1,4 +1,4 @@
-// Dense and elementwise ops: gemm (OpenBLAS), Linear, add, SwiGLU, embedding.
+// Dense and elementwise ops: gemm (OpenBLAS), add, SwiGLU, embedding.
 #include <cblas.h>
 
 #include <algorithm>
@@ -38,20 +38,6 @@ void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K,
       cblas_sgemm(CblasRowMajor, ta, tb, M, w, K, alpha, A, lda,
                   trans_b ? B + (size_t)o0 * ldb : B + o0, ldb, beta, C + o0, ldc);
   });
-}
-
-void linear_forward(const Device& dev, float* y, const float* x, const float* W,
-                    int N, int in, int out) {
-  gemm(dev, false, true, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
-}
-
-void linear_backward(const Device& dev, float* dx, float* dW, const float* dy,
-                     const float* x, const float* W, int N, int in, int out,
-                     bool accumulate_dx) {
-  if (dx)
-    gemm(dev, false, false, N, in, out, 1.0f, dy, out, W, in,
-         accumulate_dx ? 1.0f : 0.0f, dx, in);
-  if (dW) gemm(dev, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
 }
 
 void add_inplace(const Device&, float* y, const float* x, size_t n) {

@@ -12,10 +12,6 @@ namespace attnres::kernels::cpu {
 
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
-void linear_forward(const Device& dev, float* y, const float* x, const float* W, int N, int in,
-                    int out);
-void linear_backward(const Device& dev, float* dx, float* dW, const float* dy, const float* x,
-                     const float* W, int N, int in, int out, bool accumulate_dx);
 
 void add_inplace(const Device& dev, float* y, const float* x, size_t n);
 void add(const Device& dev, float* out, const float* a, const float* b, size_t n);

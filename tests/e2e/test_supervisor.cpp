@@ -22,9 +22,10 @@
 #include <string>
 #include <vector>
 
-#include "tests/test_corpus.h"
+#include "kernels/device.h"
 #include "runtime/data.h"
 #include "runtime/safetensors.h"
+#include "tests/test_corpus.h"
 
 using namespace attnres;
 namespace fs = std::filesystem;
@@ -418,6 +419,21 @@ TEST(CommandLine, BadCommandLinesExitOne) {
   }
   EXPECT_EQ(run(bin + "--help", dir).exit_code, 0);
   EXPECT_EQ(run(bin + "train --help", dir).exit_code, 0);
+}
+
+// train.device: cuda where no device can run it: one clear message on every
+// rank, exit 1, no crash and no hang (mpirun with two ranks).
+TEST(CommandLine, CudaDeviceWithoutAUsableOneIsOneClearError) {
+  const fs::path dir = fresh_dir("cuda_device");
+  std::string why;
+  if (kernels::cuda_device_count(&why) > 0) GTEST_SKIP() << "this machine has a CUDA device";
+  const Outcome o = run("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversubscribe "
+                        ATTNRES_BINARY_DIR "/attnres train " + train_args(dir, {"train.device=cuda"}),
+                        dir);
+  EXPECT_EQ(o.exit_code, 1) << o.log;
+  EXPECT_EQ(count(o.log, "attnres: error: train.device: cuda: no usable CUDA device: " + why), 2u) << o.log;
+  EXPECT_EQ(o.log.find("terminate called"), std::string::npos) << o.log;  // no uncaught exception
+  EXPECT_TRUE(o.losses.empty());
 }
 
 // Huge values are named as given or in short scientific form, never

@@ -73,25 +73,44 @@ TEST(Memory, UnknownPointerIsABug) {
   EXPECT_THROW(free_bytes(Device{}, &x), std::logic_error);
 }
 
-// Ops and memory on a backend this binary lacks throw, naming the call.
-TEST(Dispatch, CudaIsNotBuilt) {
+// An op the CUDA backend lacks, or any CUDA call in a binary without the
+// backend, throws naming the call and why; nothing runs.
+TEST(Dispatch, MissingCudaOpsNameThemselves) {
   const Device cuda{Backend::CUDA, 0, nullptr};
   float x[4] = {1, 2, 3, 4};
-  auto expect_not_built = [](auto call, const char* name) {
+  const std::string why = cuda_built() ? "the CUDA backend has no implementation of it yet"
+                                       : "the CUDA backend is not built into this binary";
+  auto expect_missing = [&](auto call, const char* name) {
     try {
       call();
       ADD_FAILURE() << name << " did not throw";
     } catch (const std::runtime_error& e) {
-      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find("CUDA backend is not built"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::string("kernels::") + name + ": " + why), std::string::npos)
+          << e.what();
     }
   };
-  expect_not_built([&] { add_inplace(cuda, x, x, 4); }, "add_inplace");
-  expect_not_built([&] { (void)sum(cuda, x, 4); }, "sum");
-  expect_not_built([&] { (void)alloc_bytes(cuda, 16); }, "alloc_bytes");
-  expect_not_built([&] { copy(cuda, x, x, 4, CopyKind::DeviceToDevice); }, "copy_bytes");
-  expect_not_built([&] { (void)event_create(cuda); }, "event_create");
+  expect_missing([&] { add_inplace(cuda, x, x, 4); }, "add_inplace");
+  expect_missing([&] { (void)sum(cuda, x, 4); }, "sum");
+  if (!cuda_built()) {
+    expect_missing([&] { (void)alloc_bytes(cuda, 16); }, "alloc_bytes");
+    expect_missing([&] { copy(cuda, x, x, 4, CopyKind::DeviceToDevice); }, "copy_bytes");
+    expect_missing([&] { (void)event_create(cuda); }, "event_create");
+  }
   EXPECT_EQ(x[3], 4.0f);  // nothing ran
+}
+
+// Without a usable device, opening one is one clear error with the driver's reason.
+TEST(Device, OpeningACudaDeviceWhereThereIsNoneSaysWhy) {
+  std::string why;
+  if (cuda_device_count(&why) > 0) GTEST_SKIP() << "this machine has a CUDA device";
+  EXPECT_FALSE(why.empty());
+  try {
+    (void)open_device(Backend::CUDA, 0);
+    ADD_FAILURE() << "open_device(CUDA) did not throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), "no usable CUDA device: " + why);
+  }
+  EXPECT_EQ(open_device(Backend::CPU).backend, Backend::CPU);
 }
 
 }  // namespace

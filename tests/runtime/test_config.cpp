@@ -293,6 +293,7 @@ TEST(ConfigErrors, OutOfRange) {
   bad_set({"model.n_layers=2147483647"}, {"model.n_layers", "2147483647", "exceeds 4096"});
   bad_set({"model.d_model=1048576"}, {"model.d_model", "exceeds 65536"});
   bad_set({"model.vocab_size=2000000000"}, {"model.vocab_size", "exceeds"});
+  bad_set({"train.device=gpu"}, {"train.device", "'gpu'", "cpu or cuda"});
   bad_set({"train.on_nonfinite=ignore"}, {"train.on_nonfinite", "'ignore'", "stop or skip"});
   bad_set({"train.max_skipped_steps=-1"}, {"train.max_skipped_steps", "-1"});
   bad_set({"model.n_heads=0"}, {"model.n_heads", "0"});

@@ -1,0 +1,37 @@
+// GEMM on cuBLAS: the row-major call of kernels/ops.h mapped to cuBLAS's
+// column-major one by kernels/gemm_mapping.h (tested on the CPU), on the
+// device's stream. One cuBLAS handle per device, made on first use.
+#include <cublas_v2.h>
+
+#include <map>
+#include <mutex>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops_cuda.h"
+#include "kernels/gemm_mapping.h"
+
+namespace attnres::kernels::cuda {
+
+namespace {
+cublasHandle_t handle_for(const Device& dev) {
+  static std::mutex mu;
+  static std::map<int, cublasHandle_t> handles;
+  std::lock_guard<std::mutex> lock(mu);
+  cublasHandle_t& h = handles[dev.ordinal];
+  if (!h) check(cublasCreate(&h), "cublasCreate");
+  return h;
+}
+}  // namespace
+
+void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  cublasHandle_t h = handle_for(dev);
+  check(cublasSetStream(h, static_cast<cudaStream_t>(dev.stream)), "cublasSetStream");
+  const ColumnMajorGemm g = to_column_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  check(cublasSgemm(h, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k,
+                    &alpha, g.A, g.lda, g.B, g.ldb, &beta, g.C, g.ldc),
+        "cublasSgemm");
+}
+
+}  // namespace attnres::kernels::cuda

@@ -1,0 +1,106 @@
+#include "kernels/cuda/memory_cuda.h"
+
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/cuda_check.h"
+
+namespace attnres::kernels::cuda {
+
+namespace {
+cudaStream_t stream_of(const Device& dev) { return static_cast<cudaStream_t>(dev.stream); }
+void select(const Device& dev) { check(cudaSetDevice(dev.ordinal), "cudaSetDevice"); }
+}  // namespace
+
+int device_count(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    if (why) *why = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e);
+    return 0;
+  }
+  if (n == 0 && why) *why = "cudaGetDeviceCount reports no device";
+  return n;
+}
+
+Device open_device(int ordinal) {
+  Device dev{Backend::CUDA, ordinal, nullptr};
+  select(dev);
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  dev.stream = s;
+  return dev;
+}
+
+void close_device(Device& dev) {
+  if (dev.stream) check(cudaStreamDestroy(stream_of(dev)), "cudaStreamDestroy");
+  dev.stream = nullptr;
+}
+
+void* alloc_bytes(const Device& dev, size_t bytes) {
+  if (bytes == 0) return nullptr;
+  select(dev);
+  void* p = nullptr;
+  check(cudaMalloc(&p, bytes), "cudaMalloc");
+  return p;
+}
+
+void free_bytes(const Device& dev, void* p) {
+  select(dev);
+  check(cudaFree(p), "cudaFree");
+}
+
+void* alloc_pinned(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  check(cudaMallocHost(&p, bytes), "cudaMallocHost");
+  return p;
+}
+
+void free_pinned(void* p) { check(cudaFreeHost(p), "cudaFreeHost"); }
+
+void copy_bytes(const Device& dev, void* dst, const void* src, size_t bytes, CopyKind kind) {
+  if (bytes == 0) return;
+  const cudaMemcpyKind k = kind == CopyKind::HostToDevice   ? cudaMemcpyHostToDevice
+                           : kind == CopyKind::DeviceToHost ? cudaMemcpyDeviceToHost
+                                                            : cudaMemcpyDeviceToDevice;
+  check(cudaMemcpyAsync(dst, src, bytes, k, stream_of(dev)), "cudaMemcpyAsync");
+}
+
+void zero_bytes(const Device& dev, void* p, size_t bytes) {
+  if (bytes) check(cudaMemsetAsync(p, 0, bytes, stream_of(dev)), "cudaMemsetAsync");
+}
+
+void synchronize(const Device& dev) { check(cudaStreamSynchronize(stream_of(dev)), "cudaStreamSynchronize"); }
+
+Event event_create(const Device& dev) {
+  select(dev);
+  cudaEvent_t e = nullptr;
+  check(cudaEventCreate(&e), "cudaEventCreate");
+  return Event{Backend::CUDA, e, 0.0};
+}
+
+void event_destroy(Event& e) {
+  if (e.handle) check(cudaEventDestroy(static_cast<cudaEvent_t>(e.handle)), "cudaEventDestroy");
+  e = Event{};
+}
+
+void event_record(Event& e, const Device& dev) {
+  check(cudaEventRecord(static_cast<cudaEvent_t>(e.handle), stream_of(dev)), "cudaEventRecord");
+}
+
+void event_synchronize(const Event& e) {
+  check(cudaEventSynchronize(static_cast<cudaEvent_t>(e.handle)), "cudaEventSynchronize");
+}
+
+float event_elapsed_ms(const Event& start, const Event& end) {
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start.handle), static_cast<cudaEvent_t>(end.handle)),
+        "cudaEventElapsedTime");
+  return ms;
+}
+
+void stream_wait_event(const Device& dev, const Event& e) {
+  check(cudaStreamWaitEvent(stream_of(dev), static_cast<cudaEvent_t>(e.handle), 0), "cudaStreamWaitEvent");
+}
+
+}  // namespace attnres::kernels::cuda
