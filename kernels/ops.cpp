@@ -8,7 +8,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu/grid_cpu.h"
 #include "kernels/cpu/ops_cpu.h"
+#include "kernels/grid_ops.h"
 #ifdef ATTNRES_WITH_CUDA
 #include "kernels/cuda/ops_cuda.h"
 #endif
@@ -24,6 +26,13 @@ namespace {
   throw std::runtime_error(std::string("kernels::") + op + ": the CUDA backend is not built into this binary");
 #endif
 }
+// The CUDA case of a dispatch: the call where the backend is built, else the error.
+#ifdef ATTNRES_WITH_CUDA
+#define ATTNRES_ON_CUDA(name, call) return cuda::call
+#else
+#define ATTNRES_ON_CUDA(name, call) not_built(name)
+#endif
+
 }  // namespace
 
 // ---- host functions (no device) ---------------------------------------------
@@ -69,27 +78,24 @@ void linear_backward(const Device& dev, float* dx, float* dW, const float* dy, c
 // ---- device ops -------------------------------------------------------------------
 void add_inplace(const Device& dev, float* y, const float* x, size_t n) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::add_inplace(dev, y, x, n);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::add_inplace(cpu::Grid{}, y, x, n);
+    case Backend::CUDA: ATTNRES_ON_CUDA("add_inplace", add_inplace(dev, y, x, n));
   }
-  not_built("add_inplace");
 }
 
 void add(const Device& dev, float* out, const float* a, const float* b, size_t n) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::add(dev, out, a, b, n);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::add(cpu::Grid{}, out, a, b, n);
+    case Backend::CUDA: ATTNRES_ON_CUDA("add", add(dev, out, a, b, n));
   }
-  not_built("add");
 }
 
 void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const float* table,
                        int N, int d, int v0, int Vl) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::embedding_forward(dev, out, tokens, table, N, d, v0, Vl);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::embedding_forward(cpu::Grid{}, out, tokens, table, N, d, v0, Vl);
+    case Backend::CUDA: ATTNRES_ON_CUDA("embedding_forward", embedding_forward(dev, out, tokens, table, N, d, v0, Vl));
   }
-  not_built("embedding_forward");
 }
 
 void embedding_backward(const Device& dev, float* dtable, const float* dout, const int32_t* tokens,
@@ -104,16 +110,17 @@ void embedding_backward(const Device& dev, float* dtable, const float* dout, con
 void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x, const float* g,
                      int N, int d, float eps) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::rmsnorm_forward(dev, out, rstd, x, g, N, d, eps);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::rmsnorm_forward(cpu::Grid{}, out, rstd, x, g, N, d, eps);
+    case Backend::CUDA: ATTNRES_ON_CUDA("rmsnorm_forward", rmsnorm_forward(dev, out, rstd, x, g, N, d, eps));
   }
-  not_built("rmsnorm_forward");
 }
 
 void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout, const float* x,
                       const float* g, const float* rstd, int N, int d) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::rmsnorm_backward(dev, dx, dg, dout, x, g, rstd, N, d);
+    case Backend::CPU:
+      grid::rmsnorm_backward_dx(cpu::Grid{}, dx, dout, x, g, rstd, N, d);
+      return cpu::rmsnorm_gain_grad(dg, dout, x, rstd, N, d);
     case Backend::CUDA: break;
   }
   not_built("rmsnorm_backward");
@@ -121,28 +128,25 @@ void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout
 
 void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::rms_inverse(dev, rstd, x, N, d, eps);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::rms_inverse(cpu::Grid{}, rstd, x, N, d, eps);
+    case Backend::CUDA: ATTNRES_ON_CUDA("rms_inverse", rms_inverse(dev, rstd, x, N, d, eps));
   }
-  not_built("rms_inverse");
 }
 
 void rope_forward(const Device& dev, float* x, const float* cos_t, const float* sin_t, int B,
                   int T, int H, int hd) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::rope_forward(dev, x, cos_t, sin_t, B, T, H, hd);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::rope_apply<false>(cpu::Grid{}, x, cos_t, sin_t, B, T, H, hd);
+    case Backend::CUDA: ATTNRES_ON_CUDA("rope_forward", rope_forward(dev, x, cos_t, sin_t, B, T, H, hd));
   }
-  not_built("rope_forward");
 }
 
 void rope_backward(const Device& dev, float* dx, const float* cos_t, const float* sin_t, int B,
                    int T, int H, int hd) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::rope_backward(dev, dx, cos_t, sin_t, B, T, H, hd);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::rope_apply<true>(cpu::Grid{}, dx, cos_t, sin_t, B, T, H, hd);
+    case Backend::CUDA: ATTNRES_ON_CUDA("rope_backward", rope_backward(dev, dx, cos_t, sin_t, B, T, H, hd));
   }
-  not_built("rope_backward");
 }
 
 void attention_forward(const Device& dev, float* out, float* att, const float* q, const float* k,
@@ -175,19 +179,17 @@ void attention_backward(const Device& dev, float* dq, float* dk, float* dv, floa
 
 void swiglu_forward(const Device& dev, float* out, const float* gate, const float* up, size_t n) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::swiglu_forward(dev, out, gate, up, n);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::swiglu_forward(cpu::Grid{}, out, gate, up, n);
+    case Backend::CUDA: ATTNRES_ON_CUDA("swiglu_forward", swiglu_forward(dev, out, gate, up, n));
   }
-  not_built("swiglu_forward");
 }
 
-void swiglu_backward(const Device& dev, float* dgate, float* dup, const float* dout,
-                     const float* gate, const float* up, size_t n) {
+void swiglu_backward(const Device& dev, float* dgate, float* dup, const float* dout, const float* gate,
+                     const float* up, size_t n) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::swiglu_backward(dev, dgate, dup, dout, gate, up, n);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::swiglu_backward(cpu::Grid{}, dgate, dup, dout, gate, up, n);
+    case Backend::CUDA: ATTNRES_ON_CUDA("swiglu_backward", swiglu_backward(dev, dgate, dup, dout, gate, up, n));
   }
-  not_built("swiglu_backward");
 }
 
 void attnres_forward(const Device& dev, float* h, float* alpha, float* uv, const float* const* src,
@@ -214,41 +216,42 @@ void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, floa
 
 void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::cross_entropy_row_max(dev, row_max, logits, N, Vl);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::cross_entropy_row_max(cpu::Grid{}, row_max, logits, N, Vl);
+    case Backend::CUDA: ATTNRES_ON_CUDA("cross_entropy_row_max", cross_entropy_row_max(dev, row_max, logits, N, Vl));
   }
-  not_built("cross_entropy_row_max");
 }
 
-void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_logit,
-                            const float* logits, const int32_t* targets, const float* row_max,
-                            int N, int Vl, int v0, int V) {
+void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_logit, const float* logits,
+                            const int32_t* targets, const float* row_max, int N, int Vl, int v0, int V) {
   switch (dev.backend) {
     case Backend::CPU:
-      return cpu::cross_entropy_row_sums(dev, sum_exp, target_logit, logits, targets, row_max, N, Vl, v0, V);
-    case Backend::CUDA: break;
+      cpu::check_targets(targets, N, V);
+      return grid::cross_entropy_row_sums(cpu::Grid{}, sum_exp, target_logit, logits, targets, row_max, N, Vl, v0);
+    case Backend::CUDA:
+      // Device targets cannot be read here; the data loader has checked them against V.
+      ATTNRES_ON_CUDA("cross_entropy_row_sums",
+                      cross_entropy_row_sums(dev, sum_exp, target_logit, logits, targets, row_max, N, Vl, v0));
   }
-  not_built("cross_entropy_row_sums");
 }
 
 void cross_entropy_loss(const Device& dev, float* losses, const float* row_max, const float* sum_exp,
                         const float* target_logit, const int32_t* targets, int N) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::cross_entropy_loss(dev, losses, row_max, sum_exp, target_logit, targets, N);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::cross_entropy_loss(cpu::Grid{}, losses, row_max, sum_exp, target_logit, targets, N);
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("cross_entropy_loss", cross_entropy_loss(dev, losses, row_max, sum_exp, target_logit, targets, N));
   }
-  not_built("cross_entropy_loss");
 }
 
-void cross_entropy_backward(const Device& dev, float* dlogits, const float* logits,
-                            const int32_t* targets, const float* row_max, const float* sum_exp,
-                            int N, int Vl, int v0, float scale) {
+void cross_entropy_backward(const Device& dev, float* dlogits, const float* logits, const int32_t* targets,
+                            const float* row_max, const float* sum_exp, int N, int Vl, int v0, float scale) {
   switch (dev.backend) {
     case Backend::CPU:
-      return cpu::cross_entropy_backward(dev, dlogits, logits, targets, row_max, sum_exp, N, Vl, v0, scale);
-    case Backend::CUDA: break;
+      return grid::cross_entropy_backward(cpu::Grid{}, dlogits, logits, targets, row_max, sum_exp, N, Vl, v0, scale);
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("cross_entropy_backward",
+                      cross_entropy_backward(dev, dlogits, logits, targets, row_max, sum_exp, N, Vl, v0, scale));
   }
-  not_built("cross_entropy_backward");
 }
 
 double sum(const Device& dev, const float* x, size_t n) {
@@ -259,13 +262,18 @@ double sum(const Device& dev, const float* x, size_t n) {
   not_built("sum");
 }
 
-void adamw_update(const Device& dev, float* param, const float* grad, float* m, float* v, size_t n,
-                  float lr, float beta1, float beta2, float eps, float weight_decay, int t) {
+void adamw_update(const Device& dev, float* param, const float* grad, float* m, float* v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int t) {
+  assert(t >= 1);
+  const float bc1 = 1.0f - (float)std::pow((double)beta1, t);  // bias corrections, once per call
+  const float bc2 = 1.0f - (float)std::pow((double)beta2, t);
   switch (dev.backend) {
-    case Backend::CPU: return cpu::adamw_update(dev, param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
-    case Backend::CUDA: break;
+    case Backend::CPU:
+      return grid::adamw_update(cpu::Grid{}, param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2);
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("adamw_update", adamw_update(dev, param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay,
+                                                   bc1, bc2));
   }
-  not_built("adamw_update");
 }
 
 double sum_squares(const Device& dev, const float* x, size_t n) {
@@ -278,9 +286,8 @@ double sum_squares(const Device& dev, const float* x, size_t n) {
 
 void scale_inplace(const Device& dev, float* x, float s, size_t n) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::scale_inplace(dev, x, s, n);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::scale_inplace(cpu::Grid{}, x, s, n);
+    case Backend::CUDA: ATTNRES_ON_CUDA("scale_inplace", scale_inplace(dev, x, s, n));
   }
-  not_built("scale_inplace");
 }
 }  // namespace attnres::kernels

@@ -2,8 +2,10 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/grid_cpu.h"
 #include "kernels/cpu/ops_cpu.h"
 #include "kernels/cpu/parallel_cpu.h"
+#include "kernels/grid_ops.h"
 #include "kernels/rowops.h"
 
 namespace attnres::kernels::cpu {
@@ -20,10 +22,7 @@ void attnres_forward(const Device&, float* h, float* alpha, float* uv,
   u_buf.resize((size_t)d);
   float* u = u_buf.data();
   query_times_gain(u, w, g, d);
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++)
-    row::attnres_forward(h + (size_t)n * d, alpha + (size_t)n * K, uv + (size_t)n * K, src,
-                         src_rstd, K, u, n, d);
+  grid::attnres_forward(Grid{}, h, alpha, uv, src, src_rstd, K, u, N, d);
 }
 
 static int row_groups(int N) { return (N + cpu::kRowGroup - 1) / cpu::kRowGroup; }

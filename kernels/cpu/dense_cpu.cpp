@@ -1,4 +1,5 @@
-// Dense and elementwise ops: gemm (OpenBLAS), add, SwiGLU, embedding.
+// gemm (OpenBLAS) and the embedding gradient; the elementwise ops and the
+// embedding lookup are kernels/grid_ops.h.
 #include <cblas.h>
 
 #include <algorithm>
@@ -40,29 +41,6 @@ void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K,
   });
 }
 
-void add_inplace(const Device&, float* y, const float* x, size_t n) {
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
-void add(const Device&, float* out, const float* a, const float* b, size_t n) {
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-void swiglu_forward(const Device&, float* out, const float* gate, const float* up,
-                    size_t n) {
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) out[i] = row::swiglu_forward(gate[i], up[i]);
-}
-
-void swiglu_backward(const Device&, float* dgate, float* dup, const float* dout,
-                     const float* gate, const float* up, size_t n) {
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    row::swiglu_backward(&dgate[i], &dup[i], dout[i], gate[i], up[i]);
-}
-
 // Token ids come from data files: an out-of-range id is bad input, not a bug.
 static void check_tokens(const int32_t* tokens, int N, int vocab) {
   for (int n = 0; n < N; n++)
@@ -71,23 +49,6 @@ static void check_tokens(const int32_t* tokens, int N, int vocab) {
                                " at row " + std::to_string(n) +
                                " is outside the vocabulary [0, " +
                                std::to_string(vocab) + ")");
-}
-
-void embedding_forward(const Device&, float* out, const int32_t* tokens,
-                       const float* table, int N, int d, int v0, int Vl) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++) {
-    // The forward has no vocab size; the data loader validates ids against it.
-    assert(tokens[n] >= 0);
-    const int row = tokens[n] - v0;
-    float* dst = out + (size_t)n * d;
-    if (row < 0 || row >= Vl) {  // another tp rank's vocabulary rows
-      for (int i = 0; i < d; i++) dst[i] = 0.0f;
-      continue;
-    }
-    const float* src = table + (size_t)row * d;
-    for (int i = 0; i < d; i++) dst[i] = src[i];
-  }
 }
 
 // Threads split the columns; each column adds the tokens in row order, so

@@ -2,11 +2,40 @@
 // contracts of ops.h, in namespace kernels::cuda beside kernels::cpu. Called
 // only by the dispatch in kernels/ops.cpp; an op missing here throws there.
 #pragma once
+#include <cstddef>
+#include <cstdint>
+
 #include "kernels/device.h"
 
 namespace attnres::kernels::cuda {
 
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
+
+// Single-source ops (kernels/grid_ops.h), in kernels/cuda/grid_ops.cu.
+void add_inplace(const Device& dev, float* y, const float* x, size_t n);
+void add(const Device& dev, float* out, const float* a, const float* b, size_t n);
+void scale_inplace(const Device& dev, float* x, float s, size_t n);
+void swiglu_forward(const Device& dev, float* out, const float* gate, const float* up, size_t n);
+void swiglu_backward(const Device& dev, float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                     size_t n);
+// bc1, bc2: AdamW's bias corrections, computed by the dispatch.
+void adamw_update(const Device& dev, float* param, const float* grad, float* m, float* v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2);
+void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x, const float* g, int N, int d,
+                     float eps);
+void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps);
+void rope_forward(const Device& dev, float* x, const float* cos_t, const float* sin_t, int B, int T, int H, int hd);
+void rope_backward(const Device& dev, float* dx, const float* cos_t, const float* sin_t, int B, int T, int H, int hd);
+void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const float* table, int N, int d, int v0,
+                       int Vl);
+void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl);
+// Without the CPU's host check of the targets: device ids were checked by the data loader.
+void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_logit, const float* logits,
+                            const int32_t* targets, const float* row_max, int N, int Vl, int v0);
+void cross_entropy_loss(const Device& dev, float* losses, const float* row_max, const float* sum_exp,
+                        const float* target_logit, const int32_t* targets, int N);
+void cross_entropy_backward(const Device& dev, float* dlogits, const float* logits, const int32_t* targets,
+                            const float* row_max, const float* sum_exp, int N, int Vl, int v0, float scale);
 
 }  // namespace attnres::kernels::cuda

@@ -1,0 +1,59 @@
+// The single-source ops of kernels/grid_ops.h, launched on the device: the
+// same bodies the CPU backend runs (and its tests check).
+#include "kernels/cuda/grid_cuda.cuh"
+#include "kernels/cuda/ops_cuda.h"
+#include "kernels/grid_ops.h"
+
+namespace attnres::kernels::cuda {
+
+void add_inplace(const Device& dev, float* y, const float* x, size_t n) { grid::add_inplace(Grid{dev}, y, x, n); }
+void add(const Device& dev, float* out, const float* a, const float* b, size_t n) {
+  grid::add(Grid{dev}, out, a, b, n);
+}
+void scale_inplace(const Device& dev, float* x, float s, size_t n) { grid::scale_inplace(Grid{dev}, x, s, n); }
+void swiglu_forward(const Device& dev, float* out, const float* gate, const float* up, size_t n) {
+  grid::swiglu_forward(Grid{dev}, out, gate, up, n);
+}
+void swiglu_backward(const Device& dev, float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                     size_t n) {
+  grid::swiglu_backward(Grid{dev}, dgate, dup, dout, gate, up, n);
+}
+void adamw_update(const Device& dev, float* param, const float* grad, float* m, float* v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2) {
+  grid::adamw_update(Grid{dev}, param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2);
+}
+void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x, const float* g, int N, int d,
+                     float eps) {
+  grid::rmsnorm_forward(Grid{dev}, out, rstd, x, g, N, d, eps);
+}
+void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps) {
+  grid::rms_inverse(Grid{dev}, rstd, x, N, d, eps);
+}
+void rope_forward(const Device& dev, float* x, const float* cos_t, const float* sin_t, int B, int T, int H, int hd) {
+  grid::rope_apply<false>(Grid{dev}, x, cos_t, sin_t, B, T, H, hd);
+}
+void rope_backward(const Device& dev, float* dx, const float* cos_t, const float* sin_t, int B, int T, int H,
+                   int hd) {
+  grid::rope_apply<true>(Grid{dev}, dx, cos_t, sin_t, B, T, H, hd);
+}
+void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const float* table, int N, int d, int v0,
+                       int Vl) {
+  grid::embedding_forward(Grid{dev}, out, tokens, table, N, d, v0, Vl);
+}
+void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl) {
+  grid::cross_entropy_row_max(Grid{dev}, row_max, logits, N, Vl);
+}
+void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_logit, const float* logits,
+                            const int32_t* targets, const float* row_max, int N, int Vl, int v0) {
+  grid::cross_entropy_row_sums(Grid{dev}, sum_exp, target_logit, logits, targets, row_max, N, Vl, v0);
+}
+void cross_entropy_loss(const Device& dev, float* losses, const float* row_max, const float* sum_exp,
+                        const float* target_logit, const int32_t* targets, int N) {
+  grid::cross_entropy_loss(Grid{dev}, losses, row_max, sum_exp, target_logit, targets, N);
+}
+void cross_entropy_backward(const Device& dev, float* dlogits, const float* logits, const int32_t* targets,
+                            const float* row_max, const float* sum_exp, int N, int Vl, int v0, float scale) {
+  grid::cross_entropy_backward(Grid{dev}, dlogits, logits, targets, row_max, sum_exp, N, Vl, v0, scale);
+}
+
+}  // namespace attnres::kernels::cuda

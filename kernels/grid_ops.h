@@ -1,0 +1,158 @@
+// Single-source kernels (DESIGN §7): each op here is written once, as a
+// per-index body and the size of its grid, over a runner that calls the body
+// for every index: kernels/cpu/grid_cpu.h runs the grid with OpenMP threads,
+// kernels/cuda/grid_cuda.cuh launches it as a __global__ kernel. So the CPU
+// tests (finite differences, pipelines against one rank, resume) run the
+// indexing and arithmetic a GPU runs. A body only touches its own index's
+// outputs: no atomics, and the same bits whatever the thread count.
+//
+// Contracts are those of kernels/ops.h, which dispatches here.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/rowops.h"
+
+namespace attnres::kernels::grid {
+
+// ---- elementwise ---------------------------------------------------------------------
+template <class Run>
+void add_inplace(const Run& run, float* y, const float* x, size_t n) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { y[i] += x[i]; });
+}
+template <class Run>
+void add(const Run& run, float* out, const float* a, const float* b, size_t n) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { out[i] = a[i] + b[i]; });
+}
+template <class Run>
+void scale_inplace(const Run& run, float* x, float s, size_t n) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { x[i] *= s; });
+}
+template <class Run>
+void swiglu_forward(const Run& run, float* out, const float* gate, const float* up, size_t n) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { out[i] = row::swiglu_forward(gate[i], up[i]); });
+}
+template <class Run>
+void swiglu_backward(const Run& run, float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                     size_t n) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { row::swiglu_backward(&dgate[i], &dup[i], dout[i], gate[i], up[i]); });
+}
+
+// AdamW on one element; the bias corrections bc1, bc2 are computed once by the caller.
+template <class Run>
+void adamw_update(const Run& run, float* param, const float* grad, float* m, float* v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) {
+    const float g = grad[i];
+    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float mhat = mi / bc1;
+    const float vhat = vi / bc2;
+    param[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * param[i]);
+  });
+}
+
+// ---- one token row per index -----------------------------------------------------------
+template <class Run>
+void rmsnorm_forward(const Run& run, float* out, float* rstd, const float* x, const float* g, int N, int d,
+                     float eps) {
+  run(N, [=] ATTNRES_HD(int64_t n) {
+    const size_t off = size_t(n) * size_t(d);
+    rstd[n] = row::rmsnorm_forward(out + off, x + off, g, d, eps);
+  });
+}
+// dx only; the gain gradient is a reduction over rows (the caller's).
+template <class Run>
+void rmsnorm_backward_dx(const Run& run, float* dx, const float* dout, const float* x, const float* g,
+                         const float* rstd, int N, int d) {
+  run(N, [=] ATTNRES_HD(int64_t n) {
+    const size_t off = size_t(n) * size_t(d);
+    row::rmsnorm_backward(dx + off, dout + off, x + off, g, rstd[n], d);
+  });
+}
+template <class Run>
+void rms_inverse(const Run& run, float* rstd, const float* x, int N, int d, float eps) {
+  run(N, [=] ATTNRES_HD(int64_t n) { rstd[n] = row::rms_inverse(x + size_t(n) * size_t(d), d, eps); });
+}
+
+// RoPE on row bt = b·T + t of x [B·T, H, hd]: every head's pairs rotated by
+// position t's angles (inverse = the transpose rotation, for the backward).
+template <bool kInverse, class Run>
+void rope_apply(const Run& run, float* x, const float* cos_t, const float* sin_t, int B, int T, int H, int hd) {
+  run(int64_t(B) * T, [=] ATTNRES_HD(int64_t bt) {
+    const int half = hd / 2;
+    const float* c = cos_t + size_t(bt % T) * half;
+    const float* s = sin_t + size_t(bt % T) * half;
+    for (int h = 0; h < H; h++) {
+      float* xh = x + (size_t(bt) * H + h) * hd;
+      for (int i = 0; i < half; i++) {
+        if (kInverse)
+          row::rope_rotate_back(&xh[i], &xh[i + half], c[i], s[i]);
+        else
+          row::rope_rotate(&xh[i], &xh[i + half], c[i], s[i]);
+      }
+    }
+  });
+}
+
+// The table holds vocabulary rows [v0, v0 + Vl); other ids give zero rows.
+template <class Run>
+void embedding_forward(const Run& run, float* out, const int32_t* tokens, const float* table, int N, int d, int v0,
+                       int Vl) {
+  run(N, [=] ATTNRES_HD(int64_t n) {
+    const int r = tokens[n] - v0;
+    float* dst = out + size_t(n) * size_t(d);
+    const bool mine = r >= 0 && r < Vl;  // else another tp rank's vocabulary rows
+    const float* src = table + size_t(mine ? r : 0) * size_t(d);
+    for (int i = 0; i < d; i++) dst[i] = mine ? src[i] : 0.0f;
+  });
+}
+
+template <class Run>
+void attnres_forward(const Run& run, float* h, float* alpha, float* uv, const float* const* src,
+                     const float* const* src_rstd, int K, const float* u, int N, int d) {
+  run(N, [=] ATTNRES_HD(int64_t n) {
+    row::attnres_forward(h + size_t(n) * size_t(d), alpha + size_t(n) * K, uv + size_t(n) * K, src, src_rstd, K, u,
+                         size_t(n), d);
+  });
+}
+
+// ---- cross-entropy rows over a vocabulary shard -----------------------------------------
+template <class Run>
+void cross_entropy_row_max(const Run& run, float* row_max, const float* logits, int N, int Vl) {
+  run(N, [=] ATTNRES_HD(int64_t n) { row_max[n] = row::row_max(logits + size_t(n) * Vl, Vl); });
+}
+template <class Run>
+void cross_entropy_row_sums(const Run& run, float* sum_exp, float* target_logit, const float* logits,
+                            const int32_t* targets, const float* row_max, int N, int Vl, int v0) {
+  run(N, [=] ATTNRES_HD(int64_t n) {
+    const float* x = logits + size_t(n) * Vl;
+    sum_exp[n] = row::row_sum_exp(x, Vl, row_max[n]);
+    const int t = targets[n] - v0;
+    target_logit[n] = targets[n] >= 0 && t >= 0 && t < Vl ? x[t] : 0.0f;
+  });
+}
+template <class Run>
+void cross_entropy_loss(const Run& run, float* losses, const float* row_max, const float* sum_exp,
+                        const float* target_logit, const int32_t* targets, int N) {
+  run(N, [=] ATTNRES_HD(int64_t n) {
+    losses[n] = targets[n] < 0 ? 0.0f : logf(sum_exp[n]) + row_max[n] - target_logit[n];
+  });
+}
+template <class Run>
+void cross_entropy_backward(const Run& run, float* dlogits, const float* logits, const int32_t* targets,
+                            const float* row_max, const float* sum_exp, int N, int Vl, int v0, float scale) {
+  run(N, [=] ATTNRES_HD(int64_t n) {
+    float* dl = dlogits + size_t(n) * Vl;
+    if (targets[n] < 0) {  // masked row
+      for (int i = 0; i < Vl; i++) dl[i] = 0.0f;
+      return;
+    }
+    row::cross_entropy_backward(dl, logits + size_t(n) * Vl, Vl, targets[n] - v0, row_max[n], sum_exp[n], scale);
+  });
+}
+
+}  // namespace attnres::kernels::grid
