@@ -16,6 +16,30 @@
 
 namespace attnres::kernels::grid {
 
+// Reductions over token rows use fixed groups of kRowGroup rows, whose
+// partials are added in group order (DESIGN §5).
+constexpr int kRowGroup = 32;
+constexpr int kColBlock = 64;
+
+// emit(i, Σ_n term(n, i)) for every column i < d, summing rows n < N: one
+// body per block of kColBlock columns, each column adding its rows in groups.
+template <class Run, class Term, class Emit>
+void reduce_rows(const Run& run, int N, int d, Term term, Emit emit) {
+  run((d + kColBlock - 1) / kColBlock, [=] ATTNRES_HD(int64_t b) {
+    const int i0 = int(b) * kColBlock;
+    const int w = d - i0 < kColBlock ? d - i0 : kColBlock;
+    float total[kColBlock] = {};
+    for (int n0 = 0; n0 < N; n0 += kRowGroup) {
+      const int n1 = n0 + kRowGroup < N ? n0 + kRowGroup : N;
+      float part[kColBlock] = {};
+      for (int n = n0; n < n1; n++)
+        for (int i = 0; i < w; i++) part[i] += term(n, i0 + i);
+      for (int i = 0; i < w; i++) total[i] += part[i];
+    }
+    for (int i = 0; i < w; i++) emit(i0 + i, total[i]);
+  });
+}
+
 // ---- elementwise ---------------------------------------------------------------------
 template <class Run>
 void add_inplace(const Run& run, float* y, const float* x, size_t n) {
@@ -73,6 +97,17 @@ void rmsnorm_backward_dx(const Run& run, float* dx, const float* dout, const flo
     row::rmsnorm_backward(dx + off, dout + off, x + off, g, rstd[n], d);
   });
 }
+// dg[i] += Σ_n dout[n,i] x[n,i] rstd[n]: RMSNorm's gain gradient.
+template <class Run>
+void rmsnorm_gain_grad(const Run& run, float* dg, const float* dout, const float* x, const float* rstd, int N, int d) {
+  reduce_rows(
+      run, N, d,
+      [=] ATTNRES_HD(int n, int i) {
+        const size_t k = size_t(n) * size_t(d) + i;
+        return dout[k] * x[k] * rstd[n];
+      },
+      [=] ATTNRES_HD(int i, float total) { dg[i] += total; });
+}
 template <class Run>
 void rms_inverse(const Run& run, float* rstd, const float* x, int N, int d, float eps) {
   run(N, [=] ATTNRES_HD(int64_t n) { rstd[n] = row::rms_inverse(x + size_t(n) * size_t(d), d, eps); });
@@ -111,12 +146,63 @@ void embedding_forward(const Run& run, float* out, const int32_t* tokens, const 
   });
 }
 
+// ---- the AttnRes site (DESIGN §1.1) ----------------------------------------------------
+// src and src_rstd are arrays of K pointers, readable where the body runs
+// (device memory on CUDA).
+// The gradient of the embedding rows [v0, v0 + Vl): one body per block of
+// columns, each adding the tokens in row order, so repeated tokens
+// accumulate identically everywhere.
+template <class Run>
+void embedding_backward(const Run& run, float* dtable, const float* dout, const int32_t* tokens, int N, int d, int v0,
+                        int Vl) {
+  run((d + kColBlock - 1) / kColBlock, [=] ATTNRES_HD(int64_t b) {
+    const int i0 = int(b) * kColBlock, i1 = i0 + kColBlock < d ? i0 + kColBlock : d;
+    for (int n = 0; n < N; n++) {
+      const int r = tokens[n] - v0;
+      if (r < 0 || r >= Vl) continue;  // another tp rank's vocabulary rows
+      float* dst = dtable + size_t(r) * d;
+      const float* src = dout + size_t(n) * d;
+      for (int i = i0; i < i1; i++) dst[i] += src[i];
+    }
+  });
+}
+
 template <class Run>
 void attnres_forward(const Run& run, float* h, float* alpha, float* uv, const float* const* src,
-                     const float* const* src_rstd, int K, const float* u, int N, int d) {
+                     const float* const* src_rstd, int K, const float* w, const float* g, int N, int d) {
   run(N, [=] ATTNRES_HD(int64_t n) {
-    row::attnres_forward(h + size_t(n) * size_t(d), alpha + size_t(n) * K, uv + size_t(n) * K, src, src_rstd, K, u,
-                         size_t(n), d);
+    row::attnres_forward(h + size_t(n) * size_t(d), alpha + size_t(n) * K, uv + size_t(n) * K, src, src_rstd, K, w,
+                         g, size_t(n), d);
+  });
+}
+
+// Rows in fixed groups of kRowGroup (one body per group) accumulate the
+// group's du partial [d] in row order; a body per column then adds the
+// partials in group order. Rows write only their own source rows. So the
+// result does not depend on the thread count or the backend.
+inline size_t attnres_backward_scratch(int N, int K, int d) {
+  return size_t((N + kRowGroup - 1) / kRowGroup) * size_t(d + K);
+}
+template <class Run>
+void attnres_backward(const Run& run, float* const* dacc_src, float* dw, float* dg, float* scratch, const float* dh,
+                      const float* alpha, const float* uv, const float* const* src, const float* const* src_rstd,
+                      int K, const float* w, const float* g, int N, int d) {
+  const int ngroups = (N + kRowGroup - 1) / kRowGroup;
+  float* du_part = scratch;
+  float* da = scratch + size_t(ngroups) * d;
+  run(ngroups, [=] ATTNRES_HD(int64_t gi) {
+    float* du = du_part + size_t(gi) * d;
+    for (int i = 0; i < d; i++) du[i] = 0.0f;
+    const int n0 = int(gi) * kRowGroup, n1 = n0 + kRowGroup < N ? n0 + kRowGroup : N;
+    for (int n = n0; n < n1; n++)
+      row::attnres_backward(dacc_src, du, da + size_t(gi) * K, dh + size_t(n) * d, alpha + size_t(n) * K,
+                            uv + size_t(n) * K, src, src_rstd, K, w, g, size_t(n), d);
+  });
+  run(d, [=] ATTNRES_HD(int64_t i) {
+    float du = 0.0f;
+    for (int gi = 0; gi < ngroups; gi++) du += du_part[size_t(gi) * d + i];
+    dw[i] += du * g[i];
+    dg[i] += du * w[i];
   });
 }
 

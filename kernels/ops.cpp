@@ -48,7 +48,7 @@ void rope_tables(float* cos_t, float* sin_t, int T, int hd, float theta) {
     }
 }
 
-size_t attnres_backward_scratch(int N, int K, int d) { return cpu::attnres_backward_scratch(N, K, d); }
+size_t attnres_backward_scratch(int N, int K, int d) { return grid::attnres_backward_scratch(N, K, d); }
 
 // ---- GEMM: OpenBLAS or cuBLAS --------------------------------------------------------
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
@@ -101,10 +101,13 @@ void embedding_forward(const Device& dev, float* out, const int32_t* tokens, con
 void embedding_backward(const Device& dev, float* dtable, const float* dout, const int32_t* tokens,
                         int N, int d, int vocab, int v0, int Vl) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::embedding_backward(dev, dtable, dout, tokens, N, d, vocab, v0, Vl);
-    case Backend::CUDA: break;
+    case Backend::CPU:
+      cpu::check_tokens(tokens, N, vocab);
+      return grid::embedding_backward(cpu::Grid{}, dtable, dout, tokens, N, d, v0, Vl);
+    case Backend::CUDA:
+      // Device ids cannot be read here; the data loader has checked them against the vocabulary.
+      ATTNRES_ON_CUDA("embedding_backward", embedding_backward(dev, dtable, dout, tokens, N, d, v0, Vl));
   }
-  not_built("embedding_backward");
 }
 
 void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x, const float* g,
@@ -120,10 +123,9 @@ void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout
   switch (dev.backend) {
     case Backend::CPU:
       grid::rmsnorm_backward_dx(cpu::Grid{}, dx, dout, x, g, rstd, N, d);
-      return cpu::rmsnorm_gain_grad(dg, dout, x, rstd, N, d);
-    case Backend::CUDA: break;
+      return grid::rmsnorm_gain_grad(cpu::Grid{}, dg, dout, x, rstd, N, d);
+    case Backend::CUDA: ATTNRES_ON_CUDA("rmsnorm_backward", rmsnorm_backward(dev, dx, dg, dout, x, g, rstd, N, d));
   }
-  not_built("rmsnorm_backward");
 }
 
 void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps) {
@@ -193,25 +195,25 @@ void swiglu_backward(const Device& dev, float* dgate, float* dup, const float* d
 }
 
 void attnres_forward(const Device& dev, float* h, float* alpha, float* uv, const float* const* src,
-                     const float* const* src_rstd, int K, const float* w, const float* g, int N,
-                     int d) {
+                     const float* const* src_rstd, int K, const float* w, const float* g, int N, int d) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::attnres_forward(dev, h, alpha, uv, src, src_rstd, K, w, g, N, d);
-    case Backend::CUDA: break;
+    case Backend::CPU: return grid::attnres_forward(cpu::Grid{}, h, alpha, uv, src, src_rstd, K, w, g, N, d);
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("attnres_forward", attnres_forward(dev, h, alpha, uv, src, src_rstd, K, w, g, N, d));
   }
-  not_built("attnres_forward");
 }
 
-void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, float* dg,
-                      float* scratch, const float* dh, const float* alpha, const float* uv,
-                      const float* const* src, const float* const* src_rstd, int K, const float* w,
-                      const float* g, int N, int d) {
+void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, float* dg, float* scratch,
+                      const float* dh, const float* alpha, const float* uv, const float* const* src,
+                      const float* const* src_rstd, int K, const float* w, const float* g, int N, int d) {
   switch (dev.backend) {
     case Backend::CPU:
-      return cpu::attnres_backward(dev, dacc_src, dw, dg, scratch, dh, alpha, uv, src, src_rstd, K, w, g, N, d);
-    case Backend::CUDA: break;
+      return grid::attnres_backward(cpu::Grid{}, dacc_src, dw, dg, scratch, dh, alpha, uv, src, src_rstd, K, w, g, N,
+                                    d);
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("attnres_backward",
+                      attnres_backward(dev, dacc_src, dw, dg, scratch, dh, alpha, uv, src, src_rstd, K, w, g, N, d));
   }
-  not_built("attnres_backward");
 }
 
 void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl) {

@@ -76,16 +76,32 @@ ATTNRES_HD inline void softmax(float* x, int n) {
 }
 
 // ---- AttnRes depth attention, one token row n (DESIGN §1.1) ------------------
-// Sources are src[s] + n*d with key-side rstd src_rstd[s][n]; u = w ⊙ g
-// (the pseudo-query times the key-norm gain, formed once per site).
+// Sources are src[s] + n*d with key-side rstd src_rstd[s][n]; u = w ⊙ g is
+// the pseudo-query times the key-norm gain, formed element by element (the
+// same float wherever it is formed, so no buffer is needed for it).
 //   z_s = rstd_s * (u · v_s);  alpha = softmax(z);  h = Σ_s alpha_s v_s.
+ATTNRES_HD inline float query_dot(const float* w, const float* g, const float* v, int d) {
+  float acc[kDotLanes] = {};
+  int i = 0;
+  for (; i + kDotLanes <= d; i += kDotLanes)
+    for (int l = 0; l < kDotLanes; l++) {
+      const float u = w[i + l] * g[i + l];
+      acc[l] += u * v[i + l];
+    }
+  for (; i < d; i++) {
+    const float u = w[i] * g[i];
+    acc[i % kDotLanes] += u * v[i];
+  }
+  return lanes_sum(acc);
+}
+
 ATTNRES_HD inline void attnres_forward(float* h, float* alpha, float* uv,
                                        const float* const* src,
                                        const float* const* src_rstd, int K,
-                                       const float* u, size_t n, int d) {
+                                       const float* w, const float* g, size_t n, int d) {
   const size_t off = n * (size_t)d;
   for (int s = 0; s < K; s++) {
-    uv[s] = dot(u, src[s] + off, d);
+    uv[s] = query_dot(w, g, src[s] + off, d);
     alpha[s] = src_rstd[s][n] * uv[s];
   }
   softmax(alpha, K);
@@ -107,7 +123,7 @@ ATTNRES_HD inline void attnres_backward(float* const* dacc_src, float* du, float
                                         const float* dh, const float* alpha,
                                         const float* uv, const float* const* src,
                                         const float* const* src_rstd, int K,
-                                        const float* u, size_t n, int d) {
+                                        const float* w, const float* g, size_t n, int d) {
   const size_t off = n * (size_t)d;
   float sdot = 0.0f;
   for (int s = 0; s < K; s++) {
@@ -122,7 +138,8 @@ ATTNRES_HD inline void attnres_backward(float* const* dacc_src, float* du, float
     const float dzk = a * (da[s] - sdot) * r;
     const float c = uv[s] * r * r / (float)d;
     for (int i = 0; i < d; i++) {
-      dv[i] += a * dh[i] + dzk * (u[i] - c * v[i]);
+      const float u = w[i] * g[i];
+      dv[i] += a * dh[i] + dzk * (u - c * v[i]);
       du[i] += dzk * v[i];
     }
   }

@@ -1,5 +1,4 @@
-// gemm (OpenBLAS) and the embedding gradient; the elementwise ops and the
-// embedding lookup are kernels/grid_ops.h.
+// gemm (OpenBLAS), and the host check of token ids.
 #include <cblas.h>
 
 #include <algorithm>
@@ -42,33 +41,13 @@ void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K,
 }
 
 // Token ids come from data files: an out-of-range id is bad input, not a bug.
-static void check_tokens(const int32_t* tokens, int N, int vocab) {
+void check_tokens(const int32_t* tokens, int N, int vocab) {
   for (int n = 0; n < N; n++)
     if (tokens[n] < 0 || tokens[n] >= vocab)
       throw std::runtime_error("embedding: token id " + std::to_string(tokens[n]) +
                                " at row " + std::to_string(n) +
                                " is outside the vocabulary [0, " +
                                std::to_string(vocab) + ")");
-}
-
-// Threads split the columns; each column adds the tokens in row order, so
-// repeated tokens accumulate identically for any thread count.
-void embedding_backward(const Device&, float* dtable, const float* dout,
-                        const int32_t* tokens, int N, int d, int vocab, int v0, int Vl) {
-  check_tokens(tokens, N, vocab);
-  const int nblocks = (d + cpu::kColBlock - 1) / cpu::kColBlock;
-#pragma omp parallel for schedule(static)
-  for (int b = 0; b < nblocks; b++) {
-    const int i0 = b * cpu::kColBlock;
-    const int i1 = std::min(d, i0 + cpu::kColBlock);
-    for (int n = 0; n < N; n++) {
-      const int row = tokens[n] - v0;
-      if (row < 0 || row >= Vl) continue;  // another tp rank's vocabulary rows
-      float* dst = dtable + (size_t)row * d;
-      const float* src = dout + (size_t)n * d;
-      for (int i = i0; i < i1; i++) dst[i] += src[i];
-    }
-  }
 }
 
 }  // namespace attnres::kernels::cpu

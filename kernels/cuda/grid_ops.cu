@@ -40,6 +40,24 @@ void embedding_forward(const Device& dev, float* out, const int32_t* tokens, con
                        int Vl) {
   grid::embedding_forward(Grid{dev}, out, tokens, table, N, d, v0, Vl);
 }
+void embedding_backward(const Device& dev, float* dtable, const float* dout, const int32_t* tokens, int N, int d,
+                        int v0, int Vl) {
+  grid::embedding_backward(Grid{dev}, dtable, dout, tokens, N, d, v0, Vl);
+}
+void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout, const float* x, const float* g,
+                      const float* rstd, int N, int d) {
+  grid::rmsnorm_backward_dx(Grid{dev}, dx, dout, x, g, rstd, N, d);
+  grid::rmsnorm_gain_grad(Grid{dev}, dg, dout, x, rstd, N, d);
+}
+void attnres_forward(const Device& dev, float* h, float* alpha, float* uv, const float* const* src,
+                     const float* const* src_rstd, int K, const float* w, const float* g, int N, int d) {
+  grid::attnres_forward(Grid{dev}, h, alpha, uv, src, src_rstd, K, w, g, N, d);
+}
+void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, float* dg, float* scratch, const float* dh,
+                      const float* alpha, const float* uv, const float* const* src, const float* const* src_rstd,
+                      int K, const float* w, const float* g, int N, int d) {
+  grid::attnres_backward(Grid{dev}, dacc_src, dw, dg, scratch, dh, alpha, uv, src, src_rstd, K, w, g, N, d);
+}
 void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl) {
   grid::cross_entropy_row_max(Grid{dev}, row_max, logits, N, Vl);
 }

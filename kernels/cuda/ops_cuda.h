@@ -29,6 +29,17 @@ void rope_forward(const Device& dev, float* x, const float* cos_t, const float* 
 void rope_backward(const Device& dev, float* dx, const float* cos_t, const float* sin_t, int B, int T, int H, int hd);
 void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const float* table, int N, int d, int v0,
                        int Vl);
+// Without the CPU's host check of the ids: the data loader checked them.
+void embedding_backward(const Device& dev, float* dtable, const float* dout, const int32_t* tokens, int N, int d,
+                        int v0, int Vl);
+void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout, const float* x, const float* g,
+                      const float* rstd, int N, int d);
+// src, src_rstd and dacc_src: pointer arrays in device memory.
+void attnres_forward(const Device& dev, float* h, float* alpha, float* uv, const float* const* src,
+                     const float* const* src_rstd, int K, const float* w, const float* g, int N, int d);
+void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, float* dg, float* scratch, const float* dh,
+                      const float* alpha, const float* uv, const float* const* src, const float* const* src_rstd,
+                      int K, const float* w, const float* g, int N, int d);
 void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl);
 // Without the CPU's host check of the targets: device ids were checked by the data loader.
 void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_logit, const float* logits,

@@ -1,0 +1,27 @@
+// A Communicator over NCCL for device memory (DESIGN §7), built with the CUDA
+// backend. Float buffers given to isend, irecv and allreduce_sum(float) are
+// device memory of `dev`; host-side collectives (doubles, bytes, barrier) go
+// through the MPI communicator it was made from, which must stay alive.
+//
+// - The NCCL unique id is made on rank 0 and broadcast over that MPI group.
+// - Each call runs on a communication stream of its own, after an event
+//   recorded on the compute stream (dev.stream), so it sees every kernel
+//   issued before it; completing a Request (wait, or a true test) makes the
+//   compute stream wait for the call's event, so later kernels see its result.
+// - isend/irecv issue the message's tensors inside one ncclGroupStart/End.
+//   NCCL pairs a peer's sends and receives by issue order, not by tag: the
+//   executor issues them in matching orders on both peers
+//   (tests/parallel/test_executor.cpp, PeersIssueSendsAndReceivesInTheSameOrder),
+//   and the tag is only checked against the communicator's TagSpace.
+#pragma once
+#include <memory>
+
+#include "kernels/device.h"
+#include "parallel/communicator.h"
+
+namespace attnres {
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& mpi_group, const kernels::Device& dev,
+                                                     TagSpace tags = {});
+
+}  // namespace attnres
