@@ -206,6 +206,36 @@ void attnres_backward(const Run& run, float* const* dacc_src, float* dw, float* 
   });
 }
 
+// ---- sums returned to the host ----------------------------------------------------------
+// Σ x[i] in float64, in index order: one body (the token losses of a
+// microbatch are summed so on every backend).
+template <class Run>
+void sum_serial(const Run& run, double* out, const float* x, size_t n) {
+  run(1, [=] ATTNRES_HD(int64_t) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    *out = s;
+  });
+}
+// Σ x[i]² in float64 in fixed groups of kSumGroup elements, one body per
+// group, each group in index order; the caller adds the partials in group order.
+constexpr size_t kSumGroup = 4096;
+inline size_t sum_groups(size_t n) { return (n + kSumGroup - 1) / kSumGroup; }
+template <class Run>
+void sum_squares_partials(const Run& run, double* partial, const float* x, size_t n) {
+  run(int64_t(sum_groups(n)), [=] ATTNRES_HD(int64_t gi) {
+    const size_t i0 = size_t(gi) * kSumGroup, i1 = i0 + kSumGroup < n ? i0 + kSumGroup : n;
+    double s = 0.0;
+    for (size_t i = i0; i < i1; i++) s += double(x[i]) * double(x[i]);
+    partial[gi] = s;
+  });
+}
+inline double add_in_order(const double* partial, size_t count) {
+  double total = 0.0;
+  for (size_t i = 0; i < count; i++) total += partial[i];
+  return total;
+}
+
 // ---- cross-entropy rows over a vocabulary shard -----------------------------------------
 template <class Run>
 void cross_entropy_row_max(const Run& run, float* row_max, const float* logits, int N, int Vl) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/grid_cpu.h"
 #include "kernels/cpu/ops_cpu.h"
@@ -258,10 +259,14 @@ void cross_entropy_backward(const Device& dev, float* dlogits, const float* logi
 
 double sum(const Device& dev, const float* x, size_t n) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::sum(dev, x, n);
-    case Backend::CUDA: break;
+    case Backend::CPU: {
+      double s = 0.0;
+      grid::sum_serial(cpu::Grid{}, &s, x, n);
+      return s;
+    }
+    case Backend::CUDA: ATTNRES_ON_CUDA("sum", sum(dev, x, n));
   }
-  not_built("sum");
+  return 0.0;
 }
 
 void adamw_update(const Device& dev, float* param, const float* grad, float* m, float* v, size_t n, float lr,
@@ -280,10 +285,14 @@ void adamw_update(const Device& dev, float* param, const float* grad, float* m, 
 
 double sum_squares(const Device& dev, const float* x, size_t n) {
   switch (dev.backend) {
-    case Backend::CPU: return cpu::sum_squares(dev, x, n);
-    case Backend::CUDA: break;
+    case Backend::CPU: {
+      std::vector<double> partial(grid::sum_groups(n));
+      grid::sum_squares_partials(cpu::Grid{}, partial.data(), x, n);
+      return grid::add_in_order(partial.data(), partial.size());
+    }
+    case Backend::CUDA: ATTNRES_ON_CUDA("sum_squares", sum_squares(dev, x, n));
   }
-  not_built("sum_squares");
+  return 0.0;
 }
 
 void scale_inplace(const Device& dev, float* x, float s, size_t n) {

@@ -1,6 +1,6 @@
 // The CPU backend of kernels/ops.h where it is not a single-source kernel of
-// kernels/grid_ops.h: GEMM (OpenBLAS), attention (tiles of sgemm calls), the
-// sums returned to the host, and host-side checks of ids. Signatures and contracts
+// kernels/grid_ops.h: GEMM (OpenBLAS), attention (tiles of sgemm calls), and
+// host-side checks of ids. Signatures and contracts
 // as in ops.h; namespace kernels::cpu beside kernels::cuda. Called only by the
 // dispatch in kernels/ops.cpp.
 #pragma once
@@ -26,7 +26,5 @@ void attention_decode(const Device& dev, float* out, float* scores, const float*
 // data file): tokens outside [0, vocab), targets outside [-1, V).
 void check_tokens(const int32_t* tokens, int N, int vocab);
 void check_targets(const int32_t* targets, int N, int V);
-double sum(const Device& dev, const float* x, size_t n);
-double sum_squares(const Device& dev, const float* x, size_t n);
 
 }  // namespace attnres::kernels::cpu

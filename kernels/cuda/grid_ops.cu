@@ -1,6 +1,9 @@
 // The single-source ops of kernels/grid_ops.h, launched on the device: the
 // same bodies the CPU backend runs (and its tests check).
+#include <vector>
+
 #include "kernels/cuda/grid_cuda.cuh"
+#include "kernels/memory.h"
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/grid_ops.h"
 
@@ -58,6 +61,35 @@ void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, floa
                       int K, const float* w, const float* g, int N, int d) {
   grid::attnres_backward(Grid{dev}, dacc_src, dw, dg, scratch, dh, alpha, uv, src, src_rstd, K, w, g, N, d);
 }
+namespace {
+// `count` doubles of device scratch (through the memory API, so its ledger
+// counts them), filled by `fill`, then copied to the host.
+template <class Fill>
+std::vector<double> on_device(const Device& dev, size_t count, Fill fill) {
+  double* d = static_cast<double*>(kernels::alloc_bytes(dev, count * sizeof(double)));
+  std::vector<double> host(count);
+  try {
+    fill(d);
+    kernels::copy_bytes(dev, host.data(), d, count * sizeof(double), CopyKind::DeviceToHost);
+    kernels::synchronize(dev);
+  } catch (...) {
+    kernels::free_bytes(dev, d);
+    throw;
+  }
+  kernels::free_bytes(dev, d);
+  return host;
+}
+}  // namespace
+
+double sum(const Device& dev, const float* x, size_t n) {
+  return on_device(dev, 1, [&](double* out) { grid::sum_serial(Grid{dev}, out, x, n); })[0];
+}
+double sum_squares(const Device& dev, const float* x, size_t n) {
+  const std::vector<double> partial =
+      on_device(dev, grid::sum_groups(n), [&](double* p) { grid::sum_squares_partials(Grid{dev}, p, x, n); });
+  return grid::add_in_order(partial.data(), partial.size());
+}
+
 void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl) {
   grid::cross_entropy_row_max(Grid{dev}, row_max, logits, N, Vl);
 }

@@ -40,6 +40,9 @@ void attnres_forward(const Device& dev, float* h, float* alpha, float* uv, const
 void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, float* dg, float* scratch, const float* dh,
                       const float* alpha, const float* uv, const float* const* src, const float* const* src_rstd,
                       int K, const float* w, const float* g, int N, int d);
+// Sums returned to the host: the partials copied back, the stream synchronized.
+double sum(const Device& dev, const float* x, size_t n);
+double sum_squares(const Device& dev, const float* x, size_t n);
 void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl);
 // Without the CPU's host check of the targets: device ids were checked by the data loader.
 void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_logit, const float* logits,

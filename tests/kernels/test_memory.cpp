@@ -89,9 +89,12 @@ TEST(Dispatch, MissingCudaOpsNameThemselves) {
           << e.what();
     }
   };
-  expect_missing([&] { (void)sum(cuda, x, 4); }, "sum");
-  expect_missing([&] { (void)sum_squares(cuda, x, 4); }, "sum_squares");
-  if (!cuda_built()) expect_missing([&] { add_inplace(cuda, x, x, 4); }, "add_inplace");
+  expect_missing([&] { attention_forward(cuda, x, x, x, x, x, 1, 1, 1, 4); }, "attention_forward");
+  expect_missing([&] { attention_decode(cuda, x, x, x, x, x, 1, 1, 4); }, "attention_decode");
+  if (!cuda_built()) {
+    expect_missing([&] { add_inplace(cuda, x, x, 4); }, "add_inplace");
+    expect_missing([&] { (void)sum(cuda, x, 4); }, "sum");
+  }
   if (!cuda_built()) {
     expect_missing([&] { (void)alloc_bytes(cuda, 16); }, "alloc_bytes");
     expect_missing([&] { copy(cuda, x, x, 4, CopyKind::DeviceToDevice); }, "copy_bytes");

@@ -1,14 +1,12 @@
-// gemm (OpenBLAS), and the host check of token ids.
+// GEMM on OpenBLAS, in fixed slices so the result does not depend on the
+// thread count.
 #include <cblas.h>
 
 #include <algorithm>
 #include <cassert>
-#include <stdexcept>
-#include <string>
 
 #include "kernels/cpu/ops_cpu.h"
 #include "kernels/cpu/parallel_cpu.h"
-#include "kernels/rowops.h"
 
 namespace attnres::kernels::cpu {
 
@@ -38,16 +36,6 @@ void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K,
       cblas_sgemm(CblasRowMajor, ta, tb, M, w, K, alpha, A, lda,
                   trans_b ? B + (size_t)o0 * ldb : B + o0, ldb, beta, C + o0, ldc);
   });
-}
-
-// Token ids come from data files: an out-of-range id is bad input, not a bug.
-void check_tokens(const int32_t* tokens, int N, int vocab) {
-  for (int n = 0; n < N; n++)
-    if (tokens[n] < 0 || tokens[n] >= vocab)
-      throw std::runtime_error("embedding: token id " + std::to_string(tokens[n]) +
-                               " at row " + std::to_string(n) +
-                               " is outside the vocabulary [0, " +
-                               std::to_string(vocab) + ")");
 }
 
 }  // namespace attnres::kernels::cpu
