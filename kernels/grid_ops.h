@@ -146,6 +146,69 @@ void embedding_forward(const Run& run, float* out, const int32_t* tokens, const 
   });
 }
 
+// ---- attention score rows (around the GEMMs of a GEMM-based attention) -------------------
+// rows score rows of `width` each; row r is row r % T of its [T, T] matrix
+// (causal: it sees r % T + 1 keys), or with T = 0 every row sees all `width`.
+template <class Run>
+void causal_softmax_rows(const Run& run, float* s, int64_t rows, int width, int T) {
+  run(rows, [=] ATTNRES_HD(int64_t r) { row::causal_softmax(s + size_t(r) * width, T ? int(r % T) + 1 : width, width); });
+}
+template <class Run>
+void causal_softmax_backward_rows(const Run& run, float* ds, const float* p, int64_t rows, int T, float scale) {
+  run(rows, [=] ATTNRES_HD(int64_t r) {
+    row::causal_softmax_backward(ds + size_t(r) * T, p + size_t(r) * T, int(r % T) + 1, T, scale);
+  });
+}
+
+// Causal attention as strided-batched GEMMs over the heads of each sequence
+// around those rows: the CUDA backend's attention (kernels/cuda/attention.cu).
+// q, k, v are [B·T, H·hd] with heads interleaved in a row, so head h of
+// sequence b starts at b·T·H·hd + h·hd with leading dimension H·hd. The
+// masked upper triangle of a score matrix is computed, then zeroed by the
+// row body. `gemm` is gemm_strided_batched of kernels/ops.h without its
+// device; the CPU tests run this with the CPU's GEMM against the CPU's tiled
+// attention (tests/kernels/test_attention_batched.cpp).
+template <class Run, class Gemm>
+void attention_forward_batched(const Run& run, const Gemm& gemm, float* out, float* att, const float* q,
+                               const float* k, const float* v, int B, int T, int H, int hd) {
+  const int C = H * hd;
+  const float scale = 1.0f / sqrtf(float(hd));
+  const int64_t seq = int64_t(T) * C, tt = int64_t(T) * T;
+  for (int b = 0; b < B; b++)  // S_h = scale · Q_h K_hᵀ for every head h
+    gemm(false, true, T, T, hd, scale, q + b * seq, C, hd, k + b * seq, C, hd, 0.0f, att + b * H * tt, T, tt, H);
+  causal_softmax_rows(run, att, int64_t(B) * H * T, T, T);
+  for (int b = 0; b < B; b++)  // O_h = P_h V_h
+    gemm(false, false, T, hd, T, 1.0f, att + b * H * tt, T, tt, v + b * seq, C, hd, 0.0f, out + b * seq, C, hd, H);
+}
+template <class Run, class Gemm>
+void attention_backward_batched(const Run& run, const Gemm& gemm, float* dq, float* dk, float* dv, float* scratch,
+                                const float* dout, const float* att, const float* q, const float* k, const float* v,
+                                int B, int T, int H, int hd) {
+  const int C = H * hd;
+  const float scale = 1.0f / sqrtf(float(hd));
+  const int64_t seq = int64_t(T) * C, tt = int64_t(T) * T;
+  for (int b = 0; b < B; b++)  // dP_h = dO_h V_hᵀ
+    gemm(false, true, T, T, hd, 1.0f, dout + b * seq, C, hd, v + b * seq, C, hd, 0.0f, scratch + b * H * tt, T, tt,
+         H);
+  causal_softmax_backward_rows(run, scratch, att, int64_t(B) * H * T, T, scale);
+  for (int b = 0; b < B; b++) {
+    const float *dS = scratch + b * H * tt, *P = att + b * H * tt;
+    gemm(false, false, T, hd, T, 1.0f, dS, T, tt, k + b * seq, C, hd, 0.0f, dq + b * seq, C, hd, H);    // dQ = dS K
+    gemm(true, false, T, hd, T, 1.0f, dS, T, tt, q + b * seq, C, hd, 0.0f, dk + b * seq, C, hd, H);     // dK = dSᵀ Q
+    gemm(true, false, T, hd, T, 1.0f, P, T, tt, dout + b * seq, C, hd, 0.0f, dv + b * seq, C, hd, H);   // dV = Pᵀ dO
+  }
+}
+// Decoding: scores_h [1, T] = scale · q_h K_hᵀ, softmax over all T, out_h = scores_h V_h.
+template <class Run, class Gemm>
+void attention_decode_batched(const Run& run, const Gemm& gemm, float* out, float* scores, const float* q,
+                              const float* kcache, const float* vcache, int T, int H, int hd) {
+  const int C = H * hd;
+  const float scale = 1.0f / sqrtf(float(hd));
+  gemm(false, true, 1, T, hd, scale, q, C, hd, kcache, C, hd, 0.0f, scores, T, T, H);
+  causal_softmax_rows(run, scores, H, T, 0);
+  gemm(false, false, 1, hd, T, 1.0f, scores, T, T, vcache, C, hd, 0.0f, out, C, hd, H);
+}
+
 // ---- the AttnRes site (DESIGN §1.1) ----------------------------------------------------
 // src and src_rstd are arrays of K pointers, readable where the body runs
 // (device memory on CUDA).

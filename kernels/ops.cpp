@@ -1,6 +1,7 @@
-// The backend dispatch of kernels/ops.h: each op runs on dev.backend, in
-// kernels/cpu or, where this binary is built with it (ATTNRES_WITH_CUDA), in
-// kernels/cuda. docs/CUDA.md lists which ops the CUDA backend has.
+// The backend dispatch of kernels/ops.h: each op runs on dev.backend. The
+// single-source kernels (kernels/grid_ops.h) run on the CPU runner here or
+// on CUDA (ATTNRES_WITH_CUDA) in kernels/cuda; GEMM and attention have a
+// backend implementation each.
 #include "kernels/ops.h"
 
 #include <cassert>
@@ -19,18 +20,13 @@
 namespace attnres::kernels {
 
 namespace {
-[[noreturn]] void not_built(const char* op) {
-#ifdef ATTNRES_WITH_CUDA
-  throw std::runtime_error(std::string("kernels::") + op + ": the CUDA backend has no implementation of it yet "
-                           "(docs/CUDA.md)");
-#else
-  throw std::runtime_error(std::string("kernels::") + op + ": the CUDA backend is not built into this binary");
-#endif
-}
-// The CUDA case of a dispatch: the call where the backend is built, else the error.
+// The CUDA case of a dispatch: the call where the backend is built, else an error.
 #ifdef ATTNRES_WITH_CUDA
 #define ATTNRES_ON_CUDA(name, call) return cuda::call
 #else
+[[noreturn]] void not_built(const char* op) {
+  throw std::runtime_error(std::string("kernels::") + op + ": the CUDA backend is not built into this binary");
+}
 #define ATTNRES_ON_CUDA(name, call) not_built(name)
 #endif
 
@@ -57,12 +53,24 @@ void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, fl
   switch (dev.backend) {
     case Backend::CPU: return cpu::gemm(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     case Backend::CUDA:
-#ifdef ATTNRES_WITH_CUDA
-      return cuda::gemm(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#endif
-      break;
+      ATTNRES_ON_CUDA("gemm", gemm(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
   }
-  not_built("gemm");
+}
+
+void gemm_strided_batched(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                          const float* A, int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b,
+                          float beta, float* C, int ldc, int64_t stride_c, int batch) {
+  switch (dev.backend) {
+    case Backend::CPU:
+      for (int i = 0; i < batch; i++)
+        cpu::gemm(dev, trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
+                  C + i * stride_c, ldc);
+      return;
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("gemm_strided_batched", gemm_strided_batched(dev, trans_a, trans_b, M, N, K, alpha, A, lda,
+                                                                   stride_a, B, ldb, stride_b, beta, C, ldc,
+                                                                   stride_c, batch));
+  }
 }
 
 // ---- composed of other ops: the same on every backend ----------------------------
@@ -156,18 +164,16 @@ void attention_forward(const Device& dev, float* out, float* att, const float* q
                        const float* v, int B, int T, int H, int hd) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::attention_forward(dev, out, att, q, k, v, B, T, H, hd);
-    case Backend::CUDA: break;
+    case Backend::CUDA: ATTNRES_ON_CUDA("attention_forward", attention_forward(dev, out, att, q, k, v, B, T, H, hd));
   }
-  not_built("attention_forward");
 }
 
 void attention_decode(const Device& dev, float* out, float* scores, const float* q, const float* kcache,
                       const float* vcache, int T, int H, int hd) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::attention_decode(dev, out, scores, q, kcache, vcache, T, H, hd);
-    case Backend::CUDA: break;
+    case Backend::CUDA: ATTNRES_ON_CUDA("attention_decode", attention_decode(dev, out, scores, q, kcache, vcache, T, H, hd));
   }
-  not_built("attention_decode");
 }
 
 void attention_backward(const Device& dev, float* dq, float* dk, float* dv, float* scratch,
@@ -175,9 +181,8 @@ void attention_backward(const Device& dev, float* dq, float* dk, float* dv, floa
                         const float* v, int B, int T, int H, int hd) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::attention_backward(dev, dq, dk, dv, scratch, dout, att, q, k, v, B, T, H, hd);
-    case Backend::CUDA: break;
+    case Backend::CUDA: ATTNRES_ON_CUDA("attention_backward", attention_backward(dev, dq, dk, dv, scratch, dout, att, q, k, v, B, T, H, hd));
   }
-  not_built("attention_backward");
 }
 
 void swiglu_forward(const Device& dev, float* out, const float* gate, const float* up, size_t n) {

@@ -26,6 +26,12 @@ void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K,
           float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc);
 
+// For i < batch: C_i = alpha op(A_i) op(B_i) + beta C_i as gemm, with
+// X_i = X + i · stride_x (strides in floats).
+void gemm_strided_batched(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                          const float* A, int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b,
+                          float beta, float* C, int ldc, int64_t stride_c, int batch);
+
 // y[N,out] = x[N,in] W^T with W [out,in] (PyTorch Linear layout).
 void linear_forward(const Device& dev, float* y, const float* x, const float* W,
                     int N, int in, int out);

@@ -75,6 +75,23 @@ ATTNRES_HD inline void softmax(float* x, int n) {
   for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
+// ---- causal attention, one row of scores ------------------------------------------
+// Row t of a [T, T] score matrix sees keys 0..t (len = t + 1): softmax over
+// them, exact zeros beyond (so P·V ignores them).
+ATTNRES_HD inline void causal_softmax(float* s, int len, int width) {
+  softmax(s, len);
+  for (int j = len; j < width; j++) s[j] = 0.0f;
+}
+
+// Backward of one row: ds = dP on entry, P ⊙ (dP − Σ P ⊙ dP) · scale on exit;
+// zeros beyond len.
+ATTNRES_HD inline void causal_softmax_backward(float* ds, const float* p, int len, int width, float scale) {
+  float sd = 0.0f;
+  for (int j = 0; j < len; j++) sd += p[j] * ds[j];
+  for (int j = 0; j < len; j++) ds[j] = p[j] * (ds[j] - sd) * scale;
+  for (int j = len; j < width; j++) ds[j] = 0.0f;
+}
+
 // ---- AttnRes depth attention, one token row n (DESIGN §1.1) ------------------
 // Sources are src[s] + n*d with key-side rstd src_rstd[s][n]; u = w ⊙ g is
 // the pseudo-query times the key-norm gain, formed element by element (the

@@ -127,8 +127,8 @@ kernels::Device choose_device(Run& r) {
     err = "train.device: cuda: this node has " + std::to_string(n) + " CUDA device(s) for its " +
           std::to_string(r.node->size()) + " ranks; run one rank per GPU";
   else
-    err = "train.device: cuda: this build's CUDA backend has memory, copies, events and GEMM, not yet every op "
-          "of a training step (docs/CUDA.md)";
+    err = "train.device: cuda: this build has every CUDA kernel, but the trainer does not yet keep a step's "
+          "token ids, source-pointer arrays and reductions on the device (docs/CUDA.md)";
   err = agree_on_error(*r.groups.world, err);
   throw std::runtime_error(err);
 }

@@ -46,11 +46,7 @@ void attention_forward(const Device&, float* out, float* att, const float* q,
       float* S = A + (size_t)r0 * T;
       sgemm1(false, true, rows, cols, hd, scale, q + base + (size_t)r0 * C, C,
              k + base, C, 0.0f, S, T);
-      for (int i = 0; i < rows; i++) {
-        float* s = S + (size_t)i * T;
-        row::softmax(s, r0 + i + 1);
-        std::fill(s + r0 + i + 1, s + T, 0.0f);  // masked: exact zeros for P V
-      }
+      for (int i = 0; i < rows; i++) row::causal_softmax(S + (size_t)i * T, r0 + i + 1, T);
       sgemm1(false, false, rows, hd, cols, 1.0f, S, T, v + base, C, 0.0f,
              out + base + (size_t)r0 * C, C);
     }
@@ -79,15 +75,8 @@ void attention_backward(const Device&, float* dq, float* dk, float* dv,
       const float beta = tile == ntiles - 1 ? 0.0f : 1.0f;
       sgemm1(false, true, rows, cols, hd, 1.0f, dout + base + (size_t)r0 * C, C,
              v + base, C, 0.0f, S, T);
-      for (int i = 0; i < rows; i++) {
-        const float* p = Pt + (size_t)i * T;
-        float* ds = S + (size_t)i * T;
-        const int len = r0 + i + 1;
-        float sd = 0.0f;
-        for (int j = 0; j < len; j++) sd += p[j] * ds[j];
-        for (int j = 0; j < len; j++) ds[j] = p[j] * (ds[j] - sd) * scale;
-        std::fill(ds + len, ds + cols, 0.0f);
-      }
+      for (int i = 0; i < rows; i++)
+        row::causal_softmax_backward(S + (size_t)i * T, Pt + (size_t)i * T, r0 + i + 1, cols, scale);
       sgemm1(false, false, rows, hd, cols, 1.0f, S, T, k + base, C, 0.0f,
              dq + base + (size_t)r0 * C, C);
       sgemm1(true, false, cols, hd, rows, 1.0f, S, T, q + base + (size_t)r0 * C, C,

@@ -34,4 +34,18 @@ void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, fl
         "cublasSgemm");
 }
 
+void gemm_strided_batched(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                          const float* A, int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b,
+                          float beta, float* C, int ldc, int64_t stride_c, int batch) {
+  if (M == 0 || N == 0 || batch == 0) return;
+  cublasHandle_t h = handle_for(dev);
+  check(cublasSetStream(h, static_cast<cudaStream_t>(dev.stream)), "cublasSetStream");
+  const ColumnMajorGemm g = to_column_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, stride_a, stride_b,
+                                            stride_c);
+  check(cublasSgemmStridedBatched(h, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                  g.m, g.n, g.k, &alpha, g.A, g.lda, g.stride_a, g.B, g.ldb, g.stride_b, &beta, g.C,
+                                  g.ldc, g.stride_c, batch),
+        "cublasSgemmStridedBatched");
+}
+
 }  // namespace attnres::kernels::cuda

@@ -11,6 +11,18 @@ namespace attnres::kernels::cuda {
 
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
+void gemm_strided_batched(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                          const float* A, int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b,
+                          float beta, float* C, int ldc, int64_t stride_c, int batch);
+
+// Causal attention: batched GEMMs around the score rows of grid_ops.h (kernels/cuda/attention.cu).
+void attention_forward(const Device& dev, float* out, float* att, const float* q, const float* k, const float* v,
+                       int B, int T, int H, int hd);
+void attention_backward(const Device& dev, float* dq, float* dk, float* dv, float* scratch, const float* dout,
+                        const float* att, const float* q, const float* k, const float* v, int B, int T, int H,
+                        int hd);
+void attention_decode(const Device& dev, float* out, float* scores, const float* q, const float* kcache,
+                      const float* vcache, int T, int H, int hd);
 
 // Single-source ops (kernels/grid_ops.h), in kernels/cuda/grid_ops.cu.
 void add_inplace(const Device& dev, float* y, const float* x, size_t n);

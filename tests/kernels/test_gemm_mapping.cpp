@@ -69,3 +69,38 @@ TEST(GemmMapping, ColumnMajorOpenBlasWithMappedArgumentsEqualsRowMajor) {
       }
   EXPECT_EQ(checked, 16);
 }
+
+// Strided-batched (cuBLAS's cublasSgemmStridedBatched, for attention): the
+// strides travel with their operands. Three batches of a non-square product
+// with padded leading dimensions, each against the float64 reference.
+TEST(GemmMapping, StridedBatchedStridesTravelWithTheirOperands) {
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int M = 4, N = 6, K = 5, batch = 3, lda = K + 1, ldb = N + 2, ldc = N + 1;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int a_rows = ta ? K : M, b_rows = tb ? N : K;
+      const int lda_t = ta ? M + 1 : lda, ldb_t = tb ? K + 2 : ldb;
+      const long long sa = (long long)a_rows * lda_t + 3, sb = (long long)b_rows * ldb_t + 1, sc = (long long)M * ldc + 2;
+      std::vector<float> A(size_t(sa * batch)), B(size_t(sb * batch)), C(size_t(sc * batch));
+      for (float& x : A) x = u(rng);
+      for (float& x : B) x = u(rng);
+      for (float& x : C) x = u(rng);
+      std::vector<std::vector<double>> want;
+      for (int i = 0; i < batch; ++i)
+        want.push_back(reference(ta, tb, M, N, K, 1.0f, std::vector<float>(A.begin() + i * sa, A.begin() + (i + 1) * sa),
+                                 lda_t, std::vector<float>(B.begin() + i * sb, B.begin() + (i + 1) * sb), ldb_t, 0.5f,
+                                 std::vector<float>(C.begin() + i * sc, C.begin() + i * sc + M * ldc), ldc));
+      const ColumnMajorGemm g = to_column_major(ta, tb, M, N, K, A.data(), lda_t, B.data(), ldb_t, C.data(), ldc, sa,
+                                                sb, sc);
+      for (int i = 0; i < batch; ++i)  // what cublasSgemmStridedBatched does, one batch at a time
+        cblas_sgemm(CblasColMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans, g.m,
+                    g.n, g.k, 1.0f, g.A + i * g.stride_a, g.lda, g.B + i * g.stride_b, g.ldb, 0.5f,
+                    g.C + i * g.stride_c, g.ldc);
+      for (int i = 0; i < batch; ++i)
+        for (int r = 0; r < M; ++r)
+          for (int c = 0; c < ldc; ++c)
+            EXPECT_NEAR(C[size_t(i * sc + r * ldc + c)], want[size_t(i)][size_t(r * ldc + c)], 1e-5)
+                << "ta=" << ta << " tb=" << tb << " batch " << i;
+    }
+}
