@@ -5,13 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "kernels/device.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
+#include "tests/random_floats.h"
 
 using namespace attnres::kernels;
 
@@ -22,14 +22,6 @@ namespace {
   std::string why_;                                                           \
   if (cuda_device_count(&why_) == 0) GTEST_SKIP() << "no CUDA device: " << why_; \
   Device dev = open_device(Backend::CUDA, 0)
-
-std::vector<float> random_floats(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
 
 }  // namespace
 
