@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "kernels/cpu/memory_cpu.h"
+#include "kernels/dispatch.h"
 #ifdef ATTNRES_WITH_CUDA
 #include "kernels/cuda/memory_cuda.h"
 #endif
@@ -17,16 +18,6 @@
 namespace attnres::kernels {
 
 namespace {
-
-// The CUDA case of a dispatch: the call where the backend is built, else an error.
-#ifdef ATTNRES_WITH_CUDA
-#define ATTNRES_ON_CUDA(what, ...) return cuda::__VA_ARGS__
-#else
-[[noreturn]] void not_built(const char* what) {
-  throw std::runtime_error(std::string("kernels::") + what + ": the CUDA backend is not built into this binary");
-}
-#define ATTNRES_ON_CUDA(what, ...) not_built(what)
-#endif
 
 // Bytes of every live allocation, so free_bytes can subtract what alloc_bytes added.
 struct Ledger {

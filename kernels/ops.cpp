@@ -12,25 +12,13 @@
 
 #include "kernels/cpu/grid_cpu.h"
 #include "kernels/cpu/ops_cpu.h"
+#include "kernels/dispatch.h"
 #include "kernels/grid_ops.h"
 #ifdef ATTNRES_WITH_CUDA
 #include "kernels/cuda/ops_cuda.h"
 #endif
 
 namespace attnres::kernels {
-
-namespace {
-// The CUDA case of a dispatch: the call where the backend is built, else an error.
-#ifdef ATTNRES_WITH_CUDA
-#define ATTNRES_ON_CUDA(name, call) return cuda::call
-#else
-[[noreturn]] void not_built(const char* op) {
-  throw std::runtime_error(std::string("kernels::") + op + ": the CUDA backend is not built into this binary");
-}
-#define ATTNRES_ON_CUDA(name, call) not_built(name)
-#endif
-
-}  // namespace
 
 // ---- host functions (no device) ---------------------------------------------
 // Angles in double: t * theta^(-2i/hd) loses precision in float for large t.

@@ -23,13 +23,20 @@ struct DeviceBatch {
     k::copy(dev, targets.data(), b.targets.data(), b.targets.size(), k::CopyKind::HostToDevice);
   }
 };
-// The bytes of a text file, or the tokens of a token file (its magic says which).
+// The bytes of a text file, or the tokens of a token file (its magic says
+// which): the file is read once either way.
 std::vector<uint8_t> eval_tokens(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error(path + ": cannot open input file");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (bytes.size() >= 8 && std::equal(bytes.begin(), bytes.begin() + 8, kTokenMagic)) return TokenFile(path).tokens;
-  return bytes;
+  char magic[sizeof kTokenMagic] = {};
+  f.read(magic, sizeof magic);
+  if (f.gcount() == sizeof magic && std::equal(magic, magic + sizeof magic, kTokenMagic)) {
+    f.close();
+    return TokenFile(path).tokens;
+  }
+  f.clear();
+  f.seekg(0);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
 }  // namespace

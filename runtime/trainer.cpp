@@ -84,6 +84,9 @@ struct Run {
   std::vector<size_t> global_index;  // per local tensor (chunk by chunk): index in the full model
   size_t n_global_tensors = 0;
   int M = 0;                         // microbatches per pipeline per step
+  // Bytes per step of each hop on this layout under the standard residual and
+  // Full AttnRes, beside the measured ones in the metrics.
+  std::vector<double> standard_hop_bytes, full_hop_bytes;
 
   explicit Run(const Config& c) : cfg(c) {}
   bool is_logger() const { return topo.world_rank == 0; }
@@ -141,6 +144,8 @@ void setup(Run& r) {
   r.topo = make_topology(world->size(), world->rank(), p.dp, p.pp, p.tp);
   r.M = r.cfg.train.grad_accum / p.dp;
   r.part = make_partition(m, p.pp, p.virtual_stages, p.layout);
+  r.standard_hop_bytes = standard_hop_bytes(r.cfg, r.part);
+  r.full_hop_bytes = full_attnres_hop_bytes(r.cfg, r.part);
   Schedule sched;
   try {
     sched = make_schedule(p.schedule, p.pp, r.M, p.virtual_stages);
@@ -203,7 +208,6 @@ double share_loss(Run& r, double local_sum) {
 struct CommStats {
   std::vector<double> bubble;
   std::vector<double> hop_bytes;
-  std::vector<double> standard_hop_bytes, full_hop_bytes;  // the same layout's, for comparison
   std::vector<double> tp_bytes;
   int tp = 1, dp = 1;
 };
@@ -222,8 +226,6 @@ CommStats gather_comm_stats(Run& r) {
   for (size_t c = 0; c < f.size(); ++c) s.hop_bytes[c] = double(f[c] + b[c]);
   r.groups.world->allreduce_sum(s.bubble.data(), s.bubble.size());
   r.groups.world->allreduce_sum(s.hop_bytes.data(), s.hop_bytes.size());
-  s.standard_hop_bytes = standard_hop_bytes(r.cfg, r.part);
-  s.full_hop_bytes = full_attnres_hop_bytes(r.cfg, r.part);
   return s;
 }
 
@@ -242,12 +244,12 @@ std::string comm_log(const CommStats& s) {
   return out;
 }
 
-std::string comm_json(const CommStats& s) {
+std::string comm_json(const CommStats& s, const Run& r) {
   std::vector<uint64_t> hops, standard, full;
   for (size_t c = 1; c < s.hop_bytes.size(); ++c) {
     hops.push_back(uint64_t(s.hop_bytes[c] / s.dp));
-    standard.push_back(uint64_t(s.standard_hop_bytes[c]));
-    full.push_back(uint64_t(s.full_hop_bytes[c]));
+    standard.push_back(uint64_t(r.standard_hop_bytes[c]));
+    full.push_back(uint64_t(r.full_hop_bytes[c]));
   }
   nlohmann::json j{{"bubble", s.bubble}, {"hop_bytes", hops}};
   if (!hops.empty()) j["hop_bytes_standard"] = standard, j["hop_bytes_full"] = full;
@@ -511,7 +513,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       last_hop_bytes = cs.hop_bytes;
       last_tp_bytes = cs.tp_bytes;
       s.extra_log = comm_log(cs);
-      s.extra_json = comm_json(cs);
+      s.extra_json = comm_json(cs, r);
     }
     if (eval_due(tc, s.step)) {
       heartbeat();  // evaluation is a long phase of its own

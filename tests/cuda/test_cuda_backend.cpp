@@ -11,19 +11,10 @@
 #include "kernels/device.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
+#include "tests/cuda/require_device.h"
 #include "tests/random_floats.h"
 
 using namespace attnres::kernels;
-
-namespace {
-
-// The device, or a skip naming why there is none.
-#define REQUIRE_CUDA_DEVICE(dev)                                              \
-  std::string why_;                                                           \
-  if (cuda_device_count(&why_) == 0) GTEST_SKIP() << "no CUDA device: " << why_; \
-  Device dev = open_device(Backend::CUDA, 0)
-
-}  // namespace
 
 TEST(CudaBackend, CopiesRoundTripAndZero) {
   REQUIRE_CUDA_DEVICE(dev);
