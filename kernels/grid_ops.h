@@ -11,7 +11,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
+#include "kernels/ops.h"
 #include "kernels/rowops.h"
 
 namespace attnres::kernels::grid {
@@ -209,9 +212,6 @@ void attention_decode_batched(const Run& run, const Gemm& gemm, float* out, floa
   gemm(false, false, 1, hd, T, 1.0f, scores, T, T, vcache, C, hd, 0.0f, out, C, hd, H);
 }
 
-// ---- the AttnRes site (DESIGN §1.1) ----------------------------------------------------
-// src and src_rstd are arrays of K pointers, readable where the body runs
-// (device memory on CUDA).
 // The gradient of the embedding rows [v0, v0 + Vl): one body per block of
 // columns, each adding the tokens in row order, so repeated tokens
 // accumulate identically everywhere.
@@ -230,12 +230,31 @@ void embedding_backward(const Run& run, float* dtable, const float* dout, const 
   });
 }
 
+// ---- the AttnRes site (DESIGN §1.1) ----------------------------------------------------
+// The K source pointers of a site (host arrays, kernels/ops.h), copied into
+// the body by value.
+template <class P>
+struct SourceList {
+  P p[kMaxSources];
+  ATTNRES_HD P operator[](int s) const { return p[s]; }
+};
+template <class P>
+SourceList<P> source_list(const P* ptrs, int K) {
+  if (K < 0 || K > kMaxSources)
+    throw std::invalid_argument("attnres: " + std::to_string(K) + " sources; at most " +
+                                std::to_string(kMaxSources) + " are supported");
+  SourceList<P> l;
+  for (int s = 0; s < K; s++) l.p[s] = ptrs[s];
+  return l;
+}
+
 template <class Run>
 void attnres_forward(const Run& run, float* h, float* alpha, float* uv, const float* const* src,
                      const float* const* src_rstd, int K, const float* w, const float* g, int N, int d) {
+  const SourceList<const float*> v = source_list(src, K), r = source_list(src_rstd, K);
   run(N, [=] ATTNRES_HD(int64_t n) {
-    row::attnres_forward(h + size_t(n) * size_t(d), alpha + size_t(n) * K, uv + size_t(n) * K, src, src_rstd, K, w,
-                         g, size_t(n), d);
+    row::attnres_forward(h + size_t(n) * size_t(d), alpha + size_t(n) * K, uv + size_t(n) * K, v, r, K, w, g,
+                         size_t(n), d);
   });
 }
 
@@ -253,13 +272,15 @@ void attnres_backward(const Run& run, float* const* dacc_src, float* dw, float* 
   const int ngroups = (N + kRowGroup - 1) / kRowGroup;
   float* du_part = scratch;
   float* da = scratch + size_t(ngroups) * d;
+  const SourceList<float*> dv = source_list(dacc_src, K);
+  const SourceList<const float*> v = source_list(src, K), r = source_list(src_rstd, K);
   run(ngroups, [=] ATTNRES_HD(int64_t gi) {
     float* du = du_part + size_t(gi) * d;
     for (int i = 0; i < d; i++) du[i] = 0.0f;
     const int n0 = int(gi) * kRowGroup, n1 = n0 + kRowGroup < N ? n0 + kRowGroup : N;
     for (int n = n0; n < n1; n++)
-      row::attnres_backward(dacc_src, du, da + size_t(gi) * K, dh + size_t(n) * d, alpha + size_t(n) * K,
-                            uv + size_t(n) * K, src, src_rstd, K, w, g, size_t(n), d);
+      row::attnres_backward(dv, du, da + size_t(gi) * K, dh + size_t(n) * d, alpha + size_t(n) * K,
+                            uv + size_t(n) * K, v, r, K, w, g, size_t(n), d);
   });
   run(d, [=] ATTNRES_HD(int64_t i) {
     float du = 0.0f;

@@ -100,9 +100,13 @@ void swiglu_backward(const Device& dev, float* dgate, float* dup,
 
 // ---- AttnRes depth attention (DESIGN §1.1), one site --------------------
 // Sources v_s (s < K), each [N, d]; src_rstd[s] are their rms_inverse rows
-// (the key-side RMSNorm without gain). Per token:
+// (the key-side RMSNorm without gain). src, src_rstd and dacc_src are HOST
+// arrays of K <= kMaxSources pointers to device memory: kernels carry them by
+// value (on CUDA in the launch's arguments), so no device array has to follow
+// each microbatch's sources. Per token:
 //   z_s = (w ⊙ g) · v_s * rstd_s;  alpha = softmax(z);  h = Σ alpha_s v_s.
 // alpha [N, K] and uv [N, K] (= (w ⊙ g) · v_s, before rstd) are saved for backward.
+constexpr int kMaxSources = 1025;  // b_0 and up to 1024 blocks
 void attnres_forward(const Device& dev, float* h, float* alpha, float* uv,
                      const float* const* src, const float* const* src_rstd,
                      int K, const float* w, const float* g, int N, int d);

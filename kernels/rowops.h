@@ -112,9 +112,10 @@ ATTNRES_HD inline float query_dot(const float* w, const float* g, const float* v
   return lanes_sum(acc);
 }
 
-ATTNRES_HD inline void attnres_forward(float* h, float* alpha, float* uv,
-                                       const float* const* src,
-                                       const float* const* src_rstd, int K,
+// src, src_rstd (and dacc_src below) are indexable lists of K pointers:
+// arrays, or grid::SourceList carried by value.
+template <class Src>
+ATTNRES_HD inline void attnres_forward(float* h, float* alpha, float* uv, const Src& src, const Src& src_rstd, int K,
                                        const float* w, const float* g, size_t n, int d) {
   const size_t off = n * (size_t)d;
   for (int s = 0; s < K; s++) {
@@ -136,10 +137,9 @@ ATTNRES_HD inline void attnres_forward(float* h, float* alpha, float* uv,
 // (value path, then key path through both u·v_s and rstd_s(v_s)), and
 //   du += Σ_s dz_s rstd_s v_s   (dw = du ⊙ g, dg = du ⊙ w, reduced by the caller).
 // da holds K floats of scratch. Two passes over the sources.
-ATTNRES_HD inline void attnres_backward(float* const* dacc_src, float* du, float* da,
-                                        const float* dh, const float* alpha,
-                                        const float* uv, const float* const* src,
-                                        const float* const* src_rstd, int K,
+template <class Dst, class Src>
+ATTNRES_HD inline void attnres_backward(const Dst& dacc_src, float* du, float* da, const float* dh,
+                                        const float* alpha, const float* uv, const Src& src, const Src& src_rstd, int K,
                                         const float* w, const float* g, size_t n, int d) {
   const size_t off = n * (size_t)d;
   float sdot = 0.0f;

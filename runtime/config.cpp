@@ -13,6 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "kernels/ops.h"
 #include "parallel/partition.h"
 
 namespace attnres {
@@ -319,6 +320,10 @@ void validate_config(Config& cfg) {
                  str(m.num_blocks()) + " blocks; choose another num_blocks or set "
                  "residual.block_size");
     }
+    if (m.num_blocks() + 1 > kernels::kMaxSources)
+      fail(bs != 0 ? "residual.block_size" : "residual.num_blocks",
+           "gives " + str(m.num_blocks()) + " blocks; the depth attention supports at most " +
+               str(kernels::kMaxSources - 1) + " (make the blocks larger)");
   }
 
   TrainConfig& t = cfg.train;

@@ -13,7 +13,7 @@ struct BatchedGemm {
   const Device& dev;
   void operator()(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, int64_t sa,
                   const float* B, int ldb, int64_t sb, float beta, float* C, int ldc, int64_t sc, int batch) const {
-    gemm_strided_batched(dev, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+    cuda::gemm_strided_batched(dev, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
   }
 };
 }  // namespace

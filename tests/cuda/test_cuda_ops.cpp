@@ -155,21 +155,14 @@ TEST(CudaOps, AttnResSiteForwardAndBackward) {
     rstd.emplace_back(dev, r);
     dsrc.emplace_back(dev, std::vector<float>(size_t(N) * d));
   }
-  // Arrays of source pointers: host ones for the CPU, device-resident ones for the device.
+  // Host arrays of pointers to each twin's host or device copy.
   auto pointers = [&](std::vector<Twin<float>>& v, bool host) {
     std::vector<float*> p;
     for (Twin<float>& t : v) p.push_back(host ? t.host.data() : t.device.data());
     return p;
   };
-  auto on_device = [&](const std::vector<float*>& p) {
-    float** d_p = static_cast<float**>(alloc_bytes(dev, p.size() * sizeof(float*)));
-    copy_bytes(dev, d_p, p.data(), p.size() * sizeof(float*), CopyKind::HostToDevice);
-    synchronize(dev);
-    return d_p;
-  };
   const std::vector<float*> hs = pointers(src, true), hr = pointers(rstd, true), hd_ = pointers(dsrc, true);
-  float **ds = on_device(pointers(src, false)), **dr = on_device(pointers(rstd, false)),
-        **dd = on_device(pointers(dsrc, false));
+  const std::vector<float*> ds = pointers(src, false), dr = pointers(rstd, false), dd = pointers(dsrc, false);
   Twin<float> w(dev, random_floats(size_t(d), 20)), g(dev, random_floats(size_t(d), 21)),
       h(dev, std::vector<float>(size_t(N) * d)), alpha(dev, std::vector<float>(size_t(N) * K)),
       uv(dev, std::vector<float>(size_t(N) * K)), dh(dev, random_floats(size_t(N) * d, 22)),
@@ -177,18 +170,17 @@ TEST(CudaOps, AttnResSiteForwardAndBackward) {
       scratch(dev, std::vector<float>(attnres_backward_scratch(N, K, d)));
   attnres_forward(Device{}, h.host.data(), alpha.host.data(), uv.host.data(), hs.data(), hr.data(), K, w.host.data(),
                   g.host.data(), N, d);
-  attnres_forward(dev, h.device.data(), alpha.device.data(), uv.device.data(), ds, dr, K, w.device.data(),
-                  g.device.data(), N, d);
+  attnres_forward(dev, h.device.data(), alpha.device.data(), uv.device.data(), ds.data(), dr.data(), K,
+                  w.device.data(), g.device.data(), N, d);
   expect_twin(dev, h, kBody, "attnres_forward h");
   expect_twin(dev, alpha, kBody, "attnres_forward alpha");
   attnres_backward(Device{}, hd_.data(), dw.host.data(), dg.host.data(), scratch.host.data(), dh.host.data(),
                    alpha.host.data(), uv.host.data(), hs.data(), hr.data(), K, w.host.data(), g.host.data(), N, d);
-  attnres_backward(dev, dd, dw.device.data(), dg.device.data(), scratch.device.data(), dh.device.data(),
-                   alpha.device.data(), uv.device.data(), ds, dr, K, w.device.data(), g.device.data(), N, d);
+  attnres_backward(dev, dd.data(), dw.device.data(), dg.device.data(), scratch.device.data(), dh.device.data(),
+                   alpha.device.data(), uv.device.data(), ds.data(), dr.data(), K, w.device.data(), g.device.data(), N, d);
   for (int s = 0; s < K; ++s) expect_twin(dev, dsrc[size_t(s)], kBody, "attnres_backward dsrc");
   expect_twin(dev, dw, kBody, "attnres_backward dw");
   expect_twin(dev, dg, kBody, "attnres_backward dg");
-  free_bytes(dev, ds), free_bytes(dev, dr), free_bytes(dev, dd);
   close_device(dev);
 }
 

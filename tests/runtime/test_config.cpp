@@ -243,6 +243,14 @@ TEST(ConfigErrors, RangeErrorsBlameWhereTheKeyWasSet) {
   expect_error(kBase, {"data.dir=\"runs"}, {"--set data.dir=\"runs", "unclosed double quote"});
 }
 
+// The depth attention carries its source pointers by value (kernels/ops.h):
+// at most 1024 blocks, whichever key set them.
+TEST(ConfigErrors, TooManyBlocksForTheDepthAttention) {
+  bad_set({"model.n_layers=600", "residual.block_size=1"}, {"residual.block_size", "1200 blocks", "at most 1024"});
+  bad_set({"model.n_layers=1200", "residual.num_blocks=1200"}, {"residual.num_blocks", "1200 blocks", "at most 1024"});
+  EXPECT_EQ(parse_config(kBase, "test.yaml", {"model.n_layers=600", "residual.block_size=2"}).model.num_blocks(), 600);
+}
+
 TEST(ConfigErrors, DirectoryIsNotAConfig) {
   try {
     load_config(ATTNRES_SOURCE_DIR "/configs", {});
