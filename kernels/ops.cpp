@@ -99,10 +99,10 @@ void embedding_backward(const Device& dev, float* dtable, const float* dout, con
                         int N, int d, int vocab, int v0, int Vl) {
   switch (dev.backend) {
     case Backend::CPU:
-      cpu::check_tokens(tokens, N, vocab);
+      check_tokens(tokens, N, vocab);
       return grid::embedding_backward(cpu::Grid{}, dtable, dout, tokens, N, d, v0, Vl);
     case Backend::CUDA:
-      // Device ids cannot be read here; the data loader has checked them against the vocabulary.
+      // Device ids cannot be read here: DeviceBatch checked them before their copy.
       ATTNRES_ON_CUDA("embedding_backward", embedding_backward(dev, dtable, dout, tokens, N, d, v0, Vl));
   }
 }
@@ -221,10 +221,10 @@ void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_log
                             const int32_t* targets, const float* row_max, int N, int Vl, int v0, int V) {
   switch (dev.backend) {
     case Backend::CPU:
-      cpu::check_targets(targets, N, V);
+      check_targets(targets, N, V);
       return grid::cross_entropy_row_sums(cpu::Grid{}, sum_exp, target_logit, logits, targets, row_max, N, Vl, v0);
     case Backend::CUDA:
-      // Device targets cannot be read here; the data loader has checked them against V.
+      // Device targets cannot be read here: DeviceBatch checked them before their copy.
       ATTNRES_ON_CUDA("cross_entropy_row_sums",
                       cross_entropy_row_sums(dev, sum_exp, target_logit, logits, targets, row_max, N, Vl, v0));
   }

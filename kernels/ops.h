@@ -119,6 +119,14 @@ void attnres_backward(const Device& dev, float* const* dacc_src, float* dw,
                       const float* g, int N, int d);
 size_t attnres_backward_scratch(int N, int K, int d);  // the same on every backend
 
+// ---- id checks (host) ---------------------------------------------------------
+// Throw naming the row if a HOST id is outside the vocabulary (bad input from
+// a data file): tokens outside [0, vocab), targets outside [-1, V). The CPU
+// ops check their ids so; device ids are checked before their copy
+// (runtime/device_batch.h), since a device kernel cannot throw.
+void check_tokens(const int32_t* tokens, int N, int vocab);
+void check_targets(const int32_t* targets, int N, int V);
+
 // ---- softmax cross-entropy, vocabulary-parallel (DESIGN §6) ------------------
 // logits [N, Vl] hold the vocabulary ids [v0, v0 + Vl) of V (tp = 1: v0 = 0,
 // Vl = V). Tensor-parallel ranks combine the row statistics: row_max by max,

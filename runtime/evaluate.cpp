@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "kernels/memory.h"
+#include "runtime/device_batch.h"
 #include "runtime/safetensors.h"
 
 namespace attnres {
@@ -14,15 +15,6 @@ namespace attnres {
 namespace k = kernels;
 
 namespace {
-// A batch's token ids and targets in the model's device memory.
-struct DeviceBatch {
-  k::DeviceBuffer<int32_t> inputs, targets;
-  DeviceBatch(const k::Device& dev, const Batch& b)
-      : inputs(dev, b.inputs.size()), targets(dev, b.targets.size()) {
-    k::copy(dev, inputs.data(), b.inputs.data(), b.inputs.size(), k::CopyKind::HostToDevice);
-    k::copy(dev, targets.data(), b.targets.data(), b.targets.size(), k::CopyKind::HostToDevice);
-  }
-};
 // The bytes of a text file, or the tokens of a token file (its magic says
 // which): the file is read once either way.
 std::vector<uint8_t> eval_tokens(const std::string& path) {
@@ -46,7 +38,7 @@ double mean_loss(const Chunk& model, ChunkActs& acts, const std::vector<Batch>& 
   size_t tokens = 0;
   for (const Batch& b : batches) {
     if (b.B != model.batch) throw std::logic_error("mean_loss: batch size differs from the model's");
-    const DeviceBatch db(model.dev, b);
+    const DeviceBatch db(model.dev, b, model.cfg.vocab_size);
     sum += chunk_forward(model, acts, db.inputs.data(), db.targets.data(), ResidualState{});
     tokens += b.inputs.size();
   }
@@ -126,7 +118,7 @@ EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& tex
         b.targets.push_back(bytes[w * (T + 1) + t + 1]);
       }
     }
-    const DeviceBatch db(model.dev, b);
+    const DeviceBatch db(model.dev, b, model.cfg.vocab_size);
     chunk_forward(model, acts, db.inputs.data(), db.targets.data(), ResidualState{});
     const std::vector<float> losses = k::to_host(model.dev, chunk_token_losses(model, acts), used * size_t(T));
     for (float l : losses) sum += l;

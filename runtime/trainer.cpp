@@ -29,6 +29,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/comm_report.h"
 #include "runtime/data.h"
+#include "runtime/device_batch.h"
 #include "runtime/durable_file.h"
 #include "runtime/evaluate.h"
 #include "runtime/fault_injection.h"
@@ -60,13 +61,20 @@ int node_cores() { return std::max(1, int(std::thread::hardware_concurrency()));
 // `mpirun -np 4` on 2 cores does not run 8 spinning threads.
 int threads_per_rank(const Communicator& node) { return std::max(1, node_cores() / node.size()); }
 
-// Tokens and targets of microbatches, as the executor takes them.
+// Microbatches: their ids on the host, and in device memory as the executor takes them.
 struct MicroBatches {
   std::vector<Batch> batches;
+  std::vector<DeviceBatch> on_device;
   std::vector<const int32_t*> tokens, targets;
-  void point() {
+  // Checks the batches' ids and copies them to the device (the batches must
+  // stay unchanged until the device's stream is synchronized).
+  void load(const kernels::Device& dev, int vocab) {
+    on_device.resize(batches.size());
     tokens.clear(), targets.clear();
-    for (const Batch& b : batches) tokens.push_back(b.inputs.data()), targets.push_back(b.targets.data());
+    for (size_t i = 0; i < batches.size(); ++i) {
+      on_device[i].load(dev, batches[i], vocab);
+      tokens.push_back(on_device[i].inputs.data()), targets.push_back(on_device[i].targets.data());
+    }
   }
 };
 
@@ -77,6 +85,7 @@ struct Run {
   Groups groups;
   std::unique_ptr<Communicator> node;  // the ranks on this machine
   TensorParallel tp;                    // this rank's shard of its chunks
+  kernels::Device dev;                  // train.device
   double tp_step_bytes = 0;             // sent in tp collectives by the last training step
   Partition part;
   std::unique_ptr<PipelineExecutor> exec;
@@ -161,13 +170,13 @@ void setup(Run& r) {
   r.node = make_mpi_node();
   r.tp = {{r.topo.coord.tp_idx, p.tp}, p.sequence_parallel && p.tp > 1, r.groups.tensor_collectives.get()};
   const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
-  const kernels::Device dev = choose_device(r);
+  r.dev = choose_device(r);
   check_memory_fits(r, sched, cache);
   r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
                                               p.pp > 1 ? r.groups.pipeline.get() : nullptr,
                                               p.dp > 1 ? r.groups.data.get() : nullptr,
                                               r.cfg.train.micro_batch_size, r.cfg.train.seed, cache,
-                                              dev, r.tp);
+                                              r.dev, r.tp);
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();
   for (Chunk& c : r.exec->chunks()) {
@@ -278,7 +287,6 @@ double validation_share(const TokenFile& f, const Config& cfg, const Coord& co, 
     pad_batch(all[i], tc.micro_batch_size);
     out.batches.push_back(std::move(all[i]));
   }
-  out.point();
   return tokens;
 }
 
@@ -386,7 +394,7 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
     const uint64_t global_mb = uint64_t(step) * tc.grad_accum + uint64_t(r.topo.coord.dp_idx) * r.M + i;
     loader.fill(mbs.batches[size_t(i)], global_mb * tc.micro_batch_size);
   }
-  mbs.point();
+  mbs.load(r.dev, r.cfg.model.vocab_size);
   double loss_sum = 0.0;
   for (double l : exec.run(mbs.tokens, mbs.targets, float(1.0 / tokens_per_step))) loss_sum += l;  // mb order
   if (nan_fault_due(step + 1)) poison_gradient(exec.chunks().front());
@@ -472,6 +480,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const DataLoader loader(train_file, tc.micro_batch_size, m.seq_len, tc.seed);
   MicroBatches val, mbs;
   const double val_tokens = validation_share(val_file, cfg, r.topo.coord, val);
+  val.load(r.dev, m.vocab_size);
   mbs.batches.resize(size_t(r.M));
 
   const bool log = r.is_logger() && !opt.quiet;

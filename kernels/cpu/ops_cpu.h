@@ -22,9 +22,4 @@ void attention_backward(const Device& dev, float* dq, float* dk, float* dv, floa
 void attention_decode(const Device& dev, float* out, float* scores, const float* q, const float* kcache,
                       const float* vcache, int T, int H, int hd);
 
-// Throw naming the row if an id is outside the vocabulary (bad input from a
-// data file): tokens outside [0, vocab), targets outside [-1, V).
-void check_tokens(const int32_t* tokens, int N, int vocab);
-void check_targets(const int32_t* targets, int N, int V);
-
 }  // namespace attnres::kernels::cpu

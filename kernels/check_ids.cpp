@@ -1,12 +1,12 @@
-// Host checks of token and target ids before the CPU kernels use them: ids
-// come from data files, so one outside the vocabulary is bad input, named
-// with its row, not a crash.
+// Host checks of token and target ids (kernels/ops.h): ids come from data
+// files, so one outside the vocabulary is bad input, named with its row, not
+// a crash.
 #include <stdexcept>
 #include <string>
 
-#include "kernels/cpu/ops_cpu.h"
+#include "kernels/ops.h"
 
-namespace attnres::kernels::cpu {
+namespace attnres::kernels {
 
 // Token ids come from data files: an out-of-range id is bad input, not a bug.
 void check_tokens(const int32_t* tokens, int N, int vocab) {
@@ -28,4 +28,4 @@ void check_targets(const int32_t* targets, int N, int V) {
                                std::to_string(V) + ")");
 }
 
-}  // namespace attnres::kernels::cpu
+}  // namespace attnres::kernels
