@@ -86,21 +86,22 @@ float event_elapsed_ms(const Event& start, const Event& end);
 // Work issued on dev.stream after this call waits for the event.
 void stream_wait_event(const Device& dev, const Event& e);
 
-// ---- typed owning buffer -------------------------------------------------------
-// n elements of T on one device; move-only, freed on destruction.
-template <class T>
-class DeviceBuffer {
+// ---- typed owning buffers -------------------------------------------------------
+// n elements of T in device memory of one device (DeviceBuffer), or in host
+// memory it copies to and from asynchronously (PinnedBuffer: alloc_pinned);
+// move-only, freed on destruction.
+enum class Memory { Device, Pinned };
+template <class T, Memory where>
+class Buffer {
  public:
   static constexpr DType dtype = dtype_of<T>();  // only the element types above
   static_assert(dtype_size(dtype) == sizeof(T));
 
-  DeviceBuffer() = default;
-  DeviceBuffer(const Device& dev, size_t n)
-      : dev_(dev), n_(n), p_(static_cast<T*>(alloc_bytes(dev, n * sizeof(T)))) {}
-  ~DeviceBuffer() { reset(); }
-  DeviceBuffer(DeviceBuffer&& o) noexcept
-      : dev_(o.dev_), n_(std::exchange(o.n_, 0)), p_(std::exchange(o.p_, nullptr)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+  Buffer() = default;
+  Buffer(const Device& dev, size_t n) : dev_(dev), n_(n), p_(static_cast<T*>(allocate(dev, n * sizeof(T)))) {}
+  ~Buffer() { reset(); }
+  Buffer(Buffer&& o) noexcept : dev_(o.dev_), n_(std::exchange(o.n_, 0)), p_(std::exchange(o.p_, nullptr)) {}
+  Buffer& operator=(Buffer&& o) noexcept {
     if (this != &o) {
       reset();
       dev_ = o.dev_;
@@ -109,23 +110,31 @@ class DeviceBuffer {
     }
     return *this;
   }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
 
   T* data() { return p_; }
   const T* data() const { return p_; }
   size_t size() const { return n_; }
   const Device& device() const { return dev_; }
   void reset() {
-    free_bytes(dev_, p_);
+    if (where == Memory::Device) free_bytes(dev_, p_);
+    else free_pinned(dev_, p_);
     p_ = nullptr;
     n_ = 0;
   }
 
  private:
+  static void* allocate(const Device& dev, size_t bytes) {
+    return where == Memory::Device ? alloc_bytes(dev, bytes) : alloc_pinned(dev, bytes);
+  }
   Device dev_;
   size_t n_ = 0;
   T* p_ = nullptr;
 };
+template <class T>
+using DeviceBuffer = Buffer<T, Memory::Device>;
+template <class T>
+using PinnedBuffer = Buffer<T, Memory::Pinned>;
 
 }  // namespace attnres::kernels

@@ -392,7 +392,8 @@ void Checkpointer::snapshot_to_host() {
     const AdamW& a = (*s_.adam)[c];
     const float* src[3] = {ch.params.data(), a.m.data(), a.v.data()};
     for (size_t k = 0; k < 3; ++k) {
-      snapshot_[3 * c + k].resize(ch.layout.total);
+      if (snapshot_[3 * c + k].size() != ch.layout.total)  // allocated once, reused by every save
+        snapshot_[3 * c + k] = kernels::PinnedBuffer<float>(ch.dev, ch.layout.total);
       kernels::copy(ch.dev, snapshot_[3 * c + k].data(), src[k], ch.layout.total, kernels::CopyKind::DeviceToHost);
     }
   }

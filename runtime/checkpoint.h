@@ -71,8 +71,9 @@ class Checkpointer {
   std::unique_ptr<Pending> pending_;
   // Host copies of params, m, v per local chunk (3 per chunk), taken at the
   // step boundary and written from; reused by every save (a save starts only
-  // after the previous one committed).
-  std::vector<std::vector<float>> snapshot_;
+  // after the previous one committed). Page-locked on CUDA, so the device
+  // copies into them at full speed.
+  std::vector<kernels::PinnedBuffer<float>> snapshot_;
   // Async, rank 0: deletes checkpoints beyond keep_last off the training thread.
   std::thread pruner_;
   // Rank 0: the open, flock'ed checkpoint.dir/LOCK (-1 = none), held for the

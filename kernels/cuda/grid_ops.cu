@@ -62,21 +62,26 @@ void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, floa
   grid::attnres_backward(Grid{dev}, dacc_src, dw, dg, scratch, dh, alpha, uv, src, src_rstd, K, w, g, N, d);
 }
 namespace {
-// `count` doubles of device scratch (through the memory API, so its ledger
-// counts them), filled by `fill`, then copied to the host.
+// `count` doubles of device scratch filled by `fill`, then copied to the
+// host. The scratch comes from the stream-ordered pool (cudaMallocAsync):
+// the trainer sums every tensor's squares each step, and cudaMalloc/cudaFree
+// would synchronize the whole device each time. It is a few doubles, outside
+// allocated_bytes' ledger.
 template <class Fill>
 std::vector<double> on_device(const Device& dev, size_t count, Fill fill) {
-  double* d = static_cast<double*>(kernels::alloc_bytes(dev, count * sizeof(double)));
+  const cudaStream_t stream = static_cast<cudaStream_t>(dev.stream);
+  void* d = nullptr;
+  check(cudaMallocAsync(&d, count * sizeof(double), stream), "cudaMallocAsync");
   std::vector<double> host(count);
   try {
-    fill(d);
+    fill(static_cast<double*>(d));
     kernels::copy_bytes(dev, host.data(), d, count * sizeof(double), CopyKind::DeviceToHost);
-    kernels::synchronize(dev);
   } catch (...) {
-    kernels::free_bytes(dev, d);
+    cudaFreeAsync(d, stream);
     throw;
   }
-  kernels::free_bytes(dev, d);
+  check(cudaFreeAsync(d, stream), "cudaFreeAsync");
+  kernels::synchronize(dev);
   return host;
 }
 }  // namespace
