@@ -111,11 +111,14 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
   losses_.assign(size_t(schedule_.M), 0.0);
   fwd_bytes_.assign(size_t(C), 0);
   bwd_bytes_.assign(size_t(C), 0);
+  run_start_ = k::event_create(dev_);
   t0_us_ = now_us();
 }
 
 // Buffers are freed by their owners; pending messages and reductions must finish first.
 PipelineExecutor::~PipelineExecutor() {
+  for (k::Event& e : timed_) k::event_destroy(e);
+  k::event_destroy(run_start_);
   if (data_) data_->wait_all(reductions_);
   if (!pipe_) return;
   for (auto& L : locals_)
@@ -151,11 +154,7 @@ PipelineExecutor::Slot& PipelineExecutor::acquire(int mb, int chunk) {
 }
 
 void PipelineExecutor::release(Slot& s) {
-  if (!s.sends.empty()) {
-    const double t = now_us();
-    pipe_->wait_all(s.sends);
-    idle_s_ += (now_us() - t) * 1e-6;
-  }
+  if (!s.sends.empty()) pipe_->wait_all(s.sends);
   s.sends.clear();
   s.mb = -1;
   s.recv_f_posted = s.recv_b_posted = s.copied_in = s.copied_back = s.weights_done = s.grad_sent = false;
@@ -201,11 +200,12 @@ void PipelineExecutor::post_ahead(size_t from) {
   }
 }
 
+// The wait is not part of the action: its start is recorded again after it.
 void PipelineExecutor::wait_recv(Request& r, const char* what, int mb, int chunk) {
   const double t = now_us();
   pipe_->wait(r);
+  if (open_start_) k::event_record(*open_start_, dev_);
   const double dt = now_us() - t;
-  idle_s_ += dt * 1e-6;
   if (tracing_)
     trace_.push_back({std::string(what) + "(mb=" + std::to_string(mb) + ",chunk=" + std::to_string(chunk) + ")",
                       "comm", t - t0_us_, dt});
@@ -354,13 +354,16 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
   std::fill(losses_.begin(), losses_.end(), 0.0);
   std::fill(fwd_bytes_.begin(), fwd_bytes_.end(), 0);
   std::fill(bwd_bytes_.begin(), bwd_bytes_.end(), 0);
-  busy_s_ = idle_s_ = 0;
+  timed_actions_.clear();
+  k::event_record(run_start_, dev_);
+  run_start_us_ = trace_clock_us();
   const auto& list = schedule_.ranks[size_t(rank_)];
   for (size_t i = 0; i < list.size(); ++i) {
     const Action& a = list[i];
     if (a.op == Op::OPTIMIZER_STEP) break;  // the trainer's part
     if (pipe_) post_ahead(i);
-    const double t = now_us(), idle_before = idle_s_;
+    const bool timed = is_compute(a.op) || is_copy(a.op);
+    if (timed) open_start_ = &next_timed(a);
     switch (a.op) {
       case Op::F: losses_[size_t(a.mb)] += forward(a.mb, a.chunk, tokens[size_t(a.mb)], targets[size_t(a.mb)]); break;
       case Op::B:
@@ -378,12 +381,9 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
       case Op::REDUCE_GRADS: reduce_grads(a.chunk); break;
       case Op::OPTIMIZER_STEP: break;
     }
-    if (is_compute(a.op) || is_copy(a.op)) {
-      // F and B wait for their receive first; that wait is idle, not busy.
-      const double wait_us = (idle_s_ - idle_before) * 1e6;
-      const double dt = now_us() - t - wait_us;
-      busy_s_ += dt * 1e-6;
-      if (tracing_) trace_.push_back({to_string(a), is_copy(a.op) ? "copy" : "compute", t + wait_us - t0_us_, dt});
+    if (timed) {
+      k::event_record(timed_[2 * timed_actions_.size() - 1], dev_);  // the action's end
+      open_start_ = nullptr;
     }
     // A microbatch leaves a chunk once its weight gradients are done and its
     // input gradient has gone back.
@@ -396,8 +396,36 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
     // MPI moves a non-blocking collective along only inside MPI calls.
     for (Request& r : reductions_) data_->test(r);
   }
+  settle_timing();
   finish_reductions();
   return losses_;
+}
+
+// The start and end events of the next timed action (created on first use).
+k::Event& PipelineExecutor::next_timed(const Action& a) {
+  const size_t i = timed_actions_.size();
+  timed_actions_.push_back(a);
+  while (timed_.size() < 2 * (i + 1)) timed_.push_back(k::event_create(dev_));
+  k::event_record(timed_[2 * i], dev_);
+  return timed_[2 * i];
+}
+
+// Once the last action's end has happened: busy and idle seconds, and the
+// trace's compute and copy spans, from the events.
+void PipelineExecutor::settle_timing() {
+  busy_s_ = idle_s_ = 0;
+  const size_t n = timed_actions_.size();
+  if (n == 0) return;
+  k::event_synchronize(timed_[2 * n - 1]);
+  for (size_t i = 0; i < n; ++i) {
+    const double start_ms = k::event_elapsed_ms(run_start_, timed_[2 * i]);
+    const double dur_ms = k::event_elapsed_ms(timed_[2 * i], timed_[2 * i + 1]);
+    busy_s_ += dur_ms * 1e-3;
+    if (tracing_)
+      trace_.push_back({to_string(timed_actions_[i]), is_copy(timed_actions_[i].op) ? "copy" : "compute",
+                        run_start_us_ + start_ms * 1e3, dur_ms * 1e3});
+  }
+  idle_s_ = std::max(0.0, k::event_elapsed_ms(run_start_, timed_[2 * n - 1]) * 1e-3 - busy_s_);
 }
 
 double PipelineExecutor::forward_only(const std::vector<const int32_t*>& tokens,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/device.h"
+#include "kernels/memory.h"
 #include "models/chunk.h"
 #include "parallel/communicator.h"
 #include "parallel/hop_payload.h"
@@ -65,7 +66,10 @@ class PipelineExecutor {
 
   // Of the last run: bytes this rank sent on the hop into chunk c (forward)
   // and from chunk c back (backward), indexed by c; compute (and copy) and
-  // pipeline wait seconds. The final wait for the dp reductions is in neither.
+  // idle seconds. Both are timed by device events around each action (host
+  // timestamps on the CPU): busy is the sum of the actions' spans, idle the
+  // rest of the span from the run's start to its last action's end. The
+  // final wait for the dp reductions is in neither.
   const std::vector<uint64_t>& fwd_bytes() const { return fwd_bytes_; }
   const std::vector<uint64_t>& bwd_bytes() const { return bwd_bytes_; }
   double busy_seconds() const { return busy_s_; }
@@ -100,6 +104,8 @@ class PipelineExecutor {
   void reduce_grads(int chunk);
   void finish_reductions();
   void wait_recv(Request& r, const char* what, int mb, int chunk);
+  kernels::Event& next_timed(const Action& a);
+  void settle_timing();
 
   ModelConfig cfg_;
   Partition part_;
@@ -118,6 +124,13 @@ class PipelineExecutor {
   std::vector<double> losses_;
   std::vector<uint64_t> fwd_bytes_, bwd_bytes_;
   double busy_s_ = 0, idle_s_ = 0;
+  // Events around this run's compute and copy actions (reused every run):
+  // start and end of action i are timed_[2i], timed_[2i+1].
+  std::vector<kernels::Event> timed_;
+  std::vector<Action> timed_actions_;
+  kernels::Event run_start_;
+  double run_start_us_ = 0;              // host clock at run_start_, for the trace
+  kernels::Event* open_start_ = nullptr;  // the running action's start, re-recorded after a receive wait
   bool tracing_ = false;
   std::vector<TraceEvent> trace_;
   double t0_us_ = 0;
