@@ -76,6 +76,14 @@ size_t allocated_bytes(const Device& dev) {
   return it == l.total.end() ? 0 : it->second;
 }
 
+size_t device_free_bytes(const Device& dev) {
+  switch (dev.backend) {
+    case Backend::CPU: throw std::logic_error("kernels::device_free_bytes: the CPU's memory is host memory");
+    case Backend::CUDA: ATTNRES_ON_CUDA("device_free_bytes", device_free_bytes(dev));
+  }
+  return 0;
+}
+
 void* alloc_pinned(const Device& dev, size_t bytes) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::alloc_bytes(bytes);

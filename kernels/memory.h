@@ -35,6 +35,11 @@ void free_bytes(const Device& dev, void* p);
 // rounded): what the memory plan predicts.
 size_t allocated_bytes(const Device& dev);
 
+// Memory a CUDA device can still allocate (cudaMemGetInfo). The CPU backend
+// allocates host memory, which the runtime measures itself
+// (runtime/host_memory.h): calling this with a CPU device is a logic error.
+size_t device_free_bytes(const Device& dev);
+
 // Host memory the device can copy from/to asynchronously (page-locked on CUDA,
 // plain host memory on CPU). Not counted by allocated_bytes.
 void* alloc_pinned(const Device& dev, size_t bytes);

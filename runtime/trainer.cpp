@@ -23,6 +23,9 @@
 #include "parallel/executor.h"
 #include "parallel/memory_plan.h"
 #include "parallel/mpi_communicator.h"
+#ifdef ATTNRES_WITH_CUDA
+#include "parallel/cuda/nccl_communicator.h"
+#endif
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
 #include "parallel/topology.h"
@@ -78,14 +81,23 @@ struct MicroBatches {
   }
 };
 
+// train.device, closed after everything allocated on it: the first member of Run.
+struct OpenDevice {
+  kernels::Device dev;
+  OpenDevice() = default;
+  OpenDevice(const OpenDevice&) = delete;
+  OpenDevice& operator=(const OpenDevice&) = delete;
+  ~OpenDevice() { kernels::close_device(dev); }
+};
+
 // Everything of one rank's run.
 struct Run {
+  OpenDevice device;
   const Config& cfg;
   Topology topo;
   Groups groups;
   std::unique_ptr<Communicator> node;  // the ranks on this machine
   TensorParallel tp;                    // this rank's shard of its chunks
-  kernels::Device dev;                  // train.device
   double tp_step_bytes = 0;             // sent in tp collectives by the last training step
   Partition part;
   std::unique_ptr<PipelineExecutor> exec;
@@ -103,24 +115,28 @@ struct Run {
 
 // A model too large for the machine fails before the first allocation, with
 // what one rank needs (the memory plan plus AdamW's moments) against what the
-// ranks sharing this machine can still get. The ranks agree, so none waits on
-// one that stopped.
+// ranks sharing this machine can still get (on GPUs: what its device has
+// free). The ranks agree, so none waits on one that stopped.
 void check_memory_fits(Run& r, const Schedule& sched, bool cache) {
   const RankMemoryPlan plan = plan_rank_memory(r.cfg.model, r.part, sched, r.topo.coord.pp_idx,
                                                r.cfg.train.micro_batch_size, cache, r.tp);
   const MemoryBytes& b = plan.total;
   const double need = double(b.total()) + 2.0 * double(b.params);
-  double node_need = need;
-  r.node->allreduce_sum(&node_need, 1);
-  const double avail = double(available_host_bytes());
+  // On a CPU the ranks of a machine share its memory; on GPUs each has its device's.
+  const bool gpu = r.device.dev.backend == kernels::Backend::CUDA;
+  double share_need = need;
+  if (!gpu) r.node->allreduce_sum(&share_need, 1);
+  const double avail = gpu ? double(kernels::device_free_bytes(r.device.dev)) : double(available_host_bytes());
+  const std::string where = gpu ? "its CUDA device " + std::to_string(r.device.dev.ordinal) + " has "
+                                : "the " + std::to_string(r.node->size()) + " rank(s) on this machine need " +
+                                      format_bytes(share_need) + " and ";
   std::string err;
-  if (avail > 0 && node_need > avail)
+  if (avail > 0 && share_need > avail)
     err = "not enough memory: rank " + std::to_string(r.topo.world_rank) + " needs " + format_bytes(need) +
           " (parameters " + format_bytes(double(b.params)) + ", gradients " + format_bytes(double(b.grads)) +
           ", AdamW moments " + format_bytes(2.0 * double(b.params)) + ", activations " +
-          format_bytes(double(b.acts)) + ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + "); the " +
-          std::to_string(r.node->size()) + " rank(s) on this machine need " + format_bytes(node_need) + " and " +
-          format_bytes(avail) +
+          format_bytes(double(b.acts)) + ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + "); " +
+          where + format_bytes(avail) +
           " is available; make the model, train.micro_batch_size or model.seq_len smaller, or spread the "
           "layers over more machines (parallel.pp); `attnres plan` shows each rank's share";
   err = agree_on_error(*r.groups.world, err);
@@ -133,16 +149,26 @@ void check_memory_fits(Run& r, const Schedule& sched, bool cache) {
 kernels::Device choose_device(Run& r) {
   if (r.cfg.train.device == "cpu") return kernels::Device{};
   std::string why, err;
+  kernels::Device dev;
   const int n = kernels::cuda_device_count(&why);
-  if (n == 0) err = "train.device: cuda: no usable CUDA device: " + why;
-  else if (n < r.node->size())
+  if (n == 0) {
+    err = "train.device: cuda: no usable CUDA device: " + why;
+  } else if (n < r.node->size()) {
     err = "train.device: cuda: this node has " + std::to_string(n) + " CUDA device(s) for its " +
           std::to_string(r.node->size()) + " ranks; run one rank per GPU";
-  else
-    err = "train.device: cuda: this build has every CUDA kernel, but the trainer does not yet keep a step's "
-          "token ids, source-pointer arrays and reductions on the device (docs/CUDA.md)";
+  } else {
+    try {
+      dev = kernels::open_device(kernels::Backend::CUDA, r.node->rank());
+    } catch (const std::exception& e) {
+      err = std::string("train.device: cuda: ") + e.what();
+    }
+  }
   err = agree_on_error(*r.groups.world, err);
-  throw std::runtime_error(err);
+  if (!err.empty()) {
+    kernels::close_device(dev);
+    throw std::runtime_error(err);
+  }
+  return dev;
 }
 
 void setup(Run& r) {
@@ -168,15 +194,19 @@ void setup(Run& r) {
   TagSpace tags{std::max(r.M, r.cfg.train.eval_batches), r.part.num_chunks(), max_tensors};
   r.groups = make_mpi_groups(r.topo, tags);
   r.node = make_mpi_node();
+  r.device.dev = choose_device(r);
+#ifdef ATTNRES_WITH_CUDA
+  // Hops, dp reductions and tp collectives move device buffers: over NCCL.
+  if (r.device.dev.backend == kernels::Backend::CUDA) r.groups = make_nccl_groups(std::move(r.groups), r.device.dev, tags);
+#endif
   r.tp = {{r.topo.coord.tp_idx, p.tp}, p.sequence_parallel && p.tp > 1, r.groups.tensor_collectives.get()};
   const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
-  r.dev = choose_device(r);
   check_memory_fits(r, sched, cache);
   r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
                                               p.pp > 1 ? r.groups.pipeline.get() : nullptr,
                                               p.dp > 1 ? r.groups.data.get() : nullptr,
                                               r.cfg.train.micro_batch_size, r.cfg.train.seed, cache,
-                                              r.dev, r.tp);
+                                              r.device.dev, r.tp);
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();
   for (Chunk& c : r.exec->chunks()) {
@@ -290,20 +320,24 @@ double validation_share(const TokenFile& f, const Config& cfg, const Coord& co, 
   return tokens;
 }
 
-// The MFU denominator in FLOP/s, the sum over nodes of each node's peak: its
-// sgemm rate, measured once by the node's first rank with all the node's
-// cores while its other ranks wait asleep, or --peak-gflops (per node).
+// The MFU denominator in FLOP/s, the sum over nodes of each node's peak:
+// --peak-gflops (per node); on CPUs its sgemm rate, measured once by the
+// node's first rank with all the node's cores while its other ranks wait
+// asleep; on GPUs the sum of its ranks' cuBLAS rates, one GPU each.
 double machine_peak_flops(Run& r, double given_gflops) {
   Communicator& node = *r.node;
-  double node_gflops = given_gflops;
-  if (given_gflops <= 0) {
+  double mine = 0.0;  // this rank's part of the world's sum
+  if (given_gflops > 0) {
+    mine = node.rank() == 0 ? given_gflops : 0.0;
+  } else if (r.device.dev.backend == kernels::Backend::CUDA) {
+    mine = kernels::measure_gemm_gflops(r.device.dev, 4096);  // each rank its own GPU
+  } else {
     node.barrier();  // every rank of the node is done with its set-up and waits asleep
-    if (node.rank() == 0) node_gflops = kernels::measure_sgemm_gflops(node_cores());
+    if (node.rank() == 0) mine = kernels::measure_sgemm_gflops(node_cores());
     node.barrier();
   }
-  double total = node.rank() == 0 ? node_gflops : 0.0;
-  r.groups.world->allreduce_sum(&total, 1);
-  return total * 1e9;
+  r.groups.world->allreduce_sum(&mine, 1);
+  return mine * 1e9;
 }
 
 // MFU is model FLOP/s over the peak, never above 1: a measured peak is a lower
@@ -394,7 +428,7 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
     const uint64_t global_mb = uint64_t(step) * tc.grad_accum + uint64_t(r.topo.coord.dp_idx) * r.M + i;
     loader.fill(mbs.batches[size_t(i)], global_mb * tc.micro_batch_size);
   }
-  mbs.load(r.dev, r.cfg.model.vocab_size);
+  mbs.load(r.device.dev, r.cfg.model.vocab_size);
   double loss_sum = 0.0;
   for (double l : exec.run(mbs.tokens, mbs.targets, float(1.0 / tokens_per_step))) loss_sum += l;  // mb order
   if (nan_fault_due(step + 1)) poison_gradient(exec.chunks().front());
@@ -480,7 +514,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const DataLoader loader(train_file, tc.micro_batch_size, m.seq_len, tc.seed);
   MicroBatches val, mbs;
   const double val_tokens = validation_share(val_file, cfg, r.topo.coord, val);
-  val.load(r.dev, m.vocab_size);
+  val.load(r.device.dev, m.vocab_size);
   mbs.batches.resize(size_t(r.M));
 
   const bool log = r.is_logger() && !opt.quiet;

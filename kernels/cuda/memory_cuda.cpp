@@ -49,6 +49,13 @@ void free_bytes(const Device& dev, void* p) {
   check(cudaFree(p), "cudaFree");
 }
 
+size_t device_free_bytes(const Device& dev) {
+  select(dev);
+  size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  return free;
+}
+
 void* alloc_pinned(size_t bytes) {
   if (bytes == 0) return nullptr;
   void* p = nullptr;

@@ -17,6 +17,7 @@ void close_device(Device& dev);
 
 void* alloc_bytes(const Device& dev, size_t bytes);
 void free_bytes(const Device& dev, void* p);
+size_t device_free_bytes(const Device& dev);
 void* alloc_pinned(size_t bytes);
 void free_pinned(void* p);
 void copy_bytes(const Device& dev, void* dst, const void* src, size_t bytes, CopyKind kind);

@@ -2,11 +2,13 @@
 
 #include <nccl.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include "kernels/memory.h"
+#include "parallel/tensor_group.h"
 
 namespace attnres {
 
@@ -22,16 +24,27 @@ struct PendingCall : Request::State {
   ~PendingCall() override { kernels::event_destroy(done); }
 };
 
+// An NCCL communicator over the ranks of an MPI group: rank 0 makes the
+// unique id and broadcasts it over MPI.
+ncclComm_t nccl_comm_of(Communicator& mpi) {
+  ncclUniqueId id;
+  if (mpi.rank() == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+  mpi.broadcast(&id, sizeof id, 0);
+  ncclComm_t comm = nullptr;
+  check(ncclCommInitRank(&comm, mpi.size(), id, mpi.rank()), "ncclCommInitRank");
+  return comm;
+}
+
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(Communicator& mpi, const kernels::Device& dev, TagSpace tags)
-      : mpi_(mpi), dev_(dev), comm_stream_(kernels::open_device(kernels::Backend::CUDA, dev.ordinal)), tags_(tags) {
-    ncclUniqueId id;
-    if (mpi_.rank() == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
-    mpi_.broadcast(&id, sizeof id, 0);
-    check(ncclCommInitRank(&comm_, mpi_.size(), id, mpi_.rank()), "ncclCommInitRank");
-    ready_ = kernels::event_create(dev_);
-  }
+  NcclCommunicator(std::unique_ptr<Communicator> mpi, const kernels::Device& dev, TagSpace tags)
+      : mpi_owned_(std::move(mpi)),
+        mpi_(*mpi_owned_),
+        dev_(dev),
+        comm_stream_(kernels::open_device(kernels::Backend::CUDA, dev.ordinal)),
+        tags_(tags),
+        comm_(nccl_comm_of(mpi_)),
+        ready_(kernels::event_create(dev_)) {}
   ~NcclCommunicator() override {
     kernels::event_destroy(ready_);
     ncclCommDestroy(comm_);
@@ -103,6 +116,7 @@ class NcclCommunicator final : public Communicator {
     return Request(std::move(p));
   }
 
+  std::unique_ptr<Communicator> mpi_owned_;
   Communicator& mpi_;
   kernels::Device dev_, comm_stream_;
   TagSpace tags_;
@@ -110,13 +124,64 @@ class NcclCommunicator final : public Communicator {
   kernels::Event ready_;  // recorded on the compute stream before each call
 };
 
+// The tensor group's collectives (models/tensor_collectives.h) on the
+// chunk's own stream: the model waits for each of them anyway, so stream
+// order is all the synchronization they need.
+class NcclTensorGroup final : public TensorGroup {
+ public:
+  NcclTensorGroup(Communicator& mpi, const kernels::Device& dev)
+      : rank_(mpi.rank()), size_(mpi.size()), dev_(dev), comm_(nccl_comm_of(mpi)) {}
+  ~NcclTensorGroup() override { ncclCommDestroy(comm_); }
+  NcclTensorGroup(const NcclTensorGroup&) = delete;
+  NcclTensorGroup& operator=(const NcclTensorGroup&) = delete;
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void allreduce_sum(float* x, size_t n) override {
+    check(ncclAllReduce(x, x, n, ncclFloat, ncclSum, comm_, stream()), "ncclAllReduce (tensor)");
+    bytes_ += ring_allreduce_bytes(n, size_);
+  }
+  void allreduce_max(float* x, size_t n) override {
+    check(ncclAllReduce(x, x, n, ncclFloat, ncclMax, comm_, stream()), "ncclAllReduce (tensor, max)");
+    bytes_ += ring_allreduce_bytes(n, size_);
+  }
+  void allgather(float* out, const float* in, size_t n) override {
+    check(ncclAllGather(in, out, n, ncclFloat, comm_, stream()), "ncclAllGather (tensor)");
+    bytes_ += ring_allgather_bytes(n, size_);
+  }
+  void reduce_scatter_sum(float* out, const float* in, size_t n) override {
+    check(ncclReduceScatter(in, out, n, ncclFloat, ncclSum, comm_, stream()), "ncclReduceScatter (tensor)");
+    bytes_ += ring_allgather_bytes(n, size_);
+  }
+
+ private:
+  cudaStream_t stream() const { return static_cast<cudaStream_t>(dev_.stream); }
+  int rank_, size_;
+  kernels::Device dev_;
+  ncclComm_t comm_ = nullptr;
+};
+
+void require_cuda(const kernels::Device& dev, const char* what) {
+  if (dev.backend != kernels::Backend::CUDA) throw std::logic_error(std::string(what) + ": the device is not a CUDA device");
+}
+
 }  // namespace
 
-std::unique_ptr<Communicator> make_nccl_communicator(Communicator& mpi_group, const kernels::Device& dev,
-                                                     TagSpace tags) {
-  if (dev.backend != kernels::Backend::CUDA)
-    throw std::logic_error("make_nccl_communicator: the device is not a CUDA device");
-  return std::make_unique<NcclCommunicator>(mpi_group, dev, tags);
+std::unique_ptr<Communicator> make_nccl_communicator(std::unique_ptr<Communicator> mpi_group,
+                                                     const kernels::Device& dev, TagSpace tags) {
+  require_cuda(dev, "make_nccl_communicator");
+  return std::make_unique<NcclCommunicator>(std::move(mpi_group), dev, tags);
+}
+
+Groups make_nccl_groups(Groups mpi, const kernels::Device& dev, TagSpace pipeline_tags) {
+  require_cuda(dev, "make_nccl_groups");
+  Groups g;
+  if (mpi.tensor->size() > 1) g.tensor_collectives = std::make_unique<NcclTensorGroup>(*mpi.tensor, dev);
+  g.world = std::move(mpi.world);
+  g.pipeline = make_nccl_communicator(std::move(mpi.pipeline), dev, pipeline_tags);
+  g.data = make_nccl_communicator(std::move(mpi.data), dev, TagSpace{});
+  g.tensor = make_nccl_communicator(std::move(mpi.tensor), dev, TagSpace{});
+  return g;
 }
 
 }  // namespace attnres

@@ -1,7 +1,7 @@
 // A Communicator over NCCL for device memory (DESIGN §7), built with the CUDA
 // backend. Float buffers given to isend, irecv and allreduce_sum(float) are
 // device memory of `dev`; host-side collectives (doubles, bytes, barrier) go
-// through the MPI communicator it was made from, which must stay alive.
+// through the MPI communicator it was made from, which it owns.
 //
 // - The NCCL unique id is made on rank 0 and broadcast over that MPI group.
 // - Each call runs on a communication stream of its own, after an event
@@ -18,10 +18,17 @@
 
 #include "kernels/device.h"
 #include "parallel/communicator.h"
+#include "parallel/topology.h"
 
 namespace attnres {
 
-std::unique_ptr<Communicator> make_nccl_communicator(Communicator& mpi_group, const kernels::Device& dev,
-                                                     TagSpace tags = {});
+std::unique_ptr<Communicator> make_nccl_communicator(std::unique_ptr<Communicator> mpi_group,
+                                                     const kernels::Device& dev, TagSpace tags = {});
+
+// The groups of a rank on a CUDA device: pipeline, data and tensor become
+// NCCL communicators over the MPI ones (which they keep for host-side
+// collectives), the tensor collectives an NCCL group on the device's own
+// stream; world stays MPI (it only carries host values).
+Groups make_nccl_groups(Groups mpi, const kernels::Device& dev, TagSpace pipeline_tags);
 
 }  // namespace attnres

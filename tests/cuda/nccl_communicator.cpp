@@ -1,17 +1,19 @@
 // The NCCL communicator on two ranks, one GPU each (under mpirun): a hop of
-// two tensors each way, an allreduce, and host-side collectives through MPI,
-// against values known on the host. Without two usable devices every rank
+// two tensors each way, an allreduce, host-side collectives through MPI, and
+// the tensor group's collectives, against values known on the host. Without two usable devices every rank
 // skips, naming why.
 #include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/device.h"
 #include "kernels/memory.h"
 #include "parallel/cuda/nccl_communicator.h"
 #include "parallel/mpi_communicator.h"
+#include "parallel/topology.h"
 
 using namespace attnres;
 namespace k = attnres::kernels;
@@ -24,7 +26,7 @@ TEST(NcclCommunicator, HopsAndAllreduceOnDeviceBuffers) {
   ASSERT_EQ(world->size(), 2);
   k::Device dev = k::open_device(k::Backend::CUDA, world->rank());
   {
-    auto nccl = make_nccl_communicator(*world, dev, {4, 2, 2});
+    auto nccl = make_nccl_communicator(std::move(world), dev, {4, 2, 2});
     const int me = nccl->rank(), peer = 1 - me;
     const size_t len = 1000;
     std::vector<float> a(len, float(me + 1)), b(len, float(10 * (me + 1)));
@@ -49,6 +51,43 @@ TEST(NcclCommunicator, HopsAndAllreduceOnDeviceBuffers) {
     double x = me + 1.0;
     nccl->allreduce_sum(&x, 1);  // host memory: through MPI
     EXPECT_EQ(x, 3.0);
+  }
+  k::close_device(dev);
+}
+
+// A tp = 2 rank's groups on its device (make_nccl_groups): the tensor
+// collectives run over NCCL on the device's stream.
+TEST(NcclCommunicator, TensorCollectivesOfTheGroups) {
+  std::string why;
+  const int n = k::cuda_device_count(&why);
+  if (n < 2) GTEST_SKIP() << "needs two CUDA devices: " << (n == 0 ? why : "this node has one");
+  const std::unique_ptr<Communicator> world = make_mpi_world();
+  ASSERT_EQ(world->size(), 2);
+  const int me = world->rank();
+  k::Device dev = k::open_device(k::Backend::CUDA, me);
+  {
+    const Topology topo = make_topology(2, me, 1, 1, 2);
+    Groups g = make_nccl_groups(make_mpi_groups(topo, TagSpace{}), dev, TagSpace{});
+    ASSERT_TRUE(g.tensor_collectives);
+    TensorCollectives& tc = *g.tensor_collectives;
+    const size_t len = 4;
+    const std::vector<float> mine = {float(me), float(me + 1), float(10 * me), -float(me)};
+    k::DeviceBuffer<float> x(dev, len), full(dev, 2 * len), part(dev, len);
+    k::from_host(dev, x.data(), mine.data(), len);
+    tc.allreduce_sum(x.data(), len);
+    EXPECT_EQ(k::to_host(dev, x.data(), len), (std::vector<float>{1, 3, 10, -1}));
+    k::from_host(dev, x.data(), mine.data(), len);
+    tc.allreduce_max(x.data(), len);
+    EXPECT_EQ(k::to_host(dev, x.data(), len), (std::vector<float>{1, 2, 10, 0}));
+    k::from_host(dev, x.data(), mine.data(), len);
+    tc.allgather(full.data(), x.data(), len);
+    EXPECT_EQ(k::to_host(dev, full.data(), 2 * len), (std::vector<float>{0, 1, 0, 0, 1, 2, 10, -1}));
+    // Each rank's 2 x len input; rank r gets the sum of row r.
+    const std::vector<float> both = {float(me), 1, 2, 3, 4, 5, 6, float(me)};
+    k::from_host(dev, full.data(), both.data(), 2 * len);
+    tc.reduce_scatter_sum(part.data(), full.data(), len);
+    EXPECT_EQ(k::to_host(dev, part.data(), len),
+              me == 0 ? (std::vector<float>{1, 2, 4, 6}) : (std::vector<float>{8, 10, 12, 1}));
   }
   k::close_device(dev);
 }

@@ -478,7 +478,7 @@ TEST(CommandLine, ModelTooLargeSaysHowMuchItNeeds) {
   const fs::path dir = fresh_dir("too_large");
   const std::string args = "train --config " ATTNRES_SOURCE_DIR "/configs/tiny.yaml --peak-gflops 1 --set data.dir=" +
                            test_corpus_dir() + " --set model.n_layers=4096 --set model.d_model=65536 "
-                           "--set model.n_heads=512 --set model.d_ff=262144";
+                           "--set model.n_heads=512 --set model.d_ff=262144 --set residual.block_size=16";
   const Outcome o = run(ATTNRES_BINARY_DIR "/attnres " + args, dir);
   EXPECT_EQ(o.exit_code, 1) << o.log;
   // 4096 layers x (4 d^2 + 3 d d_ff) floats, d = 65536, d_ff = 4 d: 16 d^2 x 4096 x 4 B = 1 PiB.

@@ -276,6 +276,13 @@ TEST(OpsForward, MeasureSgemmRestoresThreads) {
   EXPECT_EQ(get_num_threads(), 1);
 }
 
+// The device peak's code (events around kernels::gemm), run on the CPU.
+TEST(OpsForward, MeasureGemmOnADevice) {
+  const double gflops = measure_gemm_gflops(Device{}, 128);
+  EXPECT_GT(gflops, 0.1);
+  EXPECT_TRUE(std::isfinite(gflops));
+}
+
 // ---- bitwise independence of the thread count -------------------------------
 template <class Run>
 void expect_same_bits_1_vs_2_threads(Run run, const char* what) {
