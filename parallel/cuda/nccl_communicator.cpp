@@ -35,21 +35,47 @@ ncclComm_t nccl_comm_of(Communicator& mpi) {
   return comm;
 }
 
+// A communication stream beside a compute stream. Each call waits for the
+// compute stream's work issued before it (an event), issues its NCCL calls
+// grouped on the communication stream, and returns its completion event.
+class CommStream {
+ public:
+  explicit CommStream(const kernels::Device& compute)
+      : compute_(compute),
+        comm_(kernels::open_device(kernels::Backend::CUDA, compute.ordinal)),
+        ready_(kernels::event_create(compute)) {}
+  ~CommStream() {
+    kernels::event_destroy(ready_);
+    kernels::close_device(comm_);
+  }
+  CommStream(const CommStream&) = delete;
+  CommStream& operator=(const CommStream&) = delete;
+
+  template <class Issue>
+  std::unique_ptr<PendingCall> run(Issue issue) {
+    kernels::event_record(ready_, compute_);
+    kernels::stream_wait_event(comm_, ready_);
+    check(ncclGroupStart(), "ncclGroupStart");
+    issue(static_cast<cudaStream_t>(comm_.stream));
+    check(ncclGroupEnd(), "ncclGroupEnd");
+    auto p = std::make_unique<PendingCall>();
+    p->done = kernels::event_create(comm_);
+    kernels::event_record(p->done, comm_);
+    return p;
+  }
+  // Work issued on the compute stream from now on waits for the call.
+  void join(const PendingCall& p) const { kernels::stream_wait_event(compute_, p.done); }
+
+ private:
+  kernels::Device compute_, comm_;
+  kernels::Event ready_;  // recorded on the compute stream before each call
+};
+
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(std::unique_ptr<Communicator> mpi, const kernels::Device& dev, TagSpace tags)
-      : mpi_owned_(std::move(mpi)),
-        mpi_(*mpi_owned_),
-        dev_(dev),
-        comm_stream_(kernels::open_device(kernels::Backend::CUDA, dev.ordinal)),
-        tags_(tags),
-        comm_(nccl_comm_of(mpi_)),
-        ready_(kernels::event_create(dev_)) {}
-  ~NcclCommunicator() override {
-    kernels::event_destroy(ready_);
-    ncclCommDestroy(comm_);
-    kernels::close_device(comm_stream_);
-  }
+      : mpi_owned_(std::move(mpi)), mpi_(*mpi_owned_), stream_(dev), tags_(tags), comm_(nccl_comm_of(mpi_)) {}
+  ~NcclCommunicator() override { ncclCommDestroy(comm_); }
 
   int rank() const override { return mpi_.rank(); }
   int size() const override { return mpi_.size(); }
@@ -57,19 +83,19 @@ class NcclCommunicator final : public Communicator {
   Request isend(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) override {
     check_tag(tag, tensors.size());
     for (const TensorRef& t : tensors) bytes_sent_ += t.count * sizeof(float);
-    return on_comm_stream([&](cudaStream_t s) {
+    return Request(stream_.run([&](cudaStream_t s) {
       for (const TensorRef& t : tensors) check(ncclSend(t.data, t.count, ncclFloat, peer, comm_, s), "ncclSend");
-    });
+    }));
   }
   Request irecv(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) override {
     check_tag(tag, tensors.size());
-    return on_comm_stream([&](cudaStream_t s) {
+    return Request(stream_.run([&](cudaStream_t s) {
       for (const TensorRef& t : tensors) check(ncclRecv(t.data, t.count, ncclFloat, peer, comm_, s), "ncclRecv");
-    });
+    }));
   }
   void wait(Request& r) override {
     if (!r.pending()) return;
-    kernels::stream_wait_event(dev_, static_cast<PendingCall&>(*r.state).done);
+    stream_.join(static_cast<PendingCall&>(*r.state));
     r.state.reset();
   }
   bool test(Request& r) override {
@@ -82,9 +108,9 @@ class NcclCommunicator final : public Communicator {
     wait(r);
   }
   Request iallreduce_sum(float* data, size_t n) override {
-    return on_comm_stream([&](cudaStream_t s) {
+    return Request(stream_.run([&](cudaStream_t s) {
       check(ncclAllReduce(data, data, n, ncclFloat, ncclSum, comm_, s), "ncclAllReduce");
-    });
+    }));
   }
   // Host-side collectives: the MPI group.
   void allreduce_sum(double* data, size_t n) override { mpi_.allreduce_sum(data, n); }
@@ -101,36 +127,20 @@ class NcclCommunicator final : public Communicator {
         int(tensors) > tags_.max_tensors)
       throw std::logic_error("NcclCommunicator: message tag outside the communicator's TagSpace");
   }
-  // Runs `issue` on the communication stream after the compute stream's work,
-  // grouped, and returns the Request of its completion event.
-  template <class Issue>
-  Request on_comm_stream(Issue issue) {
-    kernels::event_record(ready_, dev_);
-    kernels::stream_wait_event(comm_stream_, ready_);
-    check(ncclGroupStart(), "ncclGroupStart");
-    issue(static_cast<cudaStream_t>(comm_stream_.stream));
-    check(ncclGroupEnd(), "ncclGroupEnd");
-    auto p = std::make_unique<PendingCall>();
-    p->done = kernels::event_create(comm_stream_);
-    kernels::event_record(p->done, comm_stream_);
-    return Request(std::move(p));
-  }
-
   std::unique_ptr<Communicator> mpi_owned_;
   Communicator& mpi_;
-  kernels::Device dev_, comm_stream_;
+  CommStream stream_;
   TagSpace tags_;
   ncclComm_t comm_ = nullptr;
-  kernels::Event ready_;  // recorded on the compute stream before each call
 };
 
-// The tensor group's collectives (models/tensor_collectives.h) on the
-// chunk's own stream: the model waits for each of them anyway, so stream
-// order is all the synchronization they need.
+// The tensor group's collectives (models/tensor_collectives.h) on a
+// communication stream ordered by events; each returns with the compute
+// stream waiting for it, since the model reads its result next.
 class NcclTensorGroup final : public TensorGroup {
  public:
   NcclTensorGroup(Communicator& mpi, const kernels::Device& dev)
-      : rank_(mpi.rank()), size_(mpi.size()), dev_(dev), comm_(nccl_comm_of(mpi)) {}
+      : rank_(mpi.rank()), size_(mpi.size()), stream_(dev), comm_(nccl_comm_of(mpi)) {}
   ~NcclTensorGroup() override { ncclCommDestroy(comm_); }
   NcclTensorGroup(const NcclTensorGroup&) = delete;
   NcclTensorGroup& operator=(const NcclTensorGroup&) = delete;
@@ -138,26 +148,33 @@ class NcclTensorGroup final : public TensorGroup {
   int size() const override { return size_; }
 
   void allreduce_sum(float* x, size_t n) override {
-    check(ncclAllReduce(x, x, n, ncclFloat, ncclSum, comm_, stream()), "ncclAllReduce (tensor)");
+    call([&](cudaStream_t s) { check(ncclAllReduce(x, x, n, ncclFloat, ncclSum, comm_, s), "ncclAllReduce (tensor)"); });
     bytes_ += ring_allreduce_bytes(n, size_);
   }
   void allreduce_max(float* x, size_t n) override {
-    check(ncclAllReduce(x, x, n, ncclFloat, ncclMax, comm_, stream()), "ncclAllReduce (tensor, max)");
+    call([&](cudaStream_t s) {
+      check(ncclAllReduce(x, x, n, ncclFloat, ncclMax, comm_, s), "ncclAllReduce (tensor, max)");
+    });
     bytes_ += ring_allreduce_bytes(n, size_);
   }
   void allgather(float* out, const float* in, size_t n) override {
-    check(ncclAllGather(in, out, n, ncclFloat, comm_, stream()), "ncclAllGather (tensor)");
+    call([&](cudaStream_t s) { check(ncclAllGather(in, out, n, ncclFloat, comm_, s), "ncclAllGather (tensor)"); });
     bytes_ += ring_allgather_bytes(n, size_);
   }
   void reduce_scatter_sum(float* out, const float* in, size_t n) override {
-    check(ncclReduceScatter(in, out, n, ncclFloat, ncclSum, comm_, stream()), "ncclReduceScatter (tensor)");
+    call([&](cudaStream_t s) {
+      check(ncclReduceScatter(in, out, n, ncclFloat, ncclSum, comm_, s), "ncclReduceScatter (tensor)");
+    });
     bytes_ += ring_allgather_bytes(n, size_);
   }
 
  private:
-  cudaStream_t stream() const { return static_cast<cudaStream_t>(dev_.stream); }
+  template <class Issue>
+  void call(Issue issue) {
+    stream_.join(*stream_.run(issue));
+  }
   int rank_, size_;
-  kernels::Device dev_;
+  CommStream stream_;
   ncclComm_t comm_ = nullptr;
 };
 
