@@ -5,6 +5,9 @@
 // Rates use wall time: the kernels run on several threads.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -101,46 +104,92 @@ BENCHMARK(BM_Attention)
     ->Args({512, 8, 64, 0})->Args({512, 8, 64, 1})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 
-// AttnRes site over K sources of [2048, d]: memory-bound, report bytes read.
-void BM_AttnRes(benchmark::State& state) {
-  const int K = state.range(0), d = state.range(1);
-  const bool backward = state.range(2);
-  const int N = 2048;
-  Device dev;
-  std::vector<std::vector<float>> src(K), rstd(K, std::vector<float>(N)),
-      dsrc(K, std::vector<float>((size_t)N * d));
-  std::vector<const float*> sp(K), rp(K);
-  std::vector<float*> dp(K);
-  for (int s = 0; s < K; s++) {
-    src[s] = random_vec((size_t)N * d, 10 + s);
-    rms_inverse(dev, rstd[s].data(), src[s].data(), N, d, 1e-6f);
-    sp[s] = src[s].data();
-    rp[s] = rstd[s].data();
-    dp[s] = dsrc[s].data();
-  }
-  auto w = random_vec(d, 20), g = random_vec(d, 21), dh = random_vec((size_t)N * d, 22);
-  std::vector<float> h((size_t)N * d), alpha((size_t)N * K), uv(alpha.size()),
-      scratch(attnres_backward_scratch(N, K, d)), dw(d), dg(d);
-  attnres_forward(dev, h.data(), alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(),
-                  g.data(), N, d);
-  for (auto _ : state) {
-    if (backward)
-      attnres_backward(dev, dp.data(), dw.data(), dg.data(), scratch.data(), dh.data(),
-                       alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(), g.data(), N, d);
-    else
-      attnres_forward(dev, h.data(), alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(),
-                      g.data(), N, d);
-  }
-  // Forward reads each source twice (logits, sum) and writes h; backward reads
-  // dh and the sources twice and reads and writes every dsrc.
-  const double row = (double)N * d * sizeof(float);
-  state.SetBytesProcessed(state.iterations() *
-                          (int64_t)(backward ? (1 + 4.0 * K) * row : (2.0 * K + 1) * row));
+// This machine's memory bandwidth in the same run: a 256 MiB copy (read
+// + write), median of 5, measured once and shared by the counters below.
+double copy_bytes_per_second() {
+  static const double rate = [] {
+    const size_t n = size_t(64) << 20;  // floats
+    std::vector<float> a(n, 1.0f), b(n);
+    std::vector<double> rates;
+    for (int i = 0; i < 5; i++) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::memcpy(b.data(), a.data(), n * sizeof(float));
+      benchmark::DoNotOptimize(b.data());
+      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      rates.push_back(2.0 * double(n) * sizeof(float) / sec);
+    }
+    std::sort(rates.begin(), rates.end());
+    return rates[2];
+  }();
+  return rate;
 }
-BENCHMARK(BM_AttnRes)
-    ->ArgNames({"K", "d", "bwd"})
-    ->Args({3, 256, 0})->Args({3, 256, 1})->Args({9, 256, 0})->Args({9, 256, 1})
-    ->Args({9, 1024, 0})->Args({9, 1024, 1})
+
+void BM_Copy(benchmark::State& state) {
+  for (auto _ : state) state.counters["GB/s"] = copy_bytes_per_second() * 1e-9;
+}
+BENCHMARK(BM_Copy)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// One AttnRes site group as a microbatch of N = 2048 rows runs it: S sites
+// of a block over K completed sources (the first site without a partial),
+// forward (phase 1 and the merges) or backward (the sites' partial parts and
+// the group's completed part). The bytes it must move, at the least: forward
+// reads the K sources, the S - 1 partials and writes S outputs; backward
+// reads the K sources and dh, h of each site, reads and writes the K source
+// gradients, and reads the S - 1 partials and their gradients and writes them.
+// of_copy is that over the copy bandwidth of the same run.
+void BM_AttnResBlock(benchmark::State& state) {
+  const int K = state.range(0), S = state.range(1), d = state.range(2);
+  const bool backward = state.range(3);
+  const int N = 2048;
+  const size_t Nd = size_t(N) * d;
+  Device dev;
+  auto vecs = [](int n, size_t len, unsigned seed) {
+    std::vector<std::vector<float>> v;
+    for (int i = 0; i < n; i++) v.push_back(random_vec(len, seed + unsigned(i)));
+    return v;
+  };
+  auto ptrs = [](std::vector<std::vector<float>>& v) {
+    std::vector<float*> p;
+    for (auto& x : v) p.push_back(x.data());
+    return p;
+  };
+  auto src = vecs(K, Nd, 10), dsrc = vecs(K, Nd, 20), rstd = vecs(K, N, 30), part = vecs(S, Nd, 40),
+       prstd = vecs(S, N, 50), dpart = vecs(S, Nd, 60), h = vecs(S, Nd, 70), lse = vecs(S, N, 80), w = vecs(S, d, 90),
+       g = vecs(S, d, 100), dh = vecs(S, Nd, 110), sdot = vecs(S, N, 120), dw = vecs(S, d, 130), dg = vecs(S, d, 140);
+  for (int s = 0; s < K; s++) rms_inverse(dev, rstd[s].data(), src[s].data(), N, d, 1e-6f);
+  for (int j = 0; j < S; j++) rms_inverse(dev, prstd[j].data(), part[j].data(), N, d, 1e-6f);
+  const auto sp = ptrs(src), rp = ptrs(rstd), dsp = ptrs(dsrc), hp = ptrs(h), lp = ptrs(lse), wp = ptrs(w), gp = ptrs(g),
+             dhp = ptrs(dh), sdp = ptrs(sdot), dwp = ptrs(dw), dgp = ptrs(dg);
+  std::vector<float> scratch(std::max(attnres_block_backward_scratch(N, S, d), attnres_partial_backward_scratch(N, d)));
+  auto forward = [&] {
+    attnres_block_forward(dev, hp.data(), lp.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
+    for (int j = 1; j < S; j++)
+      attnres_merge_partial(dev, hp[j], lp[j], part[j].data(), prstd[j].data(), wp[j], gp[j], N, d);
+  };
+  forward();
+  for (auto _ : state) {
+    if (!backward) {
+      forward();
+      continue;
+    }
+    for (int j = S - 1; j >= 0; j--)
+      attnres_partial_backward(dev, sdp[j], j ? dpart[j].data() : nullptr, dwp[j], dgp[j], scratch.data(), dhp[j],
+                               hp[j], lp[j], j ? part[j].data() : nullptr, j ? prstd[j].data() : nullptr, wp[j], gp[j],
+                               N, d);
+    attnres_block_backward(dev, dsp.data(), dwp.data(), dgp.data(), scratch.data(), dhp.data(), sdp.data(), lp.data(),
+                           sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
+  }
+  const double tensors = backward ? 3.0 * K + 2.0 * S + 3.0 * (S - 1) : double(K) + (S - 1) + S;
+  const double bytes = tensors * double(Nd) * sizeof(float);
+  state.SetBytesProcessed(int64_t(double(state.iterations()) * bytes));
+  state.counters["of_copy"] =
+      benchmark::Counter(bytes / copy_bytes_per_second(), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_AttnResBlock)
+    ->ArgNames({"K", "S", "d", "bwd"})
+    ->Args({3, 2, 256, 0})->Args({3, 2, 256, 1})->Args({9, 2, 256, 0})->Args({9, 2, 256, 1})
+    ->Args({5, 4, 256, 0})->Args({5, 4, 256, 1})->Args({9, 2, 1024, 0})->Args({9, 2, 1024, 1})
+    ->Args({17, 1, 256, 0})->Args({17, 1, 256, 1})
     ->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_RMSNorm(benchmark::State& state) {

@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/ops.h"
+#include "kernels/limits.h"
 #include "kernels/rowops.h"
 
 namespace attnres::kernels::grid {
@@ -230,64 +230,120 @@ void embedding_backward(const Run& run, float* dtable, const float* dout, const 
   });
 }
 
-// ---- the AttnRes site (DESIGN §1.1) ----------------------------------------------------
-// The K source pointers of a site (host arrays, kernels/ops.h), copied into
-// the body by value.
-template <class P>
-struct SourceList {
-  P p[kMaxSources];
+// ---- the AttnRes sites (DESIGN §1.1), in the paper's two phases --------------------------
+// Pointer lists of a call (host arrays, kernels/ops.h), copied into the body
+// by value: on CUDA they travel in the launch's arguments.
+template <class P, int Cap>
+struct PtrList {
+  P p[Cap];
   ATTNRES_HD P operator[](int s) const { return p[s]; }
 };
-template <class P>
-SourceList<P> source_list(const P* ptrs, int K) {
-  if (K < 0 || K > kMaxSources)
-    throw std::invalid_argument("attnres: " + std::to_string(K) + " sources; at most " +
-                                std::to_string(kMaxSources) + " are supported");
-  SourceList<P> l;
-  for (int s = 0; s < K; s++) l.p[s] = ptrs[s];
+template <class P, int Cap>
+PtrList<P, Cap> ptr_list(const P* ptrs, int n, const char* what) {
+  if (n < 1 || n > Cap)
+    throw std::invalid_argument(std::string("attnres: ") + std::to_string(n) + " " + what + "; 1 to " +
+                                std::to_string(Cap) + " are supported");
+  PtrList<P, Cap> l;
+  for (int s = 0; s < n; s++) l.p[s] = ptrs[s];
   return l;
 }
+template <class P>
+PtrList<P, kMaxSources> source_list(const P* ptrs, int K) {
+  return ptr_list<P, kMaxSources>(ptrs, K, "sources");
+}
+template <class P>
+PtrList<P, kMaxSites> site_list(const P* ptrs, int S) {
+  return ptr_list<P, kMaxSites>(ptrs, S, "sites");
+}
 
+// Phase 1: each row reads its completed sources once for all S sites.
 template <class Run>
-void attnres_forward(const Run& run, float* h, float* alpha, float* uv, const float* const* src,
-                     const float* const* src_rstd, int K, const float* w, const float* g, int N, int d) {
-  const SourceList<const float*> v = source_list(src, K), r = source_list(src_rstd, K);
+void attnres_block_forward(const Run& run, float* const* h, float* const* lse, const float* const* src,
+                           const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
+                           int N, int d) {
+  const auto v = source_list(src, K), r = source_list(src_rstd, K);
+  const auto hs = site_list(h, S), ls = site_list(lse, S);
+  const auto ws = site_list(w, S), gs = site_list(g, S);
   run(N, [=] ATTNRES_HD(int64_t n) {
-    row::attnres_forward(h + size_t(n) * size_t(d), alpha + size_t(n) * K, uv + size_t(n) * K, v, r, K, w, g,
-                         size_t(n), d);
+    float z[kMaxSources];
+    for (int j = 0; j < S; j++)
+      ls[j][n] = row::attnres_completed(hs[j] + size_t(n) * d, z, v, r, K, ws[j], gs[j], size_t(n), d);
   });
 }
 
-// Rows in fixed groups of kRowGroup (one body per group) accumulate the
-// group's du partial [d] in row order; a body per column then adds the
-// partials in group order. Rows write only their own source rows. So the
-// result does not depend on the thread count or the backend.
-inline size_t attnres_backward_scratch(int N, int K, int d) {
-  return size_t((N + kRowGroup - 1) / kRowGroup) * size_t(d + K);
-}
 template <class Run>
-void attnres_backward(const Run& run, float* const* dacc_src, float* dw, float* dg, float* scratch, const float* dh,
-                      const float* alpha, const float* uv, const float* const* src, const float* const* src_rstd,
-                      int K, const float* w, const float* g, int N, int d) {
-  const int ngroups = (N + kRowGroup - 1) / kRowGroup;
-  float* du_part = scratch;
-  float* da = scratch + size_t(ngroups) * d;
-  const SourceList<float*> dv = source_list(dacc_src, K);
-  const SourceList<const float*> v = source_list(src, K), r = source_list(src_rstd, K);
-  run(ngroups, [=] ATTNRES_HD(int64_t gi) {
-    float* du = du_part + size_t(gi) * d;
+void attnres_merge_partial(const Run& run, float* h, float* lse, const float* p, const float* p_rstd, const float* w,
+                           const float* g, int N, int d) {
+  run(N, [=] ATTNRES_HD(int64_t n) {
+    row::attnres_merge(h + size_t(n) * d, lse + n, p + size_t(n) * d, p_rstd[n], w, g, d);
+  });
+}
+
+// Query gradients: rows in fixed groups of kRowGroup (one body per group)
+// accumulate the group's du partials in row order; a body per column then
+// adds the partials in group order. Rows write only their own source rows.
+// So the result depends neither on the thread count nor on the backend.
+inline int row_groups(int N) { return (N + kRowGroup - 1) / kRowGroup; }
+inline size_t attnres_partial_backward_scratch(int N, int d) { return size_t(row_groups(N)) * size_t(d); }
+inline size_t attnres_block_backward_scratch(int N, int S, int d) {
+  return size_t(row_groups(N)) * size_t(S) * size_t(d);
+}
+
+// dw_j += du_j ⊙ g_j and dg_j += du_j ⊙ w_j for S sites, du_j the sum over
+// row groups of part[(group * S + j) * d + i].
+template <class Run>
+void attnres_query_grads(const Run& run, const float* part, int groups, int S, int d, PtrList<float*, kMaxSites> dw,
+                         PtrList<float*, kMaxSites> dg, PtrList<const float*, kMaxSites> w,
+                         PtrList<const float*, kMaxSites> g) {
+  run(int64_t(S) * d, [=] ATTNRES_HD(int64_t x) {
+    const int j = int(x / d), i = int(x % d);
+    float du = 0.0f;
+    for (int gi = 0; gi < groups; gi++) du += part[(size_t(gi) * S + j) * d + i];
+    dw[j][i] += du * g[j][i];
+    dg[j][i] += du * w[j][i];
+  });
+}
+
+template <class Run>
+void attnres_partial_backward(const Run& run, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
+                              const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
+                              const float* w, const float* g, int N, int d) {
+  const int groups = row_groups(N);
+  run(groups, [=] ATTNRES_HD(int64_t gi) {
+    float* du = scratch + size_t(gi) * d;
     for (int i = 0; i < d; i++) du[i] = 0.0f;
     const int n0 = int(gi) * kRowGroup, n1 = n0 + kRowGroup < N ? n0 + kRowGroup : N;
-    for (int n = n0; n < n1; n++)
-      row::attnres_backward(dv, du, da + size_t(gi) * K, dh + size_t(n) * d, alpha + size_t(n) * K,
-                            uv + size_t(n) * K, v, r, K, w, g, size_t(n), d);
+    for (int n = n0; n < n1; n++) {
+      const size_t off = size_t(n) * d;
+      sdot[n] = row::attnres_partial_backward(p ? dacc_p + off : nullptr, du, dh + off, h + off, lse[n],
+                                              p ? p + off : nullptr, p ? p_rstd[n] : 0.0f, w, g, d);
+    }
   });
-  run(d, [=] ATTNRES_HD(int64_t i) {
-    float du = 0.0f;
-    for (int gi = 0; gi < ngroups; gi++) du += du_part[size_t(gi) * d + i];
-    dw[i] += du * g[i];
-    dg[i] += du * w[i];
+  if (p) attnres_query_grads(run, scratch, groups, 1, d, site_list(&dw, 1), site_list(&dg, 1), site_list(&w, 1),
+                             site_list(&g, 1));
+}
+
+template <class Run>
+void attnres_block_backward(const Run& run, float* const* dacc_src, float* const* dw, float* const* dg,
+                            float* scratch, const float* const* dh, const float* const* sdot,
+                            const float* const* lse, const float* const* src, const float* const* src_rstd, int K,
+                            const float* const* w, const float* const* g, int S, int N, int d) {
+  const int groups = row_groups(N);
+  const auto dv = source_list(dacc_src, K);
+  const auto v = source_list(src, K), r = source_list(src_rstd, K);
+  const auto dhs = site_list(dh, S), sd = site_list(sdot, S), ls = site_list(lse, S);
+  const auto ws = site_list(w, S), gs = site_list(g, S);
+  run(groups, [=] ATTNRES_HD(int64_t gi) {
+    float* du = scratch + size_t(gi) * S * d;
+    for (int i = 0; i < S * d; i++) du[i] = 0.0f;
+    const int n0 = int(gi) * kRowGroup, n1 = n0 + kRowGroup < N ? n0 + kRowGroup : N;
+    for (int n = n0; n < n1; n++) {
+      float sdot_n[kMaxSites], lse_n[kMaxSites];
+      for (int j = 0; j < S; j++) sdot_n[j] = sd[j][n], lse_n[j] = ls[j][n];
+      row::attnres_completed_backward(dv, du, dhs, sdot_n, lse_n, v, r, K, ws, gs, S, size_t(n), d);
+    }
   });
+  attnres_query_grads(run, scratch, groups, S, d, site_list(dw, S), site_list(dg, S), ws, gs);
 }
 
 // ---- sums returned to the host ----------------------------------------------------------

@@ -33,7 +33,8 @@ void rope_tables(float* cos_t, float* sin_t, int T, int hd, float theta) {
     }
 }
 
-size_t attnres_backward_scratch(int N, int K, int d) { return grid::attnres_backward_scratch(N, K, d); }
+size_t attnres_partial_backward_scratch(int N, int d) { return grid::attnres_partial_backward_scratch(N, d); }
+size_t attnres_block_backward_scratch(int N, int S, int d) { return grid::attnres_block_backward_scratch(N, S, d); }
 
 // ---- GEMM: OpenBLAS or cuBLAS --------------------------------------------------------
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
@@ -188,25 +189,48 @@ void swiglu_backward(const Device& dev, float* dgate, float* dup, const float* d
   }
 }
 
-void attnres_forward(const Device& dev, float* h, float* alpha, float* uv, const float* const* src,
-                     const float* const* src_rstd, int K, const float* w, const float* g, int N, int d) {
+void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, const float* const* src,
+                           const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
+                           int N, int d) {
   switch (dev.backend) {
-    case Backend::CPU: return grid::attnres_forward(cpu::Grid{}, h, alpha, uv, src, src_rstd, K, w, g, N, d);
+    case Backend::CPU: return grid::attnres_block_forward(cpu::Grid{}, h, lse, src, src_rstd, K, w, g, S, N, d);
     case Backend::CUDA:
-      ATTNRES_ON_CUDA("attnres_forward", attnres_forward(dev, h, alpha, uv, src, src_rstd, K, w, g, N, d));
+      ATTNRES_ON_CUDA("attnres_block_forward", attnres_block_forward(dev, h, lse, src, src_rstd, K, w, g, S, N, d));
   }
 }
 
-void attnres_backward(const Device& dev, float* const* dacc_src, float* dw, float* dg, float* scratch,
-                      const float* dh, const float* alpha, const float* uv, const float* const* src,
-                      const float* const* src_rstd, int K, const float* w, const float* g, int N, int d) {
+void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
+                           const float* w, const float* g, int N, int d) {
+  switch (dev.backend) {
+    case Backend::CPU: return grid::attnres_merge_partial(cpu::Grid{}, h, lse, p, p_rstd, w, g, N, d);
+    case Backend::CUDA: ATTNRES_ON_CUDA("attnres_merge_partial", attnres_merge_partial(dev, h, lse, p, p_rstd, w, g, N, d));
+  }
+}
+
+void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
+                              const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
+                              const float* w, const float* g, int N, int d) {
   switch (dev.backend) {
     case Backend::CPU:
-      return grid::attnres_backward(cpu::Grid{}, dacc_src, dw, dg, scratch, dh, alpha, uv, src, src_rstd, K, w, g, N,
-                                    d);
+      return grid::attnres_partial_backward(cpu::Grid{}, sdot, dacc_p, dw, dg, scratch, dh, h, lse, p, p_rstd, w, g,
+                                            N, d);
     case Backend::CUDA:
-      ATTNRES_ON_CUDA("attnres_backward",
-                      attnres_backward(dev, dacc_src, dw, dg, scratch, dh, alpha, uv, src, src_rstd, K, w, g, N, d));
+      ATTNRES_ON_CUDA("attnres_partial_backward",
+                      attnres_partial_backward(dev, sdot, dacc_p, dw, dg, scratch, dh, h, lse, p, p_rstd, w, g, N, d));
+  }
+}
+
+void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
+                            float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
+                            const float* const* src, const float* const* src_rstd, int K, const float* const* w,
+                            const float* const* g, int S, int N, int d) {
+  switch (dev.backend) {
+    case Backend::CPU:
+      return grid::attnres_block_backward(cpu::Grid{}, dacc_src, dw, dg, scratch, dh, sdot, lse, src, src_rstd, K, w,
+                                          g, S, N, d);
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("attnres_block_backward", attnres_block_backward(dev, dacc_src, dw, dg, scratch, dh, sdot, lse,
+                                                                       src, src_rstd, K, w, g, S, N, d));
   }
 }
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "kernels/device.h"
+#include "kernels/limits.h"
 
 namespace attnres::kernels {
 
@@ -98,26 +99,48 @@ void swiglu_backward(const Device& dev, float* dgate, float* dup,
                      const float* dout, const float* gate, const float* up,
                      size_t n);
 
-// ---- AttnRes depth attention (DESIGN §1.1), one site --------------------
-// Sources v_s (s < K), each [N, d]; src_rstd[s] are their rms_inverse rows
-// (the key-side RMSNorm without gain). src, src_rstd and dacc_src are HOST
-// arrays of K <= kMaxSources pointers to device memory: kernels carry them by
-// value (on CUDA in the launch's arguments), so no device array has to follow
-// each microbatch's sources. Per token:
-//   z_s = (w ⊙ g) · v_s * rstd_s;  alpha = softmax(z);  h = Σ alpha_s v_s.
-// alpha [N, K] and uv [N, K] (= (w ⊙ g) · v_s, before rstd) are saved for backward.
-constexpr int kMaxSources = 1025;  // b_0 and up to 1024 blocks
-void attnres_forward(const Device& dev, float* h, float* alpha, float* uv,
-                     const float* const* src, const float* const* src_rstd,
-                     int K, const float* w, const float* g, int N, int d);
-// dacc_src[s] += dL/dv_s (every s < K, both the value and the key path);
-// dw, dg accumulated. scratch must hold attnres_backward_scratch(N, K, d) floats.
-void attnres_backward(const Device& dev, float* const* dacc_src, float* dw,
-                      float* dg, float* scratch, const float* dh,
-                      const float* alpha, const float* uv, const float* const* src,
-                      const float* const* src_rstd, int K, const float* w,
-                      const float* g, int N, int d);
-size_t attnres_backward_scratch(int N, int K, int d);  // the same on every backend
+// ---- AttnRes depth attention (DESIGN §1.1), in the paper's two phases ----
+// Site j's sources v_s, each [N, d], with src_rstd[s] their rms_inverse rows
+// (the key-side RMSNorm without gain). Per token, with u_j = w_j ⊙ g_j:
+//   z_s = (u_j · v_s) * rstd_s;  alpha = softmax(z);  h_j = Σ alpha_s v_s.
+// Sites of one block share its completed sources (b_0 and the finished
+// blocks); all but a block's first also see the partial block sum. Phase 1
+// computes a group of S <= kMaxSites sites against the K <= kMaxSources
+// completed sources in one pass over each source; phase 2 merges a site's
+// partial sum in by online softmax. Per site the backward needs only h_j and
+// lse_j [N] (log Σ_s exp z_s), from which alpha is recomputed.
+//
+// src, src_rstd, dacc_src and the per-site lists (h, lse, w, g, dh, sdot,
+// dw, dg) are HOST arrays of pointers to device memory: kernels carry them
+// by value (on CUDA in the launch's arguments), so no device array has to
+// follow each microbatch's sources.
+
+// Phase 1: h[j] = the softmax-weighted sum of the completed sources and
+// lse[j] their log-sum-exp, for the S sites with queries w[j], gains g[j].
+void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, const float* const* src,
+                           const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
+                           int N, int d);
+// Phase 2: site (h, lse) joins its partial block sum p (rms_inverse p_rstd), in place.
+void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
+                           const float* w, const float* g, int N, int d);
+
+// Backward, the site's part, run when dh (dL/dh) is known: sdot[N] = dh · h
+// (kept for the block's part); with a partial source p (null if none),
+// dacc_p += dL/dp and its query gradients accumulate into dw, dg.
+// scratch: attnres_partial_backward_scratch(N, d) floats.
+void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
+                              const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
+                              const float* w, const float* g, int N, int d);
+size_t attnres_partial_backward_scratch(int N, int d);
+// Backward, the block's part, once the S sites' dh and sdot are known:
+// dacc_src[s] += dL/dv_s for every completed source (value and key path),
+// adding the sites' terms in reverse site order, and dw[j], dg[j] accumulate.
+// scratch: attnres_block_backward_scratch(N, S, d) floats.
+void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
+                            float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
+                            const float* const* src, const float* const* src_rstd, int K, const float* const* w,
+                            const float* const* g, int S, int N, int d);
+size_t attnres_block_backward_scratch(int N, int S, int d);
 
 // ---- id checks (host) ---------------------------------------------------------
 // Throw naming the row if a HOST id is outside the vocabulary (bad input from

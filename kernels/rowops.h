@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/limits.h"
+
 #ifdef __CUDACC__
 #define ATTNRES_HD __host__ __device__
 #else
@@ -97,6 +99,9 @@ ATTNRES_HD inline void causal_softmax_backward(float* ds, const float* p, int le
 // the pseudo-query times the key-norm gain, formed element by element (the
 // same float wherever it is formed, so no buffer is needed for it).
 //   z_s = rstd_s * (u · v_s);  alpha = softmax(z);  h = Σ_s alpha_s v_s.
+// The paper's two phases (Algorithm 1): a site's completed sources first,
+// then its partial block sum merged in by online softmax. src, src_rstd and
+// dacc_src are indexable lists of pointers (grid::PtrList, or arrays).
 ATTNRES_HD inline float query_dot(const float* w, const float* g, const float* v, int d) {
   float acc[kDotLanes] = {};
   int i = 0;
@@ -112,52 +117,98 @@ ATTNRES_HD inline float query_dot(const float* w, const float* g, const float* v
   return lanes_sum(acc);
 }
 
-// src, src_rstd (and dacc_src below) are indexable lists of K pointers:
-// arrays, or grid::SourceList carried by value.
+// Phase 1 for one site over its K completed sources: h = Σ alpha_s v_s and
+// the return value lse = log Σ_s exp(z_s). z holds K floats of scratch.
 template <class Src>
-ATTNRES_HD inline void attnres_forward(float* h, float* alpha, float* uv, const Src& src, const Src& src_rstd, int K,
-                                       const float* w, const float* g, size_t n, int d) {
+ATTNRES_HD inline float attnres_completed(float* h, float* z, const Src& src, const Src& src_rstd, int K,
+                                          const float* w, const float* g, size_t n, int d) {
   const size_t off = n * (size_t)d;
+  for (int s = 0; s < K; s++) z[s] = src_rstd[s][n] * query_dot(w, g, src[s] + off, d);
+  float mx = z[0];
+  for (int s = 1; s < K; s++) mx = z[s] > mx ? z[s] : mx;
+  float sum = 0.0f;
   for (int s = 0; s < K; s++) {
-    uv[s] = query_dot(w, g, src[s] + off, d);
-    alpha[s] = src_rstd[s][n] * uv[s];
+    z[s] = expf(z[s] - mx);
+    sum += z[s];
   }
-  softmax(alpha, K);
+  const float inv = 1.0f / sum;
   for (int i = 0; i < d; i++) h[i] = 0.0f;
   for (int s = 0; s < K; s++) {
     const float* v = src[s] + off;
-    const float a = alpha[s];
+    const float a = z[s] * inv;
     for (int i = 0; i < d; i++) h[i] += a * v[i];
   }
+  return mx + logf(sum);
 }
 
-// Backward for token row n, given the forward's alpha and uv_s = u · v_s.
-// With dalpha_s = dh · v_s and dz_s = alpha_s (dalpha_s - Σ_t alpha_t dalpha_t):
-//   dv_s += alpha_s dh + dz_s rstd_s (u - uv_s rstd_s^2 v_s / d)
-// (value path, then key path through both u·v_s and rstd_s(v_s)), and
-//   du += Σ_s dz_s rstd_s v_s   (dw = du ⊙ g, dg = du ⊙ w, reduced by the caller).
-// da holds K floats of scratch. Two passes over the sources.
-template <class Dst, class Src>
-ATTNRES_HD inline void attnres_backward(const Dst& dacc_src, float* du, float* da, const float* dh,
-                                        const float* alpha, const float* uv, const Src& src, const Src& src_rstd, int K,
-                                        const float* w, const float* g, size_t n, int d) {
-  const size_t off = n * (size_t)d;
-  float sdot = 0.0f;
-  for (int s = 0; s < K; s++) {
-    da[s] = dot(dh, src[s] + off, d);
-    sdot += alpha[s] * da[s];
+// Phase 2: the partial block sum p (rstd r) joins the completed sources'
+// (h, lse) in place: with z_p = r (u · p), the softmax over all sources.
+ATTNRES_HD inline void attnres_merge(float* h, float* lse, const float* p, float r, const float* w, const float* g,
+                                     int d) {
+  const float zp = r * query_dot(w, g, p, d);
+  const float mx = *lse > zp ? *lse : zp;
+  const float ec = expf(*lse - mx), ep = expf(zp - mx), sum = ec + ep;
+  const float ac = ec / sum, ap = ep / sum;
+  for (int i = 0; i < d; i++) h[i] = ac * h[i] + ap * p[i];
+  *lse = mx + logf(sum);
+}
+
+// The gradient of one source v (rstd r) of a site, given the site's dh, lse
+// and sdot = Σ_t alpha_t (dh · v_t) = dh · h. With uv = u · v,
+// alpha = exp(r uv - lse) and dz = alpha (dh · v - sdot):
+//   dv += alpha dh + dz r (u - uv r^2 v / d)   (value path, then key path
+//         through both u·v and rstd(v)),   du += dz r v.
+// These are the per-source scalars: a = alpha, dzk = dz r, c = uv r^2 / d.
+struct SourceGrad {
+  float a, dzk, c;
+};
+ATTNRES_HD inline SourceGrad attnres_source_grad(const float* dh, float sdot, float lse, const float* v, float r,
+                                                 const float* w, const float* g, int d) {
+  const float uv = query_dot(w, g, v, d);
+  const float a = expf(r * uv - lse);
+  return {a, a * (dot(dh, v, d) - sdot) * r, uv * r * r / (float)d};
+}
+
+// The backward of a site's partial source p: returns sdot = dh · h, and when
+// p is not null adds p's gradient to dp and its query gradient to du.
+ATTNRES_HD inline float attnres_partial_backward(float* dp, float* du, const float* dh, const float* h, float lse,
+                                                 const float* p, float r, const float* w, const float* g, int d) {
+  const float sdot = dot(dh, h, d);
+  if (!p) return sdot;
+  const SourceGrad sg = attnres_source_grad(dh, sdot, lse, p, r, w, g, d);
+  for (int i = 0; i < d; i++) {
+    const float u = w[i] * g[i];
+    dp[i] += sg.a * dh[i] + sg.dzk * (u - sg.c * p[i]);
+    du[i] += sg.dzk * p[i];
   }
+  return sdot;
+}
+
+// The backward of S sites' completed sources in one pass over each source:
+// its gradient gets the sites' terms added in reverse site order (the order
+// site-by-site backwards would add them), du[j*d ...] site j's query terms.
+// dh, w, g list the sites'; sdot[j], lse[j] are site j's values of row n.
+template <class Dst, class Src, class ConstSites>
+ATTNRES_HD inline void attnres_completed_backward(const Dst& dacc_src, float* du, const ConstSites& dh,
+                                                  const float* sdot, const float* lse, const Src& src,
+                                                  const Src& src_rstd, int K, const ConstSites& w,
+                                                  const ConstSites& g, int S, size_t n, int d) {
+  const size_t off = n * (size_t)d;
+  SourceGrad sg[kMaxSites];
   for (int s = 0; s < K; s++) {
     const float* v = src[s] + off;
     float* dv = dacc_src[s] + off;
     const float r = src_rstd[s][n];
-    const float a = alpha[s];
-    const float dzk = a * (da[s] - sdot) * r;
-    const float c = uv[s] * r * r / (float)d;
-    for (int i = 0; i < d; i++) {
-      const float u = w[i] * g[i];
-      dv[i] += a * dh[i] + dzk * (u - c * v[i]);
-      du[i] += dzk * v[i];
+    for (int j = 0; j < S; j++) sg[j] = attnres_source_grad(dh[j] + off, sdot[j], lse[j], v, r, w[j], g[j], d);
+    // One simple loop per site (it vectorises); dv stays in L1 between them.
+    for (int j = S - 1; j >= 0; j--) {
+      const float *dhj = dh[j] + off, *wj = w[j], *gj = g[j];
+      float* duj = du + (size_t)j * d;
+      const SourceGrad t = sg[j];
+      for (int i = 0; i < d; i++) {
+        dv[i] += t.a * dhj[i] + t.dzk * (wj[i] * gj[i] - t.c * v[i]);
+        duj[i] += t.dzk * v[i];
+      }
     }
   }
 }

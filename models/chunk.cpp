@@ -1,6 +1,8 @@
 #include "models/chunk.h"
 
+#include <algorithm>
 #include <cassert>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -67,8 +69,7 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
     SublayerActs s{};
     if (m.attnres()) {
       s.h = cv.take(Nr * d);
-      s.alpha = cv.take(Nr * site_sources(m, j));
-      s.uv = cv.take(Nr * site_sources(m, j));
+      s.lse = cv.take(Nr);
       s.prstd = cv.take(Nr);
       // A block's first partial sum is y itself; later ones need their own buffer.
       s.stream = m.starts_block(j) ? nullptr : cv.take(Nr * d);
@@ -96,8 +97,7 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
     HeadActs& h = v.head;
     if (m.attnres()) {
       h.h = cv.take(Nr * d);
-      h.alpha = cv.take(Nr * sources_at(m, m.num_sublayers()));
-      h.uv = cv.take(Nr * sources_at(m, m.num_sublayers()));
+      h.lse = cv.take(Nr);
     }
     h.xn = cv.take(N * d);
     h.rstd = cv.take(Nr);
@@ -112,22 +112,41 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
   return v;
 }
 
+// Sites of an AttnRes group: the most a group of this chunk holds.
+static int max_group_sites(const ModelConfig& m) { return m.attnres() ? std::min(m.block_size, k::kMaxSites) : 1; }
+
 // Scratch shared by all microbatches of a chunk: one backward at a time.
 static BackwardScratch carve_scratch(const Shape& sh, float* base, size_t* total) {
   const ModelConfig& m = sh.m;
   const ChunkDims& x = sh.dims;
   const size_t N = size_t(x.N), Nr = size_t(x.Nr), d = size_t(x.d);
-  const int kmax = m.attnres() ? sources_at(m, m.num_sublayers()) + 1 : 1;
+  const int G = max_group_sites(m);
   const bool sp = x.Nr != x.N;
   Carver cv{base};
   BackwardScratch s{};
-  s.dh = cv.take(Nr * d), s.dxn = cv.take(N * d);
+  s.dh = cv.take(size_t(G) * Nr * d), s.dxn = cv.take(N * d);
   s.dao = cv.take(N * x.dl), s.dact = cv.take(N * x.Fl), s.dx = cv.take(Nr * d);
   s.datt = cv.take(size_t(sh.batch) * x.Hl * m.seq_len * m.seq_len);
-  s.dalpha = cv.take(k::attnres_backward_scratch(x.Nr, kmax, x.d));
+  if (m.attnres()) {
+    s.sdot = cv.take(size_t(G) * Nr);
+    s.dquery = cv.take(std::max(k::attnres_block_backward_scratch(x.Nr, G, x.d),
+                                k::attnres_partial_backward_scratch(x.Nr, x.d)));
+  }
   if (sp) s.dxn_res = cv.take(Nr * d), s.full = cv.take(N * d), s.local = cv.take(Nr * d);
   if (total) *total = cv.used;
   return s;
+}
+
+// AttnRes site groups (DESIGN §1.1, the paper's Algorithm 1): sites that
+// share their completed sources, computed together. A group starts at the
+// chunk's first sublayer and at every block start, and holds at most
+// kMaxSites sites.
+static int group_start(const Chunk& c, int j) {
+  const int b0 = std::max(c.first, c.cfg.block_of(j) * c.cfg.block_size);
+  return b0 + (j - b0) / k::kMaxSites * k::kMaxSites;
+}
+static int group_end(const Chunk& c, int start) {
+  return std::min({c.last, (c.cfg.block_of(start) + 1) * c.cfg.block_size, start + k::kMaxSites});
 }
 
 ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_batch,
@@ -353,14 +372,24 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
 
   size_t site_off = 0;
   const size_t n_site_ptrs = a.site_src.size() / 2;
-  auto gather = [&](int K) {  // record the site's sources for backward
+  auto record = [&](int K) {  // the site's sources, completed then the partial, for backward
     float** sp = a.site_src.data() + site_off;
     float** rp = a.site_src.data() + n_site_ptrs + site_off;
     for (int s = 0; s < int(src.size()); ++s) sp[s] = src[s], rp[s] = const_cast<float*>(rstd[s]);
     if (part) sp[src.size()] = part, rp[src.size()] = const_cast<float*>(part_rstd);
     assert(int(src.size()) + (part ? 1 : 0) == K);
     site_off += size_t(K);
-    return std::pair<const float* const*, const float* const*>{sp, rp};
+  };
+  // Phase 1 for the sites [j, end) of a group against the completed sources.
+  auto completed_phase = [&](int j, int end) {
+    float *h[k::kMaxSites], *lse[k::kMaxSites];
+    const float *w[k::kMaxSites], *g[k::kMaxSites];
+    for (int i = j; i < end; ++i) {
+      SublayerActs& s = v.sub[i - c.first];
+      h[i - j] = s.h, lse[i - j] = s.lse;
+      w[i - j] = c.p.sub[i - c.first].res_query, g[i - j] = c.p.sub[i - c.first].res_norm;
+    }
+    k::attnres_block_forward(c.dev, h, lse, src.data(), rstd.data(), int(src.size()), w, g, end - j, Nr, d);
   };
 
   for (int j = c.first; j < c.last; ++j) {
@@ -370,9 +399,9 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
       src.push_back(part), rstd.push_back(part_rstd);
       part = nullptr, part_rstd = nullptr;
     }
-    const int K = a.site_k[j - c.first];
-    auto [sp, rp] = gather(K);
-    k::attnres_forward(c.dev, s.h, s.alpha, s.uv, sp, rp, K, p.res_query, p.res_norm, Nr, d);
+    if (j == group_start(c, j)) completed_phase(j, group_end(c, j));
+    record(a.site_k[j - c.first]);
+    if (part) k::attnres_merge_partial(c.dev, s.h, s.lse, part, part_rstd, p.res_query, p.res_norm, Nr, d);
     sublayer_forward(c, p, s, j);
     if (part) k::add(c.dev, s.stream, part, s.y, size_t(Nr) * d);  // else stream == y
     k::rms_inverse(c.dev, s.prstd, s.stream, Nr, d, m.norm_eps);
@@ -385,11 +414,38 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   a.out.partial = part;
   a.out.hidden = nullptr;
   if (!c.has_head) return 0.0;
+  // The output site: every source is complete, a group of its own.
   HeadActs& h = v.head;
-  const int K = a.site_k.back();
-  auto [sp, rp] = gather(K);
-  k::attnres_forward(c.dev, h.h, h.alpha, h.uv, sp, rp, K, c.p.out_query, c.p.out_norm, Nr, d);
+  record(a.site_k.back());
+  float* hh[] = {h.h};
+  float* hl[] = {h.lse};
+  const float* hw[] = {c.p.out_query};
+  const float* hg[] = {c.p.out_norm};
+  k::attnres_block_forward(c.dev, hh, hl, src.data(), rstd.data(), int(src.size()), hw, hg, 1, Nr, d);
   return head_forward(c, h, h.h, targets);
+}
+
+std::vector<float> chunk_site_weights(const Chunk& c, const ChunkActs& a, int site, int rows) {
+  const int d = c.dims.d, K = a.site_k[size_t(site)];
+  const bool head = site == c.last - c.first;
+  size_t off = 0;
+  for (int i = 0; i < site; ++i) off += size_t(a.site_k[size_t(i)]);
+  const size_t n_site_ptrs = a.site_src.size() / 2;
+  const float* w = head ? c.p.out_query : c.p.sub[size_t(site)].res_query;
+  const float* g = head ? c.p.out_norm : c.p.sub[size_t(site)].res_norm;
+  const std::vector<float> wh = k::to_host(c.dev, w, size_t(d)), gh = k::to_host(c.dev, g, size_t(d));
+  const std::vector<float> lse = k::to_host(c.dev, head ? a.v.head.lse : a.v.sub[size_t(site)].lse, size_t(rows));
+  std::vector<float> alpha(size_t(rows) * K);
+  for (int s = 0; s < K; ++s) {
+    const std::vector<float> v = k::to_host(c.dev, a.site_src[off + size_t(s)], size_t(rows) * d);
+    const std::vector<float> r = k::to_host(c.dev, a.site_src[n_site_ptrs + off + size_t(s)], size_t(rows));
+    for (int n = 0; n < rows; ++n) {
+      double uv = 0;
+      for (int i = 0; i < d; ++i) uv += double(wh[size_t(i)]) * gh[size_t(i)] * v[size_t(n) * d + i];
+      alpha[size_t(n) * K + s] = float(std::exp(double(r[size_t(n)]) * uv - lse[size_t(n)]));
+    }
+  }
+  return alpha;
 }
 
 const float* chunk_token_losses(const Chunk& c, const ChunkActs& a) {
@@ -474,41 +530,63 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
 
   assert(dout.sources.size() == a.out.sources.size());
   const size_t n_site_ptrs = a.site_src.size() / 2;
-  size_t site_off = n_site_ptrs;  // walk the sites backwards
-  auto site_backward = [&](int K, const float* dh, const float* alpha, const float* uv, const float* w,
-                           const float* g, float* dw, float* dg, float** dsrc) {
+  size_t site_off = n_site_ptrs;  // walk the recorded sites backwards
+  const float* const* sp = nullptr;  // the current site's sources, completed then the partial
+  const float* const* rp = nullptr;
+  auto next_site = [&](int K) {
     site_off -= size_t(K);
-    const float* const* sp = a.site_src.data() + site_off;
-    const float* const* rp = a.site_src.data() + n_site_ptrs + site_off;
-    k::attnres_backward(c.dev, dsrc, dw, dg, t.dalpha, dh, alpha, uv, sp, rp, K, w, g, Nr, d);
+    sp = a.site_src.data() + site_off, rp = a.site_src.data() + n_site_ptrs + site_off;
   };
+  float* dh_of[k::kMaxSites];   // per site of the current group: dL/dh (slot = site - group start)
+  float* sdot_of[k::kMaxSites];
+  for (int i = 0; i < max_group_sites(m); ++i) dh_of[i] = t.dh + size_t(i) * Nrd, sdot_of[i] = t.sdot + size_t(i) * Nr;
 
   // Gradient buffers of every source, and of the running partial sum.
   std::vector<float*> dsrc(dout.sources.begin(), dout.sources.end());
-  if (c.has_head) {
+  if (c.has_head) {  // the output site: a group of one, every source complete
     HeadActs& h = v.head;
-    head_backward(c, h, h.h, targets, loss_scale, t.dh);
     const int K = a.site_k.back();
-    site_backward(K, t.dh, h.alpha, h.uv, c.p.out_query, c.p.out_norm, c.g.out_query, c.g.out_norm,
-                  dsrc.data());
+    next_site(K);
+    head_backward(c, h, h.h, targets, loss_scale, dh_of[0]);
+    k::attnres_partial_backward(c.dev, sdot_of[0], nullptr, nullptr, nullptr, t.dquery, dh_of[0], h.h, h.lse,
+                                nullptr, nullptr, c.p.out_query, c.p.out_norm, Nr, d);
+    const float* hl[] = {h.lse};
+    const float* hw[] = {c.p.out_query};
+    const float* hg[] = {c.p.out_norm};
+    float* hdw[] = {c.g.out_query};
+    float* hdg[] = {c.g.out_norm};
+    k::attnres_block_backward(c.dev, dsrc.data(), hdw, hdg, t.dquery, dh_of, sdot_of, hl, sp, rp, K, hw, hg, 1, Nr,
+                              d);
   }
   // The partial sum after sublayer last-1 is either the chunk's output partial
   // or the last completed source.
   int n_src = int(dsrc.size());
   float* dpart = partial_at(m, c.last) ? dout.partial : dsrc[--n_src];
-  std::vector<float*> site_grads;
   for (int j = c.last - 1; j >= c.first; --j) {
     SublayerActs& s = v.sub[j - c.first];
     const SublayerTensors &p = c.p.sub[j - c.first], &g = c.g.sub[j - c.first];
+    const int gs = group_start(c, j), slot = j - gs;
+    next_site(a.site_k[j - c.first]);
     gather_rows(c, s.dy, dpart);  // p_j = p_{j-1} + y_j, so dy_j = dp_j
-    sublayer_backward(c, p, g, s, j, t.dh);
+    sublayer_backward(c, p, g, s, j, dh_of[slot]);
     // The site's sources: n_src completed ones, then p_{j-1} (same buffer as dp_j).
-    const int K = a.site_k[j - c.first];
-    site_grads.assign(dsrc.begin(), dsrc.begin() + n_src);
-    if (!m.starts_block(j)) site_grads.push_back(dpart);
-    assert(int(site_grads.size()) == K);
-    site_backward(K, t.dh, s.alpha, s.uv, p.res_query, p.res_norm, g.res_query, g.res_norm,
-                  site_grads.data());
+    const bool has_part = !m.starts_block(j);
+    assert(n_src + (has_part ? 1 : 0) == a.site_k[j - c.first]);
+    k::attnres_partial_backward(c.dev, sdot_of[slot], has_part ? dpart : nullptr, g.res_query, g.res_norm, t.dquery,
+                                dh_of[slot], s.h, s.lse, has_part ? sp[n_src] : nullptr,
+                                has_part ? rp[n_src] : nullptr, p.res_query, p.res_norm, Nr, d);
+    if (j == gs) {  // the group's completed sources, in one pass each
+      const int S = group_end(c, gs) - gs;
+      const float *lse[k::kMaxSites], *w[k::kMaxSites], *gain[k::kMaxSites];
+      float *dw[k::kMaxSites], *dg[k::kMaxSites];
+      for (int i = 0; i < S; ++i) {
+        lse[i] = v.sub[gs + i - c.first].lse;
+        w[i] = c.p.sub[gs + i - c.first].res_query, gain[i] = c.p.sub[gs + i - c.first].res_norm;
+        dw[i] = c.g.sub[gs + i - c.first].res_query, dg[i] = c.g.sub[gs + i - c.first].res_norm;
+      }
+      k::attnres_block_backward(c.dev, dsrc.data(), dw, dg, t.dquery, dh_of, sdot_of, lse, sp, rp, n_src, w, gain, S,
+                                Nr, d);
+    }
     if (m.starts_block(j) && j > c.first) dpart = dsrc[--n_src];  // previous block's sum
   }
   din = ResidualState{};

@@ -75,7 +75,10 @@ struct ChunkTensors {
 // Transient buffers, carved from Chunk::scratch: those of one backward pass,
 // and under sequence parallelism the staging of the tp collectives.
 struct BackwardScratch {
-  float *dh, *dxn, *dao, *dact, *datt, *dalpha, *dx;
+  float *dh;    // [G, Nr, d]: dL/dh of each site of an AttnRes site group (G = its most sites), else [Nr, d]
+  float *sdot;  // [G, Nr]: dh · h of each site of the group (AttnRes)
+  float *dxn, *dao, *dact, *datt, *dx;
+  float *dquery;  // the AttnRes backward's query-gradient partials
   float *dxn_res;  // dxn summed into the residual rows (sequence parallel)
   float *full;     // [N, d]: partial sums before a reduce-scatter, gathered gradients
   float *local;    // [Nr, d]: a norm's output before its all-gather
@@ -106,13 +109,13 @@ void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch
 
 // One microbatch's saved tensors, pointers into ChunkActs::arena.
 struct SublayerActs {
-  float *h, *alpha, *uv, *xn, *rstd, *y, *stream, *prstd;  // common (alpha, uv: AttnRes site)
+  float *h, *lse, *xn, *rstd, *y, *stream, *prstd;  // common (lse: the AttnRes site's log-sum-exp)
   float *q, *k, *v, *att, *ao;                             // attention
   float *gate, *up, *act;                                  // MLP
   float *dy, *dq, *dk, *dv, *dgate, *dup;                  // saved for the weight pass
 };
 struct HeadActs {
-  float *h, *alpha, *uv, *xn, *rstd, *logits, *losses, *dlogits;
+  float *h, *lse, *xn, *rstd, *logits, *losses, *dlogits;
   float *row_max, *sum_exp, *target_logit;  // cross-entropy statistics (sum_exp, target_logit adjacent)
 };
 struct ActsView {
@@ -138,6 +141,12 @@ void acts_init(ChunkActs& a, const Chunk& c);
 // its tensors stay valid until `a` runs another forward.
 double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
                      const int32_t* targets, const ResidualState& in);
+
+// The depth-attention weights alpha [rows, K] of site `site` (a sublayer
+// j - c.first, or the output site at c.last - c.first) in the last forward,
+// recomputed on the host from its sources and saved log-sum-exp (the
+// forward keeps no weights). For diagnostics (`attnres eval --depth`).
+std::vector<float> chunk_site_weights(const Chunk& c, const ChunkActs& a, int site, int rows);
 
 // Per-token losses [b*T] of the last forward of the last chunk (device memory).
 const float* chunk_token_losses(const Chunk& c, const ChunkActs& a);

@@ -25,14 +25,13 @@ void decoder_init(Decoder& dec, const Chunk& model) {
     dec.values.push_back(dec.cache.data() + size_t(2 * a + 1) * T * d);
   }
   // Views carved in order; sizes in floats.
-  const size_t sizes[] = {d, d, 1, d, d, size_t(m.n_heads) * T, d, F, F, F, n_src + 1, n_src + 1, V, n_src,
-                          n_src * d};
+  const size_t sizes[] = {d, 1, d, 1, d, d, size_t(m.n_heads) * T, d, F, F, F, V, n_src, n_src * d};
   size_t total = 0;
   for (size_t s : sizes) total += s;
   dec.work = k::DeviceBuffer<float>(model.dev, total);
   float* p = dec.work.data();
-  float** views[] = {&dec.h, &dec.xn, &dec.rstd, &dec.q, &dec.ao, &dec.scores, &dec.y, &dec.gate,
-                     &dec.up, &dec.act, &dec.alpha, &dec.uv, &dec.logits, &dec.source_rstd};
+  float** views[] = {&dec.h,  &dec.lse, &dec.xn,  &dec.rstd, &dec.q,      &dec.ao,     &dec.scores,
+                     &dec.y,  &dec.gate, &dec.up, &dec.act,  &dec.logits, &dec.source_rstd};
   for (size_t i = 0; i < std::size(views); ++i) *views[i] = p, p += sizes[i];
   dec.sources.clear();
   for (size_t s = 0; s < n_src; ++s) dec.sources.push_back(p + s * d);
@@ -68,13 +67,18 @@ void sublayer_step(Decoder& dec, const SublayerTensors& p, int j) {
   }
 }
 
-// h = AttnRes over the first K sources (the last may be the partial block sum).
-void depth_attention(Decoder& dec, int K, const float* query, const float* norm) {
+// h = AttnRes over the first K completed sources and, if `partial`, the
+// block's partial sum after them: the two phases of chunk_forward.
+void depth_attention(Decoder& dec, int K, bool partial, const float* query, const float* norm) {
   const Chunk& c = *dec.model;
+  const int d = c.cfg.d_model;
   std::vector<const float*> rstd(static_cast<size_t>(K));
   for (int s = 0; s < K; ++s) rstd[size_t(s)] = dec.source_rstd + s;
-  k::attnres_forward(c.dev, dec.h, dec.alpha, dec.uv, dec.sources.data(), rstd.data(), K, query, norm, 1,
-                     c.cfg.d_model);
+  float* h[] = {dec.h};
+  float* lse[] = {dec.lse};
+  k::attnres_block_forward(c.dev, h, lse, dec.sources.data(), rstd.data(), K, &query, &norm, 1, 1, d);
+  if (partial)
+    k::attnres_merge_partial(c.dev, dec.h, dec.lse, dec.sources[size_t(K)], dec.source_rstd + K, query, norm, 1, d);
 }
 
 // The residual stream of one token through every sublayer; leaves the input
@@ -95,8 +99,7 @@ void stream_step(Decoder& dec) {
   k::rms_inverse(c.dev, dec.source_rstd, dec.sources[0], 1, d, m.norm_eps);
   for (int j = 0; j < m.num_sublayers(); ++j) {
     const int b = m.block_of(j);
-    const int K = b + 1 + (m.starts_block(j) ? 0 : 1);  // completed sources, plus the partial
-    depth_attention(dec, K, c.p.sub[size_t(j)].res_query, c.p.sub[size_t(j)].res_norm);
+    depth_attention(dec, b + 1, !m.starts_block(j), c.p.sub[size_t(j)].res_query, c.p.sub[size_t(j)].res_norm);
     sublayer_step(dec, c.p.sub[size_t(j)], j);
     float* sum = dec.sources[size_t(b) + 1];
     if (m.starts_block(j))
@@ -105,7 +108,7 @@ void stream_step(Decoder& dec) {
       k::add_inplace(c.dev, sum, dec.y, size_t(d));
     k::rms_inverse(c.dev, dec.source_rstd + b + 1, sum, 1, d, m.norm_eps);
   }
-  depth_attention(dec, m.num_blocks() + 1, c.p.out_query, c.p.out_norm);
+  depth_attention(dec, m.num_blocks() + 1, false, c.p.out_query, c.p.out_norm);
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ struct Decoder {
   // AttnRes: sources[0] is the embedding, sources[b + 1] block b's (partial) sum.
   std::vector<float*> sources;
   float* source_rstd = nullptr;  // one per source
-  float *h, *xn, *rstd, *q, *ao, *scores, *y, *gate, *up, *act, *alpha, *uv, *logits;
+  float *h, *lse, *xn, *rstd, *q, *ao, *scores, *y, *gate, *up, *act, *logits;
 };
 
 // Allocates the cache and the per-token buffers for `model` (which must stay alive).

@@ -13,7 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "kernels/ops.h"
+#include "kernels/limits.h"
 #include "parallel/partition.h"
 
 namespace attnres {

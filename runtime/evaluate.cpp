@@ -57,8 +57,9 @@ void accumulate_depth(DepthStats& stats, const Chunk& model, const ChunkActs& ac
       stats.rms[i] += std::sqrt(ss / d);
     }
   };
-  auto add_alpha = [&](size_t site, const float* alpha, int K) {
-    const std::vector<float> a = k::to_host(model.dev, alpha, rows * size_t(K));
+  auto add_alpha = [&](size_t site) {
+    const int K = acts.site_k[site];
+    const std::vector<float> a = chunk_site_weights(model, acts, int(site), int(rows));
     stats.alpha[site].resize(size_t(K));
     for (size_t r = 0; r < rows; ++r)
       for (int s = 0; s < K; ++s) stats.alpha[site][size_t(s)] += a[r * K + s];
@@ -68,8 +69,7 @@ void accumulate_depth(DepthStats& stats, const Chunk& model, const ChunkActs& ac
   add_rms(size_t(L), m.attnres() ? v.head.h : acts.out.hidden);
   if (m.attnres()) {
     stats.alpha.resize(size_t(L) + 1);
-    for (int j = 0; j < L; ++j) add_alpha(size_t(j), v.sub[size_t(j)].alpha, acts.site_k[size_t(j)]);
-    add_alpha(size_t(L), v.head.alpha, acts.site_k.back());
+    for (int j = 0; j <= L; ++j) add_alpha(size_t(j));
   }
   stats.tokens += rows;
 }

@@ -7,6 +7,7 @@
 // has run on a GPU yet (docs/CUDA.md).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -144,43 +145,62 @@ TEST(CudaOps, NormRopeEmbeddingAndCrossEntropy) {
   close_device(dev);
 }
 
-TEST(CudaOps, AttnResSiteForwardAndBackward) {
+// A group of two sites over three completed sources, the second with a
+// partial source: phase 1, the merge, and both backward parts.
+TEST(CudaOps, AttnResTwoPhasesForwardAndBackward) {
   REQUIRE_CUDA_DEVICE(dev);
-  const int N = 70, d = 40, K = 3;
-  std::vector<Twin<float>> src, rstd, dsrc;
+  const int N = 70, d = 40, K = 3, S = 2;
+  auto rows = [&](uint32_t seed) {
+    std::vector<float> r(static_cast<size_t>(N));
+    for (int n = 0; n < N; ++n) r[size_t(n)] = 0.5f + 0.01f * float((n + seed) % 7);
+    return r;
+  };
+  auto zeros = [](size_t n) { return std::vector<float>(n); };
+  std::vector<Twin<float>> src, rstd, dsrc, h, lse, w, g, dh, sdot, dw, dg;
   for (int s = 0; s < K; ++s) {
     src.emplace_back(dev, random_floats(size_t(N) * d, uint32_t(10 + s)));
-    std::vector<float> r(static_cast<size_t>(N));
-    for (int n = 0; n < N; ++n) r[size_t(n)] = 0.5f + 0.01f * float((n + s) % 7);
-    rstd.emplace_back(dev, r);
-    dsrc.emplace_back(dev, std::vector<float>(size_t(N) * d));
+    rstd.emplace_back(dev, rows(uint32_t(s)));
+    dsrc.emplace_back(dev, zeros(size_t(N) * d));
   }
+  for (int j = 0; j < S; ++j) {
+    h.emplace_back(dev, zeros(size_t(N) * d)), lse.emplace_back(dev, zeros(size_t(N)));
+    w.emplace_back(dev, random_floats(size_t(d), uint32_t(20 + j))), g.emplace_back(dev, random_floats(size_t(d), uint32_t(30 + j)));
+    dh.emplace_back(dev, random_floats(size_t(N) * d, uint32_t(40 + j))), sdot.emplace_back(dev, zeros(size_t(N)));
+    dw.emplace_back(dev, zeros(size_t(d))), dg.emplace_back(dev, zeros(size_t(d)));
+  }
+  Twin<float> part(dev, random_floats(size_t(N) * d, 50)), part_rstd(dev, rows(5)),
+      dpart(dev, zeros(size_t(N) * d)),
+      scratch(dev, zeros(std::max(attnres_block_backward_scratch(N, S, d), attnres_partial_backward_scratch(N, d))));
   // Host arrays of pointers to each twin's host or device copy.
-  auto pointers = [&](std::vector<Twin<float>>& v, bool host) {
+  auto pointers = [](std::vector<Twin<float>>& v, bool host) {
     std::vector<float*> p;
     for (Twin<float>& t : v) p.push_back(host ? t.host.data() : t.device.data());
     return p;
   };
-  const std::vector<float*> hs = pointers(src, true), hr = pointers(rstd, true), hd_ = pointers(dsrc, true);
-  const std::vector<float*> ds = pointers(src, false), dr = pointers(rstd, false), dd = pointers(dsrc, false);
-  Twin<float> w(dev, random_floats(size_t(d), 20)), g(dev, random_floats(size_t(d), 21)),
-      h(dev, std::vector<float>(size_t(N) * d)), alpha(dev, std::vector<float>(size_t(N) * K)),
-      uv(dev, std::vector<float>(size_t(N) * K)), dh(dev, random_floats(size_t(N) * d, 22)),
-      dw(dev, std::vector<float>(size_t(d))), dg(dev, std::vector<float>(size_t(d))),
-      scratch(dev, std::vector<float>(attnres_backward_scratch(N, K, d)));
-  attnres_forward(Device{}, h.host.data(), alpha.host.data(), uv.host.data(), hs.data(), hr.data(), K, w.host.data(),
-                  g.host.data(), N, d);
-  attnres_forward(dev, h.device.data(), alpha.device.data(), uv.device.data(), ds.data(), dr.data(), K,
-                  w.device.data(), g.device.data(), N, d);
-  expect_twin(dev, h, kBody, "attnres_forward h");
-  expect_twin(dev, alpha, kBody, "attnres_forward alpha");
-  attnres_backward(Device{}, hd_.data(), dw.host.data(), dg.host.data(), scratch.host.data(), dh.host.data(),
-                   alpha.host.data(), uv.host.data(), hs.data(), hr.data(), K, w.host.data(), g.host.data(), N, d);
-  attnres_backward(dev, dd.data(), dw.device.data(), dg.device.data(), scratch.device.data(), dh.device.data(),
-                   alpha.device.data(), uv.device.data(), ds.data(), dr.data(), K, w.device.data(), g.device.data(), N, d);
-  for (int s = 0; s < K; ++s) expect_twin(dev, dsrc[size_t(s)], kBody, "attnres_backward dsrc");
-  expect_twin(dev, dw, kBody, "attnres_backward dw");
-  expect_twin(dev, dg, kBody, "attnres_backward dg");
+  auto at = [](Twin<float>& t, bool host) { return host ? t.host.data() : t.device.data(); };
+  auto run = [&](const Device& on, bool host) {
+    const auto sp = pointers(src, host), rp = pointers(rstd, host), dsp = pointers(dsrc, host);
+    const auto hp = pointers(h, host), lp = pointers(lse, host), wp = pointers(w, host), gp = pointers(g, host);
+    const auto dhp = pointers(dh, host), sdp = pointers(sdot, host), dwp = pointers(dw, host), dgp = pointers(dg, host);
+    attnres_block_forward(on, hp.data(), lp.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
+    attnres_merge_partial(on, hp[1], lp[1], at(part, host), at(part_rstd, host), wp[1], gp[1], N, d);
+    attnres_partial_backward(on, sdp[1], at(dpart, host), dwp[1], dgp[1], at(scratch, host), dhp[1], hp[1], lp[1],
+                             at(part, host), at(part_rstd, host), wp[1], gp[1], N, d);
+    attnres_partial_backward(on, sdp[0], nullptr, dwp[0], dgp[0], at(scratch, host), dhp[0], hp[0], lp[0], nullptr,
+                             nullptr, wp[0], gp[0], N, d);
+    attnres_block_backward(on, dsp.data(), dwp.data(), dgp.data(), at(scratch, host), dhp.data(), sdp.data(), lp.data(),
+                           sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
+  };
+  run(Device{}, true);
+  run(dev, false);
+  for (int j = 0; j < S; ++j) {
+    expect_twin(dev, h[size_t(j)], kBody, "attnres h");
+    expect_twin(dev, lse[size_t(j)], kBody, "attnres lse");
+    expect_twin(dev, dw[size_t(j)], kBody, "attnres dw");
+    expect_twin(dev, dg[size_t(j)], kBody, "attnres dg");
+  }
+  for (int s = 0; s < K; ++s) expect_twin(dev, dsrc[size_t(s)], kBody, "attnres dsrc");
+  expect_twin(dev, dpart, kBody, "attnres dpart");
   close_device(dev);
 }
 

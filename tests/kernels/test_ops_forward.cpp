@@ -12,6 +12,7 @@
 #include "kernels/ops.h"
 #include "kernels/peak.h"
 #include "cross_entropy_whole.h"
+#include "attnres_group.h"
 #include "reference_ops.h"
 
 namespace attnres::kernels {
@@ -180,34 +181,71 @@ TEST(OpsForward, SwiGLU) {
   expect_near_rel(out, ref_swiglu(to_double(gate), to_double(up)), kTol, "swiglu");
 }
 
-TEST(OpsForward, AttnRes) {
+// Two phases against the one-pass double reference: h_j and lse_j of every
+// site of a group, its first site without a partial (a block's start).
+TEST(OpsForward, AttnResTwoPhases) {
   Device dev;
-  const int K = 4, N = 6, d = 16;
-  const float eps = 1e-6f;
-  std::vector<Vec> src(K), rstd(K, Vec(N));
-  std::vector<DVec> sd(K);
-  std::vector<const float*> sp(K), rp(K);
-  for (int s = 0; s < K; s++) {
-    src[s] = random_vec(N * d, 30 + s, -1.0f - s, 1.0f + s);
-    rms_inverse(dev, rstd[s].data(), src[s].data(), N, d, eps);
-    sd[s] = to_double(src[s]);
-    sp[s] = src[s].data();
-    rp[s] = rstd[s].data();
+  const int K = 4, S = 3, N = 6, d = 16;
+  SiteGroup G = make_site_group(K, S, N, d, false, 30);
+  std::vector<Vec> h, lse;
+  group_forward(dev, G, h, lse);
+  for (int j = 0; j < S; j++) {
+    const std::vector<DVec> srcs = site_sources(G, j);
+    const DVec w = to_double(G.w[j]), g = to_double(G.g[j]);
+    expect_near_rel(h[j], ref_attnres(srcs, w, g, N, d, 1e-6), kTol, "attnres h");
+    DVec want_lse(static_cast<size_t>(N));
+    for (int n = 0; n < N; n++) {
+      double sum = 0;
+      for (const DVec& v : srcs) {
+        double ms = 0, uv = 0;
+        for (int i = 0; i < d; i++) ms += v[n * d + i] * v[n * d + i], uv += w[i] * g[i] * v[n * d + i];
+        sum += std::exp(uv / std::sqrt(ms / d + 1e-6));
+      }
+      want_lse[size_t(n)] = std::log(sum);
+    }
+    expect_near_rel(lse[j], want_lse, kTol, "attnres lse");
   }
-  Vec w = random_vec(d, 40), g = random_vec(d, 41, 0.5f, 1.5f), h(N * d), alpha(N * K), uv(N * K);
-  attnres_forward(dev, h.data(), alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(), g.data(), N, d);
-  DVec want_alpha;
-  DVec want_h = ref_attnres(sd, to_double(w), to_double(g), N, d, eps, &want_alpha);
-  expect_near_rel(h, want_h, kTol, "attnres h");
-  expect_near_rel(alpha, want_alpha, kTol, "attnres alpha");
-  // Zero query (the paper's init) averages the sources uniformly.
-  Vec zero(d, 0.0f);
-  attnres_forward(dev, h.data(), alpha.data(), uv.data(), sp.data(), rp.data(), K, zero.data(), g.data(), N, d);
-  for (int i = 0; i < N * d; i++) {
-    double mean = 0.0;
-    for (int s = 0; s < K; s++) mean += sd[s][i] / K;
-    EXPECT_NEAR(h[i], mean, 1e-5);
+  // Zero queries (the paper's init) average each site's sources uniformly.
+  for (Vec& w : G.w) std::fill(w.begin(), w.end(), 0.0f);
+  group_forward(dev, G, h, lse);
+  for (int j = 0; j < S; j++) {
+    const std::vector<DVec> srcs = site_sources(G, j);
+    for (int i = 0; i < N * d; i++) {
+      double mean = 0.0;
+      for (const DVec& v : srcs) mean += v[size_t(i)] / double(srcs.size());
+      EXPECT_NEAR(h[j][size_t(i)], mean, 1e-5);
+    }
   }
+}
+
+// How sites are grouped (a whole block, or cut by a pipeline stage boundary
+// into groups of one) changes no bit, forward or backward: a site's forward
+// arithmetic is its own, and a source's gradient gets the sites' terms in
+// reverse site order either way. This is what keeps pipelines bitwise.
+TEST(OpsForward, AttnResGroupingChangesNoBit) {
+  Device dev;
+  const int K = 3, S = 3, N = 70, d = 24;
+  const SiteGroup G = make_site_group(K, S, N, d, false, 80);
+  std::vector<Vec> h, lse, dh;
+  group_forward(dev, G, h, lse);
+  for (int j = 0; j < S; j++) dh.push_back(random_vec(size_t(N) * d, 90 + j));
+  GroupGrads whole = group_grads(G, 0.25f), cut = group_grads(G, 0.25f);
+  group_backward(dev, G, h, lse, dh, whole, 0, S);
+  for (int j = S - 1; j >= 0; j--) group_backward(dev, G, h, lse, dh, cut, j, j + 1);
+  for (int s = 0; s < K; s++) EXPECT_EQ(whole.dsrc[s], cut.dsrc[s]) << "dsrc " << s;
+  for (int j = 0; j < S; j++) {
+    EXPECT_EQ(whole.dpart[j], cut.dpart[j]) << "dpart " << j;
+    EXPECT_EQ(whole.dw[j], cut.dw[j]) << "dw " << j;
+    EXPECT_EQ(whole.dg[j], cut.dg[j]) << "dg " << j;
+  }
+  // Forward: site 1 computed alone gives the same bits as inside the group.
+  SiteGroup one = G;
+  one.S = 1, one.first_partial = true;
+  one.part = {G.part[1]}, one.part_rstd = {G.part_rstd[1]}, one.w = {G.w[1]}, one.g = {G.g[1]};
+  std::vector<Vec> h1, lse1;
+  group_forward(dev, one, h1, lse1);
+  EXPECT_EQ(h1[0], h[1]);
+  EXPECT_EQ(lse1[0], lse[1]);
 }
 
 TEST(OpsForward, CrossEntropy) {
@@ -315,31 +353,21 @@ TEST(OpsDeterminism, RMSNormGain) {
 
 TEST(OpsDeterminism, AttnResQueryAndGain) {
   Device dev;
-  const int K = 3;
-  std::vector<Vec> src(K), rstd(K, Vec(kN));
-  std::vector<const float*> sp(K), rp(K);
-  for (int s = 0; s < K; s++) {
-    src[s] = random_vec(kN * kD, 60 + s);
-    rms_inverse(dev, rstd[s].data(), src[s].data(), kN, kD, 1e-6f);
-    sp[s] = src[s].data();
-    rp[s] = rstd[s].data();
-  }
-  Vec w = random_vec(kD, 70), g = random_vec(kD, 71), dh = random_vec(kN * kD, 72);
-  Vec h(kN * kD), alpha(kN * K), uv(kN * K);
-  attnres_forward(dev, h.data(), alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(), g.data(), kN, kD);
+  const int K = 3, S = 2;
+  const SiteGroup G = make_site_group(K, S, kN, kD, true, 60);
+  std::vector<Vec> h, lse, dh;
+  group_forward(dev, G, h, lse);
+  for (int j = 0; j < S; j++) dh.push_back(random_vec(size_t(kN) * kD, 72 + j));
   expect_same_bits_1_vs_2_threads(
       [&] {
-        std::vector<Vec> ds(K, Vec(kN * kD, 0.0f));
-        std::vector<float*> dp(K);
-        for (int s = 0; s < K; s++) dp[s] = ds[s].data();
-        Vec dw(kD, 0.0f), dg(kD, 0.0f), scratch(attnres_backward_scratch(kN, K, kD));
-        attnres_backward(dev, dp.data(), dw.data(), dg.data(), scratch.data(), dh.data(),
-                         alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(), g.data(), kN, kD);
-        dw.insert(dw.end(), dg.begin(), dg.end());
-        for (auto& d : ds) dw.insert(dw.end(), d.begin(), d.end());
-        return dw;
+        GroupGrads r = group_grads(G, 0.0f);
+        group_backward(dev, G, h, lse, dh, r, 0, S);
+        Vec all;
+        for (auto* list : {&r.dsrc, &r.dpart, &r.dw, &r.dg})
+          for (const Vec& v : *list) all.insert(all.end(), v.begin(), v.end());
+        return all;
       },
-      "attnres dw, dg, dsrc");
+      "attnres dsrc, dpart, dw, dg");
 }
 
 TEST(OpsDeterminism, EmbeddingBackward) {

@@ -7,9 +7,12 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <tuple>
 
 #include "kernels/ops.h"
 #include "cross_entropy_whole.h"
+#include "attnres_group.h"
 #include "reference_ops.h"
 
 namespace attnres::kernels {
@@ -148,57 +151,62 @@ TEST(OpsGrad, SwiGLU) {
   expect_grad_near(dup, ngu, kTol, "swiglu dup");
 }
 
-// Every source gets both the value-path and the key-path gradient (the key
-// path runs through u·v_s and through rstd_s(v_s)); w and g are non-zero so
-// the softmax gradient is exercised.
-class AttnResGrad : public ::testing::TestWithParam<int> {};
+// A group of sites through the two phases, forward and backward: every
+// completed source, every site's partial source, query and gain against
+// finite differences of L = Σ_j r_j · h_j. Every source gets both the
+// value-path and the key-path gradient (the key path runs through u·v_s and
+// through rstd_s(v_s)); queries are non-zero so the softmax gradient is
+// exercised. Parameters: completed sources K, sites S, whether site 0 has a
+// partial (a group cut mid-block) or not (a block's first site).
+class AttnResGrad : public ::testing::TestWithParam<std::tuple<int, int, bool>> {};
 
-TEST_P(AttnResGrad, SourcesQueryAndGain) {
+TEST_P(AttnResGrad, SourcesPartialsQueriesAndGains) {
   Device dev;
-  const int K = GetParam(), N = 3, d = 8;
-  const float eps = 1e-6f;
-  std::vector<Vec> src(K), dsrc(K, Vec(N * d, kAcc));
-  std::vector<Vec> rstd(K, Vec(N));
-  std::vector<const float*> sp(K), rp(K);
-  std::vector<float*> dp(K);
-  for (int s = 0; s < K; s++) {
-    // Sources of different scales, as block sums grow with depth.
-    src[s] = random_vec(N * d, 100 + s, -1.0f - s, 1.0f + s);
-    rms_inverse(dev, rstd[s].data(), src[s].data(), N, d, eps);
-    sp[s] = src[s].data();
-    rp[s] = rstd[s].data();
-    dp[s] = dsrc[s].data();
-  }
-  Vec w = random_vec(d, 20, -1.0f, 1.0f), g = random_vec(d, 21, 0.5f, 1.5f);
-  Vec r = random_vec(N * d, 22);
-  Vec h(N * d), alpha(N * K), uv(N * K), dw(d, kAcc), dg(d, kAcc);
-  Vec scratch(attnres_backward_scratch(N, K, d), kNaN);
-  attnres_forward(dev, h.data(), alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(),
-                  g.data(), N, d);
-  attnres_backward(dev, dp.data(), dw.data(), dg.data(), scratch.data(), r.data(),
-                   alpha.data(), uv.data(), sp.data(), rp.data(), K, w.data(), g.data(), N, d);
+  const auto [K, S, first_partial] = GetParam();
+  const int N = 3, d = 8;
+  const double eps = 1e-6;
+  const SiteGroup G = make_site_group(K, S, N, d, first_partial, 100);
+  std::vector<Vec> h, lse, r;
+  for (int j = 0; j < S; j++) r.push_back(random_vec(size_t(N) * d, 22 + j));
+  group_forward(dev, G, h, lse);
+  GroupGrads got = group_grads(G, kAcc);
+  group_backward(dev, G, h, lse, r, got, 0, S);
 
-  std::vector<DVec> sd(K);
-  for (int s = 0; s < K; s++) sd[s] = to_double(src[s]);
-  const DVec wd = to_double(w), gd = to_double(g);
-  for (int s = 0; s < K; s++) {
-    auto ns = numeric_grad(
-        [&](const DVec& X) {
-          auto S = sd;
-          S[s] = X;
-          return dot(ref_attnres(S, wd, gd, N, d, eps), r);
-        },
-        sd[s]);
-    expect_grad_near(minus_acc(dsrc[s]), ns, kTol,
-                     ("attnres dsrc[" + std::to_string(s) + "]").c_str());
+  // L from the double reference, with one input replaced.
+  auto loss = [&](int src, int part, int site, const DVec* X, bool query) {
+    double L = 0;
+    for (int j = 0; j < S; j++) {
+      std::vector<DVec> srcs = site_sources(G, j);
+      if (src >= 0) srcs[size_t(src)] = *X;
+      if (part == j) srcs.back() = *X;
+      const DVec w = site == j && query ? *X : to_double(G.w[j]), g = site == j && !query ? *X : to_double(G.g[j]);
+      L += dot(ref_attnres(srcs, w, g, N, d, eps), r[j]);
+    }
+    return L;
+  };
+  for (int s = 0; s < K; s++)
+    expect_grad_near(minus_acc(got.dsrc[s]),
+                     numeric_grad([&](const DVec& X) { return loss(s, -1, -1, &X, false); }, to_double(G.src[s])),
+                     kTol, ("dsrc[" + std::to_string(s) + "]").c_str());
+  for (int j = 0; j < S; j++) {
+    const std::string site = "site " + std::to_string(j);
+    if (G.has_part(j))
+      expect_grad_near(minus_acc(got.dpart[j]),
+                       numeric_grad([&](const DVec& X) { return loss(-1, j, -1, &X, false); }, to_double(G.part[j])),
+                       kTol, (site + " dpart").c_str());
+    expect_grad_near(minus_acc(got.dw[j]),
+                     numeric_grad([&](const DVec& X) { return loss(-1, -1, j, &X, true); }, to_double(G.w[j])), kTol,
+                     (site + " dw").c_str());
+    expect_grad_near(minus_acc(got.dg[j]),
+                     numeric_grad([&](const DVec& X) { return loss(-1, -1, j, &X, false); }, to_double(G.g[j])),
+                     kTol, (site + " dg").c_str());
   }
-  auto nw = numeric_grad([&](const DVec& X) { return dot(ref_attnres(sd, X, gd, N, d, eps), r); }, wd);
-  auto ng = numeric_grad([&](const DVec& X) { return dot(ref_attnres(sd, wd, X, N, d, eps), r); }, gd);
-  expect_grad_near(minus_acc(dw), nw, kTol, "attnres dw");
-  expect_grad_near(minus_acc(dg), ng, kTol, "attnres dg");
 }
 
-INSTANTIATE_TEST_SUITE_P(K1to5, AttnResGrad, ::testing::Values(1, 2, 3, 4, 5));
+INSTANTIATE_TEST_SUITE_P(Groups, AttnResGrad,
+                         ::testing::Values(std::make_tuple(1, 1, false), std::make_tuple(3, 1, true),
+                                           std::make_tuple(2, 2, false), std::make_tuple(4, 3, true),
+                                           std::make_tuple(5, 2, true)));
 
 TEST(OpsGrad, CrossEntropy) {
   Device dev;

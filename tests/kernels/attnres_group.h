@@ -1,0 +1,112 @@
+// A group of S AttnRes sites sharing K completed sources, each site with a
+// partial block sum of its own (site 0 optionally without, as at a block's
+// start), run through the two-phase kernels the way models/chunk.cpp does:
+// phase 1 for the group, then each site's merge; backwards, each site's
+// partial part in reverse order, then the group's completed part.
+#pragma once
+#include <algorithm>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "reference_ops.h"
+
+namespace attnres::kernels::testing {
+
+struct SiteGroup {
+  int K = 0, S = 0, N = 0, d = 0;
+  bool first_partial = true;
+  std::vector<Vec> src, rstd;        // K completed sources and their rms_inverse
+  std::vector<Vec> part, part_rstd;  // per site: its partial source (empty when none)
+  std::vector<Vec> w, g;             // per site: query and key-norm gain
+  bool has_part(int j) const { return j > 0 || first_partial; }
+};
+
+// Sources of growing scale, as block sums grow with depth; non-zero queries.
+inline SiteGroup make_site_group(int K, int S, int N, int d, bool first_partial, uint32_t seed) {
+  const Device dev;
+  SiteGroup G{K, S, N, d, first_partial, {}, {}, {}, {}, {}, {}};
+  auto source = [&](uint32_t sd, float scale, Vec& v, Vec& r) {
+    v = random_vec(size_t(N) * d, sd, -scale, scale);
+    r.assign(size_t(N), 0.0f);
+    rms_inverse(dev, r.data(), v.data(), N, d, 1e-6f);
+  };
+  G.src.resize(K), G.rstd.resize(K), G.part.resize(S), G.part_rstd.resize(S);
+  for (int s = 0; s < K; s++) source(seed + s, 1.0f + s, G.src[s], G.rstd[s]);
+  for (int j = 0; j < S; j++) {
+    if (G.has_part(j)) source(seed + 50 + j, 1.5f, G.part[j], G.part_rstd[j]);
+    G.w.push_back(random_vec(d, seed + 100 + j, -1.0f, 1.0f));
+    G.g.push_back(random_vec(d, seed + 150 + j, 0.5f, 1.5f));
+  }
+  return G;
+}
+
+// The data pointers of a list of vectors.
+template <class T, class Vs>
+std::vector<T*> pointers(Vs& v) {
+  std::vector<T*> p;
+  for (auto& x : v) p.push_back(x.data());
+  return p;
+}
+
+// h[j] [N, d] and lse[j] [N] of every site.
+inline void group_forward(const Device& dev, const SiteGroup& G, std::vector<Vec>& h, std::vector<Vec>& lse) {
+  h.assign(G.S, Vec(size_t(G.N) * G.d));
+  lse.assign(G.S, Vec(size_t(G.N)));
+  const auto hp = pointers<float>(h), lp = pointers<float>(lse);
+  const auto sp = pointers<const float>(G.src), rp = pointers<const float>(G.rstd);
+  const auto wp = pointers<const float>(G.w), gp = pointers<const float>(G.g);
+  attnres_block_forward(dev, hp.data(), lp.data(), sp.data(), rp.data(), G.K, wp.data(), gp.data(), G.S, G.N, G.d);
+  for (int j = 0; j < G.S; j++)
+    if (G.has_part(j))
+      attnres_merge_partial(dev, h[j].data(), lse[j].data(), G.part[j].data(), G.part_rstd[j].data(), G.w[j].data(),
+                            G.g[j].data(), G.N, G.d);
+}
+
+// Gradients, accumulated onto what they hold (fill them first).
+struct GroupGrads {
+  std::vector<Vec> dsrc, dpart, dw, dg;
+};
+inline GroupGrads group_grads(const SiteGroup& G, float fill) {
+  GroupGrads r;
+  r.dsrc.assign(G.K, Vec(size_t(G.N) * G.d, fill));
+  r.dpart.assign(G.S, Vec(size_t(G.N) * G.d, fill));
+  r.dw.assign(G.S, Vec(size_t(G.d), fill));
+  r.dg.assign(G.S, Vec(size_t(G.d), fill));
+  return r;
+}
+
+// The backward of sites [j0, j1) as one group (the completed part of the
+// group runs after its sites' partial parts).
+inline void group_backward(const Device& dev, const SiteGroup& G, const std::vector<Vec>& h,
+                           const std::vector<Vec>& lse, const std::vector<Vec>& dh, GroupGrads& out, int j0, int j1) {
+  std::vector<Vec> sdot(G.S, Vec(size_t(G.N)));
+  Vec scratch(std::max(attnres_block_backward_scratch(G.N, G.S, G.d), attnres_partial_backward_scratch(G.N, G.d)));
+  for (int j = j1 - 1; j >= j0; j--) {
+    const bool p = G.has_part(j);
+    attnres_partial_backward(dev, sdot[j].data(), p ? out.dpart[j].data() : nullptr, out.dw[j].data(),
+                             out.dg[j].data(), scratch.data(), dh[j].data(), h[j].data(), lse[j].data(),
+                             p ? G.part[j].data() : nullptr, p ? G.part_rstd[j].data() : nullptr, G.w[j].data(),
+                             G.g[j].data(), G.N, G.d);
+  }
+  const auto dsp = pointers<float>(out.dsrc);
+  const auto sp = pointers<const float>(G.src), rp = pointers<const float>(G.rstd);
+  std::vector<const float*> dhp, sdp, lp, wp, gp;
+  std::vector<float*> dwp, dgp;
+  for (int j = j0; j < j1; j++) {
+    dhp.push_back(dh[j].data()), sdp.push_back(sdot[j].data()), lp.push_back(lse[j].data());
+    wp.push_back(G.w[j].data()), gp.push_back(G.g[j].data());
+    dwp.push_back(out.dw[j].data()), dgp.push_back(out.dg[j].data());
+  }
+  attnres_block_backward(dev, dsp.data(), dwp.data(), dgp.data(), scratch.data(), dhp.data(), sdp.data(), lp.data(),
+                         sp.data(), rp.data(), G.K, wp.data(), gp.data(), j1 - j0, G.N, G.d);
+}
+
+// Site j's sources for the double reference: the completed ones, then its partial.
+inline std::vector<DVec> site_sources(const SiteGroup& G, int j) {
+  std::vector<DVec> s;
+  for (const Vec& v : G.src) s.push_back(to_double(v));
+  if (G.has_part(j)) s.push_back(to_double(G.part[j]));
+  return s;
+}
+
+}  // namespace attnres::kernels::testing
