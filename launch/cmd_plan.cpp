@@ -92,8 +92,9 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
               L, m.n_layers, m.d_model, m.n_heads, m.head_dim(), m.d_ff, m.vocab_size,
               m.seq_len);
   if (m.attnres())
-    std::printf("residual  attnres, block size S=%d -> N=%d blocks (sources: b_0 + N blocks)\n",
-                m.block_size, m.num_blocks());
+    std::printf("residual  attnres, block size S=%d -> N=%d blocks (sources: b_0 + N blocks); each depth-attention "
+                "site keeps %zu B per token (h, log-sum-exp, key rstd; the weights are recomputed in the backward)\n",
+                m.block_size, m.num_blocks(), attnres_site_floats_per_token(m.d_model) * sizeof(float));
   else
     std::printf("residual  standard\n");
   std::printf("pipeline  pp=%d x virtual_stages=%d = %d chunks, schedule %s, M=%d microbatches "

@@ -68,7 +68,7 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
   for (int j = sh.first; j < sh.last; ++j) {
     SublayerActs s{};
     if (m.attnres()) {
-      s.h = cv.take(Nr * d);
+      s.h = cv.take(Nr * d);  // attnres_site_floats_per_token: h, lse, prstd
       s.lse = cv.take(Nr);
       s.prstd = cv.take(Nr);
       // A block's first partial sum is y itself; later ones need their own buffer.

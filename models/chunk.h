@@ -107,6 +107,12 @@ struct Chunk {
 void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch,
                 uint64_t seed, kernels::Device dev = {}, const TensorParallel& tp = {});
 
+// What one AttnRes site keeps per token for its backward: its output h (d
+// floats, also the sublayer norm's input), its log-sum-exp and the key-side
+// rstd of the sublayer's partial sum. The weights alpha are recomputed from
+// them in the backward. carve_acts takes exactly these.
+inline size_t attnres_site_floats_per_token(int d) { return size_t(d) + 2; }
+
 // One microbatch's saved tensors, pointers into ChunkActs::arena.
 struct SublayerActs {
   float *h, *lse, *xn, *rstd, *y, *stream, *prstd;  // common (lse: the AttnRes site's log-sum-exp)
