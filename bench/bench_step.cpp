@@ -4,6 +4,7 @@
 // Modes run in interleaved rounds so machine drift hits all of them alike.
 //
 //   build/bench/bench_step [CONFIG] [THREADS] [ROUNDS] [key=value]...
+// (train.steps=N among them: N - 1 timed steps per mode and round, default 2)
 // Needs the prepared corpus (attnres data prepare) in the config's data.dir.
 #include <algorithm>
 #include <cstdio>
@@ -38,6 +39,10 @@ int main(int argc, char** argv) {
     std::vector<double> tps;
   };
   const Config cfg = load_config(path, overrides);
+  // More timed steps per mode and round steady the ratios on a noisy machine.
+  const bool steps_given = std::any_of(overrides.begin(), overrides.end(),
+                                       [](const std::string& o) { return o.rfind("train.steps=", 0) == 0; });
+  const int steps = steps_given ? std::max(3, cfg.train.steps) : 3;
   // Full AttnRes as N = L blocks, so a config that sets num_blocks needs no other change.
   // Block AttnRes with the config's blocks (8 in small.yaml; residual.num_blocks=4 gives S = 4).
   const std::string blocks = std::to_string(cfg.model.attnres() ? cfg.model.num_blocks() : 8);
@@ -54,16 +59,17 @@ int main(int argc, char** argv) {
     peaks.push_back(kernels::measure_sgemm_gflops(threads));
     for (size_t k = 0; k < modes.size(); ++k) {
       Mode& m = modes[(k + size_t(r)) % modes.size()];  // rotate which mode goes first
-      // 3 steps: the first is a warm-up; the result's rate is the median of the rest.
-      std::vector<std::string> sets = {"train.steps=3", "train.warmup_steps=1", "train.eval_every=0",
-                                       "train.threads=" + std::to_string(threads), m.set};
+      // 3 steps (or train.steps=N given): the first is a warm-up; the result's
+      // rate is the median of the rest.
+      std::vector<std::string> sets = {"train.steps=" + std::to_string(steps), "train.warmup_steps=1",
+                                       "train.eval_every=0", "train.threads=" + std::to_string(threads), m.set};
       sets.insert(sets.begin(), overrides.begin(), overrides.end());
       m.tps.push_back(train(load_config(path, sets), opt).tokens_per_s);
     }
   }
   const double peak = median(peaks);
-  std::printf("config %s, %d thread(s), %d rounds x 2 timed steps, %d tokens/step; sgemm peak (median of %d) %.1f GFLOP/s\n\n",
-              path.c_str(), threads, rounds, cfg.train.micro_batch_size * cfg.model.seq_len * cfg.train.grad_accum,
+  std::printf("config %s, %d thread(s), %d rounds x %d timed steps, %d tokens/step; sgemm peak (median of %d) %.1f GFLOP/s\n\n",
+              path.c_str(), threads, rounds, steps - 1, cfg.train.micro_batch_size * cfg.model.seq_len * cfg.train.grad_accum,
               rounds, peak);
   const double flops_per_token = model_flops_per_token(cfg.model);
   std::printf("| mode | tokens/s (median) | MFU | step time / standard: median of per-round ratios (range) |\n|---|---|---|---|\n");
