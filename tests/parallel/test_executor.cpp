@@ -239,6 +239,39 @@ TEST(Executor, PeersIssueSendsAndReceivesInTheSameOrder) {
 
 // A placement no generator makes (chunks 0,1,1,0): the executor takes its
 // local chunks, peers and copies from the schedule alone.
+// Busy time is the sum of the compute and copy actions' spans, timed by
+// events (host timestamps here): the trace shows each of them once per run,
+// in list order, never overlapping, and their durations add up to busy.
+TEST(Executor, EventTimesAreTheTracedActions) {
+  const ModelConfig m = tiny(ResidualMode::AttnRes, 2);
+  const Schedule s = make_schedule("interleaved", 1, 2, 2);  // P = 1, two local chunks: COPY_F / COPY_B too
+  const Partition part = make_partition(m, 1, 2, "");
+  const Batches b = make_batches(m, s.M, 21);
+  PipelineExecutor e(m, part, s, 0, nullptr, nullptr, kBatch, kSeed, false);
+  e.enable_trace(true);
+  int timed = 0;
+  for (const Action& a : s.ranks[0]) timed += is_compute(a.op) || is_copy(a.op);
+  for (int run = 0; run < 2; ++run) {
+    e.trace().clear();
+    e.run(b.pointers(b.tokens), b.pointers(b.targets), 0.5f);
+    double sum_us = 0, end_us = -1;
+    int n = 0;
+    for (const TraceEvent& t : e.trace()) {
+      if (std::string(t.category) != "compute" && std::string(t.category) != "copy") continue;
+      EXPECT_GE(t.dur_us, 0.0) << t.name;
+      // (event times are float milliseconds: a few ns of rounding)
+      EXPECT_GE(t.start_us, end_us - 0.05) << t.name << " starts before the previous action ended";
+      end_us = t.start_us + t.dur_us;
+      sum_us += t.dur_us;
+      ++n;
+    }
+    EXPECT_EQ(n, timed);
+    EXPECT_NEAR(sum_us * 1e-6, e.busy_seconds(), 1e-9 + 1e-6 * e.busy_seconds());
+    EXPECT_GT(e.busy_seconds(), 0.0);
+    EXPECT_GE(e.idle_seconds(), 0.0);
+  }
+}
+
 TEST(Executor, FollowsAnyPlacement) {
   const Schedule s = v_shape_schedule();
   for (const Case& c : modes()) {
