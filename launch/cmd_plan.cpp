@@ -50,7 +50,7 @@ std::string block_span(const ModelConfig& m, const ChunkRange& ch) {
 struct Variant {
   std::string name;
   ModelConfig model;
-  bool cache;
+  HopCaching cache;
 };
 
 // What `plan` needs besides the config: the link and the compute time that
@@ -132,15 +132,19 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
   full.mode = block.mode = ResidualMode::AttnRes;
   full.block_size = 1;
   const std::string bs = "block S=" + std::to_string(block.block_size);
-  const std::vector<Variant> variants = {{"standard", standard, false},
-                                         {"full S=1", full, false},
-                                         {"full+cache", full, true},
-                                         {bs, block, false},
-                                         {bs + "+cache", block, true}};
+  // "+cache" as parallel.cached_grads says: with exact, the backward hops
+  // still carry every source's gradient.
+  const HopCaching cached{true, pc.cached_grads == "local"};
+  const std::vector<Variant> variants = {{"standard", standard, {}},
+                                         {"full S=1", full, {}},
+                                         {"full+cache", full, cached},
+                                         {bs, block, {}},
+                                         {bs + "+cache", block, cached}};
   const double tensor_bytes = tokens * m.d_model * 4;
   std::printf("hop payloads per microbatch (tensors x [%d, %d, %d] fp32 = %s each); the backward "
-              "hop carries the gradient of every forward tensor, so bwd = fwd\n",
-              b, m.seq_len, m.d_model, format_bytes(tensor_bytes).c_str());
+              "hop carries the gradient of every forward tensor, so bwd = fwd, except under caching "
+              "with parallel.cached_grads: exact (here: %s), where it carries every source's gradient\n",
+              b, m.seq_len, m.d_model, format_bytes(tensor_bytes).c_str(), pc.cached_grads.c_str());
   if (!m.attnres())
     std::printf("(the config is in standard mode, so \"block\" uses model.block_size = %d; compare "
                 "with --set residual.mode=attnres --set residual.block_size=S)\n",
@@ -156,7 +160,8 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
     for (const char* dir : {"fwd", "bwd"}) {
       std::printf("%-12s %-3s", dir[0] == 'f' ? hop : "", dir);
       for (size_t i = 0; i < variants.size(); ++i) {
-        const HopPayload h = hop_payload(variants[i].model, part, c, variants[i].cache);
+        const HopCaching& k = variants[i].cache;
+        const HopPayload h = hop_payload(variants[i].model, part, c, dir[0] == 'f' ? k.forward : k.backward);
         const double by = double(hop_bytes(variants[i].model, h, b));
         total[i] += by;
         std::printf(" %20s", (std::to_string(h.tensors.size()) + " / " + format_bytes(by)).c_str());
@@ -173,8 +178,9 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
   // ---- closed forms ---------------------------------------------------------
   // The rule's exact counts (blocks only, then b_0) next to Eq. 7/8 with
   // N_p = N / C (exact when every chunk holds the same whole blocks).
-  std::printf("closed forms, block summaries per microbatch crossing all hops (fwd; bwd the "
-              "same), b_0 excluded; N_p = N / C\n");
+  std::printf("closed forms, block summaries per microbatch crossing all hops forward (backward: "
+              "the same, but rule+cache only with parallel.cached_grads: local, else rule), b_0 "
+              "excluded; N_p = N / C\n");
   std::printf("%-12s %7s %10s %10s %10s %12s %12s %12s %6s\n", "variant", "N_p", "rule", "Eq.7",
               "rule+cache", "Eq.8 paper", "Eq.8 exact", "b_0 (nc/c)", "exact?");
   for (const ModelConfig* v : {&full, &block}) {
@@ -223,7 +229,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
     print_network(m, part, sched, variants, net, M, b, pc.tp, tp.sequence_parallel ? pc.tp : 1);
 
   // ---- memory per rank -------------------------------------------------------
-  const bool cache = pc.cross_stage_cache && V >= 2;  // as the trainer runs it
+  const HopCaching caching{pc.caches_forward(), pc.caches_backward()};  // as the trainer runs it
   std::printf("device memory per rank (fp32) as the executor allocates it (parallel/memory_plan.h), for each "
               "pipeline stage; every dp replica and tp rank of a stage holds the same (tp = %d%s)\n"
               "slots = peak live microbatches of the chunk + 1; acts = slots x arena; hops = slots x "
@@ -232,7 +238,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
   std::printf("%-4s %-22s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "chunks (slots)", "params",
               "grads", "AdamW", "acts", "hops", "fixed", "executor", "total");
   for (int r = 0; r < P; ++r) {
-    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, b, cache, tp);
+    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, b, caching, tp);
     std::string chunks;
     for (const ChunkMemoryPlan& ch : plan.chunks)
       chunks += (chunks.empty() ? "" : " ") + std::to_string(ch.chunk) + "(" + std::to_string(ch.slots) + ")";
@@ -257,8 +263,10 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
     for (const ChunkRange& ch : part.chunks) {
       if (sched.placement[size_t(ch.index)] != r) continue;
       mine.push_back(ch);
-      if (ch.index + 1 < C) fwd += double(M) * double(hop_bytes(m, hop_payload(m, part, ch.index + 1, cache), b)) / hop_share;
-      if (ch.index > 0) bwd += double(M) * double(hop_bytes(m, hop_payload(m, part, ch.index, cache), b)) / hop_share;
+      if (ch.index + 1 < C)
+        fwd += double(M) * double(hop_bytes(m, hop_payload(m, part, ch.index + 1, caching.forward), b)) / hop_share;
+      if (ch.index > 0)
+        bwd += double(M) * double(hop_bytes(m, hop_payload(m, part, ch.index, caching.backward), b)) / hop_share;
     }
     std::printf("%-4d %14s %14s %18s\n", r, format_bytes(fwd).c_str(), format_bytes(bwd).c_str(),
                 format_bytes(tp_step_bytes(m, mine, M, b, tp)).c_str());
@@ -301,13 +309,16 @@ void print_network(const ModelConfig& m, const Partition& part, const Schedule& 
   for (const Variant& v : variants) {
     SimCosts k{u, 2 * u, u, u, 0};
     k.hop.assign(size_t(C), 0.0);
+    k.hop_bwd.assign(size_t(C), 0.0);
     double bytes_step = 0, comm = 0;
     for (int c = 1; c < C; ++c) {
       if (sched.placement[size_t(c - 1)] == sched.placement[size_t(c)]) continue;  // a local copy
-      const int64_t by = hop_bytes(v.model, hop_payload(v.model, part, c, v.cache), b) / hop_share;
-      k.hop[size_t(c)] = hop_seconds(net.link, by);
-      bytes_step += 2.0 * M * double(by);
-      comm += 2.0 * M * k.hop[size_t(c)];
+      const int64_t fwd = hop_bytes(v.model, hop_payload(v.model, part, c, v.cache.forward), b) / hop_share;
+      const int64_t bwd = hop_bytes(v.model, hop_payload(v.model, part, c, v.cache.backward), b) / hop_share;
+      k.hop[size_t(c)] = hop_seconds(net.link, fwd);
+      k.hop_bwd[size_t(c)] = hop_seconds(net.link, bwd);
+      bytes_step += double(M) * double(fwd + bwd);
+      comm += double(M) * (k.hop[size_t(c)] + k.hop_bwd[size_t(c)]);
     }
     const SimResult r = simulate(sched, k);
     double bubble = 0;

@@ -31,7 +31,7 @@ struct PipelineExecutor::Slot {
   int mb = -1;
   ChunkActs acts;
   std::vector<float*> recv_vals;   // forward payload into this chunk (in_hop order)
-  std::vector<float*> recv_grads;  // backward payload from the next chunk (out_hop order)
+  std::vector<float*> recv_grads;  // backward payload from the next chunk (out_grad_hop order)
   std::vector<float*> own_grads;   // per source index: gradient buffers this slot owns
   float* dhidden = nullptr;        // standard mode, last chunk: gradient of the output
   std::vector<float*> grads;       // per source index in the output stream: its gradient
@@ -46,7 +46,8 @@ struct PipelineExecutor::Slot {
 struct PipelineExecutor::Local {
   int chunk = 0;
   Chunk* model = nullptr;
-  HopPayload in_hop, out_hop;  // into this chunk; into the next (empty for the last)
+  HopPayload in_hop, out_hop;            // forward: into this chunk; into the next (empty for the last)
+  HopPayload in_grad_hop, out_grad_hop;  // the same hops' backward payloads
   int n_in = 0, n_out = 0;     // sources in the input / output stream
   bool reducing = false;       // REDUCE_GRADS done this step
   std::vector<Slot> slots;
@@ -55,10 +56,10 @@ struct PipelineExecutor::Local {
 
 PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part, Schedule schedule,
                                    int pp_rank, Communicator* pipe, Communicator* data, int micro_batch,
-                                   uint64_t seed, bool cross_stage_cache, k::Device dev,
+                                   uint64_t seed, HopCaching caching, k::Device dev,
                                    const TensorParallel& tp)
     : cfg_(cfg), part_(part), schedule_(std::move(schedule)), rank_(pp_rank), pipe_(pipe), data_(data),
-      micro_batch_(micro_batch), cache_(cross_stage_cache), dev_(dev),
+      micro_batch_(micro_batch), caching_(caching), dev_(dev),
       stream_floats_(size_t(chunk_dims(cfg, micro_batch, tp).Nr) * cfg.d_model) {
   const int P = schedule_.P, C = schedule_.num_chunks();
   if (part_.num_chunks() != C || int(schedule_.placement.size()) != C)
@@ -78,8 +79,14 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
     auto L = std::make_unique<Local>();
     L->chunk = c;
     L->model = &chunks_[size_t(i)];
-    if (c > 0) L->in_hop = hop_payload(cfg_, part_, c, cache_);
-    if (c + 1 < C) L->out_hop = hop_payload(cfg_, part_, c + 1, cache_);
+    if (c > 0) {
+      L->in_hop = hop_payload(cfg_, part_, c, caching_.forward);
+      L->in_grad_hop = hop_payload(cfg_, part_, c, caching_.backward);
+    }
+    if (c + 1 < C) {
+      L->out_hop = hop_payload(cfg_, part_, c + 1, caching_.forward);
+      L->out_grad_hop = hop_payload(cfg_, part_, c + 1, caching_.backward);
+    }
     // The payload leaves out what this rank holds from an earlier chunk: that
     // chunk must be one the schedule places here.
     const int held = L->in_hop.cached_from;
@@ -98,9 +105,9 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
     for (Slot& s : L->slots) {
       acts_init(s.acts, *L->model);
       for (size_t t = 0; t < L->in_hop.tensors.size(); ++t) s.recv_vals.push_back(alloc());
-      for (size_t t = 0; t < L->out_hop.tensors.size(); ++t) s.recv_grads.push_back(alloc());
+      for (size_t t = 0; t < L->out_grad_hop.tensors.size(); ++t) s.recv_grads.push_back(alloc());
       s.own_grads.assign(size_t(L->n_out), nullptr);
-      for (const HopTensor& h : L->in_hop.tensors)
+      for (const HopTensor& h : L->in_grad_hop.tensors)
         if (h.kind == HopTensor::Source) s.own_grads[size_t(h.source)] = alloc();
       for (int src = (c == 0 ? 0 : L->n_in); src < L->n_out; ++src) s.own_grads[size_t(src)] = alloc();
       if (!cfg_.attnres() && r.has_head) s.dhidden = alloc();
@@ -219,7 +226,9 @@ double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const
   if (chunk > 0) {
     if (s.recv_f_posted) wait_recv(s.recv_f, "RECV_F", mb, chunk);
     else if (!s.copied_in) throw std::logic_error("executor: " + to_string({Op::F, mb, chunk}) + " has no input");
-    // Sources held since an earlier chunk here (cross-stage cache), then the received ones.
+    // Sources held since an earlier chunk here (cross-stage cache), then the
+    // received ones. A source's gradient goes back on this chunk's hop if the
+    // backward payload carries it, else it adds to the earlier chunk's.
     if (cfg_.attnres()) {
       s.in.sources.assign(size_t(L.n_in), nullptr);
       if (L.in_hop.cached_from >= 0) {
@@ -235,11 +244,10 @@ double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const
       const HopTensor& h = L.in_hop.tensors[t];
       if (h.kind == HopTensor::Hidden) s.in.hidden = s.recv_vals[t];
       if (h.kind == HopTensor::Partial) s.in.partial = s.recv_vals[t];
-      if (h.kind == HopTensor::Source) {
-        s.in.sources[size_t(h.source)] = s.recv_vals[t];
-        s.grads[size_t(h.source)] = s.own_grads[size_t(h.source)];
-      }
+      if (h.kind == HopTensor::Source) s.in.sources[size_t(h.source)] = s.recv_vals[t];
     }
+    for (const HopTensor& h : L.in_grad_hop.tensors)
+      if (h.kind == HopTensor::Source) s.grads[size_t(h.source)] = s.own_grads[size_t(h.source)];
     for (float* p : s.in.sources)
       if (!p) throw std::logic_error("executor: chunk " + std::to_string(chunk) + " lacks an input source");
   }
@@ -263,7 +271,7 @@ std::vector<float*> PipelineExecutor::forward_payload(int mb, int chunk) {
 std::vector<float*> PipelineExecutor::backward_payload(int mb, int chunk) {
   const Slot& s = slot_of(mb, chunk);
   std::vector<float*> grads;
-  for (const HopTensor& h : local(chunk).in_hop.tensors)
+  for (const HopTensor& h : local(chunk).in_grad_hop.tensors)
     grads.push_back(h.kind == HopTensor::Hidden    ? s.din.hidden
                     : h.kind == HopTensor::Partial ? s.din.partial
                                                    : s.din.sources[size_t(h.source)]);
@@ -293,8 +301,8 @@ void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, 
     if (s.recv_b_posted) wait_recv(s.recv_b, "RECV_B", mb, chunk);
     else if (!s.copied_back)
       throw std::logic_error("executor: " + to_string({Op::B, mb, chunk}) + " has no output gradient");
-    for (size_t t = 0; t < L.out_hop.tensors.size(); ++t) {
-      const HopTensor& h = L.out_hop.tensors[t];
+    for (size_t t = 0; t < L.out_grad_hop.tensors.size(); ++t) {
+      const HopTensor& h = L.out_grad_hop.tensors[t];
       if (h.kind == HopTensor::Hidden) dout.hidden = s.recv_grads[t];
       if (h.kind == HopTensor::Partial) dout.partial = s.recv_grads[t];
       // Downstream gradient of a source adds to what later local chunks left.

@@ -38,7 +38,7 @@ class PipelineExecutor {
   // under sequence parallelism a hop carries its token rows only.
   PipelineExecutor(const ModelConfig& cfg, const Partition& part, Schedule schedule, int pp_rank,
                    Communicator* pipe, Communicator* data, int micro_batch, uint64_t seed,
-                   bool cross_stage_cache, kernels::Device dev = {}, const TensorParallel& tp = {});
+                   HopCaching caching, kernels::Device dev = {}, const TensorParallel& tp = {});
   ~PipelineExecutor();
   PipelineExecutor(const PipelineExecutor&) = delete;
   PipelineExecutor& operator=(const PipelineExecutor&) = delete;
@@ -114,7 +114,7 @@ class PipelineExecutor {
   Communicator* pipe_;
   Communicator* data_;
   int micro_batch_;
-  bool cache_;
+  HopCaching caching_;
   kernels::Device dev_;
   size_t stream_floats_;  // one [b*T, d] tensor
   std::vector<Chunk> chunks_;

@@ -22,11 +22,18 @@
 //     every sublayer. For c < P caching changes nothing.
 // Tensor order is the wire order: sources ascending, Partial last.
 //
-// Backward: the same hop carries back, in the same order, the gradient of each
-// tensor that was sent forward, so both directions have the same bytes. Under
-// caching the gradient of a cached source accumulates on the rank during chunk
-// c's backward and leaves with chunk c−P's backward hop (where it was received
-// or produced), never on chunk c's.
+// Backward: the hop carries back, in the same order, the gradient of each
+// tensor of its backward payload, which is hop_payload(..., caching.backward):
+//   - caching.backward false (parallel.cached_grads: exact): every source
+//     completed at start(c), as without caching. A source's gradient is a
+//     running sum that visits the chunks from last to first, as in one
+//     process, so the run equals pp = 1 bit for bit. Caching then saves
+//     forward bytes only.
+//   - caching.backward true (local): the forward payload. The gradient of a
+//     cached source accumulates on the rank during chunk c's backward and
+//     leaves with chunk c−P's backward hop, never on chunk c's: both
+//     directions have the same bytes, but the rank adds its later chunks'
+//     terms as one, so the sums differ from one process's in the last bits.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -51,6 +58,11 @@ struct HopPayload {
 
 HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
                        bool cross_stage_cache);
+
+// Whether each direction's payload leaves out what the receiver holds.
+struct HopCaching {
+  bool forward = false, backward = false;
+};
 
 // Bytes one direction of the hop moves for a microbatch of `micro_batch`
 // sequences: tensors × micro_batch × seq_len × d_model × 4.

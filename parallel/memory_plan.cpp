@@ -27,23 +27,23 @@ MemoryBytes& MemoryBytes::operator+=(const MemoryBytes& o) {
 }
 
 // Buffers of one [b, T, d] tensor each that a slot of chunk c holds.
-static int hop_buffers(const ModelConfig& cfg, const Partition& part, int c, bool cache) {
+static int hop_buffers(const ModelConfig& cfg, const Partition& part, int c, HopCaching caching) {
   const int C = part.num_chunks();
   const ChunkRange& r = part.chunks[size_t(c)];
   int n = 0;
   if (c > 0) {
-    const HopPayload in = hop_payload(cfg, part, c, cache);
-    n += int(in.tensors.size());  // forward receive
-    for (const HopTensor& h : in.tensors) n += h.kind == HopTensor::Source ? 1 : 0;  // their gradients
+    n += int(hop_payload(cfg, part, c, caching.forward).tensors.size());  // forward receive
+    for (const HopTensor& h : hop_payload(cfg, part, c, caching.backward).tensors)
+      n += h.kind == HopTensor::Source ? 1 : 0;  // gradients sent back
   }
-  if (c + 1 < C) n += int(hop_payload(cfg, part, c + 1, cache).tensors.size());  // backward receive
+  if (c + 1 < C) n += int(hop_payload(cfg, part, c + 1, caching.backward).tensors.size());  // backward receive
   if (cfg.attnres()) n += sources_at(cfg, r.last) - (c == 0 ? 0 : sources_at(cfg, r.first));  // produced sources
   if (!cfg.attnres() && r.has_head) ++n;  // gradient of the output
   return n;
 }
 
 RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, const Schedule& schedule,
-                                int rank, int micro_batch, bool cross_stage_cache,
+                                int rank, int micro_batch, HopCaching caching,
                                 const TensorParallel& tp) {
   if (part.num_chunks() != schedule.num_chunks())
     throw std::logic_error("memory plan: partition and schedule disagree on chunks");
@@ -59,7 +59,7 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
     ch.chunk = c;
     ch.slots = slots[size_t(c)];
     ch.arena_bytes = f.acts * sizeof(float);
-    ch.hop_buffers = hop_buffers(cfg, part, c, cross_stage_cache);
+    ch.hop_buffers = hop_buffers(cfg, part, c, caching);
     ch.bytes.params = f.params * sizeof(float);
     ch.bytes.grads = f.grads * sizeof(float);
     ch.bytes.fixed = (f.rope + f.scratch) * sizeof(float);

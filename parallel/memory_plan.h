@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "models/chunk.h"
+#include "parallel/hop_payload.h"
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
 
@@ -50,7 +51,7 @@ struct RankMemoryPlan {
 
 // `tp`: this rank's tensor-parallel shard (its collectives are not used).
 RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, const Schedule& schedule,
-                                int rank, int micro_batch, bool cross_stage_cache,
+                                int rank, int micro_batch, HopCaching caching,
                                 const TensorParallel& tp = {});
 
 }  // namespace attnres

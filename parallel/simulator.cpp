@@ -286,7 +286,8 @@ void run(const Schedule& s, const SimCosts& k, SimResult& res) {
           double& t = sent_at(a.op == Op::SEND_F, a.mb, a.chunk);
           const int hop = a.op == Op::SEND_F ? a.chunk + 1 : a.chunk;  // downstream chunk
           double& link = link_free[size_t(r) * P + size_t(a.peer)];
-          if (t < 0) t = link = std::max(link, clock[r]) + (k.hop.empty() ? 0.0 : k.hop[size_t(hop)]);
+          const std::vector<double>& cost = a.op == Op::SEND_B && !k.hop_bwd.empty() ? k.hop_bwd : k.hop;
+          if (t < 0) t = link = std::max(link, clock[r]) + (cost.empty() ? 0.0 : cost[size_t(hop)]);
         } else if (is_compute(a.op) || is_copy(a.op)) {
           end = clock[r] += cost_of(a.op, k);
           st.busy += cost_of(a.op, k);
@@ -332,14 +333,16 @@ SimResult simulate(const Schedule& s, const SimCosts& costs) {
     if (!std::isfinite(c) || c < 0)
       throw std::invalid_argument(std::string("simulator cost ") + n + "=" + std::to_string(c) +
                                   " must be finite and >= 0");
-  for (double h : costs.hop)
-    if (!std::isfinite(h) || h < 0)
-      throw std::invalid_argument("simulator hop cost " + std::to_string(h) + " must be finite and >= 0");
+  for (const std::vector<double>* hops : {&costs.hop, &costs.hop_bwd})
+    for (double h : *hops)
+      if (!std::isfinite(h) || h < 0)
+        throw std::invalid_argument("simulator hop cost " + std::to_string(h) + " must be finite and >= 0");
   SimResult res;
   check_shape(s, res.errors);
-  if (res.ok() && !costs.hop.empty() && int(costs.hop.size()) != s.num_chunks())
-    throw std::invalid_argument("simulator has " + std::to_string(costs.hop.size()) +
-                                " hop costs for " + std::to_string(s.num_chunks()) + " chunks");
+  for (const std::vector<double>* hops : {&costs.hop, &costs.hop_bwd})
+    if (res.ok() && !hops->empty() && int(hops->size()) != s.num_chunks())
+      throw std::invalid_argument("simulator has " + std::to_string(hops->size()) +
+                                  " hop costs for " + std::to_string(s.num_chunks()) + " chunks");
   if (!res.ok()) return res;
   check_structure(s, res.errors);
   run(s, costs, res);

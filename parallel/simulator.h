@@ -27,9 +27,11 @@ struct SimCosts {
   double latency = 0;  // per message, from its arrival to RECV completion
   double copy = 0;     // one COPY_F / COPY_B (a hand-off in local memory)
   double reduce = 0;   // one chunk's REDUCE_GRADS (its dp gradient all-reduce)
-  // Transfer time of one message on hop c−1 -> c, at index c (entry 0 unused),
-  // the same forward and backward; empty = every transfer takes no time.
-  std::vector<double> hop = {};
+  // Transfer time of one message on hop c−1 -> c, at index c (entry 0 unused);
+  // empty = every transfer takes no time. hop_bwd: the same hop's backward
+  // message, when its payload differs (cached gradients summed on the hops);
+  // empty = as `hop`.
+  std::vector<double> hop = {}, hop_bwd = {};
 };
 
 struct TimedAction {

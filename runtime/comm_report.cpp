@@ -7,10 +7,14 @@
 
 namespace attnres {
 
-double hop_step_bytes(const ModelConfig& m, const Partition& part, int c, bool cache, const Config& cfg) {
-  const int M = cfg.train.grad_accum / cfg.parallel.dp;
-  const int copies = cfg.parallel.sequence_parallel ? 1 : cfg.parallel.tp;
-  return 2.0 * M * copies * double(hop_bytes(m, hop_payload(m, part, c, cache), cfg.train.micro_batch_size));
+double hop_step_bytes(const ModelConfig& m, const Partition& part, int c, const Config& cfg) {
+  const ParallelConfig& p = cfg.parallel;
+  const int M = cfg.train.grad_accum / p.dp;
+  const int copies = p.sequence_parallel ? 1 : p.tp;
+  const int b = cfg.train.micro_batch_size;
+  const double fwd = double(hop_bytes(m, hop_payload(m, part, c, p.caches_forward()), b));
+  const double bwd = double(hop_bytes(m, hop_payload(m, part, c, p.caches_backward()), b));
+  return double(M) * copies * (fwd + bwd);
 }
 
 namespace {
@@ -18,9 +22,8 @@ namespace {
 std::vector<double> hop_bytes_as(const Config& cfg, const Partition& part, ResidualMode mode, int block_size) {
   ModelConfig m = cfg.model;
   m.mode = mode, m.block_size = block_size;
-  const bool cache = mode == ResidualMode::AttnRes && cfg.parallel.cross_stage_cache && cfg.parallel.virtual_stages >= 2;
   std::vector<double> out(size_t(part.num_chunks()), 0.0);
-  for (int c = 1; c < part.num_chunks(); ++c) out[size_t(c)] = hop_step_bytes(m, part, c, cache, cfg);
+  for (int c = 1; c < part.num_chunks(); ++c) out[size_t(c)] = hop_step_bytes(m, part, c, cfg);
   return out;
 }
 
@@ -56,7 +59,7 @@ std::vector<double> full_attnres_hop_bytes(const Config& cfg, const Partition& p
 std::string comm_table(const Config& cfg, const Partition& part, const std::vector<int>& placement,
                        const std::vector<double>& measured, const std::vector<double>& tp_measured) {
   if (part.num_chunks() == 1) return tp_table(cfg, part, placement, tp_measured);
-  const bool cache = cfg.parallel.cross_stage_cache && cfg.parallel.virtual_stages >= 2;
+  const bool cache = cfg.model.attnres() && cfg.parallel.caches_forward();
   const std::vector<double> standard = standard_hop_bytes(cfg, part), full = full_attnres_hop_bytes(cfg, part);
   const char* mode = !cfg.model.attnres() ? "standard" : cfg.model.block_size == 1 ? "Full AttnRes" : "Block AttnRes";
   std::string out;
@@ -64,11 +67,14 @@ std::string comm_table(const Config& cfg, const Partition& part, const std::vect
   std::snprintf(buf, sizeof buf,
                 "communication per step (one pipeline, forward + backward, MB = 1e6 bytes)%s\n"
                 "  hop (chunk)  measured %-14s  standard   Full AttnRes (S=1)\n",
-                cache ? ", cross-stage caching on" : "", mode);
+                !cache                                       ? ""
+                : cfg.parallel.caches_backward() ? ", cross-stage caching on (gradients sum locally)"
+                                                 : ", cross-stage caching on (forward; gradients sum on the hops)",
+                mode);
   out += buf;
   double tot[4] = {0, 0, 0, 0};
   for (int c = 1; c < part.num_chunks(); ++c) {
-    const double row[4] = {measured[size_t(c)], hop_step_bytes(cfg.model, part, c, cache, cfg), standard[size_t(c)],
+    const double row[4] = {measured[size_t(c)], hop_step_bytes(cfg.model, part, c, cfg), standard[size_t(c)],
                            full[size_t(c)]};
     for (int i = 0; i < 4; ++i) tot[i] += row[i];
     std::snprintf(buf, sizeof buf, "  %2d -> %-2d    %8.2f (expected %8.2f)  %9.2f  %12.2f\n", c - 1, c,

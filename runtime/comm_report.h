@@ -18,9 +18,9 @@ std::string comm_table(const Config& cfg, const Partition& part, const std::vect
                        const std::vector<double>& measured, const std::vector<double>& tp_measured);
 
 // Bytes per step, forward + backward, of the hop into chunk c under model `m`
-// (one pipeline: without sequence parallelism each tp rank sends the whole
-// payload, with it each sends its 1/tp of the token rows).
-double hop_step_bytes(const ModelConfig& m, const Partition& part, int c, bool cache, const Config& cfg);
+// and cfg's caching (one pipeline: without sequence parallelism each tp rank
+// sends the whole payload, with it each sends its 1/tp of the token rows).
+double hop_step_bytes(const ModelConfig& m, const Partition& part, int c, const Config& cfg);
 
 // Bytes per step of every hop (index c = the hop into chunk c; [0] is 0) if
 // this run's layout carried the standard residual, or Full AttnRes (S = 1).

@@ -65,6 +65,7 @@ void visit_fields(C& c, F&& f) {
   f("parallel.microbatches", c.parallel.microbatches);
   f("parallel.layout", c.parallel.layout);
   f("parallel.cross_stage_cache", c.parallel.cross_stage_cache);
+  f("parallel.cached_grads", c.parallel.cached_grads);
   f("parallel.sequence_parallel", c.parallel.sequence_parallel);
   f("checkpoint.dir", c.checkpoint.dir);
   f("checkpoint.every", c.checkpoint.every);
@@ -376,6 +377,8 @@ void validate_config(Config& cfg) {
       p.schedule != "zb-h1")
     fail("parallel.schedule",
          "'" + p.schedule + "' is not a schedule (expected gpipe, 1f1b, interleaved or zb-h1)");
+  if (p.cached_grads != "exact" && p.cached_grads != "local")
+    fail("parallel.cached_grads", "'" + p.cached_grads + "' is not a way to sum cached gradients (expected exact or local)");
   require_positive("parallel.virtual_stages", p.virtual_stages);
   if (p.schedule == "interleaved" && p.virtual_stages < 2)
     fail("parallel.virtual_stages",

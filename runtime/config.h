@@ -41,7 +41,15 @@ struct ParallelConfig {
   int microbatches = 0;           // 0 = derived (grad_accum / dp); else must equal it
   std::string layout;             // explicit partition; empty = balanced on block boundaries
   bool cross_stage_cache = true;  // only meaningful for interleaved
+  // Under caching, how cached sources' gradients are summed: exact = their
+  // running sums travel back on every hop (pp = 1 bit for bit); local = they
+  // sum on the rank and skip the hops they skipped forward (fewer bytes).
+  std::string cached_grads = "exact";  // exact | local
   bool sequence_parallel = false; // tp > 1: shard the residual region by tokens (DESIGN §6)
+
+  // Which hop payloads leave out what the receiving rank holds (hop_payload.h).
+  bool caches_forward() const { return cross_stage_cache && virtual_stages >= 2; }
+  bool caches_backward() const { return caches_forward() && cached_grads == "local"; }
 };
 
 struct CheckpointConfig {

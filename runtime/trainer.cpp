@@ -117,9 +117,9 @@ struct Run {
 // what one rank needs (the memory plan plus AdamW's moments) against what the
 // ranks sharing this machine can still get (on GPUs: what its device has
 // free). The ranks agree, so none waits on one that stopped.
-void check_memory_fits(Run& r, const Schedule& sched, bool cache) {
+void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
   const RankMemoryPlan plan = plan_rank_memory(r.cfg.model, r.part, sched, r.topo.coord.pp_idx,
-                                               r.cfg.train.micro_batch_size, cache, r.tp);
+                                               r.cfg.train.micro_batch_size, caching, r.tp);
   const MemoryBytes& b = plan.total;
   const double need = double(b.total()) + 2.0 * double(b.params);
   // On a CPU the ranks of a machine share its memory; on GPUs each has its device's.
@@ -200,12 +200,12 @@ void setup(Run& r) {
   if (r.device.dev.backend == kernels::Backend::CUDA) r.groups = make_nccl_groups(std::move(r.groups), r.device.dev, tags);
 #endif
   r.tp = {{r.topo.coord.tp_idx, p.tp}, p.sequence_parallel && p.tp > 1, r.groups.tensor_collectives.get()};
-  const bool cache = p.cross_stage_cache && p.virtual_stages >= 2;
-  check_memory_fits(r, sched, cache);
+  const HopCaching caching{p.caches_forward(), p.caches_backward()};
+  check_memory_fits(r, sched, caching);
   r.exec = std::make_unique<PipelineExecutor>(m, r.part, std::move(sched), r.topo.coord.pp_idx,
                                               p.pp > 1 ? r.groups.pipeline.get() : nullptr,
                                               p.dp > 1 ? r.groups.data.get() : nullptr,
-                                              r.cfg.train.micro_batch_size, r.cfg.train.seed, cache,
+                                              r.cfg.train.micro_batch_size, r.cfg.train.seed, caching,
                                               r.device.dev, r.tp);
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();

@@ -93,14 +93,14 @@ void expect_match(const RunOut& ref, const RunOut& got, const std::string& what,
 
 // Bytes the runtime counted on every hop equal the analytic payload:
 // forward + backward, M microbatches, on every step.
-void expect_hop_bytes(const RunOut& r, bool cache, const std::string& what) {
+void expect_hop_bytes(const RunOut& r, const std::string& what) {
   const Config& c = r.cfg;
   const Partition part = make_partition(c.model, c.parallel.pp, c.parallel.virtual_stages, c.parallel.layout);
   ASSERT_EQ(r.hop_bytes.size(), r.losses.size()) << what;
   for (const auto& step : r.hop_bytes) {
     ASSERT_EQ(int(step.size()), part.num_chunks() - 1) << what;
     for (int h = 1; h < part.num_chunks(); ++h) {
-      const double expect = hop_step_bytes(c.model, part, h, cache, c);
+      const double expect = hop_step_bytes(c.model, part, h, c);
       EXPECT_EQ(double(step[size_t(h - 1)]), expect) << what << " hop into chunk " << h;
     }
   }
@@ -121,17 +121,21 @@ void check_mode(const std::string& mode, const std::vector<std::string>& mode_se
       const std::string what = mode + " pp=" + std::to_string(pp) + " " + sched;
       const RunOut got = run(mode + "_pp" + std::to_string(pp) + "_" + sched, pp, s);
       expect_match(ref, got, what, 0.0);
-      expect_hop_bytes(got, false, what);
+      expect_hop_bytes(got, what);
     }
-    for (bool cache : {false, true}) {
+    // Caching off; on with gradients summed on the hops (exact); and, at pp = 2,
+    // summed on the rank, in another order: 1e-5.
+    for (const char* cache : {"off", "exact", "local"}) {
+      const bool on = cache != std::string("off"), local = cache == std::string("local");
+      if (local && pp != 2) continue;
       std::vector<std::string> s = mode_sets;
       s.insert(s.end(), {"parallel.pp=" + std::to_string(pp), "parallel.schedule=interleaved",
-                         "parallel.virtual_stages=2", std::string("parallel.cross_stage_cache=") + (cache ? "true" : "false")});
-      const std::string what = mode + " pp=" + std::to_string(pp) + " interleaved cache=" + (cache ? "on" : "off");
-      const RunOut got = run(mode + "_pp" + std::to_string(pp) + "_il" + (cache ? "c" : ""), pp, s);
-      // A cached block's gradient is summed in another order: 1e-5 (issue #3).
-      expect_match(ref, got, what, cache && mode != "standard" ? 1e-5 : 0.0);
-      expect_hop_bytes(got, cache, what);
+                         "parallel.virtual_stages=2", std::string("parallel.cross_stage_cache=") + (on ? "true" : "false"),
+                         std::string("parallel.cached_grads=") + (local ? "local" : "exact")});
+      const std::string what = mode + " pp=" + std::to_string(pp) + " interleaved cache=" + cache;
+      const RunOut got = run(mode + "_pp" + std::to_string(pp) + "_il_" + cache, pp, s);
+      expect_match(ref, got, what, local && mode != "standard" ? 1e-5 : 0.0);
+      expect_hop_bytes(got, what);
     }
   }
 }
@@ -148,7 +152,7 @@ TEST(PipelineEquivalence, LayoutCuttingBlocks) {
   const RunOut ref = run("cut_pp1", 1, block);
   const RunOut got = run("cut_pp3", 3, {"residual.block_size=2", "parallel.pp=3", "parallel.layout=3,2,3"});
   expect_match(ref, got, "pp=3 layout 3,2,3", 0.0);
-  expect_hop_bytes(got, false, "pp=3 layout 3,2,3");
+  expect_hop_bytes(got, "pp=3 layout 3,2,3");
 }
 
 TEST(DataParallel, MatchesSingleProcess) {
@@ -180,20 +184,27 @@ TEST(CudaDevices, PipelineOnTwoDevicesMatchesTheCpu) {
 }
 
 // Block AttnRes (1 block per chunk) on pp=2 x 2 virtual stages: the measured
-// block bytes are the paper's Eq. 7 without caching and the exact Eq. 8 with
-// it (docs/PARALLEL.md), plus the embedding on C-1 or P-1 hops.
+// block bytes of each direction are the paper's Eq. 7 without caching and the
+// exact Eq. 8 with it (docs/PARALLEL.md), plus the embedding on C-1 or P-1
+// hops. Under caching the backward is cached only when gradients sum locally.
 TEST(HopBytes, MatchPaperClosedForms) {
-  for (bool cache : {false, true}) {
-    const RunOut r = run(std::string("closed_") + (cache ? "cache" : "nocache"), 2,
-                         {"residual.block_size=2", "parallel.pp=2", "parallel.schedule=interleaved",
-                          "parallel.virtual_stages=2", "parallel.layout=2,2,2,2",
-                          std::string("parallel.cross_stage_cache=") + (cache ? "true" : "false")});
+  const int P = 2, V = 2, M = 4;
+  const double uncached = paper_eq7_blocks(P, V, 1) + (P * V - 1), cached = exact_eq8_blocks(P, V, 1) + (P - 1);
+  const struct {
+    const char* name;
+    std::vector<std::string> sets;
+    double fwd, bwd;  // tensors per microbatch over all hops
+  } cases[] = {{"nocache", {"parallel.cross_stage_cache=false"}, uncached, uncached},
+               {"cache_exact", {"parallel.cached_grads=exact"}, cached, uncached},
+               {"cache_local", {"parallel.cached_grads=local"}, cached, cached}};
+  for (const auto& c : cases) {
+    std::vector<std::string> sets = {"residual.block_size=2", "parallel.pp=2", "parallel.schedule=interleaved",
+                                     "parallel.virtual_stages=2", "parallel.layout=2,2,2,2"};
+    sets.insert(sets.end(), c.sets.begin(), c.sets.end());
+    const RunOut r = run(std::string("closed_") + c.name, 2, sets);
     ASSERT_FALSE(r.hop_bytes.empty());
-    const int P = 2, V = 2, M = 4;
     const uint64_t tensor = uint64_t(r.cfg.train.micro_batch_size) * r.cfg.model.seq_len * r.cfg.model.d_model * 4;
-    const double blocks = cache ? exact_eq8_blocks(P, V, 1) : paper_eq7_blocks(P, V, 1);
-    const int embed_hops = cache ? P - 1 : P * V - 1;
-    EXPECT_EQ(sum(r.hop_bytes.back()), uint64_t(blocks + embed_hops) * tensor * 2 * M) << (cache ? "Eq. 8" : "Eq. 7");
+    EXPECT_EQ(sum(r.hop_bytes.back()), uint64_t(c.fwd + c.bwd) * tensor * M) << c.name;
   }
 }
 
@@ -258,7 +269,7 @@ TEST(TensorParallel, ThreeDimensionsAndZeroBubble) {
     s.insert(s.end(), extra.begin(), extra.end());
     const RunOut got = run(name, 8, s);
     expect_match(ref, got, name, 1e-5);
-    expect_hop_bytes(got, name == "3d_il", name);
+    expect_hop_bytes(got, name);
     expect_tp_bytes(got, name);
   }
   for (const char* sched : {"zb-h1", "gpipe"}) {  // and without sequence parallelism under gpipe
@@ -269,7 +280,7 @@ TEST(TensorParallel, ThreeDimensionsAndZeroBubble) {
                             std::string("parallel.schedule=") + sched,
                             std::string("parallel.sequence_parallel=") + (sp ? "true" : "false")});
     expect_match(ref, got, what, 1e-5);
-    expect_hop_bytes(got, false, what);
+    expect_hop_bytes(got, what);
     expect_tp_bytes(got, what);
   }
 }

@@ -87,7 +87,7 @@ struct Outcome {
 // Runs `steps` steps of `sched` on dp × P threads: replica d feeds batches[d]
 // through its own pipeline; the ranks of one pipeline stage form a dp group.
 Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vector<Batches>& batches, int steps,
-                    bool cache = false) {
+                    HopCaching cache = {}) {
   const int P = sched.P, dp = int(batches.size());
   const Partition part = make_partition(m, P, sched.V, "");
   std::vector<std::unique_ptr<FakeNetwork>> pipes, groups;
@@ -185,23 +185,30 @@ void expect_equal(const Result& want, const Result& got, const std::string& what
 }
 
 // Every generator on 1, 2 and 4 ranks (with local copies when P = 1, V = 2),
-// two steps each, against one rank running the whole model.
+// two steps each, against one rank running the whole model. Cross-stage
+// caching with the gradients summed on the hops (parallel.cached_grads:
+// exact) is bitwise too.
 TEST(Executor, PipelinesEqualOneRankBitForBit) {
   const int M = 4, steps = 2;
   struct Layout {
     std::string schedule;
     int P, V;
+    HopCaching cache;
   };
-  const std::vector<Layout> layouts = {{"interleaved", 1, 2}, {"gpipe", 2, 1},       {"1f1b", 2, 1},
-                                       {"zb-h1", 2, 1},       {"interleaved", 2, 2}, {"1f1b", 4, 1}};
+  const std::vector<Layout> layouts = {{"interleaved", 1, 2, {}}, {"gpipe", 2, 1, {}},
+                                       {"1f1b", 2, 1, {}},        {"zb-h1", 2, 1, {}},
+                                       {"interleaved", 2, 2, {}}, {"1f1b", 4, 1, {}},
+                                       {"interleaved", 1, 2, {true, false}},
+                                       {"interleaved", 2, 2, {true, false}}};
   for (const Case& c : modes()) {
     const Batches b = make_batches(c.model, M, 11);
     const Result ref = one_rank(c.model, b, steps);
     ASSERT_EQ(ref.losses.size(), size_t(M * steps));
     for (const Layout& l : layouts) {
-      const std::string what = c.name + ", " + l.schedule + " P=" + std::to_string(l.P) + " V=" + std::to_string(l.V);
+      const std::string what = c.name + ", " + l.schedule + " P=" + std::to_string(l.P) + " V=" +
+                               std::to_string(l.V) + (l.cache.forward ? " cached" : "");
       const Schedule s = make_schedule(l.schedule, l.P, M, l.V);
-      const Outcome r = run_threads(c.model, s, {b}, steps);
+      const Outcome r = run_threads(c.model, s, {b}, steps, l.cache);
       EXPECT_TRUE(r.problems.empty()) << what << "\n" << joined(r.problems);
       EXPECT_EQ(r.messages, steps * sends_per_step(s)) << what;
       expect_equal(ref, r.replicas[0], what);
@@ -247,7 +254,7 @@ TEST(Executor, EventTimesAreTheTracedActions) {
   const Schedule s = make_schedule("interleaved", 1, 2, 2);  // P = 1, two local chunks: COPY_F / COPY_B too
   const Partition part = make_partition(m, 1, 2, "");
   const Batches b = make_batches(m, s.M, 21);
-  PipelineExecutor e(m, part, s, 0, nullptr, nullptr, kBatch, kSeed, false);
+  PipelineExecutor e(m, part, s, 0, nullptr, nullptr, kBatch, kSeed, {});
   e.enable_trace(true);
   int timed = 0;
   for (const Action& a : s.ranks[0]) timed += is_compute(a.op) || is_copy(a.op);
@@ -288,7 +295,7 @@ TEST(Executor, FollowsAnyPlacement) {
   FakeNetwork net(2);
   FakeCommunicator pipe(net, 1);
   try {
-    PipelineExecutor e(m, part, s, 1, &pipe, nullptr, kBatch, kSeed, true);
+    PipelineExecutor e(m, part, s, 1, &pipe, nullptr, kBatch, kSeed, {true, false});
     FAIL() << "expected std::logic_error";
   } catch (const std::logic_error& e) {
     EXPECT_NE(std::string(e.what()).find("the hop into chunk 2 caches chunk 0's sources"), std::string::npos)
@@ -296,14 +303,15 @@ TEST(Executor, FollowsAnyPlacement) {
   }
 }
 
-// Cached sources change only the order in which a block's gradient is summed:
-// losses stay exact, gradients agree to rounding.
-TEST(Executor, CrossStageCacheMatchesWithinRounding) {
+// Cached gradients summed on the rank (parallel.cached_grads: local) change
+// only the order in which a block's gradient is summed: losses stay exact,
+// gradients agree to rounding.
+TEST(Executor, CachedGradientsSummedLocallyMatchWithinRounding) {
   const int M = 4;
   const ModelConfig m = tiny(ResidualMode::AttnRes, 1);
   const Batches b = make_batches(m, M, 13);
   const Result ref = one_rank(m, b, 1);
-  const Outcome r = run_threads(m, make_schedule("interleaved", 2, M, 2), {b}, 1, true);
+  const Outcome r = run_threads(m, make_schedule("interleaved", 2, M, 2), {b}, 1, {true, true});
   ASSERT_TRUE(r.problems.empty()) << joined(r.problems);
   EXPECT_EQ(r.replicas[0].losses, ref.losses);
   for (const auto& [name, g] : ref.grads)

@@ -57,7 +57,7 @@ ModelConfig model(ResidualMode mode, int S) {
 struct Layout {
   int P, V, M;
   std::string schedule, layout;
-  bool cache;
+  HopCaching cache;
 };
 
 // Tensor-parallel collectives that must never be used: construction sends nothing.
@@ -83,7 +83,8 @@ void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int m
   for (int r = 0; r < l.P; ++r) {
     const std::string what = std::string(residual_mode_name(m.mode)) + " S=" + std::to_string(m.block_size) +
                              " " + l.schedule + " P=" + std::to_string(l.P) + " V=" + std::to_string(l.V) +
-                             " layout \"" + l.layout + "\" cache=" + std::to_string(l.cache) +
+                             " layout \"" + l.layout + "\" cache=" + std::to_string(l.cache.forward) +
+                             std::to_string(l.cache.backward) +
                              " rank " + std::to_string(r) + " tp " + std::to_string(tp.tp.size) +
                              (tp.sequence_parallel ? " sp" : "");
     Schedule sched = make_schedule(l.schedule, l.P, l.M, l.V);
@@ -106,16 +107,18 @@ void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int m
 }
 
 const std::vector<Layout> kLayouts = {
-    {1, 1, 3, "gpipe", "", false},
-    {1, 1, 4, "1f1b", "8", false},
-    {1, 2, 2, "interleaved", "4,4", false},          // two chunks on the one rank
-    {1, 2, 2, "interleaved", "3,5", true},
-    {2, 1, 4, "1f1b", "", false},
-    {2, 1, 4, "zb-h1", "3,5", false},
-    {2, 2, 4, "interleaved", "2,2,1,3", false},
-    {2, 2, 4, "interleaved", "2,2,1,3", true},      // cross-stage caching
-    {4, 1, 4, "gpipe", "1,3,2,2", false},
-    {4, 2, 4, "interleaved", "1,1,1,1,1,1,1,1", true},
+    {1, 1, 3, "gpipe", "", {}},
+    {1, 1, 4, "1f1b", "8", {}},
+    {1, 2, 2, "interleaved", "4,4", {}},          // two chunks on the one rank
+    {1, 2, 2, "interleaved", "3,5", {true, true}},
+    {2, 1, 4, "1f1b", "", {}},
+    {2, 1, 4, "zb-h1", "3,5", {}},
+    {2, 2, 4, "interleaved", "2,2,1,3", {}},
+    {2, 2, 4, "interleaved", "2,2,1,3", {true, false}},  // cross-stage caching, exact gradient sums
+    {2, 2, 4, "interleaved", "2,2,1,3", {true, true}},   // and local ones
+    {4, 1, 4, "gpipe", "1,3,2,2", {}},
+    {4, 2, 4, "interleaved", "1,1,1,1,1,1,1,1", {true, false}},
+    {4, 2, 4, "interleaved", "1,1,1,1,1,1,1,1", {true, true}},
 };
 
 TEST(MemoryPlan, EqualsExecutorAllocationStandard) {

@@ -291,6 +291,13 @@ TEST(Simulator, HopTransfersQueueOnTheirLink) {
   EXPECT_THROW(simulate(s, k), std::invalid_argument);  // one entry per chunk
   k.hop = {0, -1};
   EXPECT_THROW(simulate(s, k), std::invalid_argument);
+  // Backward messages of 0.5 instead: rank 0 gets the gradients at 9, 11 and
+  // 13 and runs B0 [9,11) B1 [11,13) B2 [13,15).
+  k.hop = {0, 1.5};
+  k.hop_bwd = {0, 0.5};
+  EXPECT_EQ(simulate(s, k).makespan, 15.0);
+  k.hop_bwd = {0.5};
+  EXPECT_THROW(simulate(s, k), std::invalid_argument);
 }
 
 TEST(Simulator, ChromeTraceHasOneEventPerComputeAndScaledTimes) {
