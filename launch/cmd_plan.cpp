@@ -97,6 +97,10 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
                 m.block_size, m.num_blocks(), attnres_site_floats_per_token(m.d_model) * sizeof(float));
   else
     std::printf("residual  standard\n");
+  std::printf("recompute %s (train.recompute)%s\n", recompute_name(m.recompute),
+              m.recompute == Recompute::Selective
+                  ? ": attention probabilities recomputed in the backward, one set held in the chunk's scratch"
+                  : "");
   std::printf("pipeline  pp=%d x virtual_stages=%d = %d chunks, schedule %s, M=%d microbatches "
               "of %d x %d tokens per pipeline (dp=%d, tp=%d)\n",
               P, V, C, pc.schedule.c_str(), M, b, m.seq_len, pc.dp, pc.tp);

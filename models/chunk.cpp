@@ -82,7 +82,9 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
     s.dy = cv.take(N * d);
     if (j % 2 == 0) {
       s.q = cv.take(N * dl), s.k = cv.take(N * dl), s.v = cv.take(N * dl);
-      s.att = cv.take(att), s.ao = cv.take(N * dl);
+      // Selective recomputation keeps no probabilities: acts_init points att at scratch.
+      s.att = m.recompute == Recompute::Selective ? nullptr : cv.take(att);
+      s.ao = cv.take(N * dl);
       s.dq = cv.take(N * dl), s.dk = cv.take(N * dl), s.dv = cv.take(N * dl);
     } else {
       s.gate = cv.take(N * Fl), s.up = cv.take(N * Fl), s.act = cv.take(N * Fl);
@@ -127,6 +129,8 @@ static BackwardScratch carve_scratch(const Shape& sh, float* base, size_t* total
   s.dh = cv.take(size_t(G) * Nr * d), s.dxn = cv.take(N * d);
   s.dao = cv.take(N * x.dl), s.dact = cv.take(N * x.Fl), s.dx = cv.take(Nr * d);
   s.datt = cv.take(size_t(sh.batch) * x.Hl * m.seq_len * m.seq_len);
+  if (m.recompute == Recompute::Selective)
+    s.att = cv.take(size_t(sh.batch) * x.Hl * m.seq_len * m.seq_len), s.ao = cv.take(N * x.dl);
   if (m.attnres()) {
     s.sdot = cv.take(size_t(G) * Nr);
     s.dquery = cv.take(std::max(k::attnres_block_backward_scratch(x.Nr, G, x.d),
@@ -225,6 +229,9 @@ void acts_init(ChunkActs& a, const Chunk& c) {
   carve_acts(sh, nullptr, &floats);
   a.arena = k::DeviceBuffer<float>(c.dev, floats);
   a.v = carve_acts(sh, a.arena.data(), nullptr);
+  if (c.cfg.recompute == Recompute::Selective)
+    for (int j = c.first; j < c.last; ++j)
+      if (j % 2 == 0) a.v.sub[size_t(j - c.first)].att = c.t.att;
   size_t n = 0;
   a.site_k.clear();
   if (c.cfg.attnres()) {
@@ -466,6 +473,9 @@ static void sublayer_backward(const Chunk& c, const SublayerTensors& p, const Su
   if (j % 2 == 0) {
     const float *cos_t = c.rope_cos.data(), *sin_t = c.rope_sin.data();
     k::linear_backward(c.dev, t.dao, nullptr, s.dy, s.ao, p.o, N, x.dl, d, false);
+    // The same kernel on the same inputs: the probabilities the forward had.
+    if (m.recompute == Recompute::Selective)
+      k::attention_forward(c.dev, t.ao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, x.Hl, m.head_dim());
     k::attention_backward(c.dev, s.dq, s.dk, s.dv, t.datt, t.dao, s.att, s.q, s.k, s.v,
                           c.batch, m.seq_len, x.Hl, m.head_dim());
     k::rope_backward(c.dev, s.dq, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());

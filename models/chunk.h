@@ -78,6 +78,7 @@ struct BackwardScratch {
   float *dh;    // [G, Nr, d]: dL/dh of each site of an AttnRes site group (G = its most sites), else [Nr, d]
   float *sdot;  // [G, Nr]: dh · h of each site of the group (AttnRes)
   float *dxn, *dao, *dact, *datt, *dx;
+  float *att, *ao;  // selective recomputation: the probabilities and output of one attention
   float *dquery;  // the AttnRes backward's query-gradient partials
   float *dxn_res;  // dxn summed into the residual rows (sequence parallel)
   float *full;     // [N, d]: partial sums before a reduce-scatter, gathered gradients

@@ -1,4 +1,5 @@
-// The model's shape and residual mode (DESIGN §1). Validated by runtime/config.
+// The model's shape and residual mode (DESIGN §1), and what its forward keeps
+// for the backward. Validated by runtime/config.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -6,6 +7,12 @@
 namespace attnres {
 
 enum class ResidualMode { Standard, AttnRes };
+
+// Activation recomputation (train.recompute, DESIGN §8). Selective: the
+// attention probabilities [b, H, T, T] are not kept per sublayer but
+// recomputed in the backward. The kernels are deterministic, so it changes
+// memory and time, never a bit of the results.
+enum class Recompute { None, Selective };
 
 struct ModelConfig {
   int vocab_size = 256;
@@ -21,6 +28,8 @@ struct ModelConfig {
   // Block size S in sublayers, resolved from residual.block_size or
   // residual.num_blocks by the config loader (1 <= S <= L). Unused in standard mode.
   int block_size = 1;
+
+  Recompute recompute = Recompute::None;
 
   int num_sublayers() const { return 2 * n_layers; }
   int head_dim() const { return d_model / n_heads; }
@@ -44,5 +53,6 @@ inline bool partial_at(const ModelConfig& cfg, int s) {
 inline const char* residual_mode_name(ResidualMode m) {
   return m == ResidualMode::Standard ? "standard" : "attnres";
 }
+inline const char* recompute_name(Recompute r) { return r == Recompute::None ? "none" : "selective"; }
 
 }  // namespace attnres

@@ -55,6 +55,7 @@ void visit_fields(C& c, F&& f) {
   f("train.watchdog_timeout", c.train.watchdog_timeout);
   f("train.device", c.train.device);
   f("train.on_nonfinite", c.train.on_nonfinite);
+  f("train.recompute", c.model.recompute);
   f("train.max_skipped_steps", c.train.max_skipped_steps);
   f("data.dir", c.data.dir);
   f("parallel.dp", c.parallel.dp);
@@ -155,6 +156,14 @@ struct Assign {
     if (s == "standard") out = ResidualMode::Standard;
     else if (s == "attnres") out = ResidualMode::AttnRes;
     else bad_type(v, key, "standard or attnres");
+  }
+  // block and full (issue #14) are not built yet.
+  void operator()(Recompute& out) const {
+    if (!v.node.IsScalar()) bad_type(v, key, "none or selective");
+    const std::string& s = v.node.Scalar();
+    if (s == "none") out = Recompute::None;
+    else if (s == "selective") out = Recompute::Selective;
+    else bad_type(v, key, "none or selective");
   }
 };
 
@@ -497,6 +506,7 @@ std::string config_to_yaml(const Config& cfg) {
     out << YAML::Key << k.substr(sec.size() + 1) << YAML::Value;
     if constexpr (std::is_same_v<T, std::string>) out << YAML::DoubleQuoted << field;
     else if constexpr (std::is_same_v<T, ResidualMode>) out << residual_mode_name(field);
+    else if constexpr (std::is_same_v<T, Recompute>) out << recompute_name(field);
     else if constexpr (std::is_same_v<T, float>) out << fmt_float(field);
     else out << field;
   });

@@ -155,6 +155,16 @@ TEST(PipelineEquivalence, LayoutCuttingBlocks) {
   expect_hop_bytes(got, "pp=3 layout 3,2,3");
 }
 
+// train.recompute=selective through the trainer, at pp = 2 under zb-h1 (the
+// split backward): every loss and parameter is that of keeping the
+// probabilities in one process.
+TEST(Recompute, SelectiveEqualsKeepingBitForBit) {
+  const RunOut ref = run("keep_pp1", 1, {"residual.block_size=2"});
+  const RunOut got = run("selective_pp2_zb", 2, {"residual.block_size=2", "train.recompute=selective", "parallel.pp=2",
+                                                 "parallel.schedule=zb-h1"});
+  expect_match(ref, got, "selective pp=2 zb-h1", 0.0);
+}
+
 TEST(DataParallel, MatchesSingleProcess) {
   for (const char* mode : {"residual.mode=standard", "residual.block_size=2"}) {
     const RunOut ref = run(std::string("dp_ref_") + mode, 1, {mode});

@@ -43,6 +43,30 @@ TEST(ChunkMemory, FloatsEqualAllocations) {
       }
 }
 
+// Selective recomputation drops each attention sublayer's probabilities
+// [b, H, T, T] from the arena and keeps one set, plus one attention output,
+// in the chunk's scratch; the allocations still equal the plan.
+TEST(ChunkMemory, SelectiveRecomputeKeepsNoProbabilities) {
+  const kernels::Device dev;
+  for (const ModelConfig& base : {small(ResidualMode::Standard, 1), small(ResidualMode::AttnRes, 2)})
+    for (const auto& [first, last] : std::vector<std::pair<int, int>>{{0, 6}, {1, 4}, {5, 6}}) {
+      ModelConfig m = base;
+      m.recompute = Recompute::Selective;
+      const int b = 3, attention_sublayers = (last - first + (first % 2 == 0 ? 1 : 0)) / 2;
+      const size_t att = size_t(b) * m.n_heads * m.seq_len * m.seq_len;
+      const ChunkFloats none = chunk_floats(base, first, last, b), sel = chunk_floats(m, first, last, b);
+      EXPECT_EQ(none.acts - sel.acts, attention_sublayers * att) << "[" << first << "," << last << ")";
+      EXPECT_EQ(sel.scratch - none.scratch, att + size_t(b) * m.seq_len * m.d_model) << "[" << first << "," << last << ")";
+      const size_t before = kernels::allocated_bytes(dev);
+      Chunk c;
+      chunk_init(c, m, first, last, b, 1, dev);
+      ChunkActs a;
+      acts_init(a, c);
+      EXPECT_EQ(kernels::allocated_bytes(dev) - before, 4 * (sel.params + sel.grads + sel.rope + sel.scratch + sel.acts));
+      for (int j = first + first % 2; j < last; j += 2) EXPECT_EQ(a.v.sub[size_t(j - first)].att, c.t.att);
+    }
+}
+
 TEST(ChunkMemory, ViewsPointAtTheNamedTensors) {
   const ModelConfig m = small(ResidualMode::AttnRes, 2);
   Chunk c;
