@@ -100,6 +100,9 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
   std::printf("recompute %s (train.recompute)%s\n", recompute_name(m.recompute),
               m.recompute == Recompute::Selective
                   ? ": attention probabilities recomputed in the backward, one set held in the chunk's scratch"
+              : m.recompute == Recompute::Full
+                  ? ": a microbatch keeps its input and the outputs its chunk produced; the backward runs the "
+                    "chunk's forward again in one arena the microbatches share"
                   : "");
   std::printf("pipeline  pp=%d x virtual_stages=%d = %d chunks, schedule %s, M=%d microbatches "
               "of %d x %d tokens per pipeline (dp=%d, tp=%d)\n",

@@ -243,6 +243,11 @@ void acts_init(ChunkActs& a, const Chunk& c) {
   a.out.sources.reserve(size_t(sources_at(c.cfg, c.cfg.num_sublayers())));
 }
 
+int chunk_produced_outputs(const ModelConfig& cfg, int first, int last) {
+  if (!cfg.attnres()) return 1;
+  return sources_at(cfg, last) - (first == 0 ? 0 : sources_at(cfg, first)) + (partial_at(cfg, last) ? 1 : 0);
+}
+
 // ---- tensor-parallel collectives (DESIGN §6) ------------------------------------
 // Sums the tp ranks' partial [N, d] outputs of a row-parallel matmul into the
 // residual rows `res`: an all-reduce in place (partial == res), or under

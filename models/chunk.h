@@ -142,6 +142,13 @@ struct ChunkActs {
 };
 void acts_init(ChunkActs& a, const Chunk& c);
 
+// Tensors ([Nr, d] each) of the output stream that the chunk [first, last)
+// produces, the rest passing through from its input: the sources completed
+// inside it (b_0 in the first chunk) and its partial sum, or the hidden state
+// in standard mode. In the order of a.out: produced sources, then the partial
+// or hidden state.
+int chunk_produced_outputs(const ModelConfig& cfg, int first, int last);
+
 // Forward of one microbatch. tokens [b*T] are read by the first chunk, targets
 // [b*T] by the last, which returns the sum of its token losses (else 0).
 // `in` is ignored by the first chunk. After the call a.out is the output stream;

@@ -10,9 +10,11 @@ enum class ResidualMode { Standard, AttnRes };
 
 // Activation recomputation (train.recompute, DESIGN §8). Selective: the
 // attention probabilities [b, H, T, T] are not kept per sublayer but
-// recomputed in the backward. The kernels are deterministic, so it changes
-// memory and time, never a bit of the results.
-enum class Recompute { None, Selective };
+// recomputed in the backward. Full: a microbatch keeps only the chunk's input
+// stream and the outputs it produced; its backward runs the chunk's forward
+// again. The kernels are deterministic, so it changes memory and time, never
+// a bit of the results.
+enum class Recompute { None, Selective, Full };
 
 struct ModelConfig {
   int vocab_size = 256;
@@ -53,6 +55,8 @@ inline bool partial_at(const ModelConfig& cfg, int s) {
 inline const char* residual_mode_name(ResidualMode m) {
   return m == ResidualMode::Standard ? "standard" : "attnres";
 }
-inline const char* recompute_name(Recompute r) { return r == Recompute::None ? "none" : "selective"; }
+inline const char* recompute_name(Recompute r) {
+  return r == Recompute::None ? "none" : r == Recompute::Selective ? "selective" : "full";
+}
 
 }  // namespace attnres

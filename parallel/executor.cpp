@@ -29,7 +29,9 @@ void PipelineExecutor::trace_span(std::string name, const char* category, double
 // to its last backward. Buffers are allocated once; slots are reused.
 struct PipelineExecutor::Slot {
   int mb = -1;
-  ChunkActs acts;
+  ChunkActs acts;                  // empty under full recomputation (Local::shared)
+  std::vector<float*> kept;        // full recomputation: copies of the outputs the chunk produced
+  ResidualState out;               // the forward's output stream
   std::vector<float*> recv_vals;   // forward payload into this chunk (in_hop order)
   std::vector<float*> recv_grads;  // backward payload from the next chunk (out_grad_hop order)
   std::vector<float*> own_grads;   // per source index: gradient buffers this slot owns
@@ -48,6 +50,10 @@ struct PipelineExecutor::Local {
   Chunk* model = nullptr;
   HopPayload in_hop, out_hop;            // forward: into this chunk; into the next (empty for the last)
   HopPayload in_grad_hop, out_grad_hop;  // the same hops' backward payloads
+  // Full recomputation: one arena for every microbatch's forward, run again
+  // before each backward.
+  bool recompute = false;
+  ChunkActs shared;
   int n_in = 0, n_out = 0;     // sources in the input / output stream
   bool reducing = false;       // REDUCE_GRADS done this step
   std::vector<Slot> slots;
@@ -101,9 +107,14 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
       L->n_out = sources_at(cfg_, r.last);
     }
     L->slots.resize(size_t(slots[size_t(c)]));
+    L->recompute = cfg_.recompute == Recompute::Full;
+    if (L->recompute) acts_init(L->shared, *L->model);
+    // What leaves the chunk must outlive the shared arena (the last chunk's output leaves nowhere).
+    const int kept = L->recompute && c + 1 < C ? chunk_produced_outputs(cfg_, r.first, r.last) : 0;
     auto alloc = [&] { return L->buffers.emplace_back(dev_, stream_floats_).data(); };
     for (Slot& s : L->slots) {
-      acts_init(s.acts, *L->model);
+      if (!L->recompute) acts_init(s.acts, *L->model);
+      for (int t = 0; t < kept; ++t) s.kept.push_back(alloc());
       for (size_t t = 0; t < L->in_hop.tensors.size(); ++t) s.recv_vals.push_back(alloc());
       for (size_t t = 0; t < L->out_grad_hop.tensors.size(); ++t) s.recv_grads.push_back(alloc());
       s.own_grads.assign(size_t(L->n_out), nullptr);
@@ -234,8 +245,8 @@ double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const
       if (L.in_hop.cached_from >= 0) {
         Slot& prev = slot_of(mb, L.in_hop.cached_from);
         for (int src = 0; src < L.n_in; ++src)
-          if (src < int(prev.acts.out.sources.size())) {
-            s.in.sources[size_t(src)] = prev.acts.out.sources[size_t(src)];
+          if (src < int(prev.out.sources.size())) {
+            s.in.sources[size_t(src)] = prev.out.sources[size_t(src)];
             s.grads[size_t(src)] = prev.grads[size_t(src)];
           }
       }
@@ -251,7 +262,9 @@ double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const
     for (float* p : s.in.sources)
       if (!p) throw std::logic_error("executor: chunk " + std::to_string(chunk) + " lacks an input source");
   }
-  const double loss = chunk_forward(*L.model, s.acts, tokens, targets, s.in);
+  ChunkActs& a = L.recompute ? L.shared : s.acts;
+  const double loss = chunk_forward(*L.model, a, tokens, targets, s.in);
+  keep_outputs(L, s, a);
   for (int src = (chunk == 0 ? 0 : L.n_in); src < L.n_out; ++src) s.grads[size_t(src)] = s.own_grads[size_t(src)];
   return loss;
 }
@@ -261,9 +274,9 @@ std::vector<float*> PipelineExecutor::forward_payload(int mb, int chunk) {
   const Slot& s = slot_of(mb, chunk);
   std::vector<float*> vals;
   for (const HopTensor& h : local(chunk).out_hop.tensors)
-    vals.push_back(h.kind == HopTensor::Hidden    ? s.acts.out.hidden
-                   : h.kind == HopTensor::Partial ? s.acts.out.partial
-                                                  : s.acts.out.sources[size_t(h.source)]);
+    vals.push_back(h.kind == HopTensor::Hidden    ? s.out.hidden
+                   : h.kind == HopTensor::Partial ? s.out.partial
+                                                  : s.out.sources[size_t(h.source)]);
   return vals;
 }
 
@@ -313,7 +326,33 @@ void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, 
     dout.hidden = s.dhidden;
   }
   dout.sources.assign(s.grads.begin(), s.grads.end());
-  chunk_backward_input(*L.model, s.acts, tokens, targets, loss_scale, dout, s.din);
+  ChunkActs& a = L.recompute ? L.shared : s.acts;
+  if (L.recompute) chunk_forward(*L.model, a, tokens, targets, s.in);  // the first forward's bits again
+  chunk_backward_input(*L.model, a, tokens, targets, loss_scale, dout, s.din);
+  // The next forward reuses the arena: the weight pass cannot wait for BW.
+  if (L.recompute) chunk_backward_weight(*L.model, a);
+}
+
+// Under full recomputation the weights were done with the input gradient.
+void PipelineExecutor::backward_weight(int mb, int chunk) {
+  Local& L = local(chunk);
+  if (!L.recompute) chunk_backward_weight(*L.model, slot_of(mb, chunk).acts);
+}
+
+// The slot's output stream: the arena's, or under full recomputation copies
+// of the tensors the chunk produced (inputs pass through by pointer).
+void PipelineExecutor::keep_outputs(Local& L, Slot& s, const ChunkActs& a) {
+  s.out = a.out;
+  if (s.kept.empty()) return;
+  size_t t = 0;
+  auto keep = [&](float*& p) {
+    k::copy(dev_, s.kept[t], p, stream_floats_, k::CopyKind::DeviceToDevice);
+    p = s.kept[t++];
+  };
+  if (!cfg_.attnres()) keep(s.out.hidden);
+  for (size_t src = size_t(L.chunk == 0 ? 0 : L.n_in); src < s.out.sources.size(); ++src) keep(s.out.sources[src]);
+  if (s.out.partial) keep(s.out.partial);
+  assert(t == s.kept.size());
 }
 
 void PipelineExecutor::send_b(int mb, int chunk, int peer) {
@@ -377,9 +416,9 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
       case Op::B:
       case Op::BI:
         backward_input(a.mb, a.chunk, tokens[size_t(a.mb)], targets[size_t(a.mb)], loss_scale);
-        if (a.op == Op::B) chunk_backward_weight(*local(a.chunk).model, slot_of(a.mb, a.chunk).acts);
+        if (a.op == Op::B) backward_weight(a.mb, a.chunk);
         break;
-      case Op::BW: chunk_backward_weight(*local(a.chunk).model, slot_of(a.mb, a.chunk).acts); break;
+      case Op::BW: backward_weight(a.mb, a.chunk); break;
       case Op::SEND_F: send_f(a.mb, a.chunk, a.peer); break;
       case Op::SEND_B: send_b(a.mb, a.chunk, a.peer); break;
       case Op::RECV_F: post_recv_f(a.mb, a.chunk, a.peer); break;  // waited on at F

@@ -103,6 +103,8 @@ class PipelineExecutor {
   void copy_b(int mb, int chunk);
   void reduce_grads(int chunk);
   void finish_reductions();
+  void backward_weight(int mb, int chunk);
+  void keep_outputs(Local& L, Slot& s, const ChunkActs& a);
   void wait_recv(Request& r, const char* what, int mb, int chunk);
   kernels::Event& next_timed(const Action& a);
   void settle_timing();

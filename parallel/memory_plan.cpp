@@ -63,7 +63,13 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
     ch.bytes.params = f.params * sizeof(float);
     ch.bytes.grads = f.grads * sizeof(float);
     ch.bytes.fixed = (f.rope + f.scratch) * sizeof(float);
-    ch.bytes.acts = uint64_t(ch.slots) * ch.arena_bytes;
+    // Full recomputation: one shared arena, and per slot the outputs that leave the chunk.
+    if (cfg.recompute == Recompute::Full) {
+      const int kept = c + 1 < part.num_chunks() ? chunk_produced_outputs(cfg, r.first, r.last) : 0;
+      ch.bytes.acts = ch.arena_bytes + uint64_t(ch.slots) * uint64_t(kept) * tensor_bytes;
+    } else {
+      ch.bytes.acts = uint64_t(ch.slots) * ch.arena_bytes;
+    }
     ch.bytes.hops = uint64_t(ch.slots) * uint64_t(ch.hop_buffers) * tensor_bytes;
     plan.total += ch.bytes;
     plan.chunks.push_back(ch);

@@ -9,6 +9,8 @@
 // of the forward payload into the chunk and of the backward payload from the
 // next chunk, the gradient buffers of the sources the chunk received or
 // produced, and (standard mode, last chunk) the gradient of the output.
+// Under full recomputation the slots share one arena, and each keeps instead
+// copies of the outputs its chunk produced (unless it is the last chunk).
 // AdamW moments (2 x parameters) belong to the trainer and are not included.
 #pragma once
 #include <cstdint>

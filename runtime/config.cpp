@@ -157,13 +157,14 @@ struct Assign {
     else if (s == "attnres") out = ResidualMode::AttnRes;
     else bad_type(v, key, "standard or attnres");
   }
-  // block and full (issue #14) are not built yet.
+  // block (issue #14) is not built yet.
   void operator()(Recompute& out) const {
-    if (!v.node.IsScalar()) bad_type(v, key, "none or selective");
+    if (!v.node.IsScalar()) bad_type(v, key, "none, selective or full");
     const std::string& s = v.node.Scalar();
     if (s == "none") out = Recompute::None;
     else if (s == "selective") out = Recompute::Selective;
-    else bad_type(v, key, "none or selective");
+    else if (s == "full") out = Recompute::Full;
+    else bad_type(v, key, "none, selective or full");
   }
 };
 

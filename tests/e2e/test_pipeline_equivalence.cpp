@@ -155,14 +155,24 @@ TEST(PipelineEquivalence, LayoutCuttingBlocks) {
   expect_hop_bytes(got, "pp=3 layout 3,2,3");
 }
 
-// train.recompute=selective through the trainer, at pp = 2 under zb-h1 (the
-// split backward): every loss and parameter is that of keeping the
-// probabilities in one process.
-TEST(Recompute, SelectiveEqualsKeepingBitForBit) {
+// train.recompute through the trainer, at pp = 2 under zb-h1 (the split
+// backward) and interleaved with caching: every loss and parameter is that of
+// keeping the activations in one process.
+TEST(Recompute, EqualsKeepingBitForBit) {
   const RunOut ref = run("keep_pp1", 1, {"residual.block_size=2"});
-  const RunOut got = run("selective_pp2_zb", 2, {"residual.block_size=2", "train.recompute=selective", "parallel.pp=2",
-                                                 "parallel.schedule=zb-h1"});
-  expect_match(ref, got, "selective pp=2 zb-h1", 0.0);
+  for (const char* r : {"selective", "full"}) {
+    const std::string what = std::string(r) + " pp=2 ";
+    expect_match(ref,
+                 run(std::string(r) + "_pp2_zb", 2,
+                     {"residual.block_size=2", std::string("train.recompute=") + r, "parallel.pp=2",
+                      "parallel.schedule=zb-h1"}),
+                 what + "zb-h1", 0.0);
+    expect_match(ref,
+                 run(std::string(r) + "_pp2_il", 2,
+                     {"residual.block_size=2", std::string("train.recompute=") + r, "parallel.pp=2",
+                      "parallel.schedule=interleaved", "parallel.virtual_stages=2"}),
+                 what + "interleaved, cached", 0.0);
+  }
 }
 
 TEST(DataParallel, MatchesSingleProcess) {

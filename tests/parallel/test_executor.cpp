@@ -216,21 +216,26 @@ TEST(Executor, PipelinesEqualOneRankBitForBit) {
   }
 }
 
-// Selective recomputation recomputes the attention probabilities with the
-// same kernel on the same inputs: every loss and gradient is that of keeping
-// them, under every schedule (zb-h1's split backward included).
-TEST(Executor, SelectiveRecomputeChangesNoBit) {
+// Recomputation runs the same kernels on the same inputs: every loss and
+// gradient is that of keeping the activations, under every schedule (zb-h1's
+// split backward and interleaving with cached sources included).
+TEST(Executor, RecomputeChangesNoBit) {
   const int M = 4;
   for (const Case& c : modes()) {
     const Batches b = make_batches(c.model, M, 17);
-    ModelConfig sel = c.model;
-    sel.recompute = Recompute::Selective;
-    for (const Schedule& s : {make_schedule("1f1b", 1, M), make_schedule("gpipe", 2, M), make_schedule("zb-h1", 2, M),
-                              make_schedule("interleaved", 2, M, 2)}) {
-      const std::string what = c.name + ", " + s.name + " P=" + std::to_string(s.P);
-      const Outcome ref = run_threads(c.model, s, {b}, 2), got = run_threads(sel, s, {b}, 2);
-      ASSERT_TRUE(ref.problems.empty() && got.problems.empty()) << what << "\n" << joined(got.problems);
-      expect_equal(ref.replicas[0], got.replicas[0], what);
+    for (Recompute r : {Recompute::Selective, Recompute::Full}) {
+      ModelConfig re = c.model;
+      re.recompute = r;
+      for (const Schedule& s : {make_schedule("1f1b", 1, M), make_schedule("gpipe", 2, M), make_schedule("zb-h1", 2, M),
+                                make_schedule("interleaved", 2, M, 2), make_schedule("interleaved", 1, M, 2)})
+        for (HopCaching cache : {HopCaching{}, HopCaching{true, false}}) {
+          if (cache.forward && s.V == 1) continue;
+          const std::string what = c.name + ", recompute " + recompute_name(r) + ", " + s.name + " P=" +
+                                   std::to_string(s.P) + (cache.forward ? " cached" : "");
+          const Outcome ref = run_threads(c.model, s, {b}, 2, cache), got = run_threads(re, s, {b}, 2, cache);
+          ASSERT_TRUE(ref.problems.empty() && got.problems.empty()) << what << "\n" << joined(got.problems);
+          expect_equal(ref.replicas[0], got.replicas[0], what);
+        }
     }
   }
 }

@@ -146,13 +146,15 @@ TEST(MemoryPlan, EqualsExecutorAllocationTensorParallel) {
   }
 }
 
-// Selective recomputation: the plan equals the allocation too.
-TEST(MemoryPlan, EqualsExecutorAllocationSelectiveRecompute) {
-  for (ResidualMode mode : {ResidualMode::Standard, ResidualMode::AttnRes}) {
-    ModelConfig m = model(mode, 2);
-    m.recompute = Recompute::Selective;
-    for (const Layout& l : kLayouts) expect_plan_matches_allocation(m, l, 2);
-  }
+// Selective and full recomputation: the plan equals the allocation too.
+TEST(MemoryPlan, EqualsExecutorAllocationRecompute) {
+  for (Recompute r : {Recompute::Selective, Recompute::Full})
+    for (ResidualMode mode : {ResidualMode::Standard, ResidualMode::AttnRes})
+      for (int S : {1, 3}) {
+        ModelConfig m = model(mode, S);
+        m.recompute = r;
+        for (const Layout& l : kLayouts) expect_plan_matches_allocation(m, l, 2);
+      }
 }
 
 // The slot count is the peak of live microbatches + 1: GPipe holds all M,

@@ -372,7 +372,7 @@ TEST(ConfigErrors, ParallelCombinations) {
           {"parallel.sequence_parallel", "model.seq_len (18)", "parallel.tp (4)"});
   EXPECT_NO_THROW(parse_config(kBase, "test.yaml", {"parallel.tp=4", "parallel.sequence_parallel=true"}));
   bad_set({"parallel.schedule=pipedream"}, {"parallel.schedule", "'pipedream'"});
-  bad_set({"train.recompute=block"}, {"train.recompute", "none or selective", "'block'"});
+  bad_set({"train.recompute=block"}, {"train.recompute", "none, selective or full", "'block'"});
   bad_set({"parallel.cached_grads=fast"}, {"parallel.cached_grads", "'fast'", "exact or local"});
   bad_set({"parallel.virtual_stages=2"}, {"parallel.virtual_stages", "2", "interleaved"});
   bad_set({"parallel.schedule=interleaved"}, {"parallel.virtual_stages", "1", ">= 2"});
