@@ -16,8 +16,9 @@ trap 'rm -rf "$out"' EXIT
 run() {  # name np sets...
   local name=$1 np=$2
   shift 2
-  mpirun -np "$np" --oversubscribe /usr/bin/time -f "rss_kb %M" -o "$out/$name.rss.%q{OMPI_COMM_WORLD_RANK}" \
-    build/attnres train --config configs/small.yaml --set train.threads=1 --set "train.steps=$steps" \
+  # One file per rank: mpirun does not expand %q{} in a program's arguments.
+  mpirun -np "$np" --oversubscribe bash -c '/usr/bin/time -f "rss_kb %M" -o "$0.rss.$OMPI_COMM_WORLD_RANK" "$@"' \
+    "$out/$name" build/attnres train --config configs/small.yaml --set train.threads=1 --set "train.steps=$steps" \
     --set train.warmup_steps=1 --set train.eval_every=0 --peak-gflops 1000 --metrics "$out/$name.jsonl" "$@" \
     > "$out/$name.log" 2>&1
   python3 - "$out" "$name" "$np" <<'PY'

@@ -7,6 +7,7 @@
 // simulator predicts with it (parallel/link_model.h).
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -65,7 +66,21 @@ void print_network(const ModelConfig& m, const Partition& part, const Schedule& 
                    const std::vector<Variant>& variants, const NetOpts& net, int M, int b,
                    int tp, int hop_share);
 
+// Bytes of the token files a training rank reads whole into memory (0 for a
+// file that is not there yet).
+uint64_t data_file_bytes(const std::string& dir) {
+  uint64_t n = 0;
+  for (const char* f : {"train.bin", "val.bin"}) {
+    std::error_code ec;
+    const uintmax_t size = std::filesystem::file_size(std::filesystem::path(dir) / f, ec);
+    if (!ec) n += uint64_t(size);
+  }
+  return n;
+}
+
 void run_plan(const std::string& path, const std::vector<std::string>& sets, const NetOpts& net) {
+  // This binary's code and libraries, resident in a training rank too.
+  const uint64_t runtime_bytes = resident_bytes();
   const Config cfg = load_config(path, sets);
   const ModelConfig& m = cfg.model;
   const ParallelConfig& pc = cfg.parallel;
@@ -239,22 +254,28 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
   const HopCaching caching{pc.caches_forward(), pc.caches_backward()};  // as the trainer runs it
   std::printf("device memory per rank (fp32) as the executor allocates it (parallel/memory_plan.h), for each "
               "pipeline stage; every dp replica and tp rank of a stage holds the same (tp = %d%s)\n"
-              "slots = peak live microbatches of the chunk + 1; acts = slots x arena; hops = slots x "
-              "receive/gradient buffers; fixed = RoPE tables + backward scratch; AdamW m, v = 2 x params\n",
-              pc.tp, tp.sequence_parallel ? ", sequence parallel" : "");
-  std::printf("%-4s %-22s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "chunks (slots)", "params",
-              "grads", "AdamW", "acts", "hops", "fixed", "executor", "total");
+              "slots = peak live microbatches of the chunk (+ 1 past chunk 0, for an input arriving early); acts = slots x arena; hops = slots x "
+              "receive/gradient buffers; fixed = RoPE tables + backward scratch; AdamW m, v = 2 x params\n"
+              "cpu rss = what a rank of a CPU run holds resident: total + the token files it reads (%s in %s) "
+              "+ this binary's code and libraries (%s resident as the plan starts)\n",
+              pc.tp, tp.sequence_parallel ? ", sequence parallel" : "",
+              format_bytes(double(data_file_bytes(cfg.data.dir))).c_str(), cfg.data.dir.c_str(),
+              format_bytes(double(runtime_bytes)).c_str());
+  std::printf("%-4s %-22s %10s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "chunks (slots)", "params",
+              "grads", "AdamW", "acts", "hops", "fixed", "executor", "total", "cpu rss");
   for (int r = 0; r < P; ++r) {
     const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, b, caching, tp);
     std::string chunks;
     for (const ChunkMemoryPlan& ch : plan.chunks)
       chunks += (chunks.empty() ? "" : " ") + std::to_string(ch.chunk) + "(" + std::to_string(ch.slots) + ")";
     const MemoryBytes& t = plan.total;
-    std::printf("%-4d %-22s %10s %10s %10s %10s %10s %10s %10s %10s\n", r, chunks.c_str(),
+    const double total = double(t.total() + 2 * t.params);
+    std::printf("%-4d %-22s %10s %10s %10s %10s %10s %10s %10s %10s %10s\n", r, chunks.c_str(),
                 format_bytes(double(t.params)).c_str(), format_bytes(double(t.grads)).c_str(),
                 format_bytes(2.0 * double(t.params)).c_str(), format_bytes(double(t.acts)).c_str(),
                 format_bytes(double(t.hops)).c_str(), format_bytes(double(t.fixed)).c_str(),
-                format_bytes(double(t.total())).c_str(), format_bytes(double(t.total() + 2 * t.params)).c_str());
+                format_bytes(double(t.total())).c_str(), format_bytes(total).c_str(),
+                format_bytes(total + double(data_file_bytes(cfg.data.dir) + runtime_bytes)).c_str());
   }
 
   // ---- communication per rank -------------------------------------------------

@@ -16,8 +16,10 @@ std::vector<int> activation_slots(const Schedule& schedule, int rank) {
     if (a.op == Op::F) peak[a.chunk] = std::max(peak[a.chunk], ++live[a.chunk]);
     if (a.op == Op::B || a.op == Op::BW) --live[a.chunk];
   }
+  // One more where the input arrives before F (a receive posted ahead, or a
+  // local copy); chunk 0 reads its tokens at F.
   for (int c = 0; c < C; ++c)
-    if (local[size_t(c)]) slots[size_t(c)] = peak[size_t(c)] + 1;
+    if (local[size_t(c)]) slots[size_t(c)] = peak[size_t(c)] + (c > 0 ? 1 : 0);
   return slots;
 }
 

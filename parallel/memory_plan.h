@@ -25,8 +25,9 @@ namespace attnres {
 
 // Activation slots of each chunk on `rank`: the peak number of microbatches
 // live on the chunk in the rank's action list (from its F to its B or BW),
-// plus one so the next forward's receive can be posted early. Indexed by
-// chunk; 0 for chunks of other ranks.
+// plus one, except for chunk 0, so the next forward's input can arrive (a
+// receive posted early, or a local copy) while the slots are full. Indexed
+// by chunk; 0 for chunks of other ranks.
 std::vector<int> activation_slots(const Schedule& schedule, int rank);
 
 struct MemoryBytes {

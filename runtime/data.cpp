@@ -88,7 +88,9 @@ TokenFile::TokenFile(const std::string& p) : path(p) {
               std::to_string(payload) + " bytes");
   if (XXH64(h + kTokenHeaderSize, payload, 0) != checksum)
     throw bad("checksum mismatch: payload XXH64 differs from the header (corrupted file)");
-  tokens.assign(bytes.begin() + kTokenHeaderSize, bytes.end());
+  // In place: a second copy of the corpus would stay resident (glibc keeps freed large blocks).
+  bytes.erase(bytes.begin(), bytes.begin() + kTokenHeaderSize);
+  tokens = std::move(bytes);
 }
 
 DataLoader::DataLoader(const TokenFile& file, int B, int T, uint64_t seed)

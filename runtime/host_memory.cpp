@@ -32,7 +32,19 @@ uint64_t cgroup_available() {
   return max > cur ? max - cur : 1;
 }
 
+// A "Key:  N kB" line of /proc/self/status, in bytes; 0 if absent.
+uint64_t self_status_bytes(const std::string& want) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(want, 0) == 0) return std::stoull(line.substr(want.size())) * 1024;
+  return 0;
+}
+
 }  // namespace
+
+uint64_t resident_bytes() { return self_status_bytes("VmRSS:"); }
+uint64_t peak_resident_bytes() { return self_status_bytes("VmHWM:"); }
 
 uint64_t available_host_bytes() {
   const uint64_t mem = meminfo_available(), cg = cgroup_available();

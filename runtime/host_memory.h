@@ -10,6 +10,11 @@ namespace attnres {
 // container's) leaves less. 0 if neither can be read.
 uint64_t available_host_bytes();
 
+// This process's resident set now (VmRSS) and at its largest so far (VmHWM),
+// from /proc/self/status; 0 if it cannot be read.
+uint64_t resident_bytes();
+uint64_t peak_resident_bytes();
+
 // "1.50 GiB", "812.00 MiB": binary prefixes, two decimals.
 std::string format_bytes(double bytes);
 
