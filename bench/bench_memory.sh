@@ -59,3 +59,16 @@ run fullattnres_pp2_il_full 2 residual.num_blocks=16 train.recompute=full parall
   parallel.schedule=interleaved parallel.virtual_stages=2
 run block_dp2 2 parallel.dp=2
 run block_tp2_sp 2 parallel.tp=2 parallel.sequence_parallel=true
+
+# Full against Block AttnRes (and standard) under each recompute setting, at
+# pp = 2 (1F1B keeps two microbatches live on rank 0; with one live
+# microbatch, full recomputation would save nothing).
+echo
+echo "| configuration | rank | step (median) | plan cpu rss (MiB) | peak RSS (MiB) | plan - measured |"
+echo "|---|---|---|---|---|---|"
+for mode in "standard residual.mode=standard" "full_attnres residual.num_blocks=16" "block_attnres residual.num_blocks=8"; do
+  set -- $mode
+  for r in none selective full; do
+    run "${1}_${r}_pp2" 2 "$2" "train.recompute=$r" parallel.pp=2
+  done
+done

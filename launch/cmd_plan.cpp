@@ -78,6 +78,39 @@ uint64_t data_file_bytes(const std::string& dir) {
   return n;
 }
 
+// The largest rank's device memory (executor + AdamW) on this layout for each
+// residual mode under each recompute setting: what blocks and recomputation
+// save. Each mode gets the partition the trainer would give it.
+void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching caching, const TensorParallel& tp) {
+  const ParallelConfig& pc = cfg.parallel;
+  ModelConfig standard = cfg.model, full = cfg.model, block = cfg.model;
+  standard.mode = ResidualMode::Standard;
+  full.mode = block.mode = ResidualMode::AttnRes;
+  full.block_size = 1;
+  const std::vector<std::pair<std::string, ModelConfig*>> modes = {
+      {"standard", &standard}, {"Full AttnRes (S=1)", &full},
+      {"Block AttnRes (S=" + std::to_string(block.block_size) + ")", &block}};
+  const Recompute settings[] = {Recompute::None, Recompute::Selective, Recompute::Full};
+  std::printf("\ndevice memory of the largest rank (executor + AdamW) by residual mode and train.recompute\n");
+  std::printf("%-24s", "mode");
+  for (Recompute r : settings) std::printf(" %14s", recompute_name(r));
+  std::printf("\n");
+  for (const auto& [name, m] : modes) {
+    std::printf("%-24s", name.c_str());
+    for (Recompute r : settings) {
+      m->recompute = r;
+      const Partition part = make_partition(*m, pc.pp, pc.virtual_stages, pc.layout);
+      uint64_t worst = 0;
+      for (int rank = 0; rank < pc.pp; ++rank) {
+        const MemoryBytes t = plan_rank_memory(*m, part, sched, rank, cfg.train.micro_batch_size, caching, tp).total;
+        worst = std::max(worst, t.total() + 2 * t.params);
+      }
+      std::printf(" %14s", format_bytes(double(worst)).c_str());
+    }
+    std::printf("\n");
+  }
+}
+
 void run_plan(const std::string& path, const std::vector<std::string>& sets, const NetOpts& net) {
   // This binary's code and libraries, resident in a training rank too.
   const uint64_t runtime_bytes = resident_bytes();
@@ -277,6 +310,8 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
                 format_bytes(double(t.total())).c_str(), format_bytes(total).c_str(),
                 format_bytes(total + double(data_file_bytes(cfg.data.dir) + runtime_bytes)).c_str());
   }
+
+  print_memory_by_mode(cfg, sched, caching, tp);
 
   // ---- communication per rank -------------------------------------------------
   // What one rank sends per step: its share of each hop it sends on (1/tp of
