@@ -108,6 +108,8 @@ struct Run {
   // Bytes per step of each hop on this layout under the standard residual and
   // Full AttnRes, beside the measured ones in the metrics.
   std::vector<double> standard_hop_bytes, full_hop_bytes;
+  uint64_t start_resident = 0;  // this process's resident set before MPI and any allocation
+  double planned_bytes = 0;     // the memory plan of this rank, AdamW's moments included
 
   explicit Run(const Config& c) : cfg(c) {}
   bool is_logger() const { return topo.world_rank == 0; }
@@ -122,6 +124,7 @@ void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
                                                r.cfg.train.micro_batch_size, caching, r.tp);
   const MemoryBytes& b = plan.total;
   const double need = double(b.total()) + 2.0 * double(b.params);
+  r.planned_bytes = need;
   // On a CPU the ranks of a machine share its memory; on GPUs each has its device's.
   const bool gpu = r.device.dev.backend == kernels::Backend::CUDA;
   double share_need = need;
@@ -174,6 +177,7 @@ kernels::Device choose_device(Run& r) {
 void setup(Run& r) {
   const ParallelConfig& p = r.cfg.parallel;
   const ModelConfig& m = r.cfg.model;
+  r.start_resident = resident_bytes();
   init_mpi();
   const std::unique_ptr<Communicator> world = make_mpi_world();
   r.topo = make_topology(world->size(), world->rank(), p.dp, p.pp, p.tp);
@@ -415,6 +419,26 @@ void poison_gradient(Chunk& c) {
   kernels::from_host(c.dev, c.grads.data(), &nan, 1);
 }
 
+// Each rank's peak resident set against what `attnres plan` predicts for it
+// (its memory plan, the token files it read, and what was resident before
+// MPI and the first allocation), printed by the logger. CPU runs only: on a
+// GPU the plan is device memory.
+void report_resident_memory(Run& r, size_t data_bytes, bool log) {
+  const double mine[2] = {double(peak_resident_bytes()),
+                          double(r.start_resident) + r.planned_bytes + double(data_bytes)};
+  const std::vector<std::string> all = r.groups.world->gather(mine, sizeof mine, 0);
+  if (!log) return;
+  std::string line = "memory: peak resident per rank, MiB (planned: memory plan + token files + resident at start):";
+  char buf[64];
+  for (size_t w = 0; w < all.size(); ++w) {
+    double v[2];
+    std::memcpy(v, all[w].data(), sizeof v);
+    std::snprintf(buf, sizeof buf, " r%zu %.1f (%.1f)", w, v[0] / 1048576.0, v[1] / 1048576.0);
+    line += buf;
+  }
+  std::printf("%s\n", line.c_str());
+}
+
 // One optimizer step (0-based `step`): this dp rank's microbatches through the
 // pipeline (which also sums the gradients over dp), global-norm clip, AdamW.
 // Returns step, loss, lr, norm.
@@ -594,6 +618,8 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     for (double& b : last_hop_bytes) b /= cfg.parallel.dp;
     std::printf("%s", comm_table(cfg, r.part, exec.schedule().placement, last_hop_bytes, last_tp_bytes).c_str());
   }
+  if (r.device.dev.backend == kernels::Backend::CPU)
+    report_resident_memory(r, train_file.tokens.size() + val_file.tokens.size(), log);
   if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
   if (!opt.export_path.empty() && !res.stop_status) {
     export_model(r, opt.export_path);
