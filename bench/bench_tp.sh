@@ -48,8 +48,8 @@ for set in "parallel.tp=1" "parallel.tp=2" "parallel.tp=2 parallel.sequence_para
   args=()
   for s in $set; do args+=(--set "$s"); done
   total=$(build/attnres plan --config configs/small.yaml "${args[@]}" |
-    awk '/^rank chunks/{table=1; next} table && /^0 /{print $(NF-3), $(NF-2), "/", $(NF-1), $NF; exit}')
-  echo "  $set: executor / total with AdamW: $total"
+    awk '/^rank chunks/{table=1; next} table && /^0 /{print $(NF-5), $(NF-4), "/", $(NF-3), $(NF-2), "/", $(NF-1), $NF; exit}')
+  echo "  $set: executor / total with AdamW / cpu rss: $total"
 done
 
 echo
