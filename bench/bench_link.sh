@@ -6,12 +6,15 @@
 # 1 Gbit/s, 300 Mbit/s and 100 Mbit/s, for standard, Block (S = 2) and Full
 # (S = 1) AttnRes. Per run: median tokens/s and step time over steps 2..N, and
 # the step `attnres plan --link-gbps` predicts from the unshaped step time of
-# the same mode (--compute-ms).
+# the same mode (--compute-ms). The model's β is measured on each shaped link
+# as a pipeline loads it: the payload rate each direction gets while both
+# carry data (iperf3 --bidir, 4 s, the mean of the two directions).
 #
 #   bench/bench_link.sh ATTNRES_BINARY OUT_DIR [STEPS]
 #
-# Writes OUT_DIR/link.tsv (mode, link, tokens/s, measured s, predicted s) and
-# prints it. Run it as root, alone on the machine (under the CPU lock).
+# Writes OUT_DIR/link.tsv (mode, link, tokens/s, measured s, predicted s, β in
+# Gbit/s) and prints it. Run it as root, alone on the machine (under the CPU
+# lock); needs iperf3.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 ATTNRES_BINARY OUT_DIR [STEPS]" >&2; exit 2; }
 attnres="$(realpath "$1")" out="$(realpath -m "$2")" steps="${3:-6}"
@@ -19,6 +22,7 @@ src="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=../tests/multihost/netns_cluster.sh
 source "$src/tests/multihost/netns_cluster.sh"
 cluster_require
+command -v iperf3 >/dev/null || { echo "iperf3 is not installed (apt-get install iperf3)" >&2; exit 2; }
 trap cluster_down EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -36,6 +40,21 @@ shape() {  # shape RATE|unlimited: the same egress limit on both hosts
     cluster_exec "$h" tc qdisc add dev eth0 root handle 1: htb default 1
     cluster_exec "$h" tc class add dev eth0 parent 1: classid 1:1 htb rate "$1" ceil "$1"
   done
+}
+
+# The link's payload rate per direction with both directions loaded, Gbit/s.
+bidir_gbps() {
+  cluster_exec 1 iperf3 -s -1 -B "$(cluster_ip 1)" >/dev/null 2>&1 &
+  local server=$!
+  sleep 0.5
+  cluster_exec 0 iperf3 -c "$(cluster_ip 1)" --bidir -t 4 -J > "$out/iperf.json"
+  wait "$server"
+  python3 -c '
+import json, sys
+e = json.load(open(sys.argv[1]))["end"]
+rates = [e[k]["bits_per_second"] for k in ("sum_received", "sum_received_bidir_reverse")]
+print("%.4f" % (sum(rates) / 2e9))' \
+    "$out/iperf.json"
 }
 
 run() {  # run NAME [--set ...]
@@ -60,12 +79,13 @@ median_tps() {
 tokens=$((4 * 128 * 8))  # micro_batch x seq_len x grad_accum of small.yaml
 declare -A mode_set=([standard]="residual.mode=standard" [block]="residual.num_blocks=8" [full]="residual.num_blocks=16")
 declare -A plan_row=([standard]="standard" [block]="block S=2" [full]="full S=1")
-declare -A gbps=([unlimited]=0 [10gbit]=10 [1gbit]=1 [300mbit]=0.3 [100mbit]=0.1)
-echo -e "mode\tlink\ttokens_per_s\tstep_s\tpredicted_s" > "$out/link.tsv"
+declare -A gbps=()  # measured once per shaped link
+echo -e "mode\tlink\ttokens_per_s\tstep_s\tpredicted_s\tbidir_gbps" > "$out/link.tsv"
 for mode in standard block full; do
   base_ms=""
   for link in unlimited 10gbit 1gbit 300mbit 100mbit; do
     shape "$link"
+    [ "$link" = unlimited ] || [ -n "${gbps[$link]:-}" ] || gbps[$link]=$(bidir_gbps)
     run "$mode-$link" --set "${mode_set[$mode]}"
     tps=$(median_tps "$mode-$link")
     step=$(awk -v t="$tps" -v n="$tokens" 'BEGIN { printf "%.3f", n / t }')
@@ -77,7 +97,7 @@ for mode in standard block full; do
                --set "${mode_set[$mode]}" --link-gbps "${gbps[$link]}" --compute-ms "$base_ms" |
              awk -v row="${plan_row[$mode]}" 'index($0, row " ") == 1 { printf "%.3f", $(NF - 1) }')
     fi
-    echo -e "$mode\t$link\t$tps\t$step\t$pred" | tee -a "$out/link.tsv"
+    echo -e "$mode\t$link\t$tps\t$step\t$pred\t${gbps[$link]:--}" | tee -a "$out/link.tsv"
   done
 done
 shape unlimited

@@ -78,7 +78,7 @@ uint64_t data_file_bytes(const std::string& dir) {
   return n;
 }
 
-// The largest rank's device memory (executor + AdamW) on this layout for each
+// Each rank's device memory (executor + AdamW) on this layout for each
 // residual mode under each recompute setting: what blocks and recomputation
 // save. Each mode gets the partition the trainer would give it.
 void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching caching, const TensorParallel& tp) {
@@ -91,24 +91,23 @@ void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching c
       {"standard", &standard}, {"Full AttnRes (S=1)", &full},
       {"Block AttnRes (S=" + std::to_string(block.block_size) + ")", &block}};
   const Recompute settings[] = {Recompute::None, Recompute::Selective, Recompute::Full};
-  std::printf("\ndevice memory of the largest rank (executor + AdamW) by residual mode and train.recompute\n");
-  std::printf("%-24s", "mode");
+  std::printf("\ndevice memory per rank (executor + AdamW) by residual mode and train.recompute, layout tp=%d x "
+              "pp=%d x dp=%d (every dp replica and tp rank of a stage alike)\n",
+              pc.tp, pc.pp, pc.dp);
+  std::printf("%-24s %-5s", "mode", "rank");
   for (Recompute r : settings) std::printf(" %14s", recompute_name(r));
   std::printf("\n");
-  for (const auto& [name, m] : modes) {
-    std::printf("%-24s", name.c_str());
-    for (Recompute r : settings) {
-      m->recompute = r;
-      const Partition part = make_partition(*m, pc.pp, pc.virtual_stages, pc.layout);
-      uint64_t worst = 0;
-      for (int rank = 0; rank < pc.pp; ++rank) {
+  for (const auto& [name, m] : modes)
+    for (int rank = 0; rank < pc.pp; ++rank) {
+      std::printf("%-24s %-5d", rank == 0 ? name.c_str() : "", rank);
+      for (Recompute r : settings) {
+        m->recompute = r;
+        const Partition part = make_partition(*m, pc.pp, pc.virtual_stages, pc.layout);
         const MemoryBytes t = plan_rank_memory(*m, part, sched, rank, cfg.train.micro_batch_size, caching, tp).total;
-        worst = std::max(worst, t.total() + 2 * t.params);
+        std::printf(" %14s", format_bytes(double(t.total() + 2 * t.params)).c_str());
       }
-      std::printf(" %14s", format_bytes(double(worst)).c_str());
+      std::printf("\n");
     }
-    std::printf("\n");
-  }
 }
 
 void run_plan(const std::string& path, const std::vector<std::string>& sets, const NetOpts& net) {
