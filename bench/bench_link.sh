@@ -95,7 +95,7 @@ for mode in standard block full; do
     else
       pred=$("$attnres" plan --config "$src/configs/small.yaml" --set parallel.pp=2 \
                --set "${mode_set[$mode]}" --link-gbps "${gbps[$link]}" --compute-ms "$base_ms" |
-             awk -v row="${plan_row[$mode]}" 'index($0, row " ") == 1 { printf "%.3f", $(NF - 1) }')
+             awk -v row="${plan_row[$mode]}" '/^network/ { net = 1 } net && index($0, row " ") == 1 { printf "%.3f", $(NF - 1); exit }')
     fi
     echo -e "$mode\t$link\t$tps\t$step\t$pred\t${gbps[$link]:--}" | tee -a "$out/link.tsv"
   done
