@@ -45,9 +45,12 @@ shape() {  # shape RATE|unlimited: the same egress limit on both hosts
 # The link's payload rate per direction with both directions loaded, Gbit/s.
 bidir_gbps() {
   cluster_exec 1 iperf3 -s -1 -B "$(cluster_ip 1)" >/dev/null 2>&1 &
-  local server=$!
-  sleep 0.5
-  cluster_exec 0 iperf3 -c "$(cluster_ip 1)" --bidir -t 4 -J > "$out/iperf.json"
+  local server=$! try
+  for try in 1 2 3 4 5 6 7 8 9 10; do  # until the server listens
+    sleep 0.5
+    cluster_exec 0 iperf3 -c "$(cluster_ip 1)" --bidir -t 4 -J > "$out/iperf.json" && break
+    [ "$try" -lt 10 ] || { cat "$out/iperf.json" >&2; exit 1; }
+  done
   wait "$server"
   python3 -c '
 import json, sys
@@ -95,7 +98,7 @@ for mode in standard block full; do
     else
       pred=$("$attnres" plan --config "$src/configs/small.yaml" --set parallel.pp=2 \
                --set "${mode_set[$mode]}" --link-gbps "${gbps[$link]}" --compute-ms "$base_ms" |
-             awk -v row="${plan_row[$mode]}" '/^network/ { net = 1 } net && index($0, row " ") == 1 { printf "%.3f", $(NF - 1); exit }')
+             awk -v row="${plan_row[$mode]}" '/^network/ { net = 1 } net && !done && index($0, row " ") == 1 { printf "%.3f", $(NF - 1); done = 1 }')
     fi
     echo -e "$mode\t$link\t$tps\t$step\t$pred\t${gbps[$link]:--}" | tee -a "$out/link.tsv"
   done
