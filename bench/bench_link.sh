@@ -11,6 +11,8 @@
 # carry data (iperf3 --bidir, 4 s, the mean of the two directions).
 #
 #   bench/bench_link.sh ATTNRES_BINARY OUT_DIR [STEPS]
+#   MODES="full" LINKS="unlimited 100mbit" bench/bench_link.sh ...   (a subset;
+#   LINKS must start with unlimited, the base of the predictions)
 #
 # Writes OUT_DIR/link.tsv (mode, link, tokens/s, measured s, predicted s, β in
 # Gbit/s) and prints it. Run it as root, alone on the machine (under the CPU
@@ -84,9 +86,9 @@ declare -A mode_set=([standard]="residual.mode=standard" [block]="residual.num_b
 declare -A plan_row=([standard]="standard" [block]="block S=2" [full]="full S=1")
 declare -A gbps=()  # measured once per shaped link
 echo -e "mode\tlink\ttokens_per_s\tstep_s\tpredicted_s\tbidir_gbps" > "$out/link.tsv"
-for mode in standard block full; do
+for mode in ${MODES:-standard block full}; do
   base_ms=""
-  for link in unlimited 10gbit 1gbit 300mbit 100mbit; do
+  for link in ${LINKS:-unlimited 10gbit 1gbit 300mbit 100mbit}; do
     shape "$link"
     [ "$link" = unlimited ] || [ -n "${gbps[$link]:-}" ] || gbps[$link]=$(bidir_gbps)
     run "$mode-$link" --set "${mode_set[$mode]}"
