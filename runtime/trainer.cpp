@@ -404,6 +404,7 @@ void print_header(const Run& r, double peak_flops, bool measured) {
   std::printf("model: %zu parameters, %s residual", make_param_layout(m, 0, m.num_sublayers()).total,
               residual_mode_name(m.mode));
   if (m.attnres()) std::printf(", block size %d (%d blocks)", m.block_size, m.num_blocks());
+  if (m.recompute != Recompute::None) std::printf(", recompute %s", recompute_name(m.recompute));
   std::printf(" | dp %d pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak %.1f GFLOP/s (%s)\n",
               p.dp, p.pp, p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9,
               measured ? "sgemm measured per node" : "--peak-gflops per node");
