@@ -66,6 +66,19 @@ void print_network(const ModelConfig& m, const Partition& part, const Schedule& 
                    const std::vector<Variant>& variants, const NetOpts& net, int M, int b,
                    int tp, int hop_share);
 
+// The config's model with the standard residual, as Full AttnRes (S = 1),
+// and as Block AttnRes with its block size: the modes the plan compares.
+struct ModeVariants {
+  ModelConfig standard, full, block;
+};
+ModeVariants mode_variants(const ModelConfig& m) {
+  ModeVariants v{m, m, m};
+  v.standard.mode = ResidualMode::Standard;
+  v.full.mode = v.block.mode = ResidualMode::AttnRes;
+  v.full.block_size = 1;
+  return v;
+}
+
 // Bytes of the token files a training rank reads whole into memory (0 for a
 // file that is not there yet).
 uint64_t data_file_bytes(const std::string& dir) {
@@ -83,13 +96,10 @@ uint64_t data_file_bytes(const std::string& dir) {
 // save. Each mode gets the partition the trainer would give it.
 void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching caching, const TensorParallel& tp) {
   const ParallelConfig& pc = cfg.parallel;
-  ModelConfig standard = cfg.model, full = cfg.model, block = cfg.model;
-  standard.mode = ResidualMode::Standard;
-  full.mode = block.mode = ResidualMode::AttnRes;
-  full.block_size = 1;
+  ModeVariants v = mode_variants(cfg.model);
   const std::vector<std::pair<std::string, ModelConfig*>> modes = {
-      {"standard", &standard}, {"Full AttnRes (S=1)", &full},
-      {"Block AttnRes (S=" + std::to_string(block.block_size) + ")", &block}};
+      {"standard", &v.standard}, {"Full AttnRes (S=1)", &v.full},
+      {"Block AttnRes (S=" + std::to_string(v.block.block_size) + ")", &v.block}};
   const Recompute settings[] = {Recompute::None, Recompute::Selective, Recompute::Full};
   std::printf("\ndevice memory per rank (executor + AdamW) by residual mode and train.recompute, layout tp=%d x "
               "pp=%d x dp=%d (every dp replica and tp rank of a stage alike)\n",
@@ -181,10 +191,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
               max_cost / (sum_cost / C));
 
   // ---- hop payloads --------------------------------------------------------
-  ModelConfig standard = m, full = m, block = m;
-  standard.mode = ResidualMode::Standard;
-  full.mode = block.mode = ResidualMode::AttnRes;
-  full.block_size = 1;
+  const auto [standard, full, block] = mode_variants(m);
   const std::string bs = "block S=" + std::to_string(block.block_size);
   // "+cache" as parallel.cached_grads says: with exact, the backward hops
   // still carry every source's gradient.
