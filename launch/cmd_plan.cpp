@@ -94,7 +94,8 @@ uint64_t data_file_bytes(const std::string& dir) {
 // Each rank's device memory (executor + AdamW) on this layout for each
 // residual mode under each recompute setting: what blocks and recomputation
 // save. Each mode gets the partition the trainer would give it.
-void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching caching, const TensorParallel& tp) {
+void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching caching, const TensorParallel& tp,
+                          ZeroShard zero) {
   const ParallelConfig& pc = cfg.parallel;
   ModeVariants v = mode_variants(cfg.model);
   const std::vector<std::pair<std::string, ModelConfig*>> modes = {
@@ -102,8 +103,8 @@ void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching c
       {"Block AttnRes (S=" + std::to_string(v.block.block_size) + ")", &v.block}};
   const Recompute settings[] = {Recompute::None, Recompute::Selective, Recompute::Full};
   std::printf("\ndevice memory per rank (executor + AdamW) by residual mode and train.recompute, layout tp=%d x "
-              "pp=%d x dp=%d (every dp replica and tp rank of a stage alike)\n",
-              pc.tp, pc.pp, pc.dp);
+              "pp=%d x dp=%d%s (every dp replica and tp rank of a stage alike)\n",
+              pc.tp, pc.pp, pc.dp, zero.parts > 1 ? ", ZeRO-1" : "");
   std::printf("%-24s %-5s", "mode", "rank");
   for (Recompute r : settings) std::printf(" %14s", recompute_name(r));
   std::printf("\n");
@@ -113,8 +114,8 @@ void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching c
       for (Recompute r : settings) {
         m->recompute = r;
         const Partition part = make_partition(*m, pc.pp, pc.virtual_stages, pc.layout);
-        const MemoryBytes t = plan_rank_memory(*m, part, sched, rank, cfg.train.micro_batch_size, caching, tp).total;
-        std::printf(" %14s", format_bytes(double(t.total() + 2 * t.params)).c_str());
+        const MemoryBytes t = plan_rank_memory(*m, part, sched, rank, cfg.train.micro_batch_size, caching, tp, zero).total;
+        std::printf(" %14s", format_bytes(double(t.total())).c_str());
       }
       std::printf("\n");
     }
@@ -291,33 +292,37 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
 
   // ---- memory per rank -------------------------------------------------------
   const HopCaching caching{pc.caches_forward(), pc.caches_backward()};  // as the trainer runs it
+  // ZeRO-1: dp rank 0 holds the largest part (split_evenly), one float more at most.
+  const ZeroShard zero{0, cfg.train.zero == 1 ? pc.dp : 1};
   std::printf("device memory per rank (fp32) as the executor allocates it (parallel/memory_plan.h), for each "
               "pipeline stage; every dp replica and tp rank of a stage holds the same (tp = %d%s)\n"
               "slots = peak live microbatches of the chunk (+ 1 past chunk 0, for an input arriving early); acts = slots x arena; hops = slots x "
-              "receive/gradient buffers; fixed = RoPE tables + backward scratch; AdamW m, v = 2 x params\n"
+              "receive/gradient buffers; fixed = RoPE tables + backward scratch; AdamW m, v = 2 x params%s\n"
               "cpu rss = what a rank of a CPU run holds resident: total + the token files it reads (%s in %s) "
               "+ this binary's code and libraries (%s resident as the plan starts)\n",
               pc.tp, tp.sequence_parallel ? ", sequence parallel" : "",
+              zero.parts > 1 ? " / dp (train.zero: 1; grads add the summed gradients of the rank's part)"
+                             : "",
               format_bytes(double(data_file_bytes(cfg.data.dir))).c_str(), cfg.data.dir.c_str(),
               format_bytes(double(runtime_bytes)).c_str());
   std::printf("%-4s %-22s %10s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "chunks (slots)", "params",
               "grads", "AdamW", "acts", "hops", "fixed", "executor", "total", "cpu rss");
   for (int r = 0; r < P; ++r) {
-    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, b, caching, tp);
+    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, b, caching, tp, zero);
     std::string chunks;
     for (const ChunkMemoryPlan& ch : plan.chunks)
       chunks += (chunks.empty() ? "" : " ") + std::to_string(ch.chunk) + "(" + std::to_string(ch.slots) + ")";
     const MemoryBytes& t = plan.total;
-    const double total = double(t.total() + 2 * t.params);
+    const double total = double(t.total());
     std::printf("%-4d %-22s %10s %10s %10s %10s %10s %10s %10s %10s %10s\n", r, chunks.c_str(),
                 format_bytes(double(t.params)).c_str(), format_bytes(double(t.grads)).c_str(),
-                format_bytes(2.0 * double(t.params)).c_str(), format_bytes(double(t.acts)).c_str(),
+                format_bytes(double(t.adamw)).c_str(), format_bytes(double(t.acts)).c_str(),
                 format_bytes(double(t.hops)).c_str(), format_bytes(double(t.fixed)).c_str(),
-                format_bytes(double(t.total())).c_str(), format_bytes(total).c_str(),
+                format_bytes(double(t.executor())).c_str(), format_bytes(total).c_str(),
                 format_bytes(total + double(data_file_bytes(cfg.data.dir) + runtime_bytes)).c_str());
   }
 
-  print_memory_by_mode(cfg, sched, caching, tp);
+  print_memory_by_mode(cfg, sched, caching, tp, zero);
 
   // ---- communication per rank -------------------------------------------------
   // What one rank sends per step: its share of each hop it sends on (1/tp of

@@ -95,6 +95,13 @@ class Communicator {
   // completes (wait, or a true test).
   virtual Request iallreduce_sum(float* data, size_t n) = 0;
   virtual void allreduce_sum(double* data, size_t n) = 0;
+  // ZeRO-1 (DESIGN §8). `counts` cuts a flat buffer into contiguous parts in
+  // rank order, rank r's of counts[r] floats (split_evenly). Non-blocking:
+  // `out` (counts[rank()] floats, outside `in`) receives this rank's part of
+  // the sum of every rank's `in`.
+  virtual Request ireduce_scatter_sum(const float* in, float* out, const std::vector<size_t>& counts) = 0;
+  // In place: every rank's part of `data` from the rank that owns it.
+  virtual void allgather_parts(float* data, const std::vector<size_t>& counts) = 0;
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // Every rank's `bytes` bytes (the lengths may differ, zero included), in
   // rank order: on `root` only (the other ranks get an empty list), or on
@@ -111,6 +118,21 @@ class Communicator {
  protected:
   uint64_t bytes_sent_ = 0;
 };
+
+// ZeRO-1's parts of a flat buffer of n floats over `parts` ranks, in rank
+// order: n / parts each, the first n % parts one float more.
+inline std::vector<size_t> split_evenly(size_t n, int parts) {
+  std::vector<size_t> counts(size_t(parts), n / size_t(parts));
+  for (size_t r = 0; r < n % size_t(parts); ++r) ++counts[r];
+  return counts;
+}
+
+// Where rank r's part starts.
+inline size_t part_offset(const std::vector<size_t>& counts, int r) {
+  size_t off = 0;
+  for (int i = 0; i < r; ++i) off += counts[size_t(i)];
+  return off;
+}
 
 // Root's string on every rank (two broadcasts: length, then bytes).
 inline std::string broadcast_string(Communicator& c, std::string s, int root) {

@@ -56,6 +56,10 @@ struct PipelineExecutor::Local {
   ChunkActs shared;
   int n_in = 0, n_out = 0;     // sources in the input / output stream
   bool reducing = false;       // REDUCE_GRADS done this step
+  // ZeRO-1: the chunk's parameters split over the dp ranks, and the summed
+  // gradients of this rank's part (empty without sharding).
+  std::vector<size_t> part_counts;
+  k::DeviceBuffer<float> grad_part;
   std::vector<Slot> slots;
   std::vector<k::DeviceBuffer<float>> buffers;  // every hop buffer of every slot
 };
@@ -377,7 +381,31 @@ void PipelineExecutor::reduce_grads(int chunk) {
   if (L.reducing) throw std::logic_error("executor: chunk " + std::to_string(chunk) + " has two REDUCE_GRADS");
   L.reducing = true;
   chunk_reduce_replicated_grads(*L.model);
-  if (data_) reductions_.push_back(data_->iallreduce_sum(L.model->grads.data(), L.model->layout.total));
+  if (!data_) return;
+  if (L.part_counts.empty())
+    reductions_.push_back(data_->iallreduce_sum(L.model->grads.data(), L.model->layout.total));
+  else
+    reductions_.push_back(data_->ireduce_scatter_sum(L.model->grads.data(), L.grad_part.data(), L.part_counts));
+}
+
+void PipelineExecutor::shard_gradients() {
+  if (!data_) return;
+  for (auto& L : locals_) {
+    L->part_counts = split_evenly(L->model->layout.total, data_->size());
+    L->grad_part = k::DeviceBuffer<float>(dev_, L->part_counts[size_t(data_->rank())]);
+  }
+}
+
+PipelineExecutor::GradPart PipelineExecutor::grad_part(size_t i) {
+  Local& L = *locals_[i];
+  if (L.part_counts.empty()) return {0, L.model->layout.total, L.model->grads.data()};
+  const int r = data_->rank();
+  return {part_offset(L.part_counts, r), L.part_counts[size_t(r)], L.grad_part.data()};
+}
+
+void PipelineExecutor::gather_parameters() {
+  for (auto& L : locals_)
+    if (!L->part_counts.empty()) data_->allgather_parts(L->model->params.data(), L->part_counts);
 }
 
 // Before the optimizer step: every local chunk's reduction has started, and

@@ -60,6 +60,22 @@ class PipelineExecutor {
   double forward_only(const std::vector<const int32_t*>& tokens,
                       const std::vector<const int32_t*>& targets);
 
+  // ZeRO-1 (DESIGN §8): from now on each chunk's REDUCE_GRADS reduce-scatters
+  // its gradients over `data` (split_evenly of its parameters, in dp rank
+  // order) into a buffer of this rank's part. No-op without a dp group.
+  void shard_gradients();
+  // Local chunk i's part of the flat parameter buffer that this rank updates,
+  // and its summed gradients (grads[0] is element `begin`): the whole buffer
+  // unless gradients are sharded.
+  struct GradPart {
+    size_t begin, count;
+    float* grads;
+  };
+  GradPart grad_part(size_t i);
+  // After each rank updated its part: every part of every chunk's parameters
+  // from its owner (an all-gather over `data`). No-op unless sharded.
+  void gather_parameters();
+
   std::vector<Chunk>& chunks() { return chunks_; }
   const Schedule& schedule() const { return schedule_; }  // local chunks, in chunk order
   bool holds_last_chunk() const;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "parallel/communicator.h"
 #include "parallel/hop_payload.h"
 
 namespace attnres {
@@ -24,7 +25,7 @@ std::vector<int> activation_slots(const Schedule& schedule, int rank) {
 }
 
 MemoryBytes& MemoryBytes::operator+=(const MemoryBytes& o) {
-  params += o.params, grads += o.grads, fixed += o.fixed, acts += o.acts, hops += o.hops;
+  params += o.params, grads += o.grads, fixed += o.fixed, acts += o.acts, hops += o.hops, adamw += o.adamw;
   return *this;
 }
 
@@ -46,7 +47,7 @@ static int hop_buffers(const ModelConfig& cfg, const Partition& part, int c, Hop
 
 RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, const Schedule& schedule,
                                 int rank, int micro_batch, HopCaching caching,
-                                const TensorParallel& tp) {
+                                const TensorParallel& tp, ZeroShard zero) {
   if (part.num_chunks() != schedule.num_chunks())
     throw std::logic_error("memory plan: partition and schedule disagree on chunks");
   const std::vector<int> slots = activation_slots(schedule, rank);
@@ -64,6 +65,9 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
     ch.hop_buffers = hop_buffers(cfg, part, c, caching);
     ch.bytes.params = f.params * sizeof(float);
     ch.bytes.grads = f.grads * sizeof(float);
+    const uint64_t mine = zero.parts > 1 ? split_evenly(f.params, zero.parts)[size_t(zero.index)] : f.params;
+    if (zero.parts > 1) ch.bytes.grads += mine * sizeof(float);
+    ch.bytes.adamw = 2 * mine * sizeof(float);
     ch.bytes.fixed = (f.rope + f.scratch) * sizeof(float);
     // Full recomputation: one shared arena, and per slot the outputs that leave the chunk.
     if (cfg.recompute == Recompute::Full) {

@@ -11,7 +11,8 @@
 // produced, and (standard mode, last chunk) the gradient of the output.
 // Under full recomputation the slots share one arena, and each keeps instead
 // copies of the outputs its chunk produced (unless it is the last chunk).
-// AdamW moments (2 x parameters) belong to the trainer and are not included.
+// AdamW's moments (2 x parameters, or under ZeRO-1 2 x this rank's part)
+// belong to the trainer: `adamw`, outside what the executor allocates.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -31,11 +32,13 @@ namespace attnres {
 std::vector<int> activation_slots(const Schedule& schedule, int rank);
 
 struct MemoryBytes {
-  uint64_t params = 0, grads = 0;
+  uint64_t params = 0, grads = 0;  // grads: ZeRO-1 adds the buffer of the part's summed gradients
   uint64_t fixed = 0;  // RoPE tables and backward scratch
   uint64_t acts = 0;   // slots x one microbatch's arena
   uint64_t hops = 0;   // slots x the slot's hop buffers
-  uint64_t total() const { return params + grads + fixed + acts + hops; }
+  uint64_t adamw = 0;  // AdamW's moments m and v
+  uint64_t executor() const { return params + grads + fixed + acts + hops; }
+  uint64_t total() const { return executor() + adamw; }
   MemoryBytes& operator+=(const MemoryBytes& o);
 };
 
@@ -52,9 +55,16 @@ struct RankMemoryPlan {
   MemoryBytes total;
 };
 
+// ZeRO-1 (train.zero: 1): this rank's index among the `parts` dp ranks over
+// which each chunk's AdamW state and summed gradients are split
+// (split_evenly). parts = 1: not sharded.
+struct ZeroShard {
+  int index = 0, parts = 1;
+};
+
 // `tp`: this rank's tensor-parallel shard (its collectives are not used).
 RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, const Schedule& schedule,
                                 int rank, int micro_batch, HopCaching caching,
-                                const TensorParallel& tp = {});
+                                const TensorParallel& tp = {}, ZeroShard zero = {});
 
 }  // namespace attnres

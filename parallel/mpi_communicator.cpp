@@ -39,6 +39,7 @@ constexpr size_t kPiece = size_t{1} << 30;
 
 struct MpiRequestState final : Request::State {
   std::vector<MPI_Request> reqs;
+  std::vector<int> counts;  // a pending MPI_Ireduce_scatter reads them until it completes
   ~MpiRequestState() override {
     for (MPI_Request r : reqs) {
       if (r != MPI_REQUEST_NULL) {
@@ -48,6 +49,18 @@ struct MpiRequestState final : Request::State {
     }
   }
 };
+
+// ZeRO-1's parts as MPI's int counts. Their displacements are ints too, so
+// the whole buffer must stay below 2^31 floats.
+std::vector<int> int_counts(const std::vector<size_t>& counts) {
+  size_t total = 0;
+  for (size_t c : counts) total += c;
+  if (total > size_t(INT_MAX))
+    throw std::runtime_error("train.zero: a chunk of " + std::to_string(total) +
+                             " floats is beyond what MPI's int counts address (2^31 - 1); "
+                             "split the model over more pipeline or tensor ranks");
+  return std::vector<int>(counts.begin(), counts.end());
+}
 
 MpiRequestState& mpi_state(Request& r) {
   auto* s = dynamic_cast<MpiRequestState*>(r.state.get());
@@ -76,6 +89,8 @@ class MpiCommunicator final : public Communicator {
   void allreduce_sum(float* data, size_t n) override;
   Request iallreduce_sum(float* data, size_t n) override;
   void allreduce_sum(double* data, size_t n) override;
+  Request ireduce_scatter_sum(const float* in, float* out, const std::vector<size_t>& counts) override;
+  void allgather_parts(float* data, const std::vector<size_t>& counts) override;
   void broadcast(void* data, size_t bytes, int root) override;
   std::vector<std::string> gather(const void* data, size_t bytes, int root) override;
   std::vector<std::string> allgather(const void* data, size_t bytes) override;
@@ -242,6 +257,23 @@ void MpiCommunicator::allreduce_sum(double* data, size_t n) {
     check(MPI_Allreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kPiece, n - off)),
                         MPI_DOUBLE, MPI_SUM, comm_),
           "MPI_Allreduce");
+}
+
+Request MpiCommunicator::ireduce_scatter_sum(const float* in, float* out, const std::vector<size_t>& counts) {
+  auto state = std::make_unique<MpiRequestState>();
+  state->counts = int_counts(counts);
+  state->reqs.push_back(MPI_REQUEST_NULL);
+  check(MPI_Ireduce_scatter(in, out, state->counts.data(), MPI_FLOAT, MPI_SUM, comm_, &state->reqs.back()),
+        "MPI_Ireduce_scatter");
+  return Request(std::move(state));
+}
+
+void MpiCommunicator::allgather_parts(float* data, const std::vector<size_t>& counts) {
+  const std::vector<int> n = int_counts(counts);
+  std::vector<int> displs(n.size(), 0);
+  for (size_t r = 1; r < n.size(); ++r) displs[r] = displs[r - 1] + n[r - 1];
+  check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, n.data(), displs.data(), MPI_FLOAT, comm_),
+        "MPI_Allgatherv");
 }
 
 void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {

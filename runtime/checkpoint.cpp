@@ -214,11 +214,11 @@ Manifest make_manifest(const TrainState& s, int step, int optimizer_step, std::v
 }
 
 // The one host -> device copy of the checkpointer: a staged load into local
-// chunk c and its AdamW state.
+// chunk c and its AdamW state (under ZeRO-1 the moments of this rank's part).
 void restore_from_host(const Staged& st, size_t c, Chunk& ch, AdamW& a) {
   kernels::from_host(ch.dev, ch.params.data(), st.params[c].data(), st.params[c].size());
-  kernels::from_host(ch.dev, a.m.data(), st.m[c].data(), st.m[c].size());
-  kernels::from_host(ch.dev, a.v.data(), st.v[c].data(), st.v[c].size());
+  kernels::from_host(ch.dev, a.m.data(), st.m[c].data() + a.begin, a.m.size());
+  kernels::from_host(ch.dev, a.v.data(), st.v[c].data() + a.begin, a.v.size());
   a.t = st.optimizer_step;
 }
 
@@ -332,6 +332,9 @@ void Checkpointer::start_save(int step) {
   });
   if (!err.empty()) throw CheckpointError("checkpoint of step " + std::to_string(step) + ": " + err);
 
+  // ZeRO-1: the moments' parts come to dp rank 0, which writes them whole, so
+  // a checkpoint does not depend on train.zero or parallel.dp.
+  if (s_.data) gather_moments();
   const Coord& co = s_.topo->coord;
   if (co.dp_idx != 0) {  // dp replicas hold the same state: one writes
     p->done = true;
@@ -382,22 +385,53 @@ void Checkpointer::start_save(int step) {
   }
 }
 
-// The one device -> host copy of the checkpointer: params, AdamW m and v of
+// The device -> host copy of the checkpointer: params, AdamW m and v of
 // every local chunk into snapshot_, at the step boundary (training changes
 // the originals from the next step on, while an async writer still reads).
+// Under ZeRO-1, gather_moments has brought m and v already.
 void Checkpointer::snapshot_to_host() {
-  snapshot_.resize(3 * s_.chunks->size());
   for (size_t c = 0; c < s_.chunks->size(); ++c) {
     const Chunk& ch = (*s_.chunks)[c];
     const AdamW& a = (*s_.adam)[c];
-    const float* src[3] = {ch.params.data(), a.m.data(), a.v.data()};
-    for (size_t k = 0; k < 3; ++k) {
-      if (snapshot_[3 * c + k].size() != ch.layout.total)  // allocated once, reused by every save
-        snapshot_[3 * c + k] = kernels::PinnedBuffer<float>(ch.dev, ch.layout.total);
-      kernels::copy(ch.dev, snapshot_[3 * c + k].data(), src[k], ch.layout.total, kernels::CopyKind::DeviceToHost);
-    }
+    kernels::copy(ch.dev, snapshot_of(c, TensorKind::Param), ch.params.data(), ch.layout.total,
+                  kernels::CopyKind::DeviceToHost);
+    if (s_.data) continue;
+    kernels::copy(ch.dev, snapshot_of(c, TensorKind::AdamM), a.m.data(), ch.layout.total, kernels::CopyKind::DeviceToHost);
+    kernels::copy(ch.dev, snapshot_of(c, TensorKind::AdamV), a.v.data(), ch.layout.total, kernels::CopyKind::DeviceToHost);
   }
   for (const Chunk& ch : *s_.chunks) kernels::synchronize(ch.dev);
+}
+
+// ZeRO-1: every dp rank's part of the AdamW moments, whole in dp rank 0's
+// snapshot (the parts are contiguous, in dp rank order).
+void Checkpointer::gather_moments() {
+  Communicator& data = *s_.data;
+  for (size_t c = 0; c < s_.chunks->size(); ++c) {
+    const Chunk& ch = (*s_.chunks)[c];
+    const AdamW& a = (*s_.adam)[c];
+    for (TensorKind k : {TensorKind::AdamM, TensorKind::AdamV}) {
+      std::vector<float> mine(a.m.size());
+      kernels::copy(ch.dev, mine.data(), (k == TensorKind::AdamM ? a.m : a.v).data(), mine.size(),
+                    kernels::CopyKind::DeviceToHost);
+      kernels::synchronize(ch.dev);
+      const std::vector<std::string> parts = data.gather(mine.data(), mine.size() * sizeof(float), 0);
+      if (data.rank() != 0) continue;
+      char* dst = reinterpret_cast<char*>(snapshot_of(c, k));
+      for (const std::string& p : parts) dst = std::copy(p.begin(), p.end(), dst);
+      if (dst != reinterpret_cast<char*>(snapshot_of(c, k) + ch.layout.total))
+        throw std::logic_error("checkpoint: the ZeRO-1 parts of chunk " + std::to_string(c) +
+                               "'s AdamW state do not add up to its parameters");
+    }
+  }
+}
+
+// Local chunk c's host copy of kind k, allocated once and reused by every save.
+float* Checkpointer::snapshot_of(size_t c, TensorKind k) {
+  snapshot_.resize(3 * s_.chunks->size());
+  kernels::PinnedBuffer<float>& b = snapshot_[3 * c + size_t(k)];
+  const Chunk& ch = (*s_.chunks)[c];
+  if (b.size() != ch.layout.total) b = kernels::PinnedBuffer<float>(ch.dev, ch.layout.total);
+  return b.data();
 }
 
 void Checkpointer::commit() {

@@ -27,6 +27,9 @@ struct TrainState {
   Communicator* world;          // every rank
   std::vector<Chunk>* chunks;   // local chunks, chunk order
   std::vector<AdamW>* adam;     // one per local chunk
+  // ZeRO-1 with dp > 1: the dp group, over which the AdamW state is in parts
+  // (each AdamW holds its rank's); null when every rank holds all of it.
+  Communicator* data = nullptr;
 };
 
 // Saves and loads checkpoints of one run. Every method is collective: all
@@ -67,6 +70,8 @@ class Checkpointer {
   void start_save(int step);
   void commit();
   void snapshot_to_host();
+  void gather_moments();
+  float* snapshot_of(size_t chunk, TensorKind k);
   TrainState s_;
   std::unique_ptr<Pending> pending_;
   // Host copies of params, m, v per local chunk (3 per chunk), taken at the

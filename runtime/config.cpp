@@ -57,6 +57,7 @@ void visit_fields(C& c, F&& f) {
   f("train.on_nonfinite", c.train.on_nonfinite);
   f("train.recompute", c.model.recompute);
   f("train.max_skipped_steps", c.train.max_skipped_steps);
+  f("train.zero", c.train.zero);
   f("data.dir", c.data.dir);
   f("parallel.dp", c.parallel.dp);
   f("parallel.pp", c.parallel.pp);
@@ -361,6 +362,9 @@ void validate_config(Config& cfg) {
   if (t.on_nonfinite != "stop" && t.on_nonfinite != "skip")
     fail("train.on_nonfinite", "'" + t.on_nonfinite + "' is not a policy (expected stop or skip)");
   require_non_negative("train.max_skipped_steps", t.max_skipped_steps);
+  if (t.zero != 0 && t.zero != 1)
+    fail("train.zero", str(t.zero) + " is not a ZeRO stage this runtime has (expected 0, or 1: shard the "
+                       "optimizer state over parallel.dp)");
 
   if (cfg.data.dir.empty()) fail("data.dir", "must not be empty");
 

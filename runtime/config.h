@@ -28,6 +28,7 @@ struct TrainConfig {
   std::string device = "cpu";          // cpu | cuda (one rank per GPU; docs/CUDA.md)
   std::string on_nonfinite = "stop";  // a NaN/Inf loss or grad norm: stop the run | skip the update
   int max_skipped_steps = 5;          // under skip: consecutive skipped steps before the run stops
+  int zero = 0;  // 1: ZeRO-1, AdamW moments and the update sharded over parallel.dp (DESIGN §8)
 };
 
 struct DataConfig {

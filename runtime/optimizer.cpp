@@ -1,5 +1,6 @@
 #include "runtime/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/ops.h"
@@ -15,28 +16,47 @@ float lr_at(const TrainConfig& t, int step) {
   return float(t.min_lr + (t.lr - t.min_lr) * cosine);
 }
 
-void AdamW::init(const kernels::Device& dev, size_t n) {
-  m = kernels::DeviceBuffer<float>(dev, n);
-  v = kernels::DeviceBuffer<float>(dev, n);
-  kernels::zero(dev, m.data(), n);
-  kernels::zero(dev, v.data(), n);
+namespace {
+
+// The elements [lo, hi) of tensor `s` inside [begin, begin + count); lo >= hi when none.
+struct Overlap {
+  size_t lo, hi;
+};
+Overlap overlap(const TensorSpec& s, size_t begin, size_t count) {
+  return {std::max(s.offset, begin), std::min(s.offset + s.numel, begin + count)};
+}
+
+}  // namespace
+
+void AdamW::init(const kernels::Device& dev, size_t first, size_t count) {
+  m = kernels::DeviceBuffer<float>(dev, count);
+  v = kernels::DeviceBuffer<float>(dev, count);
+  kernels::zero(dev, m.data(), count);
+  kernels::zero(dev, v.data(), count);
+  begin = first;
   t = 0;
 }
 
 void AdamW::step(const ParamLayout& layout, float* params, const float* grads, float lr,
                  const TrainConfig& cfg) {
   ++t;
-  for (const auto& s : layout.tensors)
-    kernels::adamw_update(m.device(), params + s.offset, grads + s.offset, m.data() + s.offset,
-                          v.data() + s.offset, s.numel, lr, cfg.beta1, cfg.beta2, cfg.adam_eps,
-                          s.decay ? cfg.weight_decay : 0.0f, t);
+  for (const auto& s : layout.tensors) {
+    const auto [lo, hi] = overlap(s, begin, m.size());
+    if (lo >= hi) continue;
+    const size_t k = lo - begin;
+    kernels::adamw_update(m.device(), params + lo, grads + k, m.data() + k, v.data() + k, hi - lo, lr, cfg.beta1,
+                          cfg.beta2, cfg.adam_eps, s.decay ? cfg.weight_decay : 0.0f, t);
+  }
 }
 
-std::vector<double> tensor_sum_squares(const kernels::Device& dev, const ParamLayout& layout,
-                                       const float* grads) {
+std::vector<double> tensor_sum_squares(const kernels::Device& dev, const ParamLayout& layout, const float* grads,
+                                       size_t begin, size_t count) {
   std::vector<double> out;
   out.reserve(layout.tensors.size());
-  for (const auto& s : layout.tensors) out.push_back(kernels::sum_squares(dev, grads + s.offset, s.numel));
+  for (const auto& s : layout.tensors) {
+    const auto [lo, hi] = overlap(s, begin, count);
+    out.push_back(lo < hi ? kernels::sum_squares(dev, grads + (lo - begin), hi - lo) : 0.0);
+  }
   return out;
 }
 

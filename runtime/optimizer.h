@@ -13,22 +13,26 @@ namespace attnres {
 // last step. `step` counts from 0.
 float lr_at(const TrainConfig& t, int step);
 
-// AdamW state for one flat parameter buffer. Weight decay (decoupled) applies
+// AdamW state for one flat parameter buffer, or (ZeRO-1) for this rank's
+// part [begin, begin + m.size()) of it. Weight decay (decoupled) applies
 // to matrices only: embeddings, attention and MLP projections and the LM head.
 // RMSNorm gains and AttnRes pseudo-queries / key-norm gains are exempt: decay
 // would pull gains towards 0 and queries towards uniform averaging.
 // The moments live on the parameters' device.
 struct AdamW {
   kernels::DeviceBuffer<float> m, v;
-  int t = 0;  // optimizer steps taken
-  void init(const kernels::Device& dev, size_t n);  // zero moments
-  void step(const ParamLayout& layout, float* params, const float* grads, float lr,
-            const TrainConfig& cfg);
+  size_t begin = 0;  // the first element of the buffer this state updates
+  int t = 0;         // optimizer steps taken
+  void init(const kernels::Device& dev, size_t begin, size_t count);  // zero moments
+  // `params`: the whole buffer; `grads`: the part's (grads[0] is element begin).
+  void step(const ParamLayout& layout, float* params, const float* grads, float lr, const TrainConfig& cfg);
 };
 
-// Per-tensor sums of squares of device memory, one entry per tensor in layout order.
-std::vector<double> tensor_sum_squares(const kernels::Device& dev, const ParamLayout& layout,
-                                       const float* grads);
+// Per-tensor sums of squares of device memory, one entry per tensor in layout
+// order, over the part [begin, begin + count) of the flat buffer that `grads`
+// holds (grads[0] is element begin; a tensor outside it adds 0).
+std::vector<double> tensor_sum_squares(const kernels::Device& dev, const ParamLayout& layout, const float* grads,
+                                       size_t begin, size_t count);
 // sqrt of the sum of per-tensor partials added in global tensor order, so the
 // result does not depend on how tensors are spread over ranks (DESIGN §5).
 double global_norm(const std::vector<double>& partials_in_global_order);

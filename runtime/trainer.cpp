@@ -115,15 +115,19 @@ struct Run {
   bool is_logger() const { return topo.world_rank == 0; }
 };
 
+// ZeRO-1 with more than one dp rank: each updates its part of the parameters.
+bool sharded(const Run& r) { return r.cfg.train.zero == 1 && r.cfg.parallel.dp > 1; }
+
 // A model too large for the machine fails before the first allocation, with
 // what one rank needs (the memory plan plus AdamW's moments) against what the
 // ranks sharing this machine can still get (on GPUs: what its device has
 // free). The ranks agree, so none waits on one that stopped.
 void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
   const RankMemoryPlan plan = plan_rank_memory(r.cfg.model, r.part, sched, r.topo.coord.pp_idx,
-                                               r.cfg.train.micro_batch_size, caching, r.tp);
+                                               r.cfg.train.micro_batch_size, caching, r.tp,
+                                               {r.topo.coord.dp_idx, sharded(r) ? r.cfg.parallel.dp : 1});
   const MemoryBytes& b = plan.total;
-  const double need = double(b.total()) + 2.0 * double(b.params);
+  const double need = double(b.total());
   r.planned_bytes = need;
   // On a CPU the ranks of a machine share its memory; on GPUs each has its device's.
   const bool gpu = r.device.dev.backend == kernels::Backend::CUDA;
@@ -137,11 +141,13 @@ void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
   if (avail > 0 && share_need > avail)
     err = "not enough memory: rank " + std::to_string(r.topo.world_rank) + " needs " + format_bytes(need) +
           " (parameters " + format_bytes(double(b.params)) + ", gradients " + format_bytes(double(b.grads)) +
-          ", AdamW moments " + format_bytes(2.0 * double(b.params)) + ", activations " +
+          ", AdamW moments " + format_bytes(double(b.adamw)) + ", activations " +
           format_bytes(double(b.acts)) + ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + "); " +
           where + format_bytes(avail) +
-          " is available; make the model, train.micro_batch_size or model.seq_len smaller, or spread the "
-          "layers over more machines (parallel.pp); `attnres plan` shows each rank's share";
+          " is available; make the model, train.micro_batch_size or model.seq_len smaller, spread the "
+          "layers over more machines (parallel.pp)" +
+          (r.cfg.parallel.dp > 1 && !sharded(r) ? ", shard the optimizer state over dp (train.zero: 1)" : "") +
+          " or recompute activations (train.recompute); `attnres plan` shows each rank's share";
   err = agree_on_error(*r.groups.world, err);
   if (!err.empty()) throw std::runtime_error(err);
 }
@@ -213,8 +219,11 @@ void setup(Run& r) {
                                               r.device.dev, r.tp);
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();
-  for (Chunk& c : r.exec->chunks()) {
-    r.adam.emplace_back().init(c.dev, c.layout.total);
+  if (r.cfg.train.zero == 1) r.exec->shard_gradients();
+  for (size_t i = 0; i < r.exec->chunks().size(); ++i) {
+    const Chunk& c = r.exec->chunks()[i];
+    const PipelineExecutor::GradPart part = r.exec->grad_part(i);
+    r.adam.emplace_back().init(c.dev, part.begin, part.count);
     for (const TensorSpec& t : c.layout.tensors)
       r.global_index.push_back(size_t(full.find(t.name) - full.tensors.data()));
   }
@@ -226,8 +235,10 @@ void setup(Run& r) {
 double grad_norm(Run& r) {
   std::vector<double> partials(r.n_global_tensors, 0.0);
   size_t i = 0;
-  for (Chunk& c : r.exec->chunks()) {
-    const std::vector<double> sums = tensor_sum_squares(c.dev, c.layout, c.grads.data());
+  for (size_t k = 0; k < r.exec->chunks().size(); ++k) {
+    const Chunk& c = r.exec->chunks()[k];
+    const PipelineExecutor::GradPart part = r.exec->grad_part(k);
+    const std::vector<double> sums = tensor_sum_squares(c.dev, c.layout, part.grads, part.begin, part.count);
     // A replicated tensor is the same on every tp rank: counted once.
     for (size_t t = 0; t < sums.size(); ++t, ++i)
       partials[r.global_index[i]] = c.layout.tensors[t].sharded() || r.topo.coord.tp_idx == 0 ? sums[t] : 0.0;
@@ -235,6 +246,8 @@ double grad_norm(Run& r) {
   // Each tensor lives on one pipeline rank (its shards on the tp ranks); the others contribute exact zeros.
   if (r.cfg.parallel.tp > 1) r.groups.tensor->allreduce_sum(partials.data(), partials.size());
   if (r.cfg.parallel.pp > 1) r.groups.pipeline->allreduce_sum(partials.data(), partials.size());
+  // ZeRO-1: each dp rank summed the squares of its part only.
+  if (sharded(r)) r.groups.data->allreduce_sum(partials.data(), partials.size());
   return global_norm(partials);
 }
 
@@ -405,8 +418,8 @@ void print_header(const Run& r, double peak_flops, bool measured) {
               residual_mode_name(m.mode));
   if (m.attnres()) std::printf(", block size %d (%d blocks)", m.block_size, m.num_blocks());
   if (m.recompute != Recompute::None) std::printf(", recompute %s", recompute_name(m.recompute));
-  std::printf(" | dp %d pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak %.1f GFLOP/s (%s)\n",
-              p.dp, p.pp, p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9,
+  std::printf(" | dp %d%s pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak %.1f GFLOP/s (%s)\n",
+              p.dp, sharded(r) ? " (ZeRO-1)" : "", p.pp, p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9,
               measured ? "sgemm measured per node" : "--peak-gflops per node");
   const TrainConfig& t = r.cfg.train;
   if (t.warmup_steps > t.steps)  // a short smoke run of a longer config: allowed, said once
@@ -414,10 +427,10 @@ void print_header(const Run& r, double peak_flops, bool measured) {
                 "reaches %.3g of train.lr\n", t.warmup_steps, t.steps, double(t.steps) / t.warmup_steps);
 }
 
-// ATTNRES_FAULT at=nan: one NaN in this rank's gradients.
-void poison_gradient(Chunk& c) {
+// ATTNRES_FAULT at=nan: one NaN in the summed gradients this rank updates with.
+void poison_gradient(const Chunk& c, const PipelineExecutor::GradPart& part) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  kernels::from_host(c.dev, c.grads.data(), &nan, 1);
+  if (part.count > 0) kernels::from_host(c.dev, part.grads, &nan, 1);
 }
 
 // Each rank's peak resident set against what `attnres plan` predicts for it
@@ -456,7 +469,7 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
   mbs.load(r.device.dev, r.cfg.model.vocab_size);
   double loss_sum = 0.0;
   for (double l : exec.run(mbs.tokens, mbs.targets, float(1.0 / tokens_per_step))) loss_sum += l;  // mb order
-  if (nan_fault_due(step + 1)) poison_gradient(exec.chunks().front());
+  if (nan_fault_due(step + 1)) poison_gradient(exec.chunks().front(), exec.grad_part(0));
   StepMetrics s;
   s.step = step + 1;
   s.grad_norm = grad_norm(r);
@@ -469,9 +482,11 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
   const float clip = clip_factor(s.grad_norm, tc.grad_clip);
   for (size_t i = 0; i < exec.chunks().size(); ++i) {
     Chunk& c = exec.chunks()[i];
-    if (clip != 1.0f) kernels::scale_inplace(c.dev, c.grads.data(), clip, c.layout.total);
-    r.adam[i].step(c.layout, c.params.data(), c.grads.data(), float(s.lr), tc);
+    const PipelineExecutor::GradPart part = exec.grad_part(i);
+    if (clip != 1.0f) kernels::scale_inplace(c.dev, part.grads, clip, part.count);
+    r.adam[i].step(c.layout, c.params.data(), part.grads, float(s.lr), tc);
   }
+  exec.gather_parameters();
   exec.trace_span("AdamW", "optimizer", t_opt);
   return s;
 }
@@ -527,7 +542,8 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const Watchdog watchdog(tc.watchdog_timeout, r.topo.world_rank);
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
-  Checkpointer ckpt({&cfg, &r.topo, &r.part, r.groups.world.get(), &exec.chunks(), &r.adam});
+  Checkpointer ckpt({&cfg, &r.topo, &r.part, r.groups.world.get(), &exec.chunks(), &r.adam,
+                     sharded(r) ? r.groups.data.get() : nullptr});
   const int first_step = ckpt.resume(opt.resume);  // steps already done
   if (first_step > tc.steps)
     throw std::runtime_error("the checkpoint resumed is at step " + std::to_string(first_step) +

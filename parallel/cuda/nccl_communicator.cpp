@@ -112,6 +112,28 @@ class NcclCommunicator final : public Communicator {
       check(ncclAllReduce(data, data, n, ncclFloat, ncclSum, comm_, s), "ncclAllReduce");
     }));
   }
+  // ZeRO-1's parts may differ by a float, and ncclReduceScatter/AllGather
+  // want equal ones: one ncclReduce (ncclBroadcast) per part, rooted at its
+  // owner, in one group.
+  Request ireduce_scatter_sum(const float* in, float* out, const std::vector<size_t>& counts) override {
+    return Request(stream_.run([&](cudaStream_t s) {
+      check(ncclGroupStart(), "ncclGroupStart");
+      size_t off = 0;
+      for (size_t r = 0; r < counts.size(); off += counts[r], ++r)
+        check(ncclReduce(in + off, out, counts[r], ncclFloat, ncclSum, int(r), comm_, s), "ncclReduce");
+      check(ncclGroupEnd(), "ncclGroupEnd");
+    }));
+  }
+  void allgather_parts(float* data, const std::vector<size_t>& counts) override {
+    Request r = Request(stream_.run([&](cudaStream_t s) {
+      check(ncclGroupStart(), "ncclGroupStart");
+      size_t off = 0;
+      for (size_t k = 0; k < counts.size(); off += counts[k], ++k)
+        check(ncclBroadcast(data + off, data + off, counts[k], ncclFloat, int(k), comm_, s), "ncclBroadcast");
+      check(ncclGroupEnd(), "ncclGroupEnd");
+    }));
+    wait(r);
+  }
   // Host-side collectives: the MPI group.
   void allreduce_sum(double* data, size_t n) override { mpi_.allreduce_sum(data, n); }
   void broadcast(void* data, size_t bytes, int root) override { mpi_.broadcast(data, bytes, root); }

@@ -274,6 +274,47 @@ TEST(CheckpointReshard, Tp2Pp2ToTp1Tp4AndDp2Tp2) {
   }
 }
 
+// ZeRO-1 (train.zero: 1): dp rank 0 writes the AdamW state whole, so the same
+// layout resumes bit for bit (async, the parts gathered at the snapshot) ...
+TEST(CheckpointResume, ZeroOneAsync) {
+  check_resume("zero1", 4, {"residual.block_size=2", "parallel.dp=2", "parallel.pp=2", "train.zero=1"}, true);
+}
+
+// ... and a checkpoint of zero: 1 loads with zero: 0 and at another dp, and
+// the reverse, against the uninterrupted single process run (1e-5: the dp
+// sums are reordered).
+TEST(CheckpointReshard, ZeroOneToZeroZeroAndBack) {
+  const std::vector<std::string> block = {"residual.block_size=2", "checkpoint.every=4"};
+  for (const char* d : {"zshard", "zshard_a", "zshard_b", "zshard_c", "zshard_d", "zshard_ref"}) fs::remove_all(kRoot / d);
+  const Out ref = train_ok("zshard_ref", "ref", 1, block);  // zero: 0, dp = 1; its step 4 is the reverse's start
+  std::vector<std::string> saved = block;
+  saved.insert(saved.end(), {"parallel.dp=2", "train.zero=1"});
+  train_ok("zshard", "zero1_dp2", 2, saved);
+  const fs::path zero1 = ckpt("zshard", 4), zero0 = ckpt("zshard_ref", 4);
+  ASSERT_TRUE(fs::exists(zero1 / "COMMITTED") && fs::exists(zero0 / "COMMITTED"));
+  struct Target {
+    int np;
+    std::vector<std::string> sets;
+    fs::path from;
+    std::string what;
+  };
+  const std::vector<Target> targets = {
+      {2, {"parallel.dp=2", "train.zero=0", "checkpoint.dir=" + (kRoot / "zshard_a").string()}, zero1,
+       "zero 1 dp=2 -> zero 0 dp=2"},
+      {1, {"checkpoint.dir=" + (kRoot / "zshard_b").string()}, zero1, "zero 1 dp=2 -> zero 0 dp=1"},
+      {2, {"parallel.dp=2", "train.zero=1", "checkpoint.dir=" + (kRoot / "zshard_c").string()}, zero0,
+       "zero 0 dp=1 -> zero 1 dp=2"},
+      {4, {"parallel.dp=2", "parallel.pp=2", "train.zero=1", "checkpoint.dir=" + (kRoot / "zshard_d").string()},
+       zero0, "zero 0 dp=1 -> zero 1 dp=2 x pp=2"}};
+  for (const Target& t : targets) {
+    std::vector<std::string> all = block;
+    all.insert(all.end(), t.sets.begin(), t.sets.end());
+    expect_continues(ref, train_ok("zshard", "to_" + std::to_string(&t - targets.data()), t.np, all,
+                                   "--resume " + t.from.string()),
+                     4, 1e-5, t.what);
+  }
+}
+
 // The export of a tp run is the whole model, as at tp = 1: the same names and
 // shapes, the tp = 1 run's values within the rule for reordered sums, and
 // `attnres eval` of it gives the tp = 1 export's loss.

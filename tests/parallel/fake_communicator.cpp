@@ -16,11 +16,12 @@ struct PendingRecv final : Request::State {
   PendingRecv(std::vector<TensorRef> t, int p, MessageTag g) : into(std::move(t)), peer(p), tag(g) {}
 };
 
+// The sum of the ranks' [from, from + n) into `out`.
 struct PendingSum final : Request::State {
   uint64_t seq;
-  float* data;
-  size_t n;
-  PendingSum(uint64_t s, float* d, size_t k) : seq(s), data(d), n(k) {}
+  float* out;
+  size_t from, n;
+  PendingSum(uint64_t s, float* o, size_t f, size_t k) : seq(s), out(o), from(f), n(k) {}
 };
 
 std::string tag_name(int src, int dst, MessageTag t) {
@@ -29,13 +30,13 @@ std::string tag_name(int src, int dst, MessageTag t) {
          std::to_string(t.chunk) + ")";
 }
 
-// Element-wise sum of the ranks' parts in rank order.
+// Element-wise sum of the ranks' elements [from, from + n), in rank order.
 template <class T>
-void sum_parts(const std::vector<std::vector<char>>& parts, T* out, size_t n) {
+void sum_parts(const std::vector<std::vector<char>>& parts, T* out, size_t n, size_t from = 0) {
   std::vector<T> acc(n), part(n);
-  std::memcpy(acc.data(), parts[0].data(), n * sizeof(T));
+  std::memcpy(acc.data(), parts[0].data() + from * sizeof(T), n * sizeof(T));
   for (size_t r = 1; r < parts.size(); ++r) {
-    std::memcpy(part.data(), parts[r].data(), n * sizeof(T));
+    std::memcpy(part.data(), parts[r].data() + from * sizeof(T), n * sizeof(T));
     for (size_t i = 0; i < n; ++i) acc[i] += part[i];
   }
   std::memcpy(out, acc.data(), n * sizeof(T));
@@ -136,9 +137,9 @@ Request FakeCommunicator::irecv(const std::vector<TensorRef>& tensors, int peer,
 bool FakeCommunicator::complete(Request& r, bool block) {
   if (!r.pending()) return true;
   if (auto* sum = dynamic_cast<PendingSum*>(r.state.get())) {
-    float* data = sum->data;
-    const size_t n = sum->n;
-    if (!take_collective(sum->seq, [&](const auto& parts) { sum_parts(parts, data, n); }, block)) return false;
+    const PendingSum& p = *sum;
+    if (!take_collective(p.seq, [&](const auto& parts) { sum_parts(parts, p.out, p.n, p.from); }, block))
+      return false;
     r.state.reset();
     return true;
   }
@@ -196,7 +197,28 @@ Request FakeCommunicator::iallreduce_sum(float* data, size_t n) {
     std::lock_guard<std::mutex> lock(net_.mu_);
     net_.reductions_[size_t(rank_)].push_back(data);
   }
-  return Request(std::make_unique<PendingSum>(seq, data, n));
+  return Request(std::make_unique<PendingSum>(seq, data, 0, n));
+}
+
+Request FakeCommunicator::ireduce_scatter_sum(const float* in, float* out, const std::vector<size_t>& counts) {
+  const size_t n = part_offset(counts, size());
+  const uint64_t seq = post_collective("reduce_scatter_sum(" + std::to_string(n) + ")", in, n * sizeof(float));
+  {
+    std::lock_guard<std::mutex> lock(net_.mu_);
+    net_.reductions_[size_t(rank_)].push_back(in);
+  }
+  return Request(std::make_unique<PendingSum>(seq, out, part_offset(counts, rank_), counts[size_t(rank_)]));
+}
+
+void FakeCommunicator::allgather_parts(float* data, const std::vector<size_t>& counts) {
+  const size_t n = part_offset(counts, size());
+  const uint64_t seq = post_collective("allgather_parts(" + std::to_string(n) + ")", data, n * sizeof(float));
+  take_collective(seq, [&](const auto& parts) {
+    for (int r = 0; r < size(); ++r) {
+      const size_t off = part_offset(counts, r) * sizeof(float);
+      std::memcpy(reinterpret_cast<char*>(data) + off, parts[size_t(r)].data() + off, counts[size_t(r)] * sizeof(float));
+    }
+  }, true);
 }
 
 void FakeCommunicator::allreduce_sum(float* data, size_t n) {

@@ -31,6 +31,8 @@ class UnusedCommunicator : public Communicator {
   void allreduce_sum(float*, size_t) override { fail(); }
   Request iallreduce_sum(float*, size_t) override { fail(); }
   void allreduce_sum(double*, size_t) override { fail(); }
+  Request ireduce_scatter_sum(const float*, float*, const std::vector<size_t>&) override { fail(); }
+  void allgather_parts(float*, const std::vector<size_t>&) override { fail(); }
   void broadcast(void*, size_t, int) override { fail(); }
   std::vector<std::string> gather(const void*, size_t, int) override { fail(); }
   std::vector<std::string> allgather(const void*, size_t) override { fail(); }
@@ -77,7 +79,7 @@ class UnusedCollectives final : public TensorCollectives {
 };
 
 void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int micro_batch,
-                                    const TensorParallel& tp = {}) {
+                                    const TensorParallel& tp = {}, ZeroShard zero = {}) {
   const Partition part = make_partition(m, l.P, l.V, l.layout);
   const kernels::Device dev;
   for (int r = 0; r < l.P; ++r) {
@@ -86,19 +88,23 @@ void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int m
                              " layout \"" + l.layout + "\" cache=" + std::to_string(l.cache.forward) +
                              std::to_string(l.cache.backward) +
                              " rank " + std::to_string(r) + " tp " + std::to_string(tp.tp.size) +
-                             (tp.sequence_parallel ? " sp" : "");
+                             (tp.sequence_parallel ? " sp" : "") + " zero part " + std::to_string(zero.index) +
+                             "/" + std::to_string(zero.parts);
     Schedule sched = make_schedule(l.schedule, l.P, l.M, l.V);
-    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, micro_batch, l.cache, tp);
-    UnusedCommunicator pipe(r, l.P);
+    const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, micro_batch, l.cache, tp, zero);
+    UnusedCommunicator pipe(r, l.P), data(zero.index, zero.parts);
     const size_t before = kernels::allocated_bytes(dev);
     {
-      PipelineExecutor exec(m, part, std::move(sched), r, l.P > 1 ? &pipe : nullptr, nullptr, micro_batch, 1, l.cache,
-                            dev, tp);
-      EXPECT_EQ(kernels::allocated_bytes(dev) - before, plan.total.total()) << what;
+      PipelineExecutor exec(m, part, std::move(sched), r, l.P > 1 ? &pipe : nullptr,
+                            zero.parts > 1 ? &data : nullptr, micro_batch, 1, l.cache, dev, tp);
+      if (zero.parts > 1) exec.shard_gradients();
+      EXPECT_EQ(kernels::allocated_bytes(dev) - before, plan.total.executor()) << what;
       ASSERT_EQ(exec.chunks().size(), plan.chunks.size()) << what;
       for (size_t i = 0; i < plan.chunks.size(); ++i) {
         const Chunk& c = exec.chunks()[i];
         EXPECT_EQ(c.params.size() * sizeof(float), plan.chunks[i].bytes.params) << what;
+        // AdamW, as the trainer sizes it: the moments of the part the rank updates.
+        EXPECT_EQ(2 * exec.grad_part(i).count * sizeof(float), plan.chunks[i].bytes.adamw) << what;
         EXPECT_GE(plan.chunks[i].slots, plan.chunks[i].chunk == 0 ? 1 : 2) << what;  // one live microbatch (+ 1)
       }
     }
@@ -155,6 +161,15 @@ TEST(MemoryPlan, EqualsExecutorAllocationRecompute) {
         m.recompute = r;
         for (const Layout& l : kLayouts) expect_plan_matches_allocation(m, l, 2);
       }
+}
+
+// ZeRO-1 over 2 and 3 dp ranks, each rank's part (3 does not divide the
+// chunks' parameter counts): the plan adds the buffer of the part's summed
+// gradients and sizes AdamW for the part.
+TEST(MemoryPlan, EqualsExecutorAllocationZeroOne) {
+  for (int parts : {2, 3})
+    for (int index = 0; index < parts; ++index)
+      for (const Layout& l : kLayouts) expect_plan_matches_allocation(model(ResidualMode::AttnRes, 2), l, 2, {}, {index, parts});
 }
 
 // The slot count is the peak of live microbatches, + 1 past chunk 0 (its

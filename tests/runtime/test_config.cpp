@@ -374,6 +374,7 @@ TEST(ConfigErrors, ParallelCombinations) {
   bad_set({"parallel.schedule=pipedream"}, {"parallel.schedule", "'pipedream'"});
   bad_set({"train.recompute=block"}, {"train.recompute", "none, selective or full", "'block'"});
   bad_set({"parallel.cached_grads=fast"}, {"parallel.cached_grads", "'fast'", "exact or local"});
+  bad_set({"train.zero=2"}, {"train.zero", "2 is not a ZeRO stage", "expected 0, or 1"});
   bad_set({"parallel.virtual_stages=2"}, {"parallel.virtual_stages", "2", "interleaved"});
   bad_set({"parallel.schedule=interleaved"}, {"parallel.virtual_stages", "1", ">= 2"});
   bad_set({"parallel.virtual_stages=0"}, {"parallel.virtual_stages", "0"});
