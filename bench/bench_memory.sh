@@ -7,6 +7,7 @@
 # no evaluation.
 #
 #   bash bench/bench_memory.sh [STEPS]     (needs build/attnres and data/pystdlib)
+#   ONLY=REGEX bash bench/bench_memory.sh  runs only the configurations whose name matches
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -21,6 +22,7 @@ mib() {  # "377.31 MiB" / "1.20 GiB" -> MiB
 run() {  # name ranks sets...
   local name=$1 np=$2
   shift 2
+  [[ $name =~ ${ONLY:-.} ]] || return 0
   local sets=()
   for s in "$@"; do sets+=(--set "$s"); done
   build/attnres plan --config configs/small.yaml "${sets[@]}" >"$out/$name.plan"
@@ -58,6 +60,7 @@ run standard_pp2_il 2 residual.mode=standard parallel.pp=2 parallel.schedule=int
 run fullattnres_pp2_il_full 2 residual.num_blocks=16 train.recompute=full parallel.pp=2 \
   parallel.schedule=interleaved parallel.virtual_stages=2
 run block_dp2 2 parallel.dp=2
+run block_dp2_zero1 2 parallel.dp=2 train.zero=1
 run block_tp2_sp 2 parallel.tp=2 parallel.sequence_parallel=true
 
 # Full against Block AttnRes (and standard) under each recompute setting, at

@@ -97,9 +97,10 @@ class Communicator {
   virtual void allreduce_sum(double* data, size_t n) = 0;
   // ZeRO-1 (DESIGN §8). `counts` cuts a flat buffer into contiguous parts in
   // rank order, rank r's of counts[r] floats (split_evenly). Non-blocking:
-  // `out` (counts[rank()] floats, outside `in`) receives this rank's part of
-  // the sum of every rank's `in`.
-  virtual Request ireduce_scatter_sum(const float* in, float* out, const std::vector<size_t>& counts) = 0;
+  // `out` (room for the largest part, outside `data`) receives this rank's
+  // part of the sum of every rank's `data`. `data` may serve as scratch: its
+  // contents are undefined afterwards.
+  virtual Request ireduce_scatter_sum(float* data, float* out, const std::vector<size_t>& counts) = 0;
   // In place: every rank's part of `data` from the rank that owns it.
   virtual void allgather_parts(float* data, const std::vector<size_t>& counts) = 0;
   virtual void broadcast(void* data, size_t bytes, int root) = 0;

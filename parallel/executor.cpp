@@ -392,7 +392,7 @@ void PipelineExecutor::shard_gradients() {
   if (!data_) return;
   for (auto& L : locals_) {
     L->part_counts = split_evenly(L->model->layout.total, data_->size());
-    L->grad_part = k::DeviceBuffer<float>(dev_, L->part_counts[size_t(data_->rank())]);
+    L->grad_part = k::DeviceBuffer<float>(dev_, L->part_counts.front());  // the largest part: the reduction's receive buffer
   }
 }
 

@@ -65,9 +65,10 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
     ch.hop_buffers = hop_buffers(cfg, part, c, caching);
     ch.bytes.params = f.params * sizeof(float);
     ch.bytes.grads = f.grads * sizeof(float);
-    const uint64_t mine = zero.parts > 1 ? split_evenly(f.params, zero.parts)[size_t(zero.index)] : f.params;
-    if (zero.parts > 1) ch.bytes.grads += mine * sizeof(float);
-    ch.bytes.adamw = 2 * mine * sizeof(float);
+    // ZeRO-1: AdamW for this rank's part; its summed gradients in a buffer of the largest part.
+    const std::vector<size_t> parts = split_evenly(f.params, zero.parts);
+    if (zero.parts > 1) ch.bytes.grads += parts.front() * sizeof(float);
+    ch.bytes.adamw = 2 * parts[size_t(zero.index)] * sizeof(float);
     ch.bytes.fixed = (f.rope + f.scratch) * sizeof(float);
     // Full recomputation: one shared arena, and per slot the outputs that leave the chunk.
     if (cfg.recompute == Recompute::Full) {

@@ -115,7 +115,7 @@ class NcclCommunicator final : public Communicator {
   // ZeRO-1's parts may differ by a float, and ncclReduceScatter/AllGather
   // want equal ones: one ncclReduce (ncclBroadcast) per part, rooted at its
   // owner, in one group.
-  Request ireduce_scatter_sum(const float* in, float* out, const std::vector<size_t>& counts) override {
+  Request ireduce_scatter_sum(float* in, float* out, const std::vector<size_t>& counts) override {
     return Request(stream_.run([&](cudaStream_t s) {
       check(ncclGroupStart(), "ncclGroupStart");
       size_t off = 0;

@@ -220,6 +220,42 @@ TEST(MpiCommunicator, NonBlockingAllreduceOverlaps) {
   EXPECT_EQ(comm->bytes_sent(), 0u);  // bytes_sent counts point-to-point payloads only
 }
 
+// ZeRO-1's collectives: three reduce-scatters in flight at once (parts of
+// unequal size, and of none: 3 floats over 4 ranks), completed out of order,
+// one by polling test(); then each rank's part all-gathered in place.
+// Integer values: every summation order is exact.
+TEST(MpiCommunicator, ReduceScatterAndAllgatherParts) {
+  auto comm = make_mpi_world();
+  const int n = comm->size(), r = comm->rank();
+  std::vector<std::vector<float>> data, out;
+  std::vector<std::vector<size_t>> counts;
+  std::vector<Request> reqs;
+  for (size_t len : {size_t(1003), size_t(10), size_t(3)}) {
+    counts.push_back(split_evenly(len, n));
+    data.emplace_back(len);
+    for (size_t i = 0; i < len; ++i) data.back()[i] = float((r + 1) * int(i));
+    out.emplace_back(counts.back().front(), -1.0f);
+  }
+  for (size_t k = 0; k < data.size(); ++k)
+    reqs.push_back(comm->ireduce_scatter_sum(data[k].data(), out[k].data(), counts[k]));
+  while (!comm->test(reqs[2])) {
+  }
+  comm->wait(reqs[1]);
+  comm->wait(reqs[0]);
+  for (size_t k = 0; k < data.size(); ++k) {
+    const size_t first = part_offset(counts[k], r);
+    for (size_t i = 0; i < counts[k][size_t(r)]; ++i)
+      EXPECT_EQ(out[k][i], float(n * (n + 1) / 2 * int(first + i))) << "reduction " << k << " element " << i;
+  }
+  std::vector<float> params(1003, -1.0f);
+  const std::vector<size_t>& c = counts[0];
+  for (size_t i = 0; i < c[size_t(r)]; ++i) params[part_offset(c, r) + i] = float(r * 10000 + int(i));
+  comm->allgather_parts(params.data(), c);
+  for (int owner = 0; owner < n; ++owner)
+    for (size_t i = 0; i < c[size_t(owner)]; ++i)
+      ASSERT_EQ(params[part_offset(c, owner) + i], float(owner * 10000 + int(i))) << "part " << owner;
+}
+
 TEST(MpiCommunicator, BroadcastFromEveryRoot) {
   auto comm = make_mpi_world();
   for (int root = 0; root < comm->size(); ++root) {

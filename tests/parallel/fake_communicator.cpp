@@ -200,7 +200,7 @@ Request FakeCommunicator::iallreduce_sum(float* data, size_t n) {
   return Request(std::make_unique<PendingSum>(seq, data, 0, n));
 }
 
-Request FakeCommunicator::ireduce_scatter_sum(const float* in, float* out, const std::vector<size_t>& counts) {
+Request FakeCommunicator::ireduce_scatter_sum(float* in, float* out, const std::vector<size_t>& counts) {
   const size_t n = part_offset(counts, size());
   const uint64_t seq = post_collective("reduce_scatter_sum(" + std::to_string(n) + ")", in, n * sizeof(float));
   {

@@ -31,7 +31,7 @@ class UnusedCommunicator : public Communicator {
   void allreduce_sum(float*, size_t) override { fail(); }
   Request iallreduce_sum(float*, size_t) override { fail(); }
   void allreduce_sum(double*, size_t) override { fail(); }
-  Request ireduce_scatter_sum(const float*, float*, const std::vector<size_t>&) override { fail(); }
+  Request ireduce_scatter_sum(float*, float*, const std::vector<size_t>&) override { fail(); }
   void allgather_parts(float*, const std::vector<size_t>&) override { fail(); }
   void broadcast(void*, size_t, int) override { fail(); }
   std::vector<std::string> gather(const void*, size_t, int) override { fail(); }
