@@ -101,7 +101,7 @@ void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching c
   const std::vector<std::pair<std::string, ModelConfig*>> modes = {
       {"standard", &v.standard}, {"Full AttnRes (S=1)", &v.full},
       {"Block AttnRes (S=" + std::to_string(v.block.block_size) + ")", &v.block}};
-  const Recompute settings[] = {Recompute::None, Recompute::Selective, Recompute::Full};
+  const Recompute settings[] = {Recompute::None, Recompute::Selective, Recompute::Block, Recompute::Full};
   std::printf("\ndevice memory per rank (executor + AdamW) by residual mode and train.recompute, layout tp=%d x "
               "pp=%d x dp=%d%s (every dp replica and tp rank of a stage alike)\n",
               pc.tp, pc.pp, pc.dp, zero.parts > 1 ? ", ZeRO-1" : "");
@@ -112,6 +112,10 @@ void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching c
     for (int rank = 0; rank < pc.pp; ++rank) {
       std::printf("%-24s %-5d", rank == 0 ? name.c_str() : "", rank);
       for (Recompute r : settings) {
+        if (r == Recompute::Block && !m->attnres()) {  // no blocks to recompute by
+          std::printf(" %14s", "-");
+          continue;
+        }
         m->recompute = r;
         const Partition part = make_partition(*m, pc.pp, pc.virtual_stages, pc.layout);
         const MemoryBytes t = plan_rank_memory(*m, part, sched, rank, cfg.train.micro_batch_size, caching, tp, zero).total;

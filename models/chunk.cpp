@@ -210,6 +210,7 @@ void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch
   c.p = resolve(c.layout, c.params.data(), first, last);
   c.g = resolve(c.layout, c.grads.data(), first, last);
   c.t = carve_scratch({cfg, first, last, batch, c.dims}, c.scratch.data(), nullptr);
+  c.cos = c.rope_cos.data(), c.sin = c.rope_sin.data();
 
   // Host-side values, then one copy each to the device.
   std::vector<float> host(c.layout.total);
@@ -223,12 +224,50 @@ void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch
   k::synchronize(dev);  // before the host buffers go
 }
 
-void acts_init(ChunkActs& a, const Chunk& c) {
+Chunk chunk_segment(const Chunk& c, int first, int last) {
+  assert(c.first <= first && first < last && last <= c.last);
+  Chunk s;
+  s.cfg = c.cfg;
+  s.dev = c.dev;
+  s.first = first, s.last = last, s.batch = c.batch;
+  s.tp = c.tp;
+  s.dims = c.dims;
+  s.has_embed = first == 0;
+  s.has_head = last == c.cfg.num_sublayers();
+  s.p = resolve(c.layout, const_cast<float*>(c.params.data()), first, last);
+  s.g = resolve(c.layout, const_cast<float*>(c.grads.data()), first, last);
+  s.t = c.t;
+  s.cos = c.cos, s.sin = c.sin;
+  return s;
+}
+
+std::vector<SublayerRange> recompute_segments(const ModelConfig& cfg, int first, int last) {
+  if (cfg.recompute == Recompute::Full) return {{first, last}};
+  if (cfg.recompute != Recompute::Block) return {};
+  std::vector<SublayerRange> out{{first, first + 1}};
+  for (int j = first + 1; j < last; ++j) {
+    if (cfg.starts_block(j)) out.push_back({j, j});
+    out.back().last = j + 1;
+  }
+  return out;
+}
+
+int recompute_kept_outputs(const ModelConfig& cfg, int first, int last) {
+  int n = 0;
+  for (const SublayerRange& r : recompute_segments(cfg, first, last))
+    if (r.last < cfg.num_sublayers()) n += chunk_produced_outputs(cfg, r.first, r.last);
+  return n;
+}
+
+void acts_init(ChunkActs& a, const Chunk& c, float* base) {
   const Shape sh{c.cfg, c.first, c.last, c.batch, c.dims};
-  size_t floats = 0;
-  carve_acts(sh, nullptr, &floats);
-  a.arena = k::DeviceBuffer<float>(c.dev, floats);
-  a.v = carve_acts(sh, a.arena.data(), nullptr);
+  if (!base) {
+    size_t floats = 0;
+    carve_acts(sh, nullptr, &floats);
+    a.arena = k::DeviceBuffer<float>(c.dev, floats);
+    base = a.arena.data();
+  }
+  a.v = carve_acts(sh, base, nullptr);
   if (c.cfg.recompute == Recompute::Selective)
     for (int j = c.first; j < c.last; ++j)
       if (j % 2 == 0) a.v.sub[size_t(j - c.first)].att = c.t.att;
@@ -295,7 +334,7 @@ static void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerA
   norm_to_full(c, s.xn, s.rstd, s.h, p.norm);
   float* y = partial_target(c, s.y);
   if (j % 2 == 0) {
-    const float *cos_t = c.rope_cos.data(), *sin_t = c.rope_sin.data();
+    const float *cos_t = c.cos, *sin_t = c.sin;
     k::linear_forward(c.dev, s.q, s.xn, p.q, N, d, x.dl);
     k::linear_forward(c.dev, s.k, s.xn, p.k, N, d, x.dl);
     k::linear_forward(c.dev, s.v, s.xn, p.v, N, d, x.dl);
@@ -476,7 +515,7 @@ static void sublayer_backward(const Chunk& c, const SublayerTensors& p, const Su
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;
   if (j % 2 == 0) {
-    const float *cos_t = c.rope_cos.data(), *sin_t = c.rope_sin.data();
+    const float *cos_t = c.cos, *sin_t = c.sin;
     k::linear_backward(c.dev, t.dao, nullptr, s.dy, s.ao, p.o, N, x.dl, d, false);
     // The same kernel on the same inputs: the probabilities the forward had.
     if (m.recompute == Recompute::Selective)

@@ -101,12 +101,33 @@ struct Chunk {
   kernels::DeviceBuffer<float> scratch;
   ChunkTensors p, g;      // views into params and grads
   BackwardScratch t;      // view into scratch
+  const float *cos = nullptr, *sin = nullptr;  // the RoPE tables (rope_cos, rope_sin)
 };
 
 // Allocates this tp rank's parameter shards (initialised from seed, the same
 // values whatever tp), gradients and scratch.
 void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch,
                 uint64_t seed, kernels::Device dev = {}, const TensorParallel& tp = {});
+
+// A view of the sublayers [first, last) of chunk c, to run forward and
+// backward on alone: its tensors, scratch and RoPE tables are c's (it owns
+// no buffer, and its layout is empty). Recomputation runs a chunk's forward
+// again one segment at a time.
+Chunk chunk_segment(const Chunk& c, int first, int last);
+
+// What the backward of the chunk [first, last) runs the forward of again, one
+// at a time, under cfg.recompute: the whole chunk (full), or the part of each
+// AttnRes block inside it (block); none otherwise.
+struct SublayerRange {
+  int first, last;
+};
+std::vector<SublayerRange> recompute_segments(const ModelConfig& cfg, int first, int last);
+
+// [Nr, d] tensors a microbatch keeps under recomputation, so that each
+// segment's forward can run again and the chunk's output can leave: what
+// every segment produces (chunk_produced_outputs of its range), except the
+// last segment of the model's last chunk (its outputs leave nowhere).
+int recompute_kept_outputs(const ModelConfig& cfg, int first, int last);
 
 // What one AttnRes site keeps per token for its backward: its output h (d
 // floats, also the sublayer norm's input), its log-sum-exp and the key-side
@@ -140,7 +161,9 @@ struct ChunkActs {
   std::vector<float*> site_src;    // flattened per-site source pointers (attnres)
   std::vector<int> site_k;         // sources per site, L-range then the output site
 };
-void acts_init(ChunkActs& a, const Chunk& c);
+// Carves the arena into `base` (chunk_floats(...).acts floats of c's range)
+// when given, else allocates it.
+void acts_init(ChunkActs& a, const Chunk& c, float* base = nullptr);
 
 // Tensors ([Nr, d] each) of the output stream that the chunk [first, last)
 // produces, the rest passing through from its input: the sources completed

@@ -50,7 +50,7 @@ void sublayer_step(Decoder& dec, const SublayerTensors& p, int j) {
     float* key = dec.keys[size_t(j / 2)] + size_t(dec.pos) * d;
     float* value = dec.values[size_t(j / 2)] + size_t(dec.pos) * d;
     const size_t row = size_t(dec.pos) * (hd / 2);  // RoPE table row of this position
-    const float *cos_t = c.rope_cos.data() + row, *sin_t = c.rope_sin.data() + row;
+    const float *cos_t = c.cos + row, *sin_t = c.sin + row;
     k::linear_forward(c.dev, dec.q, dec.xn, p.q, 1, d, d);
     k::linear_forward(c.dev, key, dec.xn, p.k, 1, d, d);
     k::linear_forward(c.dev, value, dec.xn, p.v, 1, d, d);

@@ -12,9 +12,12 @@ enum class ResidualMode { Standard, AttnRes };
 // attention probabilities [b, H, T, T] are not kept per sublayer but
 // recomputed in the backward. Full: a microbatch keeps only the chunk's input
 // stream and the outputs it produced; its backward runs the chunk's forward
-// again. The kernels are deterministic, so it changes memory and time, never
-// a bit of the results.
-enum class Recompute { None, Selective, Full };
+// again. Block (AttnRes only): it keeps the same, plus the summary of every
+// block completed inside the chunk, and its backward runs the forward of one
+// block's sublayers at a time, so only one block's activations are live. The
+// kernels are deterministic, so it changes memory and time, never a bit of
+// the results.
+enum class Recompute { None, Selective, Block, Full };
 
 struct ModelConfig {
   int vocab_size = 256;
@@ -56,7 +59,7 @@ inline const char* residual_mode_name(ResidualMode m) {
   return m == ResidualMode::Standard ? "standard" : "attnres";
 }
 inline const char* recompute_name(Recompute r) {
-  return r == Recompute::None ? "none" : r == Recompute::Selective ? "selective" : "full";
+  return r == Recompute::None ? "none" : r == Recompute::Selective ? "selective" : r == Recompute::Block ? "block" : "full";
 }
 
 }  // namespace attnres

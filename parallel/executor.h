@@ -120,7 +120,9 @@ class PipelineExecutor {
   void reduce_grads(int chunk);
   void finish_reductions();
   void backward_weight(int mb, int chunk);
-  void keep_outputs(Local& L, Slot& s, const ChunkActs& a);
+  double forward_segments(Local& L, Slot& s, const int32_t* tokens, const int32_t* targets);
+  void backward_segments(Local& L, Slot& s, const int32_t* tokens, const int32_t* targets, float loss_scale,
+                         const ResidualState& dout);
   void wait_recv(Request& r, const char* what, int mb, int chunk);
   kernels::Event& next_timed(const Action& a);
   void settle_timing();

@@ -70,9 +70,14 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
     if (zero.parts > 1) ch.bytes.grads += parts.front() * sizeof(float);
     ch.bytes.adamw = 2 * parts[size_t(zero.index)] * sizeof(float);
     ch.bytes.fixed = (f.rope + f.scratch) * sizeof(float);
-    // Full recomputation: one shared arena, and per slot the outputs that leave the chunk.
-    if (cfg.recompute == Recompute::Full) {
-      const int kept = c + 1 < part.num_chunks() ? chunk_produced_outputs(cfg, r.first, r.last) : 0;
+    // Recomputation: one arena for the largest segment, shared, and per slot
+    // what the segments produce.
+    const std::vector<SublayerRange> segments = recompute_segments(cfg, r.first, r.last);
+    if (!segments.empty()) {
+      uint64_t arena = 0;
+      for (const SublayerRange& g : segments) arena = std::max<uint64_t>(arena, chunk_floats(cfg, g.first, g.last, micro_batch, tp).acts);
+      ch.arena_bytes = arena * sizeof(float);
+      const int kept = recompute_kept_outputs(cfg, r.first, r.last);
       ch.bytes.acts = ch.arena_bytes + uint64_t(ch.slots) * uint64_t(kept) * tensor_bytes;
     } else {
       ch.bytes.acts = uint64_t(ch.slots) * ch.arena_bytes;

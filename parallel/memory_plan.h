@@ -9,8 +9,9 @@
 // of the forward payload into the chunk and of the backward payload from the
 // next chunk, the gradient buffers of the sources the chunk received or
 // produced, and (standard mode, last chunk) the gradient of the output.
-// Under full recomputation the slots share one arena, and each keeps instead
-// copies of the outputs its chunk produced (unless it is the last chunk).
+// Under full or block recomputation the slots share one arena, the size of
+// the chunk's largest recompute segment, and each keeps instead copies of
+// what its segments produce (recompute_kept_outputs).
 // AdamW's moments (2 x parameters, or under ZeRO-1 2 x this rank's part)
 // belong to the trainer: `adamw`, outside what the executor allocates.
 #pragma once

@@ -158,14 +158,14 @@ struct Assign {
     else if (s == "attnres") out = ResidualMode::AttnRes;
     else bad_type(v, key, "standard or attnres");
   }
-  // block (issue #14) is not built yet.
   void operator()(Recompute& out) const {
-    if (!v.node.IsScalar()) bad_type(v, key, "none, selective or full");
+    if (!v.node.IsScalar()) bad_type(v, key, "none, selective, block or full");
     const std::string& s = v.node.Scalar();
     if (s == "none") out = Recompute::None;
     else if (s == "selective") out = Recompute::Selective;
+    else if (s == "block") out = Recompute::Block;
     else if (s == "full") out = Recompute::Full;
-    else bad_type(v, key, "none, selective or full");
+    else bad_type(v, key, "none, selective, block or full");
   }
 };
 
@@ -337,6 +337,10 @@ void validate_config(Config& cfg) {
            "gives " + str(m.num_blocks()) + " blocks; the depth attention supports at most " +
                str(kernels::kMaxSources - 1) + " (make the blocks larger)");
   }
+
+  if (m.recompute == Recompute::Block && !m.attnres())
+    fail("train.recompute", "block recomputes one AttnRes block at a time; the standard residual has no "
+                            "blocks (use full or selective, or residual.mode: attnres)");
 
   TrainConfig& t = cfg.train;
   require_positive("train.steps", t.steps);

@@ -160,7 +160,7 @@ TEST(PipelineEquivalence, LayoutCuttingBlocks) {
 // keeping the activations in one process.
 TEST(Recompute, EqualsKeepingBitForBit) {
   const RunOut ref = run("keep_pp1", 1, {"residual.block_size=2"});
-  for (const char* r : {"selective", "full"}) {
+  for (const char* r : {"selective", "block", "full"}) {
     const std::string what = std::string(r) + " pp=2 ";
     expect_match(ref,
                  run(std::string(r) + "_pp2_zb", 2,

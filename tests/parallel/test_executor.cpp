@@ -218,12 +218,16 @@ TEST(Executor, PipelinesEqualOneRankBitForBit) {
 
 // Recomputation runs the same kernels on the same inputs: every loss and
 // gradient is that of keeping the activations, under every schedule (zb-h1's
-// split backward and interleaving with cached sources included).
+// split backward and interleaving with cached sources included). Blocks of 3
+// sublayers make chunks that start inside a block and segments of 1 and 2.
 TEST(Executor, RecomputeChangesNoBit) {
   const int M = 4;
-  for (const Case& c : modes()) {
+  std::vector<Case> cases = modes();
+  cases.push_back({"block attnres S=3", tiny(ResidualMode::AttnRes, 3)});
+  for (const Case& c : cases) {
     const Batches b = make_batches(c.model, M, 17);
-    for (Recompute r : {Recompute::Selective, Recompute::Full}) {
+    for (Recompute r : {Recompute::Selective, Recompute::Block, Recompute::Full}) {
+      if (r == Recompute::Block && !c.model.attnres()) continue;  // the standard residual has no blocks
       ModelConfig re = c.model;
       re.recompute = r;
       for (const Schedule& s : {make_schedule("1f1b", 1, M), make_schedule("gpipe", 2, M), make_schedule("zb-h1", 2, M),

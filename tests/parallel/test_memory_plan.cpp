@@ -152,11 +152,12 @@ TEST(MemoryPlan, EqualsExecutorAllocationTensorParallel) {
   }
 }
 
-// Selective and full recomputation: the plan equals the allocation too.
+// Selective, block and full recomputation: the plan equals the allocation too.
 TEST(MemoryPlan, EqualsExecutorAllocationRecompute) {
-  for (Recompute r : {Recompute::Selective, Recompute::Full})
+  for (Recompute r : {Recompute::Selective, Recompute::Block, Recompute::Full})
     for (ResidualMode mode : {ResidualMode::Standard, ResidualMode::AttnRes})
       for (int S : {1, 3}) {
+        if (r == Recompute::Block && mode == ResidualMode::Standard) continue;
         ModelConfig m = model(mode, S);
         m.recompute = r;
         for (const Layout& l : kLayouts) expect_plan_matches_allocation(m, l, 2);

@@ -372,7 +372,8 @@ TEST(ConfigErrors, ParallelCombinations) {
           {"parallel.sequence_parallel", "model.seq_len (18)", "parallel.tp (4)"});
   EXPECT_NO_THROW(parse_config(kBase, "test.yaml", {"parallel.tp=4", "parallel.sequence_parallel=true"}));
   bad_set({"parallel.schedule=pipedream"}, {"parallel.schedule", "'pipedream'"});
-  bad_set({"train.recompute=block"}, {"train.recompute", "none, selective or full", "'block'"});
+  bad_set({"train.recompute=checkpoint"}, {"train.recompute", "none, selective, block or full", "'checkpoint'"});
+  bad_set({"train.recompute=block", "residual.mode=standard"}, {"train.recompute", "standard residual has no blocks"});
   bad_set({"parallel.cached_grads=fast"}, {"parallel.cached_grads", "'fast'", "exact or local"});
   bad_set({"train.zero=2"}, {"train.zero", "2 is not a ZeRO stage", "expected 0, or 1"});
   bad_set({"parallel.virtual_stages=2"}, {"parallel.virtual_stages", "2", "interleaved"});
