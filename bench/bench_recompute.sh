@@ -15,7 +15,7 @@ sets=()
 for s in "$@"; do sets+=(--set "$s"); done
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-modes=(none selective full)
+modes=(none selective block full)
 for ((r = 0; r < rounds; r++)); do
   for mode in "${modes[@]}"; do
     build/attnres train --config configs/small.yaml --set "train.steps=$steps" --set train.eval_every=0 \
