@@ -2,9 +2,13 @@
 # The memory plan against what the ranks really hold: for each configuration,
 # `attnres plan`'s "cpu rss" of every rank (executor + AdamW + token files +
 # the binary's code and libraries) beside the peak resident set of that rank
-# in a short training run (/usr/bin/time -f %M, one file per rank), and the
-# median step time (4096 tokens). configs/small.yaml with overrides; 4 steps,
-# no evaluation.
+# in a short training run, as the run prints it at its end (VmHWM), and the
+# process's maximum resident set including its exit (/usr/bin/time -f %M, one
+# file per rank): while the process exits, freeing and the CUDA libraries'
+# destructors fault pages in again (~60 MiB; perf: libc's _int_free and
+# libcublasLt under __cxa_finalize), which shows only where training itself
+# held less. Also the median step time (4096 tokens).
+# configs/small.yaml with overrides; 4 steps, no evaluation.
 #
 #   bash bench/bench_memory.sh [STEPS]     (needs build/attnres and data/pystdlib)
 #   ONLY=REGEX bash bench/bench_memory.sh  runs only the configurations whose name matches
@@ -41,16 +45,17 @@ print(round(statistics.median(4096 / r["tokens_per_s"] for r in rows) * 1000))' 
     local stage=$((w / per_stage))
     local plan
     plan=$(awk -v s="$stage" '/^rank chunks/{t = 1; next} t && $1 == s {print $(NF-1), $NF; exit}' "$out/$name.plan")
-    local planned measured
+    local planned measured at_exit
     planned=$(mib $plan)
-    measured=$(awk '{printf "%.1f", $1 / 1024}' "$out/$name.rss.$w")
-    printf "| %s | %d | %s | %s | %s | %+.1f %% |\n" "$name" "$w" "$step_ms ms" "$planned" "$measured" \
-      "$(awk -v p="$planned" -v m="$measured" 'BEGIN { print (p - m) / m * 100 }')"
+    measured=$(grep '^memory: peak resident' "$out/$name.log" | awk -v r="r$w" '{for (i = 1; i < NF; i++) if ($i == r) print $(i + 1)}')
+    at_exit=$(awk '{printf "%.1f", $1 / 1024}' "$out/$name.rss.$w")
+    printf "| %s | %d | %s | %s | %s | %+.1f %% | %s |\n" "$name" "$w" "$step_ms ms" "$planned" "$measured" \
+      "$(awk -v p="$planned" -v m="$measured" 'BEGIN { print (p - m) / m * 100 }')" "$at_exit"
   done
 }
 
-echo "| configuration | rank | step (median) | plan cpu rss (MiB) | peak RSS (MiB) | plan - measured |"
-echo "|---|---|---|---|---|---|"
+echo "| configuration | rank | step (median) | plan cpu rss (MiB) | peak RSS in training (MiB) | plan - measured | max RSS with exit (MiB) |"
+echo "|---|---|---|---|---|---|---|"
 run block_none 1
 run block_selective 1 train.recompute=selective
 run block_full_pp2 2 train.recompute=full parallel.pp=2
@@ -67,8 +72,8 @@ run block_tp2_sp 2 parallel.tp=2 parallel.sequence_parallel=true
 # pp = 2 (1F1B keeps two microbatches live on rank 0; with one live
 # microbatch, full recomputation would save nothing).
 echo
-echo "| configuration | rank | step (median) | plan cpu rss (MiB) | peak RSS (MiB) | plan - measured |"
-echo "|---|---|---|---|---|---|"
+echo "| configuration | rank | step (median) | plan cpu rss (MiB) | peak RSS in training (MiB) | plan - measured | max RSS with exit (MiB) |"
+echo "|---|---|---|---|---|---|---|"
 for mode in "standard residual.mode=standard" "full_attnres residual.num_blocks=16" "block_attnres residual.num_blocks=8"; do
   set -- $mode
   for r in none selective block full; do
