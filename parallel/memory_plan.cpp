@@ -50,6 +50,9 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
                                 const TensorParallel& tp, ZeroShard zero) {
   if (part.num_chunks() != schedule.num_chunks())
     throw std::logic_error("memory plan: partition and schedule disagree on chunks");
+  if (zero.parts < 1 || zero.index < 0 || zero.index >= zero.parts)
+    throw std::logic_error("memory plan: ZeRO-1 part " + std::to_string(zero.index) + " of " +
+                           std::to_string(zero.parts));
   const std::vector<int> slots = activation_slots(schedule, rank);
   const ChunkDims dims = chunk_dims(cfg, micro_batch, tp);
   const uint64_t tensor_bytes = uint64_t(dims.Nr) * dims.d * sizeof(float);

@@ -278,7 +278,7 @@ void MpiCommunicator::allreduce_sum(double* data, size_t n) {
 // wait/test advance the steps.
 Request MpiCommunicator::ireduce_scatter_sum(float* data, float* out, const std::vector<size_t>& counts) {
   const int p = size_, r = rank_;
-  int_counts(counts);
+  int_counts(counts);  // throws where the parts are beyond MPI's int counts
   if (p == 1) {
     std::copy_n(data, counts[0], out);
     return Request();

@@ -125,7 +125,7 @@ bool sharded(const Run& r) { return r.cfg.train.zero == 1 && r.cfg.parallel.dp >
 void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
   const RankMemoryPlan plan = plan_rank_memory(r.cfg.model, r.part, sched, r.topo.coord.pp_idx,
                                                r.cfg.train.micro_batch_size, caching, r.tp,
-                                               {r.topo.coord.dp_idx, sharded(r) ? r.cfg.parallel.dp : 1});
+                                               sharded(r) ? ZeroShard{r.topo.coord.dp_idx, r.cfg.parallel.dp} : ZeroShard{});
   const MemoryBytes& b = plan.total;
   const double need = double(b.total());
   r.planned_bytes = need;
