@@ -20,6 +20,17 @@ namespace attnres::kernels::row {
 // Σ_i a[i] b[i] (c[i]) in 8 interleaved partial sums added in a fixed order:
 // the compiler can vectorise it (a single running sum is a serial chain under
 // strict IEEE order), and the result is the same on every backend and thread count.
+// Each step of a lane is an explicit fused multiply-add: left to contract
+// a*b + c on its own, GCC fuses or not depending on how it vectorises a
+// loop, so two sums of the same products could differ in the last bit (the
+// sum of one source's dh · v in two kernels, say). The lane loops are
+// marked for GCC, which does not vectorise several lane arrays by itself;
+// lanes are independent, so the arithmetic is the plain loop's.
+#if defined(_OPENMP) && !defined(__CUDA_ARCH__)
+#define ATTNRES_LANES _Pragma("omp simd")
+#else
+#define ATTNRES_LANES
+#endif
 constexpr int kDotLanes = 8;
 ATTNRES_HD inline float lanes_sum(const float* acc) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
@@ -27,17 +38,21 @@ ATTNRES_HD inline float lanes_sum(const float* acc) {
 ATTNRES_HD inline float dot(const float* a, const float* b, int d) {
   float acc[kDotLanes] = {};
   int i = 0;
-  for (; i + kDotLanes <= d; i += kDotLanes)
-    for (int l = 0; l < kDotLanes; l++) acc[l] += a[i + l] * b[i + l];
-  for (; i < d; i++) acc[i % kDotLanes] += a[i] * b[i];
+  for (; i + kDotLanes <= d; i += kDotLanes) {
+    ATTNRES_LANES
+    for (int l = 0; l < kDotLanes; l++) acc[l] = fmaf(a[i + l], b[i + l], acc[l]);
+  }
+  for (; i < d; i++) acc[i % kDotLanes] = fmaf(a[i], b[i], acc[i % kDotLanes]);
   return lanes_sum(acc);
 }
 ATTNRES_HD inline float dot3(const float* a, const float* b, const float* c, int d) {
   float acc[kDotLanes] = {};
   int i = 0;
-  for (; i + kDotLanes <= d; i += kDotLanes)
-    for (int l = 0; l < kDotLanes; l++) acc[l] += a[i + l] * b[i + l] * c[i + l];
-  for (; i < d; i++) acc[i % kDotLanes] += a[i] * b[i] * c[i];
+  for (; i + kDotLanes <= d; i += kDotLanes) {
+    ATTNRES_LANES
+    for (int l = 0; l < kDotLanes; l++) acc[l] = fmaf(a[i + l] * b[i + l], c[i + l], acc[l]);
+  }
+  for (; i < d; i++) acc[i % kDotLanes] = fmaf(a[i] * b[i], c[i], acc[i % kDotLanes]);
   return lanes_sum(acc);
 }
 
@@ -102,19 +117,82 @@ ATTNRES_HD inline void causal_softmax_backward(float* ds, const float* p, int le
 // The paper's two phases (Algorithm 1): a site's completed sources first,
 // then its partial block sum merged in by online softmax. src, src_rstd and
 // dacc_src are indexable lists of pointers (grid::PtrList, or arrays).
-ATTNRES_HD inline float query_dot(const float* w, const float* g, const float* v, int d) {
-  float acc[kDotLanes] = {};
+// The dot products of T sources v[t] with the query u = w ⊙ g and, with
+// kDh, with dh, in one pass: T (or 2T) independent sums side by side instead
+// of one latency-bound chain each, u and dh loaded once for all. Each dh sum
+// equals dot(dh, v[t]) bit for bit: the same lanes, in the same order.
+template <int T, bool kDh>
+ATTNRES_HD inline void source_dots(float* uv, float* dhv, const float* w, const float* g, const float* dh,
+                                   const float* const* v, int d) {
+  float au[T][kDotLanes] = {}, ah[T][kDotLanes] = {};
   int i = 0;
   for (; i + kDotLanes <= d; i += kDotLanes)
-    for (int l = 0; l < kDotLanes; l++) {
-      const float u = w[i + l] * g[i + l];
-      acc[l] += u * v[i + l];
+    for (int t = 0; t < T; t++) {
+      ATTNRES_LANES
+      for (int l = 0; l < kDotLanes; l++) {
+        const float u = w[i + l] * g[i + l];
+        au[t][l] = fmaf(u, v[t][i + l], au[t][l]);
+        if (kDh) ah[t][l] = fmaf(dh[i + l], v[t][i + l], ah[t][l]);
+      }
     }
-  for (; i < d; i++) {
-    const float u = w[i] * g[i];
-    acc[i % kDotLanes] += u * v[i];
+  for (; i < d; i++)
+    for (int t = 0; t < T; t++) {
+      const float u = w[i] * g[i];
+      au[t][i % kDotLanes] = fmaf(u, v[t][i], au[t][i % kDotLanes]);
+      if (kDh) ah[t][i % kDotLanes] = fmaf(dh[i], v[t][i], ah[t][i % kDotLanes]);
+    }
+  for (int t = 0; t < T; t++) {
+    uv[t] = lanes_sum(au[t]);
+    if (kDh) dhv[t] = lanes_sum(ah[t]);
   }
-  return lanes_sum(acc);
+}
+ATTNRES_HD inline float query_dot(const float* w, const float* g, const float* v, int d) {
+  float uv;
+  source_dots<1, false>(&uv, nullptr, w, g, nullptr, &v, d);
+  return uv;
+}
+// source_dots of the T <= kSourceTile sources [s, s + T) of a list, at row
+// offset off; with dh null, only u · v.
+constexpr int kSourceTile = 4;
+template <int T, class Src>
+ATTNRES_HD inline void source_tile_dots(float* uv, float* dhv, const float* w, const float* g, const float* dh,
+                                        const Src& src, int s, size_t off, int d) {
+  const float* v[T];
+  for (int t = 0; t < T; t++) v[t] = src[s + t] + off;
+  if (dh)
+    source_dots<T, true>(uv, dhv, w, g, dh, v, d);
+  else
+    source_dots<T, false>(uv, dhv, w, g, dh, v, d);
+}
+template <class Src>
+ATTNRES_HD inline void source_tile_dots(float* uv, float* dhv, const float* w, const float* g, const float* dh,
+                                        const Src& src, int s, int T, size_t off, int d) {
+  if (T == 4) source_tile_dots<4>(uv, dhv, w, g, dh, src, s, off, d);
+  if (T == 3) source_tile_dots<3>(uv, dhv, w, g, dh, src, s, off, d);
+  if (T == 2) source_tile_dots<2>(uv, dhv, w, g, dh, src, s, off, d);
+  if (T == 1) source_tile_dots<1>(uv, dhv, w, g, dh, src, s, off, d);
+}
+ATTNRES_HD inline int source_tile(int s, int K) { return K - s < kSourceTile ? K - s : kSourceTile; }
+
+// h += Σ_t a[t] v[t] over T sources, added in the order t = 0, 1, ... of T
+// passes of h[i] += a[t] v[t][i], but with h loaded and stored once.
+template <int T>
+ATTNRES_HD inline void add_weighted(float* h, const float* a, const float* const* v, int d) {
+  ATTNRES_LANES
+  for (int i = 0; i < d; i++) {
+    float x = h[i];
+    for (int t = 0; t < T; t++) x = fmaf(a[t], v[t][i], x);
+    h[i] = x;
+  }
+}
+template <class Src>
+ATTNRES_HD inline void add_weighted_tile(float* h, const float* a, const Src& src, int s, int T, size_t off, int d) {
+  const float* v[kSourceTile];
+  for (int t = 0; t < T; t++) v[t] = src[s + t] + off;
+  if (T == 4) add_weighted<4>(h, a, v, d);
+  if (T == 3) add_weighted<3>(h, a, v, d);
+  if (T == 2) add_weighted<2>(h, a, v, d);
+  if (T == 1) add_weighted<1>(h, a, v, d);
 }
 
 // Phase 1 for one site over its K completed sources: h = Σ alpha_s v_s and
@@ -123,7 +201,9 @@ template <class Src>
 ATTNRES_HD inline float attnres_completed(float* h, float* z, const Src& src, const Src& src_rstd, int K,
                                           const float* w, const float* g, size_t n, int d) {
   const size_t off = n * (size_t)d;
-  for (int s = 0; s < K; s++) z[s] = src_rstd[s][n] * query_dot(w, g, src[s] + off, d);
+  for (int s = 0; s < K; s += kSourceTile)
+    source_tile_dots(z + s, nullptr, w, g, nullptr, src, s, source_tile(s, K), off, d);
+  for (int s = 0; s < K; s++) z[s] *= src_rstd[s][n];
   float mx = z[0];
   for (int s = 1; s < K; s++) mx = z[s] > mx ? z[s] : mx;
   float sum = 0.0f;
@@ -132,12 +212,9 @@ ATTNRES_HD inline float attnres_completed(float* h, float* z, const Src& src, co
     sum += z[s];
   }
   const float inv = 1.0f / sum;
+  for (int s = 0; s < K; s++) z[s] *= inv;
   for (int i = 0; i < d; i++) h[i] = 0.0f;
-  for (int s = 0; s < K; s++) {
-    const float* v = src[s] + off;
-    const float a = z[s] * inv;
-    for (int i = 0; i < d; i++) h[i] += a * v[i];
-  }
+  for (int s = 0; s < K; s += kSourceTile) add_weighted_tile(h, z + s, src, s, source_tile(s, K), off, d);
   return mx + logf(sum);
 }
 
@@ -158,15 +235,27 @@ ATTNRES_HD inline void attnres_merge(float* h, float* lse, const float* p, float
 // alpha = exp(r uv - lse) and dz = alpha (dh · v - sdot):
 //   dv += alpha dh + dz r (u - uv r^2 v / d)   (value path, then key path
 //         through both u·v and rstd(v)),   du += dz r v.
-// These are the per-source scalars: a = alpha, dzk = dz r, c = uv r^2 / d.
+// These are the per-source scalars: a = alpha, dzk = dz r, c = uv r^2 / d,
+// from uv and dhv = dh · v.
 struct SourceGrad {
   float a, dzk, c;
 };
-ATTNRES_HD inline SourceGrad attnres_source_grad(const float* dh, float sdot, float lse, const float* v, float r,
-                                                 const float* w, const float* g, int d) {
-  const float uv = query_dot(w, g, v, d);
+ATTNRES_HD inline SourceGrad attnres_source_grad(float uv, float dhv, float sdot, float lse, float r, int d) {
   const float a = expf(r * uv - lse);
-  return {a, a * (dot(dh, v, d) - sdot) * r, uv * r * r / (float)d};
+  return {a, a * (dhv - sdot) * r, uv * r * r / (float)d};
+}
+// One element of a site's term in a source's gradient: a dh + dzk (u - c v)
+// with u = w g, its roundings spelled out so every kernel makes the same.
+ATTNRES_HD inline float source_term(const SourceGrad& q, float dh, float v, float w, float g) {
+  return fmaf(q.a, dh, q.dzk * fmaf(-q.c, v, w * g));
+}
+// dv += a dh + dzk (u - c v) and du += dzk v for one site's source row.
+ATTNRES_HD inline void attnres_source_update(float* dv, float* du, const SourceGrad& t, const float* dh,
+                                             const float* v, const float* w, const float* g, int d) {
+  for (int i = 0; i < d; i++) {
+    dv[i] += source_term(t, dh[i], v[i], w[i], g[i]);
+    du[i] = fmaf(t.dzk, v[i], du[i]);
+  }
 }
 
 // The backward of a site's partial source p: returns sdot = dh · h, and when
@@ -175,40 +264,60 @@ ATTNRES_HD inline float attnres_partial_backward(float* dp, float* du, const flo
                                                  const float* p, float r, const float* w, const float* g, int d) {
   const float sdot = dot(dh, h, d);
   if (!p) return sdot;
-  const SourceGrad sg = attnres_source_grad(dh, sdot, lse, p, r, w, g, d);
-  for (int i = 0; i < d; i++) {
-    const float u = w[i] * g[i];
-    dp[i] += sg.a * dh[i] + sg.dzk * (u - sg.c * p[i]);
-    du[i] += sg.dzk * p[i];
-  }
+  float uv, dhv;
+  source_dots<1, true>(&uv, &dhv, w, g, dh, &p, d);
+  attnres_source_update(dp, du, attnres_source_grad(uv, dhv, sdot, lse, r, d), dh, p, w, g, d);
   return sdot;
+}
+
+// One source row's update by the P sites j, j - 1, ... (P = 1 or 2) of
+// attnres_completed_backward: dv is loaded and stored once for them, and
+// gets their terms in that order, as P passes of attnres_source_update would.
+template <int P, class ConstSites>
+ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGrad (*sg)[kSourceTile], int t,
+                                            const ConstSites& dh, const ConstSites& w, const ConstSites& g, int j,
+                                            const float* v, size_t off, int d) {
+  const float *dhp[P], *wp[P], *gp[P];
+  float* dup[P];
+  SourceGrad q[P];
+  for (int p = 0; p < P; p++)
+    dhp[p] = dh[j - p] + off, wp[p] = w[j - p], gp[p] = g[j - p], dup[p] = du + (size_t)(j - p) * d, q[p] = sg[j - p][t];
+  ATTNRES_LANES
+  for (int i = 0; i < d; i++) {
+    float x = dv[i];
+    for (int p = 0; p < P; p++) {
+      x += source_term(q[p], dhp[p][i], v[i], wp[p][i], gp[p][i]);
+      dup[p][i] = fmaf(q[p].dzk, v[i], dup[p][i]);
+    }
+    dv[i] = x;
+  }
 }
 
 // The backward of S sites' completed sources in one pass over each source:
 // its gradient gets the sites' terms added in reverse site order (the order
 // site-by-site backwards would add them), du[j*d ...] site j's query terms.
 // dh, w, g list the sites'; sdot[j], lse[j] are site j's values of row n.
+// Sources go by tiles, whose dot products run side by side (source_dots).
 template <class Dst, class Src, class ConstSites>
 ATTNRES_HD inline void attnres_completed_backward(const Dst& dacc_src, float* du, const ConstSites& dh,
                                                   const float* sdot, const float* lse, const Src& src,
                                                   const Src& src_rstd, int K, const ConstSites& w,
                                                   const ConstSites& g, int S, size_t n, int d) {
   const size_t off = n * (size_t)d;
-  SourceGrad sg[kMaxSites];
-  for (int s = 0; s < K; s++) {
-    const float* v = src[s] + off;
-    float* dv = dacc_src[s] + off;
-    const float r = src_rstd[s][n];
-    for (int j = 0; j < S; j++) sg[j] = attnres_source_grad(dh[j] + off, sdot[j], lse[j], v, r, w[j], g[j], d);
-    // One simple loop per site (it vectorises); dv stays in L1 between them.
-    for (int j = S - 1; j >= 0; j--) {
-      const float *dhj = dh[j] + off, *wj = w[j], *gj = g[j];
-      float* duj = du + (size_t)j * d;
-      const SourceGrad t = sg[j];
-      for (int i = 0; i < d; i++) {
-        dv[i] += t.a * dhj[i] + t.dzk * (wj[i] * gj[i] - t.c * v[i]);
-        duj[i] += t.dzk * v[i];
-      }
+  for (int s0 = 0; s0 < K; s0 += kSourceTile) {
+    const int T = source_tile(s0, K);
+    SourceGrad sg[kMaxSites][kSourceTile];
+    for (int j = 0; j < S; j++) {
+      float uv[kSourceTile], dhv[kSourceTile];
+      source_tile_dots(uv, dhv, w[j], g[j], dh[j] + off, src, s0, T, off, d);
+      for (int t = 0; t < T; t++) sg[j][t] = attnres_source_grad(uv[t], dhv[t], sdot[j], lse[j], src_rstd[s0 + t][n], d);
+    }
+    for (int t = 0; t < T; t++) {
+      float* dv = dacc_src[s0 + t] + off;
+      const float* v = src[s0 + t] + off;
+      int j = S - 1;
+      for (; j >= 1; j -= 2) attnres_sites_update<2>(dv, du, sg, t, dh, w, g, j, v, off, d);
+      if (j == 0) attnres_sites_update<1>(dv, du, sg, t, dh, w, g, 0, v, off, d);
     }
   }
 }

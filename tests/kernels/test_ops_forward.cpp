@@ -218,14 +218,8 @@ TEST(OpsForward, AttnResTwoPhases) {
   }
 }
 
-// How sites are grouped (a whole block, or cut by a pipeline stage boundary
-// into groups of one) changes no bit, forward or backward: a site's forward
-// arithmetic is its own, and a source's gradient gets the sites' terms in
-// reverse site order either way. This is what keeps pipelines bitwise.
-TEST(OpsForward, AttnResGroupingChangesNoBit) {
-  Device dev;
-  const int K = 3, S = 3, N = 70, d = 24;
-  const SiteGroup G = make_site_group(K, S, N, d, false, 80);
+void check_grouping_changes_no_bit(const Device& dev, const SiteGroup& G) {
+  const int K = G.K, S = G.S, N = G.N, d = G.d;
   std::vector<Vec> h, lse, dh;
   group_forward(dev, G, h, lse);
   for (int j = 0; j < S; j++) dh.push_back(random_vec(size_t(N) * d, 90 + j));
@@ -246,6 +240,38 @@ TEST(OpsForward, AttnResGroupingChangesNoBit) {
   group_forward(dev, one, h1, lse1);
   EXPECT_EQ(h1[0], h[1]);
   EXPECT_EQ(lse1[0], lse[1]);
+}
+
+// How sites are grouped (a whole block, or cut by a pipeline stage boundary
+// into groups of one) changes no bit, forward or backward: a site's forward
+// arithmetic is its own, and a source's gradient gets the sites' terms in
+// reverse site order either way. This is what keeps pipelines bitwise.
+// K = 6 runs a tile of 4 sources and one of 2 (kernels/rowops.h), S = 3 a
+// pair of sites and a single one; d = 27 leaves a tail past the lanes.
+TEST(OpsForward, AttnResGroupingChangesNoBit) {
+  Device dev;
+  for (const int K : {3, 6}) {
+    SCOPED_TRACE("K = " + std::to_string(K));
+    check_grouping_changes_no_bit(dev, make_site_group(K, 3, 70, 27, false, 80));
+  }
+}
+
+// A site with one source and no partial (the first sublayer's: the
+// embedding alone) has alpha = 1 and h = v, so dz = dh · v - dh · h is 0
+// and its query and gain get no gradient: the kernels must compute dh · v
+// and dh · h to the same bit, or rounding noise trains the query (AdamW
+// turns noise into full-size steps).
+TEST(OpsForward, AttnResOneSourceSiteHasNoQueryGradient) {
+  Device dev;
+  const SiteGroup G = make_site_group(1, 1, 40, 27, false, 20);
+  std::vector<Vec> h, lse, dh = {random_vec(size_t(40) * 27, 21)};
+  group_forward(dev, G, h, lse);
+  EXPECT_EQ(h[0], G.src[0]);
+  GroupGrads grads = group_grads(G, 0.0f);
+  group_backward(dev, G, h, lse, dh, grads, 0, 1);
+  EXPECT_EQ(grads.dw[0], Vec(27, 0.0f));
+  EXPECT_EQ(grads.dg[0], Vec(27, 0.0f));
+  EXPECT_EQ(grads.dsrc[0], dh[0]);  // the value path only: alpha dh
 }
 
 TEST(OpsForward, CrossEntropy) {
