@@ -249,12 +249,20 @@ ATTNRES_HD inline SourceGrad attnres_source_grad(float uv, float dhv, float sdot
 ATTNRES_HD inline float source_term(const SourceGrad& q, float dh, float v, float w, float g) {
   return fmaf(q.a, dh, q.dzk * fmaf(-q.c, v, w * g));
 }
-// dv += a dh + dzk (u - c v) and du += dzk v for one site's source row.
-ATTNRES_HD inline void attnres_source_update(float* dv, float* du, const SourceGrad& t, const float* dh,
-                                             const float* v, const float* w, const float* g, int d) {
+// One source row's update by P sites in turn: dv += a dh + dzk (u - c v)
+// and du[p] += dzk v for each. dv is loaded and stored once, and gets the
+// terms in list order, the same bits as P passes of one site each.
+template <int P>
+ATTNRES_HD inline void attnres_source_update(float* dv, float* const* du, const SourceGrad* q, const float* const* dh,
+                                             const float* v, const float* const* w, const float* const* g, int d) {
+  ATTNRES_LANES
   for (int i = 0; i < d; i++) {
-    dv[i] += source_term(t, dh[i], v[i], w[i], g[i]);
-    du[i] = fmaf(t.dzk, v[i], du[i]);
+    float x = dv[i];
+    for (int p = 0; p < P; p++) {
+      x += source_term(q[p], dh[p][i], v[i], w[p][i], g[p][i]);
+      du[p][i] = fmaf(q[p].dzk, v[i], du[p][i]);
+    }
+    dv[i] = x;
   }
 }
 
@@ -266,13 +274,13 @@ ATTNRES_HD inline float attnres_partial_backward(float* dp, float* du, const flo
   if (!p) return sdot;
   float uv, dhv;
   source_dots<1, true>(&uv, &dhv, w, g, dh, &p, d);
-  attnres_source_update(dp, du, attnres_source_grad(uv, dhv, sdot, lse, r, d), dh, p, w, g, d);
+  const SourceGrad q = attnres_source_grad(uv, dhv, sdot, lse, r, d);
+  attnres_source_update<1>(dp, &du, &q, &dh, p, &w, &g, d);
   return sdot;
 }
 
-// One source row's update by the P sites j, j - 1, ... (P = 1 or 2) of
-// attnres_completed_backward: dv is loaded and stored once for them, and
-// gets their terms in that order, as P passes of attnres_source_update would.
+// attnres_source_update of one source row (tile slot t) by the P sites
+// j, j - 1, ... of attnres_completed_backward, in that order.
 template <int P, class ConstSites>
 ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGrad (*sg)[kSourceTile], int t,
                                             const ConstSites& dh, const ConstSites& w, const ConstSites& g, int j,
@@ -282,15 +290,7 @@ ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGr
   SourceGrad q[P];
   for (int p = 0; p < P; p++)
     dhp[p] = dh[j - p] + off, wp[p] = w[j - p], gp[p] = g[j - p], dup[p] = du + (size_t)(j - p) * d, q[p] = sg[j - p][t];
-  ATTNRES_LANES
-  for (int i = 0; i < d; i++) {
-    float x = dv[i];
-    for (int p = 0; p < P; p++) {
-      x += source_term(q[p], dhp[p][i], v[i], wp[p][i], gp[p][i]);
-      dup[p][i] = fmaf(q[p].dzk, v[i], dup[p][i]);
-    }
-    dv[i] = x;
-  }
+  attnres_source_update<P>(dv, dup, q, dhp, v, wp, gp, d);
 }
 
 // The backward of S sites' completed sources in one pass over each source:

@@ -317,8 +317,8 @@ Request MpiCommunicator::ireduce_scatter_sum(float* data, float* out, const std:
 
 void MpiCommunicator::allgather_parts(float* data, const std::vector<size_t>& counts) {
   const std::vector<int> n = int_counts(counts);
-  std::vector<int> displs(n.size(), 0);
-  for (size_t r = 1; r < n.size(); ++r) displs[r] = displs[r - 1] + n[r - 1];
+  std::vector<int> displs(n.size());
+  for (size_t r = 0; r < n.size(); ++r) displs[r] = int(part_offset(counts, int(r)));  // < 2^31: int_counts checked
   check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, n.data(), displs.data(), MPI_FLOAT, comm_),
         "MPI_Allgatherv");
 }

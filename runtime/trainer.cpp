@@ -219,7 +219,7 @@ void setup(Run& r) {
                                               r.device.dev, r.tp);
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();
-  if (r.cfg.train.zero == 1) r.exec->shard_gradients();
+  if (sharded(r)) r.exec->shard_gradients();
   for (size_t i = 0; i < r.exec->chunks().size(); ++i) {
     const Chunk& c = r.exec->chunks()[i];
     const PipelineExecutor::GradPart part = r.exec->grad_part(i);
