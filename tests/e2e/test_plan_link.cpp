@@ -22,9 +22,12 @@ struct Row {
 };
 
 // Runs plan on small.yaml at pp = 2 with ARGS; returns the exit status and
-// the network table's rows by variant name.
+// the network table's rows by variant name. The output file is the test's
+// own: CTest runs this file's tests side by side.
 int plan(const std::string& args, std::map<std::string, Row>& rows) {
-  const fs::path out = fs::temp_directory_path() / "attnres_plan_link_test.txt";
+  const fs::path out = fs::temp_directory_path() /
+                       (std::string("attnres_plan_link_") +
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".txt");
   const std::string cmd = ATTNRES_BINARY_DIR "/attnres plan --config " ATTNRES_SOURCE_DIR
                           "/configs/small.yaml --set parallel.pp=2 " + args + " > " +
                           out.string() + " 2>&1";
@@ -47,6 +50,8 @@ int plan(const std::string& args, std::map<std::string, Row>& rows) {
     name.erase(name.find_last_not_of(' ') + 1);
     rows[name] = r;
   }
+  f.close();
+  fs::remove(out);
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
 
