@@ -407,8 +407,9 @@ void print_network(const ModelConfig& m, const Partition& part, const Schedule& 
                 r.makespan, bub);
   }
   std::printf("comm s/step: every hop message of the step one after another (fwd + bwd, x%d); step s: "
-              "the schedule simulated with compute and transfers overlapping (a RECV waits for its "
-              "message to cross its link); bubble: max over ranks of idle / step; hop bytes and "
+              "the schedule simulated with compute and transfers overlapping (a message moves once "
+              "its receive is posted into a free slot, shares its link with the others moving, and "
+              "its RECV waits for it); bubble: max over ranks of idle / step; hop bytes and "
               "comm summed over all hops of the pipeline\n\n", M);
 }
 

@@ -8,22 +8,6 @@
 
 namespace attnres {
 
-std::vector<int> activation_slots(const Schedule& schedule, int rank) {
-  const int C = schedule.num_chunks();
-  std::vector<int> live(size_t(C), 0), peak(size_t(C), 0), slots(size_t(C), 0);
-  std::vector<bool> local(size_t(C), false);
-  for (const Action& a : schedule.ranks[size_t(rank)]) {
-    if (a.chunk >= 0) local[size_t(a.chunk)] = true;
-    if (a.op == Op::F) peak[a.chunk] = std::max(peak[a.chunk], ++live[a.chunk]);
-    if (a.op == Op::B || a.op == Op::BW) --live[a.chunk];
-  }
-  // One more where the input arrives before F (a receive posted ahead, or a
-  // local copy); chunk 0 reads its tokens at F.
-  for (int c = 0; c < C; ++c)
-    if (local[size_t(c)]) slots[size_t(c)] = peak[size_t(c)] + (c > 0 ? 1 : 0);
-  return slots;
-}
-
 MemoryBytes& MemoryBytes::operator+=(const MemoryBytes& o) {
   params += o.params, grads += o.grads, fixed += o.fixed, acts += o.acts, hops += o.hops, adamw += o.adamw;
   return *this;

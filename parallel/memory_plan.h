@@ -25,13 +25,6 @@
 
 namespace attnres {
 
-// Activation slots of each chunk on `rank`: the peak number of microbatches
-// live on the chunk in the rank's action list (from its F to its B or BW),
-// plus one, except for chunk 0, so the next forward's input can arrive (a
-// receive posted early, or a local copy) while the slots are full. Indexed
-// by chunk; 0 for chunks of other ranks.
-std::vector<int> activation_slots(const Schedule& schedule, int rank);
-
 struct MemoryBytes {
   uint64_t params = 0, grads = 0;  // grads: ZeRO-1 adds the buffer of the part's summed gradients
   uint64_t fixed = 0;  // RoPE tables and backward scratch

@@ -85,6 +85,13 @@ Schedule make_schedule(const std::string& name, int P, int M, int V = 1);
 // The generator names accepted by make_schedule.
 const std::vector<std::string>& schedule_names();
 
+// Activation slots of each chunk on `rank`: the peak number of microbatches
+// live on the chunk in the rank's action list (from its F to its B or BW),
+// plus one, except for chunk 0, so the next forward's input can arrive (a
+// receive posted early, or a local copy) while the slots are full. Indexed
+// by chunk; 0 for chunks of other ranks.
+std::vector<int> activation_slots(const Schedule& schedule, int rank);
+
 const char* op_name(Op op);
 // "F(mb=3, chunk=1)", "SEND_B(mb=0, chunk=2, peer=1)", "REDUCE_GRADS(chunk=1)",
 // "OPTIMIZER_STEP".

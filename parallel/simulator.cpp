@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -252,78 +253,288 @@ double cost_of(Op op, const SimCosts& k) {
   }
 }
 
-// Runs every rank as far as it can until all are done or none can move.
-// Sends are buffered, so one rank's times depend only on arrival times, which
-// depend only on the sender's own list (its link is used by it alone), and
-// the order in which ranks are advanced does not change the result.
-void run(const Schedule& s, const SimCosts& k, SimResult& res) {
-  const int P = s.P, M = s.M, C = s.num_chunks();
-  std::vector<double> sent(size_t(2) * M * C, -1.0);  // arrival time by (dir, mb, sending chunk)
-  auto sent_at = [&](bool fwd, int mb, int c) -> double& {
-    return sent[(size_t(fwd ? 0 : 1) * M + mb) * C + c];
-  };
-  std::vector<double> clock(P, 0.0);
-  std::vector<double> reduced(P, 0.0);  // when the rank's last started reduction ends
-  std::vector<double> link_free(size_t(P) * P, 0.0);  // directed link (src, dst) busy until
-  std::vector<int> pc(P, 0);
-  res.ranks.assign(P, RankStats{});
-  for (int r = 0; r < P; r++) res.ranks[r].finish = -1;
+constexpr double kNever = std::numeric_limits<double>::infinity();
 
-  for (bool progress = true; progress;) {
-    progress = false;
-    for (int r = 0; r < P; r++) {
-      const auto& l = s.ranks[r];
-      RankStats& st = res.ranks[r];
-      for (; pc[r] < int(l.size()); pc[r]++) {
-        const Action& a = l[pc[r]];
-        const double start = clock[r];
-        double end = clock[r];
-        if (a.op == Op::RECV_F || a.op == Op::RECV_B) {
-          const double t = sent_at(a.op == Op::RECV_F, a.mb, partner_chunk(a.op, a.chunk));
-          if (t < 0) break;  // blocked until the matching send is issued
-          end = clock[r] = std::max(clock[r], t + k.latency);
-        } else if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
-          double& t = sent_at(a.op == Op::SEND_F, a.mb, a.chunk);
-          const int hop = a.op == Op::SEND_F ? a.chunk + 1 : a.chunk;  // downstream chunk
-          double& link = link_free[size_t(r) * P + size_t(a.peer)];
-          const std::vector<double>& cost = a.op == Op::SEND_B && !k.hop_bwd.empty() ? k.hop_bwd : k.hop;
-          if (t < 0) t = link = std::max(link, clock[r]) + (cost.empty() ? 0.0 : cost[size_t(hop)]);
-        } else if (is_compute(a.op) || is_copy(a.op)) {
-          end = clock[r] += cost_of(a.op, k);
-          st.busy += cost_of(a.op, k);
-        } else if (a.op == Op::REDUCE_GRADS) {  // runs beside the compute
-          end = reduced[r] = std::max(reduced[r], clock[r]) + k.reduce;
-        } else if (a.op == Op::OPTIMIZER_STEP) {
-          end = clock[r] = std::max(clock[r], reduced[r]);
-          if (st.finish < 0) st.finish = clock[r];
-        }
-        st.timeline.push_back({pc[r], a, start, end});
-        progress = true;
+// One hop message. Like MPI's large messages, it moves once it is both sent
+// and posted by its receiver (a rendezvous), and it shares its link's rate
+// equally with the link's other moving messages.
+struct Message {
+  size_t link = 0;     // directed link src·P + dst
+  double alone = 0;    // transfer time with the link to itself
+  double left = 0;     // transfer time left at the link's full rate
+  double sent = -1, posted = -1;
+  double arrived = -1;  // transfer end
+};
+
+struct Link {
+  std::vector<size_t> moving;  // messages on the link now
+  double t = 0;                // time up to which `left` is accounted
+};
+
+// The executor's activation slot (parallel/executor.h): a receive needs one
+// before it can be posted, and freeing one waits for its sends to complete.
+struct SimSlot {
+  int mb = -1;
+  bool weights_done = false, grad_sent = false;
+  std::vector<size_t> sends;
+};
+
+struct SimRank {
+  double clock = 0;
+  int pc = 0;
+  int reached = -1;               // list position whose action has been reached
+  double reached_at = 0;          // ... and when (a RECV's start)
+  long wait = -1;                 // message the rank is blocked on, or -1
+  bool wait_is_recv = false;      // a RECV (ends `latency` after arrival) or a slot's send
+  SimSlot* releasing = nullptr;   // slot to free (after its sends) before the next action
+  std::vector<std::vector<SimSlot>> slots;  // by chunk
+};
+
+// Replays one optimizer step the way the executor runs it: every rank works
+// through its list in time order, receives are posted ahead into free slots,
+// and message transfers share their links. See the timing model in
+// simulator.h.
+class Timeline {
+ public:
+  Timeline(const Schedule& s, const SimCosts& k, SimResult& res)
+      : s_(s), k_(k), res_(res), P_(s.P), M_(s.M), C_(s.num_chunks()) {
+    msgs_.resize(size_t(2) * M_ * C_);
+    links_.resize(size_t(P_) * P_);
+    ranks_.resize(size_t(P_));
+    for (int r = 0; r < P_; r++) {
+      const std::vector<int> n = activation_slots(s, r);
+      for (int c = 0; c < C_; c++) ranks_[size_t(r)].slots.emplace_back(size_t(n[size_t(c)]));
+    }
+    reduced_.assign(size_t(P_), 0.0);
+    res_.ranks.assign(size_t(P_), RankStats{});
+    for (RankStats& st : res_.ranks) st.finish = -1;
+  }
+
+  void run() {
+    for (;;) {
+      const int r = next_rank();
+      size_t link = 0;
+      const double done = next_arrival(link);
+      if (done < kNever && (r < 0 || done <= ranks_[size_t(r)].clock)) {
+        arrive(link, done);
+        continue;
+      }
+      if (r < 0) break;
+      step(r);
+    }
+    report();
+  }
+
+ private:
+  // Message of (direction, microbatch, sending chunk).
+  size_t msg_id(bool fwd, int mb, int c) const { return (size_t(fwd ? 0 : 1) * M_ + mb) * C_ + c; }
+  size_t send_id(const Action& a) const { return msg_id(a.op == Op::SEND_F, a.mb, a.chunk); }
+  size_t recv_id(const Action& a) const {
+    return msg_id(a.op == Op::RECV_F, a.mb, partner_chunk(a.op, a.chunk));
+  }
+
+  bool runnable(int r) const {
+    const SimRank& R = ranks_[size_t(r)];
+    return R.wait < 0 && R.pc < int(s_.ranks[size_t(r)].size());
+  }
+
+  int next_rank() const {
+    int best = -1;
+    for (int r = 0; r < P_; r++)
+      if (runnable(r) && (best < 0 || ranks_[size_t(r)].clock < ranks_[size_t(best)].clock)) best = r;
+    return best;
+  }
+
+  // Earliest end of a moving transfer (kNever if none), and its link.
+  double next_arrival(size_t& link) const {
+    double best = kNever;
+    for (size_t l = 0; l < links_.size(); l++) {
+      const Link& L = links_[l];
+      for (size_t m : L.moving) {
+        const double t = L.t + std::max(msgs_[m].left, 0.0) * double(L.moving.size());
+        if (t < best) best = t, link = l;
+      }
+    }
+    return best;
+  }
+
+  void advance(Link& L, double t) {
+    const double share = (t - L.t) / double(std::max<size_t>(L.moving.size(), 1));
+    for (size_t m : L.moving) msgs_[m].left -= share;
+    L.t = t;
+  }
+
+  void start(size_t m, double t) {
+    Message& msg = msgs_[m];
+    if (msg.alone == 0) return finish(m, t);
+    Link& L = links_[msg.link];
+    advance(L, t);
+    msg.left = msg.alone;
+    L.moving.push_back(m);
+  }
+
+  void arrive(size_t link, double t) {
+    Link& L = links_[link];
+    advance(L, t);
+    auto first = std::min_element(L.moving.begin(), L.moving.end(),
+                                  [&](size_t a, size_t b) { return msgs_[a].left < msgs_[b].left; });
+    const size_t m = *first;
+    L.moving.erase(first);
+    finish(m, t);
+  }
+
+  void finish(size_t m, double t) {
+    msgs_[m].arrived = t;
+    for (SimRank& R : ranks_)
+      if (R.wait == long(m)) {
+        R.clock = std::max(R.clock, R.wait_is_recv ? t + k_.latency : t);
+        R.wait = -1;
+      }
+  }
+
+  void send(const Action& a, double t) {
+    const size_t m = send_id(a);
+    Message& msg = msgs_[m];
+    const int hop = a.op == Op::SEND_F ? a.chunk + 1 : a.chunk;  // downstream chunk
+    const std::vector<double>& cost = a.op == Op::SEND_B && !k_.hop_bwd.empty() ? k_.hop_bwd : k_.hop;
+    msg.link = size_t(s_.placement[size_t(a.chunk)]) * P_ + size_t(a.peer);
+    msg.alone = cost.empty() ? 0.0 : cost[size_t(hop)];
+    msg.sent = t;
+    if (msg.posted >= 0) start(m, t);
+  }
+
+  void post(const Action& a, double t) {
+    const size_t m = recv_id(a);
+    if (msgs_[m].posted >= 0) return;
+    msgs_[m].posted = t;
+    if (msgs_[m].sent >= 0) start(m, t);
+  }
+
+  SimSlot* find(int r, int mb, int c) {
+    for (SimSlot& sl : ranks_[size_t(r)].slots[size_t(c)])
+      if (sl.mb == mb) return &sl;
+    return nullptr;
+  }
+
+  // The slot of (mb, c), taking a free one if it has none; nullptr if all are
+  // taken (the executor would stop with an error).
+  SimSlot* acquire(int r, int mb, int c) {
+    if (SimSlot* sl = find(r, mb, c)) return sl;
+    SimSlot* free = find(r, -1, c);
+    if (free) *free = SimSlot{mb, false, false, {}};
+    return free;
+  }
+
+  // The executor's post_ahead: later receives whose buffers are free now, in
+  // list order per peer, stopping at a peer's first that must wait.
+  void post_ahead(int r, double t) {
+    const auto& l = s_.ranks[size_t(r)];
+    std::vector<bool> blocked(size_t(P_), false);
+    for (int i = ranks_[size_t(r)].pc; i < int(l.size()); i++) {
+      const Action& a = l[size_t(i)];
+      if ((a.op != Op::RECV_F && a.op != Op::RECV_B) || blocked[size_t(a.peer)]) continue;
+      const bool ok = a.op == Op::RECV_F ? acquire(r, a.mb, a.chunk) != nullptr : find(r, a.mb, a.chunk) != nullptr;
+      if (ok) post(a, t);
+      else blocked[size_t(a.peer)] = true;
+    }
+  }
+
+  // Runs rank r's next action at its clock, or blocks it on a message.
+  void step(int r) {
+    SimRank& R = ranks_[size_t(r)];
+    const double now = R.clock;
+    if (R.releasing) {
+      for (size_t m : R.releasing->sends)
+        if (msgs_[m].arrived < 0) return block(R, m, false);
+      *R.releasing = SimSlot{};
+      R.releasing = nullptr;
+    }
+    const Action& a = s_.ranks[size_t(r)][size_t(R.pc)];
+    RankStats& st = res_.ranks[size_t(r)];
+    if (R.reached != R.pc) {
+      if (a.op != Op::OPTIMIZER_STEP) post_ahead(r, now);
+      R.reached = R.pc;
+      R.reached_at = now;
+    }
+    double end = now;
+    if (a.op == Op::RECV_F || a.op == Op::RECV_B) {
+      if (a.op == Op::RECV_F ? !acquire(r, a.mb, a.chunk) : !find(r, a.mb, a.chunk))
+        return fail(r, a, "has no free activation slot");
+      post(a, now);
+      const Message& msg = msgs_[recv_id(a)];
+      if (msg.arrived < 0) return block(R, recv_id(a), true);
+      end = R.clock = std::max(now, msg.arrived + k_.latency);
+    } else if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
+      SimSlot* sl = find(r, a.mb, a.chunk);
+      if (!sl) return fail(r, a, "sends from a microbatch the chunk does not hold");
+      if (msgs_[send_id(a)].sent < 0) send(a, now), sl->sends.push_back(send_id(a));
+    } else if (is_compute(a.op) || is_copy(a.op)) {
+      if (a.op == Op::F && !acquire(r, a.mb, a.chunk)) return fail(r, a, "has no free activation slot");
+      if (a.op == Op::COPY_F && !acquire(r, a.mb, a.chunk + 1))
+        return fail(r, a, "has no free activation slot for the next chunk");
+      end = R.clock += cost_of(a.op, k_);
+      st.busy += cost_of(a.op, k_);
+    } else if (a.op == Op::REDUCE_GRADS) {  // runs beside the compute
+      end = reduced_[size_t(r)] = std::max(reduced_[size_t(r)], now) + k_.reduce;
+    } else if (a.op == Op::OPTIMIZER_STEP) {
+      end = R.clock = std::max(now, reduced_[size_t(r)]);
+      if (st.finish < 0) st.finish = R.clock;
+    }
+    st.timeline.push_back({R.pc, a, R.reached_at, end});
+    R.pc++;
+    // A microbatch leaves a chunk once its weight gradients are done and its
+    // input gradient has gone back (as in the executor's run loop).
+    if (a.op == Op::B || a.op == Op::BW || a.op == Op::SEND_B || a.op == Op::COPY_B) {
+      SimSlot* sl = find(r, a.mb, a.chunk);
+      if (!sl) return;
+      sl->weights_done |= a.op == Op::B || a.op == Op::BW;
+      sl->grad_sent |= a.op == Op::SEND_B || a.op == Op::COPY_B || a.chunk == 0;
+      if (sl->weights_done && sl->grad_sent) R.releasing = sl;
+    }
+  }
+
+  void block(SimRank& R, size_t m, bool recv) {
+    R.wait = long(m);
+    R.wait_is_recv = recv;
+  }
+
+  void fail(int r, const Action& a, const std::string& why) {
+    res_.errors.push_back(at(r, ranks_[size_t(r)].pc, a) + " " + why);
+    ranks_[size_t(r)].pc = int(s_.ranks[size_t(r)].size());  // stop this rank
+  }
+
+  void report() {
+    std::string blocked;
+    for (int r = 0; r < P_; r++) {
+      const SimRank& R = ranks_[size_t(r)];
+      RankStats& st = res_.ranks[size_t(r)];
+      if (R.pc < int(s_.ranks[size_t(r)].size()))
+        blocked += (blocked.empty() ? "" : ", ") + at(r, R.pc, s_.ranks[size_t(r)][size_t(R.pc)]);
+      if (st.finish < 0) st.finish = R.clock;
+      res_.makespan = std::max(res_.makespan, st.finish);
+    }
+    if (!blocked.empty()) res_.errors.push_back("deadlock: no rank can progress; waiting: " + blocked);
+    for (int r = 0; r < P_; r++) {
+      RankStats& st = res_.ranks[size_t(r)];
+      st.idle = res_.makespan - st.busy;
+      st.bubble = res_.makespan > 0 ? st.idle / res_.makespan : 0.0;
+      int live = 0;
+      for (const Action& a : s_.ranks[size_t(r)]) {
+        if (a.op == Op::F) st.peak_live = std::max(st.peak_live, ++live);
+        if (a.op == Op::B || a.op == Op::BW) live--;
       }
     }
   }
 
-  std::string blocked;
-  for (int r = 0; r < P; r++) {
-    if (pc[r] < int(s.ranks[r].size()))
-      blocked += (blocked.empty() ? "" : ", ") + at(r, pc[r], s.ranks[r][pc[r]]);
-    if (res.ranks[r].finish < 0) res.ranks[r].finish = clock[r];
-    res.makespan = std::max(res.makespan, res.ranks[r].finish);
-  }
-  if (!blocked.empty())
-    res.errors.push_back("deadlock: no rank can progress; waiting: " + blocked);
-
-  for (int r = 0; r < P; r++) {
-    RankStats& st = res.ranks[r];
-    st.idle = res.makespan - st.busy;
-    st.bubble = res.makespan > 0 ? st.idle / res.makespan : 0.0;
-    int live = 0;
-    for (const Action& a : s.ranks[r]) {
-      if (a.op == Op::F) st.peak_live = std::max(st.peak_live, ++live);
-      if (a.op == Op::B || a.op == Op::BW) live--;
-    }
-  }
-}
+  const Schedule& s_;
+  const SimCosts& k_;
+  SimResult& res_;
+  const int P_, M_, C_;
+  std::vector<Message> msgs_;
+  std::vector<Link> links_;
+  std::vector<SimRank> ranks_;
+  std::vector<double> reduced_;  // by rank: when its last started reduction ends
+};
 
 }  // namespace
 
@@ -345,7 +556,7 @@ SimResult simulate(const Schedule& s, const SimCosts& costs) {
                                   " hop costs for " + std::to_string(s.num_chunks()) + " chunks");
   if (!res.ok()) return res;
   check_structure(s, res.errors);
-  run(s, costs, res);
+  Timeline(s, costs, res).run();
   return res;
 }
 

@@ -2,17 +2,27 @@
 // lists are a correct pipeline step, predicts the timeline, and reports bubble
 // and peak live activations per rank (DESIGN §3).
 //
-// Timing model. Each rank executes its list in order. F, B, BI, BW and the
-// local COPY_F / COPY_B take their cost; sends are non-blocking and complete
-// at issue for the sender. The message then occupies the directed link from
-// sender to receiver for its hop's transfer time (`hop`, e.g. from the α-β
-// model of parallel/link_model.h): a link carries one message at a time, in
-// the order the sender issued them. A RECV blocks until its message has
-// crossed the link, plus `latency`. REDUCE_GRADS starts a chunk's
-// data-parallel reduction in the background: it takes `reduce`, the rank's
-// reductions run one after another, and the rank computes on meanwhile.
-// OPTIMIZER_STEP waits for the rank's reductions and takes no time itself: the
-// pipeline's makespan is the latest time any rank passes it.
+// Timing model: one optimizer step as the executor (parallel/executor.h) runs
+// it, in time order. Each rank executes its list in order. F, B, BI, BW and
+// the local COPY_F / COPY_B take their cost.
+//  - Slots. Each chunk has activation_slots() slots. F, COPY_F into the next
+//    chunk and a posted RECV_F take one; a microbatch frees it once its
+//    weight gradients are done and its input gradient has gone, and freeing
+//    waits until the slot's sends have arrived (the executor's wait on them).
+//  - Receives. Before each action a rank posts its later receives whose slot
+//    is available (RECV_F: a free one or its own; RECV_B: its own), in list
+//    order per peer, stopping at a peer's first that must wait.
+//  - Transfers. A send is non-blocking. Its message moves once it is sent
+//    and its receive is posted (a rendezvous, as MPI moves large messages),
+//    and takes its hop's transfer time (`hop`, e.g. from the α-β model of
+//    parallel/link_model.h) alone on the directed link from sender to
+//    receiver; messages moving on one link at once share its rate equally.
+//    A RECV blocks until its message has arrived, plus `latency`.
+//  - REDUCE_GRADS starts a chunk's data-parallel reduction in the background:
+//    it takes `reduce`, the rank's reductions run one after another, and the
+//    rank computes on meanwhile. OPTIMIZER_STEP waits for the rank's
+//    reductions and takes no time itself: the pipeline's makespan is the
+//    latest time any rank passes it.
 #pragma once
 #include <string>
 #include <vector>

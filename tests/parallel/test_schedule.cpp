@@ -271,33 +271,68 @@ TEST(Simulator, LatencyDelaysEveryReceive) {
   EXPECT_EQ(r.ranks[0].idle, 4.0);
 }
 
-// Hand-computed: gpipe, P=2, M=3, F=1, B=2, every message 1.5 on its link.
-// The link 0->1 carries one message at a time: F0, F1, F2 end at 1, 2, 3 and
-// their messages arrive at 2.5, 4, 5.5. Rank 1 runs F0 [2.5,3.5) F1 [4,5)
-// F2 [5.5,6.5) B0 [6.5,8.5) B1 [8.5,10.5) B2 [10.5,12.5); its gradients arrive
-// at 10, 12, 14, and rank 0 runs B0 [10,12) B1 [12,14) B2 [14,16).
-TEST(Simulator, HopTransfersQueueOnTheirLink) {
+// Hand-computed: gpipe, P=2, M=3, F=1, B=2, every message 1.5 alone on its
+// link. Rank 1 posts its three receives at 0, rank 0 its gradient receives as
+// its forwards take slots. F0, F1, F2 end at 1, 2, 3, and messages moving
+// together share the link 0->1: F0 moves alone over [1,2) and at half rate
+// over [2,3), arriving at 3; F1 then has 1 left, shared with F2 until 5; F2's
+// last 0.5 arrives at 5.5. Rank 1 runs F0 [3,4) F1 [5,6) F2 [6,7) B0 [7,9).
+// Freeing mb 0's slot waits for its gradient to arrive (10.5), so rank 1 runs
+// B1 [10.5,12.5) and B2 [14,16), and finishes at 17.5 when B2's gradient has
+// arrived. Rank 0 runs B0 [10.5,12.5) B1 [14,16) B2 [17.5,19.5).
+TEST(Simulator, HopTransfersShareTheirLink) {
   const Schedule s = make_schedule("gpipe", 2, 3);
   SimCosts k{1, 2, 1, 1, 0};
   k.hop = {0, 1.5};
   const SimResult r = simulate(s, k);
   ASSERT_TRUE(r.ok()) << all_errors(r);
-  EXPECT_EQ(r.makespan, 16.0);
-  EXPECT_EQ(r.ranks[1].finish, 12.5);
+  EXPECT_EQ(r.makespan, 19.5);
+  EXPECT_EQ(r.ranks[1].finish, 17.5);
   EXPECT_EQ(r.ranks[0].busy, 9.0);
-  EXPECT_EQ(r.ranks[0].idle, 7.0);
+  EXPECT_EQ(r.ranks[0].idle, 10.5);
   EXPECT_EQ(simulate(s, SimCosts{1, 2, 1, 1, 0}).makespan, 12.0);  // no transfer time
   k.hop = {0, 1.5, 1};
   EXPECT_THROW(simulate(s, k), std::invalid_argument);  // one entry per chunk
   k.hop = {0, -1};
   EXPECT_THROW(simulate(s, k), std::invalid_argument);
-  // Backward messages of 0.5 instead: rank 0 gets the gradients at 9, 11 and
-  // 13 and runs B0 [9,11) B1 [11,13) B2 [13,15).
+  // Backward messages of 0.5 instead: they arrive at 9.5, 12 and 14.5, and
+  // rank 0 runs B0 [9.5,11.5) B1 [12,14) B2 [14.5,16.5).
   k.hop = {0, 1.5};
   k.hop_bwd = {0, 0.5};
-  EXPECT_EQ(simulate(s, k).makespan, 15.0);
+  EXPECT_EQ(simulate(s, k).makespan, 16.5);
   k.hop_bwd = {0.5};
   EXPECT_THROW(simulate(s, k), std::invalid_argument);
+}
+
+// A receive is posted only into a free slot, and a transfer starts only once
+// both sides are there (rendezvous). 1F1B, P=2, M=3, F=1, B=2, forward
+// messages 1.5, gradients 0: rank 1 has 2 slots, so it posts RECV_F of mb 2
+// only when mb 0's slot is freed, at the end of B0. Every generator's
+// schedule still runs to the end with transfer times.
+TEST(Simulator, ReceivesWaitForAFreeSlot) {
+  const Schedule s = make_schedule("1f1b", 2, 3);
+  SimCosts k{1, 2, 1, 1, 0};
+  k.hop = {0, 1.5};
+  k.hop_bwd = {0, 0};
+  const SimResult r = simulate(s, k);
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  // Rank 0: F0 [0,1) F1 [1,2); F0 moves alone over [1,2), shares [2,3), and
+  // arrives at 3; F1 arrives at 3.5. Rank 1: F0 [3,4) B0 [4,6); F1 [6,7)
+  // B1 [7,9). Rank 0: B0 [6,8) F2 [8,9); mb 0's slot on rank 1 was freed at
+  // 6, so F2 moves at once, over [9,10.5). Rank 1: F2 [10.5,11.5)
+  // B2 [11.5,13.5); rank 0: B1 [9,11), B2 [13.5,15.5).
+  EXPECT_EQ(r.ranks[1].finish, 13.5);
+  EXPECT_EQ(r.makespan, 15.5);
+  for (const std::string& name : schedule_names())
+    for (int P : {2, 3, 4})
+      for (int M : {2 * P, 3 * P}) {
+        const Schedule g = make_schedule(name, P, M, name == "interleaved" ? 2 : 1);
+        SimCosts h{1, 2, 1, 1, 0.1};
+        h.hop.assign(size_t(g.num_chunks()), 0.7);
+        h.hop_bwd.assign(size_t(g.num_chunks()), 1.3);
+        const SimResult t = simulate(g, h);
+        EXPECT_TRUE(t.ok()) << name << " P=" << P << " M=" << M << ": " << all_errors(t);
+      }
 }
 
 TEST(Simulator, ChromeTraceHasOneEventPerComputeAndScaledTimes) {
