@@ -13,6 +13,8 @@
 #   bench/bench_link.sh ATTNRES_BINARY OUT_DIR [STEPS]
 #   MODES="full" LINKS="unlimited 100mbit" bench/bench_link.sh ...   (a subset;
 #   LINKS must start with unlimited, the base of the predictions)
+#   TRACE=1 bench/bench_link.sh ...   (also a Chrome trace per rank of each run,
+#   OUT_DIR/MODE-LINK.rank<r>.json: where each rank computes and waits)
 #
 # Writes OUT_DIR/link.tsv (mode, link, tokens/s, measured s, predicted s, β in
 # Gbit/s) and prints it. Run it as root, alone on the machine (under the CPU
@@ -71,7 +73,7 @@ run() {  # run NAME [--set ...]
     "$attnres" train --config "$src/configs/small.yaml" --peak-gflops 1 \
     --set "data.dir=$src/data/pystdlib" --set train.threads=1 --set parallel.pp=2 \
     --set "train.steps=$steps" --set train.warmup_steps=1 --set train.eval_every=0 "$@" \
-    --metrics "$out/$name.jsonl" > "$out/$name.log" 2>&1 &
+    ${TRACE:+--trace "$out/$name.json"} --metrics "$out/$name.jsonl" > "$out/$name.log" 2>&1 &
   wait $! || { tail -n 20 "$out/$name.log"; echo "FAIL: $name"; exit 1; }
 }
 
