@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <random>
 #include <stdexcept>
 
 #include "parallel/schedule.h"
@@ -333,6 +334,30 @@ TEST(Simulator, ReceivesWaitForAFreeSlot) {
         const SimResult t = simulate(g, h);
         EXPECT_TRUE(t.ok()) << name << " P=" << P << " M=" << M << ": " << all_errors(t);
       }
+}
+
+// Broken lists (an action dropped, doubled or moved) with transfer times:
+// the simulator reports what is wrong, and never crashes or loops (CI runs
+// this under ASan). Every action is needed exactly once, so a dropped or a
+// doubled one is always found; two swapped ones may still make a valid list.
+TEST(Simulator, BrokenListsWithTransfersAreReported) {
+  std::mt19937 rng(7);
+  for (const std::string& name : schedule_names())
+    for (int trial = 0; trial < 40; trial++) {
+      Schedule s = make_schedule(name, 3, 6, name == "interleaved" ? 2 : 1);
+      SimCosts k{1, 2, 1, 1, 0.1};
+      k.hop.assign(size_t(s.num_chunks()), 0.5);
+      auto& l = s.ranks[rng() % 3];
+      const size_t i = rng() % (l.size() - 1), j = rng() % (l.size() - 1);  // never the OPTIMIZER_STEP
+      const int how = trial % 3;
+      if (how == 0) l.erase(l.begin() + long(i));
+      if (how == 1) l.insert(l.begin() + long(j), l[i]);
+      if (how == 2) std::swap(l[i], l[j]);
+      const SimResult r = simulate(s, k);
+      if (how != 2) {
+        EXPECT_FALSE(r.ok()) << name << " trial " << trial << ": a broken list passed";
+      }
+    }
 }
 
 TEST(Simulator, ChromeTraceHasOneEventPerComputeAndScaledTimes) {
