@@ -284,8 +284,8 @@ struct SimRank {
   int pc = 0;
   int reached = -1;               // list position whose action has been reached
   double reached_at = 0;          // ... and when (a RECV's start)
-  long wait = -1;                 // message the rank is blocked on, or -1
-  bool wait_is_recv = false;      // a RECV (ends `latency` after arrival) or a slot's send
+  long wait = -1;                 // message the rank is blocked on (a RECV's, or a send of
+                                  // `releasing`), or -1
   SimSlot* releasing = nullptr;   // slot to free (after its sends) before the next action
   std::vector<std::vector<SimSlot>> slots;  // by chunk
 };
@@ -387,7 +387,7 @@ class Timeline {
     msgs_[m].arrived = t;
     for (SimRank& R : ranks_)
       if (R.wait == long(m)) {
-        R.clock = std::max(R.clock, R.wait_is_recv ? t + k_.latency : t);
+        R.clock = std::max(R.clock, R.releasing ? t : t + k_.latency);  // a RECV ends `latency` later
         R.wait = -1;
       }
   }
@@ -425,6 +425,12 @@ class Timeline {
     return free;
   }
 
+  // A receive's buffer: RECV_F takes a free slot if (mb, c) has none, RECV_B
+  // needs (mb, c)'s own. False if there is none.
+  bool recv_slot(int r, const Action& a) {
+    return (a.op == Op::RECV_F ? acquire(r, a.mb, a.chunk) : find(r, a.mb, a.chunk)) != nullptr;
+  }
+
   // The executor's post_ahead: later receives whose buffers are free now, in
   // list order per peer, stopping at a peer's first that must wait.
   void post_ahead(int r, double t) {
@@ -433,8 +439,7 @@ class Timeline {
     for (int i = ranks_[size_t(r)].pc; i < int(l.size()); i++) {
       const Action& a = l[size_t(i)];
       if ((a.op != Op::RECV_F && a.op != Op::RECV_B) || blocked[size_t(a.peer)]) continue;
-      const bool ok = a.op == Op::RECV_F ? acquire(r, a.mb, a.chunk) != nullptr : find(r, a.mb, a.chunk) != nullptr;
-      if (ok) post(a, t);
+      if (recv_slot(r, a)) post(a, t);
       else blocked[size_t(a.peer)] = true;
     }
   }
@@ -445,7 +450,7 @@ class Timeline {
     const double now = R.clock;
     if (R.releasing) {
       for (size_t m : R.releasing->sends)
-        if (msgs_[m].arrived < 0) return block(R, m, false);
+        if (msgs_[m].arrived < 0) return block(R, m);
       *R.releasing = SimSlot{};
       R.releasing = nullptr;
     }
@@ -458,11 +463,10 @@ class Timeline {
     }
     double end = now;
     if (a.op == Op::RECV_F || a.op == Op::RECV_B) {
-      if (a.op == Op::RECV_F ? !acquire(r, a.mb, a.chunk) : !find(r, a.mb, a.chunk))
-        return fail(r, a, "has no free activation slot");
+      if (!recv_slot(r, a)) return fail(r, a, "has no free activation slot");
       post(a, now);
       const Message& msg = msgs_[recv_id(a)];
-      if (msg.arrived < 0) return block(R, recv_id(a), true);
+      if (msg.arrived < 0) return block(R, recv_id(a));
       end = R.clock = std::max(now, msg.arrived + k_.latency);
     } else if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
       SimSlot* sl = find(r, a.mb, a.chunk);
@@ -493,10 +497,7 @@ class Timeline {
     }
   }
 
-  void block(SimRank& R, size_t m, bool recv) {
-    R.wait = long(m);
-    R.wait_is_recv = recv;
-  }
+  void block(SimRank& R, size_t m) { R.wait = long(m); }
 
   void fail(int r, const Action& a, const std::string& why) {
     res_.errors.push_back(at(r, ranks_[size_t(r)].pc, a) + " " + why);
