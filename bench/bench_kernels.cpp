@@ -146,9 +146,10 @@ BENCHMARK(BM_Copy)->Iterations(1)->Unit(benchmark::kMillisecond);
 // of a block over K completed sources (the first site without a partial),
 // forward (phase 1 and the merges) or backward (the sites' partial parts and
 // the group's completed part). The bytes it must move, at the least: forward
-// reads the K sources, the S - 1 partials and writes S outputs; backward
-// reads the K sources and dh, h of each site, reads and writes the K source
-// gradients, and reads the S - 1 partials and their gradients and writes them.
+// reads the K sources, the S - 1 partials and writes S outputs and their
+// u . v rows; backward reads the K sources, dh, h and u . v of each site,
+// reads and writes the K source gradients, and reads the S - 1 partials and
+// their gradients and writes them.
 // of_copy is that over the copy bandwidth of the same run.
 void BM_AttnResBlock(benchmark::State& state) {
   const int K = state.range(0), S = state.range(1), d = state.range(2);
@@ -168,14 +169,16 @@ void BM_AttnResBlock(benchmark::State& state) {
   };
   auto src = vecs(K, Nd, 10), dsrc = vecs(K, Nd, 20), rstd = vecs(K, N, 30), part = vecs(S, Nd, 40),
        prstd = vecs(S, N, 50), dpart = vecs(S, Nd, 60), h = vecs(S, Nd, 70), lse = vecs(S, N, 80), w = vecs(S, d, 90),
-       g = vecs(S, d, 100), dh = vecs(S, Nd, 110), sdot = vecs(S, N, 120), dw = vecs(S, d, 130), dg = vecs(S, d, 140);
+       g = vecs(S, d, 100), dh = vecs(S, Nd, 110), sdot = vecs(S, N, 120), dw = vecs(S, d, 130), dg = vecs(S, d, 140),
+       uv = vecs(S, size_t(N) * K, 150);
   for (int s = 0; s < K; s++) rms_inverse(dev, rstd[s].data(), src[s].data(), N, d, 1e-6f);
   for (int j = 0; j < S; j++) rms_inverse(dev, prstd[j].data(), part[j].data(), N, d, 1e-6f);
   const auto sp = ptrs(src), rp = ptrs(rstd), dsp = ptrs(dsrc), hp = ptrs(h), lp = ptrs(lse), wp = ptrs(w), gp = ptrs(g),
-             dhp = ptrs(dh), sdp = ptrs(sdot), dwp = ptrs(dw), dgp = ptrs(dg);
+             dhp = ptrs(dh), sdp = ptrs(sdot), dwp = ptrs(dw), dgp = ptrs(dg), up = ptrs(uv);
   std::vector<float> scratch(std::max(attnres_block_backward_scratch(N, S, d), attnres_partial_backward_scratch(N, d)));
   auto forward = [&] {
-    attnres_block_forward(dev, hp.data(), lp.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
+    attnres_block_forward(dev, hp.data(), lp.data(), up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N,
+                          d);
     for (int j = 1; j < S; j++)
       attnres_merge_partial(dev, hp[j], lp[j], part[j].data(), prstd[j].data(), wp[j], gp[j], N, d);
   };
@@ -190,9 +193,10 @@ void BM_AttnResBlock(benchmark::State& state) {
                                hp[j], lp[j], j ? part[j].data() : nullptr, j ? prstd[j].data() : nullptr, wp[j], gp[j],
                                N, d);
     attnres_block_backward(dev, dsp.data(), dwp.data(), dgp.data(), scratch.data(), dhp.data(), sdp.data(), lp.data(),
-                           sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
+                           up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
   }
-  const double tensors = backward ? 3.0 * K + 2.0 * S + 3.0 * (S - 1) : double(K) + (S - 1) + S;
+  const double uv_tensors = double(S) * K / d;  // the sites' u . v rows, K floats per row each
+  const double tensors = (backward ? 3.0 * K + 2.0 * S + 3.0 * (S - 1) : double(K) + (S - 1) + S) + uv_tensors;
   const double bytes = tensors * double(Nd) * sizeof(float);
   state.SetBytesProcessed(int64_t(double(state.iterations()) * bytes));
   state.counters["of_copy"] =

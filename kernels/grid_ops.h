@@ -256,18 +256,34 @@ PtrList<P, kMaxSites> site_list(const P* ptrs, int S) {
   return ptr_list<P, kMaxSites>(ptrs, S, "sites");
 }
 
-// Phase 1: each row reads its completed sources once for all S sites.
+// Phase 1: each row reads its completed sources once per pair of sites
+// (wider groups ran no faster: their sums no longer fit in registers).
+// Unless uv is null, uv[j] gets site j's [N, K] products u · v for the
+// backward.
 template <class Run>
-void attnres_block_forward(const Run& run, float* const* h, float* const* lse, const float* const* src,
-                           const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
-                           int N, int d) {
+void attnres_block_forward(const Run& run, float* const* h, float* const* lse, float* const* uv,
+                           const float* const* src, const float* const* src_rstd, int K, const float* const* w,
+                           const float* const* g, int S, int N, int d) {
   const auto v = source_list(src, K), r = source_list(src_rstd, K);
   const auto hs = site_list(h, S), ls = site_list(lse, S);
   const auto ws = site_list(w, S), gs = site_list(g, S);
+  const bool save = uv != nullptr;
+  const auto us = save ? site_list(uv, S) : PtrList<float*, kMaxSites>{};
   run(N, [=] ATTNRES_HD(int64_t n) {
-    float z[kMaxSources];
-    for (int j = 0; j < S; j++)
-      ls[j][n] = row::attnres_completed(hs[j] + size_t(n) * d, z, v, r, K, ws[j], gs[j], size_t(n), d);
+    float z[2 * kMaxSources];
+    for (int j = 0; j < S; j += 2) {
+      const int P = j + 1 < S ? 2 : 1, k = j + P - 1;  // the pair's sites j and k
+      float* hn[2] = {hs[j] + size_t(n) * d, hs[k] + size_t(n) * d};
+      float* un[2] = {save ? us[j] + size_t(n) * K : nullptr, save ? us[k] + size_t(n) * K : nullptr};
+      const float* wj[2] = {ws[j], ws[k]};
+      const float* gj[2] = {gs[j], gs[k]};
+      float l[2];
+      if (P == 2)
+        row::attnres_completed<2>(hn, l, save ? un : nullptr, z, v, r, K, wj, gj, size_t(n), d);
+      else
+        row::attnres_completed<1>(hn, l, save ? un : nullptr, z, v, r, K, wj, gj, size_t(n), d);
+      ls[j][n] = l[0], ls[k][n] = l[P - 1];
+    }
   });
 }
 
@@ -284,10 +300,11 @@ void attnres_merge_partial(const Run& run, float* h, float* lse, const float* p,
 // adds the partials in group order. Rows write only their own source rows.
 // So the result depends neither on the thread count nor on the backend.
 inline int row_groups(int N) { return (N + kRowGroup - 1) / kRowGroup; }
-inline size_t attnres_partial_backward_scratch(int N, int d) { return size_t(row_groups(N)) * size_t(d); }
+// Per row group: the du partials of S sites, then their queries u.
 inline size_t attnres_block_backward_scratch(int N, int S, int d) {
-  return size_t(row_groups(N)) * size_t(S) * size_t(d);
+  return 2 * size_t(row_groups(N)) * size_t(S) * size_t(d);
 }
+inline size_t attnres_partial_backward_scratch(int N, int d) { return attnres_block_backward_scratch(N, 1, d); }
 
 // dw_j += du_j ⊙ g_j and dg_j += du_j ⊙ w_j for S sites, du_j the sum over
 // row groups of part[(group * S + j) * d + i].
@@ -311,12 +328,14 @@ void attnres_partial_backward(const Run& run, float* sdot, float* dacc_p, float*
   const int groups = row_groups(N);
   run(groups, [=] ATTNRES_HD(int64_t gi) {
     float* du = scratch + size_t(gi) * d;
+    float* u = scratch + size_t(groups + gi) * d;
     for (int i = 0; i < d; i++) du[i] = 0.0f;
+    if (p) row::attnres_queries(u, &w, &g, 1, d);
     const int n0 = int(gi) * kRowGroup, n1 = n0 + kRowGroup < N ? n0 + kRowGroup : N;
     for (int n = n0; n < n1; n++) {
       const size_t off = size_t(n) * d;
       sdot[n] = row::attnres_partial_backward(p ? dacc_p + off : nullptr, du, dh + off, h + off, lse[n],
-                                              p ? p + off : nullptr, p ? p_rstd[n] : 0.0f, w, g, d);
+                                              p ? p + off : nullptr, p ? p_rstd[n] : 0.0f, u, d);
     }
   });
   if (p) attnres_query_grads(run, scratch, groups, 1, d, site_list(&dw, 1), site_list(&dg, 1), site_list(&w, 1),
@@ -326,21 +345,25 @@ void attnres_partial_backward(const Run& run, float* sdot, float* dacc_p, float*
 template <class Run>
 void attnres_block_backward(const Run& run, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot,
-                            const float* const* lse, const float* const* src, const float* const* src_rstd, int K,
-                            const float* const* w, const float* const* g, int S, int N, int d) {
+                            const float* const* lse, const float* const* uv, const float* const* src,
+                            const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
+                            int N, int d) {
   const int groups = row_groups(N);
   const auto dv = source_list(dacc_src, K);
   const auto v = source_list(src, K), r = source_list(src_rstd, K);
-  const auto dhs = site_list(dh, S), sd = site_list(sdot, S), ls = site_list(lse, S);
+  const auto dhs = site_list(dh, S), sd = site_list(sdot, S), ls = site_list(lse, S), us = site_list(uv, S);
   const auto ws = site_list(w, S), gs = site_list(g, S);
   run(groups, [=] ATTNRES_HD(int64_t gi) {
     float* du = scratch + size_t(gi) * S * d;
+    float* u = scratch + size_t(groups + gi) * S * d;
     for (int i = 0; i < S * d; i++) du[i] = 0.0f;
+    row::attnres_queries(u, ws, gs, S, d);
     const int n0 = int(gi) * kRowGroup, n1 = n0 + kRowGroup < N ? n0 + kRowGroup : N;
     for (int n = n0; n < n1; n++) {
       float sdot_n[kMaxSites], lse_n[kMaxSites];
-      for (int j = 0; j < S; j++) sdot_n[j] = sd[j][n], lse_n[j] = ls[j][n];
-      row::attnres_completed_backward(dv, du, dhs, sdot_n, lse_n, v, r, K, ws, gs, S, size_t(n), d);
+      const float* uv_n[kMaxSites];
+      for (int j = 0; j < S; j++) sdot_n[j] = sd[j][n], lse_n[j] = ls[j][n], uv_n[j] = us[j] + size_t(n) * K;
+      row::attnres_completed_backward(dv, du, dhs, sdot_n, lse_n, uv_n, v, r, K, u, S, size_t(n), d);
     }
   });
   attnres_query_grads(run, scratch, groups, S, d, site_list(dw, S), site_list(dg, S), ws, gs);

@@ -189,13 +189,14 @@ void swiglu_backward(const Device& dev, float* dgate, float* dup, const float* d
   }
 }
 
-void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, const float* const* src,
-                           const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
-                           int N, int d) {
+void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, float* const* uv,
+                           const float* const* src, const float* const* src_rstd, int K, const float* const* w,
+                           const float* const* g, int S, int N, int d) {
   switch (dev.backend) {
-    case Backend::CPU: return grid::attnres_block_forward(cpu::Grid{}, h, lse, src, src_rstd, K, w, g, S, N, d);
+    case Backend::CPU: return grid::attnres_block_forward(cpu::Grid{}, h, lse, uv, src, src_rstd, K, w, g, S, N, d);
     case Backend::CUDA:
-      ATTNRES_ON_CUDA("attnres_block_forward", attnres_block_forward(dev, h, lse, src, src_rstd, K, w, g, S, N, d));
+      ATTNRES_ON_CUDA("attnres_block_forward",
+                      attnres_block_forward(dev, h, lse, uv, src, src_rstd, K, w, g, S, N, d));
   }
 }
 
@@ -222,15 +223,15 @@ void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, flo
 
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
-                            const float* const* src, const float* const* src_rstd, int K, const float* const* w,
-                            const float* const* g, int S, int N, int d) {
+                            const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
+                            const float* const* w, const float* const* g, int S, int N, int d) {
   switch (dev.backend) {
     case Backend::CPU:
-      return grid::attnres_block_backward(cpu::Grid{}, dacc_src, dw, dg, scratch, dh, sdot, lse, src, src_rstd, K, w,
-                                          g, S, N, d);
+      return grid::attnres_block_backward(cpu::Grid{}, dacc_src, dw, dg, scratch, dh, sdot, lse, uv, src, src_rstd,
+                                          K, w, g, S, N, d);
     case Backend::CUDA:
       ATTNRES_ON_CUDA("attnres_block_backward", attnres_block_backward(dev, dacc_src, dw, dg, scratch, dh, sdot, lse,
-                                                                       src, src_rstd, K, w, g, S, N, d));
+                                                                       uv, src, src_rstd, K, w, g, S, N, d));
   }
 }
 

@@ -107,8 +107,9 @@ void swiglu_backward(const Device& dev, float* dgate, float* dup,
 // blocks); all but a block's first also see the partial block sum. Phase 1
 // computes a group of S <= kMaxSites sites against the K <= kMaxSources
 // completed sources in one pass over each source; phase 2 merges a site's
-// partial sum in by online softmax. Per site the backward needs only h_j and
-// lse_j [N] (log Σ_s exp z_s), from which alpha is recomputed.
+// partial sum in by online softmax. Per site the backward needs only h_j,
+// lse_j [N] (log Σ_s exp z_s) and the K products u_j · v_s of each token,
+// from which alpha is recomputed.
 //
 // src, src_rstd, dacc_src and the per-site lists (h, lse, w, g, dh, sdot,
 // dw, dg) are HOST arrays of pointers to device memory: kernels carry them
@@ -116,10 +117,12 @@ void swiglu_backward(const Device& dev, float* dgate, float* dup,
 // follow each microbatch's sources.
 
 // Phase 1: h[j] = the softmax-weighted sum of the completed sources and
-// lse[j] their log-sum-exp, for the S sites with queries w[j], gains g[j].
-void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, const float* const* src,
-                           const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
-                           int N, int d);
+// lse[j] their log-sum-exp, for the S sites with queries w[j], gains g[j];
+// unless uv is null, uv[j] [N, K] gets site j's u_j · v_s, which the
+// backward reads instead of computing them again.
+void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, float* const* uv,
+                           const float* const* src, const float* const* src_rstd, int K, const float* const* w,
+                           const float* const* g, int S, int N, int d);
 // Phase 2: site (h, lse) joins its partial block sum p (rms_inverse p_rstd), in place.
 void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
                            const float* w, const float* g, int N, int d);
@@ -132,14 +135,15 @@ void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, flo
                               const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
                               const float* w, const float* g, int N, int d);
 size_t attnres_partial_backward_scratch(int N, int d);
-// Backward, the block's part, once the S sites' dh and sdot are known:
+// Backward, the block's part, once the S sites' dh and sdot are known (uv:
+// the forward's):
 // dacc_src[s] += dL/dv_s for every completed source (value and key path),
 // adding the sites' terms in reverse site order, and dw[j], dg[j] accumulate.
 // scratch: attnres_block_backward_scratch(N, S, d) floats.
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
-                            const float* const* src, const float* const* src_rstd, int K, const float* const* w,
-                            const float* const* g, int S, int N, int d);
+                            const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
+                            const float* const* w, const float* const* g, int S, int N, int d);
 size_t attnres_block_backward_scratch(int N, int S, int d);
 
 // ---- id checks (host) ---------------------------------------------------------

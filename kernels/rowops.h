@@ -80,7 +80,8 @@ ATTNRES_HD inline void rmsnorm_backward(float* dx, const float* dout,
 }
 
 // ---- softmax (max-subtracted), in place over n entries -------------------------
-ATTNRES_HD inline void softmax(float* x, int n) {
+// With lse, also log Σ exp(x) of the entries on entry.
+ATTNRES_HD inline void softmax(float* x, int n, float* lse = nullptr) {
   float mx = x[0];
   for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
   float sum = 0.0f;
@@ -90,6 +91,7 @@ ATTNRES_HD inline void softmax(float* x, int n) {
   }
   float inv = 1.0f / sum;
   for (int i = 0; i < n; i++) x[i] *= inv;
+  if (lse) *lse = mx + logf(sum);
 }
 
 // ---- causal attention, one row of scores ------------------------------------------
@@ -117,105 +119,129 @@ ATTNRES_HD inline void causal_softmax_backward(float* ds, const float* p, int le
 // The paper's two phases (Algorithm 1): a site's completed sources first,
 // then its partial block sum merged in by online softmax. src, src_rstd and
 // dacc_src are indexable lists of pointers (grid::PtrList, or arrays).
-// The dot products of T sources v[t] with the query u = w ⊙ g and, with
-// kDh, with dh, in one pass: T (or 2T) independent sums side by side instead
-// of one latency-bound chain each, u and dh loaded once for all. Each dh sum
-// equals dot(dh, v[t]) bit for bit: the same lanes, in the same order.
-template <int T, bool kDh>
-ATTNRES_HD inline void source_dots(float* uv, float* dhv, const float* w, const float* g, const float* dh,
-                                   const float* const* v, int d) {
-  float au[T][kDotLanes] = {}, ah[T][kDotLanes] = {};
+// The dot products of T sources v[t] with vectors w_p of P sites (with
+// kGain, with w_p ⊙ g_p formed element by element: the forward's queries u)
+// and, with kDh, with the sites' dh[p], in one pass: P T (or 2 P T)
+// independent sums side by side instead of one latency-bound chain each,
+// each source loaded once for all. uv[p * T + t] = w_p · v_t, and dhv likewise.
+// Each sum equals the one computed alone bit for bit (dh · v equals
+// dot(dh, v) however it is asked for): the same lanes, in the same order.
+template <int P, int T, bool kGain, bool kDh>
+ATTNRES_HD inline void source_dots(float* uv, float* dhv, const float* const* w, const float* const* g,
+                                   const float* const* dh, const float* const* v, int d) {
+  float au[P][T][kDotLanes] = {}, ah[P][T][kDotLanes] = {};
   int i = 0;
   for (; i + kDotLanes <= d; i += kDotLanes)
-    for (int t = 0; t < T; t++) {
-      ATTNRES_LANES
-      for (int l = 0; l < kDotLanes; l++) {
-        const float u = w[i + l] * g[i + l];
-        au[t][l] = fmaf(u, v[t][i + l], au[t][l]);
-        if (kDh) ah[t][l] = fmaf(dh[i + l], v[t][i + l], ah[t][l]);
+    for (int p = 0; p < P; p++)
+      for (int t = 0; t < T; t++) {
+        ATTNRES_LANES
+        for (int l = 0; l < kDotLanes; l++) {
+          const float u = kGain ? w[p][i + l] * g[p][i + l] : w[p][i + l];
+          au[p][t][l] = fmaf(u, v[t][i + l], au[p][t][l]);
+          if (kDh) ah[p][t][l] = fmaf(dh[p][i + l], v[t][i + l], ah[p][t][l]);
+        }
       }
-    }
   for (; i < d; i++)
+    for (int p = 0; p < P; p++)
+      for (int t = 0; t < T; t++) {
+        const float u = kGain ? w[p][i] * g[p][i] : w[p][i];
+        au[p][t][i % kDotLanes] = fmaf(u, v[t][i], au[p][t][i % kDotLanes]);
+        if (kDh) ah[p][t][i % kDotLanes] = fmaf(dh[p][i], v[t][i], ah[p][t][i % kDotLanes]);
+      }
+  for (int p = 0; p < P; p++)
     for (int t = 0; t < T; t++) {
-      const float u = w[i] * g[i];
-      au[t][i % kDotLanes] = fmaf(u, v[t][i], au[t][i % kDotLanes]);
-      if (kDh) ah[t][i % kDotLanes] = fmaf(dh[i], v[t][i], ah[t][i % kDotLanes]);
+      uv[p * T + t] = lanes_sum(au[p][t]);
+      if (kDh) dhv[p * T + t] = lanes_sum(ah[p][t]);
     }
-  for (int t = 0; t < T; t++) {
-    uv[t] = lanes_sum(au[t]);
-    if (kDh) dhv[t] = lanes_sum(ah[t]);
-  }
 }
 ATTNRES_HD inline float query_dot(const float* w, const float* g, const float* v, int d) {
   float uv;
-  source_dots<1, false>(&uv, nullptr, w, g, nullptr, &v, d);
+  source_dots<1, 1, true, false>(&uv, nullptr, &w, &g, nullptr, &v, d);
   return uv;
 }
-// source_dots of the T <= kSourceTile sources [s, s + T) of a list, at row
-// offset off; with dh null, only u · v.
+// source_dots of P sites and the T <= kSourceTile sources [s, s + T) of a
+// list, at row offset off. The site lists w, g, dh (dh already at the row)
+// hold P entries: with g, the forward's w ⊙ g · v; else w · v, and with dh
+// also dh · v.
 constexpr int kSourceTile = 4;
-template <int T, class Src>
-ATTNRES_HD inline void source_tile_dots(float* uv, float* dhv, const float* w, const float* g, const float* dh,
-                                        const Src& src, int s, size_t off, int d) {
+template <int P, int T, class Src>
+ATTNRES_HD inline void source_tile_dots(float* uv, float* dhv, const float* const* w, const float* const* g,
+                                        const float* const* dh, const Src& src, int s, size_t off, int d) {
   const float* v[T];
   for (int t = 0; t < T; t++) v[t] = src[s + t] + off;
-  if (dh)
-    source_dots<T, true>(uv, dhv, w, g, dh, v, d);
+  if (g)
+    source_dots<P, T, true, false>(uv, dhv, w, g, dh, v, d);
+  else if (dh)
+    source_dots<P, T, false, true>(uv, dhv, w, g, dh, v, d);
   else
-    source_dots<T, false>(uv, dhv, w, g, dh, v, d);
+    source_dots<P, T, false, false>(uv, dhv, w, g, dh, v, d);
 }
-template <class Src>
-ATTNRES_HD inline void source_tile_dots(float* uv, float* dhv, const float* w, const float* g, const float* dh,
-                                        const Src& src, int s, int T, size_t off, int d) {
-  if (T == 4) source_tile_dots<4>(uv, dhv, w, g, dh, src, s, off, d);
-  if (T == 3) source_tile_dots<3>(uv, dhv, w, g, dh, src, s, off, d);
-  if (T == 2) source_tile_dots<2>(uv, dhv, w, g, dh, src, s, off, d);
-  if (T == 1) source_tile_dots<1>(uv, dhv, w, g, dh, src, s, off, d);
+template <int P, class Src>
+ATTNRES_HD inline void source_tile_dots(float* uv, float* dhv, const float* const* w, const float* const* g,
+                                        const float* const* dh, const Src& src, int s, int T, size_t off, int d) {
+  if (T == 4) source_tile_dots<P, 4>(uv, dhv, w, g, dh, src, s, off, d);
+  if (T == 3) source_tile_dots<P, 3>(uv, dhv, w, g, dh, src, s, off, d);
+  if (T == 2) source_tile_dots<P, 2>(uv, dhv, w, g, dh, src, s, off, d);
+  if (T == 1) source_tile_dots<P, 1>(uv, dhv, w, g, dh, src, s, off, d);
 }
 ATTNRES_HD inline int source_tile(int s, int K) { return K - s < kSourceTile ? K - s : kSourceTile; }
 
-// h += Σ_t a[t] v[t] over T sources, added in the order t = 0, 1, ... of T
-// passes of h[i] += a[t] v[t][i], but with h loaded and stored once.
-template <int T>
-ATTNRES_HD inline void add_weighted(float* h, const float* a, const float* const* v, int d) {
+// h[p] += Σ_t a[p * T + t] v[t] for P sites over T sources, added in the
+// order t = 0, 1, ... of T passes of h[p][i] += a v[t][i], but with each h
+// loaded and stored once and each source loaded once for all sites.
+template <int P, int T>
+ATTNRES_HD inline void add_weighted(float* const* h, const float* a, const float* const* v, int d) {
   ATTNRES_LANES
   for (int i = 0; i < d; i++) {
-    float x = h[i];
-    for (int t = 0; t < T; t++) x = fmaf(a[t], v[t][i], x);
-    h[i] = x;
+    float vi[T];  // once for all sites: a store to h might alias v, as far as the compiler knows
+    for (int t = 0; t < T; t++) vi[t] = v[t][i];
+    for (int p = 0; p < P; p++) {
+      float x = h[p][i];
+      for (int t = 0; t < T; t++) x = fmaf(a[p * T + t], vi[t], x);
+      h[p][i] = x;
+    }
   }
 }
-template <class Src>
-ATTNRES_HD inline void add_weighted_tile(float* h, const float* a, const Src& src, int s, int T, size_t off, int d) {
+template <int P, class Src>
+ATTNRES_HD inline void add_weighted_tile(float* const* h, const float* a, const Src& src, int s, int T, size_t off,
+                                         int d) {
   const float* v[kSourceTile];
   for (int t = 0; t < T; t++) v[t] = src[s + t] + off;
-  if (T == 4) add_weighted<4>(h, a, v, d);
-  if (T == 3) add_weighted<3>(h, a, v, d);
-  if (T == 2) add_weighted<2>(h, a, v, d);
-  if (T == 1) add_weighted<1>(h, a, v, d);
+  if (T == 4) add_weighted<P, 4>(h, a, v, d);
+  if (T == 3) add_weighted<P, 3>(h, a, v, d);
+  if (T == 2) add_weighted<P, 2>(h, a, v, d);
+  if (T == 1) add_weighted<P, 1>(h, a, v, d);
 }
 
-// Phase 1 for one site over its K completed sources: h = Σ alpha_s v_s and
-// the return value lse = log Σ_s exp(z_s). z holds K floats of scratch.
-template <class Src>
-ATTNRES_HD inline float attnres_completed(float* h, float* z, const Src& src, const Src& src_rstd, int K,
-                                          const float* w, const float* g, size_t n, int d) {
+// Phase 1 for P sites over their K completed sources, each source row loaded
+// once for all P: h[p] = Σ alpha_ps v_s, lse[p] = log Σ_s exp(z_ps), and
+// unless uv is null, uv[p][s] = u_p · v_s for the backward; h, lse and uv
+// point at the row. z holds P * kMaxSources floats of scratch.
+template <int P, class Src>
+ATTNRES_HD inline void attnres_completed(float* const* h, float* lse, float* const* uv, float* z, const Src& src,
+                                         const Src& src_rstd, int K, const float* const* w, const float* const* g,
+                                         size_t n, int d) {
   const size_t off = n * (size_t)d;
-  for (int s = 0; s < K; s += kSourceTile)
-    source_tile_dots(z + s, nullptr, w, g, nullptr, src, s, source_tile(s, K), off, d);
-  for (int s = 0; s < K; s++) z[s] *= src_rstd[s][n];
-  float mx = z[0];
-  for (int s = 1; s < K; s++) mx = z[s] > mx ? z[s] : mx;
-  float sum = 0.0f;
-  for (int s = 0; s < K; s++) {
-    z[s] = expf(z[s] - mx);
-    sum += z[s];
+  float tile[P * kSourceTile];
+  for (int s = 0; s < K; s += kSourceTile) {
+    const int T = source_tile(s, K);
+    source_tile_dots<P>(tile, nullptr, w, g, nullptr, src, s, T, off, d);
+    for (int p = 0; p < P; p++)
+      for (int t = 0; t < T; t++) {
+        if (uv) uv[p][s + t] = tile[p * T + t];
+        z[p * kMaxSources + s + t] = tile[p * T + t] * src_rstd[s + t][n];
+      }
   }
-  const float inv = 1.0f / sum;
-  for (int s = 0; s < K; s++) z[s] *= inv;
-  for (int i = 0; i < d; i++) h[i] = 0.0f;
-  for (int s = 0; s < K; s += kSourceTile) add_weighted_tile(h, z + s, src, s, source_tile(s, K), off, d);
-  return mx + logf(sum);
+  for (int p = 0; p < P; p++) {
+    softmax(z + p * kMaxSources, K, lse + p);
+    for (int i = 0; i < d; i++) h[p][i] = 0.0f;
+  }
+  for (int s = 0; s < K; s += kSourceTile) {
+    const int T = source_tile(s, K);
+    for (int p = 0; p < P; p++)
+      for (int t = 0; t < T; t++) tile[p * T + t] = z[p * kMaxSources + s + t];
+    add_weighted_tile<P>(h, tile, src, s, T, off, d);
+  }
 }
 
 // Phase 2: the partial block sum p (rstd r) joins the completed sources'
@@ -244,38 +270,47 @@ ATTNRES_HD inline SourceGrad attnres_source_grad(float uv, float dhv, float sdot
   const float a = expf(r * uv - lse);
   return {a, a * (dhv - sdot) * r, uv * r * r / (float)d};
 }
-// One element of a site's term in a source's gradient: a dh + dzk (u - c v)
-// with u = w g, its roundings spelled out so every kernel makes the same.
-ATTNRES_HD inline float source_term(const SourceGrad& q, float dh, float v, float w, float g) {
-  return fmaf(q.a, dh, q.dzk * fmaf(-q.c, v, w * g));
+// One element of a site's term in a source's gradient: a dh + dzk (u - c v),
+// its roundings spelled out so every kernel makes the same.
+ATTNRES_HD inline float source_term(const SourceGrad& q, float dh, float v, float u) {
+  return fmaf(q.a, dh, q.dzk * fmaf(-q.c, v, u));
+}
+// The backward's queries u_j = w_j ⊙ g_j of S sites, into u[j * d ...]:
+// the same floats the forward forms element by element.
+template <class ConstSites>
+ATTNRES_HD inline void attnres_queries(float* u, const ConstSites& w, const ConstSites& g, int S, int d) {
+  for (int j = 0; j < S; j++)
+    for (int i = 0; i < d; i++) u[(size_t)j * d + i] = w[j][i] * g[j][i];
 }
 // One source row's update by P sites in turn: dv += a dh + dzk (u - c v)
 // and du[p] += dzk v for each. dv is loaded and stored once, and gets the
 // terms in list order, the same bits as P passes of one site each.
 template <int P>
 ATTNRES_HD inline void attnres_source_update(float* dv, float* const* du, const SourceGrad* q, const float* const* dh,
-                                             const float* v, const float* const* w, const float* const* g, int d) {
+                                             const float* v, const float* const* u, int d) {
   ATTNRES_LANES
   for (int i = 0; i < d; i++) {
+    const float vi = v[i];  // once: the stores to du might alias v, as far as the compiler knows
     float x = dv[i];
     for (int p = 0; p < P; p++) {
-      x += source_term(q[p], dh[p][i], v[i], w[p][i], g[p][i]);
-      du[p][i] = fmaf(q[p].dzk, v[i], du[p][i]);
+      x += source_term(q[p], dh[p][i], vi, u[p][i]);
+      du[p][i] = fmaf(q[p].dzk, vi, du[p][i]);
     }
     dv[i] = x;
   }
 }
 
 // The backward of a site's partial source p: returns sdot = dh · h, and when
-// p is not null adds p's gradient to dp and its query gradient to du.
+// p is not null adds p's gradient to dp and its query gradient to du; u is
+// the site's query (attnres_queries).
 ATTNRES_HD inline float attnres_partial_backward(float* dp, float* du, const float* dh, const float* h, float lse,
-                                                 const float* p, float r, const float* w, const float* g, int d) {
+                                                 const float* p, float r, const float* u, int d) {
   const float sdot = dot(dh, h, d);
   if (!p) return sdot;
   float uv, dhv;
-  source_dots<1, true>(&uv, &dhv, w, g, dh, &p, d);
+  source_dots<1, 1, false, true>(&uv, &dhv, &u, nullptr, &dh, &p, d);
   const SourceGrad q = attnres_source_grad(uv, dhv, sdot, lse, r, d);
-  attnres_source_update<1>(dp, &du, &q, &dh, p, &w, &g, d);
+  attnres_source_update<1>(dp, &du, &q, &dh, p, &u, d);
   return sdot;
 }
 
@@ -283,41 +318,51 @@ ATTNRES_HD inline float attnres_partial_backward(float* dp, float* du, const flo
 // j, j - 1, ... of attnres_completed_backward, in that order.
 template <int P, class ConstSites>
 ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGrad (*sg)[kSourceTile], int t,
-                                            const ConstSites& dh, const ConstSites& w, const ConstSites& g, int j,
-                                            const float* v, size_t off, int d) {
-  const float *dhp[P], *wp[P], *gp[P];
+                                            const ConstSites& dh, const float* u, int j, const float* v, size_t off,
+                                            int d) {
+  const float *dhp[P], *up[P];
   float* dup[P];
   SourceGrad q[P];
   for (int p = 0; p < P; p++)
-    dhp[p] = dh[j - p] + off, wp[p] = w[j - p], gp[p] = g[j - p], dup[p] = du + (size_t)(j - p) * d, q[p] = sg[j - p][t];
-  attnres_source_update<P>(dv, dup, q, dhp, v, wp, gp, d);
+    dhp[p] = dh[j - p] + off, up[p] = u + (size_t)(j - p) * d, dup[p] = du + (size_t)(j - p) * d, q[p] = sg[j - p][t];
+  attnres_source_update<P>(dv, dup, q, dhp, v, up, d);
 }
 
 // The backward of S sites' completed sources in one pass over each source:
 // its gradient gets the sites' terms added in reverse site order (the order
 // site-by-site backwards would add them), du[j*d ...] site j's query terms.
-// dh, w, g list the sites'; sdot[j], lse[j] are site j's values of row n.
-// Sources go by tiles, whose dot products run side by side (source_dots).
+// dh lists the sites', u[j*d ...] is site j's query (attnres_queries);
+// sdot[j], lse[j] are site j's values of row n, uv[j] its row of the
+// forward's u · v. Sources go by tiles, whose dh · v products run side by
+// side (source_dots).
 template <class Dst, class Src, class ConstSites>
 ATTNRES_HD inline void attnres_completed_backward(const Dst& dacc_src, float* du, const ConstSites& dh,
-                                                  const float* sdot, const float* lse, const Src& src,
-                                                  const Src& src_rstd, int K, const ConstSites& w,
-                                                  const ConstSites& g, int S, size_t n, int d) {
+                                                  const float* sdot, const float* lse, const float* const* uv,
+                                                  const Src& src, const Src& src_rstd, int K, const float* u, int S,
+                                                  size_t n, int d) {
   const size_t off = n * (size_t)d;
   for (int s0 = 0; s0 < K; s0 += kSourceTile) {
     const int T = source_tile(s0, K);
     SourceGrad sg[kMaxSites][kSourceTile];
-    for (int j = 0; j < S; j++) {
-      float uv[kSourceTile], dhv[kSourceTile];
-      source_tile_dots(uv, dhv, w[j], g[j], dh[j] + off, src, s0, T, off, d);
-      for (int t = 0; t < T; t++) sg[j][t] = attnres_source_grad(uv[t], dhv[t], sdot[j], lse[j], src_rstd[s0 + t][n], d);
+    for (int j = 0; j < S; j += 2) {  // the dot products of a pair of sites at once
+      const int P = j + 1 < S ? 2 : 1;
+      float dhv[2 * kSourceTile];
+      const float* dhp[2] = {dh[j] + off, dh[j + P - 1] + off};
+      if (P == 2)
+        source_tile_dots<2>(dhv, nullptr, dhp, nullptr, nullptr, src, s0, T, off, d);
+      else
+        source_tile_dots<1>(dhv, nullptr, dhp, nullptr, nullptr, src, s0, T, off, d);
+      for (int p = 0; p < P; p++)
+        for (int t = 0; t < T; t++)
+          sg[j + p][t] = attnres_source_grad(uv[j + p][s0 + t], dhv[p * T + t], sdot[j + p], lse[j + p],
+                                             src_rstd[s0 + t][n], d);
     }
     for (int t = 0; t < T; t++) {
       float* dv = dacc_src[s0 + t] + off;
       const float* v = src[s0 + t] + off;
       int j = S - 1;
-      for (; j >= 1; j -= 2) attnres_sites_update<2>(dv, du, sg, t, dh, w, g, j, v, off, d);
-      if (j == 0) attnres_sites_update<1>(dv, du, sg, t, dh, w, g, 0, v, off, d);
+      for (; j >= 1; j -= 2) attnres_sites_update<2>(dv, du, sg, t, dh, u, j, v, off, d);
+      if (j == 0) attnres_sites_update<1>(dv, du, sg, t, dh, u, 0, v, off, d);
     }
   }
 }

@@ -155,8 +155,10 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
               m.seq_len);
   if (m.attnres())
     std::printf("residual  attnres, block size S=%d -> N=%d blocks (sources: b_0 + N blocks); each depth-attention "
-                "site keeps %zu B per token (h, log-sum-exp, key rstd; the weights are recomputed in the backward)\n",
-                m.block_size, m.num_blocks(), attnres_site_floats_per_token(m.d_model) * sizeof(float));
+                "site keeps %zu to %zu B per token (h, log-sum-exp, key rstd, and u . v of each of its 1 to N "
+                "completed sources; the weights are recomputed from them in the backward)\n",
+                m.block_size, m.num_blocks(), attnres_site_floats_per_token(m.d_model, 1) * sizeof(float),
+                attnres_site_floats_per_token(m.d_model, m.num_blocks()) * sizeof(float));
   else
     std::printf("residual  standard\n");
   std::printf("recompute %s (train.recompute)%s\n", recompute_name(m.recompute),

@@ -68,9 +68,10 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
   for (int j = sh.first; j < sh.last; ++j) {
     SublayerActs s{};
     if (m.attnres()) {
-      s.h = cv.take(Nr * d);  // attnres_site_floats_per_token: h, lse, prstd
+      s.h = cv.take(Nr * d);  // attnres_site_floats_per_token: h, lse, prstd, uv
       s.lse = cv.take(Nr);
       s.prstd = cv.take(Nr);
+      s.uv = cv.take(Nr * size_t(sources_at(m, j)));
       // A block's first partial sum is y itself; later ones need their own buffer.
       s.stream = m.starts_block(j) ? nullptr : cv.take(Nr * d);
     } else {
@@ -100,6 +101,7 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
     if (m.attnres()) {
       h.h = cv.take(Nr * d);
       h.lse = cv.take(Nr);
+      h.uv = cv.take(Nr * size_t(sources_at(m, m.num_sublayers()) - 1));  // the last block's completed sources
     }
     h.xn = cv.take(N * d);
     h.rstd = cv.take(Nr);
@@ -116,13 +118,18 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
 
 // Sites of an AttnRes group: the most a group of this chunk holds.
 static int max_group_sites(const ModelConfig& m) { return m.attnres() ? std::min(m.block_size, k::kMaxSites) : 1; }
+// dL/dh and sdot slots of the backward: a group's, and the output site's,
+// whose slot stays until its phase 1 part runs with the last group.
+static int backward_site_slots(const Shape& sh) {
+  return max_group_sites(sh.m) + (sh.m.attnres() && sh.has_head() ? 1 : 0);
+}
 
 // Scratch shared by all microbatches of a chunk: one backward at a time.
 static BackwardScratch carve_scratch(const Shape& sh, float* base, size_t* total) {
   const ModelConfig& m = sh.m;
   const ChunkDims& x = sh.dims;
   const size_t N = size_t(x.N), Nr = size_t(x.Nr), d = size_t(x.d);
-  const int G = max_group_sites(m);
+  const int G = backward_site_slots(sh);
   const bool sp = x.Nr != x.N;
   Carver cv{base};
   BackwardScratch s{};
@@ -151,6 +158,43 @@ static int group_start(const Chunk& c, int j) {
 }
 static int group_end(const Chunk& c, int start) {
   return std::min({c.last, (c.cfg.block_of(start) + 1) * c.cfg.block_size, start + k::kMaxSites});
+}
+// The output site sees what a site after the model's last sublayer would:
+// the last block's completed sources, and the final block sum as its
+// partial. So its phase 1 runs with the last group when that group has room
+// (a pass over those sources fewer, forward and backward), and its phase 2
+// merges the final block sum.
+static bool head_joins_group(const Chunk& c, int start, int end) {
+  return c.has_head && end == c.last && end - start < k::kMaxSites;
+}
+static bool head_joins_last_group(const Chunk& c) {
+  return head_joins_group(c, group_start(c, c.last - 1), c.last);
+}
+
+// The sites of one phase-1 group as the kernels take them (ops.h).
+struct GroupSites {
+  int S = 0;
+  float *h[k::kMaxSites], *lse[k::kMaxSites], *uv[k::kMaxSites];
+  const float *w[k::kMaxSites], *g[k::kMaxSites];
+  float *dw[k::kMaxSites], *dg[k::kMaxSites];
+  void add(float* h_, float* lse_, float* uv_, const float* w_, const float* g_, float* dw_, float* dg_) {
+    h[S] = h_, lse[S] = lse_, uv[S] = uv_, w[S] = w_, g[S] = g_, dw[S] = dw_, dg[S] = dg_;
+    ++S;
+  }
+};
+static void add_head_site(GroupSites& s, const Chunk& c, const HeadActs& h) {
+  s.add(h.h, h.lse, h.uv, c.p.out_query, c.p.out_norm, c.g.out_query, c.g.out_norm);
+}
+// Sites [start, end), and the output site if it joins them.
+static GroupSites group_sites(const Chunk& c, const ActsView& v, int start, int end) {
+  GroupSites s;
+  for (int i = start; i < end; ++i) {
+    const SublayerActs& a = v.sub[size_t(i - c.first)];
+    const SublayerTensors &p = c.p.sub[size_t(i - c.first)], &g = c.g.sub[size_t(i - c.first)];
+    s.add(a.h, a.lse, a.uv, p.res_query, p.res_norm, g.res_query, g.res_norm);
+  }
+  if (head_joins_group(c, start, end)) add_head_site(s, c, v.head);
+  return s;
 }
 
 ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_batch,
@@ -431,16 +475,9 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     assert(int(src.size()) + (part ? 1 : 0) == K);
     site_off += size_t(K);
   };
-  // Phase 1 for the sites [j, end) of a group against the completed sources.
-  auto completed_phase = [&](int j, int end) {
-    float *h[k::kMaxSites], *lse[k::kMaxSites];
-    const float *w[k::kMaxSites], *g[k::kMaxSites];
-    for (int i = j; i < end; ++i) {
-      SublayerActs& s = v.sub[i - c.first];
-      h[i - j] = s.h, lse[i - j] = s.lse;
-      w[i - j] = c.p.sub[i - c.first].res_query, g[i - j] = c.p.sub[i - c.first].res_norm;
-    }
-    k::attnres_block_forward(c.dev, h, lse, src.data(), rstd.data(), int(src.size()), w, g, end - j, Nr, d);
+  // Phase 1 for a group's sites against the first K completed sources.
+  auto completed_phase = [&](const GroupSites& s, int K) {
+    k::attnres_block_forward(c.dev, s.h, s.lse, s.uv, src.data(), rstd.data(), K, s.w, s.g, s.S, Nr, d);
   };
 
   for (int j = c.first; j < c.last; ++j) {
@@ -450,7 +487,7 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
       src.push_back(part), rstd.push_back(part_rstd);
       part = nullptr, part_rstd = nullptr;
     }
-    if (j == group_start(c, j)) completed_phase(j, group_end(c, j));
+    if (j == group_start(c, j)) completed_phase(group_sites(c, v, j, group_end(c, j)), int(src.size()));
     record(a.site_k[j - c.first]);
     if (part) k::attnres_merge_partial(c.dev, s.h, s.lse, part, part_rstd, p.res_query, p.res_norm, Nr, d);
     sublayer_forward(c, p, s, j);
@@ -465,14 +502,16 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   a.out.partial = part;
   a.out.hidden = nullptr;
   if (!c.has_head) return 0.0;
-  // The output site: every source is complete, a group of its own.
+  // The output site: phase 1 (with the last group, or now), then its
+  // partial, the final block sum (src's last entry), merged in.
   HeadActs& h = v.head;
   record(a.site_k.back());
-  float* hh[] = {h.h};
-  float* hl[] = {h.lse};
-  const float* hw[] = {c.p.out_query};
-  const float* hg[] = {c.p.out_norm};
-  k::attnres_block_forward(c.dev, hh, hl, src.data(), rstd.data(), int(src.size()), hw, hg, 1, Nr, d);
+  if (!head_joins_last_group(c)) {
+    GroupSites head;
+    add_head_site(head, c, h);
+    completed_phase(head, int(src.size()) - 1);
+  }
+  k::attnres_merge_partial(c.dev, h.h, h.lse, src.back(), rstd.back(), c.p.out_query, c.p.out_norm, Nr, d);
   return head_forward(c, h, h.h, targets);
 }
 
@@ -591,26 +630,30 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     site_off -= size_t(K);
     sp = a.site_src.data() + site_off, rp = a.site_src.data() + n_site_ptrs + site_off;
   };
-  float* dh_of[k::kMaxSites];   // per site of the current group: dL/dh (slot = site - group start)
-  float* sdot_of[k::kMaxSites];
-  for (int i = 0; i < max_group_sites(m); ++i) dh_of[i] = t.dh + size_t(i) * Nrd, sdot_of[i] = t.sdot + size_t(i) * Nr;
+  // dL/dh and sdot per slot: a group's sites (slot = site - group start),
+  // then the output site's (head_slot).
+  const int head_slot = max_group_sites(m);
+  float* dh_of[k::kMaxSites + 1];
+  float* sdot_of[k::kMaxSites + 1];
+  for (int i = 0; i < head_slot + (c.has_head ? 1 : 0); ++i)
+    dh_of[i] = t.dh + size_t(i) * Nrd, sdot_of[i] = t.sdot + size_t(i) * Nr;
 
   // Gradient buffers of every source, and of the running partial sum.
   std::vector<float*> dsrc(dout.sources.begin(), dout.sources.end());
-  if (c.has_head) {  // the output site: a group of one, every source complete
+  if (c.has_head) {  // the output site: its partial (the final block sum, its last source) now
     HeadActs& h = v.head;
     const int K = a.site_k.back();
     next_site(K);
-    head_backward(c, h, h.h, targets, loss_scale, dh_of[0]);
-    k::attnres_partial_backward(c.dev, sdot_of[0], nullptr, nullptr, nullptr, t.dquery, dh_of[0], h.h, h.lse,
-                                nullptr, nullptr, c.p.out_query, c.p.out_norm, Nr, d);
-    const float* hl[] = {h.lse};
-    const float* hw[] = {c.p.out_query};
-    const float* hg[] = {c.p.out_norm};
-    float* hdw[] = {c.g.out_query};
-    float* hdg[] = {c.g.out_norm};
-    k::attnres_block_backward(c.dev, dsrc.data(), hdw, hdg, t.dquery, dh_of, sdot_of, hl, sp, rp, K, hw, hg, 1, Nr,
-                              d);
+    head_backward(c, h, h.h, targets, loss_scale, dh_of[head_slot]);
+    k::attnres_partial_backward(c.dev, sdot_of[head_slot], dsrc[size_t(K - 1)], c.g.out_query, c.g.out_norm,
+                                t.dquery, dh_of[head_slot], h.h, h.lse, sp[K - 1], rp[K - 1], c.p.out_query,
+                                c.p.out_norm, Nr, d);
+    if (!head_joins_last_group(c)) {  // else with the last group, below
+      GroupSites head;
+      add_head_site(head, c, h);
+      k::attnres_block_backward(c.dev, dsrc.data(), head.dw, head.dg, t.dquery, dh_of + head_slot,
+                                sdot_of + head_slot, head.lse, head.uv, sp, rp, K - 1, head.w, head.g, 1, Nr, d);
+    }
   }
   // The partial sum after sublayer last-1 is either the chunk's output partial
   // or the last completed source.
@@ -630,16 +673,15 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
                                 dh_of[slot], s.h, s.lse, has_part ? sp[n_src] : nullptr,
                                 has_part ? rp[n_src] : nullptr, p.res_query, p.res_norm, Nr, d);
     if (j == gs) {  // the group's completed sources, in one pass each
-      const int S = group_end(c, gs) - gs;
-      const float *lse[k::kMaxSites], *w[k::kMaxSites], *gain[k::kMaxSites];
-      float *dw[k::kMaxSites], *dg[k::kMaxSites];
-      for (int i = 0; i < S; ++i) {
-        lse[i] = v.sub[gs + i - c.first].lse;
-        w[i] = c.p.sub[gs + i - c.first].res_query, gain[i] = c.p.sub[gs + i - c.first].res_norm;
-        dw[i] = c.g.sub[gs + i - c.first].res_query, dg[i] = c.g.sub[gs + i - c.first].res_norm;
+      const int ge = group_end(c, gs);
+      const GroupSites g_sites = group_sites(c, v, gs, ge);
+      float *dh[k::kMaxSites], *sdot[k::kMaxSites];
+      for (int i = 0; i < g_sites.S; ++i) {
+        const int at = gs + i < ge ? i : head_slot;  // the output site, if it joined
+        dh[i] = dh_of[at], sdot[i] = sdot_of[at];
       }
-      k::attnres_block_backward(c.dev, dsrc.data(), dw, dg, t.dquery, dh_of, sdot_of, lse, sp, rp, n_src, w, gain, S,
-                                Nr, d);
+      k::attnres_block_backward(c.dev, dsrc.data(), g_sites.dw, g_sites.dg, t.dquery, dh, sdot, g_sites.lse,
+                                g_sites.uv, sp, rp, n_src, g_sites.w, g_sites.g, g_sites.S, Nr, d);
     }
     if (m.starts_block(j) && j > c.first) dpart = dsrc[--n_src];  // previous block's sum
   }

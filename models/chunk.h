@@ -129,21 +129,24 @@ std::vector<SublayerRange> recompute_segments(const ModelConfig& cfg, int first,
 // last segment of the model's last chunk (its outputs leave nowhere).
 int recompute_kept_outputs(const ModelConfig& cfg, int first, int last);
 
-// What one AttnRes site keeps per token for its backward: its output h (d
-// floats, also the sublayer norm's input), its log-sum-exp and the key-side
-// rstd of the sublayer's partial sum. The weights alpha are recomputed from
-// them in the backward. carve_acts takes exactly these.
-inline size_t attnres_site_floats_per_token(int d) { return size_t(d) + 2; }
+// What one AttnRes site with K completed sources keeps per token for its
+// backward: its output h (d floats, also the sublayer norm's input), its
+// log-sum-exp, the key-side rstd of the sublayer's partial sum, and the K
+// products u · v_s of phase 1. The weights alpha are recomputed from them in
+// the backward; keeping u · v (K floats against h's d) spares the backward a
+// second dot product with every source. carve_acts takes exactly these.
+inline size_t attnres_site_floats_per_token(int d, int K) { return size_t(d) + 2 + size_t(K); }
 
 // One microbatch's saved tensors, pointers into ChunkActs::arena.
 struct SublayerActs {
   float *h, *lse, *xn, *rstd, *y, *stream, *prstd;  // common (lse: the AttnRes site's log-sum-exp)
+  float* uv;                                         // AttnRes: [Nr, K] u · v of the completed sources
   float *q, *k, *v, *att, *ao;                             // attention
   float *gate, *up, *act;                                  // MLP
   float *dy, *dq, *dk, *dv, *dgate, *dup;                  // saved for the weight pass
 };
 struct HeadActs {
-  float *h, *lse, *xn, *rstd, *logits, *losses, *dlogits;
+  float *h, *lse, *uv, *xn, *rstd, *logits, *losses, *dlogits;
   float *row_max, *sum_exp, *target_logit;  // cross-entropy statistics (sum_exp, target_logit adjacent)
 };
 struct ActsView {

@@ -76,7 +76,7 @@ void depth_attention(Decoder& dec, int K, bool partial, const float* query, cons
   for (int s = 0; s < K; ++s) rstd[size_t(s)] = dec.source_rstd + s;
   float* h[] = {dec.h};
   float* lse[] = {dec.lse};
-  k::attnres_block_forward(c.dev, h, lse, dec.sources.data(), rstd.data(), K, &query, &norm, 1, 1, d);
+  k::attnres_block_forward(c.dev, h, lse, nullptr, dec.sources.data(), rstd.data(), K, &query, &norm, 1, 1, d);
   if (partial)
     k::attnres_merge_partial(c.dev, dec.h, dec.lse, dec.sources[size_t(K)], dec.source_rstd + K, query, norm, 1, d);
 }
@@ -108,7 +108,8 @@ void stream_step(Decoder& dec) {
       k::add_inplace(c.dev, sum, dec.y, size_t(d));
     k::rms_inverse(c.dev, dec.source_rstd + b + 1, sum, 1, d, m.norm_eps);
   }
-  depth_attention(dec, m.num_blocks() + 1, false, c.p.out_query, c.p.out_norm);
+  // The output site as chunk_forward computes it: the final block sum is its partial.
+  depth_attention(dec, m.num_blocks(), true, c.p.out_query, c.p.out_norm);
 }
 
 }  // namespace

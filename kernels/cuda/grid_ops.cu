@@ -52,10 +52,10 @@ void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout
   grid::rmsnorm_backward_dx(Grid{dev}, dx, dout, x, g, rstd, N, d);
   grid::rmsnorm_gain_grad(Grid{dev}, dg, dout, x, rstd, N, d);
 }
-void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, const float* const* src,
-                           const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
-                           int N, int d) {
-  grid::attnres_block_forward(Grid{dev}, h, lse, src, src_rstd, K, w, g, S, N, d);
+void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, float* const* uv,
+                           const float* const* src, const float* const* src_rstd, int K, const float* const* w,
+                           const float* const* g, int S, int N, int d) {
+  grid::attnres_block_forward(Grid{dev}, h, lse, uv, src, src_rstd, K, w, g, S, N, d);
 }
 void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
                            const float* w, const float* g, int N, int d) {
@@ -68,9 +68,10 @@ void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, flo
 }
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
-                            const float* const* src, const float* const* src_rstd, int K, const float* const* w,
-                            const float* const* g, int S, int N, int d) {
-  grid::attnres_block_backward(Grid{dev}, dacc_src, dw, dg, scratch, dh, sdot, lse, src, src_rstd, K, w, g, S, N, d);
+                            const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
+                            const float* const* w, const float* const* g, int S, int N, int d) {
+  grid::attnres_block_backward(Grid{dev}, dacc_src, dw, dg, scratch, dh, sdot, lse, uv, src, src_rstd, K, w, g, S, N,
+                               d);
 }
 namespace {
 // `count` doubles of device scratch filled by `fill`, then copied to the

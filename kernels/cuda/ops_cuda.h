@@ -47,9 +47,9 @@ void embedding_backward(const Device& dev, float* dtable, const float* dout, con
 void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout, const float* x, const float* g,
                       const float* rstd, int N, int d);
 // src, src_rstd and dacc_src: pointer arrays in device memory.
-void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, const float* const* src,
-                           const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
-                           int N, int d);
+void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, float* const* uv,
+                           const float* const* src, const float* const* src_rstd, int K, const float* const* w,
+                           const float* const* g, int S, int N, int d);
 void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
                            const float* w, const float* g, int N, int d);
 void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
@@ -57,8 +57,8 @@ void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, flo
                               const float* w, const float* g, int N, int d);
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
-                            const float* const* src, const float* const* src_rstd, int K, const float* const* w,
-                            const float* const* g, int S, int N, int d);
+                            const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
+                            const float* const* w, const float* const* g, int S, int N, int d);
 // Sums returned to the host: the partials copied back, the stream synchronized.
 double sum(const Device& dev, const float* x, size_t n);
 double sum_squares(const Device& dev, const float* x, size_t n);

@@ -156,7 +156,7 @@ TEST(CudaOps, AttnResTwoPhasesForwardAndBackward) {
     return r;
   };
   auto zeros = [](size_t n) { return std::vector<float>(n); };
-  std::vector<Twin<float>> src, rstd, dsrc, h, lse, w, g, dh, sdot, dw, dg;
+  std::vector<Twin<float>> src, rstd, dsrc, h, lse, uv, w, g, dh, sdot, dw, dg;
   for (int s = 0; s < K; ++s) {
     src.emplace_back(dev, random_floats(size_t(N) * d, uint32_t(10 + s)));
     rstd.emplace_back(dev, rows(uint32_t(s)));
@@ -164,6 +164,7 @@ TEST(CudaOps, AttnResTwoPhasesForwardAndBackward) {
   }
   for (int j = 0; j < S; ++j) {
     h.emplace_back(dev, zeros(size_t(N) * d)), lse.emplace_back(dev, zeros(size_t(N)));
+    uv.emplace_back(dev, zeros(size_t(N) * K));
     w.emplace_back(dev, random_floats(size_t(d), uint32_t(20 + j))), g.emplace_back(dev, random_floats(size_t(d), uint32_t(30 + j)));
     dh.emplace_back(dev, random_floats(size_t(N) * d, uint32_t(40 + j))), sdot.emplace_back(dev, zeros(size_t(N)));
     dw.emplace_back(dev, zeros(size_t(d))), dg.emplace_back(dev, zeros(size_t(d)));
@@ -181,21 +182,24 @@ TEST(CudaOps, AttnResTwoPhasesForwardAndBackward) {
   auto run = [&](const Device& on, bool host) {
     const auto sp = pointers(src, host), rp = pointers(rstd, host), dsp = pointers(dsrc, host);
     const auto hp = pointers(h, host), lp = pointers(lse, host), wp = pointers(w, host), gp = pointers(g, host);
+    const auto up = pointers(uv, host);
     const auto dhp = pointers(dh, host), sdp = pointers(sdot, host), dwp = pointers(dw, host), dgp = pointers(dg, host);
-    attnres_block_forward(on, hp.data(), lp.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
+    attnres_block_forward(on, hp.data(), lp.data(), up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N,
+                          d);
     attnres_merge_partial(on, hp[1], lp[1], at(part, host), at(part_rstd, host), wp[1], gp[1], N, d);
     attnres_partial_backward(on, sdp[1], at(dpart, host), dwp[1], dgp[1], at(scratch, host), dhp[1], hp[1], lp[1],
                              at(part, host), at(part_rstd, host), wp[1], gp[1], N, d);
     attnres_partial_backward(on, sdp[0], nullptr, dwp[0], dgp[0], at(scratch, host), dhp[0], hp[0], lp[0], nullptr,
                              nullptr, wp[0], gp[0], N, d);
     attnres_block_backward(on, dsp.data(), dwp.data(), dgp.data(), at(scratch, host), dhp.data(), sdp.data(), lp.data(),
-                           sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
+                           up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
   };
   run(Device{}, true);
   run(dev, false);
   for (int j = 0; j < S; ++j) {
     expect_twin(dev, h[size_t(j)], kBody, "attnres h");
     expect_twin(dev, lse[size_t(j)], kBody, "attnres lse");
+    expect_twin(dev, uv[size_t(j)], kBody, "attnres u . v");
     expect_twin(dev, dw[size_t(j)], kBody, "attnres dw");
     expect_twin(dev, dg[size_t(j)], kBody, "attnres dg");
   }

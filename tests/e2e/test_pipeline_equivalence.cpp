@@ -155,6 +155,16 @@ TEST(PipelineEquivalence, LayoutCuttingBlocks) {
   expect_hop_bytes(got, "pp=3 layout 3,2,3");
 }
 
+// The output site runs its phase 1 with the last group of sites when the
+// group has room. One block of 8 sites fills a group at pp = 1, so there the
+// output site runs alone; at pp = 2 the last chunk's group holds 4 and it
+// joins them. Either way, the same bits.
+TEST(PipelineEquivalence, OutputSiteAloneOrWithTheLastGroup) {
+  const RunOut ref = run("head_pp1", 1, {"residual.block_size=8"});
+  const RunOut got = run("head_pp2", 2, {"residual.block_size=8", "parallel.pp=2", "parallel.layout=4,4"});
+  expect_match(ref, got, "one block of 8, pp=2 layout 4,4", 0.0);
+}
+
 // train.recompute through the trainer, at pp = 2 under zb-h1 (the split
 // backward) and interleaved with caching: every loss and parameter is that of
 // keeping the activations in one process.

@@ -48,14 +48,17 @@ std::vector<T*> pointers(Vs& v) {
   return p;
 }
 
-// h[j] [N, d] and lse[j] [N] of every site.
-inline void group_forward(const Device& dev, const SiteGroup& G, std::vector<Vec>& h, std::vector<Vec>& lse) {
+// h[j] [N, d], lse[j] [N] and uv[j] [N, K] of every site.
+inline void group_forward(const Device& dev, const SiteGroup& G, std::vector<Vec>& h, std::vector<Vec>& lse,
+                          std::vector<Vec>& uv) {
   h.assign(G.S, Vec(size_t(G.N) * G.d));
   lse.assign(G.S, Vec(size_t(G.N)));
-  const auto hp = pointers<float>(h), lp = pointers<float>(lse);
+  uv.assign(G.S, Vec(size_t(G.N) * G.K));
+  const auto hp = pointers<float>(h), lp = pointers<float>(lse), up = pointers<float>(uv);
   const auto sp = pointers<const float>(G.src), rp = pointers<const float>(G.rstd);
   const auto wp = pointers<const float>(G.w), gp = pointers<const float>(G.g);
-  attnres_block_forward(dev, hp.data(), lp.data(), sp.data(), rp.data(), G.K, wp.data(), gp.data(), G.S, G.N, G.d);
+  attnres_block_forward(dev, hp.data(), lp.data(), up.data(), sp.data(), rp.data(), G.K, wp.data(), gp.data(), G.S,
+                        G.N, G.d);
   for (int j = 0; j < G.S; j++)
     if (G.has_part(j))
       attnres_merge_partial(dev, h[j].data(), lse[j].data(), G.part[j].data(), G.part_rstd[j].data(), G.w[j].data(),
@@ -78,7 +81,8 @@ inline GroupGrads group_grads(const SiteGroup& G, float fill) {
 // The backward of sites [j0, j1) as one group (the completed part of the
 // group runs after its sites' partial parts).
 inline void group_backward(const Device& dev, const SiteGroup& G, const std::vector<Vec>& h,
-                           const std::vector<Vec>& lse, const std::vector<Vec>& dh, GroupGrads& out, int j0, int j1) {
+                           const std::vector<Vec>& lse, const std::vector<Vec>& uv, const std::vector<Vec>& dh,
+                           GroupGrads& out, int j0, int j1) {
   std::vector<Vec> sdot(G.S, Vec(size_t(G.N)));
   Vec scratch(std::max(attnres_block_backward_scratch(G.N, G.S, G.d), attnres_partial_backward_scratch(G.N, G.d)));
   for (int j = j1 - 1; j >= j0; j--) {
@@ -90,15 +94,16 @@ inline void group_backward(const Device& dev, const SiteGroup& G, const std::vec
   }
   const auto dsp = pointers<float>(out.dsrc);
   const auto sp = pointers<const float>(G.src), rp = pointers<const float>(G.rstd);
-  std::vector<const float*> dhp, sdp, lp, wp, gp;
+  std::vector<const float*> dhp, sdp, lp, up, wp, gp;
   std::vector<float*> dwp, dgp;
   for (int j = j0; j < j1; j++) {
     dhp.push_back(dh[j].data()), sdp.push_back(sdot[j].data()), lp.push_back(lse[j].data());
+    up.push_back(uv[j].data());
     wp.push_back(G.w[j].data()), gp.push_back(G.g[j].data());
     dwp.push_back(out.dw[j].data()), dgp.push_back(out.dg[j].data());
   }
   attnres_block_backward(dev, dsp.data(), dwp.data(), dgp.data(), scratch.data(), dhp.data(), sdp.data(), lp.data(),
-                         sp.data(), rp.data(), G.K, wp.data(), gp.data(), j1 - j0, G.N, G.d);
+                         up.data(), sp.data(), rp.data(), G.K, wp.data(), gp.data(), j1 - j0, G.N, G.d);
 }
 
 // Site j's sources for the double reference: the completed ones, then its partial.

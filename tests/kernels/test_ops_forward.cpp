@@ -187,27 +187,30 @@ TEST(OpsForward, AttnResTwoPhases) {
   Device dev;
   const int K = 4, S = 3, N = 6, d = 16;
   SiteGroup G = make_site_group(K, S, N, d, false, 30);
-  std::vector<Vec> h, lse;
-  group_forward(dev, G, h, lse);
+  std::vector<Vec> h, lse, uv;
+  group_forward(dev, G, h, lse, uv);
   for (int j = 0; j < S; j++) {
     const std::vector<DVec> srcs = site_sources(G, j);
     const DVec w = to_double(G.w[j]), g = to_double(G.g[j]);
     expect_near_rel(h[j], ref_attnres(srcs, w, g, N, d, 1e-6), kTol, "attnres h");
-    DVec want_lse(static_cast<size_t>(N));
+    DVec want_lse(static_cast<size_t>(N)), want_uv(size_t(N) * K);  // uv: the completed sources' only
     for (int n = 0; n < N; n++) {
       double sum = 0;
-      for (const DVec& v : srcs) {
-        double ms = 0, uv = 0;
-        for (int i = 0; i < d; i++) ms += v[n * d + i] * v[n * d + i], uv += w[i] * g[i] * v[n * d + i];
-        sum += std::exp(uv / std::sqrt(ms / d + 1e-6));
+      for (size_t s = 0; s < srcs.size(); s++) {
+        const DVec& v = srcs[s];
+        double ms = 0, dot = 0;
+        for (int i = 0; i < d; i++) ms += v[n * d + i] * v[n * d + i], dot += w[i] * g[i] * v[n * d + i];
+        sum += std::exp(dot / std::sqrt(ms / d + 1e-6));
+        if (s < size_t(K)) want_uv[size_t(n) * K + s] = dot;
       }
       want_lse[size_t(n)] = std::log(sum);
     }
     expect_near_rel(lse[j], want_lse, kTol, "attnres lse");
+    expect_near_rel(uv[j], want_uv, kTol, "attnres u . v");
   }
   // Zero queries (the paper's init) average each site's sources uniformly.
   for (Vec& w : G.w) std::fill(w.begin(), w.end(), 0.0f);
-  group_forward(dev, G, h, lse);
+  group_forward(dev, G, h, lse, uv);
   for (int j = 0; j < S; j++) {
     const std::vector<DVec> srcs = site_sources(G, j);
     for (int i = 0; i < N * d; i++) {
@@ -220,12 +223,12 @@ TEST(OpsForward, AttnResTwoPhases) {
 
 void check_grouping_changes_no_bit(const Device& dev, const SiteGroup& G) {
   const int K = G.K, S = G.S, N = G.N, d = G.d;
-  std::vector<Vec> h, lse, dh;
-  group_forward(dev, G, h, lse);
+  std::vector<Vec> h, lse, uv, dh;
+  group_forward(dev, G, h, lse, uv);
   for (int j = 0; j < S; j++) dh.push_back(random_vec(size_t(N) * d, 90 + j));
   GroupGrads whole = group_grads(G, 0.25f), cut = group_grads(G, 0.25f);
-  group_backward(dev, G, h, lse, dh, whole, 0, S);
-  for (int j = S - 1; j >= 0; j--) group_backward(dev, G, h, lse, dh, cut, j, j + 1);
+  group_backward(dev, G, h, lse, uv, dh, whole, 0, S);
+  for (int j = S - 1; j >= 0; j--) group_backward(dev, G, h, lse, uv, dh, cut, j, j + 1);
   for (int s = 0; s < K; s++) EXPECT_EQ(whole.dsrc[s], cut.dsrc[s]) << "dsrc " << s;
   for (int j = 0; j < S; j++) {
     EXPECT_EQ(whole.dpart[j], cut.dpart[j]) << "dpart " << j;
@@ -236,10 +239,11 @@ void check_grouping_changes_no_bit(const Device& dev, const SiteGroup& G) {
   SiteGroup one = G;
   one.S = 1, one.first_partial = true;
   one.part = {G.part[1]}, one.part_rstd = {G.part_rstd[1]}, one.w = {G.w[1]}, one.g = {G.g[1]};
-  std::vector<Vec> h1, lse1;
-  group_forward(dev, one, h1, lse1);
+  std::vector<Vec> h1, lse1, uv1;
+  group_forward(dev, one, h1, lse1, uv1);
   EXPECT_EQ(h1[0], h[1]);
   EXPECT_EQ(lse1[0], lse[1]);
+  EXPECT_EQ(uv1[0], uv[1]);
 }
 
 // How sites are grouped (a whole block, or cut by a pipeline stage boundary
@@ -264,11 +268,11 @@ TEST(OpsForward, AttnResGroupingChangesNoBit) {
 TEST(OpsForward, AttnResOneSourceSiteHasNoQueryGradient) {
   Device dev;
   const SiteGroup G = make_site_group(1, 1, 40, 27, false, 20);
-  std::vector<Vec> h, lse, dh = {random_vec(size_t(40) * 27, 21)};
-  group_forward(dev, G, h, lse);
+  std::vector<Vec> h, lse, uv, dh = {random_vec(size_t(40) * 27, 21)};
+  group_forward(dev, G, h, lse, uv);
   EXPECT_EQ(h[0], G.src[0]);
   GroupGrads grads = group_grads(G, 0.0f);
-  group_backward(dev, G, h, lse, dh, grads, 0, 1);
+  group_backward(dev, G, h, lse, uv, dh, grads, 0, 1);
   EXPECT_EQ(grads.dw[0], Vec(27, 0.0f));
   EXPECT_EQ(grads.dg[0], Vec(27, 0.0f));
   EXPECT_EQ(grads.dsrc[0], dh[0]);  // the value path only: alpha dh
@@ -381,13 +385,13 @@ TEST(OpsDeterminism, AttnResQueryAndGain) {
   Device dev;
   const int K = 3, S = 2;
   const SiteGroup G = make_site_group(K, S, kN, kD, true, 60);
-  std::vector<Vec> h, lse, dh;
-  group_forward(dev, G, h, lse);
+  std::vector<Vec> h, lse, uv, dh;
+  group_forward(dev, G, h, lse, uv);
   for (int j = 0; j < S; j++) dh.push_back(random_vec(size_t(kN) * kD, 72 + j));
   expect_same_bits_1_vs_2_threads(
       [&] {
         GroupGrads r = group_grads(G, 0.0f);
-        group_backward(dev, G, h, lse, dh, r, 0, S);
+        group_backward(dev, G, h, lse, uv, dh, r, 0, S);
         Vec all;
         for (auto* list : {&r.dsrc, &r.dpart, &r.dw, &r.dg})
           for (const Vec& v : *list) all.insert(all.end(), v.begin(), v.end());

@@ -166,11 +166,11 @@ TEST_P(AttnResGrad, SourcesPartialsQueriesAndGains) {
   const int N = 3, d = 8;
   const double eps = 1e-6;
   const SiteGroup G = make_site_group(K, S, N, d, first_partial, 100);
-  std::vector<Vec> h, lse, r;
+  std::vector<Vec> h, lse, uv, r;
   for (int j = 0; j < S; j++) r.push_back(random_vec(size_t(N) * d, 22 + j));
-  group_forward(dev, G, h, lse);
+  group_forward(dev, G, h, lse, uv);
   GroupGrads got = group_grads(G, kAcc);
-  group_backward(dev, G, h, lse, r, got, 0, S);
+  group_backward(dev, G, h, lse, uv, r, got, 0, S);
 
   // L from the double reference, with one input replaced.
   auto loss = [&](int src, int part, int site, const DVec* X, bool query) {
