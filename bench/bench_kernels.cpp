@@ -191,9 +191,9 @@ void BM_AttnResBlock(benchmark::State& state) {
     for (int j = S - 1; j >= 0; j--)
       attnres_partial_backward(dev, sdp[j], j ? dpart[j].data() : nullptr, dwp[j], dgp[j], scratch.data(), dhp[j],
                                hp[j], lp[j], j ? part[j].data() : nullptr, j ? prstd[j].data() : nullptr, wp[j], gp[j],
-                               N, d);
+                               N, d, false);
     attnres_block_backward(dev, dsp.data(), dwp.data(), dgp.data(), scratch.data(), dhp.data(), sdp.data(), lp.data(),
-                           up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
+                           up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d, false);
   }
   const double uv_tensors = double(S) * K / d;  // the sites' u . v rows, K floats per row each
   const double tensors = (backward ? 3.0 * K + 2.0 * S + 3.0 * (S - 1) : double(K) + (S - 1) + S) + uv_tensors;

@@ -324,7 +324,7 @@ void attnres_query_grads(const Run& run, const float* part, int groups, int S, i
 template <class Run>
 void attnres_partial_backward(const Run& run, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
                               const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
-                              const float* w, const float* g, int N, int d) {
+                              const float* w, const float* g, int N, int d, bool assign) {
   const int groups = row_groups(N);
   run(groups, [=] ATTNRES_HD(int64_t gi) {
     float* du = scratch + size_t(gi) * d;
@@ -335,7 +335,7 @@ void attnres_partial_backward(const Run& run, float* sdot, float* dacc_p, float*
     for (int n = n0; n < n1; n++) {
       const size_t off = size_t(n) * d;
       sdot[n] = row::attnres_partial_backward(p ? dacc_p + off : nullptr, du, dh + off, h + off, lse[n],
-                                              p ? p + off : nullptr, p ? p_rstd[n] : 0.0f, u, d);
+                                              p ? p + off : nullptr, p ? p_rstd[n] : 0.0f, u, d, assign);
     }
   });
   if (p) attnres_query_grads(run, scratch, groups, 1, d, site_list(&dw, 1), site_list(&dg, 1), site_list(&w, 1),
@@ -347,7 +347,7 @@ void attnres_block_backward(const Run& run, float* const* dacc_src, float* const
                             float* scratch, const float* const* dh, const float* const* sdot,
                             const float* const* lse, const float* const* uv, const float* const* src,
                             const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
-                            int N, int d) {
+                            int N, int d, bool assign) {
   const int groups = row_groups(N);
   const auto dv = source_list(dacc_src, K);
   const auto v = source_list(src, K), r = source_list(src_rstd, K);
@@ -363,7 +363,9 @@ void attnres_block_backward(const Run& run, float* const* dacc_src, float* const
       float sdot_n[kMaxSites], lse_n[kMaxSites];
       const float* uv_n[kMaxSites];
       for (int j = 0; j < S; j++) sdot_n[j] = sd[j][n], lse_n[j] = ls[j][n], uv_n[j] = us[j] + size_t(n) * K;
-      row::attnres_completed_backward(dv, du, dhs, sdot_n, lse_n, uv_n, v, r, K, u, S, size_t(n), d);
+      for (int s0 = 0; s0 < K; s0 += row::kSourceTile)
+        row::attnres_tile_backward(dv, du, dhs, sdot_n, lse_n, uv_n, v, r, s0, row::source_tile(s0, K), u, S,
+                                   size_t(n), d, assign);
     }
   });
   attnres_query_grads(run, scratch, groups, S, d, site_list(dw, S), site_list(dg, S), ws, gs);

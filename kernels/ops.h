@@ -129,21 +129,24 @@ void attnres_merge_partial(const Device& dev, float* h, float* lse, const float*
 
 // Backward, the site's part, run when dh (dL/dh) is known: sdot[N] = dh · h
 // (kept for the block's part); with a partial source p (null if none),
-// dacc_p += dL/dp and its query gradients accumulate into dw, dg.
+// dacc_p += dL/dp (dacc_p = dL/dp with assign: the first gradient that
+// buffer gets, so what it held is not read) and its query gradients
+// accumulate into dw, dg.
 // scratch: attnres_partial_backward_scratch(N, d) floats.
 void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
                               const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
-                              const float* w, const float* g, int N, int d);
+                              const float* w, const float* g, int N, int d, bool assign);
 size_t attnres_partial_backward_scratch(int N, int d);
 // Backward, the block's part, once the S sites' dh and sdot are known (uv:
 // the forward's):
 // dacc_src[s] += dL/dv_s for every completed source (value and key path),
-// adding the sites' terms in reverse site order, and dw[j], dg[j] accumulate.
+// adding the sites' terms in reverse site order (written from 0 with
+// assign), and dw[j], dg[j] accumulate.
 // scratch: attnres_block_backward_scratch(N, S, d) floats.
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
-                            const float* const* w, const float* const* g, int S, int N, int d);
+                            const float* const* w, const float* const* g, int S, int N, int d, bool assign);
 size_t attnres_block_backward_scratch(int N, int S, int d);
 
 // ---- id checks (host) ---------------------------------------------------------

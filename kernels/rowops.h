@@ -188,29 +188,30 @@ ATTNRES_HD inline int source_tile(int s, int K) { return K - s < kSourceTile ? K
 
 // h[p] += Σ_t a[p * T + t] v[t] for P sites over T sources, added in the
 // order t = 0, 1, ... of T passes of h[p][i] += a v[t][i], but with each h
-// loaded and stored once and each source loaded once for all sites.
-template <int P, int T>
+// loaded and stored once and each source loaded once for all sites. The
+// first tile (kFirst) starts from 0 instead of loading h.
+template <int P, int T, bool kFirst>
 ATTNRES_HD inline void add_weighted(float* const* h, const float* a, const float* const* v, int d) {
   ATTNRES_LANES
   for (int i = 0; i < d; i++) {
     float vi[T];  // once for all sites: a store to h might alias v, as far as the compiler knows
     for (int t = 0; t < T; t++) vi[t] = v[t][i];
     for (int p = 0; p < P; p++) {
-      float x = h[p][i];
+      float x = kFirst ? 0.0f : h[p][i];
       for (int t = 0; t < T; t++) x = fmaf(a[p * T + t], vi[t], x);
       h[p][i] = x;
     }
   }
 }
-template <int P, class Src>
+template <int P, bool kFirst, class Src>
 ATTNRES_HD inline void add_weighted_tile(float* const* h, const float* a, const Src& src, int s, int T, size_t off,
                                          int d) {
   const float* v[kSourceTile];
   for (int t = 0; t < T; t++) v[t] = src[s + t] + off;
-  if (T == 4) add_weighted<P, 4>(h, a, v, d);
-  if (T == 3) add_weighted<P, 3>(h, a, v, d);
-  if (T == 2) add_weighted<P, 2>(h, a, v, d);
-  if (T == 1) add_weighted<P, 1>(h, a, v, d);
+  if (T == 4) add_weighted<P, 4, kFirst>(h, a, v, d);
+  if (T == 3) add_weighted<P, 3, kFirst>(h, a, v, d);
+  if (T == 2) add_weighted<P, 2, kFirst>(h, a, v, d);
+  if (T == 1) add_weighted<P, 1, kFirst>(h, a, v, d);
 }
 
 // Phase 1 for P sites over their K completed sources, each source row loaded
@@ -232,15 +233,15 @@ ATTNRES_HD inline void attnres_completed(float* const* h, float* lse, float* con
         z[p * kMaxSources + s + t] = tile[p * T + t] * src_rstd[s + t][n];
       }
   }
-  for (int p = 0; p < P; p++) {
-    softmax(z + p * kMaxSources, K, lse + p);
-    for (int i = 0; i < d; i++) h[p][i] = 0.0f;
-  }
+  for (int p = 0; p < P; p++) softmax(z + p * kMaxSources, K, lse + p);
   for (int s = 0; s < K; s += kSourceTile) {
     const int T = source_tile(s, K);
     for (int p = 0; p < P; p++)
       for (int t = 0; t < T; t++) tile[p * T + t] = z[p * kMaxSources + s + t];
-    add_weighted_tile<P>(h, tile, src, s, T, off, d);
+    if (s == 0)
+      add_weighted_tile<P, true>(h, tile, src, s, T, off, d);
+    else
+      add_weighted_tile<P, false>(h, tile, src, s, T, off, d);
   }
 }
 
@@ -284,14 +285,16 @@ ATTNRES_HD inline void attnres_queries(float* u, const ConstSites& w, const Cons
 }
 // One source row's update by P sites in turn: dv += a dh + dzk (u - c v)
 // and du[p] += dzk v for each. dv is loaded and stored once, and gets the
-// terms in list order, the same bits as P passes of one site each.
-template <int P>
+// terms in list order, the same bits as P passes of one site each. With
+// kAssign, dv is the first gradient its buffer gets: the terms are written
+// from 0, and what the buffer held is not read.
+template <int P, bool kAssign>
 ATTNRES_HD inline void attnres_source_update(float* dv, float* const* du, const SourceGrad* q, const float* const* dh,
                                              const float* v, const float* const* u, int d) {
   ATTNRES_LANES
   for (int i = 0; i < d; i++) {
     const float vi = v[i];  // once: the stores to du might alias v, as far as the compiler knows
-    float x = dv[i];
+    float x = kAssign ? 0.0f : dv[i];
     for (int p = 0; p < P; p++) {
       x += source_term(q[p], dh[p][i], vi, u[p][i]);
       du[p][i] = fmaf(q[p].dzk, vi, du[p][i]);
@@ -301,22 +304,25 @@ ATTNRES_HD inline void attnres_source_update(float* dv, float* const* du, const 
 }
 
 // The backward of a site's partial source p: returns sdot = dh · h, and when
-// p is not null adds p's gradient to dp and its query gradient to du; u is
-// the site's query (attnres_queries).
+// p is not null adds p's gradient to dp (writes it, with assign) and its
+// query gradient to du; u is the site's query (attnres_queries).
 ATTNRES_HD inline float attnres_partial_backward(float* dp, float* du, const float* dh, const float* h, float lse,
-                                                 const float* p, float r, const float* u, int d) {
+                                                 const float* p, float r, const float* u, int d, bool assign) {
   const float sdot = dot(dh, h, d);
   if (!p) return sdot;
   float uv, dhv;
   source_dots<1, 1, false, true>(&uv, &dhv, &u, nullptr, &dh, &p, d);
   const SourceGrad q = attnres_source_grad(uv, dhv, sdot, lse, r, d);
-  attnres_source_update<1>(dp, &du, &q, &dh, p, &u, d);
+  if (assign)
+    attnres_source_update<1, true>(dp, &du, &q, &dh, p, &u, d);
+  else
+    attnres_source_update<1, false>(dp, &du, &q, &dh, p, &u, d);
   return sdot;
 }
 
 // attnres_source_update of one source row (tile slot t) by the P sites
-// j, j - 1, ... of attnres_completed_backward, in that order.
-template <int P, class ConstSites>
+// j, j - 1, ... of attnres_tile_backward, in that order.
+template <int P, bool kAssign, class ConstSites>
 ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGrad (*sg)[kSourceTile], int t,
                                             const ConstSites& dh, const float* u, int j, const float* v, size_t off,
                                             int d) {
@@ -325,45 +331,47 @@ ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGr
   SourceGrad q[P];
   for (int p = 0; p < P; p++)
     dhp[p] = dh[j - p] + off, up[p] = u + (size_t)(j - p) * d, dup[p] = du + (size_t)(j - p) * d, q[p] = sg[j - p][t];
-  attnres_source_update<P>(dv, dup, q, dhp, v, up, d);
+  attnres_source_update<P, kAssign>(dv, dup, q, dhp, v, up, d);
 }
 
-// The backward of S sites' completed sources in one pass over each source:
-// its gradient gets the sites' terms added in reverse site order (the order
-// site-by-site backwards would add them), du[j*d ...] site j's query terms.
-// dh lists the sites', u[j*d ...] is site j's query (attnres_queries);
-// sdot[j], lse[j] are site j's values of row n, uv[j] its row of the
-// forward's u · v. Sources go by tiles, whose dh · v products run side by
-// side (source_dots).
+// The backward of S sites' completed sources of the tile [s0, s0 + T) in
+// row n, in one pass over each source row: its gradient gets the sites'
+// terms added in reverse site order (the order site-by-site backwards would
+// add them), du[j*d ...] site j's query terms. dh lists the sites',
+// u[j*d ...] is site j's query (attnres_queries); sdot[j], lse[j] are site
+// j's values of row n, uv[j] its row of the forward's u · v. The tile's
+// dh · v products run side by side (source_dots). With assign, the sources'
+// gradients are written (the first these buffers get), not added to.
 template <class Dst, class Src, class ConstSites>
-ATTNRES_HD inline void attnres_completed_backward(const Dst& dacc_src, float* du, const ConstSites& dh,
-                                                  const float* sdot, const float* lse, const float* const* uv,
-                                                  const Src& src, const Src& src_rstd, int K, const float* u, int S,
-                                                  size_t n, int d) {
+ATTNRES_HD inline void attnres_tile_backward(const Dst& dacc_src, float* du, const ConstSites& dh, const float* sdot,
+                                             const float* lse, const float* const* uv, const Src& src,
+                                             const Src& src_rstd, int s0, int T, const float* u, int S, size_t n,
+                                             int d, bool assign) {
   const size_t off = n * (size_t)d;
-  for (int s0 = 0; s0 < K; s0 += kSourceTile) {
-    const int T = source_tile(s0, K);
-    SourceGrad sg[kMaxSites][kSourceTile];
-    for (int j = 0; j < S; j += 2) {  // the dot products of a pair of sites at once
-      const int P = j + 1 < S ? 2 : 1;
-      float dhv[2 * kSourceTile];
-      const float* dhp[2] = {dh[j] + off, dh[j + P - 1] + off};
-      if (P == 2)
-        source_tile_dots<2>(dhv, nullptr, dhp, nullptr, nullptr, src, s0, T, off, d);
-      else
-        source_tile_dots<1>(dhv, nullptr, dhp, nullptr, nullptr, src, s0, T, off, d);
-      for (int p = 0; p < P; p++)
-        for (int t = 0; t < T; t++)
-          sg[j + p][t] = attnres_source_grad(uv[j + p][s0 + t], dhv[p * T + t], sdot[j + p], lse[j + p],
-                                             src_rstd[s0 + t][n], d);
-    }
-    for (int t = 0; t < T; t++) {
-      float* dv = dacc_src[s0 + t] + off;
-      const float* v = src[s0 + t] + off;
-      int j = S - 1;
-      for (; j >= 1; j -= 2) attnres_sites_update<2>(dv, du, sg, t, dh, u, j, v, off, d);
-      if (j == 0) attnres_sites_update<1>(dv, du, sg, t, dh, u, 0, v, off, d);
-    }
+  SourceGrad sg[kMaxSites][kSourceTile];
+  for (int j = 0; j < S; j += 2) {  // the dot products of a pair of sites at once
+    const int P = j + 1 < S ? 2 : 1;
+    float dhv[2 * kSourceTile];
+    const float* dhp[2] = {dh[j] + off, dh[j + P - 1] + off};
+    if (P == 2)
+      source_tile_dots<2>(dhv, nullptr, dhp, nullptr, nullptr, src, s0, T, off, d);
+    else
+      source_tile_dots<1>(dhv, nullptr, dhp, nullptr, nullptr, src, s0, T, off, d);
+    for (int p = 0; p < P; p++)
+      for (int t = 0; t < T; t++)
+        sg[j + p][t] = attnres_source_grad(uv[j + p][s0 + t], dhv[p * T + t], sdot[j + p], lse[j + p],
+                                           src_rstd[s0 + t][n], d);
+  }
+  for (int t = 0; t < T; t++) {
+    float* dv = dacc_src[s0 + t] + off;
+    const float* v = src[s0 + t] + off;
+    int j = S - 1;
+    if (assign && j >= 1)  // the first (last) pair's terms start from 0
+      attnres_sites_update<2, true>(dv, du, sg, t, dh, u, j, v, off, d), j -= 2;
+    else if (assign)
+      attnres_sites_update<1, true>(dv, du, sg, t, dh, u, 0, v, off, d), j -= 1;
+    for (; j >= 1; j -= 2) attnres_sites_update<2, false>(dv, du, sg, t, dh, u, j, v, off, d);
+    if (j == 0) attnres_sites_update<1, false>(dv, du, sg, t, dh, u, 0, v, off, d);
   }
 }
 

@@ -645,14 +645,17 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     const int K = a.site_k.back();
     next_site(K);
     head_backward(c, h, h.h, targets, loss_scale, dh_of[head_slot]);
+    // The output site's terms are the first each source's gradient gets:
+    // written, so the buffers need no zeroing (and are not read).
     k::attnres_partial_backward(c.dev, sdot_of[head_slot], dsrc[size_t(K - 1)], c.g.out_query, c.g.out_norm,
                                 t.dquery, dh_of[head_slot], h.h, h.lse, sp[K - 1], rp[K - 1], c.p.out_query,
-                                c.p.out_norm, Nr, d);
+                                c.p.out_norm, Nr, d, true);
     if (!head_joins_last_group(c)) {  // else with the last group, below
       GroupSites head;
       add_head_site(head, c, h);
       k::attnres_block_backward(c.dev, dsrc.data(), head.dw, head.dg, t.dquery, dh_of + head_slot,
-                                sdot_of + head_slot, head.lse, head.uv, sp, rp, K - 1, head.w, head.g, 1, Nr, d);
+                                sdot_of + head_slot, head.lse, head.uv, sp, rp, K - 1, head.w, head.g, 1, Nr, d,
+                                true);
     }
   }
   // The partial sum after sublayer last-1 is either the chunk's output partial
@@ -671,7 +674,7 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     assert(n_src + (has_part ? 1 : 0) == a.site_k[j - c.first]);
     k::attnres_partial_backward(c.dev, sdot_of[slot], has_part ? dpart : nullptr, g.res_query, g.res_norm, t.dquery,
                                 dh_of[slot], s.h, s.lse, has_part ? sp[n_src] : nullptr,
-                                has_part ? rp[n_src] : nullptr, p.res_query, p.res_norm, Nr, d);
+                                has_part ? rp[n_src] : nullptr, p.res_query, p.res_norm, Nr, d, false);
     if (j == gs) {  // the group's completed sources, in one pass each
       const int ge = group_end(c, gs);
       const GroupSites g_sites = group_sites(c, v, gs, ge);
@@ -681,7 +684,8 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
         dh[i] = dh_of[at], sdot[i] = sdot_of[at];
       }
       k::attnres_block_backward(c.dev, dsrc.data(), g_sites.dw, g_sites.dg, t.dquery, dh, sdot, g_sites.lse,
-                                g_sites.uv, sp, rp, n_src, g_sites.w, g_sites.g, g_sites.S, Nr, d);
+                                g_sites.uv, sp, rp, n_src, g_sites.w, g_sites.g, g_sites.S, Nr, d,
+                                head_joins_group(c, gs, ge));
     }
     if (m.starts_block(j) && j > c.first) dpart = dsrc[--n_src];  // previous block's sum
   }

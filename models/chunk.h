@@ -192,9 +192,10 @@ std::vector<float> chunk_site_weights(const Chunk& c, const ChunkActs& a, int si
 const float* chunk_token_losses(const Chunk& c, const ChunkActs& a);
 
 // Backward, input-gradient half. `dout` holds gradient buffers shaped like
-// a.out: for the last chunk, zeroed buffers for every source (attnres) or null
-// (standard); otherwise the gradients received from the next chunk. Gradients
-// are accumulated in place; on return `din` points at the gradient of the
+// a.out: for the last chunk, buffers for every source (attnres; the output
+// site's terms are written into them first, so what they held is never
+// read) or null (standard); otherwise the gradients received from the next
+// chunk. Gradients are accumulated in place; on return `din` points at the gradient of the
 // input stream (aliasing dout's buffers: din.sources are dout.sources' first
 // n_in_sources). loss_scale multiplies dL/dlogits (1 / tokens per step).
 // Also accumulates the gradients of norms, pseudo-queries and the embedding.

@@ -178,8 +178,11 @@ PipelineExecutor::Slot& PipelineExecutor::acquire(int mb, int chunk) {
   for (Slot& s : L.slots) {
     if (s.mb != -1) continue;
     s.mb = mb;
-    for (float* g : s.own_grads)
-      if (g) k::zero(dev_, g, stream_floats_);
+    // The last chunk's backward writes its sources' gradients before it
+    // reads them (chunk_backward_input), so only other chunks' need zeros.
+    if (!(cfg_.attnres() && L.model->has_head))
+      for (float* g : s.own_grads)
+        if (g) k::zero(dev_, g, stream_floats_);
     if (s.dhidden) k::zero(dev_, s.dhidden, stream_floats_);
     return s;
   }

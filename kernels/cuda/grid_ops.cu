@@ -63,15 +63,15 @@ void attnres_merge_partial(const Device& dev, float* h, float* lse, const float*
 }
 void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
                               const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
-                              const float* w, const float* g, int N, int d) {
-  grid::attnres_partial_backward(Grid{dev}, sdot, dacc_p, dw, dg, scratch, dh, h, lse, p, p_rstd, w, g, N, d);
+                              const float* w, const float* g, int N, int d, bool assign) {
+  grid::attnres_partial_backward(Grid{dev}, sdot, dacc_p, dw, dg, scratch, dh, h, lse, p, p_rstd, w, g, N, d, assign);
 }
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
-                            const float* const* w, const float* const* g, int S, int N, int d) {
+                            const float* const* w, const float* const* g, int S, int N, int d, bool assign) {
   grid::attnres_block_backward(Grid{dev}, dacc_src, dw, dg, scratch, dh, sdot, lse, uv, src, src_rstd, K, w, g, S, N,
-                               d);
+                               d, assign);
 }
 namespace {
 // `count` doubles of device scratch filled by `fill`, then copied to the

@@ -54,11 +54,11 @@ void attnres_merge_partial(const Device& dev, float* h, float* lse, const float*
                            const float* w, const float* g, int N, int d);
 void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
                               const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
-                              const float* w, const float* g, int N, int d);
+                              const float* w, const float* g, int N, int d, bool assign);
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
-                            const float* const* w, const float* const* g, int S, int N, int d);
+                            const float* const* w, const float* const* g, int S, int N, int d, bool assign);
 // Sums returned to the host: the partials copied back, the stream synchronized.
 double sum(const Device& dev, const float* x, size_t n);
 double sum_squares(const Device& dev, const float* x, size_t n);

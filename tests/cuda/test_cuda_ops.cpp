@@ -188,11 +188,11 @@ TEST(CudaOps, AttnResTwoPhasesForwardAndBackward) {
                           d);
     attnres_merge_partial(on, hp[1], lp[1], at(part, host), at(part_rstd, host), wp[1], gp[1], N, d);
     attnres_partial_backward(on, sdp[1], at(dpart, host), dwp[1], dgp[1], at(scratch, host), dhp[1], hp[1], lp[1],
-                             at(part, host), at(part_rstd, host), wp[1], gp[1], N, d);
+                             at(part, host), at(part_rstd, host), wp[1], gp[1], N, d, false);
     attnres_partial_backward(on, sdp[0], nullptr, dwp[0], dgp[0], at(scratch, host), dhp[0], hp[0], lp[0], nullptr,
-                             nullptr, wp[0], gp[0], N, d);
+                             nullptr, wp[0], gp[0], N, d, false);
     attnres_block_backward(on, dsp.data(), dwp.data(), dgp.data(), at(scratch, host), dhp.data(), sdp.data(), lp.data(),
-                           up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d);
+                           up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d, false);
   };
   run(Device{}, true);
   run(dev, false);

@@ -79,10 +79,11 @@ inline GroupGrads group_grads(const SiteGroup& G, float fill) {
 }
 
 // The backward of sites [j0, j1) as one group (the completed part of the
-// group runs after its sites' partial parts).
+// group runs after its sites' partial parts). With assign, the source and
+// partial gradients are written, not added to.
 inline void group_backward(const Device& dev, const SiteGroup& G, const std::vector<Vec>& h,
                            const std::vector<Vec>& lse, const std::vector<Vec>& uv, const std::vector<Vec>& dh,
-                           GroupGrads& out, int j0, int j1) {
+                           GroupGrads& out, int j0, int j1, bool assign = false) {
   std::vector<Vec> sdot(G.S, Vec(size_t(G.N)));
   Vec scratch(std::max(attnres_block_backward_scratch(G.N, G.S, G.d), attnres_partial_backward_scratch(G.N, G.d)));
   for (int j = j1 - 1; j >= j0; j--) {
@@ -90,7 +91,7 @@ inline void group_backward(const Device& dev, const SiteGroup& G, const std::vec
     attnres_partial_backward(dev, sdot[j].data(), p ? out.dpart[j].data() : nullptr, out.dw[j].data(),
                              out.dg[j].data(), scratch.data(), dh[j].data(), h[j].data(), lse[j].data(),
                              p ? G.part[j].data() : nullptr, p ? G.part_rstd[j].data() : nullptr, G.w[j].data(),
-                             G.g[j].data(), G.N, G.d);
+                             G.g[j].data(), G.N, G.d, assign);
   }
   const auto dsp = pointers<float>(out.dsrc);
   const auto sp = pointers<const float>(G.src), rp = pointers<const float>(G.rstd);
@@ -103,7 +104,7 @@ inline void group_backward(const Device& dev, const SiteGroup& G, const std::vec
     dwp.push_back(out.dw[j].data()), dgp.push_back(out.dg[j].data());
   }
   attnres_block_backward(dev, dsp.data(), dwp.data(), dgp.data(), scratch.data(), dhp.data(), sdp.data(), lp.data(),
-                         up.data(), sp.data(), rp.data(), G.K, wp.data(), gp.data(), j1 - j0, G.N, G.d);
+                         up.data(), sp.data(), rp.data(), G.K, wp.data(), gp.data(), j1 - j0, G.N, G.d, assign);
 }
 
 // Site j's sources for the double reference: the completed ones, then its partial.

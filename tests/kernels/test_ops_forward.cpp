@@ -260,6 +260,27 @@ TEST(OpsForward, AttnResGroupingChangesNoBit) {
   }
 }
 
+// The output site's backward writes the sources' gradients instead of adding
+// to zeros (their buffers are then never zeroed): the same bits, and what the
+// buffers held is not read (NaN there would spread).
+TEST(OpsForward, AttnResAssignEqualsAddingToZeros) {
+  Device dev;
+  const SiteGroup G = make_site_group(6, 3, 70, 27, true, 85);
+  std::vector<Vec> h, lse, uv, dh;
+  group_forward(dev, G, h, lse, uv);
+  for (int j = 0; j < G.S; j++) dh.push_back(random_vec(size_t(G.N) * G.d, 95 + j));
+  GroupGrads added = group_grads(G, 0.0f), written = group_grads(G, 0.0f);
+  for (auto* list : {&written.dsrc, &written.dpart})
+    for (Vec& v : *list) std::fill(v.begin(), v.end(), std::nanf(""));
+  group_backward(dev, G, h, lse, uv, dh, added, 0, G.S);
+  group_backward(dev, G, h, lse, uv, dh, written, 0, G.S, true);
+  for (int s = 0; s < G.K; s++) EXPECT_EQ(written.dsrc[s], added.dsrc[s]) << "dsrc " << s;
+  for (int j = 0; j < G.S; j++) {
+    EXPECT_EQ(written.dpart[j], added.dpart[j]) << "dpart " << j;
+    EXPECT_EQ(written.dw[j], added.dw[j]) << "dw " << j;
+  }
+}
+
 // A site with one source and no partial (the first sublayer's: the
 // embedding alone) has alpha = 1 and h = v, so dz = dh · v - dh · h is 0
 // and its query and gain get no gradient: the kernels must compute dh · v
