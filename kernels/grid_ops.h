@@ -363,9 +363,10 @@ void attnres_block_backward(const Run& run, float* const* dacc_src, float* const
       float sdot_n[kMaxSites], lse_n[kMaxSites];
       const float* uv_n[kMaxSites];
       for (int j = 0; j < S; j++) sdot_n[j] = sd[j][n], lse_n[j] = ls[j][n], uv_n[j] = us[j] + size_t(n) * K;
-      for (int s0 = 0; s0 < K; s0 += row::kSourceTile)
-        row::attnres_tile_backward(dv, du, dhs, sdot_n, lse_n, uv_n, v, r, s0, row::source_tile(s0, K), u, S,
-                                   size_t(n), d, assign);
+      for (int s0 = 0, T; s0 < K; s0 += T) {
+        T = row::source_tile(s0, K, S > 1 ? 2 : 1);  // the sites' dot products go in pairs
+        row::attnres_tile_backward(dv, du, dhs, sdot_n, lse_n, uv_n, v, r, s0, T, u, S, size_t(n), d, assign);
+      }
     }
   });
   attnres_query_grads(run, scratch, groups, S, d, site_list(dw, S), site_list(dg, S), ws, gs);

@@ -159,11 +159,12 @@ ATTNRES_HD inline float query_dot(const float* w, const float* g, const float* v
   source_dots<1, 1, true, false>(&uv, nullptr, &w, &g, nullptr, &v, d);
   return uv;
 }
-// source_dots of P sites and the T <= kSourceTile sources [s, s + T) of a
-// list, at row offset off. The site lists w, g, dh (dh already at the row)
-// hold P entries: with g, the forward's w ⊙ g · v; else w · v, and with dh
-// also dh · v.
-constexpr int kSourceTile = 4;
+// source_dots of P sites and the T sources [s, s + T) of a list (a tile:
+// source_tile), at row offset off. The site lists w, g, dh (dh already at
+// the row) hold P entries: with g, the forward's w ⊙ g · v; else w · v, and
+// with dh also dh · v.
+constexpr int kSourceTile = 4;  // sources per tile with a pair of sites
+constexpr int kMaxTile = 8;     // with one site: still 8 independent sums
 template <int P, int T, class Src>
 ATTNRES_HD inline void source_tile_dots(float* uv, float* dhv, const float* const* w, const float* const* g,
                                         const float* const* dh, const Src& src, int s, size_t off, int d) {
@@ -183,8 +184,19 @@ ATTNRES_HD inline void source_tile_dots(float* uv, float* dhv, const float* cons
   if (T == 3) source_tile_dots<P, 3>(uv, dhv, w, g, dh, src, s, off, d);
   if (T == 2) source_tile_dots<P, 2>(uv, dhv, w, g, dh, src, s, off, d);
   if (T == 1) source_tile_dots<P, 1>(uv, dhv, w, g, dh, src, s, off, d);
+  if (T > kSourceTile && P == 1) {
+    if (T == 8) source_tile_dots<1, 8>(uv, dhv, w, g, dh, src, s, off, d);
+    if (T == 7) source_tile_dots<1, 7>(uv, dhv, w, g, dh, src, s, off, d);
+    if (T == 6) source_tile_dots<1, 6>(uv, dhv, w, g, dh, src, s, off, d);
+    if (T == 5) source_tile_dots<1, 5>(uv, dhv, w, g, dh, src, s, off, d);
+  }
 }
-ATTNRES_HD inline int source_tile(int s, int K) { return K - s < kSourceTile ? K - s : kSourceTile; }
+// The tile of sources from s on for P sites: up to 4 with a pair, 8 alone.
+// Tiles change no bit: each source's sums are its own.
+ATTNRES_HD inline int source_tile(int s, int K, int P) {
+  const int cap = P == 1 ? kMaxTile : kSourceTile;
+  return K - s < cap ? K - s : cap;
+}
 
 // h[p] += Σ_t a[p * T + t] v[t] for P sites over T sources, added in the
 // order t = 0, 1, ... of T passes of h[p][i] += a v[t][i], but with each h
@@ -206,12 +218,18 @@ ATTNRES_HD inline void add_weighted(float* const* h, const float* a, const float
 template <int P, bool kFirst, class Src>
 ATTNRES_HD inline void add_weighted_tile(float* const* h, const float* a, const Src& src, int s, int T, size_t off,
                                          int d) {
-  const float* v[kSourceTile];
+  const float* v[kMaxTile];
   for (int t = 0; t < T; t++) v[t] = src[s + t] + off;
   if (T == 4) add_weighted<P, 4, kFirst>(h, a, v, d);
   if (T == 3) add_weighted<P, 3, kFirst>(h, a, v, d);
   if (T == 2) add_weighted<P, 2, kFirst>(h, a, v, d);
   if (T == 1) add_weighted<P, 1, kFirst>(h, a, v, d);
+  if (T > kSourceTile && P == 1) {
+    if (T == 8) add_weighted<1, 8, kFirst>(h, a, v, d);
+    if (T == 7) add_weighted<1, 7, kFirst>(h, a, v, d);
+    if (T == 6) add_weighted<1, 6, kFirst>(h, a, v, d);
+    if (T == 5) add_weighted<1, 5, kFirst>(h, a, v, d);
+  }
 }
 
 // Phase 1 for P sites over their K completed sources, each source row loaded
@@ -223,9 +241,9 @@ ATTNRES_HD inline void attnres_completed(float* const* h, float* lse, float* con
                                          const Src& src_rstd, int K, const float* const* w, const float* const* g,
                                          size_t n, int d) {
   const size_t off = n * (size_t)d;
-  float tile[P * kSourceTile];
-  for (int s = 0; s < K; s += kSourceTile) {
-    const int T = source_tile(s, K);
+  float tile[P * kMaxTile];
+  for (int s = 0, T; s < K; s += T) {
+    T = source_tile(s, K, P);
     source_tile_dots<P>(tile, nullptr, w, g, nullptr, src, s, T, off, d);
     for (int p = 0; p < P; p++)
       for (int t = 0; t < T; t++) {
@@ -234,8 +252,8 @@ ATTNRES_HD inline void attnres_completed(float* const* h, float* lse, float* con
       }
   }
   for (int p = 0; p < P; p++) softmax(z + p * kMaxSources, K, lse + p);
-  for (int s = 0; s < K; s += kSourceTile) {
-    const int T = source_tile(s, K);
+  for (int s = 0, T; s < K; s += T) {
+    T = source_tile(s, K, P);
     for (int p = 0; p < P; p++)
       for (int t = 0; t < T; t++) tile[p * T + t] = z[p * kMaxSources + s + t];
     if (s == 0)
@@ -323,7 +341,7 @@ ATTNRES_HD inline float attnres_partial_backward(float* dp, float* du, const flo
 // attnres_source_update of one source row (tile slot t) by the P sites
 // j, j - 1, ... of attnres_tile_backward, in that order.
 template <int P, bool kAssign, class ConstSites>
-ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGrad (*sg)[kSourceTile], int t,
+ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGrad (*sg)[kMaxTile], int t,
                                             const ConstSites& dh, const float* u, int j, const float* v, size_t off,
                                             int d) {
   const float *dhp[P], *up[P];
@@ -348,10 +366,10 @@ ATTNRES_HD inline void attnres_tile_backward(const Dst& dacc_src, float* du, con
                                              const Src& src_rstd, int s0, int T, const float* u, int S, size_t n,
                                              int d, bool assign) {
   const size_t off = n * (size_t)d;
-  SourceGrad sg[kMaxSites][kSourceTile];
+  SourceGrad sg[kMaxSites][kMaxTile];
   for (int j = 0; j < S; j += 2) {  // the dot products of a pair of sites at once
     const int P = j + 1 < S ? 2 : 1;
-    float dhv[2 * kSourceTile];
+    float dhv[kMaxTile];
     const float* dhp[2] = {dh[j] + off, dh[j + P - 1] + off};
     if (P == 2)
       source_tile_dots<2>(dhv, nullptr, dhp, nullptr, nullptr, src, s0, T, off, d);

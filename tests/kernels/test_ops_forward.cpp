@@ -250,11 +250,12 @@ void check_grouping_changes_no_bit(const Device& dev, const SiteGroup& G) {
 // into groups of one) changes no bit, forward or backward: a site's forward
 // arithmetic is its own, and a source's gradient gets the sites' terms in
 // reverse site order either way. This is what keeps pipelines bitwise.
-// K = 6 runs a tile of 4 sources and one of 2 (kernels/rowops.h), S = 3 a
+// K = 6 runs a tile of 4 sources and one of 2 (kernels/rowops.h), K = 11
+// tiles of 4, 4, 3 for the group and of 8 and 3 for a site alone; S = 3 a
 // pair of sites and a single one; d = 27 leaves a tail past the lanes.
 TEST(OpsForward, AttnResGroupingChangesNoBit) {
   Device dev;
-  for (const int K : {3, 6}) {
+  for (const int K : {3, 6, 11}) {
     SCOPED_TRACE("K = " + std::to_string(K));
     check_grouping_changes_no_bit(dev, make_site_group(K, 3, 70, 27, false, 80));
   }
