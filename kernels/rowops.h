@@ -113,8 +113,8 @@ ATTNRES_HD inline void causal_softmax_backward(float* ds, const float* p, int le
 
 // ---- AttnRes depth attention, one token row n (DESIGN §1.1) ------------------
 // Sources are src[s] + n*d with key-side rstd src_rstd[s][n]; u = w ⊙ g is
-// the pseudo-query times the key-norm gain, formed element by element (the
-// same float wherever it is formed, so no buffer is needed for it).
+// the pseudo-query times the key-norm gain, the same float wherever it is
+// formed: element by element in the forward, once per row group backward.
 //   z_s = rstd_s * (u · v_s);  alpha = softmax(z);  h = Σ_s alpha_s v_s.
 // The paper's two phases (Algorithm 1): a site's completed sources first,
 // then its partial block sum merged in by online softmax. src, src_rstd and
