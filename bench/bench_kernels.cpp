@@ -147,9 +147,10 @@ BENCHMARK(BM_Copy)->Iterations(1)->Unit(benchmark::kMillisecond);
 // forward (phase 1 and the merges) or backward (the sites' partial parts and
 // the group's completed part). The bytes it must move, at the least: forward
 // reads the K sources, the S - 1 partials and writes S outputs and their
-// u . v rows; backward reads the K sources, dh, h and u . v of each site,
+// u . v rows; backward reads the K sources, dh and u . v of each site,
 // reads and writes the K source gradients, and reads the S - 1 partials and
-// their gradients and writes them.
+// their gradients and writes them (sdot = dh · h comes with dh, from the
+// norm's backward).
 // of_copy is that over the copy bandwidth of the same run.
 void BM_AttnResBlock(benchmark::State& state) {
   const int K = state.range(0), S = state.range(1), d = state.range(2);
@@ -188,15 +189,14 @@ void BM_AttnResBlock(benchmark::State& state) {
       forward();
       continue;
     }
-    for (int j = S - 1; j >= 0; j--)
-      attnres_partial_backward(dev, sdp[j], j ? dpart[j].data() : nullptr, dwp[j], dgp[j], scratch.data(), dhp[j],
-                               hp[j], lp[j], j ? part[j].data() : nullptr, j ? prstd[j].data() : nullptr, wp[j], gp[j],
-                               N, d, false);
+    for (int j = S - 1; j >= 1; j--)  // site 0 starts a block: no partial source
+      attnres_partial_backward(dev, dpart[j].data(), dwp[j], dgp[j], scratch.data(), dhp[j], sdp[j], lp[j],
+                               part[j].data(), prstd[j].data(), wp[j], gp[j], N, d, false);
     attnres_block_backward(dev, dsp.data(), dwp.data(), dgp.data(), scratch.data(), dhp.data(), sdp.data(), lp.data(),
                            up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d, false);
   }
   const double uv_tensors = double(S) * K / d;  // the sites' u . v rows, K floats per row each
-  const double tensors = (backward ? 3.0 * K + 2.0 * S + 3.0 * (S - 1) : double(K) + (S - 1) + S) + uv_tensors;
+  const double tensors = (backward ? 3.0 * K + S + 3.0 * (S - 1) : double(K) + (S - 1) + S) + uv_tensors;
   const double bytes = tensors * double(Nd) * sizeof(float);
   state.SetBytesProcessed(int64_t(double(state.iterations()) * bytes));
   state.counters["of_copy"] =

@@ -92,12 +92,14 @@ void rmsnorm_forward(const Run& run, float* out, float* rstd, const float* x, co
   });
 }
 // dx only; the gain gradient is a reduction over rows (the caller's).
+// Unless xdot is null, xdot[n] = dx · x of the row, while both are in cache.
 template <class Run>
-void rmsnorm_backward_dx(const Run& run, float* dx, const float* dout, const float* x, const float* g,
+void rmsnorm_backward_dx(const Run& run, float* dx, float* xdot, const float* dout, const float* x, const float* g,
                          const float* rstd, int N, int d) {
   run(N, [=] ATTNRES_HD(int64_t n) {
     const size_t off = size_t(n) * size_t(d);
     row::rmsnorm_backward(dx + off, dout + off, x + off, g, rstd[n], d);
+    if (xdot) xdot[n] = row::dot(dx + off, x + off, d);
   });
 }
 // dg[i] += Σ_n dout[n,i] x[n,i] rstd[n]: RMSNorm's gain gradient.
@@ -114,6 +116,15 @@ void rmsnorm_gain_grad(const Run& run, float* dg, const float* dout, const float
 template <class Run>
 void rms_inverse(const Run& run, float* rstd, const float* x, int N, int d, float eps) {
   run(N, [=] ATTNRES_HD(int64_t n) { rstd[n] = row::rms_inverse(x + size_t(n) * size_t(d), d, eps); });
+}
+template <class Run>
+void add_rms_inverse(const Run& run, float* out, float* rstd, const float* a, const float* b, int N, int d,
+                     float eps) {
+  run(N, [=] ATTNRES_HD(int64_t n) {
+    const size_t off = size_t(n) * size_t(d);
+    for (int i = 0; i < d; i++) out[off + i] = a[off + i] + b[off + i];
+    rstd[n] = row::rms_inverse(out + off, d, eps);
+  });
 }
 
 // RoPE on row bt = b·T + t of x [B·T, H, hd]: every head's pairs rotated by
@@ -322,24 +333,23 @@ void attnres_query_grads(const Run& run, const float* part, int groups, int S, i
 }
 
 template <class Run>
-void attnres_partial_backward(const Run& run, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
-                              const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
-                              const float* w, const float* g, int N, int d, bool assign) {
+void attnres_partial_backward(const Run& run, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
+                              const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
+                              const float* g, int N, int d, bool assign) {
   const int groups = row_groups(N);
   run(groups, [=] ATTNRES_HD(int64_t gi) {
     float* du = scratch + size_t(gi) * d;
     float* u = scratch + size_t(groups + gi) * d;
     for (int i = 0; i < d; i++) du[i] = 0.0f;
-    if (p) row::attnres_queries(u, &w, &g, 1, d);
+    row::attnres_queries(u, &w, &g, 1, d);
     const int n0 = int(gi) * kRowGroup, n1 = n0 + kRowGroup < N ? n0 + kRowGroup : N;
     for (int n = n0; n < n1; n++) {
       const size_t off = size_t(n) * d;
-      sdot[n] = row::attnres_partial_backward(p ? dacc_p + off : nullptr, du, dh + off, h + off, lse[n],
-                                              p ? p + off : nullptr, p ? p_rstd[n] : 0.0f, u, d, assign);
+      row::attnres_partial_backward(dacc_p + off, du, dh + off, sdot[n], lse[n], p + off, p_rstd[n], u, d, assign);
     }
   });
-  if (p) attnres_query_grads(run, scratch, groups, 1, d, site_list(&dw, 1), site_list(&dg, 1), site_list(&w, 1),
-                             site_list(&g, 1));
+  attnres_query_grads(run, scratch, groups, 1, d, site_list(&dw, 1), site_list(&dg, 1), site_list(&w, 1),
+                      site_list(&g, 1));
 }
 
 template <class Run>

@@ -117,12 +117,12 @@ void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x,
 }
 
 void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout, const float* x,
-                      const float* g, const float* rstd, int N, int d) {
+                      const float* g, const float* rstd, int N, int d, float* xdot) {
   switch (dev.backend) {
     case Backend::CPU:
-      grid::rmsnorm_backward_dx(cpu::Grid{}, dx, dout, x, g, rstd, N, d);
+      grid::rmsnorm_backward_dx(cpu::Grid{}, dx, xdot, dout, x, g, rstd, N, d);
       return grid::rmsnorm_gain_grad(cpu::Grid{}, dg, dout, x, rstd, N, d);
-    case Backend::CUDA: ATTNRES_ON_CUDA("rmsnorm_backward", rmsnorm_backward(dev, dx, dg, dout, x, g, rstd, N, d));
+    case Backend::CUDA: ATTNRES_ON_CUDA("rmsnorm_backward", rmsnorm_backward(dev, dx, dg, dout, x, g, rstd, N, d, xdot));
   }
 }
 
@@ -130,6 +130,14 @@ void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, f
   switch (dev.backend) {
     case Backend::CPU: return grid::rms_inverse(cpu::Grid{}, rstd, x, N, d, eps);
     case Backend::CUDA: ATTNRES_ON_CUDA("rms_inverse", rms_inverse(dev, rstd, x, N, d, eps));
+  }
+}
+
+void add_rms_inverse(const Device& dev, float* out, float* rstd, const float* a, const float* b, int N, int d,
+                     float eps) {
+  switch (dev.backend) {
+    case Backend::CPU: return grid::add_rms_inverse(cpu::Grid{}, out, rstd, a, b, N, d, eps);
+    case Backend::CUDA: ATTNRES_ON_CUDA("add_rms_inverse", add_rms_inverse(dev, out, rstd, a, b, N, d, eps));
   }
 }
 
@@ -208,16 +216,16 @@ void attnres_merge_partial(const Device& dev, float* h, float* lse, const float*
   }
 }
 
-void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
-                              const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
-                              const float* w, const float* g, int N, int d, bool assign) {
+void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
+                              const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
+                              const float* g, int N, int d, bool assign) {
   switch (dev.backend) {
     case Backend::CPU:
-      return grid::attnres_partial_backward(cpu::Grid{}, sdot, dacc_p, dw, dg, scratch, dh, h, lse, p, p_rstd, w, g,
-                                            N, d, assign);
+      return grid::attnres_partial_backward(cpu::Grid{}, dacc_p, dw, dg, scratch, dh, sdot, lse, p, p_rstd, w, g, N, d,
+                                            assign);
     case Backend::CUDA:
-      ATTNRES_ON_CUDA("attnres_partial_backward", attnres_partial_backward(dev, sdot, dacc_p, dw, dg, scratch, dh, h, lse,
-                                                                         p, p_rstd, w, g, N, d, assign));
+      ATTNRES_ON_CUDA("attnres_partial_backward", attnres_partial_backward(dev, dacc_p, dw, dg, scratch, dh, sdot, lse, p,
+                                                                         p_rstd, w, g, N, d, assign));
   }
 }
 

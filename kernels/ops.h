@@ -58,12 +58,19 @@ void embedding_backward(const Device& dev, float* dtable, const float* dout,
 // ---- RMSNorm: out = g * x * rstd, rstd = 1/sqrt(mean(x^2)+eps) ----------
 void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x,
                      const float* g, int N, int d, float eps);
-// dx overwritten; dg accumulated.
+// dx overwritten; dg accumulated. Unless xdot is null, xdot[N] = dx · x per
+// row (row::dot): an AttnRes site's sdot = dh · h, computed while both rows
+// are in cache instead of read again by the site's backward.
 void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout,
                       const float* x, const float* g, const float* rstd, int N,
-                      int d);
+                      int d, float* xdot = nullptr);
 // rstd[N] only (key-side norms of depth-attention sources, computed once per source).
 void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps);
+// out = a + b and rstd = rms_inverse(out) in one pass over the rows: a
+// block's running sum and its key-side norm, the same floats as add then
+// rms_inverse.
+void add_rms_inverse(const Device& dev, float* out, float* rstd, const float* a, const float* b, int N, int d,
+                     float eps);
 
 // ---- RoPE (rotate-half, DESIGN §1) on x[B*T, H, hd], in place ------------
 // cos/sin tables are [T, hd/2] in device memory. rope_tables() is a HOST
@@ -127,15 +134,15 @@ void attnres_block_forward(const Device& dev, float* const* h, float* const* lse
 void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
                            const float* w, const float* g, int N, int d);
 
-// Backward, the site's part, run when dh (dL/dh) is known: sdot[N] = dh · h
-// (kept for the block's part); with a partial source p (null if none),
-// dacc_p += dL/dp (dacc_p = dL/dp with assign: the first gradient that
-// buffer gets, so what it held is not read) and its query gradients
-// accumulate into dw, dg.
+// Backward, the site's partial source p, run when dh (dL/dh) and sdot[N] =
+// dh · h (rmsnorm_backward's xdot) are known: dacc_p += dL/dp (dacc_p =
+// dL/dp with assign: the first gradient that buffer gets, so what it held
+// is not read) and its query gradients accumulate into dw, dg. A site
+// without a partial source (a block's first) has no such part.
 // scratch: attnres_partial_backward_scratch(N, d) floats.
-void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
-                              const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
-                              const float* w, const float* g, int N, int d, bool assign);
+void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
+                              const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
+                              const float* g, int N, int d, bool assign);
 size_t attnres_partial_backward_scratch(int N, int d);
 // Backward, the block's part, once the S sites' dh and sdot are known (uv:
 // the forward's):

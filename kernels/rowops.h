@@ -321,13 +321,11 @@ ATTNRES_HD inline void attnres_source_update(float* dv, float* const* du, const 
   }
 }
 
-// The backward of a site's partial source p: returns sdot = dh · h, and when
-// p is not null adds p's gradient to dp (writes it, with assign) and its
-// query gradient to du; u is the site's query (attnres_queries).
-ATTNRES_HD inline float attnres_partial_backward(float* dp, float* du, const float* dh, const float* h, float lse,
-                                                 const float* p, float r, const float* u, int d, bool assign) {
-  const float sdot = dot(dh, h, d);
-  if (!p) return sdot;
+// The backward of a site's partial source p, given the site's sdot = dh · h:
+// adds p's gradient to dp (writes it, with assign) and its query gradient
+// to du; u is the site's query (attnres_queries).
+ATTNRES_HD inline void attnres_partial_backward(float* dp, float* du, const float* dh, float sdot, float lse,
+                                                const float* p, float r, const float* u, int d, bool assign) {
   float uv, dhv;
   source_dots<1, 1, false, true>(&uv, &dhv, &u, nullptr, &dh, &p, d);
   const SourceGrad q = attnres_source_grad(uv, dhv, sdot, lse, r, d);
@@ -335,7 +333,6 @@ ATTNRES_HD inline float attnres_partial_backward(float* dp, float* du, const flo
     attnres_source_update<1, true>(dp, &du, &q, &dh, p, &u, d);
   else
     attnres_source_update<1, false>(dp, &du, &q, &dh, p, &u, d);
-  return sdot;
 }
 
 // attnres_source_update of one source row (tile slot t) by the P sites

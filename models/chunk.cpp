@@ -491,8 +491,10 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     record(a.site_k[j - c.first]);
     if (part) k::attnres_merge_partial(c.dev, s.h, s.lse, part, part_rstd, p.res_query, p.res_norm, Nr, d);
     sublayer_forward(c, p, s, j);
-    if (part) k::add(c.dev, s.stream, part, s.y, size_t(Nr) * d);  // else stream == y
-    k::rms_inverse(c.dev, s.prstd, s.stream, Nr, d, m.norm_eps);
+    if (part)
+      k::add_rms_inverse(c.dev, s.stream, s.prstd, part, s.y, Nr, d, m.norm_eps);
+    else  // stream == y
+      k::rms_inverse(c.dev, s.prstd, s.stream, Nr, d, m.norm_eps);
     part = s.stream, part_rstd = s.prstd;
   }
   if (!partial_at(m, c.last)) {  // the chunk ends on a block boundary (or at L)
@@ -546,9 +548,10 @@ const float* chunk_token_losses(const Chunk& c, const ChunkActs& a) {
 // ---- backward ------------------------------------------------------------------
 // dL/dh of one sublayer from dL/dy (s.dy, full rows); saves what the weight
 // pass needs. The input gradient of the column-parallel matmuls is summed
-// over tp into the residual rows before the norm's backward.
+// over tp into the residual rows before the norm's backward. Unless sdot is
+// null, sdot = dh · h per row (an AttnRes site's).
 static void sublayer_backward(const Chunk& c, const SublayerTensors& p, const SublayerTensors& g,
-                              SublayerActs& s, int j, float* dh) {
+                              SublayerActs& s, int j, float* dh, float* sdot) {
   const BackwardScratch& t = c.t;
   const ModelConfig& m = c.cfg;
   const ChunkDims& x = c.dims;
@@ -573,19 +576,20 @@ static void sublayer_backward(const Chunk& c, const SublayerTensors& p, const Su
     k::linear_backward(c.dev, t.dxn, nullptr, s.dup, s.xn, p.up, N, d, x.Fl, true);
   }
   const float* dxn = sum_partials(c, t.dxn, t.dxn_res);
-  k::rmsnorm_backward(c.dev, dh, g.norm, dxn, s.h, p.norm, s.rstd, x.Nr, d);
+  k::rmsnorm_backward(c.dev, dh, g.norm, dxn, s.h, p.norm, s.rstd, x.Nr, d, sdot);
 }
 
-// dL/dx of the loss head input into dx (overwritten, residual rows); saves dlogits.
+// dL/dx of the loss head input into dx (overwritten, residual rows); saves
+// dlogits. Unless sdot is null, sdot = dx · xin per row (the output site's).
 static void head_backward(const Chunk& c, HeadActs& h, const float* xin, const int32_t* targets,
-                          float loss_scale, float* dx) {
+                          float loss_scale, float* dx, float* sdot) {
   const ChunkDims& x = c.dims;
   const BackwardScratch& t = c.t;
   k::cross_entropy_backward(c.dev, h.dlogits, h.logits, targets, h.row_max, h.sum_exp, x.N, x.Vl, x.v0,
                             loss_scale);
   k::linear_backward(c.dev, t.dxn, nullptr, h.dlogits, h.xn, c.p.lm_head, x.N, x.d, x.Vl, false);
   const float* dxn = sum_partials(c, t.dxn, t.dxn_res);
-  k::rmsnorm_backward(c.dev, dx, c.g.final_norm, dxn, xin, c.p.final_norm, h.rstd, x.Nr, x.d);
+  k::rmsnorm_backward(c.dev, dx, c.g.final_norm, dxn, xin, c.p.final_norm, h.rstd, x.Nr, x.d, sdot);
 }
 
 // Embedding gradient of this rank's vocabulary rows, from all N token rows.
@@ -608,11 +612,11 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   if (!m.attnres()) {
     // x_{j+1} = x_j + f_j(x_j): one running gradient, accumulated in place.
     float* dx = dout.hidden ? dout.hidden : t.dx;
-    if (c.has_head) head_backward(c, v.head, a.out.hidden, targets, loss_scale, dx);
+    if (c.has_head) head_backward(c, v.head, a.out.hidden, targets, loss_scale, dx, nullptr);
     for (int j = c.last - 1; j >= c.first; --j) {
       SublayerActs& s = v.sub[j - c.first];
       gather_rows(c, s.dy, dx);
-      sublayer_backward(c, c.p.sub[j - c.first], c.g.sub[j - c.first], s, j, t.dh);
+      sublayer_backward(c, c.p.sub[j - c.first], c.g.sub[j - c.first], s, j, t.dh, nullptr);
       k::add_inplace(c.dev, dx, t.dh, Nrd);
     }
     if (c.has_embed) embed_backward(c, dx, tokens);
@@ -644,12 +648,12 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     HeadActs& h = v.head;
     const int K = a.site_k.back();
     next_site(K);
-    head_backward(c, h, h.h, targets, loss_scale, dh_of[head_slot]);
+    head_backward(c, h, h.h, targets, loss_scale, dh_of[head_slot], sdot_of[head_slot]);
     // The output site's terms are the first each source's gradient gets:
     // written, so the buffers need no zeroing (and are not read).
-    k::attnres_partial_backward(c.dev, sdot_of[head_slot], dsrc[size_t(K - 1)], c.g.out_query, c.g.out_norm,
-                                t.dquery, dh_of[head_slot], h.h, h.lse, sp[K - 1], rp[K - 1], c.p.out_query,
-                                c.p.out_norm, Nr, d, true);
+    k::attnres_partial_backward(c.dev, dsrc[size_t(K - 1)], c.g.out_query, c.g.out_norm, t.dquery, dh_of[head_slot],
+                                sdot_of[head_slot], h.lse, sp[K - 1], rp[K - 1], c.p.out_query, c.p.out_norm, Nr, d,
+                                true);
     if (!head_joins_last_group(c)) {  // else with the last group, below
       GroupSites head;
       add_head_site(head, c, h);
@@ -668,13 +672,13 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     const int gs = group_start(c, j), slot = j - gs;
     next_site(a.site_k[j - c.first]);
     gather_rows(c, s.dy, dpart);  // p_j = p_{j-1} + y_j, so dy_j = dp_j
-    sublayer_backward(c, p, g, s, j, dh_of[slot]);
+    sublayer_backward(c, p, g, s, j, dh_of[slot], sdot_of[slot]);
     // The site's sources: n_src completed ones, then p_{j-1} (same buffer as dp_j).
     const bool has_part = !m.starts_block(j);
     assert(n_src + (has_part ? 1 : 0) == a.site_k[j - c.first]);
-    k::attnres_partial_backward(c.dev, sdot_of[slot], has_part ? dpart : nullptr, g.res_query, g.res_norm, t.dquery,
-                                dh_of[slot], s.h, s.lse, has_part ? sp[n_src] : nullptr,
-                                has_part ? rp[n_src] : nullptr, p.res_query, p.res_norm, Nr, d, false);
+    if (has_part)
+      k::attnres_partial_backward(c.dev, dpart, g.res_query, g.res_norm, t.dquery, dh_of[slot], sdot_of[slot], s.lse,
+                                  sp[n_src], rp[n_src], p.res_query, p.res_norm, Nr, d, false);
     if (j == gs) {  // the group's completed sources, in one pass each
       const int ge = group_end(c, gs);
       const GroupSites g_sites = group_sites(c, v, gs, ge);

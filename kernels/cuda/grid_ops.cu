@@ -32,6 +32,10 @@ void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x,
 void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps) {
   grid::rms_inverse(Grid{dev}, rstd, x, N, d, eps);
 }
+void add_rms_inverse(const Device& dev, float* out, float* rstd, const float* a, const float* b, int N, int d,
+                     float eps) {
+  grid::add_rms_inverse(Grid{dev}, out, rstd, a, b, N, d, eps);
+}
 void rope_forward(const Device& dev, float* x, const float* cos_t, const float* sin_t, int B, int T, int H, int hd) {
   grid::rope_apply<false>(Grid{dev}, x, cos_t, sin_t, B, T, H, hd);
 }
@@ -48,8 +52,8 @@ void embedding_backward(const Device& dev, float* dtable, const float* dout, con
   grid::embedding_backward(Grid{dev}, dtable, dout, tokens, N, d, v0, Vl);
 }
 void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout, const float* x, const float* g,
-                      const float* rstd, int N, int d) {
-  grid::rmsnorm_backward_dx(Grid{dev}, dx, dout, x, g, rstd, N, d);
+                      const float* rstd, int N, int d, float* xdot) {
+  grid::rmsnorm_backward_dx(Grid{dev}, dx, xdot, dout, x, g, rstd, N, d);
   grid::rmsnorm_gain_grad(Grid{dev}, dg, dout, x, rstd, N, d);
 }
 void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, float* const* uv,
@@ -61,10 +65,10 @@ void attnres_merge_partial(const Device& dev, float* h, float* lse, const float*
                            const float* w, const float* g, int N, int d) {
   grid::attnres_merge_partial(Grid{dev}, h, lse, p, p_rstd, w, g, N, d);
 }
-void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
-                              const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
-                              const float* w, const float* g, int N, int d, bool assign) {
-  grid::attnres_partial_backward(Grid{dev}, sdot, dacc_p, dw, dg, scratch, dh, h, lse, p, p_rstd, w, g, N, d, assign);
+void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
+                              const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
+                              const float* g, int N, int d, bool assign) {
+  grid::attnres_partial_backward(Grid{dev}, dacc_p, dw, dg, scratch, dh, sdot, lse, p, p_rstd, w, g, N, d, assign);
 }
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,

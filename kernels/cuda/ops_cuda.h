@@ -37,6 +37,8 @@ void adamw_update(const Device& dev, float* param, const float* grad, float* m, 
 void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x, const float* g, int N, int d,
                      float eps);
 void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps);
+void add_rms_inverse(const Device& dev, float* out, float* rstd, const float* a, const float* b, int N, int d,
+                     float eps);
 void rope_forward(const Device& dev, float* x, const float* cos_t, const float* sin_t, int B, int T, int H, int hd);
 void rope_backward(const Device& dev, float* dx, const float* cos_t, const float* sin_t, int B, int T, int H, int hd);
 void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const float* table, int N, int d, int v0,
@@ -45,16 +47,16 @@ void embedding_forward(const Device& dev, float* out, const int32_t* tokens, con
 void embedding_backward(const Device& dev, float* dtable, const float* dout, const int32_t* tokens, int N, int d,
                         int v0, int Vl);
 void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout, const float* x, const float* g,
-                      const float* rstd, int N, int d);
+                      const float* rstd, int N, int d, float* xdot);
 // src, src_rstd and dacc_src: pointer arrays in device memory.
 void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, float* const* uv,
                            const float* const* src, const float* const* src_rstd, int K, const float* const* w,
                            const float* const* g, int S, int N, int d);
 void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
                            const float* w, const float* g, int N, int d);
-void attnres_partial_backward(const Device& dev, float* sdot, float* dacc_p, float* dw, float* dg, float* scratch,
-                              const float* dh, const float* h, const float* lse, const float* p, const float* p_rstd,
-                              const float* w, const float* g, int N, int d, bool assign);
+void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
+                              const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
+                              const float* g, int N, int d, bool assign);
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,

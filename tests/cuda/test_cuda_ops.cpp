@@ -166,7 +166,7 @@ TEST(CudaOps, AttnResTwoPhasesForwardAndBackward) {
     h.emplace_back(dev, zeros(size_t(N) * d)), lse.emplace_back(dev, zeros(size_t(N)));
     uv.emplace_back(dev, zeros(size_t(N) * K));
     w.emplace_back(dev, random_floats(size_t(d), uint32_t(20 + j))), g.emplace_back(dev, random_floats(size_t(d), uint32_t(30 + j)));
-    dh.emplace_back(dev, random_floats(size_t(N) * d, uint32_t(40 + j))), sdot.emplace_back(dev, zeros(size_t(N)));
+    dh.emplace_back(dev, random_floats(size_t(N) * d, uint32_t(40 + j))), sdot.emplace_back(dev, random_floats(size_t(N), uint32_t(60 + j)));
     dw.emplace_back(dev, zeros(size_t(d))), dg.emplace_back(dev, zeros(size_t(d)));
   }
   Twin<float> part(dev, random_floats(size_t(N) * d, 50)), part_rstd(dev, rows(5)),
@@ -187,10 +187,8 @@ TEST(CudaOps, AttnResTwoPhasesForwardAndBackward) {
     attnres_block_forward(on, hp.data(), lp.data(), up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N,
                           d);
     attnres_merge_partial(on, hp[1], lp[1], at(part, host), at(part_rstd, host), wp[1], gp[1], N, d);
-    attnres_partial_backward(on, sdp[1], at(dpart, host), dwp[1], dgp[1], at(scratch, host), dhp[1], hp[1], lp[1],
+    attnres_partial_backward(on, at(dpart, host), dwp[1], dgp[1], at(scratch, host), dhp[1], sdp[1], lp[1],
                              at(part, host), at(part_rstd, host), wp[1], gp[1], N, d, false);
-    attnres_partial_backward(on, sdp[0], nullptr, dwp[0], dgp[0], at(scratch, host), dhp[0], hp[0], lp[0], nullptr,
-                             nullptr, wp[0], gp[0], N, d, false);
     attnres_block_backward(on, dsp.data(), dwp.data(), dgp.data(), at(scratch, host), dhp.data(), sdp.data(), lp.data(),
                            up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N, d, false);
   };

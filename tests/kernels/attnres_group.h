@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/ops.h"
+#include "kernels/rowops.h"
 #include "reference_ops.h"
 
 namespace attnres::kernels::testing {
@@ -80,19 +81,21 @@ inline GroupGrads group_grads(const SiteGroup& G, float fill) {
 
 // The backward of sites [j0, j1) as one group (the completed part of the
 // group runs after its sites' partial parts). With assign, the source and
-// partial gradients are written, not added to.
+// partial gradients are written, not added to. Each site's sdot = dh · h is
+// row::dot's, as rmsnorm_backward's xdot gives it in the model.
 inline void group_backward(const Device& dev, const SiteGroup& G, const std::vector<Vec>& h,
                            const std::vector<Vec>& lse, const std::vector<Vec>& uv, const std::vector<Vec>& dh,
                            GroupGrads& out, int j0, int j1, bool assign = false) {
   std::vector<Vec> sdot(G.S, Vec(size_t(G.N)));
+  for (int j = j0; j < j1; j++)
+    for (int n = 0; n < G.N; n++)
+      sdot[j][n] = row::dot(dh[j].data() + size_t(n) * G.d, h[j].data() + size_t(n) * G.d, G.d);
   Vec scratch(std::max(attnres_block_backward_scratch(G.N, G.S, G.d), attnres_partial_backward_scratch(G.N, G.d)));
-  for (int j = j1 - 1; j >= j0; j--) {
-    const bool p = G.has_part(j);
-    attnres_partial_backward(dev, sdot[j].data(), p ? out.dpart[j].data() : nullptr, out.dw[j].data(),
-                             out.dg[j].data(), scratch.data(), dh[j].data(), h[j].data(), lse[j].data(),
-                             p ? G.part[j].data() : nullptr, p ? G.part_rstd[j].data() : nullptr, G.w[j].data(),
-                             G.g[j].data(), G.N, G.d, assign);
-  }
+  for (int j = j1 - 1; j >= j0; j--)
+    if (G.has_part(j))
+      attnres_partial_backward(dev, out.dpart[j].data(), out.dw[j].data(), out.dg[j].data(), scratch.data(),
+                               dh[j].data(), sdot[j].data(), lse[j].data(), G.part[j].data(), G.part_rstd[j].data(),
+                               G.w[j].data(), G.g[j].data(), G.N, G.d, assign);
   const auto dsp = pointers<float>(out.dsrc);
   const auto sp = pointers<const float>(G.src), rp = pointers<const float>(G.rstd);
   std::vector<const float*> dhp, sdp, lp, up, wp, gp;

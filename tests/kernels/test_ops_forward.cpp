@@ -124,6 +124,14 @@ TEST(OpsForward, RMSNorm) {
     EXPECT_NEAR(rstd[n], 1.0 / std::sqrt(ms / d + eps), 1e-5 * rstd[n]);
     EXPECT_EQ(rstd[n], rstd2[n]);
   }
+  // add_rms_inverse: the same floats as add, then rms_inverse.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Vec y = random_vec(N * d, 15, -3.0f, 3.0f), sum(N * d), fused(N * d, nan), rstd3(N), rstd4(N, nan);
+  add(dev, sum.data(), x.data(), y.data(), size_t(N) * d);
+  rms_inverse(dev, rstd3.data(), sum.data(), N, d, eps);
+  add_rms_inverse(dev, fused.data(), rstd4.data(), x.data(), y.data(), N, d, eps);
+  EXPECT_EQ(fused, sum);
+  EXPECT_EQ(rstd4, rstd3);
 }
 
 TEST(OpsForward, RopeRotateHalf) {

@@ -66,10 +66,12 @@ TEST(OpsGrad, RMSNorm) {
   const int N = 4, d = 10;
   const float eps = 1e-6f;
   Vec x = random_vec(N * d, 6), g = random_vec(d, 7, 0.5f, 1.5f), r = random_vec(N * d, 8);
-  Vec out(N * d), rstd(N), dx(N * d, kNaN), dg(d, kAcc);
+  Vec out(N * d), rstd(N), dx(N * d, kNaN), dg(d, kAcc), xdot(N, kNaN);
   rmsnorm_forward(dev, out.data(), rstd.data(), x.data(), g.data(), N, d, eps);
   rmsnorm_backward(dev, dx.data(), dg.data(), r.data(), x.data(), g.data(),
-                   rstd.data(), N, d);
+                   rstd.data(), N, d, xdot.data());
+  // xdot is an AttnRes site's sdot: row::dot(dh, h), bit for bit.
+  for (int n = 0; n < N; n++) EXPECT_EQ(xdot[n], row::dot(&dx[size_t(n) * d], &x[size_t(n) * d], d)) << "row " << n;
   const DVec xd = to_double(x), gd = to_double(g);
   auto ngx = numeric_grad([&](const DVec& X) { return dot(ref_rmsnorm(X, gd, N, d, eps), r); }, xd);
   auto ngg = numeric_grad([&](const DVec& G) { return dot(ref_rmsnorm(xd, G, N, d, eps), r); }, gd);
