@@ -298,11 +298,14 @@ void attnres_block_forward(const Run& run, float* const* h, float* const* lse, f
   });
 }
 
+// Unless xn is null, also xn = RMSNorm(h) (gain norm) of the merged row.
 template <class Run>
 void attnres_merge_partial(const Run& run, float* h, float* lse, const float* p, const float* p_rstd, const float* w,
-                           const float* g, int N, int d) {
+                           const float* g, int N, int d, float* xn, float* rstd, const float* norm, float eps) {
   run(N, [=] ATTNRES_HD(int64_t n) {
-    row::attnres_merge(h + size_t(n) * d, lse + n, p + size_t(n) * d, p_rstd[n], w, g, d);
+    const size_t off = size_t(n) * d;
+    row::attnres_merge(h + off, lse + n, p + off, p_rstd[n], w, g, d);
+    if (xn) rstd[n] = row::rmsnorm_forward(xn + off, h + off, norm, d, eps);
   });
 }
 

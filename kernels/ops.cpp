@@ -209,10 +209,14 @@ void attnres_block_forward(const Device& dev, float* const* h, float* const* lse
 }
 
 void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
-                           const float* w, const float* g, int N, int d) {
+                           const float* w, const float* g, int N, int d, float* xn, float* rstd, const float* norm,
+                           float eps) {
   switch (dev.backend) {
-    case Backend::CPU: return grid::attnres_merge_partial(cpu::Grid{}, h, lse, p, p_rstd, w, g, N, d);
-    case Backend::CUDA: ATTNRES_ON_CUDA("attnres_merge_partial", attnres_merge_partial(dev, h, lse, p, p_rstd, w, g, N, d));
+    case Backend::CPU:
+      return grid::attnres_merge_partial(cpu::Grid{}, h, lse, p, p_rstd, w, g, N, d, xn, rstd, norm, eps);
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("attnres_merge_partial",
+                      attnres_merge_partial(dev, h, lse, p, p_rstd, w, g, N, d, xn, rstd, norm, eps));
   }
 }
 

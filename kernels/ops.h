@@ -130,9 +130,12 @@ void swiglu_backward(const Device& dev, float* dgate, float* dup,
 void attnres_block_forward(const Device& dev, float* const* h, float* const* lse, float* const* uv,
                            const float* const* src, const float* const* src_rstd, int K, const float* const* w,
                            const float* const* g, int S, int N, int d);
-// Phase 2: site (h, lse) joins its partial block sum p (rms_inverse p_rstd), in place.
+// Phase 2: site (h, lse) joins its partial block sum p (rms_inverse p_rstd),
+// in place. Unless xn is null, also the RMSNorm that reads h next (gain
+// norm): xn and rstd as rmsnorm_forward gives them, while the row is in cache.
 void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
-                           const float* w, const float* g, int N, int d);
+                           const float* w, const float* g, int N, int d, float* xn = nullptr,
+                           float* rstd = nullptr, const float* norm = nullptr, float eps = 0.0f);
 
 // Backward, the site's partial source p, run when dh (dL/dh) and sdot[N] =
 // dh · h (rmsnorm_backward's xdot) are known: dacc_p += dL/dp (dacc_p =

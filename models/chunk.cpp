@@ -360,22 +360,34 @@ static void gather_rows(const Chunk& c, float* full, const float* res) {
     k::copy(c.dev, full, res, size_t(x.N) * x.d, k::CopyKind::DeviceToDevice);
   }
 }
-// RMSNorm of residual rows into the full rows `xn` the next matmuls read.
+// Where a norm of residual rows goes before gather_rows makes them the full
+// rows `xn` the next matmuls read.
+static float* norm_target(const Chunk& c, float* xn) { return c.tp.sequence_parallel ? c.t.local : xn; }
+// RMSNorm (gain g) of residual rows x into xn.
 static void norm_to_full(const Chunk& c, float* xn, float* rstd, const float* x, const float* g) {
   const ChunkDims& d = c.dims;
-  float* out = c.tp.sequence_parallel ? c.t.local : xn;
+  float* out = norm_target(c, xn);
   k::rmsnorm_forward(c.dev, out, rstd, x, g, d.Nr, d.d, c.cfg.norm_eps);
+  gather_rows(c, xn, out);
+}
+// An AttnRes site's phase 2 (its partial p merged into h, lse) and the
+// RMSNorm (gain norm) of the merged h into xn, in one pass over the rows.
+static void merge_norm_to_full(const Chunk& c, float* xn, float* rstd, float* h, float* lse, const float* p,
+                               const float* p_rstd, const float* w, const float* g, const float* norm) {
+  const ChunkDims& d = c.dims;
+  float* out = norm_target(c, xn);
+  k::attnres_merge_partial(c.dev, h, lse, p, p_rstd, w, g, d.Nr, d.d, out, rstd, norm, c.cfg.norm_eps);
   gather_rows(c, xn, out);
 }
 
 // ---- forward -------------------------------------------------------------------
-// y = f_j(RMSNorm(h)): column-parallel q/k/v or gate/up on the full rows, then
-// the row-parallel o or down, summed over tp into the residual rows of s.y.
+// y = f_j(s.xn), s.xn = RMSNorm(h) (the caller's): column-parallel q/k/v or
+// gate/up on the full rows, then the row-parallel o or down, summed over tp
+// into the residual rows of s.y.
 static void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, int j) {
   const ModelConfig& m = c.cfg;
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;
-  norm_to_full(c, s.xn, s.rstd, s.h, p.norm);
   float* y = partial_target(c, s.y);
   if (j % 2 == 0) {
     const float *cos_t = c.cos, *sin_t = c.sin;
@@ -403,12 +415,12 @@ static void embed_forward(const Chunk& c, float* x0, const int32_t* tokens) {
   sum_partials(c, out, x0);
 }
 
-// Loss head: [AttnRes_out] -> final norm -> LM head -> cross-entropy over the
-// vocabulary shards (their row statistics combined over tp). Returns the loss sum.
-static double head_forward(const Chunk& c, HeadActs& h, const float* xin, const int32_t* targets) {
+// Loss head: h.xn = final norm of [AttnRes_out] (the caller's) -> LM head ->
+// cross-entropy over the vocabulary shards (their row statistics combined
+// over tp). Returns the loss sum.
+static double head_forward(const Chunk& c, HeadActs& h, const int32_t* targets) {
   const ChunkDims& x = c.dims;
   const int N = x.N;
-  norm_to_full(c, h.xn, h.rstd, xin, c.p.final_norm);
   k::linear_forward(c.dev, h.logits, h.xn, c.p.lm_head, N, x.d, x.Vl);
   k::cross_entropy_row_max(c.dev, h.row_max, h.logits, N, x.Vl);
   if (c.tp.coll) c.tp.coll->allreduce_max(h.row_max, size_t(N));
@@ -431,13 +443,17 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     const float* x = v.sub[0].h;
     for (int j = c.first; j < c.last; ++j) {
       SublayerActs& s = v.sub[j - c.first];
-      sublayer_forward(c, c.p.sub[j - c.first], s, j);
+      const SublayerTensors& p = c.p.sub[j - c.first];
+      norm_to_full(c, s.xn, s.rstd, s.h, p.norm);
+      sublayer_forward(c, p, s, j);
       k::add(c.dev, s.stream, x, s.y, size_t(Nr) * d);
       x = s.stream;
     }
     a.out = ResidualState{};
     a.out.hidden = const_cast<float*>(x);
-    return c.has_head ? head_forward(c, v.head, x, targets) : 0.0;
+    if (!c.has_head) return 0.0;
+    norm_to_full(c, v.head.xn, v.head.rstd, x, c.p.final_norm);
+    return head_forward(c, v.head, targets);
   }
 
   // AttnRes: the completed sources and their key-side rstd rows. The depth
@@ -489,7 +505,10 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     }
     if (j == group_start(c, j)) completed_phase(group_sites(c, v, j, group_end(c, j)), int(src.size()));
     record(a.site_k[j - c.first]);
-    if (part) k::attnres_merge_partial(c.dev, s.h, s.lse, part, part_rstd, p.res_query, p.res_norm, Nr, d);
+    if (part)
+      merge_norm_to_full(c, s.xn, s.rstd, s.h, s.lse, part, part_rstd, p.res_query, p.res_norm, p.norm);
+    else
+      norm_to_full(c, s.xn, s.rstd, s.h, p.norm);
     sublayer_forward(c, p, s, j);
     if (part)
       k::add_rms_inverse(c.dev, s.stream, s.prstd, part, s.y, Nr, d, m.norm_eps);
@@ -513,8 +532,9 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     add_head_site(head, c, h);
     completed_phase(head, int(src.size()) - 1);
   }
-  k::attnres_merge_partial(c.dev, h.h, h.lse, src.back(), rstd.back(), c.p.out_query, c.p.out_norm, Nr, d);
-  return head_forward(c, h, h.h, targets);
+  merge_norm_to_full(c, h.xn, h.rstd, h.h, h.lse, src.back(), rstd.back(), c.p.out_query, c.p.out_norm,
+                     c.p.final_norm);
+  return head_forward(c, h, targets);
 }
 
 std::vector<float> chunk_site_weights(const Chunk& c, const ChunkActs& a, int site, int rows) {

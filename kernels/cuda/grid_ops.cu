@@ -62,8 +62,9 @@ void attnres_block_forward(const Device& dev, float* const* h, float* const* lse
   grid::attnres_block_forward(Grid{dev}, h, lse, uv, src, src_rstd, K, w, g, S, N, d);
 }
 void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
-                           const float* w, const float* g, int N, int d) {
-  grid::attnres_merge_partial(Grid{dev}, h, lse, p, p_rstd, w, g, N, d);
+                           const float* w, const float* g, int N, int d, float* xn, float* rstd, const float* norm,
+                           float eps) {
+  grid::attnres_merge_partial(Grid{dev}, h, lse, p, p_rstd, w, g, N, d, xn, rstd, norm, eps);
 }
 void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
                               const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,

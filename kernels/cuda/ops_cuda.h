@@ -53,7 +53,8 @@ void attnres_block_forward(const Device& dev, float* const* h, float* const* lse
                            const float* const* src, const float* const* src_rstd, int K, const float* const* w,
                            const float* const* g, int S, int N, int d);
 void attnres_merge_partial(const Device& dev, float* h, float* lse, const float* p, const float* p_rstd,
-                           const float* w, const float* g, int N, int d);
+                           const float* w, const float* g, int N, int d, float* xn, float* rstd, const float* norm,
+                           float eps);
 void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
                               const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
                               const float* g, int N, int d, bool assign);

@@ -272,6 +272,24 @@ TEST(OpsForward, AttnResGroupingChangesNoBit) {
 // The output site's backward writes the sources' gradients instead of adding
 // to zeros (their buffers are then never zeroed): the same bits, and what the
 // buffers held is not read (NaN there would spread).
+TEST(OpsForward, AttnResMergeWithNormEqualsMergeThenNorm) {
+  Device dev;
+  const int N = 7, d = 20;
+  const float eps = 1e-6f, nan = std::numeric_limits<float>::quiet_NaN();
+  const Vec p = random_vec(N * d, 61), p_rstd = random_vec(N, 62, 0.5f, 2.0f), w = random_vec(d, 63),
+            g = random_vec(d, 64), norm = random_vec(d, 65, 0.5f, 1.5f);
+  Vec h1 = random_vec(N * d, 66), lse1 = random_vec(N, 67), h2 = h1, lse2 = lse1;
+  Vec xn1(N * d), rstd1(N), xn2(N * d, nan), rstd2(N, nan);
+  attnres_merge_partial(dev, h1.data(), lse1.data(), p.data(), p_rstd.data(), w.data(), g.data(), N, d);
+  rmsnorm_forward(dev, xn1.data(), rstd1.data(), h1.data(), norm.data(), N, d, eps);
+  attnres_merge_partial(dev, h2.data(), lse2.data(), p.data(), p_rstd.data(), w.data(), g.data(), N, d, xn2.data(),
+                        rstd2.data(), norm.data(), eps);
+  EXPECT_EQ(h2, h1);
+  EXPECT_EQ(lse2, lse1);
+  EXPECT_EQ(xn2, xn1);
+  EXPECT_EQ(rstd2, rstd1);
+}
+
 TEST(OpsForward, AttnResAssignEqualsAddingToZeros) {
   Device dev;
   const SiteGroup G = make_site_group(6, 3, 70, 27, true, 85);
