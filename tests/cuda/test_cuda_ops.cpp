@@ -94,19 +94,24 @@ TEST(CudaOps, NormRopeEmbeddingAndCrossEntropy) {
   Twin<float> x(dev, random_floats(size_t(N) * d, 3)), g(dev, random_floats(size_t(d), 4)),
       dout(dev, random_floats(size_t(N) * d, 5)), out(dev, std::vector<float>(size_t(N) * d)),
       rstd(dev, std::vector<float>(size_t(N))), dx(dev, std::vector<float>(size_t(N) * d)),
-      dgain(dev, std::vector<float>(size_t(d)));
+      dgain(dev, std::vector<float>(size_t(d))), xdot(dev, std::vector<float>(size_t(N)));
   rmsnorm_forward(Device{}, out.host.data(), rstd.host.data(), x.host.data(), g.host.data(), N, d, 1e-6f);
   rmsnorm_forward(dev, out.device.data(), rstd.device.data(), x.device.data(), g.device.data(), N, d, 1e-6f);
   rmsnorm_backward(Device{}, dx.host.data(), dgain.host.data(), dout.host.data(), x.host.data(), g.host.data(),
-                   rstd.host.data(), N, d);
+                   rstd.host.data(), N, d, xdot.host.data());
   rmsnorm_backward(dev, dx.device.data(), dgain.device.data(), dout.device.data(), x.device.data(), g.device.data(),
-                   rstd.device.data(), N, d);
+                   rstd.device.data(), N, d, xdot.device.data());
   expect_twin(dev, out, kBody, "rmsnorm_forward");
   expect_twin(dev, dx, kBody, "rmsnorm_backward dx");
   expect_twin(dev, dgain, kBody, "rmsnorm_backward dg");
+  expect_twin(dev, xdot, kBody, "rmsnorm_backward xdot");
   rms_inverse(Device{}, rstd.host.data(), x.host.data(), N, d, 1e-6f);
   rms_inverse(dev, rstd.device.data(), x.device.data(), N, d, 1e-6f);
   expect_twin(dev, rstd, kBody, "rms_inverse");
+  add_rms_inverse(Device{}, out.host.data(), rstd.host.data(), x.host.data(), dout.host.data(), N, d, 1e-6f);
+  add_rms_inverse(dev, out.device.data(), rstd.device.data(), x.device.data(), dout.device.data(), N, d, 1e-6f);
+  expect_twin(dev, out, kBody, "add_rms_inverse sum");
+  expect_twin(dev, rstd, kBody, "add_rms_inverse rstd");
 
   std::vector<float> cos_t(size_t(T) * hd / 2), sin_t(size_t(T) * hd / 2);
   rope_tables(cos_t.data(), sin_t.data(), T, hd, 10000.0f);
@@ -170,6 +175,7 @@ TEST(CudaOps, AttnResTwoPhasesForwardAndBackward) {
     dw.emplace_back(dev, zeros(size_t(d))), dg.emplace_back(dev, zeros(size_t(d)));
   }
   Twin<float> part(dev, random_floats(size_t(N) * d, 50)), part_rstd(dev, rows(5)),
+      gain(dev, random_floats(size_t(d), 55)), xn(dev, zeros(size_t(N) * d)), xn_rstd(dev, zeros(size_t(N))),
       dpart(dev, zeros(size_t(N) * d)),
       scratch(dev, zeros(std::max(attnres_block_backward_scratch(N, S, d), attnres_partial_backward_scratch(N, d))));
   // Host arrays of pointers to each twin's host or device copy.
@@ -186,7 +192,8 @@ TEST(CudaOps, AttnResTwoPhasesForwardAndBackward) {
     const auto dhp = pointers(dh, host), sdp = pointers(sdot, host), dwp = pointers(dw, host), dgp = pointers(dg, host);
     attnres_block_forward(on, hp.data(), lp.data(), up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), S, N,
                           d);
-    attnres_merge_partial(on, hp[1], lp[1], at(part, host), at(part_rstd, host), wp[1], gp[1], N, d);
+    attnres_merge_partial(on, hp[1], lp[1], at(part, host), at(part_rstd, host), wp[1], gp[1], N, d, at(xn, host),
+                          at(xn_rstd, host), at(gain, host), 1e-6f);
     attnres_partial_backward(on, at(dpart, host), dwp[1], dgp[1], at(scratch, host), dhp[1], sdp[1], lp[1],
                              at(part, host), at(part_rstd, host), wp[1], gp[1], N, d, false);
     attnres_block_backward(on, dsp.data(), dwp.data(), dgp.data(), at(scratch, host), dhp.data(), sdp.data(), lp.data(),
@@ -201,6 +208,8 @@ TEST(CudaOps, AttnResTwoPhasesForwardAndBackward) {
     expect_twin(dev, dw[size_t(j)], kBody, "attnres dw");
     expect_twin(dev, dg[size_t(j)], kBody, "attnres dg");
   }
+  expect_twin(dev, xn, kBody, "attnres merge's norm");
+  expect_twin(dev, xn_rstd, kBody, "attnres merge's norm rstd");
   for (int s = 0; s < K; ++s) expect_twin(dev, dsrc[size_t(s)], kBody, "attnres dsrc");
   expect_twin(dev, dpart, kBody, "attnres dpart");
   close_device(dev);
