@@ -360,12 +360,16 @@ void attnres_block_backward(const Run& run, float* const* dacc_src, float* const
                             float* scratch, const float* const* dh, const float* const* sdot,
                             const float* const* lse, const float* const* uv, const float* const* src,
                             const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
-                            int N, int d, bool assign) {
+                            int N, int d, bool assign, int s0, const int* uv_k) {
+  if (s0 < 0 || s0 >= K) throw std::invalid_argument("attnres: first source " + std::to_string(s0) + " of " +
+                                                     std::to_string(K));
   const int groups = row_groups(N);
   const auto dv = source_list(dacc_src, K);
   const auto v = source_list(src, K), r = source_list(src_rstd, K);
   const auto dhs = site_list(dh, S), sd = site_list(sdot, S), ls = site_list(lse, S), us = site_list(uv, S);
   const auto ws = site_list(w, S), gs = site_list(g, S);
+  PtrList<int, kMaxSites> ks;  // each site's uv row length
+  for (int j = 0; j < S; j++) ks.p[j] = uv_k ? uv_k[j] : K;
   run(groups, [=] ATTNRES_HD(int64_t gi) {
     float* du = scratch + size_t(gi) * S * d;
     float* u = scratch + size_t(groups + gi) * S * d;
@@ -375,10 +379,10 @@ void attnres_block_backward(const Run& run, float* const* dacc_src, float* const
     for (int n = n0; n < n1; n++) {
       float sdot_n[kMaxSites], lse_n[kMaxSites];
       const float* uv_n[kMaxSites];
-      for (int j = 0; j < S; j++) sdot_n[j] = sd[j][n], lse_n[j] = ls[j][n], uv_n[j] = us[j] + size_t(n) * K;
-      for (int s0 = 0, T; s0 < K; s0 += T) {
-        T = row::source_tile(s0, K, S > 1 ? 2 : 1);  // the sites' dot products go in pairs
-        row::attnres_tile_backward(dv, du, dhs, sdot_n, lse_n, uv_n, v, r, s0, T, u, S, size_t(n), d, assign);
+      for (int j = 0; j < S; j++) sdot_n[j] = sd[j][n], lse_n[j] = ls[j][n], uv_n[j] = us[j] + size_t(n) * ks[j];
+      for (int s = s0, T; s < K; s += T) {
+        T = row::source_tile(s, K, S > 1 ? 2 : 1);  // the sites' dot products go in pairs
+        row::attnres_tile_backward(dv, du, dhs, sdot_n, lse_n, uv_n, v, r, s, T, u, S, size_t(n), d, assign);
       }
     }
   });

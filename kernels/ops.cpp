@@ -236,14 +236,16 @@ void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
-                            const float* const* w, const float* const* g, int S, int N, int d, bool assign) {
+                            const float* const* w, const float* const* g, int S, int N, int d, bool assign, int s0,
+                            const int* uv_k) {
   switch (dev.backend) {
     case Backend::CPU:
       return grid::attnres_block_backward(cpu::Grid{}, dacc_src, dw, dg, scratch, dh, sdot, lse, uv, src, src_rstd,
-                                          K, w, g, S, N, d, assign);
+                                          K, w, g, S, N, d, assign, s0, uv_k);
     case Backend::CUDA:
-      ATTNRES_ON_CUDA("attnres_block_backward", attnres_block_backward(dev, dacc_src, dw, dg, scratch, dh, sdot, lse,
-                                                                       uv, src, src_rstd, K, w, g, S, N, d, assign));
+      ATTNRES_ON_CUDA("attnres_block_backward",
+                      attnres_block_backward(dev, dacc_src, dw, dg, scratch, dh, sdot, lse, uv, src, src_rstd, K, w, g,
+                                             S, N, d, assign, s0, uv_k));
   }
 }
 

@@ -149,14 +149,16 @@ void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float
 size_t attnres_partial_backward_scratch(int N, int d);
 // Backward, the block's part, once the S sites' dh and sdot are known (uv:
 // the forward's):
-// dacc_src[s] += dL/dv_s for every completed source (value and key path),
-// adding the sites' terms in reverse site order (written from 0 with
-// assign), and dw[j], dg[j] accumulate.
+// dacc_src[s] += dL/dv_s for the completed sources s0 <= s < K of the lists
+// (value and key path), adding the sites' terms in reverse site order
+// (written from 0 with assign), and dw[j], dg[j] accumulate. Site j's uv
+// rows hold uv_k[j] products (its completed sources; all K if uv_k is null).
 // scratch: attnres_block_backward_scratch(N, S, d) floats.
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
-                            const float* const* w, const float* const* g, int S, int N, int d, bool assign);
+                            const float* const* w, const float* const* g, int S, int N, int d, bool assign, int s0 = 0,
+                            const int* uv_k = nullptr);
 size_t attnres_block_backward_scratch(int N, int S, int d);
 
 // ---- id checks (host) ---------------------------------------------------------

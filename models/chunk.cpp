@@ -118,10 +118,18 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
 
 // Sites of an AttnRes group: the most a group of this chunk holds.
 static int max_group_sites(const ModelConfig& m) { return m.attnres() ? std::min(m.block_size, k::kMaxSites) : 1; }
-// dL/dh and sdot slots of the backward: a group's, and the output site's,
-// whose slot stays until its phase 1 part runs with the last group.
+// Blocks of a backward span (below): as many as fit with the output site in
+// one pass (R·S + 1 <= kMaxSites), at most 4.
+static int span_blocks(const ModelConfig& m) {
+  return m.attnres() ? std::clamp((k::kMaxSites - 1) / m.block_size, 1, 4) : 1;
+}
+// dL/dh and sdot slots of the backward: the sites whose completed-source
+// terms wait for a pass (a group's, or a span's), then the output site's.
+static int pending_site_slots(const ModelConfig& m) {
+  return span_blocks(m) == 1 ? max_group_sites(m) : span_blocks(m) * m.block_size;
+}
 static int backward_site_slots(const Shape& sh) {
-  return max_group_sites(sh.m) + (sh.m.attnres() && sh.has_head() ? 1 : 0);
+  return pending_site_slots(sh.m) + (sh.m.attnres() && sh.has_head() ? 1 : 0);
 }
 
 // Scratch shared by all microbatches of a chunk: one backward at a time.
@@ -171,31 +179,71 @@ static bool head_joins_last_group(const Chunk& c) {
   return head_joins_group(c, group_start(c, c.last - 1), c.last);
 }
 
+// Backward spans: the backward adds the completed-source terms of the sites
+// of up to R consecutive blocks (span_blocks) in one pass over those
+// sources, at the span's first block. A source completed inside the span
+// gets its terms in a pass of its own, at the block whose backward needs its
+// gradient next. Fewer passes read each source and its gradient (a pass is
+// bound by memory). Spans are fixed by the config (the blocks b with the same
+// b / R), and a chunk that starts inside one splits its sites' terms into the
+// same passes, so every pass of a site is the same whatever the pipeline.
+static int span_first(const ModelConfig& m, int j) {
+  const int R = span_blocks(m);
+  return m.block_of(j) / R * R * m.block_size;
+}
+// The slot of site j's dh and sdot: its index in its group (R = 1) or in
+// its span's part of the chunk.
+static int site_slot(const Chunk& c, int j) {
+  return j - (span_blocks(c.cfg) == 1 ? group_start(c, j) : std::max(c.first, span_first(c.cfg, j)));
+}
+
 // The sites of one phase-1 group as the kernels take them (ops.h).
 struct GroupSites {
   int S = 0;
   float *h[k::kMaxSites], *lse[k::kMaxSites], *uv[k::kMaxSites];
   const float *w[k::kMaxSites], *g[k::kMaxSites];
-  float *dw[k::kMaxSites], *dg[k::kMaxSites];
-  void add(float* h_, float* lse_, float* uv_, const float* w_, const float* g_, float* dw_, float* dg_) {
-    h[S] = h_, lse[S] = lse_, uv[S] = uv_, w[S] = w_, g[S] = g_, dw[S] = dw_, dg[S] = dg_;
+  void add(float* h_, float* lse_, float* uv_, const float* w_, const float* g_) {
+    h[S] = h_, lse[S] = lse_, uv[S] = uv_, w[S] = w_, g[S] = g_;
     ++S;
   }
 };
 static void add_head_site(GroupSites& s, const Chunk& c, const HeadActs& h) {
-  s.add(h.h, h.lse, h.uv, c.p.out_query, c.p.out_norm, c.g.out_query, c.g.out_norm);
+  s.add(h.h, h.lse, h.uv, c.p.out_query, c.p.out_norm);
 }
 // Sites [start, end), and the output site if it joins them.
 static GroupSites group_sites(const Chunk& c, const ActsView& v, int start, int end) {
   GroupSites s;
   for (int i = start; i < end; ++i) {
     const SublayerActs& a = v.sub[size_t(i - c.first)];
-    const SublayerTensors &p = c.p.sub[size_t(i - c.first)], &g = c.g.sub[size_t(i - c.first)];
-    s.add(a.h, a.lse, a.uv, p.res_query, p.res_norm, g.res_query, g.res_norm);
+    const SublayerTensors& p = c.p.sub[size_t(i - c.first)];
+    s.add(a.h, a.lse, a.uv, p.res_query, p.res_norm);
   }
   if (head_joins_group(c, start, end)) add_head_site(s, c, v.head);
   return s;
 }
+
+// The sites of one backward pass over completed sources, as
+// attnres_block_backward takes them: ascending, the output site last (so
+// each source gets their terms in reverse site order).
+struct PassSites {
+  int S = 0;
+  bool head = false;  // the output site is among them: its terms are the first the sources get
+  const float *dh[k::kMaxSites], *sdot[k::kMaxSites], *lse[k::kMaxSites], *uv[k::kMaxSites];
+  const float *w[k::kMaxSites], *g[k::kMaxSites];
+  float *dw[k::kMaxSites], *dg[k::kMaxSites];
+  int uv_k[k::kMaxSites];  // each site's completed sources: its u · v row length
+  void add(const float* dh_, const float* sdot_, const float* lse_, const float* uv_, int uv_k_, const float* w_,
+           const float* g_, float* dw_, float* dg_) {
+    assert(S < k::kMaxSites);
+    dh[S] = dh_, sdot[S] = sdot_, lse[S] = lse_, uv[S] = uv_, uv_k[S] = uv_k_;
+    w[S] = w_, g[S] = g_, dw[S] = dw_, dg[S] = dg_;
+    ++S;
+  }
+  void append(const PassSites& o) {
+    for (int i = 0; i < o.S; ++i) add(o.dh[i], o.sdot[i], o.lse[i], o.uv[i], o.uv_k[i], o.w[i], o.g[i], o.dw[i], o.dg[i]);
+    head = head || o.head;
+  }
+};
 
 ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_batch,
                          const TensorParallel& tp) {
@@ -654,9 +702,8 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     site_off -= size_t(K);
     sp = a.site_src.data() + site_off, rp = a.site_src.data() + n_site_ptrs + site_off;
   };
-  // dL/dh and sdot per slot: a group's sites (slot = site - group start),
-  // then the output site's (head_slot).
-  const int head_slot = max_group_sites(m);
+  // dL/dh and sdot per slot (site_slot), then the output site's (head_slot).
+  const int head_slot = pending_site_slots(m);
   float* dh_of[k::kMaxSites + 1];
   float* sdot_of[k::kMaxSites + 1];
   for (int i = 0; i < head_slot + (c.has_head ? 1 : 0); ++i)
@@ -664,6 +711,14 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
 
   // Gradient buffers of every source, and of the running partial sum.
   std::vector<float*> dsrc(dout.sources.begin(), dout.sources.end());
+  // Sites whose completed-source terms wait for a pass (backward spans),
+  // and the pass over sources [s0, s1) of the current site's list.
+  PassSites pending;
+  auto source_pass = [&](int s0, int s1) {
+    k::attnres_block_backward(c.dev, dsrc.data(), pending.dw, pending.dg, t.dquery, pending.dh, pending.sdot,
+                              pending.lse, pending.uv, sp, rp, s1, pending.w, pending.g, pending.S, Nr, d,
+                              pending.head, s0, pending.uv_k);
+  };
   if (c.has_head) {  // the output site: its partial (the final block sum, its last source) now
     HeadActs& h = v.head;
     const int K = a.site_k.back();
@@ -674,12 +729,12 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     k::attnres_partial_backward(c.dev, dsrc[size_t(K - 1)], c.g.out_query, c.g.out_norm, t.dquery, dh_of[head_slot],
                                 sdot_of[head_slot], h.lse, sp[K - 1], rp[K - 1], c.p.out_query, c.p.out_norm, Nr, d,
                                 true);
-    if (!head_joins_last_group(c)) {  // else with the last group, below
-      GroupSites head;
-      add_head_site(head, c, h);
-      k::attnres_block_backward(c.dev, dsrc.data(), head.dw, head.dg, t.dquery, dh_of + head_slot,
-                                sdot_of + head_slot, head.lse, head.uv, sp, rp, K - 1, head.w, head.g, 1, Nr, d,
-                                true);
+    pending.add(dh_of[head_slot], sdot_of[head_slot], h.lse, h.uv, K - 1, c.p.out_query, c.p.out_norm,
+                c.g.out_query, c.g.out_norm);
+    pending.head = true;
+    if (!head_joins_last_group(c)) {  // else with the last group's sites, below
+      source_pass(0, K - 1);
+      pending = PassSites{};
     }
   }
   // The partial sum after sublayer last-1 is either the chunk's output partial
@@ -689,7 +744,7 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   for (int j = c.last - 1; j >= c.first; --j) {
     SublayerActs& s = v.sub[j - c.first];
     const SublayerTensors &p = c.p.sub[j - c.first], &g = c.g.sub[j - c.first];
-    const int gs = group_start(c, j), slot = j - gs;
+    const int gs = group_start(c, j), slot = site_slot(c, j);
     next_site(a.site_k[j - c.first]);
     gather_rows(c, s.dy, dpart);  // p_j = p_{j-1} + y_j, so dy_j = dp_j
     sublayer_backward(c, p, g, s, j, dh_of[slot], sdot_of[slot]);
@@ -699,17 +754,27 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     if (has_part)
       k::attnres_partial_backward(c.dev, dpart, g.res_query, g.res_norm, t.dquery, dh_of[slot], sdot_of[slot], s.lse,
                                   sp[n_src], rp[n_src], p.res_query, p.res_norm, Nr, d, false);
-    if (j == gs) {  // the group's completed sources, in one pass each
-      const int ge = group_end(c, gs);
-      const GroupSites g_sites = group_sites(c, v, gs, ge);
-      float *dh[k::kMaxSites], *sdot[k::kMaxSites];
-      for (int i = 0; i < g_sites.S; ++i) {
-        const int at = gs + i < ge ? i : head_slot;  // the output site, if it joined
-        dh[i] = dh_of[at], sdot[i] = sdot_of[at];
+    if (j == gs) {  // the group's sites join the pending ones (ahead of them)
+      PassSites group;
+      for (int i = gs; i < group_end(c, gs); ++i) {
+        const SublayerTensors &pi = c.p.sub[size_t(i - c.first)], &gi = c.g.sub[size_t(i - c.first)];
+        const SublayerActs& si = v.sub[size_t(i - c.first)];
+        group.add(dh_of[site_slot(c, i)], sdot_of[site_slot(c, i)], si.lse, si.uv, n_src, pi.res_query,
+                  pi.res_norm, gi.res_query, gi.res_norm);
       }
-      k::attnres_block_backward(c.dev, dsrc.data(), g_sites.dw, g_sites.dg, t.dquery, dh, sdot, g_sites.lse,
-                                g_sites.uv, sp, rp, n_src, g_sites.w, g_sites.g, g_sites.S, Nr, d,
-                                head_joins_group(c, gs, ge));
+      group.append(pending);
+      pending = group;
+      if (gs == std::max(c.first, span_first(m, gs)) || span_blocks(m) == 1) {
+        // The span's first block (or the chunk's): the sources completed
+        // inside the span one by one, newest first, then all older ones.
+        const int n0 = sources_at(m, span_first(m, gs));
+        assert(1 <= n0 && n0 <= n_src);
+        for (int s = n_src - 1; s >= n0; --s) source_pass(s, s + 1);
+        source_pass(0, n0);
+        pending = PassSites{};
+      } else {  // the newest source only: the previous block's backward reads its gradient next
+        source_pass(n_src - 1, n_src);
+      }
     }
     if (m.starts_block(j) && j > c.first) dpart = dsrc[--n_src];  // previous block's sum
   }

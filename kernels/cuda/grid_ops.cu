@@ -74,9 +74,10 @@ void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
-                            const float* const* w, const float* const* g, int S, int N, int d, bool assign) {
+                            const float* const* w, const float* const* g, int S, int N, int d, bool assign, int s0,
+                            const int* uv_k) {
   grid::attnres_block_backward(Grid{dev}, dacc_src, dw, dg, scratch, dh, sdot, lse, uv, src, src_rstd, K, w, g, S, N,
-                               d, assign);
+                               d, assign, s0, uv_k);
 }
 namespace {
 // `count` doubles of device scratch filled by `fill`, then copied to the

@@ -5,6 +5,7 @@
 // partial part in reverse order, then the group's completed part.
 #pragma once
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "kernels/ops.h"
@@ -82,10 +83,14 @@ inline GroupGrads group_grads(const SiteGroup& G, float fill) {
 // The backward of sites [j0, j1) as one group (the completed part of the
 // group runs after its sites' partial parts). With assign, the source and
 // partial gradients are written, not added to. Each site's sdot = dh · h is
-// row::dot's, as rmsnorm_backward's xdot gives it in the model.
+// row::dot's, as rmsnorm_backward's xdot gives it in the model. With split,
+// the completed part runs as two passes, over sources [split, K) and then
+// [0, split), as a backward span splits it (models/chunk.cpp); with uv_pad,
+// the u · v rows are read from rows that long pad entries more (NaN), as a
+// site with more completed sources than the pass's list has them.
 inline void group_backward(const Device& dev, const SiteGroup& G, const std::vector<Vec>& h,
                            const std::vector<Vec>& lse, const std::vector<Vec>& uv, const std::vector<Vec>& dh,
-                           GroupGrads& out, int j0, int j1, bool assign = false) {
+                           GroupGrads& out, int j0, int j1, bool assign = false, int split = 0, int uv_pad = 0) {
   std::vector<Vec> sdot(G.S, Vec(size_t(G.N)));
   for (int j = j0; j < j1; j++)
     for (int n = 0; n < G.N; n++)
@@ -98,16 +103,30 @@ inline void group_backward(const Device& dev, const SiteGroup& G, const std::vec
                                G.w[j].data(), G.g[j].data(), G.N, G.d, assign);
   const auto dsp = pointers<float>(out.dsrc);
   const auto sp = pointers<const float>(G.src), rp = pointers<const float>(G.rstd);
+  const int row = G.K + uv_pad;
+  std::vector<Vec> padded(G.S, Vec(size_t(G.N) * row, std::numeric_limits<float>::quiet_NaN()));
   std::vector<const float*> dhp, sdp, lp, up, wp, gp;
   std::vector<float*> dwp, dgp;
+  std::vector<int> uv_k;
   for (int j = j0; j < j1; j++) {
+    for (int n = 0; n < G.N; n++)
+      std::copy_n(uv[j].data() + size_t(n) * G.K, G.K, padded[j].data() + size_t(n) * row);
     dhp.push_back(dh[j].data()), sdp.push_back(sdot[j].data()), lp.push_back(lse[j].data());
-    up.push_back(uv[j].data());
+    up.push_back(padded[j].data()), uv_k.push_back(row);
     wp.push_back(G.w[j].data()), gp.push_back(G.g[j].data());
     dwp.push_back(out.dw[j].data()), dgp.push_back(out.dg[j].data());
   }
-  attnres_block_backward(dev, dsp.data(), dwp.data(), dgp.data(), scratch.data(), dhp.data(), sdp.data(), lp.data(),
-                         up.data(), sp.data(), rp.data(), G.K, wp.data(), gp.data(), j1 - j0, G.N, G.d, assign);
+  auto pass = [&](int s0, int K) {
+    attnres_block_backward(dev, dsp.data(), dwp.data(), dgp.data(), scratch.data(), dhp.data(), sdp.data(), lp.data(),
+                           up.data(), sp.data(), rp.data(), K, wp.data(), gp.data(), j1 - j0, G.N, G.d, assign, s0,
+                           uv_k.data());
+  };
+  if (split > 0) {
+    pass(split, G.K);
+    pass(0, split);
+  } else {
+    pass(0, G.K);
+  }
 }
 
 // Site j's sources for the double reference: the completed ones, then its partial.

@@ -269,9 +269,6 @@ TEST(OpsForward, AttnResGroupingChangesNoBit) {
   }
 }
 
-// The output site's backward writes the sources' gradients instead of adding
-// to zeros (their buffers are then never zeroed): the same bits, and what the
-// buffers held is not read (NaN there would spread).
 TEST(OpsForward, AttnResMergeWithNormEqualsMergeThenNorm) {
   Device dev;
   const int N = 7, d = 20;
@@ -290,6 +287,42 @@ TEST(OpsForward, AttnResMergeWithNormEqualsMergeThenNorm) {
   EXPECT_EQ(rstd2, rstd1);
 }
 
+// A backward span splits a site's completed part into passes over source
+// ranges, and reads u · v rows longer than a pass's list (a site of a later
+// block): each source still gets the same terms in the same order, so its
+// gradient keeps every bit; the query gradients add the passes' partials
+// in another order (sums of up to 32 rows x K terms of either sign, here
+// 2.5e-5 relative apart at most; a lost or doubled term would be off by
+// order 1). Padded rows alone change nothing.
+TEST(OpsForward, AttnResSourceRangesAndLongerUvRows) {
+  Device dev;
+  for (const int K : {5, 11}) {
+    SCOPED_TRACE("K = " + std::to_string(K));
+    const SiteGroup G = make_site_group(K, 3, 70, 27, true, 90);
+    std::vector<Vec> h, lse, uv, dh;
+    group_forward(dev, G, h, lse, uv);
+    for (int j = 0; j < G.S; j++) dh.push_back(random_vec(size_t(G.N) * G.d, 95 + j));
+    GroupGrads whole = group_grads(G, 0.25f), padded = group_grads(G, 0.25f), split = group_grads(G, 0.25f);
+    group_backward(dev, G, h, lse, uv, dh, whole, 0, G.S);
+    group_backward(dev, G, h, lse, uv, dh, padded, 0, G.S, false, 0, 3);
+    group_backward(dev, G, h, lse, uv, dh, split, 0, G.S, false, K - 2, 3);
+    for (int s = 0; s < K; s++) {
+      EXPECT_EQ(padded.dsrc[s], whole.dsrc[s]) << "dsrc " << s;
+      EXPECT_EQ(split.dsrc[s], whole.dsrc[s]) << "dsrc " << s;
+    }
+    for (int j = 0; j < G.S; j++) {
+      EXPECT_EQ(padded.dw[j], whole.dw[j]) << "dw " << j;
+      EXPECT_EQ(padded.dg[j], whole.dg[j]) << "dg " << j;
+      EXPECT_EQ(split.dpart[j], whole.dpart[j]) << "dpart " << j;
+      expect_near_rel(split.dw[j], to_double(whole.dw[j]), 2e-4, "dw of split passes");
+      expect_near_rel(split.dg[j], to_double(whole.dg[j]), 2e-4, "dg of split passes");
+    }
+  }
+}
+
+// The output site's backward writes the sources' gradients instead of adding
+// to zeros (their buffers are then never zeroed): the same bits, and what the
+// buffers held is not read (NaN there would spread).
 TEST(OpsForward, AttnResAssignEqualsAddingToZeros) {
   Device dev;
   const SiteGroup G = make_site_group(6, 3, 70, 27, true, 85);
