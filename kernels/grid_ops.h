@@ -363,6 +363,10 @@ void attnres_block_backward(const Run& run, float* const* dacc_src, float* const
                             int N, int d, bool assign, int s0, const int* uv_k) {
   if (s0 < 0 || s0 >= K) throw std::invalid_argument("attnres: first source " + std::to_string(s0) + " of " +
                                                      std::to_string(K));
+  for (int j = 0; uv_k && j < S; j++)
+    if (uv_k[j] < K)
+      throw std::invalid_argument("attnres: site " + std::to_string(j) + "'s u . v rows hold " +
+                                  std::to_string(uv_k[j]) + " products, the pass reads " + std::to_string(K));
   const int groups = row_groups(N);
   const auto dv = source_list(dacc_src, K);
   const auto v = source_list(src, K), r = source_list(src_rstd, K);

@@ -68,7 +68,7 @@ void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout
 void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps);
 // out = a + b and rstd = rms_inverse(out) in one pass over the rows: a
 // block's running sum and its key-side norm, the same floats as add then
-// rms_inverse.
+// rms_inverse. out may be a (in place).
 void add_rms_inverse(const Device& dev, float* out, float* rstd, const float* a, const float* b, int N, int d,
                      float eps);
 

@@ -759,14 +759,16 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
       for (int i = gs; i < group_end(c, gs); ++i) {
         const SublayerTensors &pi = c.p.sub[size_t(i - c.first)], &gi = c.g.sub[size_t(i - c.first)];
         const SublayerActs& si = v.sub[size_t(i - c.first)];
-        group.add(dh_of[site_slot(c, i)], sdot_of[site_slot(c, i)], si.lse, si.uv, n_src, pi.res_query,
-                  pi.res_norm, gi.res_query, gi.res_norm);
+        const int at = site_slot(c, i);
+        group.add(dh_of[at], sdot_of[at], si.lse, si.uv, n_src, pi.res_query, pi.res_norm, gi.res_query,
+                  gi.res_norm);
       }
       group.append(pending);
       pending = group;
-      if (gs == std::max(c.first, span_first(m, gs)) || span_blocks(m) == 1) {
-        // The span's first block (or the chunk's): the sources completed
-        // inside the span one by one, newest first, then all older ones.
+      if (slot == 0) {
+        // The first group of its span in this chunk (with R = 1, any group):
+        // the sources completed inside the span one by one, newest first,
+        // then all older ones.
         const int n0 = sources_at(m, span_first(m, gs));
         assert(1 <= n0 && n0 <= n_src);
         for (int s = n_src - 1; s >= n0; --s) source_pass(s, s + 1);

@@ -102,11 +102,12 @@ void stream_step(Decoder& dec) {
     depth_attention(dec, b + 1, !m.starts_block(j), c.p.sub[size_t(j)].res_query, c.p.sub[size_t(j)].res_norm);
     sublayer_step(dec, c.p.sub[size_t(j)], j);
     float* sum = dec.sources[size_t(b) + 1];
-    if (m.starts_block(j))
+    if (m.starts_block(j)) {
       k::copy(c.dev, sum, dec.y, size_t(d), k::CopyKind::DeviceToDevice);
-    else
-      k::add_inplace(c.dev, sum, dec.y, size_t(d));
-    k::rms_inverse(c.dev, dec.source_rstd + b + 1, sum, 1, d, m.norm_eps);
+      k::rms_inverse(c.dev, dec.source_rstd + b + 1, sum, 1, d, m.norm_eps);
+    } else {  // as chunk_forward: the running sum and its rstd in one pass
+      k::add_rms_inverse(c.dev, sum, dec.source_rstd + b + 1, sum, dec.y, 1, d, m.norm_eps);
+    }
   }
   // The output site as chunk_forward computes it: the final block sum is its partial.
   depth_attention(dec, m.num_blocks(), true, c.p.out_query, c.p.out_norm);

@@ -318,6 +318,18 @@ TEST(OpsForward, AttnResSourceRangesAndLongerUvRows) {
       expect_near_rel(split.dg[j], to_double(whole.dg[j]), 2e-4, "dg of split passes");
     }
   }
+  // A pass that would read past a site's u · v row is refused, naming it.
+  const int K = 4, S = 2, short_rows[S] = {K, K - 1};
+  std::vector<float*> none(K, nullptr);
+  std::vector<const float*> cnone(K, nullptr);
+  try {
+    attnres_block_backward(dev, none.data(), none.data(), none.data(), nullptr, cnone.data(), cnone.data(),
+                           cnone.data(), cnone.data(), cnone.data(), cnone.data(), K, cnone.data(), cnone.data(), S,
+                           8, 16, false, 0, short_rows);
+    ADD_FAILURE() << "a u . v row shorter than the pass was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("site 1's u . v rows hold 3 products"), std::string::npos) << e.what();
+  }
 }
 
 // The output site's backward writes the sources' gradients instead of adding
