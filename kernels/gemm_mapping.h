@@ -10,13 +10,15 @@ namespace attnres::kernels {
 
 // C[m, n] (column-major, leading dimension ldc) = alpha * op(A) * op(B) + beta * C.
 // Strided-batched: operand i at X + i · stride_x (strides stay with their operand).
+// T is the operands' element type (float or bf16); C is always float.
+template <class T>
 struct ColumnMajorGemm {
   bool trans_a, trans_b;
   int m, n, k;
-  const float* A;
+  const T* A;
   int lda;
   long long stride_a;
-  const float* B;
+  const T* B;
   int ldb;
   long long stride_b;
   float* C;
@@ -26,8 +28,9 @@ struct ColumnMajorGemm {
 
 // The arguments of kernels::gemm / gemm_strided_batched (row-major; ops.h)
 // for a column-major call.
-inline ColumnMajorGemm to_column_major(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
-                                       const float* B, int ldb, float* C, int ldc, long long stride_a = 0,
+template <class T>
+ColumnMajorGemm<T> to_column_major(bool trans_a, bool trans_b, int M, int N, int K, const T* A, int lda,
+                                       const T* B, int ldb, float* C, int ldc, long long stride_a = 0,
                                        long long stride_b = 0, long long stride_c = 0) {
   return {trans_b, trans_a, N, M, K, B, ldb, stride_b, A, lda, stride_a, C, ldc, stride_c};
 }

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/dtype.h"
 #include "kernels/limits.h"
 #include "kernels/rowops.h"
 
@@ -51,6 +52,15 @@ void add_inplace(const Run& run, float* y, const float* x, size_t n) {
 template <class Run>
 void add(const Run& run, float* out, const float* a, const float* b, size_t n) {
   run(int64_t(n), [=] ATTNRES_HD(int64_t i) { out[i] = a[i] + b[i]; });
+}
+// Precision casts (kernels/dtype.h): to bf16 rounds to nearest even.
+template <class Run>
+void convert(const Run& run, bf16* out, const float* in, size_t n) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { out[i] = to_bf16(in[i]); });
+}
+template <class Run>
+void convert(const Run& run, float* out, const bf16* in, size_t n) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { out[i] = to_float(in[i]); });
 }
 template <class Run>
 void scale_inplace(const Run& run, float* x, float s, size_t n) {

@@ -13,19 +13,9 @@
 #include <vector>
 
 #include "kernels/device.h"
+#include "kernels/dtype.h"
 
 namespace attnres::kernels {
-
-// Element types of device tensors. bf16 is reserved: no kernel takes it yet.
-struct bf16 {
-  uint16_t bits;
-};
-enum class DType { F32, I32, BF16 };
-constexpr size_t dtype_size(DType t) { return t == DType::BF16 ? 2 : 4; }
-template <class T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::F32; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
-template <> constexpr DType dtype_of<bf16>() { return DType::BF16; }
 
 // ---- raw device memory -----------------------------------------------------
 // 64-byte aligned; 0 bytes gives nullptr. free_bytes(dev, nullptr) is a no-op.

@@ -36,9 +36,18 @@ void rope_tables(float* cos_t, float* sin_t, int T, int hd, float theta) {
 size_t attnres_partial_backward_scratch(int N, int d) { return grid::attnres_partial_backward_scratch(N, d); }
 size_t attnres_block_backward_scratch(int N, int S, int d) { return grid::attnres_block_backward_scratch(N, S, d); }
 
-// ---- GEMM: OpenBLAS or cuBLAS --------------------------------------------------------
+// ---- GEMM: OpenBLAS / oneDNN or cuBLAS --------------------------------------------------------
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  switch (dev.backend) {
+    case Backend::CPU: return cpu::gemm(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("gemm", gemm(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+  }
+}
+
+void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const bf16* A, int lda,
+          const bf16* B, int ldb, float beta, float* C, int ldc) {
   switch (dev.backend) {
     case Backend::CPU: return cpu::gemm(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     case Backend::CUDA:
@@ -325,6 +334,20 @@ double sum_squares(const Device& dev, const float* x, size_t n) {
     case Backend::CUDA: ATTNRES_ON_CUDA("sum_squares", sum_squares(dev, x, n));
   }
   return 0.0;
+}
+
+void convert(const Device& dev, bf16* out, const float* in, size_t n) {
+  switch (dev.backend) {
+    case Backend::CPU: return grid::convert(cpu::Grid{}, out, in, n);
+    case Backend::CUDA: ATTNRES_ON_CUDA("convert", convert(dev, out, in, n));
+  }
+}
+
+void convert(const Device& dev, float* out, const bf16* in, size_t n) {
+  switch (dev.backend) {
+    case Backend::CPU: return grid::convert(cpu::Grid{}, out, in, n);
+    case Backend::CUDA: ATTNRES_ON_CUDA("convert", convert(dev, out, in, n));
+  }
 }
 
 void scale_inplace(const Device& dev, float* x, float s, size_t n) {

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "kernels/device.h"
+#include "kernels/dtype.h"
 #include "kernels/limits.h"
 
 namespace attnres::kernels {
@@ -25,6 +26,11 @@ namespace attnres::kernels {
 // A is [M,K] (or [K,M] when trans_a), B is [K,N] (or [N,K] when trans_b).
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K,
           float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc);
+// The same with bf16 operands, products accumulated in fp32 into the fp32 C
+// (the mixed-precision GEMM, DESIGN §11): oneDNN on the CPU, cuBLAS on CUDA.
+void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K,
+          float alpha, const bf16* A, int lda, const bf16* B, int ldb,
           float beta, float* C, int ldc);
 
 // For i < batch: C_i = alpha op(A_i) op(B_i) + beta C_i as gemm, with
@@ -45,6 +51,9 @@ void linear_backward(const Device& dev, float* dx, float* dW, const float* dy,
 // ---- elementwise ---------------------------------------------------------
 void add_inplace(const Device& dev, float* y, const float* x, size_t n);    // y += x
 void add(const Device& dev, float* out, const float* a, const float* b, size_t n);
+// out = in in the other precision (to bf16: round to nearest even).
+void convert(const Device& dev, bf16* out, const float* in, size_t n);
+void convert(const Device& dev, float* out, const bf16* in, size_t n);
 
 // ---- embedding -----------------------------------------------------------
 // The table holds vocabulary rows [v0, v0 + Vl) (a tensor-parallel shard; tp = 1:

@@ -6,13 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/hd.h"
 #include "kernels/limits.h"
-
-#ifdef __CUDACC__
-#define ATTNRES_HD __host__ __device__
-#else
-#define ATTNRES_HD
-#endif
 
 namespace attnres::kernels::row {
 

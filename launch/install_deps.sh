@@ -5,7 +5,7 @@ set -euo pipefail
 
 ATTNRES_PACKAGES=(
   build-essential cmake pkg-config
-  libopenblas-dev libopenmpi-dev openmpi-bin
+  libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpython3.11-stdlib  # the default training corpus: /usr/lib/python3.11/*.py

@@ -28,10 +28,23 @@ void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, fl
   if (M == 0 || N == 0) return;
   cublasHandle_t h = handle_for(dev);
   check(cublasSetStream(h, static_cast<cudaStream_t>(dev.stream)), "cublasSetStream");
-  const ColumnMajorGemm g = to_column_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  const auto g = to_column_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
   check(cublasSgemm(h, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k,
                     &alpha, g.A, g.lda, g.B, g.ldb, &beta, g.C, g.ldc),
         "cublasSgemm");
+}
+
+// bf16 operands, fp32 accumulation and output (DESIGN §11).
+void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const bf16* A, int lda,
+          const bf16* B, int ldb, float beta, float* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  cublasHandle_t h = handle_for(dev);
+  check(cublasSetStream(h, static_cast<cudaStream_t>(dev.stream)), "cublasSetStream");
+  const auto g = to_column_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  check(cublasGemmEx(h, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k,
+                     &alpha, g.A, CUDA_R_16BF, g.lda, g.B, CUDA_R_16BF, g.ldb, &beta, g.C, CUDA_R_32F, g.ldc,
+                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "cublasGemmEx (bf16)");
 }
 
 void gemm_strided_batched(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
@@ -40,7 +53,7 @@ void gemm_strided_batched(const Device& dev, bool trans_a, bool trans_b, int M, 
   if (M == 0 || N == 0 || batch == 0) return;
   cublasHandle_t h = handle_for(dev);
   check(cublasSetStream(h, static_cast<cudaStream_t>(dev.stream)), "cublasSetStream");
-  const ColumnMajorGemm g = to_column_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, stride_a, stride_b,
+  const auto g = to_column_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, stride_a, stride_b,
                                             stride_c);
   check(cublasSgemmStridedBatched(h, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                   g.m, g.n, g.k, &alpha, g.A, g.lda, g.stride_a, g.B, g.ldb, g.stride_b, &beta, g.C,

@@ -14,6 +14,8 @@ void add(const Device& dev, float* out, const float* a, const float* b, size_t n
   grid::add(Grid{dev}, out, a, b, n);
 }
 void scale_inplace(const Device& dev, float* x, float s, size_t n) { grid::scale_inplace(Grid{dev}, x, s, n); }
+void convert(const Device& dev, bf16* out, const float* in, size_t n) { grid::convert(Grid{dev}, out, in, n); }
+void convert(const Device& dev, float* out, const bf16* in, size_t n) { grid::convert(Grid{dev}, out, in, n); }
 void swiglu_forward(const Device& dev, float* out, const float* gate, const float* up, size_t n) {
   grid::swiglu_forward(Grid{dev}, out, gate, up, n);
 }

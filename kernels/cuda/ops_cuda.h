@@ -6,11 +6,14 @@
 #include <cstdint>
 
 #include "kernels/device.h"
+#include "kernels/dtype.h"
 
 namespace attnres::kernels::cuda {
 
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
+void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+          const bf16* A, int lda, const bf16* B, int ldb, float beta, float* C, int ldc);
 void gemm_strided_batched(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                           const float* A, int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b,
                           float beta, float* C, int ldc, int64_t stride_c, int batch);
@@ -28,6 +31,8 @@ void attention_decode(const Device& dev, float* out, float* scores, const float*
 void add_inplace(const Device& dev, float* y, const float* x, size_t n);
 void add(const Device& dev, float* out, const float* a, const float* b, size_t n);
 void scale_inplace(const Device& dev, float* x, float s, size_t n);
+void convert(const Device& dev, bf16* out, const float* in, size_t n);
+void convert(const Device& dev, float* out, const bf16* in, size_t n);
 void swiglu_forward(const Device& dev, float* out, const float* gate, const float* up, size_t n);
 void swiglu_backward(const Device& dev, float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                      size_t n);

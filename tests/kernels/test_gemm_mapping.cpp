@@ -55,7 +55,7 @@ TEST(GemmMapping, ColumnMajorOpenBlasWithMappedArgumentsEqualsRowMajor) {
         for (float& x : C) x = u(rng);
         const float alpha = 0.75f, beta = -0.5f;
         const std::vector<double> want = reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        const ColumnMajorGemm g = to_column_major(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc);
+        const auto g = to_column_major(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc);
         cblas_sgemm(CblasColMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans, g.m,
                     g.n, g.k, alpha, g.A, g.lda, g.B, g.ldb, beta, g.C, g.ldc);
         for (int i = 0; i < M; ++i)
@@ -91,7 +91,7 @@ TEST(GemmMapping, StridedBatchedStridesTravelWithTheirOperands) {
         want.push_back(reference(ta, tb, M, N, K, 1.0f, std::vector<float>(A.begin() + i * sa, A.begin() + (i + 1) * sa),
                                  lda_t, std::vector<float>(B.begin() + i * sb, B.begin() + (i + 1) * sb), ldb_t, 0.5f,
                                  std::vector<float>(C.begin() + i * sc, C.begin() + i * sc + M * ldc), ldc));
-      const ColumnMajorGemm g = to_column_major(ta, tb, M, N, K, A.data(), lda_t, B.data(), ldb_t, C.data(), ldc, sa,
+      const auto g = to_column_major(ta, tb, M, N, K, A.data(), lda_t, B.data(), ldb_t, C.data(), ldc, sa,
                                                 sb, sc);
       for (int i = 0; i < batch; ++i)  // what cublasSgemmStridedBatched does, one batch at a time
         cblas_sgemm(CblasColMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans, g.m,

@@ -5,10 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <limits>
 #include <stdexcept>
 
+#include "kernels/cpu/gemm_cpu.h"
 #include "kernels/ops.h"
 #include "kernels/peak.h"
 #include "cross_entropy_whole.h"
@@ -45,6 +48,78 @@ TEST(OpsForward, GemmAllTransposesWithStrides) {
         for (int n = 0; n < ldc; n++)  // padding columns must be untouched
           ASSERT_NEAR(C[m * ldc + n], want[m * ldc + n], 1e-5) << ta << tb << m << n;
     }
+}
+
+// bf16 operands are exact in float, so the reference is the double product of
+// the bf16 values; fp32 accumulation of K = 300 terms stays within 1e-5.
+static std::vector<bf16> to_bf16_vec(const Vec& x) {
+  std::vector<bf16> out(x.size());
+  for (size_t i = 0; i < x.size(); i++) out[i] = to_bf16(x[i]);
+  return out;
+}
+
+TEST(OpsForward, GemmBf16AllTransposesWithStrides) {
+  Device dev;
+  const int M = 130, N = 70, K = 300, pad = 3;  // M crosses a slice; N < M, then M < N below
+  for (int wide = 0; wide < 2; wide++)
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++) {
+        const int m = wide ? N : M, n = wide ? M : N;
+        const int ar = ta ? K : m, ac = ta ? m : K, br = tb ? n : K, bc = tb ? K : n;
+        const int lda = ac + pad, ldb = bc + pad, ldc = n + pad;
+        const std::vector<bf16> A = to_bf16_vec(random_vec(ar * lda, 1)), B = to_bf16_vec(random_vec(br * ldb, 2));
+        Vec C = random_vec(m * ldc, 3);
+        DVec want(C.begin(), C.end());
+        for (int i = 0; i < m; i++)
+          for (int j = 0; j < n; j++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++)
+              s += double(to_float(ta ? A[k * lda + i] : A[i * lda + k])) *
+                   to_float(tb ? B[j * ldb + k] : B[k * ldb + j]);
+            want[i * ldc + j] = 0.5 * s + 2.0 * C[i * ldc + j];
+          }
+        gemm(dev, ta, tb, m, n, K, 0.5f, A.data(), lda, B.data(), ldb, 2.0f, C.data(), ldc);
+        for (int i = 0; i < m; i++)
+          for (int j = 0; j < ldc; j++)  // padding columns must be untouched
+            ASSERT_NEAR(C[i * ldc + j], want[i * ldc + j], 1e-5 * (1.0 + std::abs(want[i * ldc + j])))
+                << wide << ta << tb << i << j;
+      }
+}
+
+// CTest runs the bf16 tests again with oneDNN held to AVX2, which has no
+// bf16 matmul: the widened fallback must then be the engine, and as exact.
+TEST(OpsForward, Bf16GemmEngineFollowsTheIsa) {
+  const char* isa = std::getenv("DNNL_MAX_CPU_ISA");
+  const std::string engine = cpu::bf16_gemm_engine();
+  if (isa && std::string(isa) == "AVX2")
+    EXPECT_NE(engine.find("widened"), std::string::npos) << engine;
+  else
+    EXPECT_NE(engine.find("oneDNN"), std::string::npos) << engine;
+}
+
+TEST(OpsForward, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(to_bf16(1.0f).bits, 0x3f80);
+  EXPECT_EQ(to_bf16(-2.0f).bits, 0xc000);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1).
+  EXPECT_EQ(to_bf16(1.0f + 0x1p-8f).bits, 0x3f80);
+  // 1 + 3·2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6: up to even.
+  EXPECT_EQ(to_bf16(1.0f + 3 * 0x1p-8f).bits, 0x3f82);
+  EXPECT_EQ(to_bf16(1.0f + 0x1p-8f + 0x1p-20f).bits, 0x3f81);  // above halfway: up
+  EXPECT_EQ(to_bf16(std::numeric_limits<float>::infinity()).bits, 0x7f80);
+  EXPECT_TRUE(std::isnan(to_float(to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+  EXPECT_TRUE(std::isinf(to_float(to_bf16(std::numeric_limits<float>::max()))));  // rounds past the largest bf16
+  // convert() on a device is the same rounding, and back to float is exact.
+  Device dev;
+  const Vec x = random_vec(1000, 4, -1e3f, 1e3f);
+  std::vector<bf16> h(x.size());
+  Vec back(x.size());
+  convert(dev, h.data(), x.data(), x.size());
+  convert(dev, back.data(), h.data(), h.size());
+  for (size_t i = 0; i < x.size(); i++) {
+    ASSERT_EQ(h[i].bits, to_bf16(x[i]).bits) << i;
+    ASSERT_EQ(back[i], round_bf16(x[i])) << i;
+    ASSERT_LE(std::abs(back[i] - x[i]), std::abs(x[i]) * 0x1p-8f) << i;  // half a unit in the last place
+  }
 }
 
 TEST(OpsForward, Linear) {
@@ -522,6 +597,21 @@ TEST(OpsDeterminism, LinearWeightGradient) {
         return y;
       },
       "linear y, dx, dW");
+}
+
+TEST(OpsDeterminism, GemmBf16) {
+  Device dev;
+  const int in = 96, out = 200;
+  const std::vector<bf16> x = to_bf16_vec(random_vec(kN * in, 97)), dy = to_bf16_vec(random_vec(kN * out, 98));
+  expect_same_bits_1_vs_2_threads(
+      [&] {
+        Vec dW(out * in, 0.125f), dx(kN * in);
+        gemm(dev, true, false, out, in, kN, 1.0f, dy.data(), out, x.data(), in, 1.0f, dW.data(), in);
+        gemm(dev, false, true, kN, in, in, 1.0f, x.data(), in, x.data(), in, 0.0f, dx.data(), in);
+        dW.insert(dW.end(), dx.begin(), dx.end());
+        return dW;
+      },
+      "bf16 gemm dW, x x^T");
 }
 
 // Not a row reduction, but each (batch, head) must not depend on which thread

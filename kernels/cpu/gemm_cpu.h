@@ -1,0 +1,27 @@
+// The CPU GEMM libraries behind cpu::gemm (kernels/cpu/ops_cpu.h): OpenBLAS
+// and oneDNN, each over the same fixed slices of C. Private to kernels/cpu.
+#pragma once
+#include <string>
+
+#include "kernels/dtype.h"
+
+namespace attnres::kernels::cpu {
+
+// C is cut into slices of kGemmSlice rows (or columns, when it is wider than
+// tall), each computed by one single-threaded library call: a library's own
+// threading splits the work by the thread count, which changes the rounding
+// of some outputs, and runs must not depend on train.threads.
+constexpr int kGemmSlice = 128;
+
+// Arguments and contract of kernels::gemm (kernels/ops.h).
+void gemm_openblas(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                   const float* B, int ldb, float beta, float* C, int ldc);
+void gemm_onednn(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                 const float* B, int ldb, float beta, float* C, int ldc);
+void gemm_onednn(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const bf16* A, int lda,
+                 const bf16* B, int ldb, float beta, float* C, int ldc);
+// What runs the bf16 GEMMs on this CPU (oneDNN's implementation, or the
+// slow fallback), for the run's first line.
+std::string bf16_gemm_engine();
+
+}  // namespace attnres::kernels::cpu
