@@ -3,7 +3,7 @@
 // and counts. The MPI implementation (mpi_communicator.h) works on host memory;
 // an NCCL implementation for device memory fits behind the same calls.
 //
-// Point-to-point. isend/irecv move a list of float tensors to/from a peer
+// Point-to-point. isend/irecv move a list of tensors to/from a peer
 // (a rank of THIS communicator) and return a Request; nothing may touch the
 // buffers until wait() or a true test() on that Request. A message is named by
 // a MessageTag, which both sides pass identically; messages with different tags
@@ -27,11 +27,16 @@
 #include <string>
 #include <vector>
 
+#include "kernels/dtype.h"
+
 namespace attnres {
 
+// count elements of dtype at data (hops carry parallel.hop_dtype, DESIGN §11).
 struct TensorRef {
-  float* data;
-  size_t count;  // in floats
+  void* data;
+  size_t count;
+  kernels::DType dtype = kernels::DType::F32;
+  size_t bytes() const { return count * kernels::dtype_size(dtype); }
 };
 
 enum class Direction { Forward = 0, Backward = 1 };

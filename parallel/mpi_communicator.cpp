@@ -188,6 +188,16 @@ MpiCommunicator::~MpiCommunicator() {
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
+// bf16 travels as its 16-bit pattern: MPI only moves it.
+static MPI_Datatype mpi_type(kernels::DType t) {
+  switch (t) {
+    case kernels::DType::F32: return MPI_FLOAT;
+    case kernels::DType::BF16: return MPI_UINT16_T;
+    case kernels::DType::I32: return MPI_INT32_T;
+  }
+  return MPI_DATATYPE_NULL;
+}
+
 Request MpiCommunicator::post(const std::vector<TensorRef>& tensors, int peer, MessageTag tag,
                               bool send) {
   if (peer < 0 || peer >= size_)
@@ -203,11 +213,11 @@ Request MpiCommunicator::post(const std::vector<TensorRef>& tensors, int peer, M
     const int mpi_tag = encode_tag(tags_, tag, static_cast<int>(i));
     const int count = checked_count(tensors[i].count);
     if (send) {
-      check(MPI_Isend(tensors[i].data, count, MPI_FLOAT, peer, mpi_tag, comm_, &state->reqs[i]),
+      check(MPI_Isend(tensors[i].data, count, mpi_type(tensors[i].dtype), peer, mpi_tag, comm_, &state->reqs[i]),
             "MPI_Isend");
-      bytes_sent_ += tensors[i].count * sizeof(float);
+      bytes_sent_ += tensors[i].bytes();
     } else {
-      check(MPI_Irecv(tensors[i].data, count, MPI_FLOAT, peer, mpi_tag, comm_, &state->reqs[i]),
+      check(MPI_Irecv(tensors[i].data, count, mpi_type(tensors[i].dtype), peer, mpi_tag, comm_, &state->reqs[i]),
             "MPI_Irecv");
     }
   }

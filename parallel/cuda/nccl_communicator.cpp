@@ -18,6 +18,15 @@ void check(ncclResult_t r, const char* call) {
   if (r != ncclSuccess) throw std::runtime_error(std::string("NCCL: ") + call + ": " + ncclGetErrorString(r));
 }
 
+ncclDataType_t nccl_type(kernels::DType t) {
+  switch (t) {
+    case kernels::DType::F32: return ncclFloat;
+    case kernels::DType::BF16: return ncclBfloat16;
+    case kernels::DType::I32: return ncclInt32;
+  }
+  throw std::logic_error("NCCL: no type for this dtype");
+}
+
 // A pending NCCL call: the event recorded on the communication stream after it.
 struct PendingCall : Request::State {
   kernels::Event done;
@@ -82,15 +91,15 @@ class NcclCommunicator final : public Communicator {
 
   Request isend(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) override {
     check_tag(tag, tensors.size());
-    for (const TensorRef& t : tensors) bytes_sent_ += t.count * sizeof(float);
+    for (const TensorRef& t : tensors) bytes_sent_ += t.bytes();
     return Request(stream_.run([&](cudaStream_t s) {
-      for (const TensorRef& t : tensors) check(ncclSend(t.data, t.count, ncclFloat, peer, comm_, s), "ncclSend");
+      for (const TensorRef& t : tensors) check(ncclSend(t.data, t.count, nccl_type(t.dtype), peer, comm_, s), "ncclSend");
     }));
   }
   Request irecv(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) override {
     check_tag(tag, tensors.size());
     return Request(stream_.run([&](cudaStream_t s) {
-      for (const TensorRef& t : tensors) check(ncclRecv(t.data, t.count, ncclFloat, peer, comm_, s), "ncclRecv");
+      for (const TensorRef& t : tensors) check(ncclRecv(t.data, t.count, nccl_type(t.dtype), peer, comm_, s), "ncclRecv");
     }));
   }
   void wait(Request& r) override {

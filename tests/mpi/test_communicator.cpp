@@ -107,7 +107,7 @@ void run_exchange(int mode) {
   auto post_sends = [&] {
     for (size_t i = 0; i < from_me.size(); ++i) {
       sends.push_back(comm->isend(send_bufs[i].refs, from_me[i].dst, from_me[i].tag));
-      for (const TensorRef& t : send_bufs[i].refs) expected_bytes += t.count * sizeof(float);
+      for (const TensorRef& t : send_bufs[i].refs) expected_bytes += t.bytes();
     }
   };
   if (mode == 0) {

@@ -113,10 +113,11 @@ void FakeNetwork::fail() {
 
 Request FakeCommunicator::isend(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) {
   if (peer < 0 || peer >= size()) throw std::logic_error("fake isend to rank " + std::to_string(peer));
-  std::vector<std::vector<float>> copy;
+  std::vector<std::vector<char>> copy;
   for (const TensorRef& t : tensors) {
-    copy.emplace_back(t.data, t.data + t.count);
-    bytes_sent_ += t.count * sizeof(float);
+    const char* p = static_cast<const char*>(t.data);
+    copy.emplace_back(p, p + t.bytes());
+    bytes_sent_ += t.bytes();
   }
   std::lock_guard<std::mutex> lock(net_.mu_);
   net_.queues_[{rank_, peer, tag.mb, tag.chunk, int(tag.dir)}].push_back(std::move(copy));
@@ -148,15 +149,15 @@ bool FakeCommunicator::complete(Request& r, bool block) {
   auto& queue = net_.queues_[{recv.peer, rank_, recv.tag.mb, recv.tag.chunk, int(recv.tag.dir)}];
   const std::string what = tag_name(recv.peer, rank_, recv.tag);
   if (!net_.await(lock, [&] { return !queue.empty(); }, block, what)) return false;
-  const std::vector<std::vector<float>> msg = std::move(queue.front());
+  const std::vector<std::vector<char>> msg = std::move(queue.front());
   queue.erase(queue.begin());
   bool same = msg.size() == recv.into.size();
-  for (size_t i = 0; same && i < msg.size(); ++i) same = msg[i].size() == recv.into[i].count;
+  for (size_t i = 0; same && i < msg.size(); ++i) same = msg[i].size() == recv.into[i].bytes();
   if (same) {
-    for (size_t i = 0; i < msg.size(); ++i) std::copy(msg[i].begin(), msg[i].end(), recv.into[i].data);
+    for (size_t i = 0; i < msg.size(); ++i) std::memcpy(recv.into[i].data, msg[i].data(), msg[i].size());
     net_.received_++;
   } else {
-    net_.problems_.push_back(what + ": the receive's tensor counts differ from the send's");
+    net_.problems_.push_back(what + ": the receive's tensor sizes differ from the send's");
   }
   r.state.reset();
   return true;

@@ -4,7 +4,7 @@
 // messages match exactly as the MPI implementation's tags make them match.
 // Collectives match by call order, as in MPI, and sum in rank order. The
 // network records what a real backend would reject or hang on: a receive
-// whose tensor counts differ from its send, collectives that disagree between
+// whose tensor sizes differ from its send, collectives that disagree between
 // ranks, and messages nobody received.
 #pragma once
 #include <condition_variable>
@@ -57,7 +57,7 @@ class FakeNetwork {
   std::mutex mu_;
   std::condition_variable cv_;
   bool failed_ = false;
-  std::map<Key, std::vector<std::vector<std::vector<float>>>> queues_;  // FIFO per key
+  std::map<Key, std::vector<std::vector<std::vector<char>>>> queues_;  // FIFO per key
   std::vector<uint64_t> next_collective_;                              // per rank
   std::map<uint64_t, Collective> collectives_;
   std::vector<std::vector<const float*>> reductions_;
