@@ -45,13 +45,20 @@ void reduce_rows(const Run& run, int N, int d, Term term, Emit emit) {
 }
 
 // ---- elementwise ---------------------------------------------------------------------
+// With `round`, sums are rounded to bf16 values (a bf16 run's residual
+// stream and its gradients, DESIGN §11).
+ATTNRES_HD inline float maybe_round(float v, bool round) { return round ? round_bf16(v) : v; }
 template <class Run>
-void add_inplace(const Run& run, float* y, const float* x, size_t n) {
-  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { y[i] += x[i]; });
+void add_inplace(const Run& run, float* y, const float* x, size_t n, bool round) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { y[i] = maybe_round(y[i] + x[i], round); });
 }
 template <class Run>
-void add(const Run& run, float* out, const float* a, const float* b, size_t n) {
-  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { out[i] = a[i] + b[i]; });
+void add(const Run& run, float* out, const float* a, const float* b, size_t n, bool round) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { out[i] = maybe_round(a[i] + b[i], round); });
+}
+template <class Run>
+void round_bf16_inplace(const Run& run, float* x, size_t n) {
+  run(int64_t(n), [=] ATTNRES_HD(int64_t i) { x[i] = round_bf16(x[i]); });
 }
 // Precision casts (kernels/dtype.h): to bf16 rounds to nearest even.
 template <class Run>
@@ -129,10 +136,10 @@ void rms_inverse(const Run& run, float* rstd, const float* x, int N, int d, floa
 }
 template <class Run>
 void add_rms_inverse(const Run& run, float* out, float* rstd, const float* a, const float* b, int N, int d,
-                     float eps) {
+                     float eps, bool round) {
   run(N, [=] ATTNRES_HD(int64_t n) {
     const size_t off = size_t(n) * size_t(d);
-    for (int i = 0; i < d; i++) out[off + i] = a[off + i] + b[off + i];
+    for (int i = 0; i < d; i++) out[off + i] = maybe_round(a[off + i] + b[off + i], round);
     rstd[n] = row::rms_inverse(out + off, d, eps);
   });
 }

@@ -83,17 +83,24 @@ void linear_backward(const Device& dev, float* dx, float* dW, const float* dy, c
 }
 
 // ---- device ops -------------------------------------------------------------------
-void add_inplace(const Device& dev, float* y, const float* x, size_t n) {
+void add_inplace(const Device& dev, float* y, const float* x, size_t n, bool round) {
   switch (dev.backend) {
-    case Backend::CPU: return grid::add_inplace(cpu::Grid{}, y, x, n);
-    case Backend::CUDA: ATTNRES_ON_CUDA("add_inplace", add_inplace(dev, y, x, n));
+    case Backend::CPU: return grid::add_inplace(cpu::Grid{}, y, x, n, round);
+    case Backend::CUDA: ATTNRES_ON_CUDA("add_inplace", add_inplace(dev, y, x, n, round));
   }
 }
 
-void add(const Device& dev, float* out, const float* a, const float* b, size_t n) {
+void add(const Device& dev, float* out, const float* a, const float* b, size_t n, bool round) {
   switch (dev.backend) {
-    case Backend::CPU: return grid::add(cpu::Grid{}, out, a, b, n);
-    case Backend::CUDA: ATTNRES_ON_CUDA("add", add(dev, out, a, b, n));
+    case Backend::CPU: return grid::add(cpu::Grid{}, out, a, b, n, round);
+    case Backend::CUDA: ATTNRES_ON_CUDA("add", add(dev, out, a, b, n, round));
+  }
+}
+
+void round_bf16_inplace(const Device& dev, float* x, size_t n) {
+  switch (dev.backend) {
+    case Backend::CPU: return grid::round_bf16_inplace(cpu::Grid{}, x, n);
+    case Backend::CUDA: ATTNRES_ON_CUDA("round_bf16_inplace", round_bf16_inplace(dev, x, n));
   }
 }
 
@@ -143,10 +150,10 @@ void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, f
 }
 
 void add_rms_inverse(const Device& dev, float* out, float* rstd, const float* a, const float* b, int N, int d,
-                     float eps) {
+                     float eps, bool round) {
   switch (dev.backend) {
-    case Backend::CPU: return grid::add_rms_inverse(cpu::Grid{}, out, rstd, a, b, N, d, eps);
-    case Backend::CUDA: ATTNRES_ON_CUDA("add_rms_inverse", add_rms_inverse(dev, out, rstd, a, b, N, d, eps));
+    case Backend::CPU: return grid::add_rms_inverse(cpu::Grid{}, out, rstd, a, b, N, d, eps, round);
+    case Backend::CUDA: ATTNRES_ON_CUDA("add_rms_inverse", add_rms_inverse(dev, out, rstd, a, b, N, d, eps, round));
   }
 }
 

@@ -49,8 +49,12 @@ void linear_backward(const Device& dev, float* dx, float* dW, const float* dy,
                      bool accumulate_dx);
 
 // ---- elementwise ---------------------------------------------------------
-void add_inplace(const Device& dev, float* y, const float* x, size_t n);    // y += x
-void add(const Device& dev, float* out, const float* a, const float* b, size_t n);
+// y += x and out = a + b; with `round`, the sums rounded to bf16 values (the
+// residual stream of a bf16 run and its gradients, DESIGN §11).
+void add_inplace(const Device& dev, float* y, const float* x, size_t n, bool round = false);
+void add(const Device& dev, float* out, const float* a, const float* b, size_t n, bool round = false);
+// x = x rounded to the nearest bf16 value, kept in float.
+void round_bf16_inplace(const Device& dev, float* x, size_t n);
 // out = in in the other precision (to bf16: round to nearest even).
 void convert(const Device& dev, bf16* out, const float* in, size_t n);
 void convert(const Device& dev, float* out, const bf16* in, size_t n);
@@ -77,9 +81,10 @@ void rmsnorm_backward(const Device& dev, float* dx, float* dg, const float* dout
 void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps);
 // out = a + b and rstd = rms_inverse(out) in one pass over the rows: a
 // block's running sum and its key-side norm, the same floats as add then
-// rms_inverse. out may be a (in place).
+// rms_inverse. out may be a (in place). With `round`, out is rounded to bf16
+// values before its rstd is taken.
 void add_rms_inverse(const Device& dev, float* out, float* rstd, const float* a, const float* b, int N, int d,
-                     float eps);
+                     float eps, bool round = false);
 
 // ---- RoPE (rotate-half, DESIGN §1) on x[B*T, H, hd], in place ------------
 // cos/sin tables are [T, hd/2] in device memory. rope_tables() is a HOST

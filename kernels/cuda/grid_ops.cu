@@ -9,10 +9,13 @@
 
 namespace attnres::kernels::cuda {
 
-void add_inplace(const Device& dev, float* y, const float* x, size_t n) { grid::add_inplace(Grid{dev}, y, x, n); }
-void add(const Device& dev, float* out, const float* a, const float* b, size_t n) {
-  grid::add(Grid{dev}, out, a, b, n);
+void add_inplace(const Device& dev, float* y, const float* x, size_t n, bool round) {
+  grid::add_inplace(Grid{dev}, y, x, n, round);
 }
+void add(const Device& dev, float* out, const float* a, const float* b, size_t n, bool round) {
+  grid::add(Grid{dev}, out, a, b, n, round);
+}
+void round_bf16_inplace(const Device& dev, float* x, size_t n) { grid::round_bf16_inplace(Grid{dev}, x, n); }
 void scale_inplace(const Device& dev, float* x, float s, size_t n) { grid::scale_inplace(Grid{dev}, x, s, n); }
 void convert(const Device& dev, bf16* out, const float* in, size_t n) { grid::convert(Grid{dev}, out, in, n); }
 void convert(const Device& dev, float* out, const bf16* in, size_t n) { grid::convert(Grid{dev}, out, in, n); }
@@ -35,8 +38,8 @@ void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, f
   grid::rms_inverse(Grid{dev}, rstd, x, N, d, eps);
 }
 void add_rms_inverse(const Device& dev, float* out, float* rstd, const float* a, const float* b, int N, int d,
-                     float eps) {
-  grid::add_rms_inverse(Grid{dev}, out, rstd, a, b, N, d, eps);
+                     float eps, bool round) {
+  grid::add_rms_inverse(Grid{dev}, out, rstd, a, b, N, d, eps, round);
 }
 void rope_forward(const Device& dev, float* x, const float* cos_t, const float* sin_t, int B, int T, int H, int hd) {
   grid::rope_apply<false>(Grid{dev}, x, cos_t, sin_t, B, T, H, hd);

@@ -28,8 +28,9 @@ void attention_decode(const Device& dev, float* out, float* scores, const float*
                       const float* vcache, int T, int H, int hd);
 
 // Single-source ops (kernels/grid_ops.h), in kernels/cuda/grid_ops.cu.
-void add_inplace(const Device& dev, float* y, const float* x, size_t n);
-void add(const Device& dev, float* out, const float* a, const float* b, size_t n);
+void add_inplace(const Device& dev, float* y, const float* x, size_t n, bool round);
+void add(const Device& dev, float* out, const float* a, const float* b, size_t n, bool round);
+void round_bf16_inplace(const Device& dev, float* x, size_t n);
 void scale_inplace(const Device& dev, float* x, float s, size_t n);
 void convert(const Device& dev, bf16* out, const float* in, size_t n);
 void convert(const Device& dev, float* out, const bf16* in, size_t n);
@@ -43,7 +44,7 @@ void rmsnorm_forward(const Device& dev, float* out, float* rstd, const float* x,
                      float eps);
 void rms_inverse(const Device& dev, float* rstd, const float* x, int N, int d, float eps);
 void add_rms_inverse(const Device& dev, float* out, float* rstd, const float* a, const float* b, int N, int d,
-                     float eps);
+                     float eps, bool round);
 void rope_forward(const Device& dev, float* x, const float* cos_t, const float* sin_t, int B, int T, int H, int hd);
 void rope_backward(const Device& dev, float* dx, const float* cos_t, const float* sin_t, int B, int T, int H, int hd);
 void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const float* table, int N, int d, int v0,

@@ -122,6 +122,28 @@ TEST(OpsForward, Bf16RoundsToNearestEven) {
   }
 }
 
+// A bf16 run's stream sums: each rounded as to_bf16 rounds it, and the
+// block sum's rstd taken from the rounded row (so it equals rms_inverse of
+// what is stored).
+TEST(OpsForward, RoundedStreamSums) {
+  Device dev;
+  const int N = 7, d = 33;
+  const Vec a = random_vec(N * d, 5), b = random_vec(N * d, 6);
+  Vec sum(N * d), acc = a, blk(N * d), rstd(N), want_rstd(N), r = a;
+  add(dev, sum.data(), a.data(), b.data(), sum.size(), true);
+  add_inplace(dev, acc.data(), b.data(), acc.size(), true);
+  add_rms_inverse(dev, blk.data(), rstd.data(), a.data(), b.data(), N, d, 1e-6f, true);
+  round_bf16_inplace(dev, r.data(), r.size());
+  for (size_t i = 0; i < sum.size(); i++) {
+    ASSERT_EQ(sum[i], round_bf16(a[i] + b[i])) << i;
+    ASSERT_EQ(acc[i], sum[i]) << i;
+    ASSERT_EQ(blk[i], sum[i]) << i;
+    ASSERT_EQ(r[i], round_bf16(a[i])) << i;
+  }
+  rms_inverse(dev, want_rstd.data(), sum.data(), N, d, 1e-6f);
+  EXPECT_EQ(rstd, want_rstd);
+}
+
 TEST(OpsForward, Linear) {
   Device dev;
   const int N = 6, in = 9, out = 5;
