@@ -32,9 +32,10 @@ double ring_allgather_bytes(size_t floats_per_rank, int ranks);  // also reduce-
 
 // The bytes one tp rank sends in its chunks' collectives during one training
 // step of M microbatches (ring model), from the model alone: per microbatch
-// the forward and backward of each chunk (models/chunk.cpp's collectives),
-// then the sum of the replicated tensors' gradients under sequence
-// parallelism. The runtime's count must equal it.
+// the forward and backward of each chunk (the collectives of
+// models/chunk_tp.cpp and models/chunk_head.cpp), then the sum of the
+// replicated tensors' gradients under sequence parallelism. The runtime's
+// count must equal it.
 double tp_step_bytes(const ModelConfig& m, const std::vector<ChunkRange>& chunks, int M, int micro_batch,
                      const TensorParallel& tp);
 

@@ -1,8 +1,8 @@
 // A group of S AttnRes sites sharing K completed sources, each site with a
 // partial block sum of its own (site 0 optionally without, as at a block's
-// start), run through the two-phase kernels the way models/chunk.cpp does:
-// phase 1 for the group, then each site's merge; backwards, each site's
-// partial part in reverse order, then the group's completed part.
+// start), run through the two-phase kernels the way models/chunk_depth.cpp
+// does: phase 1 for the group, then each site's merge; backwards, each
+// site's partial part in reverse order, then the group's completed part.
 #pragma once
 #include <algorithm>
 #include <limits>
@@ -85,9 +85,9 @@ inline GroupGrads group_grads(const SiteGroup& G, float fill) {
 // partial gradients are written, not added to. Each site's sdot = dh · h is
 // row::dot's, as rmsnorm_backward's xdot gives it in the model. With split,
 // the completed part runs as two passes, over sources [split, K) and then
-// [0, split), as a backward span splits it (models/chunk.cpp); with uv_pad,
-// the u · v rows are read from rows that long pad entries more (NaN), as a
-// site with more completed sources than the pass's list has them.
+// [0, split), as a backward span splits it (models/chunk_depth.cpp); with
+// uv_pad, the u · v rows are read from rows that long pad entries more (NaN),
+// as a site with more completed sources than the pass's list has them.
 inline void group_backward(const Device& dev, const SiteGroup& G, const std::vector<Vec>& h,
                            const std::vector<Vec>& lse, const std::vector<Vec>& uv, const std::vector<Vec>& dh,
                            GroupGrads& out, int j0, int j1, bool assign = false, int split = 0, int uv_pad = 0) {
