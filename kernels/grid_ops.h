@@ -355,7 +355,7 @@ void attnres_query_grads(const Run& run, const float* part, int groups, int S, i
 template <class Run>
 void attnres_partial_backward(const Run& run, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
                               const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
-                              const float* g, int N, int d, bool assign) {
+                              const float* g, int N, int d, bool assign, bool round) {
   const int groups = row_groups(N);
   run(groups, [=] ATTNRES_HD(int64_t gi) {
     float* du = scratch + size_t(gi) * d;
@@ -365,7 +365,8 @@ void attnres_partial_backward(const Run& run, float* dacc_p, float* dw, float* d
     const int n0 = int(gi) * kRowGroup, n1 = n0 + kRowGroup < N ? n0 + kRowGroup : N;
     for (int n = n0; n < n1; n++) {
       const size_t off = size_t(n) * d;
-      row::attnres_partial_backward(dacc_p + off, du, dh + off, sdot[n], lse[n], p + off, p_rstd[n], u, d, assign);
+      row::attnres_partial_backward(dacc_p + off, du, dh + off, sdot[n], lse[n], p + off, p_rstd[n], u, d, assign,
+                                    round);
     }
   });
   attnres_query_grads(run, scratch, groups, 1, d, site_list(&dw, 1), site_list(&dg, 1), site_list(&w, 1),
@@ -377,7 +378,7 @@ void attnres_block_backward(const Run& run, float* const* dacc_src, float* const
                             float* scratch, const float* const* dh, const float* const* sdot,
                             const float* const* lse, const float* const* uv, const float* const* src,
                             const float* const* src_rstd, int K, const float* const* w, const float* const* g, int S,
-                            int N, int d, bool assign, int s0, const int* uv_k) {
+                            int N, int d, bool assign, int s0, const int* uv_k, bool round) {
   if (s0 < 0 || s0 >= K) throw std::invalid_argument("attnres: first source " + std::to_string(s0) + " of " +
                                                      std::to_string(K));
   for (int j = 0; uv_k && j < S; j++)
@@ -403,7 +404,7 @@ void attnres_block_backward(const Run& run, float* const* dacc_src, float* const
       for (int j = 0; j < S; j++) sdot_n[j] = sd[j][n], lse_n[j] = ls[j][n], uv_n[j] = us[j] + size_t(n) * ks[j];
       for (int s = s0, T; s < K; s += T) {
         T = row::source_tile(s, K, S > 1 ? 2 : 1);  // the sites' dot products go in pairs
-        row::attnres_tile_backward(dv, du, dhs, sdot_n, lse_n, uv_n, v, r, s, T, u, S, size_t(n), d, assign);
+        row::attnres_tile_backward(dv, du, dhs, sdot_n, lse_n, uv_n, v, r, s, T, u, S, size_t(n), d, assign, round);
       }
     }
   });

@@ -72,14 +72,31 @@ void gemm_strided_batched(const Device& dev, bool trans_a, bool trans_b, int M, 
 }
 
 // ---- composed of other ops: the same on every backend ----------------------------
-void linear_forward(const Device& dev, float* y, const float* x, const float* W, int N, int in, int out) {
+// y = x W^T, dx = dy W, dW += dy^T x, for either operand type.
+template <class T>
+static void linear_forward_of(const Device& dev, float* y, const T* x, const T* W, int N, int in, int out) {
   gemm(dev, false, true, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
 }
-
-void linear_backward(const Device& dev, float* dx, float* dW, const float* dy, const float* x, const float* W, int N,
-                     int in, int out, bool accumulate_dx) {
+template <class T>
+static void linear_backward_of(const Device& dev, float* dx, float* dW, const T* dy, const T* x, const T* W, int N,
+                               int in, int out, bool accumulate_dx) {
   if (dx) gemm(dev, false, false, N, in, out, 1.0f, dy, out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
   if (dW) gemm(dev, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+}
+
+void linear_forward(const Device& dev, float* y, const float* x, const float* W, int N, int in, int out) {
+  linear_forward_of(dev, y, x, W, N, in, out);
+}
+void linear_forward(const Device& dev, float* y, const bf16* x, const bf16* W, int N, int in, int out) {
+  linear_forward_of(dev, y, x, W, N, in, out);
+}
+void linear_backward(const Device& dev, float* dx, float* dW, const float* dy, const float* x, const float* W, int N,
+                     int in, int out, bool accumulate_dx) {
+  linear_backward_of(dev, dx, dW, dy, x, W, N, in, out, accumulate_dx);
+}
+void linear_backward(const Device& dev, float* dx, float* dW, const bf16* dy, const bf16* x, const bf16* W, int N,
+                     int in, int out, bool accumulate_dx) {
+  linear_backward_of(dev, dx, dW, dy, x, W, N, in, out, accumulate_dx);
 }
 
 // ---- device ops -------------------------------------------------------------------
@@ -238,14 +255,14 @@ void attnres_merge_partial(const Device& dev, float* h, float* lse, const float*
 
 void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
                               const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
-                              const float* g, int N, int d, bool assign) {
+                              const float* g, int N, int d, bool assign, bool round) {
   switch (dev.backend) {
     case Backend::CPU:
       return grid::attnres_partial_backward(cpu::Grid{}, dacc_p, dw, dg, scratch, dh, sdot, lse, p, p_rstd, w, g, N, d,
-                                            assign);
+                                            assign, round);
     case Backend::CUDA:
       ATTNRES_ON_CUDA("attnres_partial_backward", attnres_partial_backward(dev, dacc_p, dw, dg, scratch, dh, sdot, lse, p,
-                                                                         p_rstd, w, g, N, d, assign));
+                                                                         p_rstd, w, g, N, d, assign, round));
   }
 }
 
@@ -253,15 +270,15 @@ void attnres_block_backward(const Device& dev, float* const* dacc_src, float* co
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
                             const float* const* w, const float* const* g, int S, int N, int d, bool assign, int s0,
-                            const int* uv_k) {
+                            const int* uv_k, bool round) {
   switch (dev.backend) {
     case Backend::CPU:
       return grid::attnres_block_backward(cpu::Grid{}, dacc_src, dw, dg, scratch, dh, sdot, lse, uv, src, src_rstd,
-                                          K, w, g, S, N, d, assign, s0, uv_k);
+                                          K, w, g, S, N, d, assign, s0, uv_k, round);
     case Backend::CUDA:
       ATTNRES_ON_CUDA("attnres_block_backward",
                       attnres_block_backward(dev, dacc_src, dw, dg, scratch, dh, sdot, lse, uv, src, src_rstd, K, w, g,
-                                             S, N, d, assign, s0, uv_k));
+                                             S, N, d, assign, s0, uv_k, round));
   }
 }
 

@@ -47,6 +47,10 @@ void linear_forward(const Device& dev, float* y, const float* x, const float* W,
 void linear_backward(const Device& dev, float* dx, float* dW, const float* dy,
                      const float* x, const float* W, int N, int in, int out,
                      bool accumulate_dx);
+// The same on bf16 operands (fp32 accumulation, fp32 y, dx and dW).
+void linear_forward(const Device& dev, float* y, const bf16* x, const bf16* W, int N, int in, int out);
+void linear_backward(const Device& dev, float* dx, float* dW, const bf16* dy, const bf16* x, const bf16* W, int N,
+                     int in, int out, bool accumulate_dx);
 
 // ---- elementwise ---------------------------------------------------------
 // y += x and out = a + b; with `round`, the sums rounded to bf16 values (the
@@ -151,6 +155,10 @@ void attnres_merge_partial(const Device& dev, float* h, float* lse, const float*
                            const float* w, const float* g, int N, int d, float* xn = nullptr,
                            float* rstd = nullptr, const float* norm = nullptr, float eps = 0.0f);
 
+// With round (a bf16 run, whose stream gradients hold bf16 values), both
+// backwards round each source gradient to bf16 after each site's term, so a
+// pipeline boundary between two sites sees the value one process has there.
+//
 // Backward, the site's partial source p, run when dh (dL/dh) and sdot[N] =
 // dh · h (rmsnorm_backward's xdot) are known: dacc_p += dL/dp (dacc_p =
 // dL/dp with assign: the first gradient that buffer gets, so what it held
@@ -159,7 +167,7 @@ void attnres_merge_partial(const Device& dev, float* h, float* lse, const float*
 // scratch: attnres_partial_backward_scratch(N, d) floats.
 void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
                               const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
-                              const float* g, int N, int d, bool assign);
+                              const float* g, int N, int d, bool assign, bool round = false);
 size_t attnres_partial_backward_scratch(int N, int d);
 // Backward, the block's part, once the S sites' dh and sdot are known (uv:
 // the forward's):
@@ -172,7 +180,7 @@ void attnres_block_backward(const Device& dev, float* const* dacc_src, float* co
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
                             const float* const* w, const float* const* g, int S, int N, int d, bool assign, int s0 = 0,
-                            const int* uv_k = nullptr);
+                            const int* uv_k = nullptr, bool round = false);
 size_t attnres_block_backward_scratch(int N, int S, int d);
 
 // ---- id checks (host) ---------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/dtype.h"
 #include "kernels/hd.h"
 #include "kernels/limits.h"
 
@@ -300,8 +301,10 @@ ATTNRES_HD inline void attnres_queries(float* u, const ConstSites& w, const Cons
 // and du[p] += dzk v for each. dv is loaded and stored once, and gets the
 // terms in list order, the same bits as P passes of one site each. With
 // kAssign, dv is the first gradient its buffer gets: the terms are written
-// from 0, and what the buffer held is not read.
-template <int P, bool kAssign>
+// from 0, and what the buffer held is not read. With kRound (a bf16 run,
+// whose stream gradients hold bf16 values), dv is rounded to bf16 after each
+// site's term: a chunk boundary between two sites leaves the same value.
+template <int P, bool kAssign, bool kRound>
 ATTNRES_HD inline void attnres_source_update(float* dv, float* const* du, const SourceGrad* q, const float* const* dh,
                                              const float* v, const float* const* u, int d) {
   ATTNRES_LANES
@@ -310,6 +313,7 @@ ATTNRES_HD inline void attnres_source_update(float* dv, float* const* du, const 
     float x = kAssign ? 0.0f : dv[i];
     for (int p = 0; p < P; p++) {
       x += source_term(q[p], dh[p][i], vi, u[p][i]);
+      if (kRound) x = round_bf16(x);
       du[p][i] = fmaf(q[p].dzk, vi, du[p][i]);
     }
     dv[i] = x;
@@ -320,19 +324,24 @@ ATTNRES_HD inline void attnres_source_update(float* dv, float* const* du, const 
 // adds p's gradient to dp (writes it, with assign) and its query gradient
 // to du; u is the site's query (attnres_queries).
 ATTNRES_HD inline void attnres_partial_backward(float* dp, float* du, const float* dh, float sdot, float lse,
-                                                const float* p, float r, const float* u, int d, bool assign) {
+                                                const float* p, float r, const float* u, int d, bool assign,
+                                                bool round) {
   float uv, dhv;
   source_dots<1, 1, false, true>(&uv, &dhv, &u, nullptr, &dh, &p, d);
   const SourceGrad q = attnres_source_grad(uv, dhv, sdot, lse, r, d);
-  if (assign)
-    attnres_source_update<1, true>(dp, &du, &q, &dh, p, &u, d);
+  if (assign && round)
+    attnres_source_update<1, true, true>(dp, &du, &q, &dh, p, &u, d);
+  else if (assign)
+    attnres_source_update<1, true, false>(dp, &du, &q, &dh, p, &u, d);
+  else if (round)
+    attnres_source_update<1, false, true>(dp, &du, &q, &dh, p, &u, d);
   else
-    attnres_source_update<1, false>(dp, &du, &q, &dh, p, &u, d);
+    attnres_source_update<1, false, false>(dp, &du, &q, &dh, p, &u, d);
 }
 
 // attnres_source_update of one source row (tile slot t) by the P sites
 // j, j - 1, ... of attnres_tile_backward, in that order.
-template <int P, bool kAssign, class ConstSites>
+template <int P, bool kAssign, bool kRound, class ConstSites>
 ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGrad (*sg)[kMaxTile], int t,
                                             const ConstSites& dh, const float* u, int j, const float* v, size_t off,
                                             int d) {
@@ -341,7 +350,25 @@ ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGr
   SourceGrad q[P];
   for (int p = 0; p < P; p++)
     dhp[p] = dh[j - p] + off, up[p] = u + (size_t)(j - p) * d, dup[p] = du + (size_t)(j - p) * d, q[p] = sg[j - p][t];
-  attnres_source_update<P, kAssign>(dv, dup, q, dhp, v, up, d);
+  attnres_source_update<P, kAssign, kRound>(dv, dup, q, dhp, v, up, d);
+}
+
+// Every source row of the tile gets the S sites' terms (attnres_tile_backward).
+template <bool kRound, class Dst, class Src, class ConstSites>
+ATTNRES_HD inline void attnres_tile_update(const Dst& dacc_src, float* du, const ConstSites& dh,
+                                           const SourceGrad (*sg)[kMaxTile], const Src& src, int s0, int T,
+                                           const float* u, int S, size_t off, int d, bool assign) {
+  for (int t = 0; t < T; t++) {
+    float* dv = dacc_src[s0 + t] + off;
+    const float* v = src[s0 + t] + off;
+    int j = S - 1;
+    if (assign && j >= 1)  // the first (last) pair's terms start from 0
+      attnres_sites_update<2, true, kRound>(dv, du, sg, t, dh, u, j, v, off, d), j -= 2;
+    else if (assign)
+      attnres_sites_update<1, true, kRound>(dv, du, sg, t, dh, u, 0, v, off, d), j -= 1;
+    for (; j >= 1; j -= 2) attnres_sites_update<2, false, kRound>(dv, du, sg, t, dh, u, j, v, off, d);
+    if (j == 0) attnres_sites_update<1, false, kRound>(dv, du, sg, t, dh, u, 0, v, off, d);
+  }
 }
 
 // The backward of S sites' completed sources of the tile [s0, s0 + T) in
@@ -351,12 +378,13 @@ ATTNRES_HD inline void attnres_sites_update(float* dv, float* du, const SourceGr
 // u[j*d ...] is site j's query (attnres_queries); sdot[j], lse[j] are site
 // j's values of row n, uv[j] its row of the forward's u · v. The tile's
 // dh · v products run side by side (source_dots). With assign, the sources'
-// gradients are written (the first these buffers get), not added to.
+// gradients are written (the first these buffers get), not added to. With
+// round, they are rounded to bf16 after each site's term (a bf16 run).
 template <class Dst, class Src, class ConstSites>
 ATTNRES_HD inline void attnres_tile_backward(const Dst& dacc_src, float* du, const ConstSites& dh, const float* sdot,
                                              const float* lse, const float* const* uv, const Src& src,
                                              const Src& src_rstd, int s0, int T, const float* u, int S, size_t n,
-                                             int d, bool assign) {
+                                             int d, bool assign, bool round) {
   const size_t off = n * (size_t)d;
   SourceGrad sg[kMaxSites][kMaxTile];
   for (int j = 0; j < S; j += 2) {  // the dot products of a pair of sites at once
@@ -372,17 +400,10 @@ ATTNRES_HD inline void attnres_tile_backward(const Dst& dacc_src, float* du, con
         sg[j + p][t] = attnres_source_grad(uv[j + p][s0 + t], dhv[p * T + t], sdot[j + p], lse[j + p],
                                            src_rstd[s0 + t][n], d);
   }
-  for (int t = 0; t < T; t++) {
-    float* dv = dacc_src[s0 + t] + off;
-    const float* v = src[s0 + t] + off;
-    int j = S - 1;
-    if (assign && j >= 1)  // the first (last) pair's terms start from 0
-      attnres_sites_update<2, true>(dv, du, sg, t, dh, u, j, v, off, d), j -= 2;
-    else if (assign)
-      attnres_sites_update<1, true>(dv, du, sg, t, dh, u, 0, v, off, d), j -= 1;
-    for (; j >= 1; j -= 2) attnres_sites_update<2, false>(dv, du, sg, t, dh, u, j, v, off, d);
-    if (j == 0) attnres_sites_update<1, false>(dv, du, sg, t, dh, u, 0, v, off, d);
-  }
+  if (round)
+    attnres_tile_update<true>(dacc_src, du, dh, sg, src, s0, T, u, S, off, d, assign);
+  else
+    attnres_tile_update<false>(dacc_src, du, dh, sg, src, s0, T, u, S, off, d, assign);
 }
 
 // ---- SwiGLU element: out = silu(gate) * up ------------------------------------

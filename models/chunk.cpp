@@ -50,6 +50,8 @@ void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch
   c.layout = make_param_layout(cfg, first, last, tp.tp);
   c.params = k::DeviceBuffer<float>(dev, f.params);
   c.grads = k::DeviceBuffer<float>(dev, f.grads);
+  c.compute = k::DeviceBuffer<k::bf16>(dev, f.compute_weights);
+  c.params_base = c.params.data(), c.compute_base = c.compute.data();
   c.rope_cos = k::DeviceBuffer<float>(dev, f.rope / 2);
   c.rope_sin = k::DeviceBuffer<float>(dev, f.rope / 2);
   c.scratch = k::DeviceBuffer<float>(dev, f.scratch);
@@ -67,6 +69,7 @@ void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch
   k::rope_tables(cos_t.data(), sin_t.data(), cfg.seq_len, cfg.head_dim(), cfg.rope_theta);
   k::copy(dev, c.rope_cos.data(), cos_t.data(), cos_t.size(), k::CopyKind::HostToDevice);
   k::copy(dev, c.rope_sin.data(), sin_t.data(), sin_t.size(), k::CopyKind::HostToDevice);
+  chunk_sync_compute_weights(c);
   k::synchronize(dev);  // before the host buffers go
 }
 
@@ -83,6 +86,7 @@ Chunk chunk_segment(const Chunk& c, int first, int last) {
   s.p = resolve(c.layout, const_cast<float*>(c.params.data()), first, last);
   s.g = resolve(c.layout, const_cast<float*>(c.grads.data()), first, last);
   s.t = c.t;
+  s.params_base = c.params_base, s.compute_base = c.compute_base;
   s.cos = c.cos, s.sin = c.sin;
   return s;
 }
@@ -96,12 +100,14 @@ void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s,
   else
     mlp_sublayer_forward(c, p, s, y);
   sum_partials(c, y, s.y);
+  round_stream(c, s.y);
 }
 
 void sublayer_backward(const Chunk& c, const SublayerTensors& p, const SublayerTensors& g, SublayerActs& s, int j,
                        float* dh, float* sdot) {
   const BackwardScratch& t = c.t;
   const ChunkDims& x = c.dims;
+  keep_bf16(c, s.dy_h, s.dy, size_t(x.N) * x.d);
   if (j % 2 == 0)
     attention_sublayer_backward(c, p, s);
   else
@@ -124,15 +130,15 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   for (int j = c.first; j < c.last; ++j) {
     SublayerActs& s = v.sub[j - c.first];
     const SublayerTensors& p = c.p.sub[j - c.first];
-    norm_to_full(c, s.xn, s.rstd, s.h, p.norm);
+    norm_to_full(c, s.xn, s.xn_h, s.rstd, s.h, p.norm);
     sublayer_forward(c, p, s, j);
-    k::add(c.dev, s.stream, x, s.y, size_t(Nr) * d);
+    k::add(c.dev, s.stream, x, s.y, size_t(Nr) * d, c.cfg.bf16());
     x = s.stream;
   }
   a.out = ResidualState{};
   a.out.hidden = const_cast<float*>(x);
   if (!c.has_head) return 0.0;
-  norm_to_full(c, v.head.xn, v.head.rstd, x, c.p.final_norm);
+  norm_to_full(c, v.head.xn, v.head.xn_h, v.head.rstd, x, c.p.final_norm);
   return head_forward(c, v.head, targets);
 }
 
@@ -154,12 +160,15 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   const BackwardScratch& t = c.t;
   // x_{j+1} = x_j + f_j(x_j): one running gradient, accumulated in place.
   float* dx = dout.hidden ? dout.hidden : t.dx;
-  if (c.has_head) head_backward(c, v.head, a.out.hidden, targets, loss_scale, dx, nullptr);
+  if (c.has_head) {
+    head_backward(c, v.head, a.out.hidden, targets, loss_scale, dx, nullptr);
+    round_stream(c, dx);
+  }
   for (int j = c.last - 1; j >= c.first; --j) {
     SublayerActs& s = v.sub[j - c.first];
     gather_rows(c, s.dy, dx);
     sublayer_backward(c, c.p.sub[j - c.first], c.g.sub[j - c.first], s, j, t.dh, nullptr);
-    k::add_inplace(c.dev, dx, t.dh, Nrd);
+    k::add_inplace(c.dev, dx, t.dh, Nrd, c.cfg.bf16());
   }
   if (c.has_embed) embed_backward(c, dx, tokens);
   din = ResidualState{};
@@ -170,7 +179,7 @@ void chunk_backward_weight(const Chunk& c, ChunkActs& a) {
   const ChunkDims& x = c.dims;
   const ActsView& v = a.v;
   if (c.has_head)
-    k::linear_backward(c.dev, nullptr, c.g.lm_head, v.head.dlogits, v.head.xn, nullptr, x.N, x.d, x.Vl, false);
+    matmul_backward_weight(c, c.g.lm_head, v.head.dlogits, v.head.dlogits_h, v.head.xn, v.head.xn_h, x.N, x.d, x.Vl);
   for (int j = c.last - 1; j >= c.first; --j) {
     const SublayerActs& s = v.sub[j - c.first];
     const SublayerTensors& g = c.g.sub[j - c.first];

@@ -52,6 +52,7 @@ struct ResidualState {
 // same functions, so `attnres plan` predicts the runtime's memory exactly.
 struct ChunkFloats {
   size_t params = 0, grads = 0;
+  size_t compute_weights = 0;  // bf16 elements: the bf16 copy of params a bf16 run multiplies with
   size_t rope = 0;     // RoPE cos and sin tables
   size_t scratch = 0;  // transient buffers of one backward, shared by the microbatches
   size_t acts = 0;     // one microbatch's activation arena
@@ -78,11 +79,15 @@ struct BackwardScratch {
   float *dh;    // [G, Nr, d]: dL/dh of each site of an AttnRes site group (G = its most sites), else [Nr, d]
   float *sdot;  // [G, Nr]: dh · h of each site of the group (AttnRes)
   float *dxn, *dao, *dact, *datt, *dx;
-  float *att, *ao;  // selective recomputation: the probabilities and output of one attention
+  float *att, *ao;  // selective recomputation: the probabilities and output of one attention (ao: also below)
   float *dquery;  // the AttnRes backward's query-gradient partials
   float *dxn_res;  // dxn summed into the residual rows (sequence parallel)
   float *full;     // [N, d]: partial sums before a reduce-scatter, gathered gradients
   float *local;    // [Nr, d]: a norm's output before its all-gather
+  // A bf16 run: the fp32 values of the GEMM operands the arena keeps in bf16
+  // only (SublayerActs, HeadActs), each used from when it is computed until
+  // its bf16 twin is written.
+  float *xn, *act, *dy, *dq, *dk, *dv, *dgate, *dup, *dlogits;
 };
 
 // Parameters and gradients of one chunk, plus scratch shared by its microbatches.
@@ -95,8 +100,13 @@ struct Chunk {
   ChunkDims dims{};
   bool has_embed = false, has_head = false;
   ParamLayout layout;
-  kernels::DeviceBuffer<float> params;  // layout.total floats
+  kernels::DeviceBuffer<float> params;  // layout.total floats: the fp32 master weights
   kernels::DeviceBuffer<float> grads;   // layout.total floats, accumulated over microbatches
+  // A bf16 run's compute weights: params in bf16, same layout, refreshed by
+  // chunk_sync_compute_weights (a chunk_segment shares its parent's).
+  kernels::DeviceBuffer<kernels::bf16> compute;
+  const float* params_base = nullptr;
+  const kernels::bf16* compute_base = nullptr;
   kernels::DeviceBuffer<float> rope_cos, rope_sin;
   kernels::DeviceBuffer<float> scratch;
   ChunkTensors p, g;      // views into params and grads
@@ -108,6 +118,10 @@ struct Chunk {
 // values whatever tp), gradients and scratch.
 void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch,
                 uint64_t seed, kernels::Device dev = {}, const TensorParallel& tp = {});
+
+// A bf16 run: the compute weights from the master weights (after they
+// change: at init, after each optimizer step, after a restore). No-op in fp32.
+void chunk_sync_compute_weights(Chunk& c);
 
 // A view of the sublayers [first, last) of chunk c, to run forward and
 // backward on alone: its tensors, scratch and RoPE tables are c's (it owns
@@ -137,17 +151,22 @@ int recompute_kept_outputs(const ModelConfig& cfg, int first, int last);
 // second dot product with every source. carve_acts takes exactly these.
 inline size_t attnres_site_floats_per_token(int d, int K) { return size_t(d) + 2 + size_t(K); }
 
-// One microbatch's saved tensors, pointers into ChunkActs::arena.
+// One microbatch's saved tensors, pointers into ChunkActs::arena. In a bf16
+// run the GEMM operands (xn, ao, act, dy, dq, dk, dv, dgate, dup; the head's
+// xn and dlogits) are kept as their bf16 twins (the *_h fields, null in an
+// fp32 run), and their float fields point at the chunk's scratch.
 struct SublayerActs {
   float *h, *lse, *xn, *rstd, *y, *stream, *prstd;  // common (lse: the AttnRes site's log-sum-exp)
   float* uv;                                         // AttnRes: [Nr, K] u · v of the completed sources
   float *q, *k, *v, *att, *ao;                             // attention
   float *gate, *up, *act;                                  // MLP
   float *dy, *dq, *dk, *dv, *dgate, *dup;                  // saved for the weight pass
+  kernels::bf16 *xn_h, *ao_h, *act_h, *dy_h, *dq_h, *dk_h, *dv_h, *dgate_h, *dup_h;
 };
 struct HeadActs {
   float *h, *lse, *uv, *xn, *rstd, *logits, *losses, *dlogits;
   float *row_max, *sum_exp, *target_logit;  // cross-entropy statistics (sum_exp, target_logit adjacent)
+  kernels::bf16 *xn_h, *dlogits_h;
 };
 struct ActsView {
   float *x0, *in_rstd;  // embedding output; rstd of the input sources (+ partial)

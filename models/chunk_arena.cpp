@@ -26,6 +26,13 @@ struct Carver {
     used += (n + 15) & ~size_t(15);  // 64-byte alignment
     return p;
   }
+  k::bf16* take_bf16(size_t n) { return reinterpret_cast<k::bf16*>(take((n + 1) / 2)); }
+  // A GEMM operand: kept in float in an fp32 run, as its bf16 twin in a bf16
+  // run (acts_init points the float field at scratch).
+  void operand(bool bf16, float*& f, k::bf16*& h, size_t n) {
+    if (bf16) h = take_bf16(n);
+    else f = take(n);
+  }
 };
 
 ChunkDims chunk_dims(const ModelConfig& cfg, int micro_batch, const TensorParallel& tp) {
@@ -49,6 +56,7 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
   const ChunkDims& x = sh.dims;
   const size_t N = size_t(x.N), Nr = size_t(x.Nr), d = size_t(x.d), dl = size_t(x.dl), Fl = size_t(x.Fl);
   const size_t att = size_t(sh.batch) * x.Hl * m.seq_len * m.seq_len;
+  const bool lo = m.bf16();
   Carver cv{base};
   ActsView v{};
   v.x0 = sh.has_embed() ? cv.take(Nr * d) : nullptr;
@@ -65,19 +73,21 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
     } else {
       s.stream = cv.take(Nr * d);
     }
-    s.xn = cv.take(N * d);
+    cv.operand(lo, s.xn, s.xn_h, N * d);
     s.rstd = cv.take(Nr);
     s.y = cv.take(Nr * d);
-    s.dy = cv.take(N * d);
+    cv.operand(lo, s.dy, s.dy_h, N * d);
     if (j % 2 == 0) {
       s.q = cv.take(N * dl), s.k = cv.take(N * dl), s.v = cv.take(N * dl);
       // Selective recomputation keeps no probabilities: acts_init points att at scratch.
       s.att = m.recompute == Recompute::Selective ? nullptr : cv.take(att);
-      s.ao = cv.take(N * dl);
-      s.dq = cv.take(N * dl), s.dk = cv.take(N * dl), s.dv = cv.take(N * dl);
+      cv.operand(lo, s.ao, s.ao_h, N * dl);
+      cv.operand(lo, s.dq, s.dq_h, N * dl), cv.operand(lo, s.dk, s.dk_h, N * dl);
+      cv.operand(lo, s.dv, s.dv_h, N * dl);
     } else {
-      s.gate = cv.take(N * Fl), s.up = cv.take(N * Fl), s.act = cv.take(N * Fl);
-      s.dgate = cv.take(N * Fl), s.dup = cv.take(N * Fl);
+      s.gate = cv.take(N * Fl), s.up = cv.take(N * Fl);
+      cv.operand(lo, s.act, s.act_h, N * Fl);
+      cv.operand(lo, s.dgate, s.dgate_h, N * Fl), cv.operand(lo, s.dup, s.dup_h, N * Fl);
     }
     if (m.attnres() && m.starts_block(j)) s.stream = s.y;
     // Standard mode: a sublayer's input is the previous stream tensor.
@@ -91,10 +101,10 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
       h.lse = cv.take(Nr);
       h.uv = cv.take(Nr * size_t(sources_at(m, m.num_sublayers()) - 1));  // the last block's completed sources
     }
-    h.xn = cv.take(N * d);
+    cv.operand(lo, h.xn, h.xn_h, N * d);
     h.rstd = cv.take(Nr);
     h.logits = cv.take(N * x.Vl);
-    h.dlogits = cv.take(N * x.Vl);
+    cv.operand(lo, h.dlogits, h.dlogits_h, N * x.Vl);
     h.losses = cv.take(N);
     h.row_max = cv.take(N);
     h.sum_exp = cv.take(2 * N);  // + target_logit: one all-reduce for both
@@ -128,6 +138,14 @@ BackwardScratch carve_scratch(const Shape& sh, float* base, size_t* total) {
                                 k::attnres_partial_backward_scratch(x.Nr, x.d)));
   }
   if (sp) s.dxn_res = cv.take(Nr * d), s.full = cv.take(N * d), s.local = cv.take(Nr * d);
+  if (m.bf16()) {
+    const size_t dl = size_t(x.dl), Fl = size_t(x.Fl);
+    s.xn = cv.take(N * d), s.dy = cv.take(N * d);
+    s.ao = s.ao ? s.ao : cv.take(N * dl);  // selective recomputation's discarded output serves
+    s.dq = cv.take(N * dl), s.dk = cv.take(N * dl), s.dv = cv.take(N * dl);
+    s.act = cv.take(N * Fl), s.dgate = cv.take(N * Fl), s.dup = cv.take(N * Fl);
+    s.dlogits = sh.has_head() ? cv.take(N * size_t(x.Vl)) : nullptr;
+  }
   if (total) *total = cv.used;
   return s;
 }
@@ -138,6 +156,7 @@ ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_
   const Shape sh{cfg, first, last, micro_batch, chunk_dims(cfg, micro_batch, tp)};
   ChunkFloats f;
   f.params = f.grads = make_param_layout(cfg, first, last, tp.tp).total;
+  f.compute_weights = cfg.bf16() ? f.params : 0;
   f.rope = 2 * (size_t(cfg.seq_len) * cfg.head_dim() / 2);
   carve_scratch(sh, nullptr, &f.scratch);
   carve_acts(sh, nullptr, &f.acts);
@@ -174,6 +193,15 @@ void acts_init(ChunkActs& a, const Chunk& c, float* base) {
   if (c.cfg.recompute == Recompute::Selective)
     for (int j = c.first; j < c.last; ++j)
       if (j % 2 == 0) a.v.sub[size_t(j - c.first)].att = c.t.att;
+  if (c.cfg.bf16()) {  // the float values of the bf16-kept operands live in scratch
+    const BackwardScratch& t = c.t;
+    for (SublayerActs& s : a.v.sub) {
+      s.xn = t.xn, s.dy = t.dy;
+      s.ao = t.ao, s.dq = t.dq, s.dk = t.dk, s.dv = t.dv;
+      s.act = t.act, s.dgate = t.dgate, s.dup = t.dup;
+    }
+    a.v.head.xn = t.xn, a.v.head.dlogits = t.dlogits;
+  }
   size_t n = 0;
   a.site_k.clear();
   if (c.cfg.attnres()) {

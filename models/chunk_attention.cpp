@@ -13,13 +13,14 @@ void attention_sublayer_forward(const Chunk& c, const SublayerTensors& p, Sublay
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;
   const float *cos_t = c.cos, *sin_t = c.sin;
-  k::linear_forward(c.dev, s.q, s.xn, p.q, N, d, x.dl);
-  k::linear_forward(c.dev, s.k, s.xn, p.k, N, d, x.dl);
-  k::linear_forward(c.dev, s.v, s.xn, p.v, N, d, x.dl);
+  matmul_forward(c, s.q, s.xn, s.xn_h, p.q, N, d, x.dl);
+  matmul_forward(c, s.k, s.xn, s.xn_h, p.k, N, d, x.dl);
+  matmul_forward(c, s.v, s.xn, s.xn_h, p.v, N, d, x.dl);
   k::rope_forward(c.dev, s.q, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
   k::rope_forward(c.dev, s.k, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
   k::attention_forward(c.dev, s.ao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, x.Hl, m.head_dim());
-  k::linear_forward(c.dev, y, s.ao, p.o, N, x.dl, d);
+  keep_bf16(c, s.ao_h, s.ao, size_t(N) * x.dl);
+  matmul_forward(c, y, s.ao, s.ao_h, p.o, N, x.dl, d);
 }
 
 void attention_sublayer_backward(const Chunk& c, const SublayerTensors& p, SublayerActs& s) {
@@ -27,8 +28,9 @@ void attention_sublayer_backward(const Chunk& c, const SublayerTensors& p, Subla
   const ModelConfig& m = c.cfg;
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;
+  const size_t Ndl = size_t(N) * x.dl;
   const float *cos_t = c.cos, *sin_t = c.sin;
-  k::linear_backward(c.dev, t.dao, nullptr, s.dy, s.ao, p.o, N, x.dl, d, false);
+  matmul_backward_input(c, t.dao, s.dy, s.dy_h, p.o, N, x.dl, d, false);
   // The same kernel on the same inputs: the probabilities the forward had.
   if (m.recompute == Recompute::Selective)
     k::attention_forward(c.dev, t.ao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, x.Hl, m.head_dim());
@@ -36,18 +38,19 @@ void attention_sublayer_backward(const Chunk& c, const SublayerTensors& p, Subla
                         c.batch, m.seq_len, x.Hl, m.head_dim());
   k::rope_backward(c.dev, s.dq, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
   k::rope_backward(c.dev, s.dk, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
-  k::linear_backward(c.dev, t.dxn, nullptr, s.dq, s.xn, p.q, N, d, x.dl, false);
-  k::linear_backward(c.dev, t.dxn, nullptr, s.dk, s.xn, p.k, N, d, x.dl, true);
-  k::linear_backward(c.dev, t.dxn, nullptr, s.dv, s.xn, p.v, N, d, x.dl, true);
+  keep_bf16(c, s.dq_h, s.dq, Ndl), keep_bf16(c, s.dk_h, s.dk, Ndl), keep_bf16(c, s.dv_h, s.dv, Ndl);
+  matmul_backward_input(c, t.dxn, s.dq, s.dq_h, p.q, N, d, x.dl, false);
+  matmul_backward_input(c, t.dxn, s.dk, s.dk_h, p.k, N, d, x.dl, true);
+  matmul_backward_input(c, t.dxn, s.dv, s.dv_h, p.v, N, d, x.dl, true);
 }
 
 void attention_sublayer_backward_weight(const Chunk& c, const SublayerTensors& g, const SublayerActs& s) {
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;
-  k::linear_backward(c.dev, nullptr, g.o, s.dy, s.ao, nullptr, N, x.dl, d, false);
-  k::linear_backward(c.dev, nullptr, g.q, s.dq, s.xn, nullptr, N, d, x.dl, false);
-  k::linear_backward(c.dev, nullptr, g.k, s.dk, s.xn, nullptr, N, d, x.dl, false);
-  k::linear_backward(c.dev, nullptr, g.v, s.dv, s.xn, nullptr, N, d, x.dl, false);
+  matmul_backward_weight(c, g.o, s.dy, s.dy_h, s.ao, s.ao_h, N, x.dl, d);
+  matmul_backward_weight(c, g.q, s.dq, s.dq_h, s.xn, s.xn_h, N, d, x.dl);
+  matmul_backward_weight(c, g.k, s.dk, s.dk_h, s.xn, s.xn_h, N, d, x.dl);
+  matmul_backward_weight(c, g.v, s.dv, s.dv_h, s.xn, s.xn_h, N, d, x.dl);
 }
 
 }  // namespace attnres

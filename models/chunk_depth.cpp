@@ -164,12 +164,12 @@ double attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, con
     if (j == group_start(c, j)) completed_phase(group_sites(c, v, j, group_end(c, j)), int(src.size()));
     record(a.site_k[j - c.first]);
     if (part)
-      merge_norm_to_full(c, s.xn, s.rstd, s.h, s.lse, part, part_rstd, p.res_query, p.res_norm, p.norm);
+      merge_norm_to_full(c, s.xn, s.xn_h, s.rstd, s.h, s.lse, part, part_rstd, p.res_query, p.res_norm, p.norm);
     else
-      norm_to_full(c, s.xn, s.rstd, s.h, p.norm);
+      norm_to_full(c, s.xn, s.xn_h, s.rstd, s.h, p.norm);
     sublayer_forward(c, p, s, j);
     if (part)
-      k::add_rms_inverse(c.dev, s.stream, s.prstd, part, s.y, Nr, d, m.norm_eps);
+      k::add_rms_inverse(c.dev, s.stream, s.prstd, part, s.y, Nr, d, m.norm_eps, m.bf16());
     else  // stream == y
       k::rms_inverse(c.dev, s.prstd, s.stream, Nr, d, m.norm_eps);
     part = s.stream, part_rstd = s.prstd;
@@ -190,7 +190,7 @@ double attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, con
     add_head_site(head, c, h);
     completed_phase(head, int(src.size()) - 1);
   }
-  merge_norm_to_full(c, h.xn, h.rstd, h.h, h.lse, src.back(), rstd.back(), c.p.out_query, c.p.out_norm,
+  merge_norm_to_full(c, h.xn, h.xn_h, h.rstd, h.h, h.lse, src.back(), rstd.back(), c.p.out_query, c.p.out_norm,
                      c.p.final_norm);
   return head_forward(c, h, targets);
 }
@@ -249,7 +249,7 @@ void attnres_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   auto source_pass = [&](int s0, int s1) {
     k::attnres_block_backward(c.dev, dsrc.data(), pending.dw, pending.dg, t.dquery, pending.dh, pending.sdot,
                               pending.lse, pending.uv, sp, rp, s1, pending.w, pending.g, pending.S, Nr, d,
-                              pending.head, s0, pending.uv_k);
+                              pending.head, s0, pending.uv_k, m.bf16());
   };
   if (c.has_head) {  // the output site: its partial (the final block sum, its last source) now
     HeadActs& h = v.head;
@@ -260,7 +260,7 @@ void attnres_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     // written, so the buffers need no zeroing (and are not read).
     k::attnres_partial_backward(c.dev, dsrc[size_t(K - 1)], c.g.out_query, c.g.out_norm, t.dquery, dh_of[head_slot],
                                 sdot_of[head_slot], h.lse, sp[K - 1], rp[K - 1], c.p.out_query, c.p.out_norm, Nr, d,
-                                true);
+                                true, m.bf16());
     pending.add(dh_of[head_slot], sdot_of[head_slot], h.lse, h.uv, K - 1, c.p.out_query, c.p.out_norm,
                 c.g.out_query, c.g.out_norm);
     pending.head = true;
@@ -285,7 +285,7 @@ void attnres_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     assert(n_src + (has_part ? 1 : 0) == a.site_k[j - c.first]);
     if (has_part)
       k::attnres_partial_backward(c.dev, dpart, g.res_query, g.res_norm, t.dquery, dh_of[slot], sdot_of[slot], s.lse,
-                                  sp[n_src], rp[n_src], p.res_query, p.res_norm, Nr, d, false);
+                                  sp[n_src], rp[n_src], p.res_query, p.res_norm, Nr, d, false, m.bf16());
     if (j == gs) {  // the group's sites join the pending ones (ahead of them)
       PassSites group;
       for (int i = gs; i < group_end(c, gs); ++i) {

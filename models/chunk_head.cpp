@@ -11,6 +11,7 @@ void embed_forward(const Chunk& c, float* x0, const int32_t* tokens) {
   float* out = partial_target(c, x0);
   k::embedding_forward(c.dev, out, tokens, c.p.embed, x.N, x.d, x.v0, x.Vl);
   sum_partials(c, out, x0);
+  round_stream(c, x0);
 }
 
 void embed_backward(const Chunk& c, const float* dx0, const int32_t* tokens) {
@@ -23,7 +24,7 @@ void embed_backward(const Chunk& c, const float* dx0, const int32_t* tokens) {
 double head_forward(const Chunk& c, HeadActs& h, const int32_t* targets) {
   const ChunkDims& x = c.dims;
   const int N = x.N;
-  k::linear_forward(c.dev, h.logits, h.xn, c.p.lm_head, N, x.d, x.Vl);
+  matmul_forward(c, h.logits, h.xn, h.xn_h, c.p.lm_head, N, x.d, x.Vl);
   k::cross_entropy_row_max(c.dev, h.row_max, h.logits, N, x.Vl);
   if (c.tp.coll) c.tp.coll->allreduce_max(h.row_max, size_t(N));
   k::cross_entropy_row_sums(c.dev, h.sum_exp, h.target_logit, h.logits, targets, h.row_max, N, x.Vl,
@@ -39,7 +40,8 @@ void head_backward(const Chunk& c, HeadActs& h, const float* xin, const int32_t*
   const BackwardScratch& t = c.t;
   k::cross_entropy_backward(c.dev, h.dlogits, h.logits, targets, h.row_max, h.sum_exp, x.N, x.Vl, x.v0,
                             loss_scale);
-  k::linear_backward(c.dev, t.dxn, nullptr, h.dlogits, h.xn, c.p.lm_head, x.N, x.d, x.Vl, false);
+  keep_bf16(c, h.dlogits_h, h.dlogits, size_t(x.N) * x.Vl);
+  matmul_backward_input(c, t.dxn, h.dlogits, h.dlogits_h, c.p.lm_head, x.N, x.d, x.Vl, false);
   const float* dxn = sum_partials(c, t.dxn, t.dxn_res);
   k::rmsnorm_backward(c.dev, dx, c.g.final_norm, dxn, xin, c.p.final_norm, h.rstd, x.Nr, x.d, sdot);
 }

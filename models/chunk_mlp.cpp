@@ -11,28 +11,31 @@ namespace k = kernels;
 void mlp_sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, float* y) {
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;
-  k::linear_forward(c.dev, s.gate, s.xn, p.gate, N, d, x.Fl);
-  k::linear_forward(c.dev, s.up, s.xn, p.up, N, d, x.Fl);
+  matmul_forward(c, s.gate, s.xn, s.xn_h, p.gate, N, d, x.Fl);
+  matmul_forward(c, s.up, s.xn, s.xn_h, p.up, N, d, x.Fl);
   k::swiglu_forward(c.dev, s.act, s.gate, s.up, size_t(N) * x.Fl);
-  k::linear_forward(c.dev, y, s.act, p.down, N, x.Fl, d);
+  keep_bf16(c, s.act_h, s.act, size_t(N) * x.Fl);
+  matmul_forward(c, y, s.act, s.act_h, p.down, N, x.Fl, d);
 }
 
 void mlp_sublayer_backward(const Chunk& c, const SublayerTensors& p, SublayerActs& s) {
   const BackwardScratch& t = c.t;
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;
-  k::linear_backward(c.dev, t.dact, nullptr, s.dy, s.act, p.down, N, x.Fl, d, false);
-  k::swiglu_backward(c.dev, s.dgate, s.dup, t.dact, s.gate, s.up, size_t(N) * x.Fl);
-  k::linear_backward(c.dev, t.dxn, nullptr, s.dgate, s.xn, p.gate, N, d, x.Fl, false);
-  k::linear_backward(c.dev, t.dxn, nullptr, s.dup, s.xn, p.up, N, d, x.Fl, true);
+  const size_t NF = size_t(N) * x.Fl;
+  matmul_backward_input(c, t.dact, s.dy, s.dy_h, p.down, N, x.Fl, d, false);
+  k::swiglu_backward(c.dev, s.dgate, s.dup, t.dact, s.gate, s.up, NF);
+  keep_bf16(c, s.dgate_h, s.dgate, NF), keep_bf16(c, s.dup_h, s.dup, NF);
+  matmul_backward_input(c, t.dxn, s.dgate, s.dgate_h, p.gate, N, d, x.Fl, false);
+  matmul_backward_input(c, t.dxn, s.dup, s.dup_h, p.up, N, d, x.Fl, true);
 }
 
 void mlp_sublayer_backward_weight(const Chunk& c, const SublayerTensors& g, const SublayerActs& s) {
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;
-  k::linear_backward(c.dev, nullptr, g.down, s.dy, s.act, nullptr, N, x.Fl, d, false);
-  k::linear_backward(c.dev, nullptr, g.gate, s.dgate, s.xn, nullptr, N, d, x.Fl, false);
-  k::linear_backward(c.dev, nullptr, g.up, s.dup, s.xn, nullptr, N, d, x.Fl, false);
+  matmul_backward_weight(c, g.down, s.dy, s.dy_h, s.act, s.act_h, N, x.Fl, d);
+  matmul_backward_weight(c, g.gate, s.dgate, s.dgate_h, s.xn, s.xn_h, N, d, x.Fl);
+  matmul_backward_weight(c, g.up, s.dup, s.dup_h, s.xn, s.xn_h, N, d, x.Fl);
 }
 
 }  // namespace attnres

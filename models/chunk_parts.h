@@ -33,11 +33,27 @@ float* partial_target(const Chunk& c, float* res);
 // caller can read `res` itself: full == res).
 void gather_rows(const Chunk& c, float* full, const float* res);
 // RMSNorm (gain g) of residual rows x into xn.
-void norm_to_full(const Chunk& c, float* xn, float* rstd, const float* x, const float* g);
+// In a bf16 run xn_h gets xn's bf16 twin.
+void norm_to_full(const Chunk& c, float* xn, kernels::bf16* xn_h, float* rstd, const float* x, const float* g);
 // An AttnRes site's phase 2 (its partial p merged into h, lse) and the
 // RMSNorm (gain norm) of the merged h into xn, in one pass over the rows.
-void merge_norm_to_full(const Chunk& c, float* xn, float* rstd, float* h, float* lse, const float* p,
-                        const float* p_rstd, const float* w, const float* g, const float* norm);
+void merge_norm_to_full(const Chunk& c, float* xn, kernels::bf16* xn_h, float* rstd, float* h, float* lse,
+                        const float* p, const float* p_rstd, const float* w, const float* g, const float* norm);
+
+// ---- GEMMs in the run's precision (chunk_matmul.cpp, DESIGN §11) ---------------------
+// x_h = x in bf16 when x_h is set (a bf16 run's twin of a GEMM operand).
+void keep_bf16(const Chunk& c, kernels::bf16* x_h, const float* x, size_t n);
+// y = x W^T; dx (+)= dy W; dW += dy^T x, as kernels::linear_*: on the float
+// tensors in an fp32 run, on the bf16 twins and compute weights in a bf16 one.
+void matmul_forward(const Chunk& c, float* y, const float* x, const kernels::bf16* x_h, const float* W, int N, int in,
+                    int out);
+void matmul_backward_input(const Chunk& c, float* dx, const float* dy, const kernels::bf16* dy_h, const float* W,
+                           int N, int in, int out, bool accumulate);
+void matmul_backward_weight(const Chunk& c, float* dW, const float* dy, const kernels::bf16* dy_h, const float* x,
+                            const kernels::bf16* x_h, int N, int in, int out);
+// A bf16 run's residual stream and its gradients hold bf16 values, so a hop
+// moves them in 2 bytes without changing a bit: x [Nr, d] rounded (no-op in fp32).
+void round_stream(const Chunk& c, float* x);
 
 // ---- sublayers (dispatched by kind in chunk.cpp) ---------------------------------
 // y = f_j(s.xn), s.xn = RMSNorm(h) (the caller's): column-parallel q/k/v or

@@ -31,18 +31,20 @@ void gather_rows(const Chunk& c, float* full, const float* res) {
 // Where a norm of residual rows goes before gather_rows makes them the full
 // rows `xn` the next matmuls read.
 static float* norm_target(const Chunk& c, float* xn) { return c.tp.sequence_parallel ? c.t.local : xn; }
-void norm_to_full(const Chunk& c, float* xn, float* rstd, const float* x, const float* g) {
+void norm_to_full(const Chunk& c, float* xn, k::bf16* xn_h, float* rstd, const float* x, const float* g) {
   const ChunkDims& d = c.dims;
   float* out = norm_target(c, xn);
   k::rmsnorm_forward(c.dev, out, rstd, x, g, d.Nr, d.d, c.cfg.norm_eps);
   gather_rows(c, xn, out);
+  keep_bf16(c, xn_h, xn, size_t(d.N) * d.d);
 }
-void merge_norm_to_full(const Chunk& c, float* xn, float* rstd, float* h, float* lse, const float* p,
+void merge_norm_to_full(const Chunk& c, float* xn, k::bf16* xn_h, float* rstd, float* h, float* lse, const float* p,
                         const float* p_rstd, const float* w, const float* g, const float* norm) {
   const ChunkDims& d = c.dims;
   float* out = norm_target(c, xn);
   k::attnres_merge_partial(c.dev, h, lse, p, p_rstd, w, g, d.Nr, d.d, out, rstd, norm, c.cfg.norm_eps);
   gather_rows(c, xn, out);
+  keep_bf16(c, xn_h, xn, size_t(d.N) * d.d);
 }
 
 }  // namespace attnres

@@ -35,6 +35,8 @@ struct PipelineExecutor::Slot {
   ResidualState out;               // the forward's output stream
   std::vector<float*> recv_vals;   // forward payload into this chunk (in_hop order)
   std::vector<float*> recv_grads;  // backward payload from the next chunk (out_grad_hop order)
+  // bf16 hops (hop_wire_buffers): each message's bf16 copy, in payload order.
+  std::vector<k::bf16*> wire_recv_vals, wire_recv_grads, wire_send_vals, wire_send_grads;
   std::vector<float*> own_grads;   // per source index: gradient buffers this slot owns
   float* dhidden = nullptr;        // standard mode, last chunk: gradient of the output
   std::vector<float*> grads;       // per source index in the output stream: its gradient
@@ -66,6 +68,7 @@ struct PipelineExecutor::Local {
   k::DeviceBuffer<float> grad_part;
   std::vector<Slot> slots;
   std::vector<k::DeviceBuffer<float>> buffers;  // every hop buffer of every slot
+  std::vector<k::DeviceBuffer<k::bf16>> wire;   // bf16 hops: every slot's wire buffers
 };
 
 PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part, Schedule schedule,
@@ -138,6 +141,13 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
       for (int src = (c == 0 ? 0 : L->n_in); src < L->n_out; ++src) s.own_grads[size_t(src)] = alloc();
       if (!cfg_.attnres() && r.has_head) s.dhidden = alloc();
       s.grads.assign(size_t(L->n_out), nullptr);
+      if (cfg_.hop_precision == Precision::BF16) {
+        auto wire = [&](std::vector<k::bf16*>& to, const HopPayload& hop) {
+          for (size_t t = 0; t < hop.tensors.size(); ++t) to.push_back(L->wire.emplace_back(dev_, stream_floats_).data());
+        };
+        wire(s.wire_recv_vals, L->in_hop), wire(s.wire_send_grads, L->in_grad_hop);
+        wire(s.wire_send_vals, L->out_hop), wire(s.wire_recv_grads, L->out_grad_hop);
+      }
     }
     locals_.push_back(std::move(L));
   }
@@ -196,23 +206,52 @@ void PipelineExecutor::release(Slot& s) {
   s.recv_f_posted = s.recv_b_posted = s.copied_in = s.copied_back = s.weights_done = s.grad_sent = false;
 }
 
-static std::vector<TensorRef> refs(const std::vector<float*>& bufs, size_t n) {
+// The tensors of a message: the float buffers themselves, or with bf16 hops
+// their wire copies.
+template <class T>
+static std::vector<TensorRef> refs(const std::vector<T*>& bufs, size_t n) {
   std::vector<TensorRef> r;
-  for (float* b : bufs) r.push_back({b, n});
+  for (T* b : bufs) r.push_back({b, n, k::dtype_of<T>()});
   return r;
+}
+// The master weights change between runs (the optimizer, a restore): a
+// bf16 run multiplies with a fresh bf16 copy of them.
+void PipelineExecutor::sync_compute_weights() {
+  for (Chunk& c : chunks_) chunk_sync_compute_weights(c);
+}
+
+bool PipelineExecutor::bf16_hops() const { return cfg_.hop_precision == Precision::BF16; }
+// A received message into the float buffers (bf16 hops; exact: the stream holds bf16 values).
+void PipelineExecutor::unwire(const std::vector<k::bf16*>& wire, const std::vector<float*>& to) {
+  for (size_t t = 0; bf16_hops() && t < to.size(); ++t) k::convert(dev_, to[t], wire[t], stream_floats_);
+}
+// Sends payload `vals` through `wire` (bf16 hops) or as it is; returns the bytes.
+uint64_t PipelineExecutor::send(const std::vector<float*>& vals, const std::vector<k::bf16*>& wire, int peer,
+                                MessageTag tag, std::vector<Request>& sends) {
+  if (bf16_hops()) {
+    for (size_t t = 0; t < vals.size(); ++t) k::convert(dev_, wire[t], vals[t], stream_floats_);
+    sends.push_back(pipe_->isend(refs(wire, stream_floats_), peer, tag));
+  } else {
+    sends.push_back(pipe_->isend(refs(vals, stream_floats_), peer, tag));
+  }
+  return vals.size() * stream_floats_ * cfg_.hop_element_bytes();
 }
 
 void PipelineExecutor::post_recv_f(int mb, int chunk, int peer) {
   Slot& s = acquire(mb, chunk);
   if (s.recv_f_posted) return;
-  s.recv_f = pipe_->irecv(refs(s.recv_vals, stream_floats_), peer, {mb, chunk, Direction::Forward});
+  const MessageTag tag{mb, chunk, Direction::Forward};
+  s.recv_f = bf16_hops() ? pipe_->irecv(refs(s.wire_recv_vals, stream_floats_), peer, tag)
+                         : pipe_->irecv(refs(s.recv_vals, stream_floats_), peer, tag);
   s.recv_f_posted = true;
 }
 
 void PipelineExecutor::post_recv_b(int mb, int chunk, int peer) {
   Slot& s = slot_of(mb, chunk);
   if (s.recv_b_posted) return;
-  s.recv_b = pipe_->irecv(refs(s.recv_grads, stream_floats_), peer, {mb, chunk + 1, Direction::Backward});
+  const MessageTag tag{mb, chunk + 1, Direction::Backward};
+  s.recv_b = bf16_hops() ? pipe_->irecv(refs(s.wire_recv_grads, stream_floats_), peer, tag)
+                         : pipe_->irecv(refs(s.recv_grads, stream_floats_), peer, tag);
   s.recv_b_posted = true;
 }
 
@@ -253,7 +292,7 @@ double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const
   s.in = ResidualState{};
   std::fill(s.grads.begin(), s.grads.end(), nullptr);
   if (chunk > 0) {
-    if (s.recv_f_posted) wait_recv(s.recv_f, "RECV_F", mb, chunk);
+    if (s.recv_f_posted) wait_recv(s.recv_f, "RECV_F", mb, chunk), unwire(s.wire_recv_vals, s.recv_vals);
     else if (!s.copied_in) throw std::logic_error("executor: " + to_string({Op::F, mb, chunk}) + " has no input");
     // Sources held since an earlier chunk here (cross-stage cache), then the
     // received ones. A source's gradient goes back on this chunk's hop if the
@@ -314,10 +353,9 @@ std::vector<float*> PipelineExecutor::backward_payload(int mb, int chunk) {
 }
 
 void PipelineExecutor::send_f(int mb, int chunk, int peer) {
-  const std::vector<float*> vals = forward_payload(mb, chunk);
-  slot_of(mb, chunk).sends.push_back(
-      pipe_->isend(refs(vals, stream_floats_), peer, {mb, chunk + 1, Direction::Forward}));
-  fwd_bytes_[size_t(chunk + 1)] += vals.size() * stream_floats_ * sizeof(float);
+  Slot& s = slot_of(mb, chunk);
+  fwd_bytes_[size_t(chunk + 1)] +=
+      send(forward_payload(mb, chunk), s.wire_send_vals, peer, {mb, chunk + 1, Direction::Forward}, s.sends);
 }
 
 void PipelineExecutor::copy_f(int mb, int chunk) {
@@ -333,7 +371,7 @@ void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, 
   Slot& s = slot_of(mb, chunk);
   ResidualState dout;
   if (!L.model->has_head) {
-    if (s.recv_b_posted) wait_recv(s.recv_b, "RECV_B", mb, chunk);
+    if (s.recv_b_posted) wait_recv(s.recv_b, "RECV_B", mb, chunk), unwire(s.wire_recv_grads, s.recv_grads);
     else if (!s.copied_back)
       throw std::logic_error("executor: " + to_string({Op::B, mb, chunk}) + " has no output gradient");
     for (size_t t = 0; t < L.out_grad_hop.tensors.size(); ++t) {
@@ -342,7 +380,7 @@ void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, 
       if (h.kind == HopTensor::Partial) dout.partial = s.recv_grads[t];
       // Downstream gradient of a source adds to what later local chunks left.
       if (h.kind == HopTensor::Source)
-        k::add_inplace(dev_, s.grads[size_t(h.source)], s.recv_grads[t], stream_floats_);
+        k::add_inplace(dev_, s.grads[size_t(h.source)], s.recv_grads[t], stream_floats_, cfg_.bf16());
     }
   } else if (!cfg_.attnres()) {
     dout.hidden = s.dhidden;
@@ -408,10 +446,9 @@ void PipelineExecutor::backward_segments(Local& L, Slot& s, const int32_t* token
 }
 
 void PipelineExecutor::send_b(int mb, int chunk, int peer) {
-  const std::vector<float*> grads = backward_payload(mb, chunk);
-  slot_of(mb, chunk).sends.push_back(
-      pipe_->isend(refs(grads, stream_floats_), peer, {mb, chunk, Direction::Backward}));
-  bwd_bytes_[size_t(chunk)] += grads.size() * stream_floats_ * sizeof(float);
+  Slot& s = slot_of(mb, chunk);
+  bwd_bytes_[size_t(chunk)] +=
+      send(backward_payload(mb, chunk), s.wire_send_grads, peer, {mb, chunk, Direction::Backward}, s.sends);
 }
 
 void PipelineExecutor::copy_b(int mb, int chunk) {
@@ -475,6 +512,7 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
                                           const std::vector<const int32_t*>& targets, float loss_scale) {
   assert(int(tokens.size()) == schedule_.M && int(targets.size()) == schedule_.M);
   std::fill(losses_.begin(), losses_.end(), 0.0);
+  sync_compute_weights();
   std::fill(fwd_bytes_.begin(), fwd_bytes_.end(), 0);
   std::fill(bwd_bytes_.begin(), bwd_bytes_.end(), 0);
   timed_actions_.clear();
@@ -555,6 +593,7 @@ double PipelineExecutor::forward_only(const std::vector<const int32_t*>& tokens,
                                       const std::vector<const int32_t*>& targets) {
   const std::vector<int>& at = schedule_.placement;
   double sum = 0.0;
+  sync_compute_weights();
   for (int mb = 0; mb < int(tokens.size()); ++mb) {
     for (auto& L : locals_) {
       const int c = L->chunk;

@@ -124,6 +124,11 @@ class PipelineExecutor {
   void backward_segments(Local& L, Slot& s, const int32_t* tokens, const int32_t* targets, float loss_scale,
                          const ResidualState& dout);
   void wait_recv(Request& r, const char* what, int mb, int chunk);
+  bool bf16_hops() const;
+  void sync_compute_weights();
+  void unwire(const std::vector<kernels::bf16*>& wire, const std::vector<float*>& to);
+  uint64_t send(const std::vector<float*>& vals, const std::vector<kernels::bf16*>& wire, int peer, MessageTag tag,
+                std::vector<Request>& sends);
   kernels::Event& next_timed(const Action& a);
   void settle_timing();
 

@@ -27,8 +27,21 @@ HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
   return hop;
 }
 
+int hop_wire_buffers(const ModelConfig& cfg, const Partition& part, int c, HopCaching caching) {
+  if (cfg.hop_precision != Precision::BF16) return 0;
+  size_t n = 0;
+  if (c > 0)
+    n += hop_payload(cfg, part, c, caching.forward).tensors.size() +
+         hop_payload(cfg, part, c, caching.backward).tensors.size();
+  if (c + 1 < part.num_chunks())
+    n += hop_payload(cfg, part, c + 1, caching.forward).tensors.size() +
+         hop_payload(cfg, part, c + 1, caching.backward).tensors.size();
+  return int(n);
+}
+
 int64_t hop_bytes(const ModelConfig& cfg, const HopPayload& hop, int micro_batch) {
-  return static_cast<int64_t>(hop.tensors.size()) * micro_batch * cfg.seq_len * cfg.d_model * 4;
+  return static_cast<int64_t>(hop.tensors.size()) * micro_batch * cfg.seq_len * cfg.d_model *
+         static_cast<int64_t>(cfg.hop_element_bytes());
 }
 
 int64_t total_source_tensors(const ModelConfig& cfg, const Partition& part,

@@ -53,7 +53,7 @@ struct HopPayload {
   int chunk = 0;                   // receiving chunk (>= 1)
   int cached_from = -1;            // with caching, the chunk c−P whose sources the
                                    // receiving rank still holds; else −1
-  std::vector<HopTensor> tensors;  // each a [micro_batch, seq_len, d_model] fp32 tensor
+  std::vector<HopTensor> tensors;  // each a [micro_batch, seq_len, d_model] tensor (cfg.hop_precision)
 };
 
 HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
@@ -64,8 +64,15 @@ struct HopCaching {
   bool forward = false, backward = false;
 };
 
+// With bf16 hops the stream stays in float buffers and each message moves
+// through bf16 buffers of its own: per activation slot of chunk c, one per
+// tensor of its four payloads (forward in and out, backward in and out).
+// 0 with fp32 hops. The executor allocates these; the memory plan counts them.
+int hop_wire_buffers(const ModelConfig& cfg, const Partition& part, int c, HopCaching caching);
+
 // Bytes one direction of the hop moves for a microbatch of `micro_batch`
-// sequences: tensors × micro_batch × seq_len × d_model × 4.
+// sequences: tensors × micro_batch × seq_len × d_model × the hop's element
+// size (cfg.hop_element_bytes: 4, or 2 with bf16 hops).
 int64_t hop_bytes(const ModelConfig& cfg, const HopPayload& hop, int micro_batch);
 
 // Source tensors (embedding included or not) summed over all hops 1 .. C−1,

@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "kernels/dtype.h"
 #include "parallel/communicator.h"
 #include "parallel/hop_payload.h"
 
 namespace attnres {
+
+namespace k = kernels;
 
 MemoryBytes& MemoryBytes::operator+=(const MemoryBytes& o) {
   params += o.params, grads += o.grads, fixed += o.fixed, acts += o.acts, hops += o.hops, adamw += o.adamw;
@@ -40,6 +43,7 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
   const std::vector<int> slots = activation_slots(schedule, rank);
   const ChunkDims dims = chunk_dims(cfg, micro_batch, tp);
   const uint64_t tensor_bytes = uint64_t(dims.Nr) * dims.d * sizeof(float);
+  const uint64_t wire_bytes = uint64_t(dims.Nr) * dims.d * k::dtype_size(k::DType::BF16);
   RankMemoryPlan plan;
   for (int c = 0; c < part.num_chunks(); ++c) {
     if (slots[size_t(c)] == 0) continue;
@@ -50,7 +54,7 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
     ch.slots = slots[size_t(c)];
     ch.arena_bytes = f.acts * sizeof(float);
     ch.hop_buffers = hop_buffers(cfg, part, c, caching);
-    ch.bytes.params = f.params * sizeof(float);
+    ch.bytes.params = f.params * sizeof(float) + f.compute_weights * k::dtype_size(k::DType::BF16);
     ch.bytes.grads = f.grads * sizeof(float);
     // ZeRO-1: AdamW for this rank's part; its summed gradients in a buffer of the largest part.
     const std::vector<size_t> parts = split_evenly(f.params, zero.parts);
@@ -70,6 +74,7 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
       ch.bytes.acts = uint64_t(ch.slots) * ch.arena_bytes;
     }
     ch.bytes.hops = uint64_t(ch.slots) * uint64_t(ch.hop_buffers) * tensor_bytes;
+    ch.bytes.hops += uint64_t(ch.slots) * uint64_t(hop_wire_buffers(cfg, part, c, caching)) * wire_bytes;
     plan.total += ch.bytes;
     plan.chunks.push_back(ch);
   }

@@ -56,6 +56,7 @@ void visit_fields(C& c, F&& f) {
   f("train.device", c.train.device);
   f("train.on_nonfinite", c.train.on_nonfinite);
   f("train.recompute", c.model.recompute);
+  f("train.precision", c.model.precision);
   f("train.max_skipped_steps", c.train.max_skipped_steps);
   f("train.zero", c.train.zero);
   f("data.dir", c.data.dir);
@@ -69,6 +70,7 @@ void visit_fields(C& c, F&& f) {
   f("parallel.cross_stage_cache", c.parallel.cross_stage_cache);
   f("parallel.cached_grads", c.parallel.cached_grads);
   f("parallel.sequence_parallel", c.parallel.sequence_parallel);
+  f("parallel.hop_dtype", c.parallel.hop_dtype);
   f("checkpoint.dir", c.checkpoint.dir);
   f("checkpoint.every", c.checkpoint.every);
   f("checkpoint.keep_last", c.checkpoint.keep_last);
@@ -157,6 +159,13 @@ struct Assign {
     if (s == "standard") out = ResidualMode::Standard;
     else if (s == "attnres") out = ResidualMode::AttnRes;
     else bad_type(v, key, "standard or attnres");
+  }
+  void operator()(Precision& out) const {
+    if (!v.node.IsScalar()) bad_type(v, key, "fp32 or bf16");
+    const std::string& s = v.node.Scalar();
+    if (s == "fp32") out = Precision::FP32;
+    else if (s == "bf16") out = Precision::BF16;
+    else bad_type(v, key, "fp32 or bf16");
   }
   void operator()(Recompute& out) const {
     if (!v.node.IsScalar()) bad_type(v, key, "none, selective, block or full");
@@ -395,6 +404,12 @@ void validate_config(Config& cfg) {
       p.schedule != "zb-h1")
     fail("parallel.schedule",
          "'" + p.schedule + "' is not a schedule (expected gpipe, 1f1b, interleaved or zb-h1)");
+  if (p.hop_dtype != "auto" && p.hop_dtype != "fp32" && p.hop_dtype != "bf16")
+    fail("parallel.hop_dtype", "'" + p.hop_dtype + "' is not a hop element type (expected auto, fp32 or bf16)");
+  if (p.hop_dtype == "bf16" && !m.bf16())
+    fail("parallel.hop_dtype", "bf16 hops need train.precision: bf16; an fp32 stream rounded at the hops only "
+                               "would make a pipelined run differ from one process (use auto or fp32)");
+  m.hop_precision = p.hop_dtype == "bf16" || (p.hop_dtype == "auto" && m.bf16()) ? Precision::BF16 : Precision::FP32;
   if (p.cached_grads != "exact" && p.cached_grads != "local")
     fail("parallel.cached_grads", "'" + p.cached_grads + "' is not a way to sum cached gradients (expected exact or local)");
   require_positive("parallel.virtual_stages", p.virtual_stages);
@@ -516,6 +531,7 @@ std::string config_to_yaml(const Config& cfg) {
     if constexpr (std::is_same_v<T, std::string>) out << YAML::DoubleQuoted << field;
     else if constexpr (std::is_same_v<T, ResidualMode>) out << residual_mode_name(field);
     else if constexpr (std::is_same_v<T, Recompute>) out << recompute_name(field);
+    else if constexpr (std::is_same_v<T, Precision>) out << precision_name(field);
     else if constexpr (std::is_same_v<T, float>) out << fmt_float(field);
     else out << field;
   });

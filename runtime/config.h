@@ -47,6 +47,9 @@ struct ParallelConfig {
   // sum on the rank and skip the hops they skipped forward (fewer bytes).
   std::string cached_grads = "exact";  // exact | local
   bool sequence_parallel = false; // tp > 1: shard the residual region by tokens (DESIGN §6)
+  // Element type of the hop payloads: auto = the training precision. A bf16
+  // run's stream holds bf16 values, so bf16 hops move them exactly.
+  std::string hop_dtype = "auto";  // auto | fp32 | bf16
 
   // Which hop payloads leave out what the receiving rank holds (hop_payload.h).
   bool caches_forward() const { return cross_stage_cache && virtual_stages >= 2; }

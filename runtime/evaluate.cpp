@@ -148,6 +148,7 @@ void load_named_tensors(Chunk& model, const std::vector<NamedTensor>& tensors, c
     if (found->shape != spec.shape) throw std::runtime_error(source + ": tensor " + spec.name + " has the wrong shape");
     k::from_host(model.dev, model.params.data() + spec.offset, found->data.data(), spec.numel);
   }
+  chunk_sync_compute_weights(model);
 }
 
 std::vector<NamedTensor> named_tensors(const ParamLayout& layout, const float* host_params) {

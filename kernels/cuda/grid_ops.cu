@@ -73,16 +73,16 @@ void attnres_merge_partial(const Device& dev, float* h, float* lse, const float*
 }
 void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
                               const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
-                              const float* g, int N, int d, bool assign) {
-  grid::attnres_partial_backward(Grid{dev}, dacc_p, dw, dg, scratch, dh, sdot, lse, p, p_rstd, w, g, N, d, assign);
+                              const float* g, int N, int d, bool assign, bool round) {
+  grid::attnres_partial_backward(Grid{dev}, dacc_p, dw, dg, scratch, dh, sdot, lse, p, p_rstd, w, g, N, d, assign, round);
 }
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
                             const float* const* w, const float* const* g, int S, int N, int d, bool assign, int s0,
-                            const int* uv_k) {
+                            const int* uv_k, bool round) {
   grid::attnres_block_backward(Grid{dev}, dacc_src, dw, dg, scratch, dh, sdot, lse, uv, src, src_rstd, K, w, g, S, N,
-                               d, assign, s0, uv_k);
+                               d, assign, s0, uv_k, round);
 }
 namespace {
 // `count` doubles of device scratch filled by `fill`, then copied to the

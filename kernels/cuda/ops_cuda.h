@@ -63,12 +63,12 @@ void attnres_merge_partial(const Device& dev, float* h, float* lse, const float*
                            float eps);
 void attnres_partial_backward(const Device& dev, float* dacc_p, float* dw, float* dg, float* scratch, const float* dh,
                               const float* sdot, const float* lse, const float* p, const float* p_rstd, const float* w,
-                              const float* g, int N, int d, bool assign);
+                              const float* g, int N, int d, bool assign, bool round);
 void attnres_block_backward(const Device& dev, float* const* dacc_src, float* const* dw, float* const* dg,
                             float* scratch, const float* const* dh, const float* const* sdot, const float* const* lse,
                             const float* const* uv, const float* const* src, const float* const* src_rstd, int K,
                             const float* const* w, const float* const* g, int S, int N, int d, bool assign, int s0,
-                            const int* uv_k);
+                            const int* uv_k, bool round);
 // Sums returned to the host: the partials copied back, the stream synchronized.
 double sum(const Device& dev, const float* x, size_t n);
 double sum_squares(const Device& dev, const float* x, size_t n);

@@ -245,6 +245,25 @@ TEST(CheckpointReshard, Pp4ToPp2Dp2AndPp1) {
   expect_continues(ref, train_ok("reshard", "pp1", 1, pp1, "--resume " + step4.string()), 4, 1e-5, "pp=4 -> pp=1");
 }
 
+// Checkpoints hold the fp32 master weights (DESIGN §11): a bf16 run resumes
+// bit for bit on its layout, and the same checkpoint resumes in fp32 (the
+// steps then follow the bf16 run within 2 %).
+TEST(CheckpointResume, Bf16AndBackToFp32) {
+  const std::vector<std::string> bf16 = {"residual.block_size=2", "parallel.pp=2", "train.precision=bf16"};
+  check_resume("bf16", 2, bf16, false);
+  const Out ref = train_ok("bf16", "ref", 2, bf16);
+  std::vector<std::string> fp32 = bf16;
+  fp32.back() = "train.precision=fp32";
+  const Out resumed = train_ok("bf16", "fp32", 2, fp32, "--resume " + ckpt("bf16", 3).string());
+  ASSERT_EQ(resumed.losses.size(), size_t(kSteps - 3)) << resumed.log;
+  bool differ = false;
+  for (size_t i = 0; i < resumed.losses.size(); ++i) {
+    EXPECT_NEAR(resumed.losses[i], ref.losses[3 + i], 0.02 * ref.losses[3 + i]) << "step " << 4 + i;
+    differ = differ || resumed.losses[i] != ref.losses[3 + i];
+  }
+  EXPECT_TRUE(differ) << "the fp32 resume gave the bf16 run's bits";
+}
+
 // Tensor parallelism (DESIGN §6): each rank writes its own shards; the same
 // layout resumes bit for bit, and any other tp (and dp) loads them.
 TEST(CheckpointResume, TensorParallelSequenceParallel) {

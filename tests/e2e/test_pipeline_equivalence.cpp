@@ -155,6 +155,63 @@ TEST(PipelineEquivalence, LayoutCuttingBlocks) {
   expect_hop_bytes(got, "pp=3 layout 3,2,3");
 }
 
+// train.precision: bf16 (DESIGN §11). Within the precision every pipelined
+// layout equals one process bit for bit, hops carry 2-byte elements, and the
+// thread count changes no bit; the measured bytes equal the analytic ones.
+TEST(PipelineEquivalence, Bf16) {
+  for (const char* mode : {"residual.mode=standard", "residual.block_size=2"}) {
+    const std::vector<std::string> bf16 = {mode, "train.precision=bf16"};
+    auto with = [&](std::vector<std::string> s) {
+      s.insert(s.begin(), bf16.begin(), bf16.end());
+      return s;
+    };
+    const std::string m = mode;
+    const RunOut ref = run("bf16_pp1_" + m, 1, bf16);
+    ASSERT_EQ(ref.cfg.model.hop_element_bytes(), 2u);
+    struct Layout {
+      std::string name;
+      int np;
+      std::vector<std::string> sets;
+    };
+    const std::vector<Layout> layouts = {
+        {"pp2 1f1b", 2, {"parallel.pp=2"}},
+        {"pp4 zb-h1", 4, {"parallel.pp=4", "parallel.schedule=zb-h1"}},
+        {"pp3 layout 3,2,3", 3, {"parallel.pp=3", "parallel.layout=3,2,3"}},
+        {"pp2 interleaved cached", 2, {"parallel.pp=2", "parallel.schedule=interleaved", "parallel.virtual_stages=2"}},
+        {"pp2 fp32 hops", 2, {"parallel.pp=2", "parallel.hop_dtype=fp32"}},
+        {"pp2 recompute full", 2, {"parallel.pp=2", "train.recompute=full"}},
+        {"pp1 2 threads", 1, {"train.threads=2"}}};
+    for (const auto& [name, np, sets] : layouts) {
+      const RunOut got = run("bf16_" + name + m, np, with(sets));
+      expect_match(ref, got, "bf16 " + name + " " + m, 0.0);
+      expect_hop_bytes(got, "bf16 " + name + " " + m);
+    }
+  }
+  const RunOut ref = run("bf16_block_keep", 1, {"residual.block_size=2", "train.precision=bf16"});
+  for (const char* r : {"selective", "block"})
+    expect_match(ref,
+                 run(std::string("bf16_") + r, 2,
+                     {"residual.block_size=2", "train.precision=bf16", std::string("train.recompute=") + r,
+                      "parallel.pp=2", "parallel.schedule=zb-h1"}),
+                 std::string("bf16 recompute ") + r, 0.0);
+}
+
+// bf16 trains as fp32 does: over 30 steps every loss within 2 %.
+TEST(Precision, Bf16LossesFollowFp32) {
+  for (const char* mode : {"residual.mode=standard", "residual.block_size=2"}) {
+    const RunOut fp32 = run(std::string("fp32_30_") + mode, 1, {mode, "train.steps=30"});
+    const RunOut bf16 = run(std::string("bf16_30_") + mode, 1, {mode, "train.steps=30", "train.precision=bf16"});
+    ASSERT_EQ(fp32.losses.size(), 30u);
+    ASSERT_EQ(bf16.losses.size(), 30u);
+    bool differ = false;
+    for (size_t i = 0; i < 30; ++i) {
+      EXPECT_NEAR(bf16.losses[i], fp32.losses[i], 0.02 * fp32.losses[i]) << mode << " step " << i + 1;
+      differ = differ || bf16.losses[i] != fp32.losses[i];
+    }
+    EXPECT_TRUE(differ) << mode << ": bf16 gave fp32's bits, so it did not run in bf16";
+  }
+}
+
 // The output site runs its phase 1 with the last group of sites when the
 // group has room. One block of 8 sites fills a group at pp = 1, so there the
 // output site runs alone; at pp = 2 the last chunk's group holds 4 and it
