@@ -55,14 +55,15 @@ void inspect(const std::string& path) {
   if (!committed) throw CheckpointError(path + ": no " + std::string(kCheckpointMarker) + " marker");
 }
 
-void export_checkpoint(const std::string& path, const std::string& out) {
+void export_checkpoint(const std::string& path, const std::string& out, const std::string& dtype) {
   if (!std::filesystem::exists(std::filesystem::path(path) / kCheckpointMarker))
     throw CheckpointError(path + ": no " + std::string(kCheckpointMarker) +
                           " marker (the write did not complete); it is never loaded");
   const Manifest m = read_manifest(path);
   const ModelConfig model = manifest_config(m, path).model;
   const std::vector<float> params = read_full_params(path, m, model);
-  write_safetensors(out, named_tensors(make_param_layout(model, 0, model.num_sublayers()), params.data()), model);
+  write_safetensors(out, named_tensors(make_param_layout(model, 0, model.num_sublayers()), params.data()), model,
+                    export_dtype(dtype));
   std::printf("exported step %d of %s to %s and %s\n", m.step, path.c_str(), out.c_str(),
               export_config_path(out).c_str());
 }
@@ -84,7 +85,11 @@ void add_export_command(CLI::App& app) {
   auto out = std::make_shared<std::string>();
   cmd->add_option("--checkpoint", *path, "Checkpoint directory (.../step_<N>)")->required();
   cmd->add_option("--out", *out, "Output .safetensors file; config.json is written beside it")->required();
-  cmd->callback([path, out] { export_checkpoint(*path, *out); });
+  auto dtype = std::make_shared<std::string>("fp32");
+  cmd->add_option("--export-dtype", *dtype, "Element type of the file: fp32 or bf16")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->callback([path, out, dtype] { export_checkpoint(*path, *out, *dtype); });
 }
 
 }  // namespace attnres::cli

@@ -59,6 +59,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--metrics", o->train.metrics_path, "Write one JSON object per step to this file");
   cmd->add_option("--export", o->train.export_path,
                   "Write the trained weights to this .safetensors file (and config.json beside it)");
+  cmd->add_option("--export-dtype", o->train.export_dtype, "Element type of the --export file: fp32 or bf16")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--trace", o->train.trace_path,
                   "Write a Chrome trace per rank (FILE.json -> FILE.rank<r>.json), loadable in Perfetto");
   cmd->add_option("--peak-gflops", o->train.peak_gflops,

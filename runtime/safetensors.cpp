@@ -20,13 +20,34 @@ std::string export_config_path(const std::string& safetensors_path) {
   return (fs::path(safetensors_path).parent_path() / "config.json").string();
 }
 
-void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
-                       const ModelConfig& cfg) {
+kernels::DType export_dtype(const std::string& name) {
+  if (name == "fp32") return kernels::DType::F32;
+  if (name == "bf16") return kernels::DType::BF16;
+  throw std::invalid_argument("--export-dtype '" + name + "': expected fp32 or bf16");
+}
+
+// A tensor's bytes in the file: its floats, or their bf16 roundings (little-endian).
+static void append_data(std::string& out, const std::vector<float>& x, kernels::DType dtype) {
+  if (dtype == kernels::DType::F32) {
+    out.append(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float));
+    return;
+  }
+  for (float v : x) {
+    const uint16_t b = kernels::to_bf16(v).bits;
+    out.push_back(char(b & 0xff)), out.push_back(char(b >> 8));
+  }
+}
+
+void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors, const ModelConfig& cfg,
+                       kernels::DType dtype) {
+  if (dtype != kernels::DType::F32 && dtype != kernels::DType::BF16)
+    throw std::logic_error("safetensors: exports are F32 or BF16");
+  const char* name = dtype == kernels::DType::F32 ? "F32" : "BF16";
   json header = json::object();
   size_t offset = 0;
   for (const auto& t : tensors) {
-    const size_t bytes = t.data.size() * sizeof(float);
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    const size_t bytes = t.data.size() * kernels::dtype_size(dtype);
+    header[t.name] = {{"dtype", name}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   header["__metadata__"] = {{"format", "pt"}, {"producer", "attnres"}};
@@ -37,8 +58,7 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   for (int i = 0; i < 8; ++i) out[i] = char((n >> (8 * i)) & 0xff);  // little-endian
   out += h;
   out.reserve(out.size() + offset);
-  for (const auto& t : tensors)
-    out.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * sizeof(float));
+  for (const auto& t : tensors) append_data(out, t.data, dtype);
   if (!fs::path(path).parent_path().empty()) fs::create_directories(fs::path(path).parent_path());
   write_file_durably(path, out);
 
@@ -75,8 +95,9 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
     if (it.key() == "__metadata__") continue;
     const json& t = it.value();
     const std::string where = path + ": tensor " + it.key();
-    if (!t.is_object() || t.value("dtype", "") != "F32")
-      throw std::runtime_error(where + ": dtype must be F32");
+    const std::string dtype = t.is_object() ? t.value("dtype", "") : "";
+    if (dtype != "F32" && dtype != "BF16") throw std::runtime_error(where + ": dtype must be F32 or BF16");
+    const uint64_t elem = dtype == "F32" ? 4 : 2;
     NamedTensor nt;
     nt.name = it.key();
     try {
@@ -88,11 +109,18 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
         if (s < 0) throw std::runtime_error("negative dimension");
         numel *= uint64_t(s);
       }
-      if (off.size() != 2 || off[0] > off[1] || off[1] > data_size || off[1] - off[0] != numel * 4)
+      if (off.size() != 2 || off[0] > off[1] || off[1] > data_size || off[1] - off[0] != numel * elem)
         throw std::runtime_error("data_offsets do not fit the shape and the file");
       nt.data.resize(numel);
       f.seekg(std::streamoff(8 + n + off[0]));
-      f.read(reinterpret_cast<char*>(nt.data.data()), std::streamsize(numel * 4));
+      if (elem == 4) {
+        f.read(reinterpret_cast<char*>(nt.data.data()), std::streamsize(numel * 4));
+      } else {
+        std::vector<unsigned char> raw(numel * 2);
+        f.read(reinterpret_cast<char*>(raw.data()), std::streamsize(raw.size()));
+        for (uint64_t i = 0; i < numel; ++i)
+          nt.data[i] = kernels::to_float(kernels::bf16{uint16_t(raw[2 * i] | (raw[2 * i + 1] << 8))});
+      }
       if (!f) throw std::runtime_error("truncated data");
     } catch (const json::exception& e) {
       throw std::runtime_error(where + ": " + e.what());

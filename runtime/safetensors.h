@@ -1,9 +1,10 @@
-// The safetensors export (F32, names and shapes of DESIGN §1.2) and its
-// config.json, and loading them back.
+// The safetensors export (F32 or BF16, names and shapes of DESIGN §1.2) and
+// its config.json, and loading them back.
 #pragma once
 #include <string>
 #include <vector>
 
+#include "kernels/dtype.h"
 #include "models/model_config.h"
 
 namespace attnres {
@@ -14,13 +15,16 @@ struct NamedTensor {
   std::vector<float> data;
 };
 
-// Writes tensors in the given order to `path`, and the model + residual
-// settings as config.json in the same directory, both durably
-// (runtime/durable_file.h).
-void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
-                       const ModelConfig& cfg);
-// Reads a safetensors file (F32 only); throws std::runtime_error naming the
-// file and tensor on a malformed header, wrong dtype or out-of-range offsets.
+// Writes tensors in the given order to `path` as F32 or as BF16 (rounded to
+// nearest even), and the model + residual settings as config.json in the
+// same directory, both durably (runtime/durable_file.h).
+void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors, const ModelConfig& cfg,
+                       kernels::DType dtype = kernels::DType::F32);
+// --export-dtype's value: fp32 or bf16; throws naming the value otherwise.
+kernels::DType export_dtype(const std::string& name);
+// Reads a safetensors file (F32 or BF16, widened to float); throws
+// std::runtime_error naming the file and tensor on a malformed header, other
+// dtypes or out-of-range offsets.
 std::vector<NamedTensor> read_safetensors(const std::string& path);
 // Reads the config.json written beside an export.
 ModelConfig read_export_config(const std::string& config_json_path);

@@ -378,7 +378,7 @@ std::vector<float> tensor_to_host(const Chunk& c, const TensorSpec& t) {
 // gather in which the other ranks send nothing, and rank 0 puts the shards in
 // place. No other rank ever holds the whole model, and nothing moves unless
 // an export is asked for.
-void export_model(Run& r, const std::string& path) {
+void export_model(Run& r, const std::string& path, kernels::DType dtype) {
   const ModelConfig& m = r.cfg.model;
   const Coord me = r.topo.coord;
   std::vector<ParamLayout> shards;  // the whole model as each tp rank holds it
@@ -403,7 +403,7 @@ void export_model(Run& r, const std::string& path) {
     }
     assert(placed == t.numel && "every element has exactly one holder");
   }
-  if (r.is_logger()) write_safetensors(path, out, m);
+  if (r.is_logger()) write_safetensors(path, out, m, dtype);
 }
 
 // Tokens of the step's global batch: micro_batch_size x grad_accum sequences.
@@ -639,7 +639,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     report_resident_memory(r, train_file.tokens.size() + val_file.tokens.size(), log);
   if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
   if (!opt.export_path.empty() && !res.stop_status) {
-    export_model(r, opt.export_path);
+    export_model(r, opt.export_path, export_dtype(opt.export_dtype));
     if (log) std::printf("exported %s and %s\n", opt.export_path.c_str(), export_config_path(opt.export_path).c_str());
   }
   return res;

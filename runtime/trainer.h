@@ -12,6 +12,7 @@ namespace attnres {
 struct TrainOptions {
   std::string metrics_path;  // JSONL, one object per step
   std::string export_path;   // model.safetensors written at the end
+  std::string export_dtype = "fp32";  // its element type: fp32 | bf16
   std::string trace_path;    // Chrome trace; rank r writes <stem>.rank<r>.json
   bool quiet = false;        // no per-step log lines
   double peak_gflops = 0;    // MFU denominator per node (> 0); 0 = measure each node's sgemm rate

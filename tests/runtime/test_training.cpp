@@ -134,6 +134,42 @@ TEST(Training, ExportIsTheFinalModelAndEvalLoadsIt) {
   EXPECT_LT(loss, std::log(256.0));
 }
 
+// --export-dtype bf16: every value is the fp32 export's rounded to nearest
+// even, eval reads it like the fp32 file, and its loss stays within 1 %.
+TEST(Training, Bf16ExportIsTheRoundedModelAndEvalLoadsIt) {
+  const fs::path dir = scratch_dir("export_bf16");
+  const Config cfg = tiny_config({});
+  const std::vector<NamedTensor> exported = train_and_export(cfg, dir);
+  const std::string weights = (dir / "model_bf16.safetensors").string();
+  write_safetensors(weights, exported, cfg.model, kernels::DType::BF16);
+  {  // 2 bytes an element after the header (its length: the first 8 bytes, little-endian)
+    std::ifstream f(weights, std::ios::binary);
+    unsigned char len[8];
+    f.read(reinterpret_cast<char*>(len), 8);
+    uint64_t header = 0;
+    for (int b = 0; b < 8; ++b) header |= uint64_t(len[b]) << (8 * b);
+    uint64_t elements = 0;
+    for (const NamedTensor& t : exported) elements += t.data.size();
+    EXPECT_EQ(fs::file_size(weights) - 8 - header, 2 * elements);
+  }
+  const std::vector<NamedTensor> back = read_safetensors(weights);
+  ASSERT_EQ(back.size(), exported.size());
+  bool rounded = false;
+  for (size_t i = 0; i < back.size(); ++i) {
+    ASSERT_EQ(back[i].name, exported[i].name);
+    ASSERT_EQ(back[i].shape, exported[i].shape);
+    for (size_t j = 0; j < back[i].data.size(); ++j) {
+      ASSERT_EQ(back[i].data[j], kernels::round_bf16(exported[i].data[j])) << back[i].name << " " << j;
+      rounded = rounded || back[i].data[j] != exported[i].data[j];
+    }
+  }
+  EXPECT_TRUE(rounded);
+  Model fp32(cfg.model, 3, exported), bf16(cfg.model, 3, back);
+  const std::string text = std::string(ATTNRES_SOURCE_DIR) + "/models/chunk_depth.cpp";
+  const double want = eval_file(fp32.chunk, fp32.acts, text).loss;
+  EXPECT_NEAR(eval_file(bf16.chunk, bf16.acts, text).loss, want, 0.01 * want);
+}
+
 // A validation file whose 7 windows make batches of 4 and 3: the short last
 // batch is evaluated too, and the val loss is the mean over all 7 windows
 // computed directly, one window at a time, from the exported model. `attnres
