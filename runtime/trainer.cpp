@@ -337,20 +337,22 @@ double validation_share(const TokenFile& f, const Config& cfg, const Coord& co, 
   return tokens;
 }
 
-// The MFU denominator in FLOP/s, the sum over nodes of each node's peak:
-// --peak-gflops (per node); on CPUs its sgemm rate, measured once by the
-// node's first rank with all the node's cores while its other ranks wait
-// asleep; on GPUs the sum of its ranks' cuBLAS rates, one GPU each.
+// The MFU denominator in FLOP/s, the sum over nodes of each node's peak in
+// the run's precision: --peak-gflops (per node); on CPUs its GEMM rate
+// (OpenBLAS sgemm, or oneDNN on bf16), measured once by the node's first
+// rank with all the node's cores while its other ranks wait asleep; on GPUs
+// the sum of its ranks' cuBLAS rates, one GPU each.
 double machine_peak_flops(Run& r, double given_gflops) {
   Communicator& node = *r.node;
+  const kernels::DType precision = r.cfg.model.bf16() ? kernels::DType::BF16 : kernels::DType::F32;
   double mine = 0.0;  // this rank's part of the world's sum
   if (given_gflops > 0) {
     mine = node.rank() == 0 ? given_gflops : 0.0;
   } else if (r.device.dev.backend == kernels::Backend::CUDA) {
-    mine = kernels::measure_gemm_gflops(r.device.dev, 4096);  // each rank its own GPU
+    mine = kernels::measure_gemm_gflops(r.device.dev, 4096, precision);  // each rank its own GPU
   } else {
     node.barrier();  // every rank of the node is done with its set-up and waits asleep
-    if (node.rank() == 0) mine = kernels::measure_sgemm_gflops(node_cores());
+    if (node.rank() == 0) mine = kernels::measure_cpu_peak_gflops(precision, node_cores());
     node.barrier();
   }
   r.groups.world->allreduce_sum(&mine, 1);
@@ -418,9 +420,15 @@ void print_header(const Run& r, double peak_flops, bool measured) {
               residual_mode_name(m.mode));
   if (m.attnres()) std::printf(", block size %d (%d blocks)", m.block_size, m.num_blocks());
   if (m.recompute != Recompute::None) std::printf(", recompute %s", recompute_name(m.recompute));
-  std::printf(" | dp %d%s pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak %.1f GFLOP/s (%s)\n",
-              p.dp, sharded(r) ? " (ZeRO-1)" : "", p.pp, p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9,
-              measured ? "sgemm measured per node" : "--peak-gflops per node");
+  const kernels::DType precision = m.bf16() ? kernels::DType::BF16 : kernels::DType::F32;
+  const std::string peak = !measured ? "--peak-gflops per node"
+                           : r.device.dev.backend == kernels::Backend::CUDA
+                               ? std::string("cuBLAS ") + kernels::dtype_name(precision) + " measured per GPU"
+                               : kernels::cpu_gemm_engine(precision) + ", measured per node";
+  std::printf(" | %s, hops %s | dp %d%s pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak %.1f "
+              "GFLOP/s (%s)\n",
+              precision_name(m.precision), precision_name(m.hop_precision), p.dp, sharded(r) ? " (ZeRO-1)" : "", p.pp,
+              p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9, peak.c_str());
   const TrainConfig& t = r.cfg.train;
   if (t.warmup_steps > t.steps)  // a short smoke run of a longer config: allowed, said once
     std::printf("note: train.warmup_steps %d > train.steps %d: the whole run is warm-up; the learning rate "

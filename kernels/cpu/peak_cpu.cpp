@@ -1,4 +1,4 @@
-// Measured sgemm rate, the denominator of MFU.
+// The CPU's measured GEMM rates, the denominators of MFU.
 #include <cblas.h>
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 
 #include "kernels/device.h"
 #include "kernels/peak.h"
+#include "kernels/cpu/gemm_cpu.h"
 
 namespace attnres::kernels {
 
@@ -35,6 +36,19 @@ double measure_sgemm_gflops(int threads) {
   std::sort(rates.begin(), rates.end());
   set_num_threads(prev);
   return rates[kRuns / 2];
+}
+
+double measure_cpu_peak_gflops(DType precision, int threads) {
+  if (precision != DType::BF16) return measure_sgemm_gflops(threads);
+  const int prev = get_num_threads();
+  set_num_threads(threads);
+  const double gflops = measure_gemm_gflops(Device{}, 1024, DType::BF16);
+  set_num_threads(prev);
+  return gflops;
+}
+
+std::string cpu_gemm_engine(DType precision) {
+  return precision == DType::BF16 ? "bf16 GEMM " + cpu::bf16_gemm_engine() : "fp32 sgemm, OpenBLAS";
 }
 
 }  // namespace attnres::kernels

@@ -135,16 +135,23 @@ TEST(Mfu, NeverAboveOneHundredPercent) {
   EXPECT_NE(r.log.find("above the peak"), std::string::npos) << r.log;
 }
 
-// Measured: one sgemm measurement per node, and an MFU in (0, 1].
+// Measured: one measurement per node with the GEMM of the run's precision
+// (named in the first line), and an MFU in (0, 1].
 TEST(Mfu, MeasuredPeakPerNode) {
-  const Outcome r = run_attnres("measured", 2,
-                        train_args("measured", {"data.dir=" + test_corpus_dir(), "train.steps=2",
-                                                "train.warmup_steps=1", "train.threads=1", "parallel.pp=2"}));
-  ASSERT_EQ(r.rc, 0) << r.log;
-  EXPECT_NE(r.log.find("sgemm measured per node"), std::string::npos) << r.log;
-  for (const auto& s : r.steps) {
-    EXPECT_GT(s.at("mfu").get<double>(), 0.0);
-    EXPECT_LE(s.at("mfu").get<double>(), 1.0);
+  for (const char* precision : {"fp32", "bf16"}) {
+    const std::string name = std::string("measured_") + precision;
+    const Outcome r = run_attnres(name, 2,
+                                  train_args(name, {"data.dir=" + test_corpus_dir(), "train.steps=2",
+                                                    "train.warmup_steps=1", "train.threads=1", "parallel.pp=2",
+                                                    std::string("train.precision=") + precision}));
+    ASSERT_EQ(r.rc, 0) << r.log;
+    const std::string engine = precision == std::string("fp32") ? "fp32 sgemm, OpenBLAS" : "bf16 GEMM ";
+    EXPECT_NE(r.log.find(engine), std::string::npos) << r.log;
+    EXPECT_NE(r.log.find("measured per node"), std::string::npos) << r.log;
+    for (const auto& s : r.steps) {
+      EXPECT_GT(s.at("mfu").get<double>(), 0.0);
+      EXPECT_LE(s.at("mfu").get<double>(), 1.0);
+    }
   }
 }
 

@@ -536,9 +536,11 @@ TEST(OpsForward, MeasureSgemmRestoresThreads) {
 
 // The device peak's code (events around kernels::gemm), run on the CPU.
 TEST(OpsForward, MeasureGemmOnADevice) {
-  const double gflops = measure_gemm_gflops(Device{}, 128);
-  EXPECT_GT(gflops, 0.1);
-  EXPECT_TRUE(std::isfinite(gflops));
+  for (DType t : {DType::F32, DType::BF16}) {
+    const double gflops = measure_gemm_gflops(Device{}, 128, t);
+    EXPECT_GT(gflops, 0.1) << dtype_name(t);
+    EXPECT_TRUE(std::isfinite(gflops)) << dtype_name(t);
+  }
 }
 
 // ---- bitwise independence of the thread count -------------------------------
