@@ -191,7 +191,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
     std::printf("%-5d %-4d %-11s %-9s %-5s %-4s %12s %14.2f %14s\n", ch.index, sched.placement[size_t(ch.index)],
                 range.c_str(), block_span(m, ch).c_str(), ch.has_embed ? "yes" : "-",
                 ch.has_head ? "yes" : "-", human(double(f.params), "").c_str(), cost / 1e9,
-                format_bytes(double(f.acts) * 4).c_str());
+                format_bytes(double(f.acts) * sizeof(float)).c_str());  // the arena is a float buffer
   }
   std::printf("blocks: \"(\" = chunk starts inside a block, \")\" = ends inside one. GFLOP/token: "
               "training (fwd+bwd) cost model of parallel/partition.h; max/mean chunk cost = %.3f\n\n",
@@ -208,11 +208,12 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
                                          {"full+cache", full, cached},
                                          {bs, block, {}},
                                          {bs + "+cache", block, cached}};
-  const double tensor_bytes = tokens * m.d_model * 4;
-  std::printf("hop payloads per microbatch (tensors x [%d, %d, %d] fp32 = %s each); the backward "
+  const double tensor_bytes = tokens * m.d_model * double(m.hop_element_bytes());
+  std::printf("hop payloads per microbatch (tensors x [%d, %d, %d] %s = %s each); the backward "
               "hop carries the gradient of every forward tensor, so bwd = fwd, except under caching "
               "with parallel.cached_grads: exact (here: %s), where it carries every source's gradient\n",
-              b, m.seq_len, m.d_model, format_bytes(tensor_bytes).c_str(), pc.cached_grads.c_str());
+              b, m.seq_len, m.d_model, precision_name(m.hop_precision), format_bytes(tensor_bytes).c_str(),
+              pc.cached_grads.c_str());
   if (!m.attnres())
     std::printf("(the config is in standard mode, so \"block\" uses model.block_size = %d; compare "
                 "with --set residual.mode=attnres --set residual.block_size=S)\n",
@@ -300,13 +301,14 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
   const HopCaching caching{pc.caches_forward(), pc.caches_backward()};  // as the trainer runs it
   // ZeRO-1: dp rank 0 holds the largest part (split_evenly), one float more at most.
   const ZeroShard zero{0, cfg.train.zero == 1 ? pc.dp : 1};
-  std::printf("device memory per rank (fp32) as the executor allocates it (parallel/memory_plan.h), for each "
+  std::printf("device memory per rank (%s) as the executor allocates it (parallel/memory_plan.h), for each "
               "pipeline stage; every dp replica and tp rank of a stage holds the same (tp = %d%s)\n"
               "slots = peak live microbatches of the chunk (+ 1 past chunk 0, for an input arriving early); acts = slots x arena; hops = slots x "
-              "receive/gradient buffers; fixed = RoPE tables + backward scratch; AdamW m, v = 2 x params%s\n"
+              "receive/gradient buffers (+ bf16 wire buffers with bf16 hops); fixed = RoPE tables + backward scratch; "
+              "params = fp32 masters (+ their bf16 copy in bf16); AdamW m, v = 2 x params%s\n"
               "cpu rss = what a rank of a CPU run holds resident: total + the token files it reads (%s in %s) "
               "+ this binary's code and libraries (%s resident as the plan starts)\n",
-              pc.tp, tp.sequence_parallel ? ", sequence parallel" : "",
+              precision_name(m.precision), pc.tp, tp.sequence_parallel ? ", sequence parallel" : "",
               zero.parts > 1 ? " / dp (train.zero: 1; grads add the summed gradients of the rank's part)"
                              : "",
               format_bytes(double(data_file_bytes(cfg.data.dir))).c_str(), cfg.data.dir.c_str(),

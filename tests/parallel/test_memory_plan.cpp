@@ -102,7 +102,8 @@ void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int m
       ASSERT_EQ(exec.chunks().size(), plan.chunks.size()) << what;
       for (size_t i = 0; i < plan.chunks.size(); ++i) {
         const Chunk& c = exec.chunks()[i];
-        EXPECT_EQ(c.params.size() * sizeof(float), plan.chunks[i].bytes.params) << what;
+        EXPECT_EQ(c.params.size() * sizeof(float) + c.compute.size() * sizeof(kernels::bf16),
+                  plan.chunks[i].bytes.params) << what;
         // AdamW, as the trainer sizes it: the moments of the part the rank updates.
         EXPECT_EQ(2 * exec.grad_part(i).count * sizeof(float), plan.chunks[i].bytes.adamw) << what;
         EXPECT_GE(plan.chunks[i].slots, plan.chunks[i].chunk == 0 ? 1 : 2) << what;  // one live microbatch (+ 1)
@@ -162,6 +163,22 @@ TEST(MemoryPlan, EqualsExecutorAllocationRecompute) {
         m.recompute = r;
         for (const Layout& l : kLayouts) expect_plan_matches_allocation(m, l, 2);
       }
+}
+
+// bf16 (the bf16 weight copy, bf16 activations in the arena and their fp32
+// staging in scratch, bf16 hop wire buffers): the plan equals the allocation.
+TEST(MemoryPlan, EqualsExecutorAllocationBf16) {
+  UnusedCollectives coll(2);
+  for (ResidualMode mode : {ResidualMode::Standard, ResidualMode::AttnRes})
+    for (Recompute r : {Recompute::None, Recompute::Selective, Recompute::Full}) {
+      ModelConfig m = model(mode, 2);
+      m.precision = m.hop_precision = Precision::BF16;
+      m.recompute = r;
+      for (const Layout& l : kLayouts) {
+        expect_plan_matches_allocation(m, l, 2);
+        if (r == Recompute::None) expect_plan_matches_allocation(m, l, 2, {{0, 2}, true, &coll});
+      }
+    }
 }
 
 // ZeRO-1 over 2 and 3 dp ranks, each rank's part (3 does not divide the
