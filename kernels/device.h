@@ -11,6 +11,7 @@ struct Device {
   Backend backend = Backend::CPU;
   int ordinal = 0;         // which device of the backend (CUDA device id); 0 on CPU
   void* stream = nullptr;  // cudaStream_t on CUDA, unused on CPU
+  bool tf32 = false;       // CUDA: fp32 GEMMs may round their inputs to TF32 (train.tf32)
 };
 
 // ---- choosing a device (kernels/device_select.cpp) ------------------------------

@@ -57,6 +57,7 @@ void visit_fields(C& c, F&& f) {
   f("train.on_nonfinite", c.train.on_nonfinite);
   f("train.recompute", c.model.recompute);
   f("train.precision", c.model.precision);
+  f("train.tf32", c.train.tf32);
   f("train.max_skipped_steps", c.train.max_skipped_steps);
   f("train.zero", c.train.zero);
   f("data.dir", c.data.dir);
@@ -372,6 +373,9 @@ void validate_config(Config& cfg) {
   require_non_negative("train.watchdog_timeout", t.watchdog_timeout);
   if (t.device != "cpu" && t.device != "cuda")
     fail("train.device", "'" + t.device + "' is not a device (expected cpu or cuda)");
+  if (t.tf32 && (t.device != "cuda" || m.bf16()))
+    fail("train.tf32", "TF32 is for the fp32 GEMMs of a CUDA run (train.device: cuda, train.precision: fp32); this "
+                       "run is " + t.device + ", " + precision_name(m.precision));
   if (t.on_nonfinite != "stop" && t.on_nonfinite != "skip")
     fail("train.on_nonfinite", "'" + t.on_nonfinite + "' is not a policy (expected stop or skip)");
   require_non_negative("train.max_skipped_steps", t.max_skipped_steps);

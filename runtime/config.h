@@ -26,6 +26,7 @@ struct TrainConfig {
   int threads = 0;            // OpenMP + OpenBLAS threads; 0 = cores / ranks on the node
   int watchdog_timeout = 600; // seconds without progress before a rank aborts; 0 = off
   std::string device = "cpu";          // cpu | cuda (one rank per GPU; docs/CUDA.md)
+  bool tf32 = false;                   // cuda, fp32: GEMMs on TF32 tensor cores (fp32 accumulation)
   std::string on_nonfinite = "stop";  // a NaN/Inf loss or grad norm: stop the run | skip the update
   int max_skipped_steps = 5;          // under skip: consecutive skipped steps before the run stops
   int zero = 0;  // 1: ZeRO-1, AdamW moments and the update sharded over parallel.dp (DESIGN §8)

@@ -177,6 +177,7 @@ kernels::Device choose_device(Run& r) {
     kernels::close_device(dev);
     throw std::runtime_error(err);
   }
+  dev.tf32 = r.cfg.train.tf32;
   return dev;
 }
 

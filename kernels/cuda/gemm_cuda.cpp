@@ -29,9 +29,13 @@ void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, fl
   cublasHandle_t h = handle_for(dev);
   check(cublasSetStream(h, static_cast<cudaStream_t>(dev.stream)), "cublasSetStream");
   const auto g = to_column_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
-  check(cublasSgemm(h, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k,
-                    &alpha, g.A, g.lda, g.B, g.ldb, &beta, g.C, g.ldc),
-        "cublasSgemm");
+  const cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (dev.tf32)  // train.tf32: TF32 tensor cores (inputs rounded to 10-bit mantissas, fp32 accumulation)
+    check(cublasGemmEx(h, ta, tb, g.m, g.n, g.k, &alpha, g.A, CUDA_R_32F, g.lda, g.B, CUDA_R_32F, g.ldb, &beta, g.C,
+                       CUDA_R_32F, g.ldc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx (tf32)");
+  else
+    check(cublasSgemm(h, ta, tb, g.m, g.n, g.k, &alpha, g.A, g.lda, g.B, g.ldb, &beta, g.C, g.ldc), "cublasSgemm");
 }
 
 // bf16 operands, fp32 accumulation and output (DESIGN §11).

@@ -387,6 +387,25 @@ TEST(ConfigErrors, ParallelCombinations) {
           {"parallel.microbatches", "2", "train.grad_accum / parallel.dp = 1"});
 }
 
+// train.precision, parallel.hop_dtype (auto follows the precision) and train.tf32.
+TEST(Config, PrecisionAndHopDtype) {
+  EXPECT_EQ(parse_config(kBase, "test.yaml", {}).model.precision, Precision::FP32);
+  const Config bf16 = parse_config(kBase, "test.yaml", {"train.precision=bf16"});
+  EXPECT_EQ(bf16.model.precision, Precision::BF16);
+  EXPECT_EQ(bf16.model.hop_precision, Precision::BF16);
+  EXPECT_EQ(bf16.model.hop_element_bytes(), 2u);
+  const Config wide = parse_config(kBase, "test.yaml", {"train.precision=bf16", "parallel.hop_dtype=fp32"});
+  EXPECT_EQ(wide.model.hop_precision, Precision::FP32);
+  EXPECT_EQ(wide.model.hop_element_bytes(), 4u);
+  EXPECT_EQ(parse_config(config_to_yaml(bf16), "round trip", {}).model.precision, Precision::BF16);
+  bad_set({"train.precision=fp16"}, {"train.precision", "fp32 or bf16", "'fp16'"});
+  bad_set({"parallel.hop_dtype=fp8"}, {"parallel.hop_dtype", "'fp8'", "auto, fp32 or bf16"});
+  bad_set({"parallel.hop_dtype=bf16"}, {"parallel.hop_dtype", "train.precision: bf16"});
+  bad_set({"train.tf32=true"}, {"train.tf32", "train.device: cuda", "this run is cpu, fp32"});
+  bad_set({"train.tf32=true", "train.device=cuda", "train.precision=bf16"}, {"train.tf32", "cuda, bf16"});
+  EXPECT_NO_THROW(parse_config(kBase, "test.yaml", {"train.tf32=true", "train.device=cuda"}));
+}
+
 TEST(ConfigErrors, CheckpointCombinations) {
   bad_set({"checkpoint.every=10"}, {"checkpoint.every", "10", "checkpoint.dir"});
 }
