@@ -107,7 +107,6 @@ void sublayer_backward(const Chunk& c, const SublayerTensors& p, const SublayerT
                        float* dh, float* sdot) {
   const BackwardScratch& t = c.t;
   const ChunkDims& x = c.dims;
-  keep_bf16(c, s.dy_h, s.dy, size_t(x.N) * x.d);
   if (j % 2 == 0)
     attention_sublayer_backward(c, p, s);
   else
@@ -166,7 +165,7 @@ void chunk_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   }
   for (int j = c.last - 1; j >= c.first; --j) {
     SublayerActs& s = v.sub[j - c.first];
-    gather_rows(c, s.dy, dx);
+    gather_dy(c, s, dx);
     sublayer_backward(c, c.p.sub[j - c.first], c.g.sub[j - c.first], s, j, t.dh, nullptr);
     k::add_inplace(c.dev, dx, t.dh, Nrd, c.cfg.bf16());
   }

@@ -88,6 +88,7 @@ struct BackwardScratch {
   // only (SublayerActs, HeadActs), each used from when it is computed until
   // its bf16 twin is written.
   float *xn, *act, *dy, *dq, *dk, *dv, *dgate, *dup, *dlogits;
+  kernels::bf16* local_h;  // bf16 and sequence parallel: [Nr, d] rows before their bf16 all-gather
 };
 
 // Parameters and gradients of one chunk, plus scratch shared by its microbatches.

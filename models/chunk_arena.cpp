@@ -145,6 +145,7 @@ BackwardScratch carve_scratch(const Shape& sh, float* base, size_t* total) {
     s.dq = cv.take(N * dl), s.dk = cv.take(N * dl), s.dv = cv.take(N * dl);
     s.act = cv.take(N * Fl), s.dgate = cv.take(N * Fl), s.dup = cv.take(N * Fl);
     s.dlogits = sh.has_head() ? cv.take(N * size_t(x.Vl)) : nullptr;
+    if (sp) s.local_h = cv.take_bf16(Nr * d);
   }
   if (total) *total = cv.used;
   return s;

@@ -278,7 +278,7 @@ void attnres_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     const SublayerTensors &p = c.p.sub[j - c.first], &g = c.g.sub[j - c.first];
     const int gs = group_start(c, j), slot = site_slot(c, j);
     next_site(a.site_k[j - c.first]);
-    gather_rows(c, s.dy, dpart);  // p_j = p_{j-1} + y_j, so dy_j = dp_j
+    gather_dy(c, s, dpart);  // p_j = p_{j-1} + y_j, so dy_j = dp_j
     sublayer_backward(c, p, g, s, j, dh_of[slot], sdot_of[slot]);
     // The site's sources: n_src completed ones, then p_{j-1} (same buffer as dp_j).
     const bool has_part = !m.starts_block(j);

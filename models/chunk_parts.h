@@ -32,6 +32,10 @@ float* partial_target(const Chunk& c, float* res);
 // an all-gather under sequence parallelism, else a copy (or nothing when the
 // caller can read `res` itself: full == res).
 void gather_rows(const Chunk& c, float* full, const float* res);
+// dL/dy of a sublayer's full rows from the stream gradient's residual rows:
+// s.dy in an fp32 run, s.dy_h in a bf16 one (gathered in bf16 under
+// sequence parallelism).
+void gather_dy(const Chunk& c, SublayerActs& s, const float* dstream);
 // RMSNorm (gain g) of residual rows x into xn.
 // In a bf16 run xn_h gets xn's bf16 twin.
 void norm_to_full(const Chunk& c, float* xn, kernels::bf16* xn_h, float* rstd, const float* x, const float* g);

@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/dtype.h"
+
 namespace attnres {
 
 class TensorCollectives {
@@ -21,8 +23,10 @@ class TensorCollectives {
   virtual void allreduce_sum(float* x, size_t n) = 0;
   // x[n] = max over ranks of x[n], in place.
   virtual void allreduce_max(float* x, size_t n) = 0;
-  // out[size · n] = the ranks' in[n], concatenated in rank order.
+  // out[size · n] = the ranks' in[n], concatenated in rank order. A bf16 run
+  // gathers its GEMM inputs in bf16 (DESIGN §11); sums stay fp32.
   virtual void allgather(float* out, const float* in, size_t n) = 0;
+  virtual void allgather(kernels::bf16* out, const kernels::bf16* in, size_t n) = 0;
   // out[n] = Σ over ranks of their in[rank · n, (rank + 1) · n).
   virtual void reduce_scatter_sum(float* out, const float* in, size_t n) = 0;
 };

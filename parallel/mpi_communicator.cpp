@@ -445,6 +445,11 @@ class MpiTensorGroup final : public TensorGroup {
           "MPI_Allgather (tensor)");
     bytes_ += ring_allgather_bytes(n, size_);
   }
+  void allgather(kernels::bf16* out, const kernels::bf16* in, size_t n) override {
+    check(MPI_Allgather(in, checked_count(n), MPI_UINT16_T, out, checked_count(n), MPI_UINT16_T, comm_),
+          "MPI_Allgather (tensor, bf16)");
+    bytes_ += ring_allgather_bytes(n, size_, sizeof(kernels::bf16));
+  }
   void reduce_scatter_sum(float* out, const float* in, size_t n) override {
     check(MPI_Reduce_scatter_block(in, out, checked_count(n), MPI_FLOAT, MPI_SUM, comm_),
           "MPI_Reduce_scatter_block (tensor)");

@@ -28,7 +28,8 @@ class TensorGroup : public TensorCollectives {
 
 // Ring-model bytes one rank sends (see above).
 double ring_allreduce_bytes(size_t floats, int ranks);
-double ring_allgather_bytes(size_t floats_per_rank, int ranks);  // also reduce-scatter
+// An all-gather of elements of element_bytes each; also a reduce-scatter (of floats).
+double ring_allgather_bytes(size_t elements_per_rank, int ranks, size_t element_bytes = 4);
 
 // The bytes one tp rank sends in its chunks' collectives during one training
 // step of M microbatches (ring model), from the model alone: per microbatch

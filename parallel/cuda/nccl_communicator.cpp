@@ -192,6 +192,12 @@ class NcclTensorGroup final : public TensorGroup {
     call([&](cudaStream_t s) { check(ncclAllGather(in, out, n, ncclFloat, comm_, s), "ncclAllGather (tensor)"); });
     bytes_ += ring_allgather_bytes(n, size_);
   }
+  void allgather(kernels::bf16* out, const kernels::bf16* in, size_t n) override {
+    call([&](cudaStream_t s) {
+      check(ncclAllGather(in, out, n, ncclBfloat16, comm_, s), "ncclAllGather (tensor, bf16)");
+    });
+    bytes_ += ring_allgather_bytes(n, size_, sizeof(kernels::bf16));
+  }
   void reduce_scatter_sum(float* out, const float* in, size_t n) override {
     call([&](cudaStream_t s) {
       check(ncclReduceScatter(in, out, n, ncclFloat, ncclSum, comm_, s), "ncclReduceScatter (tensor)");

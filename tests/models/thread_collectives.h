@@ -13,14 +13,15 @@ class ThreadGroup {
  public:
   explicit ThreadGroup(int size) : size_(size), sync_(size), in_(size_t(size)) {}
   int size() const { return size_; }
-  void publish(int rank, const float* p) { in_[size_t(rank)] = p; }
-  const float* input(int rank) const { return in_[size_t(rank)]; }
+  void publish(int rank, const void* p) { in_[size_t(rank)] = p; }
+  template <class T = float>
+  const T* input(int rank) const { return static_cast<const T*>(in_[size_t(rank)]); }
   void wait() { sync_.arrive_and_wait(); }
 
  private:
   int size_;
   std::barrier<> sync_;
-  std::vector<const float*> in_;
+  std::vector<const void*> in_;
 };
 
 class ThreadCollectives final : public TensorCollectives {
@@ -35,12 +36,8 @@ class ThreadCollectives final : public TensorCollectives {
   void allreduce_max(float* x, size_t n) override {
     combine(x, n, [](float a, float b) { return std::max(a, b); });
   }
-  void allgather(float* out, const float* in, size_t n) override {
-    g_.publish(rank_, in);
-    g_.wait();
-    for (int r = 0; r < size(); ++r) std::copy_n(g_.input(r), n, out + size_t(r) * n);
-    g_.wait();
-  }
+  void allgather(float* out, const float* in, size_t n) override { gather(out, in, n); }
+  void allgather(kernels::bf16* out, const kernels::bf16* in, size_t n) override { gather(out, in, n); }
   void reduce_scatter_sum(float* out, const float* in, size_t n) override {
     g_.publish(rank_, in);
     g_.wait();
@@ -53,6 +50,13 @@ class ThreadCollectives final : public TensorCollectives {
   }
 
  private:
+  template <class T>
+  void gather(T* out, const T* in, size_t n) {
+    g_.publish(rank_, in);
+    g_.wait();
+    for (int r = 0; r < size(); ++r) std::copy_n(g_.input<T>(r), n, out + size_t(r) * n);
+    g_.wait();
+  }
   template <class Op>
   void combine(float* x, size_t n, Op op) {
     g_.publish(rank_, x);

@@ -71,6 +71,7 @@ class UnusedCollectives final : public TensorCollectives {
   void allreduce_sum(float*, size_t) override { fail(); }
   void allreduce_max(float*, size_t) override { fail(); }
   void allgather(float*, const float*, size_t) override { fail(); }
+  void allgather(kernels::bf16*, const kernels::bf16*, size_t) override { fail(); }
   void reduce_scatter_sum(float*, const float*, size_t) override { fail(); }
 
  private:
