@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The peer benchmark (issue #10): the same model trained by PyTorch
+# The peer benchmark (issues #10, #26): the same model trained by PyTorch
 # (bench/peer_pytorch.py, Debian's python3-torch) and by attnres, standard
-# residual and Block AttnRes (8 blocks), 32 sequences of 128 tokens per step,
-# the same thread count, one after the other in each of R rounds. Prints
-# tokens/s per round and a markdown table of medians and ratios.
+# residual and Block AttnRes (8 blocks), in fp32 and in bf16 (PyTorch's
+# autocast against train.precision: bf16), 32 sequences of 128 tokens per
+# step, the same thread count, one after the other in each of R rounds.
+# Prints tokens/s per round and a markdown table of medians and ratios.
 #
 # usage: bench/bench_peer.sh [threads] [rounds]     (from the repository root,
 #        after building build/attnres and `attnres data prepare`)
@@ -25,21 +26,26 @@ attnres_rate() {  # the summary's median tokens/s of 6 steps (the first is a war
 
 declare -A rates
 for r in $(seq "$rounds"); do
-  for mode in standard block; do
-    pt=$("$python" bench/peer_pytorch.py "$mode" "$threads" 6 | awk '{print $2}')
-    if [ "$mode" = standard ]; then at=$(attnres_rate --set residual.mode=standard); else at=$(attnres_rate); fi
-    echo "round $r $mode: pytorch $pt tok/s, attnres $at tok/s"
-    rates[$mode,pt]+="$pt "
-    rates[$mode,at]+="$at "
+  for prec in fp32 bf16; do
+    for mode in standard block; do
+      pt=$("$python" bench/peer_pytorch.py "$mode" "$threads" 6 "$prec" | awk '{print $2}')
+      set_mode=(); [ "$mode" = standard ] && set_mode=(--set residual.mode=standard)
+      at=$(attnres_rate "${set_mode[@]}" --set "train.precision=$prec")
+      echo "round $r $prec $mode: pytorch $pt tok/s, attnres $at tok/s"
+      rates[$prec,$mode,pt]+="$pt "
+      rates[$prec,$mode,at]+="$at "
+    done
   done
 done
 
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo
-echo "| mode | PyTorch tok/s | attnres tok/s | attnres / PyTorch |"
-echo "|---|---|---|---|"
-for mode in standard block; do
-  pt=$(echo "${rates[$mode,pt]}" | median)
-  at=$(echo "${rates[$mode,at]}" | median)
-  echo "| $mode | $pt | $at | $(awk -v a="$at" -v p="$pt" 'BEGIN {printf "%.2f", a / p}') |"
+echo "| precision | mode | PyTorch tok/s | attnres tok/s | attnres / PyTorch |"
+echo "|---|---|---|---|---|"
+for prec in fp32 bf16; do
+  for mode in standard block; do
+    pt=$(echo "${rates[$prec,$mode,pt]}" | median)
+    at=$(echo "${rates[$prec,$mode,at]}" | median)
+    echo "| $prec | $mode | $pt | $at | $(awk -v a="$at" -v p="$pt" 'BEGIN {printf "%.2f", a / p}') |"
+  done
 done

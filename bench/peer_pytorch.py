@@ -5,9 +5,12 @@ vocabulary, SwiGLU, RoPE, RMSNorm), trained with AdamW on 32 random
 sequences per step on N threads, in the standard residual or Block AttnRes
 (DESIGN §1.1: 8 blocks of 2 sublayers, zero-initialised pseudo-queries,
 key-side RMSNorm). Prints one line: `<mode> <tokens/s>` (median over the
-timed steps). PyTorch is a benchmark dependency only (Debian's python3-torch).
+timed steps). With precision bf16 the forward runs under
+torch.autocast('cpu', dtype=torch.bfloat16) (fp32 weights and optimizer),
+PyTorch's own mixed precision. PyTorch is a benchmark dependency only
+(Debian's python3-torch).
 
-usage: peer_pytorch.py standard|block [threads] [steps]
+usage: peer_pytorch.py standard|block [threads] [steps] [fp32|bf16]
 """
 import statistics
 import sys
@@ -119,8 +122,11 @@ def main():
     mode = sys.argv[1]
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     steps = int(sys.argv[3]) if len(sys.argv) > 3 else 6
+    precision = sys.argv[4] if len(sys.argv) > 4 else "fp32"
     if mode not in ("standard", "block"):
         sys.exit("peer_pytorch.py: mode must be standard or block, got " + mode)
+    if precision not in ("fp32", "bf16"):
+        sys.exit("peer_pytorch.py: precision must be fp32 or bf16, got " + precision)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = Model(mode == "block")
@@ -129,8 +135,9 @@ def main():
     for step in range(steps):
         tokens = torch.randint(0, VOCAB, (BATCH, T + 1))
         t0 = time.perf_counter()
-        logits = model(tokens[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(tokens[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -21,34 +21,37 @@ cublasHandle_t handle_for(const Device& dev) {
   if (!h) check(cublasCreate(&h), "cublasCreate");
   return h;
 }
-}  // namespace
 
-void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
-          const float* B, int ldb, float beta, float* C, int ldc) {
-  if (M == 0 || N == 0) return;
-  cublasHandle_t h = handle_for(dev);
-  check(cublasSetStream(h, static_cast<cudaStream_t>(dev.stream)), "cublasSetStream");
-  const auto g = to_column_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
-  const cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  if (dev.tf32)  // train.tf32: TF32 tensor cores (inputs rounded to 10-bit mantissas, fp32 accumulation)
-    check(cublasGemmEx(h, ta, tb, g.m, g.n, g.k, &alpha, g.A, CUDA_R_32F, g.lda, g.B, CUDA_R_32F, g.ldb, &beta, g.C,
-                       CUDA_R_32F, g.ldc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmEx (tf32)");
-  else
-    check(cublasSgemm(h, ta, tb, g.m, g.n, g.k, &alpha, g.A, g.lda, g.B, g.ldb, &beta, g.C, g.ldc), "cublasSgemm");
-}
-
-// bf16 operands, fp32 accumulation and output (DESIGN §11).
-void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const bf16* A, int lda,
-          const bf16* B, int ldb, float beta, float* C, int ldc) {
+// One row-major GEMM (ops.h) as a column-major cublasGemmEx on the device's
+// stream: operands of type `ab`, fp32 C, the given compute type.
+template <class T>
+void gemm_ex(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const T* A, int lda,
+             const T* B, int ldb, float beta, float* C, int ldc, cudaDataType_t ab, cublasComputeType_t compute,
+             const char* what) {
   if (M == 0 || N == 0) return;
   cublasHandle_t h = handle_for(dev);
   check(cublasSetStream(h, static_cast<cudaStream_t>(dev.stream)), "cublasSetStream");
   const auto g = to_column_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
   check(cublasGemmEx(h, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k,
-                     &alpha, g.A, CUDA_R_16BF, g.lda, g.B, CUDA_R_16BF, g.ldb, &beta, g.C, CUDA_R_32F, g.ldc,
-                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-        "cublasGemmEx (bf16)");
+                     &alpha, g.A, ab, g.lda, g.B, ab, g.ldb, &beta, g.C, CUDA_R_32F, g.ldc, compute,
+                     CUBLAS_GEMM_DEFAULT),
+        what);
+}
+}  // namespace
+
+// fp32: strict fp32, or with train.tf32 on TF32 tensor cores (inputs
+// rounded to 10-bit mantissas, fp32 accumulation).
+void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  gemm_ex(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CUDA_R_32F,
+          dev.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, "cublasGemmEx (fp32)");
+}
+
+// bf16 operands, fp32 accumulation and output (DESIGN §11).
+void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const bf16* A, int lda,
+          const bf16* B, int ldb, float beta, float* C, int ldc) {
+  gemm_ex(dev, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CUDA_R_16BF, CUBLAS_COMPUTE_32F,
+          "cublasGemmEx (bf16)");
 }
 
 void gemm_strided_batched(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
