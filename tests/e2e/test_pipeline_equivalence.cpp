@@ -78,8 +78,8 @@ RunOut run(const std::string& name, int np, std::vector<std::string> sets) {
 }
 
 // Every loss (and val loss) within rel (issue #3; 0 = bit for bit), and the
-// final parameters by expect_params_match.
-void expect_match(const RunOut& ref, const RunOut& got, const std::string& what, double rel) {
+// final parameters by expect_params_match (each tensor within factor * rel).
+void expect_match(const RunOut& ref, const RunOut& got, const std::string& what, double rel, double factor = 10) {
   ASSERT_EQ(ref.losses.size(), 10u);
   ASSERT_EQ(got.losses.size(), ref.losses.size()) << what;
   ASSERT_EQ(got.val_losses.size(), ref.val_losses.size()) << what;
@@ -88,7 +88,7 @@ void expect_match(const RunOut& ref, const RunOut& got, const std::string& what,
     EXPECT_TRUE(near(ref.losses[i], got.losses[i])) << what << " step " << i + 1 << ": " << ref.losses[i] << " vs " << got.losses[i];
   for (size_t i = 0; i < ref.val_losses.size(); ++i)
     EXPECT_TRUE(near(ref.val_losses[i], got.val_losses[i])) << what << " val " << i;
-  expect_params_match(ref.params, got.params, rel, what);
+  expect_params_match(ref.params, got.params, rel, what, factor);
 }
 
 // Bytes the runtime counted on every hop equal the analytic payload:
@@ -364,7 +364,11 @@ void check_tp(const std::string& mode, const std::vector<std::string>& mode_sets
       s.insert(s.end(), {"parallel.tp=" + std::to_string(tp), std::string("parallel.sequence_parallel=") + (sp ? "true" : "false")});
       const std::string what = mode + " tp=" + std::to_string(tp) + (sp ? " sp" : "");
       const RunOut got = run(mode + "_tp" + std::to_string(tp) + (sp ? "sp" : ""), tp, s);
-      expect_match(ref, got, what, rel);
+      // A tensor-parallel run sums every o and down output in another
+      // order, on every step: the last layers' o weights and the zero-started
+      // pseudo-queries drift up to 2e-4 (fp32) and 3.3e-3 (bf16) in relative
+      // L2 after 10 steps on the test corpus, while the losses stay within rel.
+      expect_match(ref, got, what, rel, 30);
       expect_tp_bytes(got, what);
     }
 }
