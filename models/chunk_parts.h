@@ -44,7 +44,7 @@ void norm_to_full(const Chunk& c, float* xn, kernels::bf16* xn_h, float* rstd, c
 void merge_norm_to_full(const Chunk& c, float* xn, kernels::bf16* xn_h, float* rstd, float* h, float* lse,
                         const float* p, const float* p_rstd, const float* w, const float* g, const float* norm);
 
-// ---- GEMMs in the run's precision (chunk_matmul.cpp, DESIGN §11) ---------------------
+// ---- GEMMs in the run's precision (chunk_precision.cpp, DESIGN §11) ---------------------
 // x_h = x in bf16 when x_h is set (a bf16 run's twin of a GEMM operand).
 void keep_bf16(const Chunk& c, kernels::bf16* x_h, const float* x, size_t n);
 // y = x W^T; dx (+)= dy W; dW += dy^T x, as kernels::linear_*: on the float

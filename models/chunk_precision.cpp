@@ -1,6 +1,7 @@
-// A chunk's GEMMs in its precision (DESIGN §11): an fp32 run multiplies the
-// float tensors; a bf16 run the bf16 twins of the activations and the bf16
-// compute copy of the weights, accumulating in fp32.
+// A chunk's precision (DESIGN §11): the bf16 compute copy of its weights,
+// the bf16 twins of GEMM operands, its GEMMs (an fp32 run multiplies the
+// float tensors, a bf16 run the twins and the compute copy, accumulating in
+// fp32), and the rounding of a bf16 run's stream.
 #include "kernels/ops.h"
 #include "models/chunk_parts.h"
 
