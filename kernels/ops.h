@@ -1,5 +1,6 @@
 // Backend-neutral math on raw device pointers and sizes. Every op has an
-// explicit forward and backward (as in llm.c). Tensors are row-major float32.
+// explicit forward and backward (as in llm.c). Tensors are row-major float32,
+// or bf16 where a signature says so (kernels/dtype.h).
 // N = number of token rows (microbatch b * seq_len T) unless stated.
 // Each op runs on dev's backend (kernels/ops.cpp dispatches to kernels/cpu;
 // other backends throw until they are built in).
