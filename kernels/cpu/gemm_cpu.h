@@ -1,5 +1,6 @@
 // The CPU GEMM libraries behind cpu::gemm (kernels/cpu/ops_cpu.h): OpenBLAS
-// and oneDNN, each over the same fixed slices of C. Private to kernels/cpu.
+// for fp32 and oneDNN for bf16, each over the same fixed slices of C.
+// Private to kernels/cpu.
 #pragma once
 #include <string>
 
@@ -16,8 +17,6 @@ constexpr int kGemmSlice = 128;
 // Arguments and contract of kernels::gemm (kernels/ops.h).
 void gemm_openblas(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                    const float* B, int ldb, float beta, float* C, int ldc);
-void gemm_onednn(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
-                 const float* B, int ldb, float beta, float* C, int ldc);
 void gemm_onednn(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const bf16* A, int lda,
                  const bf16* B, int ldb, float beta, float* C, int ldc);
 // What runs the bf16 GEMMs on this CPU (oneDNN's implementation, or the
