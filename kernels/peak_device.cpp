@@ -13,17 +13,16 @@ template <class T>
 static double measure_gemm_of(const Device& dev, int n) {
   constexpr int kWarmup = 2, kRuns = 5;
   const size_t nn = size_t(n) * size_t(n);
-  std::vector<float> host(nn);
-  for (size_t i = 0; i < nn; i++) host[i] = float((i * 7) % 13) / 13.0f - 0.5f;
-  DeviceBuffer<float> staged(dev, nn), c(dev, nn);
-  DeviceBuffer<T> a(dev, nn), b(dev, nn);
-  from_host(dev, staged.data(), host.data(), nn);
-  if constexpr (std::is_same_v<T, float>) {
-    copy(dev, a.data(), staged.data(), nn, CopyKind::DeviceToDevice);
-  } else {
-    convert(dev, a.data(), staged.data(), nn);
+  std::vector<T> host(nn);
+  for (size_t i = 0; i < nn; i++) {
+    const float v = float((i * 7) % 13) / 13.0f - 0.5f;
+    if constexpr (std::is_same_v<T, float>) host[i] = v;
+    else host[i] = to_bf16(v);
   }
-  copy(dev, b.data(), a.data(), nn, CopyKind::DeviceToDevice);
+  DeviceBuffer<T> a(dev, nn), b(dev, nn);
+  DeviceBuffer<float> c(dev, nn);
+  from_host(dev, a.data(), host.data(), nn);
+  from_host(dev, b.data(), host.data(), nn);
   auto run = [&] { gemm(dev, false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n); };
   for (int i = 0; i < kWarmup; i++) run();
   Event start = event_create(dev), end = event_create(dev);

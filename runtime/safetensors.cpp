@@ -97,7 +97,7 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
     const std::string where = path + ": tensor " + it.key();
     const std::string dtype = t.is_object() ? t.value("dtype", "") : "";
     if (dtype != "F32" && dtype != "BF16") throw std::runtime_error(where + ": dtype must be F32 or BF16");
-    const uint64_t elem = dtype == "F32" ? 4 : 2;
+    const uint64_t elem = kernels::dtype_size(dtype == "F32" ? kernels::DType::F32 : kernels::DType::BF16);
     NamedTensor nt;
     nt.name = it.key();
     try {
