@@ -208,11 +208,11 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
                                          {"full+cache", full, cached},
                                          {bs, block, {}},
                                          {bs + "+cache", block, cached}};
-  const double tensor_bytes = tokens * m.d_model * double(m.hop_element_bytes());
+  const double tensor_bytes = tokens * m.d_model * double(kernels::dtype_size(m.hop_dtype));
   std::printf("hop payloads per microbatch (tensors x [%d, %d, %d] %s = %s each); the backward "
               "hop carries the gradient of every forward tensor, so bwd = fwd, except under caching "
               "with parallel.cached_grads: exact (here: %s), where it carries every source's gradient\n",
-              b, m.seq_len, m.d_model, precision_name(m.hop_precision), format_bytes(tensor_bytes).c_str(),
+              b, m.seq_len, m.d_model, kernels::dtype_name(m.hop_dtype), format_bytes(tensor_bytes).c_str(),
               pc.cached_grads.c_str());
   if (!m.attnres())
     std::printf("(the config is in standard mode, so \"block\" uses model.block_size = %d; compare "
@@ -308,7 +308,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
               "params = fp32 masters (+ their bf16 copy in bf16); AdamW m, v = 2 x params%s\n"
               "cpu rss = what a rank of a CPU run holds resident: total + the token files it reads (%s in %s) "
               "+ this binary's code and libraries (%s resident as the plan starts)\n",
-              precision_name(m.precision), pc.tp, tp.sequence_parallel ? ", sequence parallel" : "",
+              kernels::dtype_name(m.precision), pc.tp, tp.sequence_parallel ? ", sequence parallel" : "",
               zero.parts > 1 ? " / dp (train.zero: 1; grads add the summed gradients of the rank's part)"
                              : "",
               format_bytes(double(data_file_bytes(cfg.data.dir))).c_str(), cfg.data.dir.c_str(),

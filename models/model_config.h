@@ -1,9 +1,10 @@
 // The model's shape and residual mode (DESIGN §1), and what its forward keeps
 // for the backward. Validated by runtime/config.
 #pragma once
-#include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "kernels/dtype.h"
 
 namespace attnres {
 
@@ -19,14 +20,6 @@ enum class ResidualMode { Standard, AttnRes };
 // kernels are deterministic, so it changes memory and time, never a bit of
 // the results.
 enum class Recompute { None, Selective, Block, Full };
-
-// Training precision (train.precision, DESIGN §11). bf16: GEMM operands (the
-// compute copy of the weights, and the activations a GEMM reads, which are
-// what the backward keeps of them) are bf16 with fp32 accumulation; the
-// residual stream and its gradients hold bf16 values (kept in float), so a
-// hop carries them in 2 bytes without changing a bit; master weights,
-// gradients, optimizer moments and every statistic and reduction are fp32.
-enum class Precision { FP32, BF16 };
 
 struct ModelConfig {
   int vocab_size = 256;
@@ -44,17 +37,23 @@ struct ModelConfig {
   int block_size = 1;
 
   Recompute recompute = Recompute::None;
-  Precision precision = Precision::FP32;
+  // Training precision (train.precision, DESIGN §11): F32 or BF16. BF16: GEMM
+  // operands (the compute copy of the weights, and the activations a GEMM
+  // reads, which are what the backward keeps of them) are bf16 with fp32
+  // accumulation; the residual stream and its gradients hold bf16 values
+  // (kept in float), so a hop carries them in 2 bytes without changing a bit;
+  // master weights, gradients, optimizer moments and every statistic and
+  // reduction are fp32.
+  kernels::DType precision = kernels::DType::F32;
   // What a pipeline hop carries (parallel.hop_dtype, resolved by the config
-  // loader: auto = precision). bf16 only in a bf16 run, whose stream values
+  // loader: auto = precision). BF16 only in a bf16 run, whose stream values
   // it moves exactly.
-  Precision hop_precision = Precision::FP32;
+  kernels::DType hop_dtype = kernels::DType::F32;
 
   int num_sublayers() const { return 2 * n_layers; }
   int head_dim() const { return d_model / n_heads; }
   bool attnres() const { return mode == ResidualMode::AttnRes; }
-  bool bf16() const { return precision == Precision::BF16; }
-  size_t hop_element_bytes() const { return hop_precision == Precision::BF16 ? 2 : 4; }
+  bool bf16() const { return precision == kernels::DType::BF16; }
   // Blocks of sublayers: ceil(L / S); the last takes the remainder.
   int num_blocks() const { return (num_sublayers() + block_size - 1) / block_size; }
   int block_of(int j) const { return j / block_size; }
@@ -74,7 +73,6 @@ inline bool partial_at(const ModelConfig& cfg, int s) {
 inline const char* residual_mode_name(ResidualMode m) {
   return m == ResidualMode::Standard ? "standard" : "attnres";
 }
-inline const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : "fp32"; }
 inline const char* recompute_name(Recompute r) {
   return r == Recompute::None ? "none" : r == Recompute::Selective ? "selective" : r == Recompute::Block ? "block" : "full";
 }

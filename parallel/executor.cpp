@@ -141,7 +141,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
       for (int src = (c == 0 ? 0 : L->n_in); src < L->n_out; ++src) s.own_grads[size_t(src)] = alloc();
       if (!cfg_.attnres() && r.has_head) s.dhidden = alloc();
       s.grads.assign(size_t(L->n_out), nullptr);
-      if (cfg_.hop_precision == Precision::BF16) {
+      if (bf16_hops()) {
         auto wire = [&](std::vector<k::bf16*>& to, const HopPayload& hop) {
           for (size_t t = 0; t < hop.tensors.size(); ++t) to.push_back(L->wire.emplace_back(dev_, stream_floats_).data());
         };
@@ -220,38 +220,42 @@ void PipelineExecutor::sync_compute_weights() {
   for (Chunk& c : chunks_) chunk_sync_compute_weights(c);
 }
 
-bool PipelineExecutor::bf16_hops() const { return cfg_.hop_precision == Precision::BF16; }
+bool PipelineExecutor::bf16_hops() const { return cfg_.hop_dtype == k::DType::BF16; }
 // A received message into the float buffers (bf16 hops; exact: the stream holds bf16 values).
 void PipelineExecutor::unwire(const std::vector<k::bf16*>& wire, const std::vector<float*>& to) {
   for (size_t t = 0; bf16_hops() && t < to.size(); ++t) k::convert(dev_, to[t], wire[t], stream_floats_);
 }
-// Sends payload `vals` through `wire` (bf16 hops) or as it is; returns the bytes.
+// Sends payload `vals` through `wire` (bf16 hops) or as it is; returns the
+// bytes the communicator counted for it.
 uint64_t PipelineExecutor::send(const std::vector<float*>& vals, const std::vector<k::bf16*>& wire, int peer,
                                 MessageTag tag, std::vector<Request>& sends) {
+  const uint64_t before = pipe_->bytes_sent();
   if (bf16_hops()) {
     for (size_t t = 0; t < vals.size(); ++t) k::convert(dev_, wire[t], vals[t], stream_floats_);
     sends.push_back(pipe_->isend(refs(wire, stream_floats_), peer, tag));
   } else {
     sends.push_back(pipe_->isend(refs(vals, stream_floats_), peer, tag));
   }
-  return vals.size() * stream_floats_ * cfg_.hop_element_bytes();
+  return pipe_->bytes_sent() - before;
+}
+// Posts the receive of a message into `vals`, through `wire` with bf16 hops (unwire after the wait).
+Request PipelineExecutor::receive(const std::vector<float*>& vals, const std::vector<k::bf16*>& wire, int peer,
+                                  MessageTag tag) {
+  return bf16_hops() ? pipe_->irecv(refs(wire, stream_floats_), peer, tag)
+                     : pipe_->irecv(refs(vals, stream_floats_), peer, tag);
 }
 
 void PipelineExecutor::post_recv_f(int mb, int chunk, int peer) {
   Slot& s = acquire(mb, chunk);
   if (s.recv_f_posted) return;
-  const MessageTag tag{mb, chunk, Direction::Forward};
-  s.recv_f = bf16_hops() ? pipe_->irecv(refs(s.wire_recv_vals, stream_floats_), peer, tag)
-                         : pipe_->irecv(refs(s.recv_vals, stream_floats_), peer, tag);
+  s.recv_f = receive(s.recv_vals, s.wire_recv_vals, peer, {mb, chunk, Direction::Forward});
   s.recv_f_posted = true;
 }
 
 void PipelineExecutor::post_recv_b(int mb, int chunk, int peer) {
   Slot& s = slot_of(mb, chunk);
   if (s.recv_b_posted) return;
-  const MessageTag tag{mb, chunk + 1, Direction::Backward};
-  s.recv_b = bf16_hops() ? pipe_->irecv(refs(s.wire_recv_grads, stream_floats_), peer, tag)
-                         : pipe_->irecv(refs(s.recv_grads, stream_floats_), peer, tag);
+  s.recv_b = receive(s.recv_grads, s.wire_recv_grads, peer, {mb, chunk + 1, Direction::Backward});
   s.recv_b_posted = true;
 }
 

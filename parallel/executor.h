@@ -129,6 +129,7 @@ class PipelineExecutor {
   void unwire(const std::vector<kernels::bf16*>& wire, const std::vector<float*>& to);
   uint64_t send(const std::vector<float*>& vals, const std::vector<kernels::bf16*>& wire, int peer, MessageTag tag,
                 std::vector<Request>& sends);
+  Request receive(const std::vector<float*>& vals, const std::vector<kernels::bf16*>& wire, int peer, MessageTag tag);
   kernels::Event& next_timed(const Action& a);
   void settle_timing();
 

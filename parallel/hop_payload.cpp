@@ -28,7 +28,7 @@ HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
 }
 
 int hop_wire_buffers(const ModelConfig& cfg, const Partition& part, int c, HopCaching caching) {
-  if (cfg.hop_precision != Precision::BF16) return 0;
+  if (cfg.hop_dtype != kernels::DType::BF16) return 0;
   size_t n = 0;
   if (c > 0)
     n += hop_payload(cfg, part, c, caching.forward).tensors.size() +
@@ -41,7 +41,7 @@ int hop_wire_buffers(const ModelConfig& cfg, const Partition& part, int c, HopCa
 
 int64_t hop_bytes(const ModelConfig& cfg, const HopPayload& hop, int micro_batch) {
   return static_cast<int64_t>(hop.tensors.size()) * micro_batch * cfg.seq_len * cfg.d_model *
-         static_cast<int64_t>(cfg.hop_element_bytes());
+         static_cast<int64_t>(kernels::dtype_size(cfg.hop_dtype));
 }
 
 int64_t total_source_tensors(const ModelConfig& cfg, const Partition& part,

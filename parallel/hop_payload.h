@@ -53,7 +53,7 @@ struct HopPayload {
   int chunk = 0;                   // receiving chunk (>= 1)
   int cached_from = -1;            // with caching, the chunk c−P whose sources the
                                    // receiving rank still holds; else −1
-  std::vector<HopTensor> tensors;  // each a [micro_batch, seq_len, d_model] tensor (cfg.hop_precision)
+  std::vector<HopTensor> tensors;  // each a [micro_batch, seq_len, d_model] tensor (cfg.hop_dtype)
 };
 
 HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
@@ -72,7 +72,7 @@ int hop_wire_buffers(const ModelConfig& cfg, const Partition& part, int c, HopCa
 
 // Bytes one direction of the hop moves for a microbatch of `micro_batch`
 // sequences: tensors × micro_batch × seq_len × d_model × the hop's element
-// size (cfg.hop_element_bytes: 4, or 2 with bf16 hops).
+// size (cfg.hop_dtype: 4 bytes, or 2 with bf16 hops).
 int64_t hop_bytes(const ModelConfig& cfg, const HopPayload& hop, int micro_batch);
 
 // Source tensors (embedding included or not) summed over all hops 1 .. C−1,

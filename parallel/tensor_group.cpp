@@ -21,7 +21,7 @@ double tp_step_bytes(const ModelConfig& m, const std::vector<ChunkRange>& chunks
   // the GEMM inputs xn and dy in bf16 in a bf16 run, the embedding's dx0 in fp32.
   const double sum_rows = tp.sequence_parallel ? ring_allgather_bytes(Nrd, p) : ring_allreduce_bytes(Nd, p);
   const double gather_fp32 = tp.sequence_parallel ? ring_allgather_bytes(Nrd, p) : 0.0;
-  const double gather_rows = tp.sequence_parallel ? ring_allgather_bytes(Nrd, p, m.bf16() ? 2 : 4) : 0.0;
+  const double gather_rows = tp.sequence_parallel ? ring_allgather_bytes(Nrd, p, kernels::dtype_size(m.precision)) : 0.0;
   double per_mb = 0, replicated = 0;
   for (const ChunkRange& c : chunks) {
     if (c.has_embed) per_mb += sum_rows + gather_fp32;  // forward sum; backward gather of dx0

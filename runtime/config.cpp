@@ -161,11 +161,11 @@ struct Assign {
     else if (s == "attnres") out = ResidualMode::AttnRes;
     else bad_type(v, key, "standard or attnres");
   }
-  void operator()(Precision& out) const {
+  void operator()(kernels::DType& out) const {  // a precision: fp32 or bf16
     if (!v.node.IsScalar()) bad_type(v, key, "fp32 or bf16");
     const std::string& s = v.node.Scalar();
-    if (s == "fp32") out = Precision::FP32;
-    else if (s == "bf16") out = Precision::BF16;
+    if (s == "fp32") out = kernels::DType::F32;
+    else if (s == "bf16") out = kernels::DType::BF16;
     else bad_type(v, key, "fp32 or bf16");
   }
   void operator()(Recompute& out) const {
@@ -375,7 +375,7 @@ void validate_config(Config& cfg) {
     fail("train.device", "'" + t.device + "' is not a device (expected cpu or cuda)");
   if (t.tf32 && (t.device != "cuda" || m.bf16()))
     fail("train.tf32", "TF32 is for the fp32 GEMMs of a CUDA run (train.device: cuda, train.precision: fp32); this "
-                       "run is " + t.device + ", " + precision_name(m.precision));
+                       "run is " + t.device + ", " + kernels::dtype_name(m.precision));
   if (t.on_nonfinite != "stop" && t.on_nonfinite != "skip")
     fail("train.on_nonfinite", "'" + t.on_nonfinite + "' is not a policy (expected stop or skip)");
   require_non_negative("train.max_skipped_steps", t.max_skipped_steps);
@@ -413,7 +413,7 @@ void validate_config(Config& cfg) {
   if (p.hop_dtype == "bf16" && !m.bf16())
     fail("parallel.hop_dtype", "bf16 hops need train.precision: bf16; an fp32 stream rounded at the hops only "
                                "would make a pipelined run differ from one process (use auto or fp32)");
-  m.hop_precision = p.hop_dtype == "bf16" || (p.hop_dtype == "auto" && m.bf16()) ? Precision::BF16 : Precision::FP32;
+  m.hop_dtype = p.hop_dtype == "bf16" || (p.hop_dtype == "auto" && m.bf16()) ? kernels::DType::BF16 : kernels::DType::F32;
   if (p.cached_grads != "exact" && p.cached_grads != "local")
     fail("parallel.cached_grads", "'" + p.cached_grads + "' is not a way to sum cached gradients (expected exact or local)");
   require_positive("parallel.virtual_stages", p.virtual_stages);
@@ -535,7 +535,7 @@ std::string config_to_yaml(const Config& cfg) {
     if constexpr (std::is_same_v<T, std::string>) out << YAML::DoubleQuoted << field;
     else if constexpr (std::is_same_v<T, ResidualMode>) out << residual_mode_name(field);
     else if constexpr (std::is_same_v<T, Recompute>) out << recompute_name(field);
-    else if constexpr (std::is_same_v<T, Precision>) out << precision_name(field);
+    else if constexpr (std::is_same_v<T, kernels::DType>) out << kernels::dtype_name(field);
     else if constexpr (std::is_same_v<T, float>) out << fmt_float(field);
     else out << field;
   });

@@ -345,7 +345,7 @@ double validation_share(const TokenFile& f, const Config& cfg, const Coord& co, 
 // the sum of its ranks' cuBLAS rates, one GPU each.
 double machine_peak_flops(Run& r, double given_gflops) {
   Communicator& node = *r.node;
-  const kernels::DType precision = r.cfg.model.bf16() ? kernels::DType::BF16 : kernels::DType::F32;
+  const kernels::DType precision = r.cfg.model.precision;
   double mine = 0.0;  // this rank's part of the world's sum
   if (given_gflops > 0) {
     mine = node.rank() == 0 ? given_gflops : 0.0;
@@ -421,14 +421,14 @@ void print_header(const Run& r, double peak_flops, bool measured) {
               residual_mode_name(m.mode));
   if (m.attnres()) std::printf(", block size %d (%d blocks)", m.block_size, m.num_blocks());
   if (m.recompute != Recompute::None) std::printf(", recompute %s", recompute_name(m.recompute));
-  const kernels::DType precision = m.bf16() ? kernels::DType::BF16 : kernels::DType::F32;
+  const kernels::DType precision = m.precision;
   const std::string peak = !measured ? "--peak-gflops per node"
                            : r.device.dev.backend == kernels::Backend::CUDA
                                ? std::string("cuBLAS ") + kernels::dtype_name(precision) + " measured per GPU"
                                : kernels::cpu_gemm_engine(precision) + ", measured per node";
   std::printf(" | %s, hops %s | dp %d%s pp %d tp %d, %s, %d microbatches/pipeline | %d threads/rank | peak %.1f "
               "GFLOP/s (%s)\n",
-              precision_name(m.precision), precision_name(m.hop_precision), p.dp, sharded(r) ? " (ZeRO-1)" : "", p.pp,
+              kernels::dtype_name(m.precision), kernels::dtype_name(m.hop_dtype), p.dp, sharded(r) ? " (ZeRO-1)" : "", p.pp,
               p.tp, p.schedule.c_str(), r.M, kernels::get_num_threads(), peak_flops / 1e9, peak.c_str());
   const TrainConfig& t = r.cfg.train;
   if (t.warmup_steps > t.steps)  // a short smoke run of a longer config: allowed, said once

@@ -167,7 +167,7 @@ TEST(PipelineEquivalence, Bf16) {
     };
     const std::string m = mode, tag = m == "residual.mode=standard" ? "std" : "block";
     const RunOut ref = run("bf16_pp1_" + tag, 1, bf16);
-    ASSERT_EQ(ref.cfg.model.hop_element_bytes(), 2u);
+    ASSERT_EQ(kernels::dtype_size(ref.cfg.model.hop_dtype), 2u);
     struct Layout {
       std::string name, dir;
       int np;

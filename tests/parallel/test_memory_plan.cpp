@@ -173,7 +173,7 @@ TEST(MemoryPlan, EqualsExecutorAllocationBf16) {
   for (ResidualMode mode : {ResidualMode::Standard, ResidualMode::AttnRes})
     for (Recompute r : {Recompute::None, Recompute::Selective, Recompute::Full}) {
       ModelConfig m = model(mode, 2);
-      m.precision = m.hop_precision = Precision::BF16;
+      m.precision = m.hop_dtype = kernels::DType::BF16;
       m.recompute = r;
       for (const Layout& l : kLayouts) {
         expect_plan_matches_allocation(m, l, 2);

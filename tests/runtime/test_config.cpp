@@ -389,15 +389,15 @@ TEST(ConfigErrors, ParallelCombinations) {
 
 // train.precision, parallel.hop_dtype (auto follows the precision) and train.tf32.
 TEST(Config, PrecisionAndHopDtype) {
-  EXPECT_EQ(parse_config(kBase, "test.yaml", {}).model.precision, Precision::FP32);
+  EXPECT_EQ(parse_config(kBase, "test.yaml", {}).model.precision, kernels::DType::F32);
   const Config bf16 = parse_config(kBase, "test.yaml", {"train.precision=bf16"});
-  EXPECT_EQ(bf16.model.precision, Precision::BF16);
-  EXPECT_EQ(bf16.model.hop_precision, Precision::BF16);
-  EXPECT_EQ(bf16.model.hop_element_bytes(), 2u);
+  EXPECT_EQ(bf16.model.precision, kernels::DType::BF16);
+  EXPECT_EQ(bf16.model.hop_dtype, kernels::DType::BF16);
+  EXPECT_EQ(kernels::dtype_size(bf16.model.hop_dtype), 2u);
   const Config wide = parse_config(kBase, "test.yaml", {"train.precision=bf16", "parallel.hop_dtype=fp32"});
-  EXPECT_EQ(wide.model.hop_precision, Precision::FP32);
-  EXPECT_EQ(wide.model.hop_element_bytes(), 4u);
-  EXPECT_EQ(parse_config(config_to_yaml(bf16), "round trip", {}).model.precision, Precision::BF16);
+  EXPECT_EQ(wide.model.hop_dtype, kernels::DType::F32);
+  EXPECT_EQ(kernels::dtype_size(wide.model.hop_dtype), 4u);
+  EXPECT_EQ(parse_config(config_to_yaml(bf16), "round trip", {}).model.precision, kernels::DType::BF16);
   bad_set({"train.precision=fp16"}, {"train.precision", "fp32 or bf16", "'fp16'"});
   bad_set({"parallel.hop_dtype=fp8"}, {"parallel.hop_dtype", "'fp8'", "auto, fp32 or bf16"});
   bad_set({"parallel.hop_dtype=bf16"}, {"parallel.hop_dtype", "train.precision: bf16"});
