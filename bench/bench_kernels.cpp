@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/cpu/gemm_cpu.h"
 #include "kernels/ops.h"
 #include "kernels/peak.h"
 
@@ -46,6 +47,38 @@ BENCHMARK(BM_Sgemm)
     ->Args({2048, 256, 256})->Args({2048, 1024, 256})
     ->Args({2048, 256, 1024})->Args({2048, 1024, 1024})
     ->Args({1024, 1024, 1024})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// One fp32 GEMM on each CPU library (range 0: 0 OpenBLAS, 1 oneDNN), the
+// fp32 library choice of kernels/cpu/gemm_cpu.cpp. C[M,N] = op(A) op(B) +
+// beta C, with the transposes the linear layers and attention tiles use.
+void BM_Fp32GemmLibrary(benchmark::State& state) {
+  const bool onednn = state.range(0);
+  const bool ta = state.range(1), tb = state.range(2);
+  const int M = state.range(3), N = state.range(4), K = state.range(5);
+  const float beta = float(state.range(6));
+  auto A = random_vec((size_t)M * K, 1), B = random_vec((size_t)K * N, 2);
+  std::vector<float> C((size_t)M * N);
+  const int lda = ta ? M : K, ldb = tb ? K : N;
+  for (auto _ : state) {
+    if (onednn) cpu::gemm_onednn(ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, beta, C.data(), N);
+    else cpu::gemm_openblas(ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, beta, C.data(), N);
+  }
+  state.counters["GFLOP/s"] = gflops(2.0 * M * N * K);
+}
+// small.yaml (512 tokens a microbatch, d 256, d_ff 512): linear forward
+// (A B^T), backward input (A B), backward weight (A^T B, accumulating);
+// then attention's 64-row tiles (T 128, head 64).
+void fp32_gemm_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"onednn", "ta", "tb", "M", "N", "K", "beta"});
+  const std::vector<std::vector<int64_t>> shapes = {
+      {0, 1, 512, 256, 256, 0}, {0, 1, 512, 512, 256, 0}, {0, 1, 512, 256, 512, 0},
+      {0, 0, 512, 256, 256, 0}, {0, 0, 512, 512, 256, 0}, {0, 0, 512, 256, 512, 0},
+      {1, 0, 256, 256, 512, 1}, {1, 0, 512, 256, 512, 1}, {1, 0, 256, 512, 512, 1},
+      {0, 1, 64, 128, 64, 0},   {0, 0, 64, 64, 128, 0},   {1, 0, 128, 64, 64, 1}};
+  for (const auto& s : shapes)
+    for (int64_t lib : {0, 1}) b->Args({lib, s[0], s[1], s[2], s[3], s[4], s[5]});
+}
+BENCHMARK(BM_Fp32GemmLibrary)->Apply(fp32_gemm_shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // Linear forward and full backward (dx and dW) of x[N,in] -> y[N,out].
 void BM_Linear(benchmark::State& state) {

@@ -340,7 +340,7 @@ double validation_share(const TokenFile& f, const Config& cfg, const Coord& co, 
 
 // The MFU denominator in FLOP/s, the sum over nodes of each node's peak in
 // the run's precision: --peak-gflops (per node); on CPUs its GEMM rate
-// (OpenBLAS sgemm, or oneDNN on bf16), measured once by the node's first
+// (kernels::measure_cpu_peak_gflops), measured once by the node's first
 // rank with all the node's cores while its other ranks wait asleep; on GPUs
 // the sum of its ranks' cuBLAS rates, one GPU each.
 double machine_peak_flops(Run& r, double given_gflops) {

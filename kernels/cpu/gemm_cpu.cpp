@@ -1,5 +1,9 @@
 // GEMM on OpenBLAS, in the fixed slices of kernels/cpu/gemm_cpu.h, and the
-// choice of library for each precision.
+// choice of library for each precision: oneDNN for both. In fp32, oneDNN
+// beat OpenBLAS (forced to its Haswell kernels here) on every shape the
+// linear layers use, by 1.1-1.3x (docs/BENCHMARKS.md, BM_Fp32GemmLibrary);
+// attention's small tiles call OpenBLAS directly (attention_cpu.cpp), where
+// neither library wins on every tile.
 #include "kernels/cpu/gemm_cpu.h"
 
 #include <cblas.h>
@@ -33,7 +37,7 @@ void gemm_openblas(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
   assert(dev.backend == Backend::CPU);
-  gemm_openblas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_onednn(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm(const Device& dev, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const bf16* A, int lda,

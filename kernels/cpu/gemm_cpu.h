@@ -1,5 +1,5 @@
-// The CPU GEMM libraries behind cpu::gemm (kernels/cpu/ops_cpu.h): OpenBLAS
-// for fp32 and oneDNN for bf16, each over the same fixed slices of C.
+// The CPU GEMM libraries behind cpu::gemm (kernels/cpu/ops_cpu.h): oneDNN
+// for fp32 and bf16, and OpenBLAS, each over the same fixed slices of C.
 // Private to kernels/cpu.
 #pragma once
 #include <string>
@@ -17,10 +17,12 @@ constexpr int kGemmSlice = 128;
 // Arguments and contract of kernels::gemm (kernels/ops.h).
 void gemm_openblas(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                    const float* B, int ldb, float beta, float* C, int ldc);
+void gemm_onednn(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                 const float* B, int ldb, float beta, float* C, int ldc);
 void gemm_onednn(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const bf16* A, int lda,
                  const bf16* B, int ldb, float beta, float* C, int ldc);
-// What runs the bf16 GEMMs on this CPU (oneDNN's implementation, or the
-// slow fallback), for the run's first line.
-std::string bf16_gemm_engine();
+// What runs the GEMMs on `operands` on this CPU (oneDNN's implementation, or
+// for bf16 the slow fallback), for the run's first line.
+std::string onednn_gemm_engine(DType operands);
 
 }  // namespace attnres::kernels::cpu

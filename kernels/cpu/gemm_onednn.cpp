@@ -1,8 +1,9 @@
 // GEMM on oneDNN's matmul: bf16 operands with fp32 accumulation into an fp32
-// C (this CPU's AVX-512 bf16 / AMX units). Like the OpenBLAS path, C is cut
-// into fixed slices, each one single-threaded matmul, so no bit depends on
-// the thread count. Primitives are made once per slice shape and kept per
-// thread. (fp32 stays on OpenBLAS: docs/BENCHMARKS.md, issue #26.)
+// C (this CPU's AVX-512 bf16 / AMX units), and fp32 operands where oneDNN
+// beats OpenBLAS (kernels/cpu/gemm_cpu.cpp chooses). Like the OpenBLAS path,
+// C is cut into fixed slices, each one single-threaded matmul, so no bit
+// depends on the thread count. Primitives are made once per slice shape and
+// kept per thread.
 #include <omp.h>
 
 #include <cassert>
@@ -27,12 +28,14 @@ const dnnl::engine& cpu_engine() {
 }
 
 // One slice's matmul: C[M,N] = alpha op(A) op(B) + beta C, row-major with
-// leading dimensions, bf16 A and B; op(X) = X^T reads X with swapped strides.
+// leading dimensions, A and B of type `ab`; op(X) = X^T reads X with swapped
+// strides.
 struct SliceKey {
   bool ta, tb;
   int M, N, K, lda, ldb, ldc;
+  memory::data_type ab;
   float alpha, beta;
-  auto tie() const { return std::tie(ta, tb, M, N, K, lda, ldb, ldc, alpha, beta); }
+  auto tie() const { return std::tie(ta, tb, M, N, K, lda, ldb, ldc, ab, alpha, beta); }
   bool operator<(const SliceKey& o) const { return tie() < o.tie(); }
 };
 
@@ -43,8 +46,8 @@ struct SlicePrimitive {
 
 // oneDNN's implementation for the slice; throws dnnl::error where it has none.
 dnnl::matmul::primitive_desc describe(const SliceKey& k) {
-  const memory::desc ad({k.M, k.K}, memory::data_type::bf16, k.ta ? memory::dims{1, k.lda} : memory::dims{k.lda, 1});
-  const memory::desc bd({k.K, k.N}, memory::data_type::bf16, k.tb ? memory::dims{1, k.ldb} : memory::dims{k.ldb, 1});
+  const memory::desc ad({k.M, k.K}, k.ab, k.ta ? memory::dims{1, k.lda} : memory::dims{k.lda, 1});
+  const memory::desc bd({k.K, k.N}, k.ab, k.tb ? memory::dims{1, k.ldb} : memory::dims{k.ldb, 1});
   const memory::desc cd({k.M, k.N}, memory::data_type::f32, memory::dims{k.ldc, 1});
   dnnl::primitive_attr attr;
   if (k.alpha != 1.0f) attr.set_output_scales(0, {k.alpha});
@@ -80,24 +83,25 @@ void run_slice(const SliceKey& k, const void* A, const void* B, float* C) {
   stream.wait();
 }
 
-void onednn_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B,
-                 int ldb, float beta, float* C, int ldc) {
+template <class T>
+void onednn_gemm(memory::data_type ab, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const T* A,
+                 int lda, const T* B, int ldb, float beta, float* C, int ldc) {
   if (M == 0 || N == 0) return;
   const bool by_rows = M >= N;
   const int len = by_rows ? M : N;
   blas_tasks((len + kGemmSlice - 1) / kGemmSlice, [&](int s) {
     const int o0 = s * kGemmSlice, w = std::min(kGemmSlice, len - o0);
     if (by_rows)
-      run_slice({trans_a, trans_b, w, N, K, lda, ldb, ldc, alpha, beta},
+      run_slice({trans_a, trans_b, w, N, K, lda, ldb, ldc, ab, alpha, beta},
                 trans_a ? A + o0 : A + size_t(o0) * lda, B, C + size_t(o0) * ldc);
     else
-      run_slice({trans_a, trans_b, M, w, K, lda, ldb, ldc, alpha, beta}, A,
+      run_slice({trans_a, trans_b, M, w, K, lda, ldb, ldc, ab, alpha, beta}, A,
                 trans_b ? B + size_t(o0) * ldb : B + o0, C + o0);
   });
 }
 
 // A slice of small.yaml's shape, for what oneDNN would run.
-constexpr SliceKey kProbe{false, false, 128, 128, 128, 128, 128, 128, 1.0f, 0.0f};
+constexpr SliceKey probe(memory::data_type ab) { return {false, false, 128, 128, 128, 128, 128, 128, ab, 1.0f, 0.0f}; }
 
 // Where oneDNN has no bf16 matmul for this CPU (no AVX-512), the operands
 // are widened to fp32 (exactly) and multiplied by OpenBLAS: the same
@@ -105,7 +109,7 @@ constexpr SliceKey kProbe{false, false, 128, 128, 128, 128, 128, 128, 1.0f, 0.0f
 bool bf16_native() {
   static const bool ok = [] {
     try {
-      describe(kProbe);
+      describe(probe(memory::data_type::bf16));
       return true;
     } catch (const dnnl::error&) {
       return false;
@@ -122,19 +126,25 @@ std::vector<float> widen(const bf16* x, int rows, int ld) {
 
 }  // namespace
 
-std::string bf16_gemm_engine() {
+std::string onednn_gemm_engine(DType operands) {
+  if (operands == DType::F32) return std::string("oneDNN ") + describe(probe(memory::data_type::f32)).impl_info_str();
   if (!bf16_native()) return "bf16 widened to fp32 on OpenBLAS: this CPU has no bf16 GEMM, so bf16 is slow here";
-  return std::string("oneDNN ") + describe(kProbe).impl_info_str();
+  return std::string("oneDNN ") + describe(probe(memory::data_type::bf16)).impl_info_str();
 }
 
 void gemm_onednn(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const bf16* A, int lda,
                  const bf16* B, int ldb, float beta, float* C, int ldc) {
   if (bf16_native()) {
-    onednn_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    onednn_gemm(memory::data_type::bf16, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   const std::vector<float> a = widen(A, trans_a ? K : M, lda), b = widen(B, trans_b ? N : K, ldb);
   gemm_openblas(trans_a, trans_b, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta, C, ldc);
+}
+
+void gemm_onednn(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                 const float* B, int ldb, float beta, float* C, int ldc) {
+  onednn_gemm(memory::data_type::f32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace attnres::kernels::cpu

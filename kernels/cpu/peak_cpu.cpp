@@ -39,16 +39,17 @@ double measure_sgemm_gflops(int threads) {
 }
 
 double measure_cpu_peak_gflops(DType precision, int threads) {
-  if (precision != DType::BF16) return measure_sgemm_gflops(threads);
+  const double blas = precision == DType::F32 ? measure_sgemm_gflops(threads) : 0.0;
   const int prev = get_num_threads();
   set_num_threads(threads);
-  const double gflops = measure_gemm_gflops(Device{}, 1024, DType::BF16);
+  const double ours = measure_gemm_gflops(Device{}, 1024, precision);
   set_num_threads(prev);
-  return gflops;
+  return std::max(blas, ours);
 }
 
 std::string cpu_gemm_engine(DType precision) {
-  return precision == DType::BF16 ? "bf16 GEMM " + cpu::bf16_gemm_engine() : "fp32 sgemm, OpenBLAS";
+  if (precision == DType::BF16) return "bf16 GEMM " + cpu::onednn_gemm_engine(DType::BF16);
+  return "fp32 GEMM " + cpu::onednn_gemm_engine(DType::F32) + ", peak the faster of it and OpenBLAS sgemm";
 }
 
 }  // namespace attnres::kernels
