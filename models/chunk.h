@@ -126,23 +126,9 @@ void chunk_sync_compute_weights(Chunk& c);
 
 // A view of the sublayers [first, last) of chunk c, to run forward and
 // backward on alone: its tensors, scratch and RoPE tables are c's (it owns
-// no buffer, and its layout is empty). Recomputation runs a chunk's forward
-// again one segment at a time.
+// no buffer, and its layout is empty). Recomputation (models/recompute.h)
+// runs a chunk's forward again one segment at a time.
 Chunk chunk_segment(const Chunk& c, int first, int last);
-
-// What the backward of the chunk [first, last) runs the forward of again, one
-// at a time, under cfg.recompute: the whole chunk (full), or the part of each
-// AttnRes block inside it (block); none otherwise.
-struct SublayerRange {
-  int first, last;
-};
-std::vector<SublayerRange> recompute_segments(const ModelConfig& cfg, int first, int last);
-
-// [Nr, d] tensors a microbatch keeps under recomputation, so that each
-// segment's forward can run again and the chunk's output can leave: what
-// every segment produces (chunk_produced_outputs of its range), except the
-// last segment of the model's last chunk (its outputs leave nowhere).
-int recompute_kept_outputs(const ModelConfig& cfg, int first, int last);
 
 // What one AttnRes site with K completed sources keeps per token for its
 // backward: its output h (d floats, also the sublayer norm's input), its

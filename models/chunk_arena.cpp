@@ -164,24 +164,6 @@ ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_
   return f;
 }
 
-std::vector<SublayerRange> recompute_segments(const ModelConfig& cfg, int first, int last) {
-  if (cfg.recompute == Recompute::Full) return {{first, last}};
-  if (cfg.recompute != Recompute::Block) return {};
-  std::vector<SublayerRange> out{{first, first + 1}};
-  for (int j = first + 1; j < last; ++j) {
-    if (cfg.starts_block(j)) out.push_back({j, j});
-    out.back().last = j + 1;
-  }
-  return out;
-}
-
-int recompute_kept_outputs(const ModelConfig& cfg, int first, int last) {
-  int n = 0;
-  for (const SublayerRange& r : recompute_segments(cfg, first, last))
-    if (r.last < cfg.num_sublayers()) n += chunk_produced_outputs(cfg, r.first, r.last);
-  return n;
-}
-
 void acts_init(ChunkActs& a, const Chunk& c, float* base) {
   const Shape sh{c.cfg, c.first, c.last, c.batch, c.dims};
   if (!base) {

@@ -7,6 +7,7 @@
 
 #include "kernels/memory.h"
 #include "kernels/ops.h"
+#include "models/recompute.h"
 #include "parallel/memory_plan.h"
 
 namespace attnres {
@@ -29,9 +30,8 @@ void PipelineExecutor::trace_span(std::string name, const char* category, double
 // to its last backward. Buffers are allocated once; slots are reused.
 struct PipelineExecutor::Slot {
   int mb = -1;
-  ChunkActs acts;                  // empty under recomputation (Local::segment_acts)
-  std::vector<float*> kept;        // recomputation: copies of what the segments produced
-  std::vector<ResidualState> segment_in;  // recomputation: each segment's input stream
+  ChunkActs acts;                  // empty under recomputation (Local::recompute)
+  RecomputeKept kept;              // recomputation: what the microbatch keeps between its passes
   ResidualState out;               // the forward's output stream
   std::vector<float*> recv_vals;   // forward payload into this chunk (in_hop order)
   std::vector<float*> recv_grads;  // backward payload from the next chunk (out_grad_hop order)
@@ -53,13 +53,7 @@ struct PipelineExecutor::Local {
   Chunk* model = nullptr;
   HopPayload in_hop, out_hop;            // forward: into this chunk; into the next (empty for the last)
   HopPayload in_grad_hop, out_grad_hop;  // the same hops' backward payloads
-  // Recomputation (full, block): the chunk's segments, whose forwards the
-  // backward runs again one at a time, in one arena that the segments and
-  // the microbatches share. Empty otherwise.
-  std::vector<Chunk> segments;
-  std::vector<ChunkActs> segment_acts;  // carved into shared_arena
-  k::DeviceBuffer<float> shared_arena;
-  bool recompute() const { return !segments.empty(); }
+  RecomputedChunk recompute;   // full or block recomputation; empty otherwise
   int n_in = 0, n_out = 0;     // sources in the input / output stream
   bool reducing = false;       // REDUCE_GRADS done this step
   // ZeRO-1: the chunk's parameters split over the dp ranks, and the summed
@@ -118,21 +112,13 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
       L->n_out = sources_at(cfg_, r.last);
     }
     L->slots.resize(size_t(slots[size_t(c)]));
-    for (const SublayerRange& g : recompute_segments(cfg_, r.first, r.last))
-      L->segments.push_back(chunk_segment(*L->model, g.first, g.last));
-    if (L->recompute()) {
-      size_t floats = 0;
-      for (const Chunk& g : L->segments) floats = std::max(floats, chunk_floats(cfg_, g.first, g.last, micro_batch_, tp).acts);
-      L->shared_arena = k::DeviceBuffer<float>(dev_, floats);
-      L->segment_acts.resize(L->segments.size());
-      for (size_t g = 0; g < L->segments.size(); ++g) acts_init(L->segment_acts[g], L->segments[g], L->shared_arena.data());
-    }
+    recompute_init(L->recompute, *L->model);
     // What a later segment reads or leaves the chunk must outlive the shared arena.
     const int kept = recompute_kept_outputs(cfg_, r.first, r.last);
     auto alloc = [&] { return L->buffers.emplace_back(dev_, stream_floats_).data(); };
     for (Slot& s : L->slots) {
-      if (!L->recompute()) acts_init(s.acts, *L->model);
-      for (int t = 0; t < kept; ++t) s.kept.push_back(alloc());
+      if (!L->recompute.on()) acts_init(s.acts, *L->model);
+      for (int t = 0; t < kept; ++t) s.kept.kept.push_back(alloc());
       for (size_t t = 0; t < L->in_hop.tensors.size(); ++t) s.recv_vals.push_back(alloc());
       for (size_t t = 0; t < L->out_grad_hop.tensors.size(); ++t) s.recv_grads.push_back(alloc());
       s.own_grads.assign(size_t(L->n_out), nullptr);
@@ -324,8 +310,8 @@ double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const
       if (!p) throw std::logic_error("executor: chunk " + std::to_string(chunk) + " lacks an input source");
   }
   double loss = 0;
-  if (L.recompute()) {
-    loss = forward_segments(L, s, tokens, targets);
+  if (L.recompute.on()) {
+    loss = recompute_forward(L.recompute, s.kept, tokens, targets, s.in, s.out);
   } else {
     loss = chunk_forward(*L.model, s.acts, tokens, targets, s.in);
     s.out = s.acts.out;
@@ -390,63 +376,14 @@ void PipelineExecutor::backward_input(int mb, int chunk, const int32_t* tokens, 
     dout.hidden = s.dhidden;
   }
   dout.sources.assign(s.grads.begin(), s.grads.end());
-  if (L.recompute()) backward_segments(L, s, tokens, targets, loss_scale, dout);
+  if (L.recompute.on()) recompute_backward(L.recompute, s.kept, tokens, targets, loss_scale, dout, s.din);
   else chunk_backward_input(*L.model, s.acts, tokens, targets, loss_scale, dout, s.din);
 }
 
 // Under recomputation the weights were done with the input gradient.
 void PipelineExecutor::backward_weight(int mb, int chunk) {
   Local& L = local(chunk);
-  if (!L.recompute()) chunk_backward_weight(*L.model, slot_of(mb, chunk).acts);
-}
-
-// Recomputation: the segments' forwards in turn, each from the stream the
-// one before left. What a segment produces is copied out of the shared arena
-// (s.kept) before the next forward overwrites it, unless it is the model's
-// last segment (its outputs leave nowhere); inputs pass through by pointer.
-double PipelineExecutor::forward_segments(Local& L, Slot& s, const int32_t* tokens, const int32_t* targets) {
-  s.segment_in.assign(1, s.in);
-  size_t t = 0;
-  double loss = 0;
-  for (size_t i = 0; i < L.segments.size(); ++i) {
-    const Chunk& g = L.segments[i];
-    ChunkActs& a = L.segment_acts[i];
-    loss = chunk_forward(g, a, tokens, targets, s.segment_in.back());
-    ResidualState out = a.out;
-    if (g.last < cfg_.num_sublayers()) {
-      auto keep = [&](float*& p) {
-        k::copy(dev_, s.kept[t], p, stream_floats_, k::CopyKind::DeviceToDevice);
-        p = s.kept[t++];
-      };
-      if (!cfg_.attnres()) keep(out.hidden);
-      for (size_t src = size_t(g.first == 0 ? 0 : sources_at(cfg_, g.first)); src < out.sources.size(); ++src)
-        keep(out.sources[src]);
-      if (out.partial) keep(out.partial);
-    }
-    if (i + 1 < L.segments.size()) s.segment_in.push_back(std::move(out));
-    else s.out = std::move(out);
-  }
-  assert(t == s.kept.size());
-  return loss;
-}
-
-// Recomputation: from the last segment back, its forward again (the first
-// forward's bits), then its input and weight gradients at once, since the
-// next forward reuses the arena (the weight pass cannot wait for BW). An
-// earlier segment's output-stream gradients are the first of the chunk's,
-// one per source it leaves; it ends on a block boundary, so no partial.
-void PipelineExecutor::backward_segments(Local& L, Slot& s, const int32_t* tokens, const int32_t* targets,
-                                         float loss_scale, const ResidualState& dout) {
-  for (size_t i = L.segments.size(); i-- > 0;) {
-    const Chunk& g = L.segments[i];
-    ChunkActs& a = L.segment_acts[i];
-    chunk_forward(g, a, tokens, targets, s.segment_in[i]);
-    ResidualState d;
-    if (i + 1 == L.segments.size()) d = dout;
-    else d.sources.assign(dout.sources.begin(), dout.sources.begin() + sources_at(cfg_, g.last));
-    chunk_backward_input(g, a, tokens, targets, loss_scale, d, s.din);
-    chunk_backward_weight(g, a);
-  }
+  if (!L.recompute.on()) chunk_backward_weight(*L.model, slot_of(mb, chunk).acts);
 }
 
 void PipelineExecutor::send_b(int mb, int chunk, int peer) {

@@ -120,9 +120,6 @@ class PipelineExecutor {
   void reduce_grads(int chunk);
   void finish_reductions();
   void backward_weight(int mb, int chunk);
-  double forward_segments(Local& L, Slot& s, const int32_t* tokens, const int32_t* targets);
-  void backward_segments(Local& L, Slot& s, const int32_t* tokens, const int32_t* targets, float loss_scale,
-                         const ResidualState& dout);
   void wait_recv(Request& r, const char* what, int mb, int chunk);
   bool bf16_hops() const;
   void sync_compute_weights();

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "kernels/dtype.h"
+#include "models/recompute.h"
 #include "parallel/communicator.h"
 #include "parallel/hop_payload.h"
 
@@ -63,11 +64,8 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
     ch.bytes.fixed = (f.rope + f.scratch) * sizeof(float);
     // Recomputation: one arena for the largest segment, shared, and per slot
     // what the segments produce.
-    const std::vector<SublayerRange> segments = recompute_segments(cfg, r.first, r.last);
-    if (!segments.empty()) {
-      uint64_t arena = 0;
-      for (const SublayerRange& g : segments) arena = std::max<uint64_t>(arena, chunk_floats(cfg, g.first, g.last, micro_batch, tp).acts);
-      ch.arena_bytes = arena * sizeof(float);
+    if (!recompute_segments(cfg, r.first, r.last).empty()) {
+      ch.arena_bytes = recompute_arena_floats(cfg, r.first, r.last, micro_batch, tp) * sizeof(float);
       const int kept = recompute_kept_outputs(cfg, r.first, r.last);
       ch.bytes.acts = ch.arena_bytes + uint64_t(ch.slots) * uint64_t(kept) * tensor_bytes;
     } else {
