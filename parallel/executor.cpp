@@ -8,6 +8,7 @@
 #include "kernels/memory.h"
 #include "kernels/ops.h"
 #include "models/recompute.h"
+#include "parallel/data_parallel.h"
 #include "parallel/memory_plan.h"
 
 namespace attnres {
@@ -55,11 +56,6 @@ struct PipelineExecutor::Local {
   HopPayload in_grad_hop, out_grad_hop;  // the same hops' backward payloads
   RecomputedChunk recompute;   // full or block recomputation; empty otherwise
   int n_in = 0, n_out = 0;     // sources in the input / output stream
-  bool reducing = false;       // REDUCE_GRADS done this step
-  // ZeRO-1: the chunk's parameters split over the dp ranks, and the summed
-  // gradients of this rank's part (empty without sharding).
-  std::vector<size_t> part_counts;
-  k::DeviceBuffer<float> grad_part;
   std::vector<Slot> slots;
   std::vector<k::DeviceBuffer<float>> buffers;  // every hop buffer of every slot
   std::vector<k::DeviceBuffer<k::bf16>> wire;   // bf16 hops: every slot's wire buffers
@@ -137,6 +133,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
     }
     locals_.push_back(std::move(L));
   }
+  dp_ = std::make_unique<DataParallelSync>(data_, chunks_, mine);
   losses_.assign(size_t(schedule_.M), 0.0);
   fwd_bytes_.assign(size_t(C), 0);
   bwd_bytes_.assign(size_t(C), 0);
@@ -148,7 +145,6 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
 PipelineExecutor::~PipelineExecutor() {
   for (k::Event& e : timed_) k::event_destroy(e);
   k::event_destroy(run_start_);
-  if (data_) data_->wait_all(reductions_);
   if (!pipe_) return;
   for (auto& L : locals_)
     for (Slot& s : L->slots) pipe_->wait_all(s.sends);
@@ -399,54 +395,12 @@ void PipelineExecutor::copy_b(int mb, int chunk) {
   prev.copied_back = true;
 }
 
-// The chunk's gradients are final: sum the replicated tensors' token-row
-// shares over tp (sequence parallelism), then start the sum over the dp
-// replicas, which runs while this rank computes the rest of its list.
-void PipelineExecutor::reduce_grads(int chunk) {
-  Local& L = local(chunk);
-  if (L.reducing) throw std::logic_error("executor: chunk " + std::to_string(chunk) + " has two REDUCE_GRADS");
-  L.reducing = true;
-  chunk_reduce_replicated_grads(*L.model);
-  if (!data_) return;
-  if (L.part_counts.empty())
-    reductions_.push_back(data_->iallreduce_sum(L.model->grads.data(), L.model->layout.total));
-  else
-    reductions_.push_back(data_->ireduce_scatter_sum(L.model->grads.data(), L.grad_part.data(), L.part_counts));
-}
-
-void PipelineExecutor::shard_gradients() {
-  if (!data_) return;
-  for (auto& L : locals_) {
-    L->part_counts = split_evenly(L->model->layout.total, data_->size());
-    L->grad_part = k::DeviceBuffer<float>(dev_, L->part_counts.front());  // the largest part: the reduction's receive buffer
-  }
-}
-
-PipelineExecutor::GradPart PipelineExecutor::grad_part(size_t i) {
-  Local& L = *locals_[i];
-  if (L.part_counts.empty()) return {0, L.model->layout.total, L.model->grads.data()};
-  const int r = data_->rank();
-  return {part_offset(L.part_counts, r), L.part_counts[size_t(r)], L.grad_part.data()};
-}
-
-void PipelineExecutor::gather_parameters() {
-  for (auto& L : locals_)
-    if (!L->part_counts.empty()) data_->allgather_parts(L->model->params.data(), L->part_counts);
-}
-
 // Before the optimizer step: every local chunk's reduction has started, and
 // here they all finish.
 void PipelineExecutor::finish_reductions() {
-  for (auto& L : locals_) {
-    if (!L->reducing)
-      throw std::logic_error("executor: chunk " + std::to_string(L->chunk) + " has no REDUCE_GRADS");
-    L->reducing = false;
-  }
-  if (!data_) return;
   const double t = now_us();
-  data_->wait_all(reductions_);
-  reductions_.clear();
-  if (tracing_) trace_.push_back({"wait REDUCE_GRADS", "comm", t - t0_us_, now_us() - t});
+  dp_->finish();
+  if (tracing_ && data_) trace_.push_back({"wait REDUCE_GRADS", "comm", t - t0_us_, now_us() - t});
 }
 
 std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tokens,
@@ -480,7 +434,7 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
       case Op::RECV_B: post_recv_b(a.mb, a.chunk, a.peer); break;  // waited on at B / BI
       case Op::COPY_F: copy_f(a.mb, a.chunk); break;
       case Op::COPY_B: copy_b(a.mb, a.chunk); break;
-      case Op::REDUCE_GRADS: reduce_grads(a.chunk); break;
+      case Op::REDUCE_GRADS: dp_->start(size_t(local_index_[size_t(a.chunk)])); break;
       case Op::OPTIMIZER_STEP: break;
     }
     if (timed) {
@@ -495,8 +449,7 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
       s.grad_sent |= a.op == Op::SEND_B || a.op == Op::COPY_B || a.chunk == 0;
       if (s.weights_done && s.grad_sent) release(s);
     }
-    // MPI moves a non-blocking collective along only inside MPI calls.
-    for (Request& r : reductions_) data_->test(r);
+    if (data_) dp_->progress();
   }
   settle_timing();
   finish_reductions();

@@ -15,6 +15,7 @@
 #include "kernels/memory.h"
 #include "models/chunk.h"
 #include "parallel/communicator.h"
+#include "parallel/data_parallel.h"
 #include "parallel/hop_payload.h"
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
@@ -60,21 +61,9 @@ class PipelineExecutor {
   double forward_only(const std::vector<const int32_t*>& tokens,
                       const std::vector<const int32_t*>& targets);
 
-  // ZeRO-1 (DESIGN §8): from now on each chunk's REDUCE_GRADS reduce-scatters
-  // its gradients over `data` (split_evenly of its parameters, in dp rank
-  // order) into a buffer of this rank's part. No-op without a dp group.
-  void shard_gradients();
-  // Local chunk i's part of the flat parameter buffer that this rank updates,
-  // and its summed gradients (grads[0] is element `begin`): the whole buffer
-  // unless gradients are sharded.
-  struct GradPart {
-    size_t begin, count;
-    float* grads;
-  };
-  GradPart grad_part(size_t i);
-  // After each rank updated its part: every part of every chunk's parameters
-  // from its owner (an all-gather over `data`). No-op unless sharded.
-  void gather_parameters();
+  // The dp sums of the local chunks' gradients, ZeRO-1's parts and the
+  // parameter all-gather (parallel/data_parallel.h).
+  DataParallelSync& data_parallel() { return *dp_; }
 
   std::vector<Chunk>& chunks() { return chunks_; }
   const Schedule& schedule() const { return schedule_; }  // local chunks, in chunk order
@@ -117,7 +106,6 @@ class PipelineExecutor {
   void send_b(int mb, int chunk, int peer);
   void copy_f(int mb, int chunk);
   void copy_b(int mb, int chunk);
-  void reduce_grads(int chunk);
   void finish_reductions();
   void backward_weight(int mb, int chunk);
   void wait_recv(Request& r, const char* what, int mb, int chunk);
@@ -143,7 +131,7 @@ class PipelineExecutor {
   std::vector<Chunk> chunks_;
   std::vector<std::unique_ptr<Local>> locals_;  // per local chunk
   std::vector<int> local_index_;                // by chunk: index in locals_, or -1
-  std::vector<Request> reductions_;             // started by REDUCE_GRADS this step
+  std::unique_ptr<DataParallelSync> dp_;        // over `data`; after chunks_, which it refers to
   std::vector<double> losses_;
   std::vector<uint64_t> fwd_bytes_, bwd_bytes_;
   double busy_s_ = 0, idle_s_ = 0;

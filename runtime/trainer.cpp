@@ -220,10 +220,10 @@ void setup(Run& r) {
                                               r.device.dev, r.tp);
   const ParamLayout full = make_param_layout(m, 0, m.num_sublayers());
   r.n_global_tensors = full.tensors.size();
-  if (sharded(r)) r.exec->shard_gradients();
+  if (sharded(r)) r.exec->data_parallel().shard();
   for (size_t i = 0; i < r.exec->chunks().size(); ++i) {
     const Chunk& c = r.exec->chunks()[i];
-    const PipelineExecutor::GradPart part = r.exec->grad_part(i);
+    const GradPart part = r.exec->data_parallel().part(i);
     r.adam.emplace_back().init(c.dev, part.begin, part.count);
     for (const TensorSpec& t : c.layout.tensors)
       r.global_index.push_back(size_t(full.find(t.name) - full.tensors.data()));
@@ -238,7 +238,7 @@ double grad_norm(Run& r) {
   size_t i = 0;
   for (size_t k = 0; k < r.exec->chunks().size(); ++k) {
     const Chunk& c = r.exec->chunks()[k];
-    const PipelineExecutor::GradPart part = r.exec->grad_part(k);
+    const GradPart part = r.exec->data_parallel().part(k);
     const std::vector<double> sums = tensor_sum_squares(c.dev, c.layout, part.grads, part.begin, part.count);
     // A replicated tensor is the same on every tp rank: counted once.
     for (size_t t = 0; t < sums.size(); ++t, ++i)
@@ -437,7 +437,7 @@ void print_header(const Run& r, double peak_flops, bool measured) {
 }
 
 // ATTNRES_FAULT at=nan: one NaN in the summed gradients this rank updates with.
-void poison_gradient(const Chunk& c, const PipelineExecutor::GradPart& part) {
+void poison_gradient(const Chunk& c, const GradPart& part) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   if (part.count > 0) kernels::from_host(c.dev, part.grads, &nan, 1);
 }
@@ -478,7 +478,7 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
   mbs.load(r.device.dev, r.cfg.model.vocab_size);
   double loss_sum = 0.0;
   for (double l : exec.run(mbs.tokens, mbs.targets, float(1.0 / tokens_per_step))) loss_sum += l;  // mb order
-  if (nan_fault_due(step + 1)) poison_gradient(exec.chunks().front(), exec.grad_part(0));
+  if (nan_fault_due(step + 1)) poison_gradient(exec.chunks().front(), exec.data_parallel().part(0));
   StepMetrics s;
   s.step = step + 1;
   s.grad_norm = grad_norm(r);
@@ -491,11 +491,11 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
   const float clip = clip_factor(s.grad_norm, tc.grad_clip);
   for (size_t i = 0; i < exec.chunks().size(); ++i) {
     Chunk& c = exec.chunks()[i];
-    const PipelineExecutor::GradPart part = exec.grad_part(i);
+    const GradPart part = exec.data_parallel().part(i);
     if (clip != 1.0f) kernels::scale_inplace(c.dev, part.grads, clip, part.count);
     r.adam[i].step(c.layout, c.params.data(), part.grads, float(s.lr), tc);
   }
-  exec.gather_parameters();
+  exec.data_parallel().gather_parameters();
   exec.trace_span("AdamW", "optimizer", t_opt);
   return s;
 }

@@ -98,7 +98,7 @@ void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int m
     {
       PipelineExecutor exec(m, part, std::move(sched), r, l.P > 1 ? &pipe : nullptr,
                             zero.parts > 1 ? &data : nullptr, micro_batch, 1, l.cache, dev, tp);
-      if (zero.parts > 1) exec.shard_gradients();
+      if (zero.parts > 1) exec.data_parallel().shard();
       EXPECT_EQ(kernels::allocated_bytes(dev) - before, plan.total.executor()) << what;
       ASSERT_EQ(exec.chunks().size(), plan.chunks.size()) << what;
       for (size_t i = 0; i < plan.chunks.size(); ++i) {
@@ -106,7 +106,7 @@ void expect_plan_matches_allocation(const ModelConfig& m, const Layout& l, int m
         EXPECT_EQ(c.params.size() * sizeof(float) + c.compute.size() * sizeof(kernels::bf16),
                   plan.chunks[i].bytes.params) << what;
         // AdamW, as the trainer sizes it: the moments of the part the rank updates.
-        EXPECT_EQ(2 * exec.grad_part(i).count * sizeof(float), plan.chunks[i].bytes.adamw) << what;
+        EXPECT_EQ(2 * exec.data_parallel().part(i).count * sizeof(float), plan.chunks[i].bytes.adamw) << what;
         EXPECT_GE(plan.chunks[i].slots, plan.chunks[i].chunk == 0 ? 1 : 2) << what;  // one live microbatch (+ 1)
       }
     }

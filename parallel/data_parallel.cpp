@@ -1,0 +1,64 @@
+#include "parallel/data_parallel.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace attnres {
+
+namespace k = kernels;
+
+DataParallelSync::DataParallelSync(Communicator* data, std::vector<Chunk>& chunks, std::vector<int> ids)
+    : data_(data), chunks_(chunks), ids_(std::move(ids)), started_(chunks.size(), false), parts_(chunks.size()) {
+  grad_parts_.resize(chunks.size());
+}
+
+DataParallelSync::~DataParallelSync() {
+  if (data_) data_->wait_all(pending_);
+}
+
+void DataParallelSync::shard() {
+  if (!data_) return;
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    parts_[i] = split_evenly(chunks_[i].layout.total, data_->size());
+    // The largest part: the reduce-scatter's receive buffer.
+    grad_parts_[i] = k::DeviceBuffer<float>(chunks_[i].dev, parts_[i].front());
+  }
+}
+
+void DataParallelSync::start(size_t i) {
+  if (started_[i]) throw std::logic_error("executor: chunk " + std::to_string(ids_[i]) + " has two REDUCE_GRADS");
+  started_[i] = true;
+  Chunk& c = chunks_[i];
+  chunk_reduce_replicated_grads(c);
+  if (!data_) return;
+  if (parts_[i].empty()) pending_.push_back(data_->iallreduce_sum(c.grads.data(), c.layout.total));
+  else pending_.push_back(data_->ireduce_scatter_sum(c.grads.data(), grad_parts_[i].data(), parts_[i]));
+}
+
+void DataParallelSync::progress() {
+  for (Request& r : pending_) data_->test(r);
+}
+
+void DataParallelSync::finish() {
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    if (!started_[i]) throw std::logic_error("executor: chunk " + std::to_string(ids_[i]) + " has no REDUCE_GRADS");
+    started_[i] = false;
+  }
+  if (!data_) return;
+  data_->wait_all(pending_);
+  pending_.clear();
+}
+
+GradPart DataParallelSync::part(size_t i) {
+  Chunk& c = chunks_[i];
+  if (parts_[i].empty()) return {0, c.layout.total, c.grads.data()};
+  const int r = data_->rank();
+  return {part_offset(parts_[i], r), parts_[i][size_t(r)], grad_parts_[i].data()};
+}
+
+void DataParallelSync::gather_parameters() {
+  for (size_t i = 0; i < chunks_.size(); ++i)
+    if (!parts_[i].empty()) data_->allgather_parts(chunks_[i].params.data(), parts_[i]);
+}
+
+}  // namespace attnres
