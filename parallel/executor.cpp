@@ -28,9 +28,9 @@ void PipelineExecutor::trace_span(std::string name, const char* category, double
 }
 
 // Everything one microbatch holds on one local chunk, from its forward input
-// to its last backward. Buffers are allocated once; slots are reused.
+// to its last backward. Buffers are allocated once; slots are reused. Which
+// microbatch holds a slot is the SlotTable's (same index).
 struct PipelineExecutor::Slot {
-  int mb = -1;
   ChunkActs acts;                  // empty under recomputation (Local::recompute)
   RecomputeKept kept;              // recomputation: what the microbatch keeps between its passes
   ResidualState out;               // the forward's output stream
@@ -45,7 +45,6 @@ struct PipelineExecutor::Slot {
   Request recv_f, recv_b;
   bool recv_f_posted = false, recv_b_posted = false;
   bool copied_in = false, copied_back = false;  // COPY_F / COPY_B filled recv_vals / recv_grads
-  bool weights_done = false, grad_sent = false;
   std::vector<Request> sends;
 };
 
@@ -66,7 +65,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
                                    uint64_t seed, HopCaching caching, k::Device dev,
                                    const TensorParallel& tp)
     : cfg_(cfg), part_(part), schedule_(std::move(schedule)), rank_(pp_rank), pipe_(pipe), data_(data),
-      micro_batch_(micro_batch), caching_(caching), dev_(dev),
+      micro_batch_(micro_batch), caching_(caching), dev_(dev), table_(schedule_, pp_rank),
       stream_floats_(size_t(chunk_dims(cfg, micro_batch, tp).Nr) * cfg.d_model) {
   const int P = schedule_.P, C = schedule_.num_chunks();
   if (part_.num_chunks() != C || int(schedule_.placement.size()) != C)
@@ -158,34 +157,33 @@ PipelineExecutor::Local& PipelineExecutor::local(int chunk) {
 }
 
 PipelineExecutor::Slot& PipelineExecutor::slot_of(int mb, int chunk) {
-  for (Slot& s : local(chunk).slots)
-    if (s.mb == mb) return s;
-  throw std::logic_error("executor: no activations for mb " + std::to_string(mb) + " chunk " + std::to_string(chunk));
+  const int i = table_.find(chunk, mb);
+  if (i < 0)
+    throw std::logic_error("executor: no activations for mb " + std::to_string(mb) + " chunk " + std::to_string(chunk));
+  return local(chunk).slots[size_t(i)];
 }
 
 PipelineExecutor::Slot& PipelineExecutor::acquire(int mb, int chunk) {
+  const SlotTable::Taken t = table_.acquire(chunk, mb);
+  if (t.slot < 0) throw std::logic_error("executor: no free activation slot for chunk " + std::to_string(chunk));
   Local& L = local(chunk);
-  for (Slot& s : L.slots)
-    if (s.mb == mb) return s;
-  for (Slot& s : L.slots) {
-    if (s.mb != -1) continue;
-    s.mb = mb;
-    // The last chunk's backward writes its sources' gradients before it
-    // reads them (chunk_backward_input), so only other chunks' need zeros.
-    if (!(cfg_.attnres() && L.model->has_head))
-      for (float* g : s.own_grads)
-        if (g) k::zero(dev_, g, stream_floats_);
-    if (s.dhidden) k::zero(dev_, s.dhidden, stream_floats_);
-    return s;
-  }
-  throw std::logic_error("executor: no free activation slot for chunk " + std::to_string(chunk));
+  Slot& s = L.slots[size_t(t.slot)];
+  if (!t.fresh) return s;
+  // The last chunk's backward writes its sources' gradients before it
+  // reads them (chunk_backward_input), so only other chunks' need zeros.
+  if (!(cfg_.attnres() && L.model->has_head))
+    for (float* g : s.own_grads)
+      if (g) k::zero(dev_, g, stream_floats_);
+  if (s.dhidden) k::zero(dev_, s.dhidden, stream_floats_);
+  return s;
 }
 
-void PipelineExecutor::release(Slot& s) {
+void PipelineExecutor::release(int chunk, int slot) {
+  Slot& s = local(chunk).slots[size_t(slot)];
   if (!s.sends.empty()) pipe_->wait_all(s.sends);
   s.sends.clear();
-  s.mb = -1;
-  s.recv_f_posted = s.recv_b_posted = s.copied_in = s.copied_back = s.weights_done = s.grad_sent = false;
+  s.recv_f_posted = s.recv_b_posted = s.copied_in = s.copied_back = false;
+  table_.release(chunk, slot);
 }
 
 // The tensors of a message: the float buffers themselves, or with bf16 hops
@@ -242,23 +240,12 @@ void PipelineExecutor::post_recv_b(int mb, int chunk, int peer) {
 }
 
 // Posts later receives whose buffers are available now, so messages land
-// while this rank computes. From each peer they are posted in list order, and
-// stop at the first that must wait for a buffer: NCCL pairs a peer's sends and
-// receives by issue order, and the lists issue them in matching orders
-// (tests/parallel/test_executor.cpp, PeersIssueSendsAndReceivesInTheSameOrder).
+// while this rank computes (the rule is SlotTable::post_ahead's).
 void PipelineExecutor::post_ahead(size_t from) {
-  const auto& acts = schedule_.ranks[size_t(rank_)];
-  std::vector<bool> blocked(size_t(pipe_->size()), false);  // by peer
-  for (size_t i = from; i < acts.size(); ++i) {
-    const Action& a = acts[i];
-    if ((a.op != Op::RECV_F && a.op != Op::RECV_B) || blocked[size_t(a.peer)]) continue;
-    const std::vector<Slot>& slots = local(a.chunk).slots;
-    const bool have = std::any_of(slots.begin(), slots.end(), [&](const Slot& s) { return s.mb == a.mb; });
-    const bool free = std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return s.mb == -1; });
-    if (a.op == Op::RECV_F && (have || free)) post_recv_f(a.mb, a.chunk, a.peer);
-    else if (a.op == Op::RECV_B && have) post_recv_b(a.mb, a.chunk, a.peer);
-    else blocked[size_t(a.peer)] = true;
-  }
+  table_.post_ahead(schedule_.ranks[size_t(rank_)], from, pipe_->size(), [&](const Action& a) {
+    if (a.op == Op::RECV_F) post_recv_f(a.mb, a.chunk, a.peer);
+    else post_recv_b(a.mb, a.chunk, a.peer);
+  });
 }
 
 // The wait is not part of the action: its start is recorded again after it.
@@ -441,14 +428,7 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
       k::event_record(timed_[2 * timed_actions_.size() - 1], dev_);  // the action's end
       open_start_ = nullptr;
     }
-    // A microbatch leaves a chunk once its weight gradients are done and its
-    // input gradient has gone back.
-    if (a.op == Op::B || a.op == Op::BW || a.op == Op::SEND_B || a.op == Op::COPY_B) {
-      Slot& s = slot_of(a.mb, a.chunk);
-      s.weights_done |= a.op == Op::B || a.op == Op::BW;
-      s.grad_sent |= a.op == Op::SEND_B || a.op == Op::COPY_B || a.chunk == 0;
-      if (s.weights_done && s.grad_sent) release(s);
-    }
+    if (const int left = table_.after(a); left >= 0) release(a.chunk, left);
     if (data_) dp_->progress();
   }
   settle_timing();
@@ -497,7 +477,7 @@ double PipelineExecutor::forward_only(const std::vector<const int32_t*>& tokens,
       if (at[size_t(c + 1)] == rank_) copy_f(mb, c);
       else send_f(mb, c, at[size_t(c + 1)]);
     }
-    for (auto& L : locals_) release(slot_of(mb, L->chunk));
+    for (auto& L : locals_) release(L->chunk, table_.find(L->chunk, mb));
   }
   return sum;
 }

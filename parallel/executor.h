@@ -19,6 +19,7 @@
 #include "parallel/hop_payload.h"
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
+#include "parallel/slot_policy.h"
 
 namespace attnres {
 
@@ -93,7 +94,7 @@ class PipelineExecutor {
   Local& local(int chunk);
   Slot& slot_of(int mb, int chunk);
   Slot& acquire(int mb, int chunk);
-  void release(Slot& s);
+  void release(int chunk, int slot);
   void post_recv_f(int mb, int chunk, int peer);
   void post_recv_b(int mb, int chunk, int peer);
   void post_ahead(size_t from);
@@ -127,6 +128,7 @@ class PipelineExecutor {
   int micro_batch_;
   HopCaching caching_;
   kernels::Device dev_;
+  SlotTable table_;  // which microbatch holds each slot of Local::slots
   size_t stream_floats_;  // one [b*T, d] tensor
   std::vector<Chunk> chunks_;
   std::vector<std::unique_ptr<Local>> locals_;  // per local chunk

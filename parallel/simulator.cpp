@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "parallel/slot_policy.h"
+
 namespace attnres {
 
 namespace {
@@ -271,23 +273,27 @@ struct Link {
   double t = 0;                // time up to which `left` is accounted
 };
 
-// The executor's activation slot (parallel/executor.h): a receive needs one
-// before it can be posted, and freeing one waits for its sends to complete.
-struct SimSlot {
-  int mb = -1;
-  bool weights_done = false, grad_sent = false;
-  std::vector<size_t> sends;
+// A slot (chunk, index) of the rank's SlotTable.
+struct SlotId {
+  int chunk = -1, slot = -1;
+  bool valid() const { return chunk >= 0; }
 };
 
+// The executor's slots (parallel/slot_policy.h) and, per slot, the messages
+// it has sent: freeing a slot waits for them to arrive.
 struct SimRank {
+  SimRank(const Schedule& s, int r) : slots(s, r) {
+    for (int n : activation_slots(s, r)) sends.emplace_back(size_t(n));
+  }
   double clock = 0;
   int pc = 0;
   int reached = -1;               // list position whose action has been reached
   double reached_at = 0;          // ... and when (a RECV's start)
   long wait = -1;                 // message the rank is blocked on (a RECV's, or a send of
                                   // `releasing`), or -1
-  SimSlot* releasing = nullptr;   // slot to free (after its sends) before the next action
-  std::vector<std::vector<SimSlot>> slots;  // by chunk
+  SlotId releasing;               // slot to free (after its sends) before the next action
+  SlotTable slots;
+  std::vector<std::vector<std::vector<size_t>>> sends;  // by chunk and slot
 };
 
 // Replays one optimizer step the way the executor runs it: every rank works
@@ -300,11 +306,7 @@ class Timeline {
       : s_(s), k_(k), res_(res), P_(s.P), M_(s.M), C_(s.num_chunks()) {
     msgs_.resize(size_t(2) * M_ * C_);
     links_.resize(size_t(P_) * P_);
-    ranks_.resize(size_t(P_));
-    for (int r = 0; r < P_; r++) {
-      const std::vector<int> n = activation_slots(s, r);
-      for (int c = 0; c < C_; c++) ranks_[size_t(r)].slots.emplace_back(size_t(n[size_t(c)]));
-    }
+    for (int r = 0; r < P_; r++) ranks_.emplace_back(s, r);
     reduced_.assign(size_t(P_), 0.0);
     res_.ranks.assign(size_t(P_), RankStats{});
     for (RankStats& st : res_.ranks) st.finish = -1;
@@ -387,7 +389,7 @@ class Timeline {
     msgs_[m].arrived = t;
     for (SimRank& R : ranks_)
       if (R.wait == long(m)) {
-        R.clock = std::max(R.clock, R.releasing ? t : t + k_.latency);  // a RECV ends `latency` later
+        R.clock = std::max(R.clock, R.releasing.valid() ? t : t + k_.latency);  // a RECV ends `latency` later
         R.wait = -1;
       }
   }
@@ -410,54 +412,36 @@ class Timeline {
     if (msgs_[m].sent >= 0) start(m, t);
   }
 
-  SimSlot* find(int r, int mb, int c) {
-    for (SimSlot& sl : ranks_[size_t(r)].slots[size_t(c)])
-      if (sl.mb == mb) return &sl;
-    return nullptr;
-  }
-
-  // The slot of (mb, c), taking a free one if it has none; nullptr if all are
-  // taken (the executor would stop with an error).
-  SimSlot* acquire(int r, int mb, int c) {
-    if (SimSlot* sl = find(r, mb, c)) return sl;
-    SimSlot* free = find(r, -1, c);
-    if (free) *free = SimSlot{mb, false, false, {}};
-    return free;
-  }
-
-  // A receive's buffer: RECV_F takes a free slot if (mb, c) has none, RECV_B
-  // needs (mb, c)'s own. False if there is none.
+  // A receive's buffer: RECV_F takes a slot (its own or a free one), RECV_B
+  // needs its own. False if there is none.
   bool recv_slot(int r, const Action& a) {
-    return (a.op == Op::RECV_F ? acquire(r, a.mb, a.chunk) : find(r, a.mb, a.chunk)) != nullptr;
+    SlotTable& t = ranks_[size_t(r)].slots;
+    return a.op == Op::RECV_F ? acquire(r, a.mb, a.chunk) : t.find(a.chunk, a.mb) >= 0;
   }
 
-  // The executor's post_ahead: later receives whose buffers are free now, in
-  // list order per peer, stopping at a peer's first that must wait.
-  void post_ahead(int r, double t) {
-    const auto& l = s_.ranks[size_t(r)];
-    std::vector<bool> blocked(size_t(P_), false);
-    for (int i = ranks_[size_t(r)].pc; i < int(l.size()); i++) {
-      const Action& a = l[size_t(i)];
-      if ((a.op != Op::RECV_F && a.op != Op::RECV_B) || blocked[size_t(a.peer)]) continue;
-      if (recv_slot(r, a)) post(a, t);
-      else blocked[size_t(a.peer)] = true;
-    }
+  bool acquire(int r, int mb, int c) {
+    const SlotTable::Taken t = ranks_[size_t(r)].slots.acquire(c, mb);
+    if (t.fresh) ranks_[size_t(r)].sends[size_t(c)][size_t(t.slot)].clear();
+    return t.slot >= 0;
   }
 
   // Runs rank r's next action at its clock, or blocks it on a message.
   void step(int r) {
     SimRank& R = ranks_[size_t(r)];
     const double now = R.clock;
-    if (R.releasing) {
-      for (size_t m : R.releasing->sends)
+    if (R.releasing.valid()) {
+      for (size_t m : R.sends[size_t(R.releasing.chunk)][size_t(R.releasing.slot)])
         if (msgs_[m].arrived < 0) return block(R, m);
-      *R.releasing = SimSlot{};
-      R.releasing = nullptr;
+      R.slots.release(R.releasing.chunk, R.releasing.slot);
+      R.releasing = SlotId{};
     }
     const Action& a = s_.ranks[size_t(r)][size_t(R.pc)];
     RankStats& st = res_.ranks[size_t(r)];
     if (R.reached != R.pc) {
-      if (a.op != Op::OPTIMIZER_STEP) post_ahead(r, now);
+      if (a.op != Op::OPTIMIZER_STEP)
+        R.slots.post_ahead(s_.ranks[size_t(r)], size_t(R.pc), P_, [&](const Action& x) {
+          if (recv_slot(r, x)) post(x, now);
+        });
       R.reached = R.pc;
       R.reached_at = now;
     }
@@ -469,9 +453,9 @@ class Timeline {
       if (msg.arrived < 0) return block(R, recv_id(a));
       end = R.clock = std::max(now, msg.arrived + k_.latency);
     } else if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
-      SimSlot* sl = find(r, a.mb, a.chunk);
-      if (!sl) return fail(r, a, "sends from a microbatch the chunk does not hold");
-      if (msgs_[send_id(a)].sent < 0) send(a, now), sl->sends.push_back(send_id(a));
+      const int sl = R.slots.find(a.chunk, a.mb);
+      if (sl < 0) return fail(r, a, "sends from a microbatch the chunk does not hold");
+      if (msgs_[send_id(a)].sent < 0) send(a, now), R.sends[size_t(a.chunk)][size_t(sl)].push_back(send_id(a));
     } else if (is_compute(a.op) || is_copy(a.op)) {
       if (a.op == Op::F && !acquire(r, a.mb, a.chunk)) return fail(r, a, "has no free activation slot");
       if (a.op == Op::COPY_F && !acquire(r, a.mb, a.chunk + 1))
@@ -486,15 +470,7 @@ class Timeline {
     }
     st.timeline.push_back({R.pc, a, R.reached_at, end});
     R.pc++;
-    // A microbatch leaves a chunk once its weight gradients are done and its
-    // input gradient has gone back (as in the executor's run loop).
-    if (a.op == Op::B || a.op == Op::BW || a.op == Op::SEND_B || a.op == Op::COPY_B) {
-      SimSlot* sl = find(r, a.mb, a.chunk);
-      if (!sl) return;
-      sl->weights_done |= a.op == Op::B || a.op == Op::BW;
-      sl->grad_sent |= a.op == Op::SEND_B || a.op == Op::COPY_B || a.chunk == 0;
-      if (sl->weights_done && sl->grad_sent) R.releasing = sl;
-    }
+    if (const int left = R.slots.after(a); left >= 0) R.releasing = SlotId{a.chunk, left};
   }
 
   void block(SimRank& R, size_t m) { R.wait = long(m); }

@@ -5,13 +5,9 @@
 // Timing model: one optimizer step as the executor (parallel/executor.h) runs
 // it, in time order. Each rank executes its list in order. F, B, BI, BW and
 // the local COPY_F / COPY_B take their cost.
-//  - Slots. Each chunk has activation_slots() slots. F, COPY_F into the next
-//    chunk and a posted RECV_F take one; a microbatch frees it once its
-//    weight gradients are done and its input gradient has gone, and freeing
-//    waits until the slot's sends have arrived (the executor's wait on them).
-//  - Receives. Before each action a rank posts its later receives whose slot
-//    is available (RECV_F: a free one or its own; RECV_B: its own), in list
-//    order per peer, stopping at a peer's first that must wait.
+//  - Slots and receives posted ahead: the executor's own rules, the same code
+//    (parallel/slot_policy.h). Freeing a slot waits until the slot's sends
+//    have arrived (the executor's wait on them).
 //  - Transfers. A send is non-blocking. Its message moves once it is sent
 //    and its receive is posted (a rendezvous, as MPI moves large messages),
 //    and takes its hop's transfer time (`hop`, e.g. from the α-β model of
