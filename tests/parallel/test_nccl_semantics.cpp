@@ -2,9 +2,10 @@
 // every schedule runs to the end under them, with the arrangement the NCCL
 // communicator uses (parallel/cuda/nccl_arrangement.h), and equals one
 // process bit for bit; the arrangement it had before, every message on one
-// communicator and stream, deadlocks.
+// communicator and stream, deadlocks, and so does one per pair of ranks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <set>
@@ -25,6 +26,9 @@ namespace {
 // The NCCL communicator before issue #28: every message, in a group of its
 // own, on the one stream of the group's one communicator.
 int one_queue(int, int, int) { return kGroupQueue; }
+// A communicator and stream per pair of ranks, both directions on it (as
+// PyTorch's ProcessGroupNCCL does for send and recv).
+int pair_queue(int a, int b, int size) { return std::min(a, b) * size + std::max(a, b); }
 
 // Two ranks, each running body(communicator, rank) on its own thread under
 // NCCL's rules; returns the model's deadlock report ("" if none).
@@ -145,19 +149,23 @@ TEST(NcclSemantics, EveryScheduleRunsToTheEndAndEqualsOneProcess) {
   }
 }
 
-// The arrangement before issue #28 on the same layouts: the model finds a
-// deadlock on every one, and names the calls at the heads of the queues.
-TEST(NcclSemantics, OneQueuePerRankDeadlocks) {
+// A queue shared by both directions of an edge, on the same layouts: the
+// model finds a deadlock on every one, and names the calls at the heads of
+// the queues. So it does with a queue per pair of ranks: a receive posted
+// ahead still blocks the send behind it.
+TEST(NcclSemantics, SharedQueuesDeadlock) {
   const ModelConfig m = order_model();
-  int deadlocks = 0;
   const std::vector<Schedule> layouts = order_layouts(m);
-  for (const Schedule& s : layouts) {
-    const Outcome r = run_threads(m, s, {make_batches(m, s.M, 13)}, 2, {.nccl = one_queue});
-    deadlocks += !r.deadlock.empty();
-    EXPECT_NE(r.deadlock.find("has at its head the"), std::string::npos) << layout_name(s) << "\n" << r.deadlock;
-  }
-  EXPECT_EQ(deadlocks, int(layouts.size()));
   EXPECT_EQ(layouts.size(), 33u);
+  for (QueueOf shared : {one_queue, pair_queue}) {
+    int deadlocks = 0;
+    for (const Schedule& s : layouts) {
+      const Outcome r = run_threads(m, s, {make_batches(m, s.M, 13)}, 2, {.nccl = shared});
+      deadlocks += !r.deadlock.empty();
+      EXPECT_NE(r.deadlock.find("has at its head the"), std::string::npos) << layout_name(s) << "\n" << r.deadlock;
+    }
+    EXPECT_EQ(deadlocks, int(layouts.size())) << (shared == one_queue ? "one queue" : "a queue per pair");
+  }
 }
 
 }  // namespace
