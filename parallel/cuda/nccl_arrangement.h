@@ -6,16 +6,16 @@
 // NCCL runs a communicator's calls on its stream in issue order, one at a
 // time, and a send finishes only when the peer's matching receive runs. With
 // every message of a rank on one communicator and stream, a receive the
-// executor posts ahead blocks the send behind it that the peer waits for:
-// under the model, every schedule of tests/parallel/test_nccl_semantics.cpp
-// deadlocks that way. A communicator per directed edge (src -> dst), each on
-// its own stream, holds only sends on src and only receives on dst, and the
-// executor issues both in the same order (test_executor.cpp,
-// PeersIssueSendsAndReceivesInTheSameOrder): a message then waits only for
-// its peer to reach it, and every schedule runs to the end. Grouping each
-// step's sends and receives instead would need the executor to say where a
-// step ends, and would hold a forward's input until an unrelated gradient
-// posted ahead in the same group arrived.
+// executor posts ahead blocks the send behind it that the peer waits for: under
+// the model all 33 layouts of tests/parallel/test_nccl_semantics.cpp deadlock
+// that way, and so they do with a communicator per pair of ranks. A
+// communicator per directed edge (src -> dst), each on its own stream, holds
+// only sends on src and only receives on dst, both in the order the executor
+// issues them (test_executor.cpp, PeersIssueSendsAndReceivesInTheSameOrder):
+// a message waits only for its peer to reach it, and every schedule runs to
+// the end. Grouping each step's sends and receives instead would need the
+// executor to say where a step ends, and would hold every call of a group
+// until the slowest (a receive posted ahead) completed.
 #pragma once
 #include <algorithm>
 #include <utility>
