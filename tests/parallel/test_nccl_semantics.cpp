@@ -83,11 +83,14 @@ TEST(NcclSemantics, ModelFollowsNcclRules) {
   EXPECT_NE(send_first.find("waits for the send of forward message 0->1"), std::string::npos) << send_first;
 }
 
-// ncclCommSplit's rounds: every directed edge once, no rank twice in a round.
+// ncclCommSplit's rounds: every directed edge once, no rank twice in a
+// round, 2(size − 1) rounds (2 size when odd).
 TEST(NcclSemantics, EdgeRoundsSplitEveryDirectedEdgeOnce) {
   for (int size = 1; size <= 9; ++size) {
+    const auto rounds = edge_rounds(size);
+    EXPECT_EQ(int(rounds.size()), size == 1 ? 0 : 2 * (size - 1 + size % 2)) << "size " << size;
     std::set<std::pair<int, int>> edges;
-    for (const auto& round : edge_rounds(size)) {
+    for (const auto& round : rounds) {
       std::set<int> ranks;
       for (const auto& [src, dst] : round) {
         EXPECT_TRUE(ranks.insert(src).second && ranks.insert(dst).second) << "size " << size;
