@@ -6,8 +6,10 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kernels/memory.h"
+#include "parallel/cuda/nccl_arrangement.h"
 #include "parallel/tensor_group.h"
 
 namespace attnres {
@@ -80,28 +82,73 @@ class CommStream {
   kernels::Event ready_;  // recorded on the compute stream before each call
 };
 
+// The communicator of one directed edge of the group (two ranks), on a
+// stream of its own: nccl_arrangement.h says why.
+struct Edge {
+  ncclComm_t comm = nullptr;
+  int peer = 0;  // the other end's rank in comm
+  std::unique_ptr<CommStream> stream;
+};
+
+// An Edge for each directed edge this rank is an end of, by p2p_queue, split
+// from the group's communicator one round of edge_rounds at a time. One float
+// crosses each new edge at once: NCCL connects peers at their first call,
+// with a handshake inside ncclGroupEnd, and here no hop waits for one.
+std::vector<Edge> split_edges(ncclComm_t group, int me, int size, const kernels::Device& dev) {
+  std::vector<Edge> edges(size_t(size * size));
+  kernels::DeviceBuffer<float> one(dev, 1);
+  for (const auto& round : edge_rounds(size)) {
+    int color = NCCL_SPLIT_NOCOLOR, peer = 0;
+    for (const auto& [src, dst] : round)
+      if (src == me || dst == me) {
+        color = p2p_queue(src, dst, size);
+        peer = src == me ? dst : src;
+      }
+    ncclComm_t comm = nullptr;
+    check(ncclCommSplit(group, color, me, &comm, nullptr), "ncclCommSplit");  // key me: the lower rank is 0
+    if (color == NCCL_SPLIT_NOCOLOR) continue;
+    Edge& e = edges[size_t(color)];
+    e = {comm, peer < me ? 0 : 1, std::make_unique<CommStream>(dev)};
+    const std::unique_ptr<PendingCall> hello = e.stream->run([&](cudaStream_t s) {
+      if (color == p2p_queue(me, peer, size)) check(ncclSend(one.data(), 1, ncclFloat, e.peer, e.comm, s), "ncclSend");
+      else check(ncclRecv(one.data(), 1, ncclFloat, e.peer, e.comm, s), "ncclRecv");
+    });
+    kernels::event_synchronize(hello->done);
+  }
+  return edges;
+}
+
 class NcclCommunicator final : public Communicator {
  public:
+  // Edges only where messages may go (a TagSpace that allows them).
   NcclCommunicator(std::unique_ptr<Communicator> mpi, const kernels::Device& dev, TagSpace tags)
-      : mpi_owned_(std::move(mpi)), mpi_(*mpi_owned_), stream_(dev), tags_(tags), comm_(nccl_comm_of(mpi_)) {}
-  ~NcclCommunicator() override { ncclCommDestroy(comm_); }
+      : mpi_owned_(std::move(mpi)), mpi_(*mpi_owned_), stream_(dev), tags_(tags), comm_(nccl_comm_of(mpi_)),
+        edges_(tags.microbatches > 0 ? split_edges(comm_, rank(), size(), dev) : std::vector<Edge>()) {}
+  ~NcclCommunicator() override {
+    for (Edge& e : edges_)
+      if (e.comm) ncclCommDestroy(e.comm);
+    ncclCommDestroy(comm_);
+  }
 
   int rank() const override { return mpi_.rank(); }
   int size() const override { return mpi_.size(); }
 
   Request isend(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) override {
     check_tag(tag, tensors.size());
+    Edge& e = edge(rank(), peer);
     for (const TensorRef& t : tensors) bytes_sent_ += t.bytes();
-    return Request(stream_.run([&](cudaStream_t s) {
-      for (const TensorRef& t : tensors) check(ncclSend(t.data, t.count, nccl_type(t.dtype), peer, comm_, s), "ncclSend");
+    return Request(e.stream->run([&](cudaStream_t s) {
+      for (const TensorRef& t : tensors) check(ncclSend(t.data, t.count, nccl_type(t.dtype), e.peer, e.comm, s), "ncclSend");
     }));
   }
   Request irecv(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) override {
     check_tag(tag, tensors.size());
-    return Request(stream_.run([&](cudaStream_t s) {
-      for (const TensorRef& t : tensors) check(ncclRecv(t.data, t.count, nccl_type(t.dtype), peer, comm_, s), "ncclRecv");
+    Edge& e = edge(peer, rank());
+    return Request(e.stream->run([&](cudaStream_t s) {
+      for (const TensorRef& t : tensors) check(ncclRecv(t.data, t.count, nccl_type(t.dtype), e.peer, e.comm, s), "ncclRecv");
     }));
   }
+  // Every CommStream joins the same compute stream.
   void wait(Request& r) override {
     if (!r.pending()) return;
     stream_.join(static_cast<PendingCall&>(*r.state));
@@ -158,11 +205,17 @@ class NcclCommunicator final : public Communicator {
         int(tensors) > tags_.max_tensors)
       throw std::logic_error("NcclCommunicator: message tag outside the communicator's TagSpace");
   }
+  Edge& edge(int src, int dst) {
+    if (src < 0 || dst < 0 || src >= size() || dst >= size() || src == dst)
+      throw std::logic_error("NcclCommunicator: no edge " + std::to_string(src) + " -> " + std::to_string(dst));
+    return edges_[size_t(p2p_queue(src, dst, size()))];
+  }
   std::unique_ptr<Communicator> mpi_owned_;
   Communicator& mpi_;
-  CommStream stream_;
+  CommStream stream_;  // the collectives'
   TagSpace tags_;
-  ncclComm_t comm_ = nullptr;
+  ncclComm_t comm_ = nullptr;  // the whole group's: the collectives
+  std::vector<Edge> edges_;    // by p2p_queue; this rank's ends only
 };
 
 // The tensor group's collectives (models/tensor_collectives.h) on a

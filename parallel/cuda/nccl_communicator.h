@@ -8,7 +8,11 @@
 //   recorded on the compute stream (dev.stream), so it sees every kernel
 //   issued before it; completing a Request (wait, or a true test) makes the
 //   compute stream wait for the call's event, so later kernels see its result.
-// - isend/irecv issue the message's tensors inside one ncclGroupStart/End.
+// - A message goes on the communicator and stream of its directed edge
+//   (nccl_arrangement.h: one queue per rank deadlocks), its tensors inside
+//   one ncclGroupStart/End; collectives on the whole group's. Where the
+//   TagSpace allows messages, set-up splits every edge of the group from its
+//   communicator and sends one float over each, so that NCCL connects it.
 //   NCCL pairs a peer's sends and receives by issue order, not by tag: the
 //   executor issues them in matching orders on both peers
 //   (tests/parallel/test_executor.cpp, PeersIssueSendsAndReceivesInTheSameOrder),

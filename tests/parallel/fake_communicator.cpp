@@ -24,12 +24,6 @@ struct PendingSum final : Request::State {
   PendingSum(uint64_t s, float* o, size_t f, size_t k) : seq(s), out(o), from(f), n(k) {}
 };
 
-std::string tag_name(int src, int dst, MessageTag t) {
-  return std::string(t.dir == Direction::Forward ? "forward" : "backward") + " message " +
-         std::to_string(src) + "->" + std::to_string(dst) + " (mb " + std::to_string(t.mb) + ", chunk " +
-         std::to_string(t.chunk) + ")";
-}
-
 // Element-wise sum of the ranks' elements [from, from + n), in rank order.
 template <class T>
 void sum_parts(const std::vector<std::vector<char>>& parts, T* out, size_t n, size_t from = 0) {
@@ -43,6 +37,12 @@ void sum_parts(const std::vector<std::vector<char>>& parts, T* out, size_t n, si
 }
 
 }  // namespace
+
+std::string tag_name(int src, int dst, MessageTag t) {
+  return std::string(t.dir == Direction::Forward ? "forward" : "backward") + " message " +
+         std::to_string(src) + "->" + std::to_string(dst) + " (mb " + std::to_string(t.mb) + ", chunk " +
+         std::to_string(t.chunk) + ")";
+}
 
 FakeNetwork::FakeNetwork(int size)
     : size_(size), next_collective_(size_t(size), 0), reductions_(size_t(size)) {}

@@ -20,6 +20,9 @@
 
 namespace attnres {
 
+// "forward message 0->1 (mb 2, chunk 1)": a message in problem reports.
+std::string tag_name(int src, int dst, MessageTag t);
+
 class FakeNetwork {
  public:
   explicit FakeNetwork(int size);

@@ -1,188 +1,21 @@
-// The pipeline executor in one process: the ranks of a pipeline (and of its
-// data-parallel replicas) are threads joined by FakeNetworks, and what they
-// compute is compared with the one-rank executor bit for bit.
+// The pipeline executor in one process (executor_harness.h), compared with
+// the one-rank executor bit for bit.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
-#include <map>
-#include <memory>
-#include <random>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "parallel/executor.h"
 #include "parallel/partition.h"
 #include "parallel/schedule.h"
+#include "tests/parallel/executor_harness.h"
 #include "tests/parallel/fake_communicator.h"
 #include "tests/parallel/v_shape_schedule.h"
 
 namespace attnres {
 namespace {
-
-constexpr int kBatch = 2;  // sequences per microbatch
-constexpr uint64_t kSeed = 5;
-
-ModelConfig tiny(ResidualMode mode, int S) {
-  ModelConfig m;
-  m.vocab_size = 64;
-  m.d_model = 16;
-  m.n_layers = 2;  // L = 4 sublayers: up to 4 chunks
-  m.n_heads = 2;
-  m.d_ff = 24;
-  m.seq_len = 8;
-  m.mode = mode;
-  m.block_size = S;
-  return m;
-}
-
-struct Case {
-  std::string name;
-  ModelConfig model;
-};
-std::vector<Case> modes() {
-  return {{"standard", tiny(ResidualMode::Standard, 1)},
-          {"full attnres", tiny(ResidualMode::AttnRes, 1)},
-          {"block attnres S=2", tiny(ResidualMode::AttnRes, 2)}};
-}
-
-// Token and target ids of M microbatches.
-struct Batches {
-  std::vector<std::vector<int32_t>> tokens, targets;
-  std::vector<const int32_t*> pointers(const std::vector<std::vector<int32_t>>& ids) const {
-    std::vector<const int32_t*> p;
-    for (const auto& v : ids) p.push_back(v.data());
-    return p;
-  }
-};
-Batches make_batches(const ModelConfig& m, int M, uint32_t seed) {
-  std::mt19937 rng(seed);
-  auto ids = [&] {
-    std::vector<int32_t> v(size_t(kBatch) * m.seq_len);
-    for (int32_t& x : v) x = int32_t(rng() % uint32_t(m.vocab_size));
-    return v;
-  };
-  Batches b;
-  for (int i = 0; i < M; ++i) b.tokens.push_back(ids()), b.targets.push_back(ids());
-  return b;
-}
-
-// What one pipeline produced: each microbatch's loss sum (from the rank of the
-// last chunk) and every gradient, by global tensor name.
-struct Result {
-  std::vector<double> losses;
-  std::map<std::string, std::vector<float>> grads;
-};
-
-struct Outcome {
-  std::vector<Result> replicas;  // per dp replica
-  std::vector<std::string> problems;
-  std::vector<std::string> p2p_order;  // sends and receives issued in different orders (NCCL would hang)
-  int messages = 0;              // received whole, over every pipeline
-  bool reductions_in_list_order = true;
-};
-
-// Runs `steps` steps of `sched` on dp × P threads: replica d feeds batches[d]
-// through its own pipeline; the ranks of one pipeline stage form a dp group.
-Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vector<Batches>& batches, int steps,
-                    HopCaching cache = {}) {
-  const int P = sched.P, dp = int(batches.size());
-  const Partition part = make_partition(m, P, sched.V, "");
-  std::vector<std::unique_ptr<FakeNetwork>> pipes, groups;
-  for (int d = 0; d < dp; ++d) pipes.push_back(std::make_unique<FakeNetwork>(P));
-  for (int p = 0; p < P; ++p) groups.push_back(std::make_unique<FakeNetwork>(dp));
-  auto fail_all = [&] {
-    for (auto& n : pipes) n->fail();
-    for (auto& n : groups) n->fail();
-  };
-
-  std::vector<Result> per_thread(size_t(dp * P));
-  std::vector<std::vector<const float*>> reduce_order(size_t(dp * P));  // grads, by REDUCE_GRADS in the list
-  std::vector<std::string> errors(size_t(dp * P));
-  std::vector<std::thread> threads;
-  for (int d = 0; d < dp; ++d)
-    for (int p = 0; p < P; ++p)
-      threads.emplace_back([&, d, p] {
-        const size_t me = size_t(d * P + p);
-        try {
-          FakeCommunicator pipe(*pipes[size_t(d)], p), data(*groups[size_t(p)], d);
-          PipelineExecutor e(m, part, sched, p, P > 1 ? &pipe : nullptr, dp > 1 ? &data : nullptr, kBatch, kSeed,
-                             cache);
-          const float scale = 1.0f / float(sched.M * kBatch * m.seq_len);
-          const Batches& feed = batches[size_t(d)];
-          const std::vector<const int32_t*> tokens = feed.pointers(feed.tokens), targets = feed.pointers(feed.targets);
-          for (int s = 0; s < steps; ++s) {
-            std::vector<double> l = e.run(tokens, targets, scale);
-            if (e.holds_last_chunk()) per_thread[me].losses.insert(per_thread[me].losses.end(), l.begin(), l.end());
-          }
-          for (const Chunk& c : e.chunks())
-            for (const TensorSpec& t : c.layout.tensors)
-              per_thread[me].grads[t.name] = kernels::to_host(c.dev, c.grads.data() + t.offset, t.numel);
-          const std::vector<int> mine = sched.chunks_of(p);  // e.chunks() is in this order
-          for (const Action& a : sched.ranks[size_t(p)])
-            if (a.op == Op::REDUCE_GRADS)
-              reduce_order[me].push_back(e.chunks()[size_t(std::find(mine.begin(), mine.end(), a.chunk) - mine.begin())].grads.data());
-        } catch (const std::exception& ex) {
-          errors[me] = "rank (dp " + std::to_string(d) + ", pp " + std::to_string(p) + "): " + ex.what();
-          fail_all();
-        }
-      });
-  for (std::thread& t : threads) t.join();
-
-  Outcome out;
-  for (const std::string& e : errors)
-    if (!e.empty()) out.problems.push_back(e);
-  out.replicas.resize(size_t(dp));
-  for (int d = 0; d < dp; ++d) {
-    for (int p = 0; p < P; ++p) {
-      Result& r = per_thread[size_t(d * P + p)];
-      if (!r.losses.empty()) out.replicas[size_t(d)].losses = r.losses;
-      out.replicas[size_t(d)].grads.merge(r.grads);
-      // Each rank started its chunks' reductions in the order of its list.
-      if (dp > 1) out.reductions_in_list_order &= groups[size_t(p)]->reductions_of(d) == reduce_order[size_t(d * P + p)];
-    }
-    out.messages += pipes[size_t(d)]->messages_received();
-    for (const std::string& s : pipes[size_t(d)]->p2p_order_mismatches()) out.p2p_order.push_back(s);
-    for (const std::string& s : pipes[size_t(d)]->problems()) out.problems.push_back(s);
-  }
-  for (auto& g : groups)
-    for (const std::string& s : g->problems()) out.problems.push_back(s);
-  return out;
-}
-
-Result one_rank(const ModelConfig& m, const Batches& b, int steps) {
-  const Outcome r = run_threads(m, make_schedule("1f1b", 1, int(b.tokens.size())), {b}, steps);
-  EXPECT_TRUE(r.problems.empty());
-  return r.replicas[0];
-}
-
-int sends_per_step(const Schedule& s) {
-  int n = 0;
-  for (const auto& l : s.ranks)
-    for (const Action& a : l) n += a.op == Op::SEND_F || a.op == Op::SEND_B;
-  return n;
-}
-
-std::string joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const std::string& x : v) s += x + "\n";
-  return s;
-}
-
-void expect_equal(const Result& want, const Result& got, const std::string& what) {
-  ASSERT_EQ(got.losses.size(), want.losses.size()) << what;
-  for (size_t i = 0; i < want.losses.size(); ++i) EXPECT_EQ(got.losses[i], want.losses[i]) << what << " loss " << i;
-  ASSERT_EQ(got.grads.size(), want.grads.size()) << what;
-  for (const auto& [name, g] : want.grads) {
-    ASSERT_TRUE(got.grads.count(name)) << what << " lacks " << name;
-    const std::vector<float>& h = got.grads.at(name);
-    ASSERT_EQ(h.size(), g.size()) << what << " " << name;
-    for (size_t i = 0; i < g.size(); ++i)
-      ASSERT_EQ(h[i], g[i]) << what << " " << name << "[" << i << "]";
-  }
-}
 
 // Every generator on 1, 2 and 4 ranks (with local copies when P = 1, V = 2),
 // two steps each, against one rank running the whole model. Cross-stage
@@ -208,7 +41,7 @@ TEST(Executor, PipelinesEqualOneRankBitForBit) {
       const std::string what = c.name + ", " + l.schedule + " P=" + std::to_string(l.P) + " V=" +
                                std::to_string(l.V) + (l.cache.forward ? " cached" : "");
       const Schedule s = make_schedule(l.schedule, l.P, M, l.V);
-      const Outcome r = run_threads(c.model, s, {b}, steps, l.cache);
+      const Outcome r = run_threads(c.model, s, {b}, steps, {.cache = l.cache});
       EXPECT_TRUE(r.problems.empty()) << what << "\n" << joined(r.problems);
       EXPECT_EQ(r.messages, steps * sends_per_step(s)) << what;
       expect_equal(ref, r.replicas[0], what);
@@ -236,7 +69,8 @@ TEST(Executor, RecomputeChangesNoBit) {
           if (cache.forward && s.V == 1) continue;
           const std::string what = c.name + ", recompute " + recompute_name(r) + ", " + s.name + " P=" +
                                    std::to_string(s.P) + (cache.forward ? " cached" : "");
-          const Outcome ref = run_threads(c.model, s, {b}, 2, cache), got = run_threads(re, s, {b}, 2, cache);
+          const Outcome ref = run_threads(c.model, s, {b}, 2, {.cache = cache}),
+                        got = run_threads(re, s, {b}, 2, {.cache = cache});
           ASSERT_TRUE(ref.problems.empty() && got.problems.empty()) << what << "\n" << joined(got.problems);
           expect_equal(ref.replicas[0], got.replicas[0], what);
         }
@@ -249,27 +83,14 @@ TEST(Executor, RecomputeChangesNoBit) {
 // that peer issues the matching receives (DESIGN §7). Two steps, so the
 // receives a step posts ahead are covered too.
 TEST(Executor, PeersIssueSendsAndReceivesInTheSameOrder) {
-  ModelConfig m = tiny(ResidualMode::AttnRes, 3);
-  m.n_layers = 4;  // L = 8: up to 8 chunks
-  int layouts = 0;
-  for (const std::string& name : schedule_names())
-    for (int P : {2, 3, 4})
-      for (int V : {1, 2})
-        for (int M : {P, 2 * P, 2 * P + 1}) {
-          if (P * V > m.num_sublayers()) continue;
-          Schedule s;
-          try {
-            s = make_schedule(name, P, M, V);
-          } catch (const std::invalid_argument&) {
-            continue;  // not a layout this generator makes
-          }
-          const std::string what = name + " P=" + std::to_string(P) + " V=" + std::to_string(V) + " M=" + std::to_string(M);
-          const Outcome r = run_threads(m, s, {make_batches(m, M, 13)}, 2);
-          EXPECT_TRUE(r.problems.empty()) << what << "\n" << joined(r.problems);
-          EXPECT_TRUE(r.p2p_order.empty()) << what << "\n" << joined(r.p2p_order);
-          ++layouts;
-        }
-  EXPECT_GE(layouts, 20);
+  const ModelConfig m = order_model();
+  const std::vector<Schedule> layouts = order_layouts(m);
+  for (const Schedule& s : layouts) {
+    const Outcome r = run_threads(m, s, {make_batches(m, s.M, 13)}, 2);
+    EXPECT_TRUE(r.problems.empty()) << layout_name(s) << "\n" << joined(r.problems);
+    EXPECT_TRUE(r.p2p_order.empty()) << layout_name(s) << "\n" << joined(r.p2p_order);
+  }
+  EXPECT_GE(layouts.size(), 20u);
 }
 
 // A placement no generator makes (chunks 0,1,1,0): the executor takes its
@@ -339,7 +160,7 @@ TEST(Executor, CachedGradientsSummedLocallyMatchWithinRounding) {
   const ModelConfig m = tiny(ResidualMode::AttnRes, 1);
   const Batches b = make_batches(m, M, 13);
   const Result ref = one_rank(m, b, 1);
-  const Outcome r = run_threads(m, make_schedule("interleaved", 2, M, 2), {b}, 1, {true, true});
+  const Outcome r = run_threads(m, make_schedule("interleaved", 2, M, 2), {b}, 1, {.cache = {true, true}});
   ASSERT_TRUE(r.problems.empty()) << joined(r.problems);
   EXPECT_EQ(r.replicas[0].losses, ref.losses);
   for (const auto& [name, g] : ref.grads)
