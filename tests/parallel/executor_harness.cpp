@@ -85,7 +85,7 @@ namespace {
 void gather_gradients(PipelineExecutor& e, Communicator& data) {
   for (size_t i = 0; i < e.chunks().size(); ++i) {
     Chunk& c = e.chunks()[i];
-    const PipelineExecutor::GradPart part = e.grad_part(i);
+    const GradPart part = e.data_parallel().part(i);
     kernels::copy(c.dev, c.grads.data() + part.begin, part.grads, part.count, kernels::CopyKind::DeviceToDevice);
     data.allgather_parts(c.grads.data(), split_evenly(c.layout.total, data.size()));
   }
@@ -123,7 +123,7 @@ Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vect
           Communicator& dc = opt.nccl ? static_cast<Communicator&>(nccl_data) : data;
           PipelineExecutor e(m, part, sched, p, P > 1 ? &pc : nullptr, dp > 1 ? &dc : nullptr, kBatch, kSeed,
                              opt.cache);
-          if (opt.zero1) e.shard_gradients();
+          if (opt.zero1) e.data_parallel().shard();
           const float scale = 1.0f / float(sched.M * kBatch * m.seq_len);
           const Batches& feed = batches[size_t(d)];
           const std::vector<const int32_t*> tokens = feed.pointers(feed.tokens), targets = feed.pointers(feed.targets);
