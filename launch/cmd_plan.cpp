@@ -390,6 +390,7 @@ void print_network(const ModelConfig& m, const Partition& part, const Schedule& 
   std::printf("%-16s %14s %16s %14s %10s\n", "variant", "hop bytes/step", "comm s/step", "step s", "bubble");
   for (const Variant& v : variants) {
     SimCosts k{u, 2 * u, u, u, 0};
+    k.sends_in_flight = m.sends_in_flight;
     k.hop.assign(size_t(C), 0.0);
     k.hop_bwd.assign(size_t(C), 0.0);
     double bytes_step = 0, comm = 0;

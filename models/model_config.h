@@ -49,6 +49,10 @@ struct ModelConfig {
   // loader: auto = precision). BF16 only in a bf16 run, whose stream values
   // it moves exactly.
   kernels::DType hop_dtype = kernels::DType::F32;
+  // Messages a chunk may have in flight per direction (parallel.sends_in_flight):
+  // each has a staging buffer of its own, so a slot is reused without
+  // waiting for its sends; one more send waits for the oldest.
+  int sends_in_flight = 2;
 
   int num_sublayers() const { return 2 * n_layers; }
   int head_dim() const { return d_model / n_heads; }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <chrono>
+#include <deque>
 #include <stdexcept>
 
 #include "kernels/memory.h"
@@ -36,8 +37,8 @@ struct PipelineExecutor::Slot {
   ResidualState out;               // the forward's output stream
   std::vector<float*> recv_vals;   // forward payload into this chunk (in_hop order)
   std::vector<float*> recv_grads;  // backward payload from the next chunk (out_grad_hop order)
-  // bf16 hops (hop_wire_buffers): each message's bf16 copy, in payload order.
-  std::vector<k::bf16*> wire_recv_vals, wire_recv_grads, wire_send_vals, wire_send_grads;
+  // bf16 hops (hop_receive_wire_buffers): each received message's bf16 copy, in payload order.
+  std::vector<k::bf16*> wire_recv_vals, wire_recv_grads;
   std::vector<float*> own_grads;   // per source index: gradient buffers this slot owns
   float* dhidden = nullptr;        // standard mode, last chunk: gradient of the output
   std::vector<float*> grads;       // per source index in the output stream: its gradient
@@ -45,7 +46,16 @@ struct PipelineExecutor::Slot {
   Request recv_f, recv_b;
   bool recv_f_posted = false, recv_b_posted = false;
   bool copied_in = false, copied_back = false;  // COPY_F / COPY_B filled recv_vals / recv_grads
-  std::vector<Request> sends;
+};
+
+// The staging buffers of one chunk's messages in one direction
+// (ModelConfig::sends_in_flight of them, in the hop's element type): a
+// message is copied, or rounded to bf16, into a free one and sent from
+// there, so the slot it came from is free at once.
+struct PipelineExecutor::SendPool {
+  std::vector<std::vector<TensorRef>> bufs;      // per buffer, one per payload tensor
+  std::vector<int> free;                         // buffers not in flight
+  std::deque<std::pair<Request, int>> in_flight;  // oldest first, with its buffer
 };
 
 struct PipelineExecutor::Local {
@@ -54,6 +64,7 @@ struct PipelineExecutor::Local {
   HopPayload in_hop, out_hop;            // forward: into this chunk; into the next (empty for the last)
   HopPayload in_grad_hop, out_grad_hop;  // the same hops' backward payloads
   RecomputedChunk recompute;   // full or block recomputation; empty otherwise
+  SendPool sends_f, sends_b;   // into the next chunk / back into the previous one, when on another rank
   int n_in = 0, n_out = 0;     // sources in the input / output stream
   std::vector<Slot> slots;
   std::vector<k::DeviceBuffer<float>> buffers;  // every hop buffer of every slot
@@ -126,10 +137,11 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
         auto wire = [&](std::vector<k::bf16*>& to, const HopPayload& hop) {
           for (size_t t = 0; t < hop.tensors.size(); ++t) to.push_back(L->wire.emplace_back(dev_, stream_floats_).data());
         };
-        wire(s.wire_recv_vals, L->in_hop), wire(s.wire_send_grads, L->in_grad_hop);
-        wire(s.wire_send_vals, L->out_hop), wire(s.wire_recv_grads, L->out_grad_hop);
+        wire(s.wire_recv_vals, L->in_hop), wire(s.wire_recv_grads, L->out_grad_hop);
       }
     }
+    if (c + 1 < C && schedule_.placement[size_t(c + 1)] != rank_) init_send_pool(*L, L->sends_f, L->out_hop);
+    if (c > 0 && schedule_.placement[size_t(c - 1)] != rank_) init_send_pool(*L, L->sends_b, L->in_grad_hop);
     locals_.push_back(std::move(L));
   }
   dp_ = std::make_unique<DataParallelSync>(data_, chunks_, mine);
@@ -140,13 +152,25 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
   t0_us_ = now_us();
 }
 
+// The staging buffers of `pool`, for messages of `hop`'s payload.
+void PipelineExecutor::init_send_pool(Local& L, SendPool& pool, const HopPayload& hop) {
+  for (int b = 0; b < cfg_.sends_in_flight; ++b) {
+    std::vector<TensorRef>& refs = pool.bufs.emplace_back();
+    for (size_t t = 0; t < hop.tensors.size(); ++t)
+      refs.push_back({bf16_hops() ? static_cast<void*>(L.wire.emplace_back(dev_, stream_floats_).data())
+                                  : static_cast<void*>(L.buffers.emplace_back(dev_, stream_floats_).data()),
+                      stream_floats_, cfg_.hop_dtype});
+    pool.free.push_back(b);
+  }
+}
+
 // Buffers are freed by their owners; pending messages and reductions must finish first.
 PipelineExecutor::~PipelineExecutor() {
   for (k::Event& e : timed_) k::event_destroy(e);
   k::event_destroy(run_start_);
-  if (!pipe_) return;
   for (auto& L : locals_)
-    for (Slot& s : L->slots) pipe_->wait_all(s.sends);
+    for (SendPool* p : {&L->sends_f, &L->sends_b})
+      for (auto& [req, b] : p->in_flight) pipe_->wait(req);
 }
 
 bool PipelineExecutor::holds_last_chunk() const { return locals_.back()->chunk == schedule_.num_chunks() - 1; }
@@ -180,8 +204,6 @@ PipelineExecutor::Slot& PipelineExecutor::acquire(int mb, int chunk) {
 
 void PipelineExecutor::release(int chunk, int slot) {
   Slot& s = local(chunk).slots[size_t(slot)];
-  if (!s.sends.empty()) pipe_->wait_all(s.sends);
-  s.sends.clear();
   s.recv_f_posted = s.recv_b_posted = s.copied_in = s.copied_back = false;
   table_.release(chunk, slot);
 }
@@ -205,17 +227,33 @@ bool PipelineExecutor::bf16_hops() const { return cfg_.hop_dtype == k::DType::BF
 void PipelineExecutor::unwire(const std::vector<k::bf16*>& wire, const std::vector<float*>& to) {
   for (size_t t = 0; bf16_hops() && t < to.size(); ++t) k::convert(dev_, to[t], wire[t], stream_floats_);
 }
-// Sends payload `vals` through `wire` (bf16 hops) or as it is; returns the
-// bytes the communicator counted for it.
-uint64_t PipelineExecutor::send(const std::vector<float*>& vals, const std::vector<k::bf16*>& wire, int peer,
-                                MessageTag tag, std::vector<Request>& sends) {
-  const uint64_t before = pipe_->bytes_sent();
-  if (bf16_hops()) {
-    for (size_t t = 0; t < vals.size(); ++t) k::convert(dev_, wire[t], vals[t], stream_floats_);
-    sends.push_back(pipe_->isend(refs(wire, stream_floats_), peer, tag));
-  } else {
-    sends.push_back(pipe_->isend(refs(vals, stream_floats_), peer, tag));
+// A free staging buffer of `pool`; when all are in flight, the oldest
+// message's, once it is done (the bound of parallel.sends_in_flight).
+int PipelineExecutor::take(SendPool& pool) {
+  if (pool.free.empty()) {
+    const double t = now_us();
+    pipe_->wait(pool.in_flight.front().first);
+    if (open_start_) k::event_record(*open_start_, dev_);
+    if (tracing_) trace_.push_back({"wait send", "comm", t - t0_us_, now_us() - t});
+    pool.free.push_back(pool.in_flight.front().second);
+    pool.in_flight.pop_front();
   }
+  const int b = pool.free.back();
+  pool.free.pop_back();
+  return b;
+}
+
+// Sends payload `vals` from a staging buffer of `pool` (rounded to bf16
+// with bf16 hops); returns the bytes the communicator counted for it.
+uint64_t PipelineExecutor::send(const std::vector<float*>& vals, SendPool& pool, int peer, MessageTag tag) {
+  const int b = take(pool);
+  const std::vector<TensorRef>& bufs = pool.bufs[size_t(b)];
+  for (size_t t = 0; t < vals.size(); ++t) {
+    if (bf16_hops()) k::convert(dev_, static_cast<k::bf16*>(bufs[t].data), vals[t], stream_floats_);
+    else k::copy(dev_, static_cast<float*>(bufs[t].data), vals[t], stream_floats_, k::CopyKind::DeviceToDevice);
+  }
+  const uint64_t before = pipe_->bytes_sent();
+  pool.in_flight.emplace_back(pipe_->isend(bufs, peer, tag), b);
   return pipe_->bytes_sent() - before;
 }
 // Posts the receive of a message into `vals`, through `wire` with bf16 hops (unwire after the wait).
@@ -326,9 +364,8 @@ std::vector<float*> PipelineExecutor::backward_payload(int mb, int chunk) {
 }
 
 void PipelineExecutor::send_f(int mb, int chunk, int peer) {
-  Slot& s = slot_of(mb, chunk);
   fwd_bytes_[size_t(chunk + 1)] +=
-      send(forward_payload(mb, chunk), s.wire_send_vals, peer, {mb, chunk + 1, Direction::Forward}, s.sends);
+      send(forward_payload(mb, chunk), local(chunk).sends_f, peer, {mb, chunk + 1, Direction::Forward});
 }
 
 void PipelineExecutor::copy_f(int mb, int chunk) {
@@ -370,9 +407,8 @@ void PipelineExecutor::backward_weight(int mb, int chunk) {
 }
 
 void PipelineExecutor::send_b(int mb, int chunk, int peer) {
-  Slot& s = slot_of(mb, chunk);
   bwd_bytes_[size_t(chunk)] +=
-      send(backward_payload(mb, chunk), s.wire_send_grads, peer, {mb, chunk, Direction::Backward}, s.sends);
+      send(backward_payload(mb, chunk), local(chunk).sends_b, peer, {mb, chunk, Direction::Backward});
 }
 
 void PipelineExecutor::copy_b(int mb, int chunk) {

@@ -4,7 +4,9 @@
 // between local chunks (COPY_F / COPY_B) and when each chunk's data-parallel
 // gradient reduction starts (REDUCE_GRADS). Hop payloads (DESIGN §2) move with
 // non-blocking point-to-point messages; receives are posted as early as a
-// buffer is free, and sends never block compute.
+// slot is free (parallel/slot_policy.h), and each send leaves from a staging
+// buffer of its own, so freeing a slot never waits for a send; only a send
+// beyond parallel.sends_in_flight waits, for the oldest.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -113,8 +115,10 @@ class PipelineExecutor {
   bool bf16_hops() const;
   void sync_compute_weights();
   void unwire(const std::vector<kernels::bf16*>& wire, const std::vector<float*>& to);
-  uint64_t send(const std::vector<float*>& vals, const std::vector<kernels::bf16*>& wire, int peer, MessageTag tag,
-                std::vector<Request>& sends);
+  struct SendPool;
+  void init_send_pool(Local& L, SendPool& pool, const HopPayload& hop);
+  int take(SendPool& pool);
+  uint64_t send(const std::vector<float*>& vals, SendPool& pool, int peer, MessageTag tag);
   Request receive(const std::vector<float*>& vals, const std::vector<kernels::bf16*>& wire, int peer, MessageTag tag);
   kernels::Event& next_timed(const Action& a);
   void settle_timing();

@@ -27,16 +27,22 @@ HopPayload hop_payload(const ModelConfig& cfg, const Partition& part, int chunk,
   return hop;
 }
 
-int hop_wire_buffers(const ModelConfig& cfg, const Partition& part, int c, HopCaching caching) {
+int hop_receive_wire_buffers(const ModelConfig& cfg, const Partition& part, int c, HopCaching caching) {
   if (cfg.hop_dtype != kernels::DType::BF16) return 0;
   size_t n = 0;
-  if (c > 0)
-    n += hop_payload(cfg, part, c, caching.forward).tensors.size() +
-         hop_payload(cfg, part, c, caching.backward).tensors.size();
-  if (c + 1 < part.num_chunks())
-    n += hop_payload(cfg, part, c + 1, caching.forward).tensors.size() +
-         hop_payload(cfg, part, c + 1, caching.backward).tensors.size();
+  if (c > 0) n += hop_payload(cfg, part, c, caching.forward).tensors.size();
+  if (c + 1 < part.num_chunks()) n += hop_payload(cfg, part, c + 1, caching.backward).tensors.size();
   return int(n);
+}
+
+int hop_send_buffers(const ModelConfig& cfg, const Partition& part, const std::vector<int>& placement, int c,
+                     HopCaching caching) {
+  size_t n = 0;
+  if (c + 1 < part.num_chunks() && placement[size_t(c + 1)] != placement[size_t(c)])
+    n += hop_payload(cfg, part, c + 1, caching.forward).tensors.size();
+  if (c > 0 && placement[size_t(c - 1)] != placement[size_t(c)])
+    n += hop_payload(cfg, part, c, caching.backward).tensors.size();
+  return int(n) * cfg.sends_in_flight;
 }
 
 int64_t hop_bytes(const ModelConfig& cfg, const HopPayload& hop, int micro_batch) {

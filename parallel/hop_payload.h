@@ -64,11 +64,18 @@ struct HopCaching {
   bool forward = false, backward = false;
 };
 
-// With bf16 hops the stream stays in float buffers and each message moves
-// through bf16 buffers of its own: per activation slot of chunk c, one per
-// tensor of its four payloads (forward in and out, backward in and out).
-// 0 with fp32 hops. The executor allocates these; the memory plan counts them.
-int hop_wire_buffers(const ModelConfig& cfg, const Partition& part, int c, HopCaching caching);
+// With bf16 hops the stream stays in float buffers and each received
+// message lands in bf16 buffers of its own: per activation slot of chunk c,
+// one per tensor of the two payloads it receives (forward in, backward from
+// the next chunk). 0 with fp32 hops.
+int hop_receive_wire_buffers(const ModelConfig& cfg, const Partition& part, int c, HopCaching caching);
+// Each message chunk c sends to another rank is staged in a buffer of the
+// hop's element type, cfg.sends_in_flight per direction: the tensors of
+// those buffers (forward into c+1, backward into c−1, where `placement`
+// puts that chunk on a rank other than c's). The executor allocates these
+// and the memory plan counts them.
+int hop_send_buffers(const ModelConfig& cfg, const Partition& part, const std::vector<int>& placement, int c,
+                     HopCaching caching);
 
 // Bytes one direction of the hop moves for a microbatch of `micro_batch`
 // sequences: tensors × micro_batch × seq_len × d_model × the hop's element

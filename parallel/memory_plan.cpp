@@ -72,7 +72,9 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
       ch.bytes.acts = uint64_t(ch.slots) * ch.arena_bytes;
     }
     ch.bytes.hops = uint64_t(ch.slots) * uint64_t(ch.hop_buffers) * tensor_bytes;
-    ch.bytes.hops += uint64_t(ch.slots) * uint64_t(hop_wire_buffers(cfg, part, c, caching)) * wire_bytes;
+    ch.bytes.hops += uint64_t(ch.slots) * uint64_t(hop_receive_wire_buffers(cfg, part, c, caching)) * wire_bytes;
+    ch.bytes.hops += uint64_t(hop_send_buffers(cfg, part, schedule.placement, c, caching)) *
+                     (cfg.hop_dtype == k::DType::BF16 ? wire_bytes : tensor_bytes);
     plan.total += ch.bytes;
     plan.chunks.push_back(ch);
   }

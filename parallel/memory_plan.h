@@ -12,6 +12,8 @@
 // Under full or block recomputation the slots share one arena, the size of
 // the chunk's largest recompute segment, and each keeps instead copies of
 // what its segments produce (recompute_kept_outputs).
+// Per chunk, the staging buffers of the messages it sends to other ranks
+// (hop_send_buffers: parallel.sends_in_flight per direction).
 // AdamW's moments (2 x parameters, or under ZeRO-1 2 x this rank's part)
 // belong to the trainer: `adamw`, outside what the executor allocates.
 #pragma once

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <stdexcept>
 #include <utility>
@@ -273,27 +274,18 @@ struct Link {
   double t = 0;                // time up to which `left` is accounted
 };
 
-// A slot (chunk, index) of the rank's SlotTable.
-struct SlotId {
-  int chunk = -1, slot = -1;
-  bool valid() const { return chunk >= 0; }
-};
-
-// The executor's slots (parallel/slot_policy.h) and, per slot, the messages
-// it has sent: freeing a slot waits for them to arrive.
+// The executor's slots (parallel/slot_policy.h) and, per chunk and
+// direction, the messages it has in flight, oldest first.
 struct SimRank {
-  SimRank(const Schedule& s, int r) : slots(s, r) {
-    for (int n : activation_slots(s, r)) sends.emplace_back(size_t(n));
-  }
+  SimRank(const Schedule& s, int r) : slots(s, r), in_flight(size_t(2 * s.num_chunks())) {}
   double clock = 0;
   int pc = 0;
   int reached = -1;               // list position whose action has been reached
   double reached_at = 0;          // ... and when (a RECV's start)
-  long wait = -1;                 // message the rank is blocked on (a RECV's, or a send of
-                                  // `releasing`), or -1
-  SlotId releasing;               // slot to free (after its sends) before the next action
+  long wait = -1;                 // message the rank is blocked on (a RECV's, or its oldest send's), or -1
+  bool waits_on_send = false;     // `wait` is a send's: no receive latency when it arrives
   SlotTable slots;
-  std::vector<std::vector<std::vector<size_t>>> sends;  // by chunk and slot
+  std::vector<std::deque<size_t>> in_flight;  // by 2 * chunk + (SEND_B ? 1 : 0)
 };
 
 // Replays one optimizer step the way the executor runs it: every rank works
@@ -389,7 +381,8 @@ class Timeline {
     msgs_[m].arrived = t;
     for (SimRank& R : ranks_)
       if (R.wait == long(m)) {
-        R.clock = std::max(R.clock, R.releasing.valid() ? t : t + k_.latency);  // a RECV ends `latency` later
+        R.clock = std::max(R.clock, R.waits_on_send ? t : t + k_.latency);  // a RECV ends `latency` later
+        R.waits_on_send = false;
         R.wait = -1;
       }
   }
@@ -419,22 +412,12 @@ class Timeline {
     return a.op == Op::RECV_F ? acquire(r, a.mb, a.chunk) : t.find(a.chunk, a.mb) >= 0;
   }
 
-  bool acquire(int r, int mb, int c) {
-    const SlotTable::Taken t = ranks_[size_t(r)].slots.acquire(c, mb);
-    if (t.fresh) ranks_[size_t(r)].sends[size_t(c)][size_t(t.slot)].clear();
-    return t.slot >= 0;
-  }
+  bool acquire(int r, int mb, int c) { return ranks_[size_t(r)].slots.acquire(c, mb).slot >= 0; }
 
   // Runs rank r's next action at its clock, or blocks it on a message.
   void step(int r) {
     SimRank& R = ranks_[size_t(r)];
     const double now = R.clock;
-    if (R.releasing.valid()) {
-      for (size_t m : R.sends[size_t(R.releasing.chunk)][size_t(R.releasing.slot)])
-        if (msgs_[m].arrived < 0) return block(R, m);
-      R.slots.release(R.releasing.chunk, R.releasing.slot);
-      R.releasing = SlotId{};
-    }
     const Action& a = s_.ranks[size_t(r)][size_t(R.pc)];
     RankStats& st = res_.ranks[size_t(r)];
     if (R.reached != R.pc) {
@@ -453,9 +436,15 @@ class Timeline {
       if (msg.arrived < 0) return block(R, recv_id(a));
       end = R.clock = std::max(now, msg.arrived + k_.latency);
     } else if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
-      const int sl = R.slots.find(a.chunk, a.mb);
-      if (sl < 0) return fail(r, a, "sends from a microbatch the chunk does not hold");
-      if (msgs_[send_id(a)].sent < 0) send(a, now), R.sends[size_t(a.chunk)][size_t(sl)].push_back(send_id(a));
+      if (R.slots.find(a.chunk, a.mb) < 0) return fail(r, a, "sends from a microbatch the chunk does not hold");
+      std::deque<size_t>& q = R.in_flight[size_t(2 * a.chunk + (a.op == Op::SEND_B ? 1 : 0))];
+      while (!q.empty() && msgs_[q.front()].arrived >= 0) q.pop_front();
+      if (int(q.size()) >= k_.sends_in_flight) {
+        R.waits_on_send = true;
+        return block(R, q.front());
+      }
+      send(a, now);
+      q.push_back(send_id(a));
     } else if (is_compute(a.op) || is_copy(a.op)) {
       if (a.op == Op::F && !acquire(r, a.mb, a.chunk)) return fail(r, a, "has no free activation slot");
       if (a.op == Op::COPY_F && !acquire(r, a.mb, a.chunk + 1))
@@ -470,7 +459,7 @@ class Timeline {
     }
     st.timeline.push_back({R.pc, a, R.reached_at, end});
     R.pc++;
-    if (const int left = R.slots.after(a); left >= 0) R.releasing = SlotId{a.chunk, left};
+    if (const int left = R.slots.after(a); left >= 0) R.slots.release(a.chunk, left);
   }
 
   void block(SimRank& R, size_t m) { R.wait = long(m); }
@@ -521,6 +510,8 @@ SimResult simulate(const Schedule& s, const SimCosts& costs) {
     if (!std::isfinite(c) || c < 0)
       throw std::invalid_argument(std::string("simulator cost ") + n + "=" + std::to_string(c) +
                                   " must be finite and >= 0");
+  if (costs.sends_in_flight < 1)
+    throw std::invalid_argument("simulator sends_in_flight=" + std::to_string(costs.sends_in_flight) + " must be >= 1");
   for (const std::vector<double>* hops : {&costs.hop, &costs.hop_bwd})
     for (double h : *hops)
       if (!std::isfinite(h) || h < 0)

@@ -6,8 +6,10 @@
 // it, in time order. Each rank executes its list in order. F, B, BI, BW and
 // the local COPY_F / COPY_B take their cost.
 //  - Slots and receives posted ahead: the executor's own rules, the same code
-//    (parallel/slot_policy.h). Freeing a slot waits until the slot's sends
-//    have arrived (the executor's wait on them).
+//    (parallel/slot_policy.h). A slot is free as soon as its microbatch
+//    leaves it: sends go from staging buffers of their own, at most
+//    `sends_in_flight` per chunk and direction; one more waits until the
+//    oldest has arrived.
 //  - Transfers. A send is non-blocking. Its message moves once it is sent
 //    and its receive is posted (a rendezvous, as MPI moves large messages),
 //    and takes its hop's transfer time (`hop`, e.g. from the α-β model of
@@ -38,6 +40,9 @@ struct SimCosts {
   // message, when its payload differs (cached gradients summed on the hops);
   // empty = as `hop`.
   std::vector<double> hop = {}, hop_bwd = {};
+  // Messages a chunk may have in flight per direction (the executor's
+  // parallel.sends_in_flight): one more send waits for the oldest to arrive.
+  int sends_in_flight = 2;
 };
 
 struct TimedAction {

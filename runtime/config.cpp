@@ -72,6 +72,7 @@ void visit_fields(C& c, F&& f) {
   f("parallel.cached_grads", c.parallel.cached_grads);
   f("parallel.sequence_parallel", c.parallel.sequence_parallel);
   f("parallel.hop_dtype", c.parallel.hop_dtype);
+  f("parallel.sends_in_flight", c.parallel.sends_in_flight);
   f("checkpoint.dir", c.checkpoint.dir);
   f("checkpoint.every", c.checkpoint.every);
   f("checkpoint.keep_last", c.checkpoint.keep_last);
@@ -414,6 +415,8 @@ void validate_config(Config& cfg) {
     fail("parallel.hop_dtype", "bf16 hops need train.precision: bf16; an fp32 stream rounded at the hops only "
                                "would make a pipelined run differ from one process (use auto or fp32)");
   m.hop_dtype = p.hop_dtype == "bf16" || (p.hop_dtype == "auto" && m.bf16()) ? kernels::DType::BF16 : kernels::DType::F32;
+  require_positive("parallel.sends_in_flight", p.sends_in_flight);
+  m.sends_in_flight = p.sends_in_flight;
   if (p.cached_grads != "exact" && p.cached_grads != "local")
     fail("parallel.cached_grads", "'" + p.cached_grads + "' is not a way to sum cached gradients (expected exact or local)");
   require_positive("parallel.virtual_stages", p.virtual_stages);

@@ -51,6 +51,7 @@ struct ParallelConfig {
   // Element type of the hop payloads: auto = the training precision. A bf16
   // run's stream holds bf16 values, so bf16 hops move them exactly.
   std::string hop_dtype = "auto";  // auto | fp32 | bf16
+  int sends_in_flight = 2;         // per chunk and direction; each holds a staging buffer
 
   // Which hop payloads leave out what the receiving rank holds (hop_payload.h).
   bool caches_forward() const { return cross_stage_cache && virtual_stages >= 2; }

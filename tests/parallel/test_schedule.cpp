@@ -277,31 +277,56 @@ TEST(Simulator, LatencyDelaysEveryReceive) {
 // its forwards take slots. F0, F1, F2 end at 1, 2, 3, and messages moving
 // together share the link 0->1: F0 moves alone over [1,2) and at half rate
 // over [2,3), arriving at 3; F1 then has 1 left, shared with F2 until 5; F2's
-// last 0.5 arrives at 5.5. Rank 1 runs F0 [3,4) F1 [5,6) F2 [6,7) B0 [7,9).
-// Freeing mb 0's slot waits for its gradient to arrive (10.5), so rank 1 runs
-// B1 [10.5,12.5) and B2 [14,16), and finishes at 17.5 when B2's gradient has
-// arrived. Rank 0 runs B0 [10.5,12.5) B1 [14,16) B2 [17.5,19.5).
+// last 0.5 arrives at 5.5 (two sends in flight at most: F2 leaves at 3,
+// when F0 has arrived). Rank 1 runs F0 [3,4) F1 [5,6) F2 [6,7) and B0 B1 B2
+// back to back [7,13): its slots are free without waiting for the gradients
+// it sent, which arrive at 10.5, 12.5 and 14.5 (each alone on link 1->0).
+// Rank 0 runs B0 [10.5,12.5) B1 [12.5,14.5) B2 [14.5,16.5).
 TEST(Simulator, HopTransfersShareTheirLink) {
   const Schedule s = make_schedule("gpipe", 2, 3);
   SimCosts k{1, 2, 1, 1, 0};
   k.hop = {0, 1.5};
   const SimResult r = simulate(s, k);
   ASSERT_TRUE(r.ok()) << all_errors(r);
-  EXPECT_EQ(r.makespan, 19.5);
-  EXPECT_EQ(r.ranks[1].finish, 17.5);
+  EXPECT_EQ(r.makespan, 16.5);
+  EXPECT_EQ(r.ranks[1].finish, 13.0);
   EXPECT_EQ(r.ranks[0].busy, 9.0);
-  EXPECT_EQ(r.ranks[0].idle, 10.5);
+  EXPECT_EQ(r.ranks[0].idle, 7.5);
   EXPECT_EQ(simulate(s, SimCosts{1, 2, 1, 1, 0}).makespan, 12.0);  // no transfer time
   k.hop = {0, 1.5, 1};
   EXPECT_THROW(simulate(s, k), std::invalid_argument);  // one entry per chunk
   k.hop = {0, -1};
   EXPECT_THROW(simulate(s, k), std::invalid_argument);
-  // Backward messages of 0.5 instead: they arrive at 9.5, 12 and 14.5, and
-  // rank 0 runs B0 [9.5,11.5) B1 [12,14) B2 [14.5,16.5).
+  // Backward messages of 0.5 instead: they arrive at 9.5, 11.5 and 13.5, and
+  // rank 0 runs B0 [9.5,11.5) B1 [11.5,13.5) B2 [13.5,15.5).
   k.hop = {0, 1.5};
   k.hop_bwd = {0, 0.5};
-  EXPECT_EQ(simulate(s, k).makespan, 16.5);
+  EXPECT_EQ(simulate(s, k).makespan, 15.5);
   k.hop_bwd = {0.5};
+  EXPECT_THROW(simulate(s, k), std::invalid_argument);
+}
+
+// parallel.sends_in_flight = 1: a send waits for the one before it to arrive.
+// Same schedule, messages 1.5: F0 leaves at 1 (arrives 2.5); SEND_F1, reached
+// at 2, waits until 2.5 (arrives 4); F2 [2.5,3.5) and SEND_F2 waits until 4
+// (arrives 5.5). Rank 1: F0 [2.5,3.5) F1 [4,5) F2 [5.5,6.5), B0 B1 B2
+// [6.5,12.5) with gradients arriving at 10, 12 and 14 (each sent after the
+// one before arrived); rank 0: B0 [10,12) B1 [12,14) B2 [14,16).
+TEST(Simulator, SendsBeyondTheWindowWaitForTheOldest) {
+  const Schedule s = make_schedule("gpipe", 2, 3);
+  SimCosts k{1, 2, 1, 1, 0};
+  k.hop = {0, 1.5};
+  k.sends_in_flight = 1;
+  const SimResult r = simulate(s, k);
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  EXPECT_EQ(r.makespan, 16.0);
+  EXPECT_EQ(r.ranks[1].finish, 12.5);
+  for (const TimedAction& t : r.ranks[0].timeline)
+    if (t.action.op == Op::SEND_F && t.action.mb == 1) {
+      EXPECT_EQ(t.start, 2.0);
+      EXPECT_EQ(t.end, 2.5);
+    }
+  k.sends_in_flight = 0;
   EXPECT_THROW(simulate(s, k), std::invalid_argument);
 }
 
