@@ -88,12 +88,14 @@ Chunk chunk_segment(const Chunk& c, int first, int last) {
   s.t = c.t;
   s.params_base = c.params_base, s.compute_base = c.compute_base;
   s.cos = c.cos, s.sin = c.sin;
+  s.progress = c.progress;
   return s;
 }
 
 // ---- sublayers -----------------------------------------------------------------
 // Even sublayers are attention, odd ones the MLP (DESIGN §1).
 void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, int j) {
+  if (c.progress) c.progress();
   float* y = partial_target(c, s.y);
   if (j % 2 == 0)
     attention_sublayer_forward(c, p, s, y);
@@ -105,6 +107,7 @@ void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s,
 
 void sublayer_backward(const Chunk& c, const SublayerTensors& p, const SublayerTensors& g, SublayerActs& s, int j,
                        float* dh, float* sdot) {
+  if (c.progress) c.progress();
   const BackwardScratch& t = c.t;
   const ChunkDims& x = c.dims;
   if (j % 2 == 0)
@@ -182,6 +185,7 @@ void chunk_backward_weight(const Chunk& c, ChunkActs& a) {
   for (int j = c.last - 1; j >= c.first; --j) {
     const SublayerActs& s = v.sub[j - c.first];
     const SublayerTensors& g = c.g.sub[j - c.first];
+    if (c.progress) c.progress();
     if (j % 2 == 0)
       attention_sublayer_backward_weight(c, g, s);
     else

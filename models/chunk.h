@@ -8,6 +8,7 @@
 // arena once. Forward and backward only follow pointers.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "kernels/device.h"
@@ -113,6 +114,10 @@ struct Chunk {
   ChunkTensors p, g;      // views into params and grads
   BackwardScratch t;      // view into scratch
   const float *cos = nullptr, *sin = nullptr;  // the RoPE tables (rope_cos, rope_sin)
+  // Called before each sublayer's forward, backward and weight pass: the
+  // executor lets its communicators move messages while the chunk computes
+  // (MPI moves data only inside its calls). Changes no value. May be empty.
+  std::function<void()> progress;
 };
 
 // Allocates this tp rank's parameter shards (initialised from seed, the same

@@ -118,6 +118,10 @@ class Communicator {
   // ranks still working (e.g. a node's sgemm peak measurement).
   virtual void barrier() = 0;
 
+  // Lets the library move pending messages and collectives while the caller
+  // computes: MPI moves data only inside its calls. Cheap; changes no value.
+  virtual void progress() {}
+
   // Payload bytes passed to isend so far (4 per float), counted when posted.
   uint64_t bytes_sent() const { return bytes_sent_; }
 

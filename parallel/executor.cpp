@@ -93,6 +93,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
     local_index_[size_t(c)] = int(i);
     const ChunkRange& r = part_.chunks[size_t(c)];
     chunk_init(chunks_[size_t(i)], cfg_, r.first, r.last, micro_batch_, seed, dev_, tp);
+    chunks_[size_t(i)].progress = [this] { let_messages_move(); };
     auto L = std::make_unique<Local>();
     L->chunk = c;
     L->model = &chunks_[size_t(i)];
@@ -150,6 +151,12 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
   bwd_bytes_.assign(size_t(C), 0);
   run_start_ = k::event_create(dev_);
   t0_us_ = now_us();
+}
+
+// Between sublayers: pending hops and dp sums move while this rank computes.
+void PipelineExecutor::let_messages_move() {
+  if (pipe_) pipe_->progress();
+  if (data_) dp_->progress();
 }
 
 // The staging buffers of `pool`, for messages of `hop`'s payload.

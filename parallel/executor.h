@@ -117,6 +117,7 @@ class PipelineExecutor {
   void unwire(const std::vector<kernels::bf16*>& wire, const std::vector<float*>& to);
   struct SendPool;
   void init_send_pool(Local& L, SendPool& pool, const HopPayload& hop);
+  void let_messages_move();
   int take(SendPool& pool);
   uint64_t send(const std::vector<float*>& vals, SendPool& pool, int peer, MessageTag tag);
   Request receive(const std::vector<float*>& vals, const std::vector<kernels::bf16*>& wire, int peer, MessageTag tag);

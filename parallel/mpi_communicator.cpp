@@ -98,6 +98,7 @@ class MpiCommunicator final : public Communicator {
   std::vector<std::string> gather(const void* data, size_t bytes, int root) override;
   std::vector<std::string> allgather(const void* data, size_t bytes) override;
   void barrier() override;
+  void progress() override;
 
  private:
   Request post(const std::vector<TensorRef>& tensors, int peer, MessageTag tag, bool send);
@@ -401,6 +402,12 @@ void MpiCommunicator::barrier() {
     if (done) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+}
+
+// Any MPI call runs Open MPI's progress engine; a probe is the cheapest.
+void MpiCommunicator::progress() {
+  int flag = 0;
+  check(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, MPI_STATUS_IGNORE), "MPI_Iprobe");
 }
 
 // Fails clearly, not with an MPI abort, when MPI was never initialised.
