@@ -108,6 +108,12 @@ class Communicator {
   virtual Request ireduce_scatter_sum(float* data, float* out, const std::vector<size_t>& counts) = 0;
   // In place: every rank's part of `data` from the rank that owns it.
   virtual void allgather_parts(float* data, const std::vector<size_t>& counts) = 0;
+  // Non-blocking allgather_parts: `data` is whole once the Request completes.
+  // This default blocks, for communicators without a non-blocking one.
+  virtual Request iallgather_parts(float* data, const std::vector<size_t>& counts) {
+    allgather_parts(data, counts);
+    return Request();
+  }
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // Every rank's `bytes` bytes (the lengths may differ, zero included), in
   // rank order: on `root` only (the other ranks get an empty list), or on

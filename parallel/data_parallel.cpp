@@ -8,12 +8,13 @@ namespace attnres {
 namespace k = kernels;
 
 DataParallelSync::DataParallelSync(Communicator* data, std::vector<Chunk>& chunks, std::vector<int> ids)
-    : data_(data), chunks_(chunks), ids_(std::move(ids)), started_(chunks.size(), false), parts_(chunks.size()) {
-  grad_parts_.resize(chunks.size());
-}
+    : data_(data), chunks_(chunks), ids_(std::move(ids)), started_(chunks.size(), false), parts_(chunks.size()),
+      grad_parts_(chunks.size()), gathers_(chunks.size()) {}
 
 DataParallelSync::~DataParallelSync() {
-  if (data_) data_->wait_all(pending_);
+  for (std::vector<Request>* rs : {&pending_, &gathers_})
+    for (Request& r : *rs)
+      if (r.pending()) data_->wait(r);
 }
 
 void DataParallelSync::shard() {
@@ -36,7 +37,9 @@ void DataParallelSync::start(size_t i) {
 }
 
 void DataParallelSync::progress() {
-  for (Request& r : pending_) data_->test(r);
+  for (std::vector<Request>* rs : {&pending_, &gathers_})
+    for (Request& r : *rs)
+      if (r.pending()) data_->test(r);
 }
 
 void DataParallelSync::finish() {
@@ -58,7 +61,15 @@ GradPart DataParallelSync::part(size_t i) {
 
 void DataParallelSync::gather_parameters() {
   for (size_t i = 0; i < chunks_.size(); ++i)
-    if (!parts_[i].empty()) data_->allgather_parts(chunks_[i].params.data(), parts_[i]);
+    if (!parts_[i].empty()) gathers_[i] = data_->iallgather_parts(chunks_[i].params.data(), parts_[i]);
+}
+
+void DataParallelSync::wait_parameters(size_t i) {
+  if (gathers_[i].pending()) data_->wait(gathers_[i]);
+}
+
+void DataParallelSync::wait_parameters() {
+  for (size_t i = 0; i < chunks_.size(); ++i) wait_parameters(i);
 }
 
 }  // namespace attnres

@@ -43,10 +43,15 @@ class DataParallelSync {
   // Every local chunk's sum was started this step; waits for them all.
   void finish();
   GradPart part(size_t i);
-  // After each rank updated its part: every part from its owner. No-op
-  // unless sharded.
+  // After each rank updated its part: starts bringing every part from its
+  // owner (no-op unless sharded). The parameters of local chunk i are whole
+  // once wait_parameters(i) returns: the executor waits before the chunk's
+  // first forward of the next step, so the all-gather runs under the
+  // earlier forwards; whoever else reads them (evaluation, checkpoints,
+  // export) waits for all.
   void gather_parameters();
-  bool running() const { return !pending_.empty(); }
+  void wait_parameters(size_t i);
+  void wait_parameters();
 
  private:
   Communicator* data_;
@@ -55,7 +60,8 @@ class DataParallelSync {
   std::vector<bool> started_;              // this step, per local chunk
   std::vector<std::vector<size_t>> parts_;  // ZeRO-1: per local chunk, the parameters' split (empty otherwise)
   std::vector<kernels::DeviceBuffer<float>> grad_parts_;  // ZeRO-1: this rank's summed part, per local chunk
-  std::vector<Request> pending_;
+  std::vector<Request> pending_;   // gradient sums
+  std::vector<Request> gathers_;   // per local chunk: its parameters' all-gather
 };
 
 }  // namespace attnres

@@ -146,6 +146,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
     locals_.push_back(std::move(L));
   }
   dp_ = std::make_unique<DataParallelSync>(data_, chunks_, mine);
+  weights_ready_.assign(chunks_.size(), false);
   losses_.assign(size_t(schedule_.M), 0.0);
   fwd_bytes_.assign(size_t(C), 0);
   bwd_bytes_.assign(size_t(C), 0);
@@ -223,10 +224,17 @@ static std::vector<TensorRef> refs(const std::vector<T*>& bufs, size_t n) {
   for (T* b : bufs) r.push_back({b, n, k::dtype_of<T>()});
   return r;
 }
-// The master weights change between runs (the optimizer, a restore): a
-// bf16 run multiplies with a fresh bf16 copy of them.
-void PipelineExecutor::sync_compute_weights() {
-  for (Chunk& c : chunks_) chunk_sync_compute_weights(c);
+// A local chunk's weights are ready for its first forward of a run: its
+// ZeRO-1 all-gather is done, and a bf16 run's compute copy is made from the
+// master weights (they change between runs: the optimizer, a restore).
+void PipelineExecutor::ready_weights(size_t i) {
+  if (weights_ready_[i]) return;
+  const double t = now_us();
+  dp_->wait_parameters(i);
+  if (open_start_) k::event_record(*open_start_, dev_);  // the wait is not part of the forward
+  if (tracing_ && data_) trace_.push_back({"wait parameters", "comm", t - t0_us_, now_us() - t});
+  chunk_sync_compute_weights(chunks_[i]);
+  weights_ready_[i] = true;
 }
 
 bool PipelineExecutor::bf16_hops() const { return cfg_.hop_dtype == k::DType::BF16; }
@@ -305,6 +313,7 @@ void PipelineExecutor::wait_recv(Request& r, const char* what, int mb, int chunk
 }
 
 double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const int32_t* targets) {
+  ready_weights(size_t(local_index_[size_t(chunk)]));
   Local& L = local(chunk);
   Slot& s = acquire(mb, chunk);
   s.in = ResidualState{};
@@ -437,7 +446,7 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
                                           const std::vector<const int32_t*>& targets, float loss_scale) {
   assert(int(tokens.size()) == schedule_.M && int(targets.size()) == schedule_.M);
   std::fill(losses_.begin(), losses_.end(), 0.0);
-  sync_compute_weights();
+  std::fill(weights_ready_.begin(), weights_ready_.end(), false);
   std::fill(fwd_bytes_.begin(), fwd_bytes_.end(), 0);
   std::fill(bwd_bytes_.begin(), bwd_bytes_.end(), 0);
   timed_actions_.clear();
@@ -510,7 +519,8 @@ double PipelineExecutor::forward_only(const std::vector<const int32_t*>& tokens,
                                       const std::vector<const int32_t*>& targets) {
   const std::vector<int>& at = schedule_.placement;
   double sum = 0.0;
-  sync_compute_weights();
+  std::fill(weights_ready_.begin(), weights_ready_.end(), false);
+  for (size_t i = 0; i < chunks_.size(); ++i) ready_weights(i);
   for (int mb = 0; mb < int(tokens.size()); ++mb) {
     for (auto& L : locals_) {
       const int c = L->chunk;

@@ -113,7 +113,7 @@ class PipelineExecutor {
   void backward_weight(int mb, int chunk);
   void wait_recv(Request& r, const char* what, int mb, int chunk);
   bool bf16_hops() const;
-  void sync_compute_weights();
+  void ready_weights(size_t i);
   void unwire(const std::vector<kernels::bf16*>& wire, const std::vector<float*>& to);
   struct SendPool;
   void init_send_pool(Local& L, SendPool& pool, const HopPayload& hop);
@@ -138,6 +138,7 @@ class PipelineExecutor {
   std::vector<Chunk> chunks_;
   std::vector<std::unique_ptr<Local>> locals_;  // per local chunk
   std::vector<int> local_index_;                // by chunk: index in locals_, or -1
+  std::vector<bool> weights_ready_;              // per local chunk, this run (ready_weights)
   std::unique_ptr<DataParallelSync> dp_;        // over `data`; after chunks_, which it refers to
   std::vector<double> losses_;
   std::vector<uint64_t> fwd_bytes_, bwd_bytes_;

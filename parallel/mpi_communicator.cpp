@@ -43,6 +43,7 @@ struct MpiRequestState final : Request::State {
   // Called when `reqs` complete: posts the next step's requests and returns
   // true, or returns false when the operation is done (a ring's steps).
   std::function<bool()> next;
+  std::vector<int> counts, displs;  // a vector collective's, alive until it completes
   ~MpiRequestState() override {
     for (MPI_Request r : reqs) {
       if (r != MPI_REQUEST_NULL) {
@@ -94,6 +95,7 @@ class MpiCommunicator final : public Communicator {
   void allreduce_sum(double* data, size_t n) override;
   Request ireduce_scatter_sum(float* data, float* out, const std::vector<size_t>& counts) override;
   void allgather_parts(float* data, const std::vector<size_t>& counts) override;
+  Request iallgather_parts(float* data, const std::vector<size_t>& counts) override;
   void broadcast(void* data, size_t bytes, int root) override;
   std::vector<std::string> gather(const void* data, size_t bytes, int root) override;
   std::vector<std::string> allgather(const void* data, size_t bytes) override;
@@ -327,11 +329,21 @@ Request MpiCommunicator::ireduce_scatter_sum(float* data, float* out, const std:
 }
 
 void MpiCommunicator::allgather_parts(float* data, const std::vector<size_t>& counts) {
-  const std::vector<int> n = int_counts(counts);
-  std::vector<int> displs(n.size());
-  for (size_t r = 0; r < n.size(); ++r) displs[r] = int(part_offset(counts, int(r)));  // < 2^31: int_counts checked
-  check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, n.data(), displs.data(), MPI_FLOAT, comm_),
-        "MPI_Allgatherv");
+  Request r = iallgather_parts(data, counts);
+  wait(r);
+}
+
+// The counts and displacements stay alive in the request until it completes.
+Request MpiCommunicator::iallgather_parts(float* data, const std::vector<size_t>& counts) {
+  auto state = std::make_unique<MpiRequestState>();
+  state->counts = int_counts(counts);
+  state->displs.resize(counts.size());
+  for (size_t r = 0; r < counts.size(); ++r) state->displs[r] = int(part_offset(counts, int(r)));  // < 2^31: int_counts checked
+  state->reqs.assign(1, MPI_REQUEST_NULL);
+  check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, state->counts.data(), state->displs.data(),
+                        MPI_FLOAT, comm_, &state->reqs[0]),
+        "MPI_Iallgatherv");
+  return Request(std::move(state));
 }
 
 void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {

@@ -390,6 +390,7 @@ void Checkpointer::start_save(int step) {
 // the originals from the next step on, while an async writer still reads).
 // Under ZeRO-1, gather_moments has brought m and v already.
 void Checkpointer::snapshot_to_host() {
+  if (s_.gathers) s_.gathers->wait_parameters();
   for (size_t c = 0; c < s_.chunks->size(); ++c) {
     const Chunk& ch = (*s_.chunks)[c];
     const AdamW& a = (*s_.adam)[c];

@@ -12,6 +12,7 @@
 #include "models/chunk.h"
 #include "parallel/communicator.h"
 #include "parallel/partition.h"
+#include "parallel/data_parallel.h"
 #include "parallel/topology.h"
 #include "runtime/checkpoint_format.h"
 #include "runtime/config.h"
@@ -30,6 +31,9 @@ struct TrainState {
   // ZeRO-1 with dp > 1: the dp group, over which the AdamW state is in parts
   // (each AdamW holds its rank's); null when every rank holds all of it.
   Communicator* data = nullptr;
+  // Parameters that may still be arriving (ZeRO-1's all-gather runs into the
+  // next step): waited for before a snapshot. Null when none.
+  DataParallelSync* gathers = nullptr;
 };
 
 // Saves and loads checkpoints of one run. Every method is collective: all

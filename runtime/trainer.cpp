@@ -552,7 +552,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
   Checkpointer ckpt({&cfg, &r.topo, &r.part, r.groups.world.get(), &exec.chunks(), &r.adam,
-                     sharded(r) ? r.groups.data.get() : nullptr});
+                     sharded(r) ? r.groups.data.get() : nullptr, &exec.data_parallel()});
   const int first_step = ckpt.resume(opt.resume);  // steps already done
   if (first_step > tc.steps)
     throw std::runtime_error("the checkpoint resumed is at step " + std::to_string(first_step) +
@@ -647,6 +647,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   if (r.device.dev.backend == kernels::Backend::CPU)
     report_resident_memory(r, train_file.tokens.size() + val_file.tokens.size(), log);
   if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
+  exec.data_parallel().wait_parameters();  // ZeRO-1's last all-gather
   if (!opt.export_path.empty() && !res.stop_status) {
     export_model(r, opt.export_path, export_dtype(opt.export_dtype));
     if (log) std::printf("exported %s and %s\n", opt.export_path.c_str(), export_config_path(opt.export_path).c_str());
