@@ -158,6 +158,37 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
 void PipelineExecutor::let_messages_move() {
   if (pipe_) pipe_->progress();
   if (data_) dp_->progress();
+  land_flights();
+}
+
+// Tracing: message r (just posted) is on the wire from now.
+void PipelineExecutor::fly(const char* what, MessageTag tag, Request& r) {
+  if (!tracing_) return;
+  flights_.push_back({std::string(what) + "(mb=" + std::to_string(tag.mb) + ",hop=" + std::to_string(tag.chunk) + ")",
+                      now_us(), &r});
+}
+
+// Tracing: a step's trace holds every message of the step, so its last sends
+// are waited for (every peer posts its receives within its own step).
+void PipelineExecutor::land_sends() {
+  for (auto& L : locals_)
+    for (SendPool* p : {&L->sends_f, &L->sends_b})
+      for (auto& [req, b] : p->in_flight) pipe_->wait(req);
+  land_flights();
+}
+
+// Tracing: records each flight that is done by now (testing it: a test
+// moves it along too, and NCCL's test waits, so only when tracing).
+void PipelineExecutor::land_flights() {
+  for (size_t i = 0; i < flights_.size();) {
+    Flight& f = flights_[i];
+    if (!f.req->pending() || pipe_->test(*f.req)) {
+      trace_.push_back({f.name, "wire", f.start_us - t0_us_, now_us() - f.start_us});
+      flights_.erase(flights_.begin() + long(i));
+    } else {
+      ++i;
+    }
+  }
 }
 
 // The staging buffers of `pool`, for messages of `hop`'s payload.
@@ -250,6 +281,7 @@ int PipelineExecutor::take(SendPool& pool) {
     pipe_->wait(pool.in_flight.front().first);
     if (open_start_) k::event_record(*open_start_, dev_);
     if (tracing_) trace_.push_back({"wait send", "comm", t - t0_us_, now_us() - t});
+    land_flights();  // before the request it points at goes
     pool.free.push_back(pool.in_flight.front().second);
     pool.in_flight.pop_front();
   }
@@ -269,6 +301,7 @@ uint64_t PipelineExecutor::send(const std::vector<float*>& vals, SendPool& pool,
   }
   const uint64_t before = pipe_->bytes_sent();
   pool.in_flight.emplace_back(pipe_->isend(bufs, peer, tag), b);
+  fly(tag.dir == Direction::Forward ? "SEND_F" : "SEND_B", tag, pool.in_flight.back().first);
   return pipe_->bytes_sent() - before;
 }
 // Posts the receive of a message into `vals`, through `wire` with bf16 hops (unwire after the wait).
@@ -283,6 +316,7 @@ void PipelineExecutor::post_recv_f(int mb, int chunk, int peer) {
   if (s.recv_f_posted) return;
   s.recv_f = receive(s.recv_vals, s.wire_recv_vals, peer, {mb, chunk, Direction::Forward});
   s.recv_f_posted = true;
+  fly("RECV_F", {mb, chunk, Direction::Forward}, s.recv_f);
 }
 
 void PipelineExecutor::post_recv_b(int mb, int chunk, int peer) {
@@ -290,6 +324,7 @@ void PipelineExecutor::post_recv_b(int mb, int chunk, int peer) {
   if (s.recv_b_posted) return;
   s.recv_b = receive(s.recv_grads, s.wire_recv_grads, peer, {mb, chunk + 1, Direction::Backward});
   s.recv_b_posted = true;
+  fly("RECV_B", {mb, chunk + 1, Direction::Backward}, s.recv_b);
 }
 
 // Posts later receives whose buffers are available now, so messages land
@@ -305,6 +340,7 @@ void PipelineExecutor::post_ahead(size_t from) {
 void PipelineExecutor::wait_recv(Request& r, const char* what, int mb, int chunk) {
   const double t = now_us();
   pipe_->wait(r);
+  land_flights();
   if (open_start_) k::event_record(*open_start_, dev_);
   const double dt = now_us() - t;
   if (tracing_)
@@ -481,9 +517,11 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
       open_start_ = nullptr;
     }
     if (const int left = table_.after(a); left >= 0) release(a.chunk, left);
+    if (pipe_) land_flights();
     if (data_) dp_->progress();
   }
   settle_timing();
+  if (tracing_) land_sends();
   finish_reductions();
   return losses_;
 }

@@ -29,8 +29,10 @@ namespace attnres {
 struct TraceEvent {
   std::string name;
   const char* category;  // "compute", "copy" (a hand-off between local chunks),
-                         // "comm" (waiting for a message or the dp reductions); the
-                         // trainer's phases: "step", "optimizer", "eval", "checkpoint"
+                         // "comm" (waiting for a message or the dp reductions), "wire"
+                         // (a message from its post to the first poll that finds it
+                         // done); the trainer's phases: "step", "optimizer", "eval",
+                         // "checkpoint"
   double start_us, dur_us;
 };
 
@@ -118,6 +120,9 @@ class PipelineExecutor {
   struct SendPool;
   void init_send_pool(Local& L, SendPool& pool, const HopPayload& hop);
   void let_messages_move();
+  void fly(const char* what, MessageTag tag, Request& r);
+  void land_flights();
+  void land_sends();
   int take(SendPool& pool);
   uint64_t send(const std::vector<float*>& vals, SendPool& pool, int peer, MessageTag tag);
   Request receive(const std::vector<float*>& vals, const std::vector<kernels::bf16*>& wire, int peer, MessageTag tag);
@@ -151,6 +156,14 @@ class PipelineExecutor {
   double run_start_us_ = 0;              // host clock at run_start_, for the trace
   kernels::Event* open_start_ = nullptr;  // the running action's start, re-recorded after a receive wait
   bool tracing_ = false;
+  // Tracing: messages posted and not yet seen done (their requests live in
+  // a Slot or a SendPool until then).
+  struct Flight {
+    std::string name;
+    double start_us;
+    Request* req;
+  };
+  std::vector<Flight> flights_;
   std::vector<TraceEvent> trace_;
   double t0_us_ = 0;
 };

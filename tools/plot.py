@@ -9,7 +9,8 @@
   plot.py timeline TRACE.rank0.json TRACE.rank1.json ... -o timeline.png [--steps N] [--until S]
       N steps (default 2) per rank, the last ones or those ending at step S:
       forward, backward and weight passes, communication waits, the
-      optimizer, evaluation, checkpoints; gaps are the bubbles
+      optimizer, evaluation, checkpoints, messages on the wire (a band
+      below each rank); gaps are the bubbles
   plot.py depth DEPTH.json -o depth.png
       mean depth-attention weight of every AttnRes site over its sources
       (from `attnres eval --depth`)
@@ -89,7 +90,7 @@ def plot_hops(args):
 
 COLORS = {"F": "tab:blue", "B": "tab:orange", "BI": "tab:orange", "BW": "tab:olive", "W": "tab:olive",
           "comm": "tab:gray", "copy": "tab:purple", "optimizer": "tab:red", "eval": "tab:cyan",
-          "checkpoint": "black"}
+          "checkpoint": "black", "wire": "tab:green"}
 
 
 def event_color(e):
@@ -114,6 +115,10 @@ def plot_timeline(args):
     fig, ax = plt.subplots(figsize=(10, 1.6 + 0.5 * len(ranks)))
     for row, (rank, events, t0, shown) in enumerate(sorted(ranks)):
         for e in events:
+            if e["cat"] == "wire":  # messages in flight: a translucent band under the rank's row
+                ax.broken_barh([((e["ts"] - t0) / 1e3, e["dur"] / 1e3)], (row + 0.37, 0.1), color=COLORS["wire"],
+                               alpha=0.4, linewidth=0)
+                continue
             ax.broken_barh([((e["ts"] - t0) / 1e3, e["dur"] / 1e3)], (row - 0.35, 0.7), color=event_color(e),
                            linewidth=0)
         for s in shown:
@@ -123,7 +128,8 @@ def plot_timeline(args):
     ax.set_xlabel("ms (white = idle: the pipeline bubble)")
     handles = [matplotlib.patches.Patch(color=c, label=n) for n, c in
                (("forward", COLORS["F"]), ("backward", COLORS["B"]), ("weight grad", COLORS["W"]),
-                ("waiting for a message", COLORS["comm"]), ("AdamW", COLORS["optimizer"]),
+                ("waiting for a message", COLORS["comm"]), ("a message on the wire (below)", COLORS["wire"]),
+                ("AdamW", COLORS["optimizer"]),
                 ("evaluation", COLORS["eval"]), ("checkpoint", COLORS["checkpoint"]))]
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     first, last = ranks[0][3][0]["name"], ranks[0][3][-1]["name"]

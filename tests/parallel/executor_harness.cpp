@@ -110,6 +110,7 @@ Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vect
   std::vector<Result> per_thread(size_t(dp * P));
   std::vector<std::vector<const float*>> reduce_order(size_t(dp * P));  // grads, by REDUCE_GRADS in the list
   std::vector<std::string> errors(size_t(dp * P));
+  std::vector<std::vector<TraceEvent>> traces(size_t(dp * P));
   std::vector<std::thread> threads;
   for (int d = 0; d < dp; ++d)
     for (int p = 0; p < P; ++p)
@@ -124,6 +125,7 @@ Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vect
           PipelineExecutor e(m, part, sched, p, P > 1 ? &pc : nullptr, dp > 1 ? &dc : nullptr, kBatch, kSeed,
                              opt.cache);
           if (opt.zero1) e.data_parallel().shard();
+          e.enable_trace(opt.trace);
           const float scale = 1.0f / float(sched.M * kBatch * m.seq_len);
           const Batches& feed = batches[size_t(d)];
           const std::vector<const int32_t*> tokens = feed.pointers(feed.tokens), targets = feed.pointers(feed.targets);
@@ -132,6 +134,7 @@ Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vect
             if (e.holds_last_chunk()) per_thread[me].losses.insert(per_thread[me].losses.end(), l.begin(), l.end());
           }
           if (opt.zero1) gather_gradients(e, dc);
+          traces[me] = e.trace();
           for (const Chunk& c : e.chunks())
             for (const TensorSpec& t : c.layout.tensors)
               per_thread[me].grads[t.name] = kernels::to_host(c.dev, c.grads.data() + t.offset, t.numel);
@@ -148,6 +151,7 @@ Outcome run_threads(const ModelConfig& m, const Schedule& sched, const std::vect
   for (std::thread& t : threads) t.join();
 
   Outcome out;
+  out.traces = std::move(traces);
   out.deadlock = model.deadlock();
   for (const std::string& e : errors)
     if (!e.empty()) out.problems.push_back(e);

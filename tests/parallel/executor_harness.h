@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "models/model_config.h"
+#include "parallel/executor.h"
 #include "parallel/hop_payload.h"
 #include "parallel/schedule.h"
 #include "tests/parallel/fake_nccl_communicator.h"
@@ -57,6 +58,7 @@ struct Outcome {
   std::string deadlock;                // NCCL's rules: the model's report, if it found one
   int messages = 0;                    // received whole, over every pipeline
   bool reductions_in_list_order = true;
+  std::vector<std::vector<TraceEvent>> traces;  // RunOptions::trace: per thread (dp index × P + pp rank)
 };
 
 struct RunOptions {
@@ -66,6 +68,7 @@ struct RunOptions {
   bool zero1 = false;
   // NCCL's rules with this arrangement; null: the fake network's.
   QueueOf nccl = nullptr;
+  bool trace = false;  // every rank's trace in Outcome::traces
 };
 
 // Runs `steps` steps of `sched` on dp × P threads: replica d feeds batches[d]

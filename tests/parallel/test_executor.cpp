@@ -128,6 +128,36 @@ TEST(Executor, EventTimesAreTheTracedActions) {
   }
 }
 
+// Tracing: every message a rank sends or receives shows once as a "wire"
+// span (its post to the first poll that found it done), and tracing changes
+// no value.
+TEST(Executor, TraceShowsEveryMessageOnTheWire) {
+  const ModelConfig m = tiny(ResidualMode::AttnRes, 2);
+  const Schedule s = make_schedule("interleaved", 2, 4, 2);
+  const Batches b = make_batches(m, s.M, 23);
+  const int steps = 2;
+  RunOptions opt;
+  opt.trace = true;
+  const Outcome r = run_threads(m, s, {b}, steps, opt);
+  ASSERT_TRUE(r.problems.empty()) << joined(r.problems);
+  expect_equal(one_rank(m, b, steps), r.replicas[0], "traced");
+  for (int p = 0; p < s.P; ++p) {
+    std::map<std::string, int> want, got;
+    for (const Action& a : s.ranks[size_t(p)]) {
+      const bool send = a.op == Op::SEND_F || a.op == Op::SEND_B, recv = a.op == Op::RECV_F || a.op == Op::RECV_B;
+      if (!send && !recv) continue;
+      const int hop = a.op == Op::SEND_F || a.op == Op::RECV_B ? a.chunk + 1 : a.chunk;
+      want[op_name(a.op) + std::string("(mb=") + std::to_string(a.mb) + ",hop=" + std::to_string(hop) + ")"] += steps;
+    }
+    for (const TraceEvent& t : r.traces[size_t(p)]) {
+      if (std::string(t.category) != "wire") continue;
+      EXPECT_GE(t.dur_us, 0.0) << t.name;
+      got[t.name]++;
+    }
+    EXPECT_EQ(got, want) << "rank " << p;
+  }
+}
+
 TEST(Executor, FollowsAnyPlacement) {
   const Schedule s = v_shape_schedule();
   for (const Case& c : modes()) {
