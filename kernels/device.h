@@ -23,7 +23,8 @@ int cuda_device_count(std::string* why);
 // The CPU, or CUDA device `ordinal` with a stream of its own. Throws naming
 // the cause when it cannot be used.
 Device open_device(Backend backend, int ordinal = 0);
-void close_device(Device& dev);
+// Never throws (destructors call it): a failure goes to stderr (kernels/release.h).
+void close_device(Device& dev) noexcept;
 
 // Sets the worker threads of both OpenMP and OpenBLAS (train.threads).
 void set_num_threads(int n);

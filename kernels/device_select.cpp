@@ -2,6 +2,7 @@
 #include <string>
 
 #include "kernels/device.h"
+#include "kernels/release.h"
 #ifdef ATTNRES_WITH_CUDA
 #include "kernels/cuda/memory_cuda.h"
 #endif
@@ -40,9 +41,9 @@ Device open_device(Backend backend, int ordinal) {
 #endif
 }
 
-void close_device([[maybe_unused]] Device& dev) {
+void close_device([[maybe_unused]] Device& dev) noexcept {
 #ifdef ATTNRES_WITH_CUDA
-  if (dev.backend == Backend::CUDA) cuda::close_device(dev);
+  if (dev.backend == Backend::CUDA) release_quietly("closing the CUDA device's stream", [&] { cuda::close_device(dev); });
 #endif
 }
 

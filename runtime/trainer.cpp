@@ -110,6 +110,8 @@ struct Run {
   std::vector<double> standard_hop_bytes, full_hop_bytes;
   uint64_t start_resident = 0;  // this process's resident set before MPI and any allocation
   double planned_bytes = 0;     // the memory plan of this rank, AdamW's moments included
+  // Started before any communicator is made; stopped first, before they go.
+  std::unique_ptr<Watchdog> watchdog;
 
   explicit Run(const Config& c) : cfg(c) {}
   bool is_logger() const { return topo.world_rank == 0; }
@@ -188,6 +190,9 @@ void setup(Run& r) {
   init_mpi();
   const std::unique_ptr<Communicator> world = make_mpi_world();
   r.topo = make_topology(world->size(), world->rank(), p.dp, p.pp, p.tp);
+  // Before the groups: making them waits on every peer, and NCCL's on the network.
+  r.watchdog = std::make_unique<Watchdog>(r.cfg.train.watchdog_timeout, r.topo.world_rank);
+  fault_point("setup", 0);
   r.M = r.cfg.train.grad_accum / p.dp;
   r.part = make_partition(m, p.pp, p.virtual_stages, p.layout);
   r.standard_hop_bytes = standard_hop_bytes(r.cfg, r.part);
@@ -548,7 +553,6 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   setup(r);
   check_export_path(r, opt.export_path);
   kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank(*r.node));
-  const Watchdog watchdog(tc.watchdog_timeout, r.topo.world_rank);
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
   Checkpointer ckpt({&cfg, &r.topo, &r.part, r.groups.world.get(), &exec.chunks(), &r.adam,

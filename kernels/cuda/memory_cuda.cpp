@@ -79,6 +79,12 @@ void zero_bytes(const Device& dev, void* p, size_t bytes) {
 
 void synchronize(const Device& dev) { check(cudaStreamSynchronize(stream_of(dev)), "cudaStreamSynchronize"); }
 
+std::string stream_error(const Device& dev) {
+  cudaError_t e = cudaStreamSynchronize(stream_of(dev));
+  if (e == cudaSuccess) e = cudaGetLastError();
+  return e == cudaSuccess ? std::string() : std::string("CUDA: ") + cudaGetErrorString(e);
+}
+
 Event event_create(const Device& dev) {
   select(dev);
   cudaEvent_t e = nullptr;

@@ -23,6 +23,11 @@ void free_pinned(void* p);
 void copy_bytes(const Device& dev, void* dst, const void* src, size_t bytes, CopyKind kind);
 void zero_bytes(const Device& dev, void* p, size_t bytes);
 void synchronize(const Device& dev);
+// Waits for the device's stream; the error found (sticky, or the last
+// launch's), or empty. ATTNRES_CUDA_DEBUG's check after every op. Only the
+// op's stream: a communication stream may hold a receive posted ahead,
+// which finishes only when the peer gets further (docs/CUDA.md).
+std::string stream_error(const Device& dev);
 
 Event event_create(const Device& dev);
 void event_destroy(Event& e);

@@ -17,6 +17,9 @@
 //   executor issues them in matching orders on both peers
 //   (tests/parallel/test_executor.cpp, PeersIssueSendsAndReceivesInTheSameOrder),
 //   and the tag is only checked against the communicator's TagSpace.
+// - Every call's NCCL group is closed even when a call in it throws
+//   (parallel/group_guard.h), its errors name it, and every ncclComm_t is
+//   watched by the watchdog while it lives (parallel/comm_watch.h).
 #pragma once
 #include <memory>
 
