@@ -120,6 +120,20 @@ struct Run {
 // ZeRO-1 with more than one dp rank: each updates its part of the parameters.
 bool sharded(const Run& r) { return r.cfg.train.zero == 1 && r.cfg.parallel.dp > 1; }
 
+// What the ranks that share this rank's memory need together: on CPUs every
+// rank of the machine, on GPUs the ranks on its device (itself, unless
+// ATTNRES_SHARE_GPU puts several there).
+double shared_need(Run& r, bool gpu, double need) {
+  const double mine[2] = {gpu ? double(r.device.dev.ordinal) : -1.0, need};
+  double sum = 0;
+  for (const std::string& rank : r.node->allgather(mine, sizeof mine)) {
+    double other[2];
+    std::memcpy(other, rank.data(), sizeof other);
+    if (other[0] == mine[0]) sum += other[1];
+  }
+  return sum;
+}
+
 // A model too large for the machine fails before the first allocation, with
 // what one rank needs (the memory plan plus AdamW's moments) against what the
 // ranks sharing this machine can still get (on GPUs: what its device has
@@ -131,12 +145,11 @@ void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
   const MemoryBytes& b = plan.total;
   const double need = double(b.total());
   r.planned_bytes = need;
-  // On a CPU the ranks of a machine share its memory; on GPUs each has its device's.
   const bool gpu = r.device.dev.backend == kernels::Backend::CUDA;
-  double share_need = need;
-  if (!gpu) r.node->allreduce_sum(&share_need, 1);
+  const double share_need = shared_need(r, gpu, need);
   const double avail = gpu ? double(kernels::device_free_bytes(r.device.dev)) : double(available_host_bytes());
-  const std::string where = gpu ? "its CUDA device " + std::to_string(r.device.dev.ordinal) + " has "
+  const std::string sharing = share_need > need ? " (shared: its ranks need " + format_bytes(share_need) + ")" : "";
+  const std::string where = gpu ? "its CUDA device " + std::to_string(r.device.dev.ordinal) + sharing + " has "
                                 : "the " + std::to_string(r.node->size()) + " rank(s) on this machine need " +
                                       format_bytes(share_need) + " and ";
   std::string err;
@@ -155,24 +168,20 @@ void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
 }
 
 // train.device: the CPU, or the CUDA device of this rank's place on its node
-// (one rank per GPU). Every failure is found before anything is allocated,
-// and the ranks agree on it.
+// (one rank per GPU, or several under ATTNRES_SHARE_GPU). Every failure is
+// found before anything is allocated, and the ranks agree on it.
 kernels::Device choose_device(Run& r) {
   if (r.cfg.train.device == "cpu") return kernels::Device{};
   std::string why, err;
   kernels::Device dev;
-  const int n = kernels::cuda_device_count(&why);
-  if (n == 0) {
-    err = "train.device: cuda: no usable CUDA device: " + why;
-  } else if (n < r.node->size()) {
-    err = "train.device: cuda: this node has " + std::to_string(n) + " CUDA device(s) for its " +
-          std::to_string(r.node->size()) + " ranks; run one rank per GPU";
-  } else {
-    try {
-      dev = kernels::open_device(kernels::Backend::CUDA, r.node->rank());
-    } catch (const std::exception& e) {
-      err = std::string("train.device: cuda: ") + e.what();
-    }
+  try {
+    const int n = kernels::cuda_device_count(&why);
+    const int ordinal = n == 0 ? -1 : kernels::device_of_rank(r.node->rank(), r.node->size(), n, kernels::share_gpu(), &why);
+    if (n == 0) err = "train.device: cuda: no usable CUDA device: " + why;
+    else if (ordinal < 0) err = "train.device: cuda: " + why;
+    else dev = kernels::open_device(kernels::Backend::CUDA, ordinal);
+  } catch (const std::exception& e) {
+    err = std::string("train.device: cuda: ") + e.what();
   }
   err = agree_on_error(*r.groups.world, err);
   if (!err.empty()) {

@@ -1,8 +1,10 @@
 #include "parallel/cuda/nccl_communicator.h"
 
 #include <nccl.h>
+#include <unistd.h>
 
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -13,6 +15,7 @@
 #include "parallel/comm_watch.h"
 #include "parallel/cuda/nccl_arrangement.h"
 #include "parallel/group_guard.h"
+#include "parallel/shared_gpu.h"
 #include "parallel/tensor_group.h"
 
 namespace attnres {
@@ -63,9 +66,22 @@ class NcclComm final : public AsyncComm {
   ncclComm_t comm_;
 };
 
+// ATTNRES_SHARE_GPU: NCCL's environment for ranks on one device
+// (parallel/shared_gpu.h), set before NCCL's first call in the process.
+void prepare_nccl_env() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (!kernels::share_gpu()) return;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    set_env(shared_gpu_nccl_env(host, long(::getpid())));
+  });
+}
+
 // An NCCL communicator over the ranks of an MPI group: rank 0 makes the
 // unique id and broadcasts it over MPI.
 std::unique_ptr<NcclComm> nccl_comm_of(Communicator& mpi) {
+  prepare_nccl_env();
   ncclUniqueId id;
   if (mpi.rank() == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
   mpi.broadcast(&id, sizeof id, 0);
