@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "kernels/device.h"
+#include "kernels/device_overhead.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
 #include "kernels/peak.h"
@@ -134,31 +135,47 @@ double shared_need(Run& r, bool gpu, double need) {
   return sum;
 }
 
+// NCCL communicators of two or more ranks that run collectives: the data
+// group's sums and the tensor group's (the pipeline's only sends over edges,
+// whose buffers exist before the check).
+int collective_comms(const ParallelConfig& p) { return (p.dp > 1 ? 1 : 0) + (p.tp > 1 ? 1 : 0); }
+
 // A model too large for the machine fails before the first allocation, with
-// what one rank needs (the memory plan plus AdamW's moments) against what the
-// ranks sharing this machine can still get (on GPUs: what its device has
-// free). The ranks agree, so none waits on one that stopped.
+// what one rank needs (the memory plan plus AdamW's moments, and on a GPU
+// what CUDA, cuBLAS and NCCL take beside them) against what the ranks
+// sharing this machine can still get (on GPUs: what its device has free).
+// The ranks agree, so none waits on one that stopped.
 void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
-  const RankMemoryPlan plan = plan_rank_memory(r.cfg.model, r.part, sched, r.topo.coord.pp_idx,
+  const ModelConfig& m = r.cfg.model;
+  const RankMemoryPlan plan = plan_rank_memory(m, r.part, sched, r.topo.coord.pp_idx,
                                                r.cfg.train.micro_batch_size, caching, r.tp,
                                                sharded(r) ? ZeroShard{r.topo.coord.dp_idx, r.cfg.parallel.dp} : ZeroShard{});
   const MemoryBytes& b = plan.total;
-  const double need = double(b.total());
-  r.planned_bytes = need;
+  r.planned_bytes = double(b.total());
   const bool gpu = r.device.dev.backend == kernels::Backend::CUDA;
+  const kernels::DeviceOverhead cuda =
+      gpu ? kernels::device_overhead(kernels::device_shape(r.device.dev),
+                                     m.attnres() ? sources_at(m, m.num_sublayers()) : 0, collective_comms(r.cfg.parallel))
+          : kernels::DeviceOverhead{};
+  const double need = r.planned_bytes + double(cuda.total());
   const double share_need = shared_need(r, gpu, need);
   const double avail = gpu ? double(kernels::device_free_bytes(r.device.dev)) : double(available_host_bytes());
   const std::string sharing = share_need > need ? " (shared: its ranks need " + format_bytes(share_need) + ")" : "";
   const std::string where = gpu ? "its CUDA device " + std::to_string(r.device.dev.ordinal) + sharing + " has "
                                 : "the " + std::to_string(r.node->size()) + " rank(s) on this machine need " +
                                       format_bytes(share_need) + " and ";
+  const std::string runtime =
+      gpu ? ", CUDA context growth " + format_bytes(double(cuda.context)) + ", cuBLASLt workspace " +
+                format_bytes(double(cuda.gemm_workspace)) + ", NCCL buffers " + format_bytes(double(cuda.nccl)) +
+                ", kernel stacks " + format_bytes(double(cuda.kernel_stacks))
+          : "";
   std::string err;
   if (avail > 0 && share_need > avail)
     err = "not enough memory: rank " + std::to_string(r.topo.world_rank) + " needs " + format_bytes(need) +
           " (parameters " + format_bytes(double(b.params)) + ", gradients " + format_bytes(double(b.grads)) +
           ", AdamW moments " + format_bytes(double(b.adamw)) + ", activations " +
-          format_bytes(double(b.acts)) + ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + "); " +
-          where + format_bytes(avail) +
+          format_bytes(double(b.acts)) + ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + runtime +
+          "); " + where + format_bytes(avail) +
           " is available; make the model, train.micro_batch_size or model.seq_len smaller, spread the "
           "layers over more machines (parallel.pp)" +
           (r.cfg.parallel.dp > 1 && !sharded(r) ? ", shard the optimizer state over dp (train.zero: 1)" : "") +

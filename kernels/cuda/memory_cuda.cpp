@@ -56,6 +56,16 @@ size_t device_free_bytes(const Device& dev) {
   return free;
 }
 
+DeviceShape device_shape(const Device& dev) {
+  select(dev);
+  DeviceShape s;
+  check(cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, dev.ordinal), "cudaDeviceGetAttribute");
+  check(cudaDeviceGetAttribute(&s.threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, dev.ordinal),
+        "cudaDeviceGetAttribute");
+  check(cudaDeviceGetLimit(&s.stack_limit, cudaLimitStackSize), "cudaDeviceGetLimit");
+  return s;
+}
+
 void* alloc_pinned(size_t bytes) {
   if (bytes == 0) return nullptr;
   void* p = nullptr;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/device.h"
+#include "kernels/device_overhead.h"
 #include "kernels/memory.h"
 
 namespace attnres::kernels::cuda {
@@ -18,6 +19,7 @@ void close_device(Device& dev);
 void* alloc_bytes(const Device& dev, size_t bytes);
 void free_bytes(const Device& dev, void* p);
 size_t device_free_bytes(const Device& dev);
+DeviceShape device_shape(const Device& dev);
 void* alloc_pinned(size_t bytes);
 void free_pinned(void* p);
 void copy_bytes(const Device& dev, void* dst, const void* src, size_t bytes, CopyKind kind);
