@@ -442,11 +442,11 @@ void attnres_block_backward(const Run& run, float* const* dacc_src, float* const
 // Σ x[i] in float64, in index order: one body (the token losses of a
 // microbatch are summed so on every backend).
 template <class Run>
-void sum_serial(const Run& run, double* out, const float* x, size_t n) {
+void sum_serial(const Run& run, double* acc, const float* x, size_t n) {
   run(1, [=] ATTNRES_HD(int64_t) {
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += x[i];
-    *out = s;
+    *acc += s;
   });
 }
 // Σ x[i]² in float64 in fixed groups of kSumGroup elements, one body per
@@ -462,10 +462,17 @@ void sum_squares_partials(const Run& run, double* partial, const float* x, size_
     partial[gi] = s;
   });
 }
-inline double add_in_order(const double* partial, size_t count) {
+ATTNRES_HD inline double add_in_order(const double* partial, size_t count) {
   double total = 0.0;
   for (size_t i = 0; i < count; i++) total += partial[i];
   return total;
+}
+// The partials, then one body that adds them in group order.
+template <class Run>
+void sum_squares(const Run& run, double* out, double* partial, const float* x, size_t n) {
+  sum_squares_partials(run, partial, x, n);
+  const size_t groups = sum_groups(n);
+  run(1, [=] ATTNRES_HD(int64_t) { *out = add_in_order(partial, groups); });
 }
 
 // ---- cross-entropy rows over a vocabulary shard -----------------------------------------

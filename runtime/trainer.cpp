@@ -104,6 +104,7 @@ struct Run {
   std::unique_ptr<PipelineExecutor> exec;
   std::vector<AdamW> adam;           // per local chunk
   std::vector<size_t> global_index;  // per local tensor (chunk by chunk): index in the full model
+  kernels::DeviceBuffer<double> norm_sums, norm_scratch;  // per local tensor; tensor_sum_squares' scratch
   size_t n_global_tensors = 0;
   int M = 0;                         // microbatches per pipeline per step
   // Bytes per step of each hop on this layout under the standard residual and
@@ -259,22 +260,30 @@ void setup(Run& r) {
     for (const TensorSpec& t : c.layout.tensors)
       r.global_index.push_back(size_t(full.find(t.name) - full.tensors.data()));
   }
+  size_t scratch = 0;
+  for (const Chunk& c : r.exec->chunks()) scratch = std::max(scratch, tensor_sum_squares_scratch(c.layout));
+  r.norm_sums = kernels::DeviceBuffer<double>(r.device.dev, r.global_index.size());
+  r.norm_scratch = kernels::DeviceBuffer<double>(r.device.dev, scratch);
 }
 
 // The global norm of the gradients (already summed over dp replicas by the
 // executor's REDUCE_GRADS) from per-tensor partials summed in global tensor
-// order (DESIGN §5).
+// order (DESIGN §5). Every local tensor's sum of squares is made on the
+// device, and the host reads them all at once: the step's one read for the
+// norm (docs/CUDA.md).
 double grad_norm(Run& r) {
+  const std::vector<Chunk>& chunks = r.exec->chunks();
+  for (size_t k = 0, i = 0; k < chunks.size(); i += chunks[k].layout.tensors.size(), ++k) {
+    const GradPart part = r.exec->data_parallel().part(k);
+    tensor_sum_squares(chunks[k].dev, r.norm_sums.data() + i, r.norm_scratch.data(), chunks[k].layout, part.grads,
+                       part.begin, part.count);
+  }
+  const std::vector<double> sums = kernels::to_host(r.device.dev, r.norm_sums.data(), r.norm_sums.size());
   std::vector<double> partials(r.n_global_tensors, 0.0);
   size_t i = 0;
-  for (size_t k = 0; k < r.exec->chunks().size(); ++k) {
-    const Chunk& c = r.exec->chunks()[k];
-    const GradPart part = r.exec->data_parallel().part(k);
-    const std::vector<double> sums = tensor_sum_squares(c.dev, c.layout, part.grads, part.begin, part.count);
-    // A replicated tensor is the same on every tp rank: counted once.
-    for (size_t t = 0; t < sums.size(); ++t, ++i)
-      partials[r.global_index[i]] = c.layout.tensors[t].sharded() || r.topo.coord.tp_idx == 0 ? sums[t] : 0.0;
-  }
+  for (const Chunk& c : chunks)  // a replicated tensor is the same on every tp rank: counted once
+    for (size_t t = 0; t < c.layout.tensors.size(); ++t, ++i)
+      partials[r.global_index[i]] = c.layout.tensors[t].sharded() || r.topo.coord.tp_idx == 0 ? sums[i] : 0.0;
   // Each tensor lives on one pipeline rank (its shards on the tp ranks); the others contribute exact zeros.
   if (r.cfg.parallel.tp > 1) r.groups.tensor->allreduce_sum(partials.data(), partials.size());
   if (r.cfg.parallel.pp > 1) r.groups.pipeline->allreduce_sum(partials.data(), partials.size());

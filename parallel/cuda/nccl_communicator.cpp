@@ -31,6 +31,7 @@ ncclDataType_t nccl_type(kernels::DType t) {
     case kernels::DType::F32: return ncclFloat;
     case kernels::DType::BF16: return ncclBfloat16;
     case kernels::DType::I32: return ncclInt32;
+    case kernels::DType::F64: return ncclFloat64;
   }
   throw std::logic_error("NCCL: no type for this dtype");
 }

@@ -97,7 +97,8 @@ TEST(Dispatch, CudaCallsWithoutBackendOrDeviceFailClearly) {
     }
   };
   expect_error([&] { add_inplace(cuda, x, x, 4); }, "add_inplace");
-  expect_error([&] { (void)sum(cuda, x, 4); }, "sum");
+  double acc = 0;
+  expect_error([&] { sum(cuda, &acc, x, 4); }, "sum");
   expect_error([&] { gemm(cuda, false, false, 2, 2, 1, 1.0f, x, 1, x, 2, 0.0f, x, 2); }, "gemm");
   expect_error([&] { attention_decode(cuda, x, x, x, x, x, 1, 1, 4); }, "attention_decode");
   expect_error([&] { (void)alloc_bytes(cuda, 16); }, "alloc_bytes");
