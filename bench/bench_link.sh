@@ -16,6 +16,7 @@
 #   TRACE=1 bench/bench_link.sh ...   (also a Chrome trace per rank of each run,
 #   OUT_DIR/MODE-LINK.rank<r>.json: where each rank computes and waits)
 #   PRECISION=fp32 bench/bench_link.sh ...   (train.precision; default bf16)
+#   SCHEDULE=zb-h1 bench/bench_link.sh ...   (parallel.schedule; default small.yaml's 1f1b)
 #
 # Writes OUT_DIR/link.tsv (mode, link, tokens/s, measured s, predicted s, β in
 # Gbit/s) and prints it. Run it as root, alone on the machine (under the CPU
@@ -74,7 +75,7 @@ run() {  # run NAME [--set ...]
     "$attnres" train --config "$src/configs/small.yaml" --peak-gflops 1 \
     --set "data.dir=$src/data/pystdlib" --set train.threads=1 --set parallel.pp=2 \
     --set "train.steps=$steps" --set train.warmup_steps=1 --set train.eval_every=0 \
-    --set "train.precision=${PRECISION:-bf16}" "$@" \
+    --set "train.precision=${PRECISION:-bf16}" --set "parallel.schedule=${SCHEDULE:-1f1b}" "$@" \
     ${TRACE:+--trace "$out/$name.json"} --metrics "$out/$name.jsonl" > "$out/$name.log" 2>&1 &
   wait $! || { tail -n 20 "$out/$name.log"; echo "FAIL: $name"; exit 1; }
 }
@@ -103,7 +104,8 @@ for mode in ${MODES:-standard block full}; do
       base_ms=$(awk -v s="$step" 'BEGIN { printf "%.1f", 1000 * s }')
     else
       pred=$("$attnres" plan --config "$src/configs/small.yaml" --set parallel.pp=2 \
-               --set "train.precision=${PRECISION:-bf16}" --set "${mode_set[$mode]}" --link-gbps "${gbps[$link]}" --compute-ms "$base_ms" |
+               --set "train.precision=${PRECISION:-bf16}" --set "parallel.schedule=${SCHEDULE:-1f1b}" \
+               --set "${mode_set[$mode]}" --link-gbps "${gbps[$link]}" --compute-ms "$base_ms" |
              awk -v row="${plan_row[$mode]}" '/^network/ { net = 1 } net && !done && index($0, row " ") == 1 { printf "%.3f", $(NF - 1); done = 1 }')
     fi
     echo -e "$mode\t$link\t$tps\t$step\t$pred\t${gbps[$link]:--}" | tee -a "$out/link.tsv"

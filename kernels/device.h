@@ -23,7 +23,17 @@ int cuda_device_count(std::string* why);
 // The CPU, or CUDA device `ordinal` with a stream of its own. Throws naming
 // the cause when it cannot be used.
 Device open_device(Backend backend, int ordinal = 0);
-void close_device(Device& dev);
+// Never throws (destructors call it): a failure goes to stderr (kernels/release.h).
+void close_device(Device& dev) noexcept;
+
+// ---- ranks per device (ATTNRES_SHARE_GPU, docs/CUDA.md) -------------------------
+// ATTNRES_SHARE_GPU=1: a node may run more ranks than it has CUDA devices
+// (for tests on one GPU). Read once per process.
+bool share_gpu();
+// The CUDA device of rank `node_rank` of a node's `node_ranks` ranks on its
+// `devices` devices: one each (node_rank), or under `share` node_rank %
+// devices. -1 when there are too few, and `why` says what to do.
+int device_of_rank(int node_rank, int node_ranks, int devices, bool share, std::string* why);
 
 // Sets the worker threads of both OpenMP and OpenBLAS (train.threads).
 void set_num_threads(int n);

@@ -2,6 +2,8 @@
 #include <string>
 
 #include "kernels/device.h"
+#include "kernels/env_flag.h"
+#include "kernels/release.h"
 #ifdef ATTNRES_WITH_CUDA
 #include "kernels/cuda/memory_cuda.h"
 #endif
@@ -25,6 +27,19 @@ int cuda_device_count(std::string* why) {
 #endif
 }
 
+bool share_gpu() {
+  static const bool on = env_flag("ATTNRES_SHARE_GPU");
+  return on;
+}
+
+int device_of_rank(int node_rank, int node_ranks, int devices, bool share, std::string* why) {
+  if (devices > 0 && (share || node_ranks <= devices)) return share ? node_rank % devices : node_rank;
+  if (why)
+    *why = "this node has " + std::to_string(devices) + " CUDA device(s) for its " + std::to_string(node_ranks) +
+           " ranks; run one rank per GPU, or set ATTNRES_SHARE_GPU=1 to share them (docs/CUDA.md)";
+  return -1;
+}
+
 Device open_device(Backend backend, int ordinal) {
   if (backend == Backend::CPU) return Device{};
   std::string why;
@@ -40,9 +55,9 @@ Device open_device(Backend backend, int ordinal) {
 #endif
 }
 
-void close_device([[maybe_unused]] Device& dev) {
+void close_device([[maybe_unused]] Device& dev) noexcept {
 #ifdef ATTNRES_WITH_CUDA
-  if (dev.backend == Backend::CUDA) cuda::close_device(dev);
+  if (dev.backend == Backend::CUDA) release_quietly("closing the CUDA device's stream", [&] { cuda::close_device(dev); });
 #endif
 }
 

@@ -14,13 +14,17 @@ namespace attnres::kernels {
 struct bf16 {
   uint16_t bits;
 };
-enum class DType { F32, I32, BF16 };
-constexpr size_t dtype_size(DType t) { return t == DType::BF16 ? 2 : 4; }
-inline const char* dtype_name(DType t) { return t == DType::F32 ? "fp32" : t == DType::BF16 ? "bf16" : "int32"; }
+// F64: the loss and squared-norm sums, kept on the device until a step's end.
+enum class DType { F32, I32, BF16, F64 };
+constexpr size_t dtype_size(DType t) { return t == DType::BF16 ? 2 : t == DType::F64 ? 8 : 4; }
+inline const char* dtype_name(DType t) {
+  return t == DType::F32 ? "fp32" : t == DType::BF16 ? "bf16" : t == DType::F64 ? "fp64" : "int32";
+}
 template <class T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::F32; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
 template <> constexpr DType dtype_of<bf16>() { return DType::BF16; }
+template <> constexpr DType dtype_of<double>() { return DType::F64; }
 
 // Round to nearest even; NaN stays a (quiet) NaN, infinities stay infinite.
 ATTNRES_HD inline bf16 to_bf16(float f) {

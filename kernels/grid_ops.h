@@ -284,21 +284,37 @@ PtrList<P, kMaxSites> site_list(const P* ptrs, int S) {
   return ptr_list<P, kMaxSites>(ptrs, S, "sites");
 }
 
+// Phase 1's per-row scratch, z, holds two sites' scores of K sources. It
+// lives in the thread's stack (local memory on a GPU, where the device
+// reserves the largest frame of any kernel for every thread it can hold at
+// once: at 1025 sources, 2 GiB on an H100). So it is sized by a capacity
+// of K, not by kMaxSources.
+inline int source_capacity(int K) { return K <= 16 ? 16 : K <= 64 ? 64 : K <= 256 ? 256 : kMaxSources; }
+// The largest per-thread stack of the depth kernels: the forward's (z and
+// the rest of its frame) or the backward's, whose frame does not depend on
+// K. nvcc 13 for sm_80 and sm_90 makes the rest at most 360 bytes and the
+// backward's 1280 (nvcc -Xptxas -v; docs/CUDA.md).
+constexpr size_t kForwardFrameRest = 512, kBackwardFrame = 1280;
+inline size_t attnres_stack_bytes(int K) {
+  const size_t forward = 2 * size_t(source_capacity(K)) * sizeof(float) + kForwardFrameRest;
+  return forward > kBackwardFrame ? forward : kBackwardFrame;
+}
+
 // Phase 1: each row reads its completed sources once per pair of sites
 // (wider groups ran no faster: their sums no longer fit in registers).
 // Unless uv is null, uv[j] gets site j's [N, K] products u · v for the
-// backward.
-template <class Run>
-void attnres_block_forward(const Run& run, float* const* h, float* const* lse, float* const* uv,
-                           const float* const* src, const float* const* src_rstd, int K, const float* const* w,
-                           const float* const* g, int S, int N, int d) {
+// backward. Cap = source_capacity(K).
+template <int Cap, class Run>
+void attnres_block_forward_cap(const Run& run, float* const* h, float* const* lse, float* const* uv,
+                               const float* const* src, const float* const* src_rstd, int K, const float* const* w,
+                               const float* const* g, int S, int N, int d) {
   const auto v = source_list(src, K), r = source_list(src_rstd, K);
   const auto hs = site_list(h, S), ls = site_list(lse, S);
   const auto ws = site_list(w, S), gs = site_list(g, S);
   const bool save = uv != nullptr;
   const auto us = save ? site_list(uv, S) : PtrList<float*, kMaxSites>{};
   run(N, [=] ATTNRES_HD(int64_t n) {
-    float z[2 * kMaxSources];
+    float z[2 * Cap];
     for (int j = 0; j < S; j += 2) {
       const int P = j + 1 < S ? 2 : 1, k = j + P - 1;  // the pair's sites j and k
       float* hn[2] = {hs[j] + size_t(n) * d, hs[k] + size_t(n) * d};
@@ -313,6 +329,17 @@ void attnres_block_forward(const Run& run, float* const* h, float* const* lse, f
       ls[j][n] = l[0], ls[k][n] = l[P - 1];
     }
   });
+}
+template <class Run>
+void attnres_block_forward(const Run& run, float* const* h, float* const* lse, float* const* uv,
+                           const float* const* src, const float* const* src_rstd, int K, const float* const* w,
+                           const float* const* g, int S, int N, int d) {
+  switch (source_capacity(K)) {
+    case 16: return attnres_block_forward_cap<16>(run, h, lse, uv, src, src_rstd, K, w, g, S, N, d);
+    case 64: return attnres_block_forward_cap<64>(run, h, lse, uv, src, src_rstd, K, w, g, S, N, d);
+    case 256: return attnres_block_forward_cap<256>(run, h, lse, uv, src, src_rstd, K, w, g, S, N, d);
+    default: return attnres_block_forward_cap<kMaxSources>(run, h, lse, uv, src, src_rstd, K, w, g, S, N, d);
+  }
 }
 
 // Unless xn is null, also xn = RMSNorm(h) (gain norm) of the merged row.
@@ -415,11 +442,11 @@ void attnres_block_backward(const Run& run, float* const* dacc_src, float* const
 // Σ x[i] in float64, in index order: one body (the token losses of a
 // microbatch are summed so on every backend).
 template <class Run>
-void sum_serial(const Run& run, double* out, const float* x, size_t n) {
+void sum_serial(const Run& run, double* acc, const float* x, size_t n) {
   run(1, [=] ATTNRES_HD(int64_t) {
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += x[i];
-    *out = s;
+    *acc += s;
   });
 }
 // Σ x[i]² in float64 in fixed groups of kSumGroup elements, one body per
@@ -435,10 +462,17 @@ void sum_squares_partials(const Run& run, double* partial, const float* x, size_
     partial[gi] = s;
   });
 }
-inline double add_in_order(const double* partial, size_t count) {
+ATTNRES_HD inline double add_in_order(const double* partial, size_t count) {
   double total = 0.0;
   for (size_t i = 0; i < count; i++) total += partial[i];
   return total;
+}
+// The partials, then one body that adds them in group order.
+template <class Run>
+void sum_squares(const Run& run, double* out, double* partial, const float* x, size_t n) {
+  sum_squares_partials(run, partial, x, n);
+  const size_t groups = sum_groups(n);
+  run(1, [=] ATTNRES_HD(int64_t) { *out = add_in_order(partial, groups); });
 }
 
 // ---- cross-entropy rows over a vocabulary shard -----------------------------------------

@@ -38,7 +38,7 @@ void* alloc_bytes(const Device& dev, size_t bytes) {
     case Backend::CPU: p = cpu::alloc_bytes(bytes); break;
     case Backend::CUDA:
 #ifdef ATTNRES_WITH_CUDA
-      p = cuda::alloc_bytes(dev, bytes);
+      p = ATTNRES_CUDA_CALL("alloc_bytes", alloc_bytes(dev, bytes));
       break;
 #else
       not_built("alloc_bytes");
@@ -128,11 +128,9 @@ Event event_create(const Device& dev) {
   return Event{};
 }
 
-void event_destroy(Event& e) {
-  switch (e.backend) {
-    case Backend::CPU: e = Event{}; return;
-    case Backend::CUDA: ATTNRES_ON_CUDA("event_destroy", event_destroy(e));
-  }
+void event_destroy(Event& e) noexcept {
+  if (e.backend == Backend::CUDA) release_quietly("event_destroy", [&] { ATTNRES_ON_CUDA_HOST("event_destroy", event_destroy(e)); });
+  e = Event{};
 }
 
 void event_record(Event& e, const Device& dev) {
@@ -146,7 +144,7 @@ void event_record(Event& e, const Device& dev) {
 void event_synchronize(const Event& e) {
   switch (e.backend) {
     case Backend::CPU: return;  // recorded work is already done
-    case Backend::CUDA: ATTNRES_ON_CUDA("event_synchronize", event_synchronize(e));
+    case Backend::CUDA: ATTNRES_ON_CUDA_HOST("event_synchronize", event_synchronize(e));
   }
 }
 
@@ -154,7 +152,7 @@ float event_elapsed_ms(const Event& start, const Event& end) {
   if (start.backend != end.backend) throw std::logic_error("kernels::event_elapsed_ms: events of different backends");
   switch (start.backend) {
     case Backend::CPU: return float(end.host_ms - start.host_ms);
-    case Backend::CUDA: ATTNRES_ON_CUDA("event_elapsed_ms", event_elapsed_ms(start, end));
+    case Backend::CUDA: ATTNRES_ON_CUDA_HOST("event_elapsed_ms", event_elapsed_ms(start, end));
   }
   return 0;
 }

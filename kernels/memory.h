@@ -14,6 +14,7 @@
 
 #include "kernels/device.h"
 #include "kernels/dtype.h"
+#include "kernels/release.h"
 
 namespace attnres::kernels {
 
@@ -73,7 +74,8 @@ struct Event {
   double host_ms = 0.0;    // CPU: steady-clock time of the last record
 };
 Event event_create(const Device& dev);
-void event_destroy(Event& e);
+// Never throws (destructors call it): a failure goes to stderr (kernels/release.h).
+void event_destroy(Event& e) noexcept;
 void event_record(Event& e, const Device& dev);  // on dev.stream
 void event_synchronize(const Event& e);          // host waits for the event
 // Milliseconds between two recorded, completed events.
@@ -84,7 +86,7 @@ void stream_wait_event(const Device& dev, const Event& e);
 // ---- typed owning buffers -------------------------------------------------------
 // n elements of T in device memory of one device (DeviceBuffer), or in host
 // memory it copies to and from asynchronously (PinnedBuffer: alloc_pinned);
-// move-only, freed on destruction.
+// move-only, freed on destruction (which never throws: kernels/release.h).
 enum class Memory { Device, Pinned };
 template <class T, Memory where>
 class Buffer {
@@ -94,11 +96,11 @@ class Buffer {
 
   Buffer() = default;
   Buffer(const Device& dev, size_t n) : dev_(dev), n_(n), p_(static_cast<T*>(allocate(dev, n * sizeof(T)))) {}
-  ~Buffer() { reset(); }
+  ~Buffer() { release(); }
   Buffer(Buffer&& o) noexcept : dev_(o.dev_), n_(std::exchange(o.n_, 0)), p_(std::exchange(o.p_, nullptr)) {}
   Buffer& operator=(Buffer&& o) noexcept {
     if (this != &o) {
-      reset();
+      release();
       dev_ = o.dev_;
       n_ = std::exchange(o.n_, 0);
       p_ = std::exchange(o.p_, nullptr);
@@ -120,6 +122,9 @@ class Buffer {
   }
 
  private:
+  void release() noexcept {
+    release_quietly(where == Memory::Device ? "freeing a device buffer" : "freeing a pinned buffer", [this] { reset(); });
+  }
   static void* allocate(const Device& dev, size_t bytes) {
     return where == Memory::Device ? alloc_bytes(dev, bytes) : alloc_pinned(dev, bytes);
   }

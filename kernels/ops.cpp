@@ -322,16 +322,11 @@ void cross_entropy_backward(const Device& dev, float* dlogits, const float* logi
   }
 }
 
-double sum(const Device& dev, const float* x, size_t n) {
+void sum(const Device& dev, double* acc, const float* x, size_t n) {
   switch (dev.backend) {
-    case Backend::CPU: {
-      double s = 0.0;
-      grid::sum_serial(cpu::Grid{}, &s, x, n);
-      return s;
-    }
-    case Backend::CUDA: ATTNRES_ON_CUDA("sum", sum(dev, x, n));
+    case Backend::CPU: return grid::sum_serial(cpu::Grid{}, acc, x, n);
+    case Backend::CUDA: ATTNRES_ON_CUDA("sum", sum(dev, acc, x, n));
   }
-  return 0.0;
 }
 
 void adamw_update(const Device& dev, float* param, const float* grad, float* m, float* v, size_t n, float lr,
@@ -348,17 +343,13 @@ void adamw_update(const Device& dev, float* param, const float* grad, float* m, 
   }
 }
 
-double sum_squares(const Device& dev, const float* x, size_t n) {
+void sum_squares(const Device& dev, double* out, double* partial, const float* x, size_t n) {
   switch (dev.backend) {
-    case Backend::CPU: {
-      std::vector<double> partial(grid::sum_groups(n));
-      grid::sum_squares_partials(cpu::Grid{}, partial.data(), x, n);
-      return grid::add_in_order(partial.data(), partial.size());
-    }
-    case Backend::CUDA: ATTNRES_ON_CUDA("sum_squares", sum_squares(dev, x, n));
+    case Backend::CPU: return grid::sum_squares(cpu::Grid{}, out, partial, x, n);
+    case Backend::CUDA: ATTNRES_ON_CUDA("sum_squares", sum_squares(dev, out, partial, x, n));
   }
-  return 0.0;
 }
+size_t sum_squares_scratch(size_t n) { return grid::sum_groups(n); }
 
 void convert(const Device& dev, bf16* out, const float* in, size_t n) {
   switch (dev.backend) {

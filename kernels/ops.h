@@ -213,17 +213,22 @@ void cross_entropy_backward(const Device& dev, float* dlogits, const float* logi
                             const int32_t* targets, const float* row_max, const float* sum_exp,
                             int N, int Vl, int v0, float scale);
 
-// Σ x[i] in float64, added in index order i = 0 .. n-1 (losses are summed so;
-// every backend must keep that order for bitwise-equal runs).
-double sum(const Device& dev, const float* x, size_t n);
+// *acc += Σ x[i], the sum in float64 added in index order i = 0 .. n-1
+// (losses are summed so; every backend must keep that order for
+// bitwise-equal runs). acc is device memory: the host reads a step's sums
+// at once, not one at a time (docs/CUDA.md).
+void sum(const Device& dev, double* acc, const float* x, size_t n);
 
 // ---- optimizer -------------------------------------------------------------
 // AdamW with decoupled weight decay on n contiguous floats; step t >= 1.
 void adamw_update(const Device& dev, float* param, const float* grad, float* m,
                   float* v, size_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int t);
-// Sum of squares in float64, reduced in fixed-size groups in fixed order.
-double sum_squares(const Device& dev, const float* x, size_t n);
+// *out = Σ x[i]² in float64 over fixed-size groups, whose partials go to
+// `partial` (sum_squares_scratch(n) doubles) and are added in group order.
+// out and partial are device memory, read by the host as sum() says.
+void sum_squares(const Device& dev, double* out, double* partial, const float* x, size_t n);
+size_t sum_squares_scratch(size_t n);
 void scale_inplace(const Device& dev, float* x, float s, size_t n);
 
 }  // namespace attnres::kernels

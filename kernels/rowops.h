@@ -231,7 +231,7 @@ ATTNRES_HD inline void add_weighted_tile(float* const* h, const float* a, const 
 // Phase 1 for P sites over their K completed sources, each source row loaded
 // once for all P: h[p] = Σ alpha_ps v_s, lse[p] = log Σ_s exp(z_ps), and
 // unless uv is null, uv[p][s] = u_p · v_s for the backward; h, lse and uv
-// point at the row. z holds P * kMaxSources floats of scratch.
+// point at the row. z holds P * K floats of scratch.
 template <int P, class Src>
 ATTNRES_HD inline void attnres_completed(float* const* h, float* lse, float* const* uv, float* z, const Src& src,
                                          const Src& src_rstd, int K, const float* const* w, const float* const* g,
@@ -244,14 +244,14 @@ ATTNRES_HD inline void attnres_completed(float* const* h, float* lse, float* con
     for (int p = 0; p < P; p++)
       for (int t = 0; t < T; t++) {
         if (uv) uv[p][s + t] = tile[p * T + t];
-        z[p * kMaxSources + s + t] = tile[p * T + t] * src_rstd[s + t][n];
+        z[p * K + s + t] = tile[p * T + t] * src_rstd[s + t][n];
       }
   }
-  for (int p = 0; p < P; p++) softmax(z + p * kMaxSources, K, lse + p);
+  for (int p = 0; p < P; p++) softmax(z + p * K, K, lse + p);
   for (int s = 0, T; s < K; s += T) {
     T = source_tile(s, K, P);
     for (int p = 0; p < P; p++)
-      for (int t = 0; t < T; t++) tile[p * T + t] = z[p * kMaxSources + s + t];
+      for (int t = 0; t < T; t++) tile[p * T + t] = z[p * K + s + t];
     if (s == 0)
       add_weighted_tile<P, true>(h, tile, src, s, T, off, d);
     else

@@ -119,12 +119,12 @@ void sublayer_backward(const Chunk& c, const SublayerTensors& p, const SublayerT
 }
 
 // ---- forward -------------------------------------------------------------------
-double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
-                     const int32_t* targets, const ResidualState& in) {
+void chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens, const int32_t* targets,
+                   const ResidualState& in, double* loss) {
   const int Nr = c.dims.Nr, d = c.dims.d;
   ActsView& v = a.v;
   if (c.has_embed) embed_forward(c, v.x0, tokens);
-  if (c.cfg.attnres()) return attnres_forward(c, a, targets, in);
+  if (c.cfg.attnres()) return attnres_forward(c, a, targets, in, loss);
 
   // x_{j+1} = x_j + f_j(x_j).
   if (!c.has_embed) v.sub[0].h = in.hidden;  // the only pointer that changes per forward
@@ -139,9 +139,17 @@ double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   }
   a.out = ResidualState{};
   a.out.hidden = const_cast<float*>(x);
-  if (!c.has_head) return 0.0;
+  if (!c.has_head) return;
   norm_to_full(c, v.head.xn, v.head.xn_h, v.head.rstd, x, c.p.final_norm);
-  return head_forward(c, v.head, targets);
+  head_forward(c, v.head, targets, loss);
+}
+
+double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens, const int32_t* targets,
+                     const ResidualState& in) {
+  k::DeviceBuffer<double> loss(c.dev, 1);
+  k::zero(c.dev, loss.data(), 1);
+  chunk_forward(c, a, tokens, targets, in, loss.data());
+  return k::to_host(c.dev, loss.data(), 1)[0];
 }
 
 const float* chunk_token_losses(const Chunk& c, const ChunkActs& a) {

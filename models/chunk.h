@@ -187,11 +187,15 @@ void acts_init(ChunkActs& a, const Chunk& c, float* base = nullptr);
 int chunk_produced_outputs(const ModelConfig& cfg, int first, int last);
 
 // Forward of one microbatch. tokens [b*T] are read by the first chunk, targets
-// [b*T] by the last, which returns the sum of its token losses (else 0).
+// [b*T] by the last, which adds the sum of its token losses to *loss (device
+// memory, so that the host reads a step's losses at once; null: not summed).
 // `in` is ignored by the first chunk. After the call a.out is the output stream;
 // its tensors stay valid until `a` runs another forward.
-double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens,
-                     const int32_t* targets, const ResidualState& in);
+void chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens, const int32_t* targets,
+                   const ResidualState& in, double* loss);
+// The same, returning that sum (0 unless the last chunk): one read by the host.
+double chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens, const int32_t* targets,
+                     const ResidualState& in);
 
 // The depth-attention weights alpha [rows, K] of site `site` (a sublayer
 // j - c.first, or the output site at c.last - c.first) in the last forward,

@@ -110,7 +110,7 @@ struct PassSites {
   }
 };
 
-double attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, const ResidualState& in) {
+void attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, const ResidualState& in, double* loss) {
   const ModelConfig& m = c.cfg;
   const int Nr = c.dims.Nr, d = c.dims.d;
   ActsView& v = a.v;
@@ -180,7 +180,7 @@ double attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, con
   }
   a.out.partial = part;
   a.out.hidden = nullptr;
-  if (!c.has_head) return 0.0;
+  if (!c.has_head) return;
   // The output site: phase 1 (with the last group, or now), then its
   // partial, the final block sum (src's last entry), merged in.
   HeadActs& h = v.head;
@@ -192,7 +192,7 @@ double attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, con
   }
   merge_norm_to_full(c, h.xn, h.xn_h, h.rstd, h.h, h.lse, src.back(), rstd.back(), c.p.out_query, c.p.out_norm,
                      c.p.final_norm);
-  return head_forward(c, h, targets);
+  head_forward(c, h, targets, loss);
 }
 
 std::vector<float> chunk_site_weights(const Chunk& c, const ChunkActs& a, int site, int rows) {

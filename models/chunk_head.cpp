@@ -21,7 +21,7 @@ void embed_backward(const Chunk& c, const float* dx0, const int32_t* tokens) {
   k::embedding_backward(c.dev, c.g.embed, full, tokens, x.N, x.d, c.cfg.vocab_size, x.v0, x.Vl);
 }
 
-double head_forward(const Chunk& c, HeadActs& h, const int32_t* targets) {
+void head_forward(const Chunk& c, HeadActs& h, const int32_t* targets, double* loss) {
   const ChunkDims& x = c.dims;
   const int N = x.N;
   matmul_forward(c, h.logits, h.xn, h.xn_h, c.p.lm_head, N, x.d, x.Vl);
@@ -31,7 +31,7 @@ double head_forward(const Chunk& c, HeadActs& h, const int32_t* targets) {
                             x.v0, c.cfg.vocab_size);
   if (c.tp.coll) c.tp.coll->allreduce_sum(h.sum_exp, 2 * size_t(N));  // and target_logit
   k::cross_entropy_loss(c.dev, h.losses, h.row_max, h.sum_exp, h.target_logit, targets, N);
-  return k::sum(c.dev, h.losses, size_t(N));
+  if (loss) k::sum(c.dev, loss, h.losses, size_t(N));
 }
 
 void head_backward(const Chunk& c, HeadActs& h, const float* xin, const int32_t* targets, float loss_scale,

@@ -90,8 +90,8 @@ void embed_forward(const Chunk& c, float* x0, const int32_t* tokens);
 void embed_backward(const Chunk& c, const float* dx0, const int32_t* tokens);
 // Loss head: h.xn = final norm of [AttnRes_out] (the caller's) -> LM head ->
 // cross-entropy over the vocabulary shards (their row statistics combined
-// over tp). Returns the loss sum.
-double head_forward(const Chunk& c, HeadActs& h, const int32_t* targets);
+// over tp). Adds the loss sum to *loss (device memory) unless loss is null.
+void head_forward(const Chunk& c, HeadActs& h, const int32_t* targets, double* loss);
 // dL/dx of the loss head input into dx (overwritten, residual rows); saves
 // dlogits. Unless sdot is null, sdot = dx · xin per row (the output site's).
 void head_backward(const Chunk& c, HeadActs& h, const float* xin, const int32_t* targets, float loss_scale,
@@ -102,7 +102,7 @@ void head_backward(const Chunk& c, HeadActs& h, const float* xin, const int32_t*
 // terms wait for a pass (a group's, or a span's); the output site's follows.
 int pending_site_slots(const ModelConfig& m);
 // chunk_forward (after the embedding) and chunk_backward_input in AttnRes mode.
-double attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, const ResidualState& in);
+void attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, const ResidualState& in, double* loss);
 void attnres_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens, const int32_t* targets,
                             float loss_scale, ResidualState& dout, ResidualState& din);
 

@@ -47,15 +47,14 @@ void recompute_init(RecomputedChunk& r, const Chunk& c) {
 // What a segment produces is copied out of the shared arena (m.kept) before
 // the next forward overwrites it, unless it is the model's last segment (its
 // outputs leave nowhere); inputs pass through by pointer.
-double recompute_forward(RecomputedChunk& r, RecomputeKept& m, const int32_t* tokens, const int32_t* targets,
-                         const ResidualState& in, ResidualState& out) {
+void recompute_forward(RecomputedChunk& r, RecomputeKept& m, const int32_t* tokens, const int32_t* targets,
+                       const ResidualState& in, ResidualState& out, double* loss) {
   m.segment_in.assign(1, in);
   size_t t = 0;
-  double loss = 0;
   for (size_t i = 0; i < r.segments.size(); ++i) {
     const Chunk& g = r.segments[i];
     const size_t n = size_t(g.dims.Nr) * g.dims.d;
-    loss = chunk_forward(g, r.acts[i], tokens, targets, m.segment_in.back());
+    chunk_forward(g, r.acts[i], tokens, targets, m.segment_in.back(), loss);
     ResidualState o = r.acts[i].out;
     if (g.last < g.cfg.num_sublayers()) {
       auto keep = [&](float*& p) {
@@ -71,7 +70,6 @@ double recompute_forward(RecomputedChunk& r, RecomputeKept& m, const int32_t* to
     else out = std::move(o);
   }
   assert(t == m.kept.size());
-  return loss;
 }
 
 // An earlier segment's output-stream gradients are the first of the chunk's,
@@ -81,7 +79,7 @@ void recompute_backward(RecomputedChunk& r, RecomputeKept& m, const int32_t* tok
   for (size_t i = r.segments.size(); i-- > 0;) {
     const Chunk& g = r.segments[i];
     ChunkActs& a = r.acts[i];
-    chunk_forward(g, a, tokens, targets, m.segment_in[i]);
+    chunk_forward(g, a, tokens, targets, m.segment_in[i], nullptr);
     ResidualState d;
     if (i + 1 == r.segments.size()) d = dout;
     else d.sources.assign(dout.sources.begin(), dout.sources.begin() + sources_at(g.cfg, g.last));

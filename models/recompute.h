@@ -48,10 +48,10 @@ struct RecomputeKept {
   std::vector<ResidualState> segment_in;
 };
 
-// The chunk's forward, segment by segment; `out` is its output stream.
-// Returns what chunk_forward returns.
-double recompute_forward(RecomputedChunk& r, RecomputeKept& m, const int32_t* tokens, const int32_t* targets,
-                         const ResidualState& in, ResidualState& out);
+// The chunk's forward, segment by segment; `out` is its output stream. The
+// loss as chunk_forward's.
+void recompute_forward(RecomputedChunk& r, RecomputeKept& m, const int32_t* tokens, const int32_t* targets,
+                       const ResidualState& in, ResidualState& out, double* loss);
 // The chunk's backward: each segment's forward again (the first forward's
 // bits), then its input and weight gradients at once, since the next
 // forward reuses the arena. Arguments as chunk_backward_input's.

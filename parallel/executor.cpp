@@ -147,7 +147,7 @@ PipelineExecutor::PipelineExecutor(const ModelConfig& cfg, const Partition& part
   }
   dp_ = std::make_unique<DataParallelSync>(data_, chunks_, mine);
   weights_ready_.assign(chunks_.size(), false);
-  losses_.assign(size_t(schedule_.M), 0.0);
+  losses_ = k::DeviceBuffer<double>(dev_, size_t(schedule_.M));
   fwd_bytes_.assign(size_t(C), 0);
   bwd_bytes_.assign(size_t(C), 0);
   run_start_ = k::event_create(dev_);
@@ -348,7 +348,7 @@ void PipelineExecutor::wait_recv(Request& r, const char* what, int mb, int chunk
                       "comm", t - t0_us_, dt});
 }
 
-double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const int32_t* targets) {
+void PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const int32_t* targets, double* loss) {
   ready_weights(size_t(local_index_[size_t(chunk)]));
   Local& L = local(chunk);
   Slot& s = acquire(mb, chunk);
@@ -382,15 +382,13 @@ double PipelineExecutor::forward(int mb, int chunk, const int32_t* tokens, const
     for (float* p : s.in.sources)
       if (!p) throw std::logic_error("executor: chunk " + std::to_string(chunk) + " lacks an input source");
   }
-  double loss = 0;
   if (L.recompute.on()) {
-    loss = recompute_forward(L.recompute, s.kept, tokens, targets, s.in, s.out);
+    recompute_forward(L.recompute, s.kept, tokens, targets, s.in, s.out, loss);
   } else {
-    loss = chunk_forward(*L.model, s.acts, tokens, targets, s.in);
+    chunk_forward(*L.model, s.acts, tokens, targets, s.in, loss);
     s.out = s.acts.out;
   }
   for (int src = (chunk == 0 ? 0 : L.n_in); src < L.n_out; ++src) s.grads[size_t(src)] = s.own_grads[size_t(src)];
-  return loss;
 }
 
 // The tensors of chunk c's forward output that the hop into c+1 carries, in wire order.
@@ -481,7 +479,7 @@ void PipelineExecutor::finish_reductions() {
 std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tokens,
                                           const std::vector<const int32_t*>& targets, float loss_scale) {
   assert(int(tokens.size()) == schedule_.M && int(targets.size()) == schedule_.M);
-  std::fill(losses_.begin(), losses_.end(), 0.0);
+  k::zero(dev_, losses_.data(), losses_.size());
   std::fill(weights_ready_.begin(), weights_ready_.end(), false);
   std::fill(fwd_bytes_.begin(), fwd_bytes_.end(), 0);
   std::fill(bwd_bytes_.begin(), bwd_bytes_.end(), 0);
@@ -496,7 +494,7 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
     const bool timed = is_compute(a.op) || is_copy(a.op);
     if (timed) open_start_ = &next_timed(a);
     switch (a.op) {
-      case Op::F: losses_[size_t(a.mb)] += forward(a.mb, a.chunk, tokens[size_t(a.mb)], targets[size_t(a.mb)]); break;
+      case Op::F: forward(a.mb, a.chunk, tokens[size_t(a.mb)], targets[size_t(a.mb)], losses_.data() + a.mb); break;
       case Op::B:
       case Op::BI:
         backward_input(a.mb, a.chunk, tokens[size_t(a.mb)], targets[size_t(a.mb)], loss_scale);
@@ -520,10 +518,12 @@ std::vector<double> PipelineExecutor::run(const std::vector<const int32_t*>& tok
     if (pipe_) land_flights();
     if (data_) dp_->progress();
   }
+  // The step's one read of its losses; after it the timing's events are done.
+  std::vector<double> losses = k::to_host(dev_, losses_.data(), losses_.size());
   settle_timing();
   if (tracing_) land_sends();
   finish_reductions();
-  return losses_;
+  return losses;
 }
 
 // The start and end events of the next timed action (created on first use).
@@ -556,21 +556,21 @@ void PipelineExecutor::settle_timing() {
 double PipelineExecutor::forward_only(const std::vector<const int32_t*>& tokens,
                                       const std::vector<const int32_t*>& targets) {
   const std::vector<int>& at = schedule_.placement;
-  double sum = 0.0;
+  k::zero(dev_, losses_.data(), 1);  // the sum over every microbatch, in their order
   std::fill(weights_ready_.begin(), weights_ready_.end(), false);
   for (size_t i = 0; i < chunks_.size(); ++i) ready_weights(i);
   for (int mb = 0; mb < int(tokens.size()); ++mb) {
     for (auto& L : locals_) {
       const int c = L->chunk;
       if (c > 0 && at[size_t(c - 1)] != rank_) post_recv_f(mb, c, at[size_t(c - 1)]);
-      sum += forward(mb, c, tokens[size_t(mb)], targets[size_t(mb)]);
+      forward(mb, c, tokens[size_t(mb)], targets[size_t(mb)], losses_.data());
       if (c + 1 == schedule_.num_chunks()) continue;
       if (at[size_t(c + 1)] == rank_) copy_f(mb, c);
       else send_f(mb, c, at[size_t(c + 1)]);
     }
     for (auto& L : locals_) release(L->chunk, table_.find(L->chunk, mb));
   }
-  return sum;
+  return k::to_host(dev_, losses_.data(), 1)[0];
 }
 
 }  // namespace attnres

@@ -102,7 +102,7 @@ class PipelineExecutor {
   void post_recv_f(int mb, int chunk, int peer);
   void post_recv_b(int mb, int chunk, int peer);
   void post_ahead(size_t from);
-  double forward(int mb, int chunk, const int32_t* tokens, const int32_t* targets);
+  void forward(int mb, int chunk, const int32_t* tokens, const int32_t* targets, double* loss);
   void backward_input(int mb, int chunk, const int32_t* tokens, const int32_t* targets,
                       float loss_scale);
   std::vector<float*> forward_payload(int mb, int chunk);
@@ -145,7 +145,7 @@ class PipelineExecutor {
   std::vector<int> local_index_;                // by chunk: index in locals_, or -1
   std::vector<bool> weights_ready_;              // per local chunk, this run (ready_weights)
   std::unique_ptr<DataParallelSync> dp_;        // over `data`; after chunks_, which it refers to
-  std::vector<double> losses_;
+  kernels::DeviceBuffer<double> losses_;  // per microbatch, on the device until run() ends
   std::vector<uint64_t> fwd_bytes_, bwd_bytes_;
   double busy_s_ = 0, idle_s_ = 0;
   // Events around this run's compute and copy actions (reused every run):

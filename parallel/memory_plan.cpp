@@ -78,6 +78,7 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
     plan.total += ch.bytes;
     plan.chunks.push_back(ch);
   }
+  plan.total.fixed += uint64_t(schedule.M) * sizeof(double);  // the executor's loss sum per microbatch
   return plan;
 }
 

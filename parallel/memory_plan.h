@@ -29,7 +29,7 @@ namespace attnres {
 
 struct MemoryBytes {
   uint64_t params = 0, grads = 0;  // grads: ZeRO-1 adds the buffer of the part's summed gradients
-  uint64_t fixed = 0;  // RoPE tables and backward scratch
+  uint64_t fixed = 0;  // RoPE tables and backward scratch (and in a rank's total, its loss sums)
   uint64_t acts = 0;   // slots x one microbatch's arena
   uint64_t hops = 0;   // slots x the slot's hop buffers
   uint64_t adamw = 0;  // AdamW's moments m and v

@@ -197,6 +197,7 @@ static MPI_Datatype mpi_type(kernels::DType t) {
     case kernels::DType::F32: return MPI_FLOAT;
     case kernels::DType::BF16: return MPI_UINT16_T;
     case kernels::DType::I32: return MPI_INT32_T;
+    case kernels::DType::F64: return MPI_DOUBLE;
   }
   return MPI_DATATYPE_NULL;
 }

@@ -119,7 +119,7 @@ EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& tex
       }
     }
     const DeviceBatch db(model.dev, b, model.cfg.vocab_size);
-    chunk_forward(model, acts, db.inputs.data(), db.targets.data(), ResidualState{});
+    chunk_forward(model, acts, db.inputs.data(), db.targets.data(), ResidualState{}, nullptr);
     const std::vector<float> losses = k::to_host(model.dev, chunk_token_losses(model, acts), used * size_t(T));
     for (float l : losses) sum += l;
     r.tokens += used * size_t(T);

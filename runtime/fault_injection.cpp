@@ -108,16 +108,18 @@ bool nan_fault_due(int step) {
 
 void fault_point(const char* where, int step) {
   const std::string w(where);
-  if (w != "step" && w != "checkpoint_write") throw std::logic_error("fault_point: unknown point " + w);
+  if (w != "step" && w != "checkpoint_write" && w != "setup") throw std::logic_error("fault_point: unknown point " + w);
   const std::optional<FaultSpec>& s = env_spec();
   if (!s || s->step != step || env_rank() != s->rank || s->at == "nan") return;
   const bool hang = s->at == "hang";
   const int sig = fault_signal(s->at);
-  if ((hang || sig ? "step" : s->at) != w) return;
+  if ((hang || sig ? (step == 0 ? "setup" : "step") : s->at) != w) return;
   if (!s->once.empty() && !claim_marker(s->once)) return;
-  std::fprintf(stderr, "attnres: ATTNRES_FAULT: rank %d %s %s of step %d\n", s->rank,
-               hang ? "hangs" : sig ? ("sends itself " + s->at).c_str() : "killed (SIGKILL)",
-               w == "step" ? "at the end" : "inside the checkpoint write", step);
+  const std::string when = w == "setup"  ? "during set-up"
+                           : w == "step" ? "at the end of step " + std::to_string(step)
+                                         : "inside the checkpoint write of step " + std::to_string(step);
+  std::fprintf(stderr, "attnres: ATTNRES_FAULT: rank %d %s %s\n", s->rank,
+               hang ? "hangs" : sig ? ("sends itself " + s->at).c_str() : "killed (SIGKILL)", when.c_str());
   std::fflush(stderr);
   if (sig) {
     ::raise(sig);

@@ -11,7 +11,8 @@
 //   at    step              SIGKILL at the end of that step, before any checkpoint
 //                           of that step is written
 //         checkpoint_write  SIGKILL partway through writing that step's checkpoint
-//         hang              sleep forever at the end of that step (the watchdog's case)
+//         hang              sleep forever at the end of that step (the watchdog's case);
+//                           step=0: during set-up, before the communicators are made
 //         nan               make one gradient element of that step NaN (nan_fault_due)
 //         sigterm, sigusr1, sigint
 //                           send this signal to itself at the end of that step and
@@ -37,7 +38,8 @@ struct FaultSpec {
 // value and what was expected.
 std::optional<FaultSpec> parse_fault_spec(const std::string& text);
 
-// The fault points. `where` is "step" (end of a step: at=step, hang and the signals) or
+// The fault points. `where` is "step" (end of a step: at=step, hang and the signals),
+// "setup" (step 0, before the communicators are made: hang and the signals) or
 // "checkpoint_write" (inside the checkpoint writer, after the first tensor of
 // the shard). Does nothing unless ATTNRES_FAULT names this rank, this point
 // and this step. The rank is this process's MPI world rank, read from the

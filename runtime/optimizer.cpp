@@ -49,15 +49,21 @@ void AdamW::step(const ParamLayout& layout, float* params, const float* grads, f
   }
 }
 
-std::vector<double> tensor_sum_squares(const kernels::Device& dev, const ParamLayout& layout, const float* grads,
-                                       size_t begin, size_t count) {
-  std::vector<double> out;
-  out.reserve(layout.tensors.size());
-  for (const auto& s : layout.tensors) {
-    const auto [lo, hi] = overlap(s, begin, count);
-    out.push_back(lo < hi ? kernels::sum_squares(dev, grads + (lo - begin), hi - lo) : 0.0);
+// One scratch for every tensor: the device's stream (or the CPU) runs their
+// sums one after another.
+void tensor_sum_squares(const kernels::Device& dev, double* out, double* scratch, const ParamLayout& layout,
+                        const float* grads, size_t begin, size_t count) {
+  kernels::zero(dev, out, layout.tensors.size());
+  for (size_t t = 0; t < layout.tensors.size(); ++t) {
+    const auto [lo, hi] = overlap(layout.tensors[t], begin, count);
+    if (lo < hi) kernels::sum_squares(dev, out + t, scratch, grads + (lo - begin), hi - lo);
   }
-  return out;
+}
+
+size_t tensor_sum_squares_scratch(const ParamLayout& layout) {
+  size_t most = 0;
+  for (const auto& s : layout.tensors) most = std::max(most, kernels::sum_squares_scratch(s.numel));
+  return most;
 }
 
 double global_norm(const std::vector<double>& partials) {

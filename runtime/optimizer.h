@@ -28,11 +28,15 @@ struct AdamW {
   void step(const ParamLayout& layout, float* params, const float* grads, float lr, const TrainConfig& cfg);
 };
 
-// Per-tensor sums of squares of device memory, one entry per tensor in layout
-// order, over the part [begin, begin + count) of the flat buffer that `grads`
-// holds (grads[0] is element begin; a tensor outside it adds 0).
-std::vector<double> tensor_sum_squares(const kernels::Device& dev, const ParamLayout& layout, const float* grads,
-                                       size_t begin, size_t count);
+// Per-tensor sums of squares of device memory into out[t], t in layout
+// order (device memory, one double per tensor), over the part
+// [begin, begin + count) of the flat buffer that `grads` holds (grads[0] is
+// element begin; a tensor outside it sums to 0). `scratch` holds
+// tensor_sum_squares_scratch(layout) doubles. Nothing is read back: the
+// trainer reads every chunk's sums at once (docs/CUDA.md).
+void tensor_sum_squares(const kernels::Device& dev, double* out, double* scratch, const ParamLayout& layout,
+                        const float* grads, size_t begin, size_t count);
+size_t tensor_sum_squares_scratch(const ParamLayout& layout);
 // sqrt of the sum of per-tensor partials added in global tensor order, so the
 // result does not depend on how tensors are spread over ranks (DESIGN §5).
 double global_norm(const std::vector<double>& partials_in_global_order);

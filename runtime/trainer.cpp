@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "kernels/device.h"
+#include "kernels/device_overhead.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
 #include "kernels/peak.h"
@@ -103,6 +104,7 @@ struct Run {
   std::unique_ptr<PipelineExecutor> exec;
   std::vector<AdamW> adam;           // per local chunk
   std::vector<size_t> global_index;  // per local tensor (chunk by chunk): index in the full model
+  kernels::DeviceBuffer<double> norm_sums, norm_scratch;  // per local tensor; tensor_sum_squares' scratch
   size_t n_global_tensors = 0;
   int M = 0;                         // microbatches per pipeline per step
   // Bytes per step of each hop on this layout under the standard residual and
@@ -110,6 +112,8 @@ struct Run {
   std::vector<double> standard_hop_bytes, full_hop_bytes;
   uint64_t start_resident = 0;  // this process's resident set before MPI and any allocation
   double planned_bytes = 0;     // the memory plan of this rank, AdamW's moments included
+  // Started before any communicator is made; stopped first, before they go.
+  std::unique_ptr<Watchdog> watchdog;
 
   explicit Run(const Config& c) : cfg(c) {}
   bool is_logger() const { return topo.world_rank == 0; }
@@ -118,32 +122,61 @@ struct Run {
 // ZeRO-1 with more than one dp rank: each updates its part of the parameters.
 bool sharded(const Run& r) { return r.cfg.train.zero == 1 && r.cfg.parallel.dp > 1; }
 
+// What the ranks that share this rank's memory need together: on CPUs every
+// rank of the machine, on GPUs the ranks on its device (itself, unless
+// ATTNRES_SHARE_GPU puts several there).
+double shared_need(Run& r, bool gpu, double need) {
+  const double mine[2] = {gpu ? double(r.device.dev.ordinal) : -1.0, need};
+  double sum = 0;
+  for (const std::string& rank : r.node->allgather(mine, sizeof mine)) {
+    double other[2];
+    std::memcpy(other, rank.data(), sizeof other);
+    if (other[0] == mine[0]) sum += other[1];
+  }
+  return sum;
+}
+
+// NCCL communicators of two or more ranks that run collectives: the data
+// group's sums and the tensor group's (the pipeline's only sends over edges,
+// whose buffers exist before the check).
+int collective_comms(const ParallelConfig& p) { return (p.dp > 1 ? 1 : 0) + (p.tp > 1 ? 1 : 0); }
+
 // A model too large for the machine fails before the first allocation, with
-// what one rank needs (the memory plan plus AdamW's moments) against what the
-// ranks sharing this machine can still get (on GPUs: what its device has
-// free). The ranks agree, so none waits on one that stopped.
+// what one rank needs (the memory plan plus AdamW's moments, and on a GPU
+// what CUDA, cuBLAS and NCCL take beside them) against what the ranks
+// sharing this machine can still get (on GPUs: what its device has free).
+// The ranks agree, so none waits on one that stopped.
 void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
-  const RankMemoryPlan plan = plan_rank_memory(r.cfg.model, r.part, sched, r.topo.coord.pp_idx,
+  const ModelConfig& m = r.cfg.model;
+  const RankMemoryPlan plan = plan_rank_memory(m, r.part, sched, r.topo.coord.pp_idx,
                                                r.cfg.train.micro_batch_size, caching, r.tp,
                                                sharded(r) ? ZeroShard{r.topo.coord.dp_idx, r.cfg.parallel.dp} : ZeroShard{});
   const MemoryBytes& b = plan.total;
-  const double need = double(b.total());
-  r.planned_bytes = need;
-  // On a CPU the ranks of a machine share its memory; on GPUs each has its device's.
+  r.planned_bytes = double(b.total());
   const bool gpu = r.device.dev.backend == kernels::Backend::CUDA;
-  double share_need = need;
-  if (!gpu) r.node->allreduce_sum(&share_need, 1);
+  const kernels::DeviceOverhead cuda =
+      gpu ? kernels::device_overhead(kernels::device_shape(r.device.dev),
+                                     m.attnres() ? sources_at(m, m.num_sublayers()) : 0, collective_comms(r.cfg.parallel))
+          : kernels::DeviceOverhead{};
+  const double need = r.planned_bytes + double(cuda.total());
+  const double share_need = shared_need(r, gpu, need);
   const double avail = gpu ? double(kernels::device_free_bytes(r.device.dev)) : double(available_host_bytes());
-  const std::string where = gpu ? "its CUDA device " + std::to_string(r.device.dev.ordinal) + " has "
+  const std::string sharing = share_need > need ? " (shared: its ranks need " + format_bytes(share_need) + ")" : "";
+  const std::string where = gpu ? "its CUDA device " + std::to_string(r.device.dev.ordinal) + sharing + " has "
                                 : "the " + std::to_string(r.node->size()) + " rank(s) on this machine need " +
                                       format_bytes(share_need) + " and ";
+  const std::string runtime =
+      gpu ? ", CUDA context growth " + format_bytes(double(cuda.context)) + ", cuBLASLt workspace " +
+                format_bytes(double(cuda.gemm_workspace)) + ", NCCL buffers " + format_bytes(double(cuda.nccl)) +
+                ", kernel stacks " + format_bytes(double(cuda.kernel_stacks))
+          : "";
   std::string err;
   if (avail > 0 && share_need > avail)
     err = "not enough memory: rank " + std::to_string(r.topo.world_rank) + " needs " + format_bytes(need) +
           " (parameters " + format_bytes(double(b.params)) + ", gradients " + format_bytes(double(b.grads)) +
           ", AdamW moments " + format_bytes(double(b.adamw)) + ", activations " +
-          format_bytes(double(b.acts)) + ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + "); " +
-          where + format_bytes(avail) +
+          format_bytes(double(b.acts)) + ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + runtime +
+          "); " + where + format_bytes(avail) +
           " is available; make the model, train.micro_batch_size or model.seq_len smaller, spread the "
           "layers over more machines (parallel.pp)" +
           (r.cfg.parallel.dp > 1 && !sharded(r) ? ", shard the optimizer state over dp (train.zero: 1)" : "") +
@@ -153,24 +186,20 @@ void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
 }
 
 // train.device: the CPU, or the CUDA device of this rank's place on its node
-// (one rank per GPU). Every failure is found before anything is allocated,
-// and the ranks agree on it.
+// (one rank per GPU, or several under ATTNRES_SHARE_GPU). Every failure is
+// found before anything is allocated, and the ranks agree on it.
 kernels::Device choose_device(Run& r) {
   if (r.cfg.train.device == "cpu") return kernels::Device{};
   std::string why, err;
   kernels::Device dev;
-  const int n = kernels::cuda_device_count(&why);
-  if (n == 0) {
-    err = "train.device: cuda: no usable CUDA device: " + why;
-  } else if (n < r.node->size()) {
-    err = "train.device: cuda: this node has " + std::to_string(n) + " CUDA device(s) for its " +
-          std::to_string(r.node->size()) + " ranks; run one rank per GPU";
-  } else {
-    try {
-      dev = kernels::open_device(kernels::Backend::CUDA, r.node->rank());
-    } catch (const std::exception& e) {
-      err = std::string("train.device: cuda: ") + e.what();
-    }
+  try {
+    const int n = kernels::cuda_device_count(&why);
+    const int ordinal = n == 0 ? -1 : kernels::device_of_rank(r.node->rank(), r.node->size(), n, kernels::share_gpu(), &why);
+    if (n == 0) err = "train.device: cuda: no usable CUDA device: " + why;
+    else if (ordinal < 0) err = "train.device: cuda: " + why;
+    else dev = kernels::open_device(kernels::Backend::CUDA, ordinal);
+  } catch (const std::exception& e) {
+    err = std::string("train.device: cuda: ") + e.what();
   }
   err = agree_on_error(*r.groups.world, err);
   if (!err.empty()) {
@@ -188,6 +217,9 @@ void setup(Run& r) {
   init_mpi();
   const std::unique_ptr<Communicator> world = make_mpi_world();
   r.topo = make_topology(world->size(), world->rank(), p.dp, p.pp, p.tp);
+  // Before the groups: making them waits on every peer, and NCCL's on the network.
+  r.watchdog = std::make_unique<Watchdog>(r.cfg.train.watchdog_timeout, r.topo.world_rank);
+  fault_point("setup", 0);
   r.M = r.cfg.train.grad_accum / p.dp;
   r.part = make_partition(m, p.pp, p.virtual_stages, p.layout);
   r.standard_hop_bytes = standard_hop_bytes(r.cfg, r.part);
@@ -228,22 +260,30 @@ void setup(Run& r) {
     for (const TensorSpec& t : c.layout.tensors)
       r.global_index.push_back(size_t(full.find(t.name) - full.tensors.data()));
   }
+  size_t scratch = 0;
+  for (const Chunk& c : r.exec->chunks()) scratch = std::max(scratch, tensor_sum_squares_scratch(c.layout));
+  r.norm_sums = kernels::DeviceBuffer<double>(r.device.dev, r.global_index.size());
+  r.norm_scratch = kernels::DeviceBuffer<double>(r.device.dev, scratch);
 }
 
 // The global norm of the gradients (already summed over dp replicas by the
 // executor's REDUCE_GRADS) from per-tensor partials summed in global tensor
-// order (DESIGN §5).
+// order (DESIGN §5). Every local tensor's sum of squares is made on the
+// device, and the host reads them all at once: the step's one read for the
+// norm (docs/CUDA.md).
 double grad_norm(Run& r) {
+  const std::vector<Chunk>& chunks = r.exec->chunks();
+  for (size_t k = 0, i = 0; k < chunks.size(); i += chunks[k].layout.tensors.size(), ++k) {
+    const GradPart part = r.exec->data_parallel().part(k);
+    tensor_sum_squares(chunks[k].dev, r.norm_sums.data() + i, r.norm_scratch.data(), chunks[k].layout, part.grads,
+                       part.begin, part.count);
+  }
+  const std::vector<double> sums = kernels::to_host(r.device.dev, r.norm_sums.data(), r.norm_sums.size());
   std::vector<double> partials(r.n_global_tensors, 0.0);
   size_t i = 0;
-  for (size_t k = 0; k < r.exec->chunks().size(); ++k) {
-    const Chunk& c = r.exec->chunks()[k];
-    const GradPart part = r.exec->data_parallel().part(k);
-    const std::vector<double> sums = tensor_sum_squares(c.dev, c.layout, part.grads, part.begin, part.count);
-    // A replicated tensor is the same on every tp rank: counted once.
-    for (size_t t = 0; t < sums.size(); ++t, ++i)
-      partials[r.global_index[i]] = c.layout.tensors[t].sharded() || r.topo.coord.tp_idx == 0 ? sums[t] : 0.0;
-  }
+  for (const Chunk& c : chunks)  // a replicated tensor is the same on every tp rank: counted once
+    for (size_t t = 0; t < c.layout.tensors.size(); ++t, ++i)
+      partials[r.global_index[i]] = c.layout.tensors[t].sharded() || r.topo.coord.tp_idx == 0 ? sums[i] : 0.0;
   // Each tensor lives on one pipeline rank (its shards on the tp ranks); the others contribute exact zeros.
   if (r.cfg.parallel.tp > 1) r.groups.tensor->allreduce_sum(partials.data(), partials.size());
   if (r.cfg.parallel.pp > 1) r.groups.pipeline->allreduce_sum(partials.data(), partials.size());
@@ -548,7 +588,6 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   setup(r);
   check_export_path(r, opt.export_path);
   kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank(*r.node));
-  const Watchdog watchdog(tc.watchdog_timeout, r.topo.world_rank);
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
   Checkpointer ckpt({&cfg, &r.topo, &r.part, r.groups.world.get(), &exec.chunks(), &r.adam,

@@ -7,6 +7,9 @@
 #include <cassert>
 #include <chrono>
 #include <cstdio>
+#include <string>
+
+#include "parallel/comm_watch.h"
 
 namespace attnres {
 
@@ -60,13 +63,20 @@ void Watchdog::watch() {
   const auto period = std::chrono::milliseconds(std::clamp<int64_t>(timeout_s_ * 250, 50, 5000));
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
+    if (const std::string err = poll_async_errors(); !err.empty())
+      fail(err + " (last heartbeat at step " + std::to_string(g_last_step.load()) + ")");
     const int64_t idle = now_ns() - g_last_beat_ns.load(std::memory_order_relaxed);
     if (idle < timeout_ns) continue;
-    std::fprintf(stderr, "attnres: rank %d: no progress for %lld s (last heartbeat at step %d); aborting\n", rank_,
-                 static_cast<long long>(idle / 1'000'000'000), g_last_step.load());
-    std::fflush(stderr);
-    ::_exit(kWatchdogExitCode);
+    fail("no progress for " + std::to_string(idle / 1'000'000'000) + " s (last heartbeat at step " +
+         std::to_string(g_last_step.load()) + ")");
   }
+}
+
+void Watchdog::fail(const std::string& why) {
+  std::fprintf(stderr, "attnres: rank %d: %s; aborting\n", rank_, why.c_str());
+  std::fflush(stderr);
+  abort_watched_comms();
+  ::_exit(kWatchdogExitCode);
 }
 
 }  // namespace attnres

@@ -1,12 +1,18 @@
 // Per-rank hang detection. A thread watches for heartbeats from the training
-// loop; if none arrives within the timeout, it prints which rank stalled and
-// at which step, and ends the process with _exit(kWatchdogExitCode). mpirun
-// then tears the job down and the supervisor (launch/supervise.sh) restarts
-// it. _exit, not MPI_Abort: under MPI_THREAD_FUNNELED only the main thread may
-// call MPI, and the main thread is the one that is stuck.
+// loop, and polls the asynchronous errors of the device communicators
+// (parallel/comm_watch.h). If no heartbeat arrives within the timeout, or a
+// communicator reports an error, it prints which rank and why (the step of
+// the last heartbeat), aborts the watched communicators so that no peer's
+// call is left waiting on this one, and ends the process with
+// _exit(kWatchdogExitCode). mpirun then tears the job down and the
+// supervisor (launch/supervise.sh) restarts it. _exit, not MPI_Abort: under
+// MPI_THREAD_FUNNELED only the main thread may call MPI, and the main thread
+// is the one that is stuck. The trainer starts it before any communicator
+// is set up, since set-up waits on every peer.
 #pragma once
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace attnres {
@@ -23,6 +29,7 @@ class Watchdog {
 
  private:
   void watch();
+  [[noreturn]] void fail(const std::string& why);
   int timeout_s_, rank_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -1,5 +1,6 @@
-// CUDA, cuBLAS and NCCL status codes as exceptions naming the call and the
-// library's own message.
+// CUDA and cuBLAS status codes as exceptions naming the call and the
+// library's own message (and, for CUDA, how to find the op behind an
+// asynchronous fault: kernels/cuda_debug.h).
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -7,10 +8,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda_debug.h"
+
 namespace attnres::kernels::cuda {
 
 inline void check(cudaError_t e, const char* call) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA: ") + call + ": " + cudaGetErrorString(e));
+  if (e != cudaSuccess) throw std::runtime_error(cuda_error_message(call, cudaGetErrorString(e), cuda_debug()));
 }
 
 inline void check(cublasStatus_t s, const char* call) {

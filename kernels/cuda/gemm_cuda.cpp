@@ -13,15 +13,12 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/device_overhead.h"
 #include "kernels/gemm_mapping.h"
 
 namespace attnres::kernels::cuda {
 
 namespace {
-
-// cuBLASLt's workspace per device: what NVIDIA recommends for Hopper, so
-// that its split-K and stream-K algorithms are not ruled out.
-constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;
 
 cublasHandle_t handle_for(const Device& dev) {
   static std::mutex mu;

@@ -1,9 +1,6 @@
 // The single-source ops of kernels/grid_ops.h, launched on the device: the
 // same bodies the CPU backend runs (and its tests check).
-#include <vector>
-
 #include "kernels/cuda/grid_cuda.cuh"
-#include "kernels/memory.h"
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/grid_ops.h"
 
@@ -84,38 +81,9 @@ void attnres_block_backward(const Device& dev, float* const* dacc_src, float* co
   grid::attnres_block_backward(Grid{dev}, dacc_src, dw, dg, scratch, dh, sdot, lse, uv, src, src_rstd, K, w, g, S, N,
                                d, assign, s0, uv_k, round);
 }
-namespace {
-// `count` doubles of device scratch filled by `fill`, then copied to the
-// host. The scratch comes from the stream-ordered pool (cudaMallocAsync):
-// the trainer sums every tensor's squares each step, and cudaMalloc/cudaFree
-// would synchronize the whole device each time. It is a few doubles, outside
-// allocated_bytes' ledger.
-template <class Fill>
-std::vector<double> on_device(const Device& dev, size_t count, Fill fill) {
-  const cudaStream_t stream = static_cast<cudaStream_t>(dev.stream);
-  void* d = nullptr;
-  check(cudaMallocAsync(&d, count * sizeof(double), stream), "cudaMallocAsync");
-  std::vector<double> host(count);
-  try {
-    fill(static_cast<double*>(d));
-    kernels::copy_bytes(dev, host.data(), d, count * sizeof(double), CopyKind::DeviceToHost);
-  } catch (...) {
-    cudaFreeAsync(d, stream);
-    throw;
-  }
-  check(cudaFreeAsync(d, stream), "cudaFreeAsync");
-  kernels::synchronize(dev);
-  return host;
-}
-}  // namespace
-
-double sum(const Device& dev, const float* x, size_t n) {
-  return on_device(dev, 1, [&](double* out) { grid::sum_serial(Grid{dev}, out, x, n); })[0];
-}
-double sum_squares(const Device& dev, const float* x, size_t n) {
-  const std::vector<double> partial =
-      on_device(dev, grid::sum_groups(n), [&](double* p) { grid::sum_squares_partials(Grid{dev}, p, x, n); });
-  return grid::add_in_order(partial.data(), partial.size());
+void sum(const Device& dev, double* acc, const float* x, size_t n) { grid::sum_serial(Grid{dev}, acc, x, n); }
+void sum_squares(const Device& dev, double* out, double* partial, const float* x, size_t n) {
+  grid::sum_squares(Grid{dev}, out, partial, x, n);
 }
 
 void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl) {

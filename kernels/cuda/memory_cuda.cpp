@@ -56,6 +56,16 @@ size_t device_free_bytes(const Device& dev) {
   return free;
 }
 
+DeviceShape device_shape(const Device& dev) {
+  select(dev);
+  DeviceShape s;
+  check(cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, dev.ordinal), "cudaDeviceGetAttribute");
+  check(cudaDeviceGetAttribute(&s.threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, dev.ordinal),
+        "cudaDeviceGetAttribute");
+  check(cudaDeviceGetLimit(&s.stack_limit, cudaLimitStackSize), "cudaDeviceGetLimit");
+  return s;
+}
+
 void* alloc_pinned(size_t bytes) {
   if (bytes == 0) return nullptr;
   void* p = nullptr;
@@ -78,6 +88,12 @@ void zero_bytes(const Device& dev, void* p, size_t bytes) {
 }
 
 void synchronize(const Device& dev) { check(cudaStreamSynchronize(stream_of(dev)), "cudaStreamSynchronize"); }
+
+std::string stream_error(const Device& dev) {
+  cudaError_t e = cudaStreamSynchronize(stream_of(dev));
+  if (e == cudaSuccess) e = cudaGetLastError();
+  return e == cudaSuccess ? std::string() : std::string("CUDA: ") + cudaGetErrorString(e);
+}
 
 Event event_create(const Device& dev) {
   select(dev);

@@ -70,8 +70,8 @@ void attnres_block_backward(const Device& dev, float* const* dacc_src, float* co
                             const float* const* w, const float* const* g, int S, int N, int d, bool assign, int s0,
                             const int* uv_k, bool round);
 // Sums returned to the host: the partials copied back, the stream synchronized.
-double sum(const Device& dev, const float* x, size_t n);
-double sum_squares(const Device& dev, const float* x, size_t n);
+void sum(const Device& dev, double* acc, const float* x, size_t n);
+void sum_squares(const Device& dev, double* out, double* partial, const float* x, size_t n);
 void cross_entropy_row_max(const Device& dev, float* row_max, const float* logits, int N, int Vl);
 // Without the CPU's host check of the targets: device ids were checked by the data loader.
 void cross_entropy_row_sums(const Device& dev, float* sum_exp, float* target_logit, const float* logits,

@@ -1,15 +1,21 @@
 #include "parallel/cuda/nccl_communicator.h"
 
 #include <nccl.h>
+#include <unistd.h>
 
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "kernels/cuda_debug.h"
 #include "kernels/memory.h"
+#include "parallel/comm_watch.h"
 #include "parallel/cuda/nccl_arrangement.h"
+#include "parallel/group_guard.h"
+#include "parallel/shared_gpu.h"
 #include "parallel/tensor_group.h"
 
 namespace attnres {
@@ -25,6 +31,7 @@ ncclDataType_t nccl_type(kernels::DType t) {
     case kernels::DType::F32: return ncclFloat;
     case kernels::DType::BF16: return ncclBfloat16;
     case kernels::DType::I32: return ncclInt32;
+    case kernels::DType::F64: return ncclFloat64;
   }
   throw std::logic_error("NCCL: no type for this dtype");
 }
@@ -35,20 +42,62 @@ struct PendingCall : Request::State {
   ~PendingCall() override { kernels::event_destroy(done); }
 };
 
+// One ncclComm_t: watched by the watchdog while it lives
+// (parallel/comm_watch.h), destroyed with the object without throwing.
+class NcclComm final : public AsyncComm {
+ public:
+  explicit NcclComm(ncclComm_t comm) : comm_(comm) { watch_comm(this); }
+  ~NcclComm() override {
+    unwatch_comm(this);
+    kernels::release_quietly("ncclCommDestroy", [&] { check(ncclCommDestroy(comm_), "ncclCommDestroy"); });
+  }
+  NcclComm(const NcclComm&) = delete;
+  NcclComm& operator=(const NcclComm&) = delete;
+  ncclComm_t get() const { return comm_; }
+
+  std::string async_error() override {
+    ncclResult_t r = ncclSuccess;
+    if (const ncclResult_t q = ncclCommGetAsyncError(comm_, &r); q != ncclSuccess) r = q;
+    if (r == ncclSuccess || r == ncclInProgress) return "";
+    return std::string("NCCL: asynchronous error: ") + ncclGetErrorString(r) + " (" + ncclGetLastError(comm_) + ")";
+  }
+  void abort() override { ncclCommAbort(comm_); }
+
+ private:
+  ncclComm_t comm_;
+};
+
+// ATTNRES_SHARE_GPU: NCCL's environment for ranks on one device
+// (parallel/shared_gpu.h), set before NCCL's first call in the process.
+void prepare_nccl_env() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (!kernels::share_gpu()) return;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    set_env(shared_gpu_nccl_env(host, long(::getpid())));
+  });
+}
+
 // An NCCL communicator over the ranks of an MPI group: rank 0 makes the
 // unique id and broadcasts it over MPI.
-ncclComm_t nccl_comm_of(Communicator& mpi) {
+std::unique_ptr<NcclComm> nccl_comm_of(Communicator& mpi) {
+  prepare_nccl_env();
   ncclUniqueId id;
   if (mpi.rank() == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
   mpi.broadcast(&id, sizeof id, 0);
   ncclComm_t comm = nullptr;
   check(ncclCommInitRank(&comm, mpi.size(), id, mpi.rank()), "ncclCommInitRank");
-  return comm;
+  return std::make_unique<NcclComm>(comm);
 }
 
 // A communication stream beside a compute stream. Each call waits for the
 // compute stream's work issued before it (an event), issues its NCCL calls
-// grouped on the communication stream, and returns its completion event.
+// in one group on the communication stream, and returns its completion
+// event. Its errors name the call (`what`). Under ATTNRES_CUDA_DEBUG the
+// communicator's asynchronous error is checked right after; the call is
+// not waited for: a receive posted ahead finishes only when the peer gets
+// further, which may be after this rank's next calls.
 class CommStream {
  public:
   explicit CommStream(const kernels::Device& compute)
@@ -63,16 +112,22 @@ class CommStream {
   CommStream& operator=(const CommStream&) = delete;
 
   template <class Issue>
-  std::unique_ptr<PendingCall> run(Issue issue) {
-    kernels::event_record(ready_, compute_);
-    kernels::stream_wait_event(comm_, ready_);
-    check(ncclGroupStart(), "ncclGroupStart");
-    issue(static_cast<cudaStream_t>(comm_.stream));
-    check(ncclGroupEnd(), "ncclGroupEnd");
-    auto p = std::make_unique<PendingCall>();
-    p->done = kernels::event_create(comm_);
-    kernels::event_record(p->done, comm_);
-    return p;
+  std::unique_ptr<PendingCall> run(NcclComm& comm, const char* what, Issue issue) {
+    return kernels::run_op(
+        what, kernels::cuda_debug(),
+        [&] {
+          kernels::event_record(ready_, compute_);
+          kernels::stream_wait_event(comm_, ready_);
+          GroupGuard group([] { check(ncclGroupStart(), "ncclGroupStart"); },
+                           [] { check(ncclGroupEnd(), "ncclGroupEnd"); });
+          issue(comm.get(), static_cast<cudaStream_t>(comm_.stream));
+          group.close();
+          auto p = std::make_unique<PendingCall>();
+          p->done = kernels::event_create(comm_);
+          kernels::event_record(p->done, comm_);
+          return p;
+        },
+        [&] { return comm.async_error(); });
   }
   // Work issued on the compute stream from now on waits for the call.
   void join(const PendingCall& p) const { kernels::stream_wait_event(compute_, p.done); }
@@ -85,7 +140,7 @@ class CommStream {
 // The communicator of one directed edge of the group (two ranks), on a
 // stream of its own: nccl_arrangement.h says why.
 struct Edge {
-  ncclComm_t comm = nullptr;
+  std::unique_ptr<NcclComm> comm;
   int peer = 0;  // the other end's rank in comm
   std::unique_ptr<CommStream> stream;
 };
@@ -94,7 +149,7 @@ struct Edge {
 // from the group's communicator one round of edge_rounds at a time. One float
 // crosses each new edge at once: NCCL connects peers at their first call,
 // with a handshake inside ncclGroupEnd, and here no hop waits for one.
-std::vector<Edge> split_edges(ncclComm_t group, int me, int size, const kernels::Device& dev) {
+std::vector<Edge> split_edges(const NcclComm& group, int me, int size, const kernels::Device& dev) {
   std::vector<Edge> edges(size_t(size * size));
   kernels::DeviceBuffer<float> one(dev, 1);
   for (const auto& round : edge_rounds(size)) {
@@ -105,13 +160,13 @@ std::vector<Edge> split_edges(ncclComm_t group, int me, int size, const kernels:
         peer = src == me ? dst : src;
       }
     ncclComm_t comm = nullptr;
-    check(ncclCommSplit(group, color, me, &comm, nullptr), "ncclCommSplit");  // key me: the lower rank is 0
+    check(ncclCommSplit(group.get(), color, me, &comm, nullptr), "ncclCommSplit");  // key me: the lower rank is 0
     if (color == NCCL_SPLIT_NOCOLOR) continue;
     Edge& e = edges[size_t(color)];
-    e = {comm, peer < me ? 0 : 1, std::make_unique<CommStream>(dev)};
-    const std::unique_ptr<PendingCall> hello = e.stream->run([&](cudaStream_t s) {
-      if (color == p2p_queue(me, peer, size)) check(ncclSend(one.data(), 1, ncclFloat, e.peer, e.comm, s), "ncclSend");
-      else check(ncclRecv(one.data(), 1, ncclFloat, e.peer, e.comm, s), "ncclRecv");
+    e = {std::make_unique<NcclComm>(comm), peer < me ? 0 : 1, std::make_unique<CommStream>(dev)};
+    const std::unique_ptr<PendingCall> hello = e.stream->run(*e.comm, "NCCL edge set-up", [&](ncclComm_t c, cudaStream_t s) {
+      if (color == p2p_queue(me, peer, size)) check(ncclSend(one.data(), 1, ncclFloat, e.peer, c, s), "ncclSend");
+      else check(ncclRecv(one.data(), 1, ncclFloat, e.peer, c, s), "ncclRecv");
     });
     kernels::event_synchronize(hello->done);
   }
@@ -123,12 +178,7 @@ class NcclCommunicator final : public Communicator {
   // Edges only where messages may go (a TagSpace that allows them).
   NcclCommunicator(std::unique_ptr<Communicator> mpi, const kernels::Device& dev, TagSpace tags)
       : mpi_owned_(std::move(mpi)), mpi_(*mpi_owned_), stream_(dev), tags_(tags), comm_(nccl_comm_of(mpi_)),
-        edges_(tags.microbatches > 0 ? split_edges(comm_, rank(), size(), dev) : std::vector<Edge>()) {}
-  ~NcclCommunicator() override {
-    for (Edge& e : edges_)
-      if (e.comm) ncclCommDestroy(e.comm);
-    ncclCommDestroy(comm_);
-  }
+        edges_(tags.microbatches > 0 ? split_edges(*comm_, rank(), size(), dev) : std::vector<Edge>()) {}
 
   int rank() const override { return mpi_.rank(); }
   int size() const override { return mpi_.size(); }
@@ -137,15 +187,15 @@ class NcclCommunicator final : public Communicator {
     check_tag(tag, tensors.size());
     Edge& e = edge(rank(), peer);
     for (const TensorRef& t : tensors) bytes_sent_ += t.bytes();
-    return Request(e.stream->run([&](cudaStream_t s) {
-      for (const TensorRef& t : tensors) check(ncclSend(t.data, t.count, nccl_type(t.dtype), e.peer, e.comm, s), "ncclSend");
+    return Request(e.stream->run(*e.comm, "NcclCommunicator::isend", [&](ncclComm_t c, cudaStream_t s) {
+      for (const TensorRef& t : tensors) check(ncclSend(t.data, t.count, nccl_type(t.dtype), e.peer, c, s), "ncclSend");
     }));
   }
   Request irecv(const std::vector<TensorRef>& tensors, int peer, MessageTag tag) override {
     check_tag(tag, tensors.size());
     Edge& e = edge(peer, rank());
-    return Request(e.stream->run([&](cudaStream_t s) {
-      for (const TensorRef& t : tensors) check(ncclRecv(t.data, t.count, nccl_type(t.dtype), e.peer, e.comm, s), "ncclRecv");
+    return Request(e.stream->run(*e.comm, "NcclCommunicator::irecv", [&](ncclComm_t c, cudaStream_t s) {
+      for (const TensorRef& t : tensors) check(ncclRecv(t.data, t.count, nccl_type(t.dtype), e.peer, c, s), "ncclRecv");
     }));
   }
   // Every CommStream joins the same compute stream.
@@ -164,29 +214,25 @@ class NcclCommunicator final : public Communicator {
     wait(r);
   }
   Request iallreduce_sum(float* data, size_t n) override {
-    return Request(stream_.run([&](cudaStream_t s) {
-      check(ncclAllReduce(data, data, n, ncclFloat, ncclSum, comm_, s), "ncclAllReduce");
+    return Request(stream_.run(*comm_, "NcclCommunicator::iallreduce_sum", [&](ncclComm_t c, cudaStream_t s) {
+      check(ncclAllReduce(data, data, n, ncclFloat, ncclSum, c, s), "ncclAllReduce");
     }));
   }
   // ZeRO-1's parts may differ by a float, and ncclReduceScatter/AllGather
   // want equal ones: one ncclReduce (ncclBroadcast) per part, rooted at its
-  // owner, in one group.
+  // owner, in the call's one group.
   Request ireduce_scatter_sum(float* in, float* out, const std::vector<size_t>& counts) override {
-    return Request(stream_.run([&](cudaStream_t s) {
-      check(ncclGroupStart(), "ncclGroupStart");
+    return Request(stream_.run(*comm_, "NcclCommunicator::ireduce_scatter_sum", [&](ncclComm_t c, cudaStream_t s) {
       size_t off = 0;
       for (size_t r = 0; r < counts.size(); off += counts[r], ++r)
-        check(ncclReduce(in + off, out, counts[r], ncclFloat, ncclSum, int(r), comm_, s), "ncclReduce");
-      check(ncclGroupEnd(), "ncclGroupEnd");
+        check(ncclReduce(in + off, out, counts[r], ncclFloat, ncclSum, int(r), c, s), "ncclReduce");
     }));
   }
   void allgather_parts(float* data, const std::vector<size_t>& counts) override {
-    Request r = Request(stream_.run([&](cudaStream_t s) {
-      check(ncclGroupStart(), "ncclGroupStart");
+    Request r = Request(stream_.run(*comm_, "NcclCommunicator::allgather_parts", [&](ncclComm_t c, cudaStream_t s) {
       size_t off = 0;
       for (size_t k = 0; k < counts.size(); off += counts[k], ++k)
-        check(ncclBroadcast(data + off, data + off, counts[k], ncclFloat, int(k), comm_, s), "ncclBroadcast");
-      check(ncclGroupEnd(), "ncclGroupEnd");
+        check(ncclBroadcast(data + off, data + off, counts[k], ncclFloat, int(k), c, s), "ncclBroadcast");
     }));
     wait(r);
   }
@@ -214,8 +260,8 @@ class NcclCommunicator final : public Communicator {
   Communicator& mpi_;
   CommStream stream_;  // the collectives'
   TagSpace tags_;
-  ncclComm_t comm_ = nullptr;  // the whole group's: the collectives
-  std::vector<Edge> edges_;    // by p2p_queue; this rank's ends only
+  std::unique_ptr<NcclComm> comm_;  // the whole group's: the collectives
+  std::vector<Edge> edges_;         // by p2p_queue; this rank's ends only
 };
 
 // The tensor group's collectives (models/tensor_collectives.h) on a
@@ -225,47 +271,46 @@ class NcclTensorGroup final : public TensorGroup {
  public:
   NcclTensorGroup(Communicator& mpi, const kernels::Device& dev)
       : rank_(mpi.rank()), size_(mpi.size()), stream_(dev), comm_(nccl_comm_of(mpi)) {}
-  ~NcclTensorGroup() override { ncclCommDestroy(comm_); }
   NcclTensorGroup(const NcclTensorGroup&) = delete;
   NcclTensorGroup& operator=(const NcclTensorGroup&) = delete;
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
   void allreduce_sum(float* x, size_t n) override {
-    call([&](cudaStream_t s) { check(ncclAllReduce(x, x, n, ncclFloat, ncclSum, comm_, s), "ncclAllReduce (tensor)"); });
+    call("NcclTensorGroup::allreduce_sum",
+         [&](ncclComm_t c, cudaStream_t s) { check(ncclAllReduce(x, x, n, ncclFloat, ncclSum, c, s), "ncclAllReduce"); });
     bytes_ += ring_allreduce_bytes(n, size_);
   }
   void allreduce_max(float* x, size_t n) override {
-    call([&](cudaStream_t s) {
-      check(ncclAllReduce(x, x, n, ncclFloat, ncclMax, comm_, s), "ncclAllReduce (tensor, max)");
-    });
+    call("NcclTensorGroup::allreduce_max",
+         [&](ncclComm_t c, cudaStream_t s) { check(ncclAllReduce(x, x, n, ncclFloat, ncclMax, c, s), "ncclAllReduce"); });
     bytes_ += ring_allreduce_bytes(n, size_);
   }
   void allgather(float* out, const float* in, size_t n) override {
-    call([&](cudaStream_t s) { check(ncclAllGather(in, out, n, ncclFloat, comm_, s), "ncclAllGather (tensor)"); });
+    call("NcclTensorGroup::allgather",
+         [&](ncclComm_t c, cudaStream_t s) { check(ncclAllGather(in, out, n, ncclFloat, c, s), "ncclAllGather"); });
     bytes_ += ring_allgather_bytes(n, size_);
   }
   void allgather(kernels::bf16* out, const kernels::bf16* in, size_t n) override {
-    call([&](cudaStream_t s) {
-      check(ncclAllGather(in, out, n, ncclBfloat16, comm_, s), "ncclAllGather (tensor, bf16)");
-    });
+    call("NcclTensorGroup::allgather (bf16)",
+         [&](ncclComm_t c, cudaStream_t s) { check(ncclAllGather(in, out, n, ncclBfloat16, c, s), "ncclAllGather"); });
     bytes_ += ring_allgather_bytes(n, size_, sizeof(kernels::bf16));
   }
   void reduce_scatter_sum(float* out, const float* in, size_t n) override {
-    call([&](cudaStream_t s) {
-      check(ncclReduceScatter(in, out, n, ncclFloat, ncclSum, comm_, s), "ncclReduceScatter (tensor)");
+    call("NcclTensorGroup::reduce_scatter_sum", [&](ncclComm_t c, cudaStream_t s) {
+      check(ncclReduceScatter(in, out, n, ncclFloat, ncclSum, c, s), "ncclReduceScatter");
     });
     bytes_ += ring_allgather_bytes(n, size_);
   }
 
  private:
   template <class Issue>
-  void call(Issue issue) {
-    stream_.join(*stream_.run(issue));
+  void call(const char* what, Issue issue) {
+    stream_.join(*stream_.run(*comm_, what, issue));
   }
   int rank_, size_;
   CommStream stream_;
-  ncclComm_t comm_ = nullptr;
+  std::unique_ptr<NcclComm> comm_;
 };
 
 void require_cuda(const kernels::Device& dev, const char* what) {

@@ -17,6 +17,11 @@
 //   executor issues them in matching orders on both peers
 //   (tests/parallel/test_executor.cpp, PeersIssueSendsAndReceivesInTheSameOrder),
 //   and the tag is only checked against the communicator's TagSpace.
+// - Every call's NCCL group is closed even when a call in it throws
+//   (parallel/group_guard.h), its errors name it, and every ncclComm_t is
+//   watched by the watchdog while it lives (parallel/comm_watch.h).
+// - Under ATTNRES_SHARE_GPU, NCCL is set up for ranks sharing a device
+//   before its first call (parallel/shared_gpu.h).
 #pragma once
 #include <memory>
 

@@ -1,7 +1,8 @@
-// The NCCL communicator on two ranks, one GPU each (under mpirun): a hop of
-// two tensors each way, an allreduce, host-side collectives through MPI, and
-// the tensor group's collectives, against values known on the host. Without two usable devices every rank
-// skips, naming why.
+// The NCCL communicator on two ranks, one GPU each or both on one under
+// ATTNRES_SHARE_GPU=1 (under mpirun): a hop of two tensors each way, an
+// allreduce, host-side collectives through MPI, and the tensor group's
+// collectives, against values known on the host. Without usable devices
+// every rank skips, naming why.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -14,17 +15,18 @@
 #include "parallel/cuda/nccl_communicator.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/topology.h"
+#include "tests/cuda/require_device.h"
 
 using namespace attnres;
 namespace k = attnres::kernels;
 
 TEST(NcclCommunicator, HopsAndAllreduceOnDeviceBuffers) {
-  std::string why;
-  const int n = k::cuda_device_count(&why);
-  if (n < 2) GTEST_SKIP() << "needs two CUDA devices: " << (n == 0 ? why : "this node has one");
   auto world = make_mpi_world({4, 2, 2});
   ASSERT_EQ(world->size(), 2);
-  k::Device dev = k::open_device(k::Backend::CUDA, world->rank());
+  std::string why;
+  const int ordinal = test_rank_device(world->rank(), 2, &why);
+  if (ordinal < 0) GTEST_SKIP() << why;
+  k::Device dev = k::open_device(k::Backend::CUDA, ordinal);
   {
     auto nccl = make_nccl_communicator(std::move(world), dev, {4, 2, 2});
     const int me = nccl->rank(), peer = 1 - me;
@@ -58,13 +60,13 @@ TEST(NcclCommunicator, HopsAndAllreduceOnDeviceBuffers) {
 // A tp = 2 rank's groups on its device (make_nccl_groups): the tensor
 // collectives run over NCCL on the device's stream.
 TEST(NcclCommunicator, TensorCollectivesOfTheGroups) {
-  std::string why;
-  const int n = k::cuda_device_count(&why);
-  if (n < 2) GTEST_SKIP() << "needs two CUDA devices: " << (n == 0 ? why : "this node has one");
   const std::unique_ptr<Communicator> world = make_mpi_world();
   ASSERT_EQ(world->size(), 2);
   const int me = world->rank();
-  k::Device dev = k::open_device(k::Backend::CUDA, me);
+  std::string why;
+  const int ordinal = test_rank_device(me, 2, &why);
+  if (ordinal < 0) GTEST_SKIP() << why;
+  k::Device dev = k::open_device(k::Backend::CUDA, ordinal);
   {
     const Topology topo = make_topology(2, me, 1, 1, 2);
     Groups g = make_nccl_groups(make_mpi_groups(topo, TagSpace{}), dev, TagSpace{});

@@ -83,8 +83,17 @@ TEST(CudaOps, ElementwiseAndAdamW) {
   }
   expect_twin(dev, y, kBody, "adamw params");
   expect_twin(dev, v, kBody, "adamw second moment");
-  EXPECT_NEAR(sum(dev, y.device.data(), n), sum(Device{}, y.host.data(), n), 1e-9 * n);
-  EXPECT_NEAR(sum_squares(dev, y.device.data(), n), sum_squares(Device{}, y.host.data(), n), 1e-9 * n);
+  // The sums on either backend, read back: [sum, sum of squares].
+  auto sums = [&](const Device& on, const float* x) {
+    DeviceBuffer<double> out(on, 2), partial(on, sum_squares_scratch(n));
+    zero(on, out.data(), 1);
+    sum(on, out.data(), x, n);
+    sum_squares(on, out.data() + 1, partial.data(), x, n);
+    return to_host(on, out.data(), 2);
+  };
+  const std::vector<double> got = sums(dev, y.device.data()), want = sums(Device{}, y.host.data());
+  EXPECT_NEAR(got[0], want[0], 1e-9 * n);
+  EXPECT_NEAR(got[1], want[1], 1e-9 * n);
   close_device(dev);
 }
 

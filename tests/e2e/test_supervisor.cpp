@@ -216,6 +216,23 @@ TEST(Supervisor, HangIsCaughtByTheWatchdogAndRestarted) {
   expect_same_as_reference(dir, o, 3);
 }
 
+// The watchdog runs before the communicators are made (issue #28): a rank
+// that hangs in set-up ends with the watchdog's status and message, as does
+// the rank waiting for it there, instead of hanging the job (`timeout`
+// bounds the test if it did; only the watchdog prints its message).
+TEST(Watchdog, AHangDuringSetUpIsCaught) {
+  const fs::path dir = fresh_dir("setup_hang");
+  const Outcome o = run("ATTNRES_FAULT='rank=1,step=0,at=hang' OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                        "timeout 60 mpirun -np 2 --oversubscribe " ATTNRES_BINARY_DIR "/attnres train " +
+                            train_args(dir, {"train.watchdog_timeout=1"}),
+                        dir);
+  EXPECT_EQ(o.exit_code, 124) << o.log;
+  expect_contains(o.log, "ATTNRES_FAULT: rank 1 hangs during set-up");
+  EXPECT_TRUE(std::regex_search(o.log, std::regex("attnres: rank 1: no progress for 1 s \\(last heartbeat at step 0\\); aborting")))
+      << o.log;
+  EXPECT_TRUE(o.losses.empty());
+}
+
 TEST(Supervisor, RestartsExhaustedEndsNonZeroWithAClearMessage) {
   const fs::path dir = fresh_dir("exhausted");
   // No `once`: every attempt dies at step 5.

@@ -74,8 +74,8 @@ TEST(Memory, UnknownPointerIsABug) {
 }
 
 // A CUDA call in a binary without the backend names itself and says so; with
-// the backend but no usable device, it fails with the CUDA, cuBLAS or
-// launch error. Nothing runs either way.
+// the backend but no usable device, it fails naming itself and the CUDA,
+// cuBLAS or launch error. Nothing runs either way.
 TEST(Dispatch, CudaCallsWithoutBackendOrDeviceFailClearly) {
   std::string no_device;
   if (cuda_built() && cuda_device_count(&no_device) > 0) GTEST_SKIP() << "this machine has a CUDA device";
@@ -91,11 +91,14 @@ TEST(Dispatch, CudaCallsWithoutBackendOrDeviceFailClearly) {
         EXPECT_NE(what.find(std::string("kernels::") + name + ": the CUDA backend is not built into this binary"),
                   std::string::npos) << what;
       else
-        EXPECT_TRUE(what.rfind("CUDA: ", 0) == 0 || what.rfind("cuBLAS: ", 0) == 0) << name << ": " << what;
+        EXPECT_TRUE(what.rfind(std::string("kernels::") + name + ": CUDA: ", 0) == 0 ||
+                    what.rfind(std::string("kernels::") + name + ": cuBLAS: ", 0) == 0)
+            << name << ": " << what;
     }
   };
   expect_error([&] { add_inplace(cuda, x, x, 4); }, "add_inplace");
-  expect_error([&] { (void)sum(cuda, x, 4); }, "sum");
+  double acc = 0;
+  expect_error([&] { sum(cuda, &acc, x, 4); }, "sum");
   expect_error([&] { gemm(cuda, false, false, 2, 2, 1, 1.0f, x, 1, x, 2, 0.0f, x, 2); }, "gemm");
   expect_error([&] { attention_decode(cuda, x, x, x, x, x, 1, 1, 4); }, "attention_decode");
   expect_error([&] { (void)alloc_bytes(cuda, 16); }, "alloc_bytes");

@@ -10,6 +10,7 @@
 #include <string>
 #include <limits>
 #include <stdexcept>
+#include <vector>
 
 #include "kernels/cpu/gemm_cpu.h"
 #include "kernels/ops.h"
@@ -505,27 +506,42 @@ TEST(OpsForward, AdamWHandComputed) {
   EXPECT_NEAR(p, p1 - 0.1 * (mhat / (std::sqrt(vhat) + 1e-8) + 0.1 * p1), 1e-6);
 }
 
+// sum() and sum_squares() write device memory: on the CPU, host memory.
+double summed(const Device& dev, const float* x, size_t n, double acc = 0.0) {
+  sum(dev, &acc, x, n);
+  return acc;
+}
+double squares(const Device& dev, const float* x, size_t n) {
+  std::vector<double> partial(sum_squares_scratch(n));
+  double out = -1.0;
+  sum_squares(dev, &out, partial.data(), x, n);
+  return out;
+}
+
 TEST(OpsForward, SumSquares) {
   Device dev;
   Vec x = random_vec(100003, 43);
   double want = 0.0;
   for (float f : x) want += (double)f * f;
-  EXPECT_NEAR(sum_squares(dev, x.data(), x.size()), want, 1e-9 * want);
-  EXPECT_EQ(sum_squares(dev, x.data(), 0), 0.0);
+  EXPECT_NEAR(squares(dev, x.data(), x.size()), want, 1e-9 * want);
+  EXPECT_EQ(squares(dev, x.data(), 0), 0.0);
 }
 
-// The loss sum adds in index order in double: exactly the sequential loop.
+// The loss sum adds in index order in double: exactly the sequential loop;
+// the sum is then added to what the accumulator held.
 TEST(OpsForward, SumIsSequentialInDouble) {
   Device dev;
   Vec x = random_vec(1001, 44, -5.0f, 5.0f);
   double want = 0.0;
   for (float f : x) want += f;
-  const double got = sum(dev, x.data(), x.size());
+  const double got = summed(dev, x.data(), x.size());
   EXPECT_EQ(std::memcmp(&got, &want, sizeof(double)), 0);
   // Order matters for doubles: 1 + 1e16 - 1e16 differs from 1e16 - 1e16 + 1.
   const float big[3] = {1.0f, 1e16f, -1e16f};
-  EXPECT_EQ(sum(dev, big, 3), (1.0 + double(1e16f)) - double(1e16f));
-  EXPECT_EQ(sum(dev, x.data(), 0), 0.0);
+  EXPECT_EQ(summed(dev, big, 3), (1.0 + double(1e16f)) - double(1e16f));
+  EXPECT_EQ(summed(dev, x.data(), 0), 0.0);
+  // Accumulating: the new sum is made on its own, then added.
+  EXPECT_EQ(summed(dev, big, 3, 1e16), 1e16 + ((1.0 + double(1e16f)) - double(1e16f)));
 }
 
 TEST(OpsForward, MeasureSgemmRestoresThreads) {
@@ -666,9 +682,9 @@ TEST(OpsDeterminism, SumSquares) {
   Device dev;
   Vec x = random_vec(1000003, 81);
   set_num_threads(1);
-  const double one = sum_squares(dev, x.data(), x.size());
+  const double one = squares(dev, x.data(), x.size());
   set_num_threads(2);
-  const double two = sum_squares(dev, x.data(), x.size());
+  const double two = squares(dev, x.data(), x.size());
   set_num_threads(1);
   EXPECT_EQ(std::memcmp(&one, &two, sizeof(double)), 0);
 }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "parallel/comm_watch.h"
 #include "runtime/config.h"
 #include "runtime/fault_injection.h"
 #include "runtime/watchdog.h"
@@ -33,6 +34,16 @@ void expect_parse_error(const std::string& text, const std::string& needle) {
 // Death tests fork ("fast" style). The parent never reaches a fault point, so
 // each child reads ATTNRES_FAULT afresh at its first one.
 using FaultDeathTest = ::testing::Test;
+
+// A device communicator as the watchdog sees it (parallel/comm_watch.h):
+// its asynchronous error, and an abort that says it happened.
+struct FakeComm : AsyncComm {
+  std::string name, error;
+  FakeComm(std::string n, std::string e) : name(std::move(n)), error(std::move(e)) { watch_comm(this); }
+  ~FakeComm() override { unwatch_comm(this); }
+  std::string async_error() override { return error; }
+  void abort() override { std::fprintf(stderr, "aborted %s\n", name.c_str()); }
+};
 
 }  // namespace
 
@@ -147,6 +158,38 @@ TEST_F(FaultDeathTest, WatchdogEndsAHungRankWithItsStep) {
       },
       ::testing::ExitedWithCode(kWatchdogExitCode),
       "rank 0 hangs at the end of step 3(.|\n)*attnres: rank 0: no progress for 1 s \\(last heartbeat at step 3\\); aborting");
+}
+
+// An asynchronous error ends the process within a polling period, heartbeats
+// or not, after every watched communicator is aborted.
+TEST_F(FaultDeathTest, WatchdogAbortsTheCommunicatorsOnAnAsynchronousError) {
+  EXPECT_EXIT(
+      {
+        FakeComm edge("edge 0->1", "");
+        FakeComm group("pipeline group", "NCCL: asynchronous error: remote process exited");
+        const Watchdog w(1, 0);
+        for (int i = 0; i < 60; ++i) {  // 3 s of steps, beating every 50 ms
+          heartbeat(2);
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(kWatchdogExitCode),
+      "attnres: rank 0: NCCL: asynchronous error: remote process exited \\(last heartbeat at step 2\\); "
+      "aborting\n(.|\n)*aborted edge 0->1\n(.|\n)*aborted pipeline group");
+}
+
+// A hang aborts the communicators too, so that no peer waits on this rank's calls.
+TEST_F(FaultDeathTest, WatchdogAbortsTheCommunicatorsOnAHang) {
+  EXPECT_EXIT(
+      {
+        FakeComm group("data group", "");
+        const Watchdog w(1, 0);
+        std::this_thread::sleep_for(std::chrono::seconds(3));
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(kWatchdogExitCode),
+      "rank 0: no progress for 1 s \\(last heartbeat at step 0\\); aborting\n(.|\n)*aborted data group");
 }
 
 TEST(Watchdog, HeartbeatsKeepItQuietAndStoppingIsPrompt) {
