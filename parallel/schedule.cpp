@@ -41,12 +41,13 @@ Lists gpipe(const Schedule& s) {
 
 // 1F1B (PipeDream-flush): rank r runs P−r−1 warm-up forwards, then alternates
 // one forward and one backward, then drains the remaining backwards.
-Lists one_f_one_b(const Schedule& s) {
+// `extra` more warm-up forwards on every rank but the last: eager 1F1B.
+Lists one_f_one_b(const Schedule& s, int extra) {
   const int P = s.P, M = s.M;
   Lists out(P);
   for (int r = 0; r < P; r++) {
     const int c = s.chunks_of(r)[0];
-    const int warm = std::min(P - r - 1, M);
+    const int warm = std::min(P - r - 1 + (r + 1 < P ? extra : 0), M);
     for (int i = 0; i < warm; i++) out[r].push_back(compute(Op::F, i, c));
     for (int i = 0; i < M - warm; i++) {
       out[r].push_back(compute(Op::F, warm + i, c));
@@ -158,7 +159,7 @@ void check_args(const std::string& name, int P, int M, int V) {
   const auto& names = schedule_names();
   if (std::find(names.begin(), names.end(), name) == names.end())
     throw std::invalid_argument("unknown schedule '" + name +
-                                "' (expected gpipe, 1f1b, interleaved or zb-h1)");
+                                "' (expected gpipe, 1f1b, eager-1f1b, interleaved or zb-h1)");
   if (P < 1) throw std::invalid_argument("pipeline ranks P=" + std::to_string(P) + " must be >= 1");
   if (M < 1) throw std::invalid_argument("microbatches M=" + std::to_string(M) + " must be >= 1");
   if (V < 1) throw std::invalid_argument("virtual stages V=" + std::to_string(V) + " must be >= 1");
@@ -185,7 +186,7 @@ void check_args(const std::string& name, int P, int M, int V) {
 }  // namespace
 
 const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> names = {"gpipe", "1f1b", "interleaved", "zb-h1"};
+  static const std::vector<std::string> names = {"gpipe", "1f1b", "eager-1f1b", "interleaved", "zb-h1"};
   return names;
 }
 
@@ -194,7 +195,8 @@ Schedule make_schedule(const std::string& name, int P, int M, int V) {
   Schedule s{name, P, M, V, round_robin(P, V), Lists(P)};
   Lists order;
   if (name == "gpipe") order = gpipe(s);
-  else if (name == "1f1b") order = one_f_one_b(s);
+  else if (name == "1f1b") order = one_f_one_b(s, 0);
+  else if (name == "eager-1f1b") order = one_f_one_b(s, 1);
   else if (name == "interleaved") order = interleaved(s);
   else order = zb_h1(s);
   add_transfers(s, order);

@@ -76,8 +76,12 @@ inline bool is_message(Op op) {
 }
 inline bool is_copy(Op op) { return op == Op::COPY_F || op == Op::COPY_B; }
 
-// Builds the named schedule ("gpipe", "1f1b", "interleaved", "zb-h1") for P
-// ranks, M microbatches and V chunks per rank. V must be 1 except for
+// Builds the named schedule ("gpipe", "1f1b", "eager-1f1b", "interleaved",
+// "zb-h1") for P ranks, M microbatches and V chunks per rank. eager-1f1b is
+// 1F1B with one more warm-up forward on every rank but the last: one more
+// microbatch in flight (and one more activation slot), so that a hop's
+// round trip, a forward message out and a gradient back, can hide under
+// compute on a slow link. V must be 1 except for
 // "interleaved", which needs V >= 2 and M % P == 0. Throws
 // std::invalid_argument naming the bad value otherwise.
 Schedule make_schedule(const std::string& name, int P, int M, int V = 1);

@@ -405,10 +405,10 @@ void validate_config(Config& cfg) {
     fail("parallel.sequence_parallel", "model.seq_len (" + str(m.seq_len) +
                                            ") is not divisible by parallel.tp (" + str(p.tp) +
                                            "); each tp rank holds seq_len / tp tokens of a sequence");
-  if (p.schedule != "gpipe" && p.schedule != "1f1b" && p.schedule != "interleaved" &&
+  if (p.schedule != "gpipe" && p.schedule != "1f1b" && p.schedule != "eager-1f1b" && p.schedule != "interleaved" &&
       p.schedule != "zb-h1")
     fail("parallel.schedule",
-         "'" + p.schedule + "' is not a schedule (expected gpipe, 1f1b, interleaved or zb-h1)");
+         "'" + p.schedule + "' is not a schedule (expected gpipe, 1f1b, eager-1f1b, interleaved or zb-h1)");
   if (p.hop_dtype != "auto" && p.hop_dtype != "fp32" && p.hop_dtype != "bf16")
     fail("parallel.hop_dtype", "'" + p.hop_dtype + "' is not a hop element type (expected auto, fp32 or bf16)");
   if (p.hop_dtype == "bf16" && !m.bf16())

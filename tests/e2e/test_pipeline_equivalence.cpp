@@ -116,7 +116,7 @@ uint64_t sum(const std::vector<uint64_t>& v) {
 void check_mode(const std::string& mode, const std::vector<std::string>& mode_sets) {
   const RunOut ref = run(mode + "_pp1", 1, mode_sets);
   for (int pp : {2, 4}) {
-    for (const char* sched : {"gpipe", "1f1b", "zb-h1"}) {
+    for (const char* sched : {"gpipe", "1f1b", "eager-1f1b", "zb-h1"}) {
       std::vector<std::string> s = mode_sets;
       s.insert(s.end(), {"parallel.pp=" + std::to_string(pp), std::string("parallel.schedule=") + sched});
       const std::string what = mode + " pp=" + std::to_string(pp) + " " + sched;

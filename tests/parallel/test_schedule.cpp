@@ -87,6 +87,29 @@ TEST(Schedule, OneFOneBAndGPipeBubbleAndPeakMatchTheory) {
       }
 }
 
+// Eager 1F1B holds one more microbatch on every rank but the last, and
+// with hop transfers a third of an F it hides them where 1F1B cannot: at
+// P = 2 every microbatch's round trip (F on rank 0, its message, F and B on
+// rank 1, the gradient back, B on rank 0) then spans three microbatches'
+// compute instead of two. Without transfers it keeps 1F1B's bubble.
+TEST(Schedule, EagerOneFOneBHidesTheRoundTrip) {
+  for (int P = 2; P <= 4; P++) {
+    const int M = 4 * P;
+    SCOPED_TRACE("P=" + std::to_string(P));
+    const Schedule eager = make_schedule("eager-1f1b", P, M), plain = make_schedule("1f1b", P, M);
+    for (int r = 0; r < P; r++) {
+      const int extra = r + 1 < P ? 1 : 0;
+      EXPECT_EQ(activation_slots(eager, r)[size_t(r)], activation_slots(plain, r)[size_t(r)] + extra) << r;
+    }
+    SimCosts k{1, 2, 1, 1, 0};
+    EXPECT_DOUBLE_EQ(simulate(eager, k).makespan, simulate(plain, k).makespan);
+    k.hop.assign(size_t(P), 1.0 / 3);
+    const SimResult e = simulate(eager, k), p = simulate(plain, k);
+    ASSERT_TRUE(e.ok()) << all_errors(e);
+    EXPECT_LT(e.makespan, p.makespan);
+  }
+}
+
 // ZB-H1 keeps the pipeline's peak (the max over ranks) at 1F1B's, rank 0 at
 // exactly 1F1B's, and cuts the idle time from (P−1)(F+BI+BW) to (P−1)(F+BI−BW),
 // i.e. P−1 for unit costs: bubble (P−1)/(3M+P−1).
