@@ -32,7 +32,7 @@ void add_schedule_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("--pp", o->pp, "Pipeline ranks P")->capture_default_str();
   cmd->add_option("--microbatches", o->microbatches, "Microbatches per step M")->capture_default_str();
-  cmd->add_option("--schedule", o->schedule, "gpipe | 1f1b | interleaved | zb-h1")->capture_default_str();
+  cmd->add_option("--schedule", o->schedule, "gpipe | 1f1b | eager-1f1b | interleaved | zb-h1")->capture_default_str();
   cmd->add_option("--virtual-stages", o->virtual_stages, "Chunks per rank V (interleaved needs V >= 2)")
       ->capture_default_str();
   cmd->add_option("--cost-f", o->stage.F, "Forward time of one stage")->capture_default_str();
