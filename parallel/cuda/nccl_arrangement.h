@@ -7,7 +7,7 @@
 // time, and a send finishes only when the peer's matching receive runs. With
 // every message of a rank on one communicator and stream, a receive the
 // executor posts ahead blocks the send behind it that the peer waits for: under
-// the model all 33 layouts of tests/parallel/test_nccl_semantics.cpp deadlock
+// the model all 42 layouts of tests/parallel/test_nccl_semantics.cpp deadlock
 // that way, and so they do with a communicator per pair of ranks. A
 // communicator per directed edge (src -> dst), each on its own stream, holds
 // only sends on src and only receives on dst, both in the order the executor
