@@ -28,6 +28,7 @@ OUT=""                # --out
 DATA_DIR="$ROOT/data/pystdlib"
 RTOL="1e-3"           # --rtol: per-step loss, relative (docs/CUDA.md says why)
 QUICK=0               # --quick: configs/tiny.yaml only (small's CPU half takes minutes on a few cores)
+NO_CTEST=0            # --no-ctest: for tests/launch/test_gpu_smoke.sh, itself run by ctest
 PEAK_TFLOPS=""        # --peak-tflops: the device's dense bf16 peak, if the table does not know it
 STEP_TIMEOUT=300      # seconds for any one command
 
@@ -39,7 +40,7 @@ SUMMARY=""
 usage() {
   cat <<EOF
 usage: launch/gpu_smoke.sh [--build-dir DIR] [--out DIR] [--data-dir DIR] [--rtol X]
-                           [--quick] [--peak-tflops X] [--timeout SECONDS]
+                           [--quick] [--no-ctest] [--peak-tflops X] [--timeout SECONDS]
   --build-dir DIR   use this build as it is (DIR/attnres); default: configure and
                     build $ROOT/build (with -DATTNRES_CUDA=ON where there is a GPU)
   --out DIR         report directory (default: runs/gpu_smoke-<date>)
@@ -48,6 +49,7 @@ usage: launch/gpu_smoke.sh [--build-dir DIR] [--out DIR] [--data-dir DIR] [--rto
                     (default 1e-3)
   --quick           train configs/tiny.yaml only; configs/small.yaml's checks are SKIP
                     (its CPU half is 20 steps of 4096 tokens: minutes on two cores)
+  --no-ctest        do not run the CUDA tests (their check is SKIP)
   --peak-tflops X   the GPU's dense bf16 peak in TFLOP/s for the benchmark's MFU
                     (default: a table of known devices, else the trainer's measured peak)
   --timeout S       limit of any one command (default 300)
@@ -65,6 +67,7 @@ parse_args() {
       --data-dir) [ $# -ge 2 ] || die_usage "--data-dir needs a directory"; DATA_DIR="$2"; shift 2 ;;
       --rtol) [ $# -ge 2 ] || die_usage "--rtol needs a number"; RTOL="$2"; shift 2 ;;
       --quick) QUICK=1; shift ;;
+      --no-ctest) NO_CTEST=1; shift ;;
       --peak-tflops) [ $# -ge 2 ] || die_usage "--peak-tflops needs a number"; PEAK_TFLOPS="$2"; shift 2 ;;
       --timeout) [ $# -ge 2 ] || die_usage "--timeout needs seconds"; STEP_TIMEOUT="$2"; shift 2 ;;
       -h|--help) usage; exit 0 ;;
@@ -293,6 +296,7 @@ check_configs() {
 
 run_cuda_tests() {
   local log="$OUT/04-ctest.log" rc=0
+  if [ "$NO_CTEST" -eq 1 ]; then record SKIP ctest "--no-ctest"; return 0; fi
   if [ ! -f "$BUILD_DIR/CTestTestfile.cmake" ]; then
     record SKIP ctest "$BUILD_DIR has no tests (not a CMake build directory)"; return 0
   fi
