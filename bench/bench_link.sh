@@ -17,6 +17,7 @@
 #   OUT_DIR/MODE-LINK.rank<r>.json: where each rank computes and waits)
 #   PRECISION=fp32 bench/bench_link.sh ...   (train.precision; default bf16)
 #   SCHEDULE=zb-h1 bench/bench_link.sh ...   (parallel.schedule; default small.yaml's 1f1b)
+#   SETS="train.micro_batch_size=2 train.grad_accum=16" bench/bench_link.sh ...   (more --set)
 #
 # Writes OUT_DIR/link.tsv (mode, link, tokens/s, measured s, predicted s, β in
 # Gbit/s) and prints it. Run it as root, alone on the machine (under the CPU
@@ -67,7 +68,8 @@ print("%.4f" % (sum(rates) / 2e9))' \
 }
 
 run() {  # run NAME [--set ...]
-  local name="$1"; shift
+  local name="$1" s; shift
+  for s in ${SETS:-}; do set -- "$@" --set "$s"; done
   cluster_exec head timeout -k 10 600 mpirun -np 2 --hostfile "$out/hostfile" \
     --mca plm_rsh_agent "$src/tests/multihost/rsh_agent.sh" --mca pml ob1 --mca btl tcp,self \
     --mca btl_tcp_if_include "$CLUSTER_SUBNET" --mca oob_tcp_if_include "$CLUSTER_SUBNET" \
@@ -103,7 +105,8 @@ for mode in ${MODES:-standard block full}; do
     if [ "$link" = unlimited ]; then
       base_ms=$(awk -v s="$step" 'BEGIN { printf "%.1f", 1000 * s }')
     else
-      pred=$("$attnres" plan --config "$src/configs/small.yaml" --set parallel.pp=2 \
+      # shellcheck disable=SC2046
+      pred=$("$attnres" plan --config "$src/configs/small.yaml" --set parallel.pp=2 $(printf -- '--set %s ' ${SETS:-}) \
                --set "train.precision=${PRECISION:-bf16}" --set "parallel.schedule=${SCHEDULE:-1f1b}" \
                --set "${mode_set[$mode]}" --link-gbps "${gbps[$link]}" --compute-ms "$base_ms" |
              awk -v row="${plan_row[$mode]}" '/^network/ { net = 1 } net && !done && index($0, row " ") == 1 { printf "%.3f", $(NF - 1); done = 1 }')
