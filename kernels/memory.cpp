@@ -148,6 +148,14 @@ void event_synchronize(const Event& e) {
   }
 }
 
+bool event_done(const Event& e) {
+  switch (e.backend) {
+    case Backend::CPU: return true;  // recorded work is already done
+    case Backend::CUDA: ATTNRES_ON_CUDA_HOST("event_done", event_done(e));
+  }
+  return true;
+}
+
 float event_elapsed_ms(const Event& start, const Event& end) {
   if (start.backend != end.backend) throw std::logic_error("kernels::event_elapsed_ms: events of different backends");
   switch (start.backend) {

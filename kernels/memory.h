@@ -78,6 +78,7 @@ Event event_create(const Device& dev);
 void event_destroy(Event& e) noexcept;
 void event_record(Event& e, const Device& dev);  // on dev.stream
 void event_synchronize(const Event& e);          // host waits for the event
+bool event_done(const Event& e);                 // whether the event has happened; never waits
 // Milliseconds between two recorded, completed events.
 float event_elapsed_ms(const Event& start, const Event& end);
 // Work issued on dev.stream after this call waits for the event.

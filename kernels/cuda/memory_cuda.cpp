@@ -115,6 +115,16 @@ void event_synchronize(const Event& e) {
   check(cudaEventSynchronize(static_cast<cudaEvent_t>(e.handle)), "cudaEventSynchronize");
 }
 
+bool event_done(const Event& e) {
+  const cudaError_t r = cudaEventQuery(static_cast<cudaEvent_t>(e.handle));
+  if (r == cudaErrorNotReady) {
+    cudaGetLastError();  // not an error: clear it so the next check does not see it
+    return false;
+  }
+  check(r, "cudaEventQuery");
+  return true;
+}
+
 float event_elapsed_ms(const Event& start, const Event& end) {
   float ms = 0;
   check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start.handle), static_cast<cudaEvent_t>(end.handle)),

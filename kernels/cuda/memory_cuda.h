@@ -35,6 +35,7 @@ Event event_create(const Device& dev);
 void event_destroy(Event& e);
 void event_record(Event& e, const Device& dev);
 void event_synchronize(const Event& e);
+bool event_done(const Event& e);
 float event_elapsed_ms(const Event& start, const Event& end);
 void stream_wait_event(const Device& dev, const Event& e);
 

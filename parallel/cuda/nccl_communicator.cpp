@@ -204,8 +204,12 @@ class NcclCommunicator final : public Communicator {
     stream_.join(static_cast<PendingCall&>(*r.state));
     r.state.reset();
   }
+  // Done only once the call has finished on its stream: joining the compute
+  // stream earlier would make compute wait for a call still running (the
+  // executor tests the dp sums after every action to move them along).
   bool test(Request& r) override {
-    wait(r);  // the compute stream orders itself after the call; the host need not block
+    if (r.pending() && !kernels::event_done(static_cast<PendingCall&>(*r.state).done)) return false;
+    wait(r);
     return true;
   }
 
