@@ -61,7 +61,6 @@ TEST(Memory, EventsMeasureElapsedTime) {
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   event_record(end, dev);
   stream_wait_event(dev, end);
-  EXPECT_TRUE(event_done(end));  // a CPU stream's work is done when recorded
   event_synchronize(end);
   const float ms = event_elapsed_ms(start, end);
   EXPECT_GE(ms, 19.0f);
