@@ -42,6 +42,7 @@ struct SliceKey {
 struct SlicePrimitive {
   dnnl::matmul prim;
   memory a, b, c;
+  memory scratch;  // this primitive's own: oneDNN's library scratchpad is shared, unsafe across threads
 };
 
 // oneDNN's implementation for the slice; throws dnnl::error where it has none.
@@ -50,6 +51,7 @@ dnnl::matmul::primitive_desc describe(const SliceKey& k) {
   const memory::desc bd({k.K, k.N}, k.ab, k.tb ? memory::dims{1, k.ldb} : memory::dims{k.ldb, 1});
   const memory::desc cd({k.M, k.N}, memory::data_type::f32, memory::dims{k.ldc, 1});
   dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   if (k.alpha != 1.0f) attr.set_output_scales(0, {k.alpha});
   if (k.beta != 0.0f) {
     dnnl::post_ops po;
@@ -63,7 +65,7 @@ SlicePrimitive make_primitive(const SliceKey& k) {
   const dnnl::matmul::primitive_desc pd = describe(k);
   const dnnl::engine& e = cpu_engine();
   return {dnnl::matmul(pd), memory(pd.src_desc(), e, DNNL_MEMORY_NONE), memory(pd.weights_desc(), e, DNNL_MEMORY_NONE),
-          memory(pd.dst_desc(), e, DNNL_MEMORY_NONE)};
+          memory(pd.dst_desc(), e, DNNL_MEMORY_NONE), memory(pd.scratchpad_desc(), e)};
 }
 
 // Runs one slice on the calling thread alone. The primitive is made with
@@ -79,7 +81,7 @@ void run_slice(const SliceKey& k, const void* A, const void* B, float* C) {
   p.a.set_data_handle(const_cast<void*>(A));
   p.b.set_data_handle(const_cast<void*>(B));
   p.c.set_data_handle(C);
-  p.prim.execute(stream, {{DNNL_ARG_SRC, p.a}, {DNNL_ARG_WEIGHTS, p.b}, {DNNL_ARG_DST, p.c}});
+  p.prim.execute(stream, {{DNNL_ARG_SRC, p.a}, {DNNL_ARG_WEIGHTS, p.b}, {DNNL_ARG_DST, p.c}, {DNNL_ARG_SCRATCHPAD, p.scratch}});
   stream.wait();
 }
 
