@@ -20,11 +20,10 @@ double measure_sgemm_gflops(int threads);
 // code a device runs.
 double measure_gemm_gflops(const Device& dev, int n, DType operands = DType::F32);
 
-// A CPU's peak for a training precision, with `threads` threads: the rate of
-// kernels::gemm (oneDNN, n = 1024) on operands of that precision, or for
-// fp32 measure_sgemm_gflops where OpenBLAS's own threading is faster.
-// Restores the thread count. And what runs the GEMMs, for the run's first
-// line.
+// A CPU's peak for a training precision, with `threads` threads: fp32 by
+// measure_sgemm_gflops, bf16 by kernels::gemm on bf16 operands (oneDNN,
+// n = 1024). Restores the thread count. And what runs that GEMM, for the
+// run's first line.
 double measure_cpu_peak_gflops(DType precision, int threads);
 std::string cpu_gemm_engine(DType precision);
 
