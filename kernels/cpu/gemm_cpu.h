@@ -1,6 +1,6 @@
-// The CPU GEMM libraries behind cpu::gemm (kernels/cpu/ops_cpu.h): oneDNN
-// for fp32 and bf16, and OpenBLAS, each over the same fixed slices of C.
-// Private to kernels/cpu.
+// The CPU GEMM libraries behind cpu::gemm (kernels/cpu/ops_cpu.h): OpenBLAS
+// for fp32 and oneDNN for bf16, each over the same fixed slices of C (oneDNN
+// fp32 too, for the benchmark that compares them). Private to kernels/cpu.
 #pragma once
 #include <string>
 

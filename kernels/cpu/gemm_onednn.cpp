@@ -1,6 +1,7 @@
 // GEMM on oneDNN's matmul: bf16 operands with fp32 accumulation into an fp32
-// C (this CPU's AVX-512 bf16 / AMX units), and fp32 operands where oneDNN
-// beats OpenBLAS (kernels/cpu/gemm_cpu.cpp chooses). Like the OpenBLAS path,
+// C (this CPU's AVX-512 bf16 / AMX units). Its fp32 overload is measured
+// against OpenBLAS (bench_kernels) but not used in training: kernels/cpu/
+// gemm_cpu.cpp says why. Like the OpenBLAS path,
 // C is cut into fixed slices, each one single-threaded matmul, so no bit
 // depends on the thread count. Primitives are made once per slice shape and
 // kept per thread.
