@@ -40,6 +40,7 @@ ATTNRES_HD inline float to_float(bf16 h) {
   memcpy(&f, &u, sizeof f);
   return f;
 }
+ATTNRES_HD inline float to_float(float f) { return f; }  // for code templated on the element type
 // f rounded to the nearest bf16, as a float.
 ATTNRES_HD inline float round_bf16(float f) { return to_float(to_bf16(f)); }
 

@@ -165,15 +165,15 @@ void rope_apply(const Run& run, float* x, const float* cos_t, const float* sin_t
 }
 
 // The table holds vocabulary rows [v0, v0 + Vl); other ids give zero rows.
-template <class Run>
-void embedding_forward(const Run& run, float* out, const int32_t* tokens, const float* table, int N, int d, int v0,
+template <class Run, class T>
+void embedding_forward(const Run& run, float* out, const int32_t* tokens, const T* table, int N, int d, int v0,
                        int Vl) {
   run(N, [=] ATTNRES_HD(int64_t n) {
     const int r = tokens[n] - v0;
     float* dst = out + size_t(n) * size_t(d);
     const bool mine = r >= 0 && r < Vl;  // else another tp rank's vocabulary rows
-    const float* src = table + size_t(mine ? r : 0) * size_t(d);
-    for (int i = 0; i < d; i++) dst[i] = mine ? src[i] : 0.0f;
+    const T* src = table + size_t(mine ? r : 0) * size_t(d);
+    for (int i = 0; i < d; i++) dst[i] = mine ? to_float(src[i]) : 0.0f;
   });
 }
 

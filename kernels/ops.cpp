@@ -128,6 +128,13 @@ void embedding_forward(const Device& dev, float* out, const int32_t* tokens, con
     case Backend::CUDA: ATTNRES_ON_CUDA("embedding_forward", embedding_forward(dev, out, tokens, table, N, d, v0, Vl));
   }
 }
+void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const bf16* table,
+                       int N, int d, int v0, int Vl) {
+  switch (dev.backend) {
+    case Backend::CPU: return grid::embedding_forward(cpu::Grid{}, out, tokens, table, N, d, v0, Vl);
+    case Backend::CUDA: ATTNRES_ON_CUDA("embedding_forward", embedding_forward(dev, out, tokens, table, N, d, v0, Vl));
+  }
+}
 
 void embedding_backward(const Device& dev, float* dtable, const float* dout, const int32_t* tokens,
                         int N, int d, int vocab, int v0, int Vl) {

@@ -70,6 +70,9 @@ void convert(const Device& dev, float* out, const bf16* in, size_t n);
 // no gradient in the backward.
 void embedding_forward(const Device& dev, float* out, const int32_t* tokens,
                        const float* table, int N, int d, int v0, int Vl);
+// A bf16 run's table: the rows widened to fp32.
+void embedding_forward(const Device& dev, float* out, const int32_t* tokens,
+                       const bf16* table, int N, int d, int v0, int Vl);
 void embedding_backward(const Device& dev, float* dtable, const float* dout,
                         const int32_t* tokens, int N, int d, int vocab, int v0, int Vl);
 

@@ -91,7 +91,7 @@ uint64_t data_file_bytes(const std::string& dir) {
   return n;
 }
 
-// Each rank's device memory (executor + AdamW) on this layout for each
+// Each rank's device memory (executor + optimizer) on this layout for each
 // residual mode under each recompute setting: what blocks and recomputation
 // save. Each mode gets the partition the trainer would give it.
 void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching caching, const TensorParallel& tp,
@@ -102,7 +102,7 @@ void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching c
       {"standard", &v.standard}, {"Full AttnRes (S=1)", &v.full},
       {"Block AttnRes (S=" + std::to_string(v.block.block_size) + ")", &v.block}};
   const Recompute settings[] = {Recompute::None, Recompute::Selective, Recompute::Block, Recompute::Full};
-  std::printf("\ndevice memory per rank (executor + AdamW) by residual mode and train.recompute, layout tp=%d x "
+  std::printf("\ndevice memory per rank (executor + optimizer) by residual mode and train.recompute, layout tp=%d x "
               "pp=%d x dp=%d%s (every dp replica and tp rank of a stage alike)\n",
               pc.tp, pc.pp, pc.dp, zero.parts > 1 ? ", ZeRO-1" : "");
   std::printf("%-24s %-5s", "mode", "rank");
@@ -190,7 +190,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
     const std::string range = "[" + std::to_string(ch.first) + "," + std::to_string(ch.last) + ")";
     std::printf("%-5d %-4d %-11s %-9s %-5s %-4s %12s %14.2f %14s\n", ch.index, sched.placement[size_t(ch.index)],
                 range.c_str(), block_span(m, ch).c_str(), ch.has_embed ? "yes" : "-",
-                ch.has_head ? "yes" : "-", human(double(f.params), "").c_str(), cost / 1e9,
+                ch.has_head ? "yes" : "-", human(double(f.grads), "").c_str(), cost / 1e9,  // a gradient per parameter
                 format_bytes(double(f.acts) * sizeof(float)).c_str());  // the arena is a float buffer
   }
   std::printf("blocks: \"(\" = chunk starts inside a block, \")\" = ends inside one. GFLOP/token: "
@@ -305,7 +305,8 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
               "pipeline stage; every dp replica and tp rank of a stage holds the same (tp = %d%s)\n"
               "slots = peak live microbatches of the chunk (+ 1 past chunk 0, for an input arriving early); acts = slots x arena; hops = slots x "
               "receive/gradient buffers (+ bf16 wire buffers with bf16 hops); fixed = RoPE tables + backward scratch; "
-              "params = fp32 masters (+ their bf16 copy in bf16); AdamW m, v = 2 x params%s\n"
+              "params = the weights the chunks read (fp32; or bf16, with gains and pseudo-queries widened to fp32); "
+              "optimizer = AdamW m, v (+ the fp32 masters in bf16) = 2 (3) x 4 bytes x parameters%s\n"
               "cpu rss = what a rank of a CPU run holds resident: total + the token files it reads (%s in %s) "
               "+ this binary's code and libraries (%s resident as the plan starts)\n",
               kernels::dtype_name(m.precision), pc.tp, tp.sequence_parallel ? ", sequence parallel" : "",
@@ -314,7 +315,7 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
               format_bytes(double(data_file_bytes(cfg.data.dir))).c_str(), cfg.data.dir.c_str(),
               format_bytes(double(runtime_bytes)).c_str());
   std::printf("%-4s %-22s %10s %10s %10s %10s %10s %10s %10s %10s %10s\n", "rank", "chunks (slots)", "params",
-              "grads", "AdamW", "acts", "hops", "fixed", "executor", "total", "cpu rss");
+              "grads", "optimizer", "acts", "hops", "fixed", "executor", "total", "cpu rss");
   for (int r = 0; r < P; ++r) {
     const RankMemoryPlan plan = plan_rank_memory(m, part, sched, r, b, caching, tp, zero);
     std::string chunks;

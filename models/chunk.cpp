@@ -12,27 +12,46 @@ namespace attnres {
 namespace k = kernels;
 
 // ---- parameters ------------------------------------------------------------------
-// Pointers to every tensor of `layout` inside `base`, looked up by name once.
-static ChunkTensors resolve(const ParamLayout& layout, float* base, int first, int last) {
-  auto at = [&](const std::string& name) -> float* {
-    const TensorSpec* t = layout.find(name);
-    return t ? base + t->offset : nullptr;
-  };
-  ChunkTensors v;
-  v.embed = at("embed.weight");
+// Every tensor of `layout`, looked up by name once: at(name) gives its view,
+// given the tensor or null.
+template <class T, class At>
+static ChunkOf<T> resolve(const ParamLayout& layout, int first, int last, At at) {
+  auto find = [&](const std::string& name) -> T { return at(layout.find(name)); };
+  ChunkOf<T> v;
+  v.embed = find("embed.weight");
   for (int j = first; j < last; ++j) {
     const std::string p = "layers." + std::to_string(j) + ".";
-    SublayerTensors s{};
-    s.norm = at(p + "norm.weight");
-    s.q = at(p + "attn.q.weight"), s.k = at(p + "attn.k.weight"), s.v = at(p + "attn.v.weight");
-    s.o = at(p + "attn.o.weight");
-    s.gate = at(p + "mlp.gate.weight"), s.up = at(p + "mlp.up.weight"), s.down = at(p + "mlp.down.weight");
-    s.res_query = at(p + "res.query"), s.res_norm = at(p + "res.norm.weight");
+    SublayerOf<T> s{};
+    s.norm = find(p + "norm.weight");
+    s.q = find(p + "attn.q.weight"), s.k = find(p + "attn.k.weight"), s.v = find(p + "attn.v.weight");
+    s.o = find(p + "attn.o.weight");
+    s.gate = find(p + "mlp.gate.weight"), s.up = find(p + "mlp.up.weight"), s.down = find(p + "mlp.down.weight");
+    s.res_query = find(p + "res.query"), s.res_norm = find(p + "res.norm.weight");
     v.sub.push_back(s);
   }
-  v.out_query = at("output_res.query"), v.out_norm = at("output_res.norm.weight");
-  v.final_norm = at("final_norm.weight"), v.lm_head = at("lm_head.weight");
+  v.out_query = find("output_res.query"), v.out_norm = find("output_res.norm.weight");
+  v.final_norm = find("final_norm.weight"), v.lm_head = find("lm_head.weight");
   return v;
+}
+
+// Gradient views into `base` (the layout's flat buffer).
+static ChunkTensors resolve_grads(const Chunk& c, float* base, int first, int last) {
+  return resolve<float*>(c.layout, first, last,
+                         [&](const TensorSpec* t) { return t ? base + t->offset : nullptr; });
+}
+
+// Weight views: params in an fp32 run; compute in a bf16 one, and widened
+// for the vectors (packed in layout order, as widened_offsets gives them).
+static ChunkWeights resolve_weights(const Chunk& c, int first, int last) {
+  const std::vector<size_t> at_widened = widened_offsets(c.layout);
+  return resolve<Weight>(c.layout, first, last, [&](const TensorSpec* t) {
+    Weight w;
+    if (!t) return w;
+    if (!c.cfg.bf16()) return Weight{c.params.data() + t->offset, nullptr};
+    w.h = c.compute.data() + t->offset;
+    if (!t->decay) w.f = c.widened.data() + at_widened[size_t(t - c.layout.tensors.data())];
+    return w;
+  });
 }
 
 void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch,
@@ -49,27 +68,26 @@ void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch
   c.has_head = last == cfg.num_sublayers();
   c.layout = make_param_layout(cfg, first, last, tp.tp);
   c.params = k::DeviceBuffer<float>(dev, f.params);
-  c.grads = k::DeviceBuffer<float>(dev, f.grads);
   c.compute = k::DeviceBuffer<k::bf16>(dev, f.compute_weights);
-  c.params_base = c.params.data(), c.compute_base = c.compute.data();
+  c.widened = k::DeviceBuffer<float>(dev, f.widened);
+  c.grads = k::DeviceBuffer<float>(dev, f.grads);
   c.rope_cos = k::DeviceBuffer<float>(dev, f.rope / 2);
   c.rope_sin = k::DeviceBuffer<float>(dev, f.rope / 2);
   c.scratch = k::DeviceBuffer<float>(dev, f.scratch);
-  c.p = resolve(c.layout, c.params.data(), first, last);
-  c.g = resolve(c.layout, c.grads.data(), first, last);
+  c.p = resolve_weights(c, first, last);
+  c.g = resolve_grads(c, c.grads.data(), first, last);
   c.t = carve_scratch({cfg, first, last, batch, c.dims}, c.scratch.data(), nullptr);
   c.cos = c.rope_cos.data(), c.sin = c.rope_sin.data();
 
   // Host-side values, then one copy each to the device.
   std::vector<float> host(c.layout.total);
   init_params(cfg, c.layout, host.data(), seed);
-  k::copy(dev, c.params.data(), host.data(), host.size(), k::CopyKind::HostToDevice);
+  chunk_load_weights(c, host.data());
   k::zero(dev, c.grads.data(), c.grads.size());
   std::vector<float> cos_t(f.rope / 2), sin_t(f.rope / 2);
   k::rope_tables(cos_t.data(), sin_t.data(), cfg.seq_len, cfg.head_dim(), cfg.rope_theta);
   k::copy(dev, c.rope_cos.data(), cos_t.data(), cos_t.size(), k::CopyKind::HostToDevice);
   k::copy(dev, c.rope_sin.data(), sin_t.data(), sin_t.size(), k::CopyKind::HostToDevice);
-  chunk_sync_compute_weights(c);
   k::synchronize(dev);  // before the host buffers go
 }
 
@@ -83,10 +101,9 @@ Chunk chunk_segment(const Chunk& c, int first, int last) {
   s.dims = c.dims;
   s.has_embed = first == 0;
   s.has_head = last == c.cfg.num_sublayers();
-  s.p = resolve(c.layout, const_cast<float*>(c.params.data()), first, last);
-  s.g = resolve(c.layout, const_cast<float*>(c.grads.data()), first, last);
+  s.p = resolve_weights(c, first, last);
+  s.g = resolve_grads(c, const_cast<float*>(c.grads.data()), first, last);
   s.t = c.t;
-  s.params_base = c.params_base, s.compute_base = c.compute_base;
   s.cos = c.cos, s.sin = c.sin;
   s.progress = c.progress;
   return s;
@@ -94,7 +111,7 @@ Chunk chunk_segment(const Chunk& c, int first, int last) {
 
 // ---- sublayers -----------------------------------------------------------------
 // Even sublayers are attention, odd ones the MLP (DESIGN §1).
-void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, int j) {
+void sublayer_forward(const Chunk& c, const SublayerWeights& p, SublayerActs& s, int j) {
   if (c.progress) c.progress();
   float* y = partial_target(c, s.y);
   if (j % 2 == 0)
@@ -105,7 +122,7 @@ void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s,
   round_stream(c, s.y);
 }
 
-void sublayer_backward(const Chunk& c, const SublayerTensors& p, const SublayerTensors& g, SublayerActs& s, int j,
+void sublayer_backward(const Chunk& c, const SublayerWeights& p, const SublayerTensors& g, SublayerActs& s, int j,
                        float* dh, float* sdot) {
   if (c.progress) c.progress();
   const BackwardScratch& t = c.t;
@@ -115,7 +132,7 @@ void sublayer_backward(const Chunk& c, const SublayerTensors& p, const SublayerT
   else
     mlp_sublayer_backward(c, p, s);
   const float* dxn = sum_partials(c, t.dxn, t.dxn_res);
-  k::rmsnorm_backward(c.dev, dh, g.norm, dxn, s.h, p.norm, s.rstd, x.Nr, x.d, sdot);
+  k::rmsnorm_backward(c.dev, dh, g.norm, dxn, s.h, p.norm.f, s.rstd, x.Nr, x.d, sdot);
 }
 
 // ---- forward -------------------------------------------------------------------
@@ -131,8 +148,8 @@ void chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens, const in
   const float* x = v.sub[0].h;
   for (int j = c.first; j < c.last; ++j) {
     SublayerActs& s = v.sub[j - c.first];
-    const SublayerTensors& p = c.p.sub[j - c.first];
-    norm_to_full(c, s.xn, s.xn_h, s.rstd, s.h, p.norm);
+    const SublayerWeights& p = c.p.sub[j - c.first];
+    norm_to_full(c, s.xn, s.xn_h, s.rstd, s.h, p.norm.f);
     sublayer_forward(c, p, s, j);
     k::add(c.dev, s.stream, x, s.y, size_t(Nr) * d, c.cfg.bf16());
     x = s.stream;
@@ -140,7 +157,7 @@ void chunk_forward(const Chunk& c, ChunkActs& a, const int32_t* tokens, const in
   a.out = ResidualState{};
   a.out.hidden = const_cast<float*>(x);
   if (!c.has_head) return;
-  norm_to_full(c, v.head.xn, v.head.xn_h, v.head.rstd, x, c.p.final_norm);
+  norm_to_full(c, v.head.xn, v.head.xn_h, v.head.rstd, x, c.p.final_norm.f);
   head_forward(c, v.head, targets, loss);
 }
 

@@ -52,8 +52,10 @@ struct ResidualState {
 // micro_batch sequences per microbatch, in floats. The allocations use these
 // same functions, so `attnres plan` predicts the runtime's memory exactly.
 struct ChunkFloats {
-  size_t params = 0, grads = 0;
-  size_t compute_weights = 0;  // bf16 elements: the bf16 copy of params a bf16 run multiplies with
+  size_t params = 0;           // an fp32 run's weights (0 in a bf16 run)
+  size_t grads = 0;
+  size_t compute_weights = 0;  // bf16 elements: a bf16 run's weights
+  size_t widened = 0;          // a bf16 run's gains and pseudo-queries widened to fp32
   size_t rope = 0;     // RoPE cos and sin tables
   size_t scratch = 0;  // transient buffers of one backward, shared by the microbatches
   size_t acts = 0;     // one microbatch's activation arena
@@ -61,18 +63,34 @@ struct ChunkFloats {
 ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_batch,
                          const TensorParallel& tp = {});
 
+// A weight as a chunk reads it (DESIGN §11). An fp32 run reads every weight
+// in fp32 (f). A bf16 run multiplies with bf16 weights (h); the few tensors
+// that norms and depth attention read (gains, pseudo-queries) it also reads
+// as their bf16 values widened to fp32 (f), since those kernels take fp32.
+struct Weight {
+  const float* f = nullptr;
+  const kernels::bf16* h = nullptr;
+  explicit operator bool() const { return f || h; }
+};
+
 // One sublayer's tensors inside a flat buffer (parameters or gradients); null
 // where the sublayer has none (attention vs MLP, the AttnRes site).
-struct SublayerTensors {
-  float *norm, *q, *k, *v, *o, *gate, *up, *down, *res_query, *res_norm;
+template <class T>
+struct SublayerOf {
+  T norm, q, k, v, o, gate, up, down, res_query, res_norm;
 };
 // Every tensor of a chunk inside a flat buffer.
-struct ChunkTensors {
-  float* embed = nullptr;                            // first chunk
-  std::vector<SublayerTensors> sub;                  // sublayers first .. last-1
-  float *out_query = nullptr, *out_norm = nullptr;   // output AttnRes site (attnres, last chunk)
-  float *final_norm = nullptr, *lm_head = nullptr;   // last chunk
+template <class T>
+struct ChunkOf {
+  T embed{};                          // first chunk
+  std::vector<SublayerOf<T>> sub;     // sublayers first .. last-1
+  T out_query{}, out_norm{};          // output AttnRes site (attnres, last chunk)
+  T final_norm{}, lm_head{};          // last chunk
 };
+using SublayerTensors = SublayerOf<float*>;  // gradients
+using ChunkTensors = ChunkOf<float*>;
+using SublayerWeights = SublayerOf<Weight>;  // what the forward and backward read
+using ChunkWeights = ChunkOf<Weight>;
 
 // Transient buffers, carved from Chunk::scratch: those of one backward pass,
 // and under sequence parallelism the staging of the tp collectives.
@@ -102,16 +120,17 @@ struct Chunk {
   ChunkDims dims{};
   bool has_embed = false, has_head = false;
   ParamLayout layout;
-  kernels::DeviceBuffer<float> params;  // layout.total floats: the fp32 master weights
+  // The weights the chunk reads, in the run's precision. The fp32 master
+  // weights belong to the optimizer (runtime/optimizer.h): in an fp32 run
+  // they are `params` itself, in a bf16 run a copy of its own.
+  kernels::DeviceBuffer<float> params;            // fp32 run: layout.total floats
+  kernels::DeviceBuffer<kernels::bf16> compute;   // bf16 run: layout.total, same offsets
+  kernels::DeviceBuffer<float> widened;           // bf16 run: the vectors of compute, in fp32 (chunk_widen_vectors)
   kernels::DeviceBuffer<float> grads;   // layout.total floats, accumulated over microbatches
-  // A bf16 run's compute weights: params in bf16, same layout, refreshed by
-  // chunk_sync_compute_weights (a chunk_segment shares its parent's).
-  kernels::DeviceBuffer<kernels::bf16> compute;
-  const float* params_base = nullptr;
-  const kernels::bf16* compute_base = nullptr;
   kernels::DeviceBuffer<float> rope_cos, rope_sin;
   kernels::DeviceBuffer<float> scratch;
-  ChunkTensors p, g;      // views into params and grads
+  ChunkWeights p;         // views into params, or compute and widened
+  ChunkTensors g;         // views into grads
   BackwardScratch t;      // view into scratch
   const float *cos = nullptr, *sin = nullptr;  // the RoPE tables (rope_cos, rope_sin)
   // Called before each sublayer's forward, backward and weight pass: the
@@ -125,9 +144,19 @@ struct Chunk {
 void chunk_init(Chunk& c, const ModelConfig& cfg, int first, int last, int batch,
                 uint64_t seed, kernels::Device dev = {}, const TensorParallel& tp = {});
 
-// A bf16 run: the compute weights from the master weights (after they
-// change: at init, after each optimizer step, after a restore). No-op in fp32.
-void chunk_sync_compute_weights(Chunk& c);
+// Writes the weights the chunk reads from fp32 master weights `masters`
+// (device memory; masters[0] is element begin) for the elements [begin,
+// begin + count) of the layout: copied in an fp32 run (nothing to do when
+// they are params itself), rounded to bf16 in a bf16 run. After a bf16 run's
+// weights change, chunk_widen_vectors must follow before the next forward.
+void chunk_write_weights(Chunk& c, const float* masters, size_t begin, size_t count);
+// A bf16 run: the gains and pseudo-queries widened from compute (no-op in fp32).
+void chunk_widen_vectors(Chunk& c);
+// Every weight from whole fp32 values in host memory (layout.total floats):
+// initial values, a restored checkpoint, an export.
+void chunk_load_weights(Chunk& c, const float* host);
+// The weights as the chunk reads them, widened to fp32, in host memory.
+std::vector<float> chunk_weights_to_host(const Chunk& c);
 
 // A view of the sublayers [first, last) of chunk c, to run forward and
 // backward on alone: its tensors, scratch and RoPE tables are c's (it owns

@@ -156,8 +156,11 @@ ChunkFloats chunk_floats(const ModelConfig& cfg, int first, int last, int micro_
   assert(0 <= first && first < last && last <= cfg.num_sublayers() && micro_batch > 0);
   const Shape sh{cfg, first, last, micro_batch, chunk_dims(cfg, micro_batch, tp)};
   ChunkFloats f;
-  f.params = f.grads = make_param_layout(cfg, first, last, tp.tp).total;
-  f.compute_weights = cfg.bf16() ? f.params : 0;
+  const ParamLayout layout = make_param_layout(cfg, first, last, tp.tp);
+  f.grads = layout.total;
+  f.params = cfg.bf16() ? 0 : layout.total;
+  f.compute_weights = cfg.bf16() ? layout.total : 0;
+  f.widened = cfg.bf16() ? widened_offsets(layout).back() : 0;
   f.rope = 2 * (size_t(cfg.seq_len) * cfg.head_dim() / 2);
   carve_scratch(sh, nullptr, &f.scratch);
   carve_acts(sh, nullptr, &f.acts);

@@ -8,7 +8,7 @@ namespace k = kernels;
 
 // q, k, v column-parallel on the full rows xn, RoPE on q and k, causal
 // attention over this rank's Hl heads, then the row-parallel o.
-void attention_sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, float* y) {
+void attention_sublayer_forward(const Chunk& c, const SublayerWeights& p, SublayerActs& s, float* y) {
   const ModelConfig& m = c.cfg;
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;
@@ -23,7 +23,7 @@ void attention_sublayer_forward(const Chunk& c, const SublayerTensors& p, Sublay
   matmul_forward(c, y, s.ao, s.ao_h, p.o, N, x.dl, d);
 }
 
-void attention_sublayer_backward(const Chunk& c, const SublayerTensors& p, SublayerActs& s) {
+void attention_sublayer_backward(const Chunk& c, const SublayerWeights& p, SublayerActs& s) {
   const BackwardScratch& t = c.t;
   const ModelConfig& m = c.cfg;
   const ChunkDims& x = c.dims;

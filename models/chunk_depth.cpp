@@ -73,15 +73,15 @@ struct GroupSites {
   }
 };
 static void add_head_site(GroupSites& s, const Chunk& c, const HeadActs& h) {
-  s.add(h.h, h.lse, h.uv, c.p.out_query, c.p.out_norm);
+  s.add(h.h, h.lse, h.uv, c.p.out_query.f, c.p.out_norm.f);
 }
 // Sites [start, end), and the output site if it joins them.
 static GroupSites group_sites(const Chunk& c, const ActsView& v, int start, int end) {
   GroupSites s;
   for (int i = start; i < end; ++i) {
     const SublayerActs& a = v.sub[size_t(i - c.first)];
-    const SublayerTensors& p = c.p.sub[size_t(i - c.first)];
-    s.add(a.h, a.lse, a.uv, p.res_query, p.res_norm);
+    const SublayerWeights& p = c.p.sub[size_t(i - c.first)];
+    s.add(a.h, a.lse, a.uv, p.res_query.f, p.res_norm.f);
   }
   if (head_joins_group(c, start, end)) add_head_site(s, c, v.head);
   return s;
@@ -156,7 +156,7 @@ void attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, const
 
   for (int j = c.first; j < c.last; ++j) {
     SublayerActs& s = v.sub[j - c.first];
-    const SublayerTensors& p = c.p.sub[j - c.first];
+    const SublayerWeights& p = c.p.sub[j - c.first];
     if (j > c.first && m.starts_block(j)) {  // the finished block becomes a source
       src.push_back(part), rstd.push_back(part_rstd);
       part = nullptr, part_rstd = nullptr;
@@ -164,9 +164,9 @@ void attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, const
     if (j == group_start(c, j)) completed_phase(group_sites(c, v, j, group_end(c, j)), int(src.size()));
     record(a.site_k[j - c.first]);
     if (part)
-      merge_norm_to_full(c, s.xn, s.xn_h, s.rstd, s.h, s.lse, part, part_rstd, p.res_query, p.res_norm, p.norm);
+      merge_norm_to_full(c, s.xn, s.xn_h, s.rstd, s.h, s.lse, part, part_rstd, p.res_query.f, p.res_norm.f, p.norm.f);
     else
-      norm_to_full(c, s.xn, s.xn_h, s.rstd, s.h, p.norm);
+      norm_to_full(c, s.xn, s.xn_h, s.rstd, s.h, p.norm.f);
     sublayer_forward(c, p, s, j);
     if (part)
       k::add_rms_inverse(c.dev, s.stream, s.prstd, part, s.y, Nr, d, m.norm_eps, m.bf16());
@@ -190,8 +190,8 @@ void attnres_forward(const Chunk& c, ChunkActs& a, const int32_t* targets, const
     add_head_site(head, c, h);
     completed_phase(head, int(src.size()) - 1);
   }
-  merge_norm_to_full(c, h.xn, h.xn_h, h.rstd, h.h, h.lse, src.back(), rstd.back(), c.p.out_query, c.p.out_norm,
-                     c.p.final_norm);
+  merge_norm_to_full(c, h.xn, h.xn_h, h.rstd, h.h, h.lse, src.back(), rstd.back(), c.p.out_query.f, c.p.out_norm.f,
+                     c.p.final_norm.f);
   head_forward(c, h, targets, loss);
 }
 
@@ -201,8 +201,8 @@ std::vector<float> chunk_site_weights(const Chunk& c, const ChunkActs& a, int si
   size_t off = 0;
   for (int i = 0; i < site; ++i) off += size_t(a.site_k[size_t(i)]);
   const size_t n_site_ptrs = a.site_src.size() / 2;
-  const float* w = head ? c.p.out_query : c.p.sub[size_t(site)].res_query;
-  const float* g = head ? c.p.out_norm : c.p.sub[size_t(site)].res_norm;
+  const float* w = head ? c.p.out_query.f : c.p.sub[size_t(site)].res_query.f;
+  const float* g = head ? c.p.out_norm.f : c.p.sub[size_t(site)].res_norm.f;
   const std::vector<float> wh = k::to_host(c.dev, w, size_t(d)), gh = k::to_host(c.dev, g, size_t(d));
   const std::vector<float> lse = k::to_host(c.dev, head ? a.v.head.lse : a.v.sub[size_t(site)].lse, size_t(rows));
   std::vector<float> alpha(size_t(rows) * K);
@@ -259,9 +259,9 @@ void attnres_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     // The output site's terms are the first each source's gradient gets:
     // written, so the buffers need no zeroing (and are not read).
     k::attnres_partial_backward(c.dev, dsrc[size_t(K - 1)], c.g.out_query, c.g.out_norm, t.dquery, dh_of[head_slot],
-                                sdot_of[head_slot], h.lse, sp[K - 1], rp[K - 1], c.p.out_query, c.p.out_norm, Nr, d,
+                                sdot_of[head_slot], h.lse, sp[K - 1], rp[K - 1], c.p.out_query.f, c.p.out_norm.f, Nr, d,
                                 true, m.bf16());
-    pending.add(dh_of[head_slot], sdot_of[head_slot], h.lse, h.uv, K - 1, c.p.out_query, c.p.out_norm,
+    pending.add(dh_of[head_slot], sdot_of[head_slot], h.lse, h.uv, K - 1, c.p.out_query.f, c.p.out_norm.f,
                 c.g.out_query, c.g.out_norm);
     pending.head = true;
     if (!head_joins_last_group(c)) {  // else with the last group's sites, below
@@ -275,7 +275,8 @@ void attnres_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
   float* dpart = partial_at(m, c.last) ? dout.partial : dsrc[--n_src];
   for (int j = c.last - 1; j >= c.first; --j) {
     SublayerActs& s = v.sub[j - c.first];
-    const SublayerTensors &p = c.p.sub[j - c.first], &g = c.g.sub[j - c.first];
+    const SublayerWeights& p = c.p.sub[j - c.first];
+    const SublayerTensors& g = c.g.sub[j - c.first];
     const int gs = group_start(c, j), slot = site_slot(c, j);
     next_site(a.site_k[j - c.first]);
     gather_dy(c, s, dpart);  // p_j = p_{j-1} + y_j, so dy_j = dp_j
@@ -285,14 +286,15 @@ void attnres_backward_input(const Chunk& c, ChunkActs& a, const int32_t* tokens,
     assert(n_src + (has_part ? 1 : 0) == a.site_k[j - c.first]);
     if (has_part)
       k::attnres_partial_backward(c.dev, dpart, g.res_query, g.res_norm, t.dquery, dh_of[slot], sdot_of[slot], s.lse,
-                                  sp[n_src], rp[n_src], p.res_query, p.res_norm, Nr, d, false, m.bf16());
+                                  sp[n_src], rp[n_src], p.res_query.f, p.res_norm.f, Nr, d, false, m.bf16());
     if (j == gs) {  // the group's sites join the pending ones (ahead of them)
       PassSites group;
       for (int i = gs; i < group_end(c, gs); ++i) {
-        const SublayerTensors &pi = c.p.sub[size_t(i - c.first)], &gi = c.g.sub[size_t(i - c.first)];
+        const SublayerWeights& pi = c.p.sub[size_t(i - c.first)];
+        const SublayerTensors& gi = c.g.sub[size_t(i - c.first)];
         const SublayerActs& si = v.sub[size_t(i - c.first)];
         const int at = site_slot(c, i);
-        group.add(dh_of[at], sdot_of[at], si.lse, si.uv, n_src, pi.res_query, pi.res_norm, gi.res_query,
+        group.add(dh_of[at], sdot_of[at], si.lse, si.uv, n_src, pi.res_query.f, pi.res_norm.f, gi.res_query,
                   gi.res_norm);
       }
       group.append(pending);

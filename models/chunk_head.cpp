@@ -9,7 +9,8 @@ namespace k = kernels;
 void embed_forward(const Chunk& c, float* x0, const int32_t* tokens) {
   const ChunkDims& x = c.dims;
   float* out = partial_target(c, x0);
-  k::embedding_forward(c.dev, out, tokens, c.p.embed, x.N, x.d, x.v0, x.Vl);
+  if (c.cfg.bf16()) k::embedding_forward(c.dev, out, tokens, c.p.embed.h, x.N, x.d, x.v0, x.Vl);
+  else k::embedding_forward(c.dev, out, tokens, c.p.embed.f, x.N, x.d, x.v0, x.Vl);
   sum_partials(c, out, x0);
   round_stream(c, x0);
 }
@@ -43,7 +44,7 @@ void head_backward(const Chunk& c, HeadActs& h, const float* xin, const int32_t*
   keep_bf16(c, h.dlogits_h, h.dlogits, size_t(x.N) * x.Vl);
   matmul_backward_input(c, t.dxn, h.dlogits, h.dlogits_h, c.p.lm_head, x.N, x.d, x.Vl, false);
   const float* dxn = sum_partials(c, t.dxn, t.dxn_res);
-  k::rmsnorm_backward(c.dev, dx, c.g.final_norm, dxn, xin, c.p.final_norm, h.rstd, x.Nr, x.d, sdot);
+  k::rmsnorm_backward(c.dev, dx, c.g.final_norm, dxn, xin, c.p.final_norm.f, h.rstd, x.Nr, x.d, sdot);
 }
 
 }  // namespace attnres

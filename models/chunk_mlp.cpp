@@ -8,7 +8,7 @@ namespace k = kernels;
 
 // gate and up column-parallel on the full rows xn, SwiGLU, then the
 // row-parallel down.
-void mlp_sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, float* y) {
+void mlp_sublayer_forward(const Chunk& c, const SublayerWeights& p, SublayerActs& s, float* y) {
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;
   matmul_forward(c, s.gate, s.xn, s.xn_h, p.gate, N, d, x.Fl);
@@ -18,7 +18,7 @@ void mlp_sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs
   matmul_forward(c, y, s.act, s.act_h, p.down, N, x.Fl, d);
 }
 
-void mlp_sublayer_backward(const Chunk& c, const SublayerTensors& p, SublayerActs& s) {
+void mlp_sublayer_backward(const Chunk& c, const SublayerWeights& p, SublayerActs& s) {
   const BackwardScratch& t = c.t;
   const ChunkDims& x = c.dims;
   const int N = x.N, d = x.d;

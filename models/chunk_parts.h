@@ -44,15 +44,19 @@ void norm_to_full(const Chunk& c, float* xn, kernels::bf16* xn_h, float* rstd, c
 void merge_norm_to_full(const Chunk& c, float* xn, kernels::bf16* xn_h, float* rstd, float* h, float* lse,
                         const float* p, const float* p_rstd, const float* w, const float* g, const float* norm);
 
-// ---- GEMMs in the run's precision (chunk_precision.cpp, DESIGN §11) ---------------------
+// ---- precision (chunk_precision.cpp, DESIGN §11) ---------------------------------
+// A bf16 run widens the layout's vectors (the tensors without weight decay:
+// gains, pseudo-queries) into one fp32 buffer, packed in layout order:
+// tensor t's offset there is at[t] (unused for matrices), the total at[size].
+std::vector<size_t> widened_offsets(const ParamLayout& layout);
 // x_h = x in bf16 when x_h is set (a bf16 run's twin of a GEMM operand).
 void keep_bf16(const Chunk& c, kernels::bf16* x_h, const float* x, size_t n);
 // y = x W^T; dx (+)= dy W; dW += dy^T x, as kernels::linear_*: on the float
 // tensors in an fp32 run, on the bf16 twins and compute weights in a bf16 one.
-void matmul_forward(const Chunk& c, float* y, const float* x, const kernels::bf16* x_h, const float* W, int N, int in,
+void matmul_forward(const Chunk& c, float* y, const float* x, const kernels::bf16* x_h, Weight W, int N, int in,
                     int out);
-void matmul_backward_input(const Chunk& c, float* dx, const float* dy, const kernels::bf16* dy_h, const float* W,
-                           int N, int in, int out, bool accumulate);
+void matmul_backward_input(const Chunk& c, float* dx, const float* dy, const kernels::bf16* dy_h, Weight W, int N,
+                           int in, int out, bool accumulate);
 void matmul_backward_weight(const Chunk& c, float* dW, const float* dy, const kernels::bf16* dy_h, const float* x,
                             const kernels::bf16* x_h, int N, int in, int out);
 // A bf16 run's residual stream and its gradients hold bf16 values, so a hop
@@ -63,24 +67,24 @@ void round_stream(const Chunk& c, float* x);
 // y = f_j(s.xn), s.xn = RMSNorm(h) (the caller's): column-parallel q/k/v or
 // gate/up on the full rows, then the row-parallel o or down, summed over tp
 // into the residual rows of s.y.
-void sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, int j);
+void sublayer_forward(const Chunk& c, const SublayerWeights& p, SublayerActs& s, int j);
 // dL/dh of one sublayer from dL/dy (s.dy, full rows); saves what the weight
 // pass needs. The input gradient of the column-parallel matmuls is summed
 // over tp into the residual rows before the norm's backward. Unless sdot is
 // null, sdot = dh · h per row (an AttnRes site's).
-void sublayer_backward(const Chunk& c, const SublayerTensors& p, const SublayerTensors& g, SublayerActs& s, int j,
+void sublayer_backward(const Chunk& c, const SublayerWeights& p, const SublayerTensors& g, SublayerActs& s, int j,
                        float* dh, float* sdot);
 
 // Each kind's forward writes this rank's partial of y into `y` (partial_target
 // of s.y); its backward writes its partial of dL/dxn into c.t.dxn; its weight
 // pass adds dW += dY^T X from what the backward saved.
 // Attention (chunk_attention.cpp): this rank's heads, with RoPE.
-void attention_sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, float* y);
-void attention_sublayer_backward(const Chunk& c, const SublayerTensors& p, SublayerActs& s);
+void attention_sublayer_forward(const Chunk& c, const SublayerWeights& p, SublayerActs& s, float* y);
+void attention_sublayer_backward(const Chunk& c, const SublayerWeights& p, SublayerActs& s);
 void attention_sublayer_backward_weight(const Chunk& c, const SublayerTensors& g, const SublayerActs& s);
 // SwiGLU MLP (chunk_mlp.cpp): this rank's columns of F.
-void mlp_sublayer_forward(const Chunk& c, const SublayerTensors& p, SublayerActs& s, float* y);
-void mlp_sublayer_backward(const Chunk& c, const SublayerTensors& p, SublayerActs& s);
+void mlp_sublayer_forward(const Chunk& c, const SublayerWeights& p, SublayerActs& s, float* y);
+void mlp_sublayer_backward(const Chunk& c, const SublayerWeights& p, SublayerActs& s);
 void mlp_sublayer_backward_weight(const Chunk& c, const SublayerTensors& g, const SublayerActs& s);
 
 // ---- embedding and loss head (chunk_head.cpp) ------------------------------------

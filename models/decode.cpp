@@ -13,6 +13,8 @@ namespace k = kernels;
 
 void decoder_init(Decoder& dec, const Chunk& model) {
   assert(model.first == 0 && model.has_head && model.tp.tp.size == 1);
+  // Decoding reads fp32 weights (.f): a model loaded from an export.
+  if (model.cfg.bf16()) throw std::invalid_argument("decoder_init: decoding runs in fp32 (model.precision: fp32)");
   const ModelConfig& m = model.cfg;
   const size_t T = size_t(m.seq_len), d = size_t(m.d_model), F = size_t(m.d_ff), V = size_t(m.vocab_size);
   const size_t n_src = m.attnres() ? size_t(m.num_blocks()) + 1 : 0;
@@ -41,29 +43,29 @@ namespace {
 
 // y = f_j(RMSNorm(h)) for the token at dec.pos; an attention sublayer also
 // appends the token's key and value to its cache.
-void sublayer_step(Decoder& dec, const SublayerTensors& p, int j) {
+void sublayer_step(Decoder& dec, const SublayerWeights& p, int j) {
   const Chunk& c = *dec.model;
   const ModelConfig& m = c.cfg;
   const int d = m.d_model, F = m.d_ff, H = m.n_heads, hd = m.head_dim();
-  k::rmsnorm_forward(c.dev, dec.xn, dec.rstd, dec.h, p.norm, 1, d, m.norm_eps);
+  k::rmsnorm_forward(c.dev, dec.xn, dec.rstd, dec.h, p.norm.f, 1, d, m.norm_eps);
   if (j % 2 == 0) {
     float* key = dec.keys[size_t(j / 2)] + size_t(dec.pos) * d;
     float* value = dec.values[size_t(j / 2)] + size_t(dec.pos) * d;
     const size_t row = size_t(dec.pos) * (hd / 2);  // RoPE table row of this position
     const float *cos_t = c.cos + row, *sin_t = c.sin + row;
-    k::linear_forward(c.dev, dec.q, dec.xn, p.q, 1, d, d);
-    k::linear_forward(c.dev, key, dec.xn, p.k, 1, d, d);
-    k::linear_forward(c.dev, value, dec.xn, p.v, 1, d, d);
+    k::linear_forward(c.dev, dec.q, dec.xn, p.q.f, 1, d, d);
+    k::linear_forward(c.dev, key, dec.xn, p.k.f, 1, d, d);
+    k::linear_forward(c.dev, value, dec.xn, p.v.f, 1, d, d);
     k::rope_forward(c.dev, dec.q, cos_t, sin_t, 1, 1, H, hd);
     k::rope_forward(c.dev, key, cos_t, sin_t, 1, 1, H, hd);
     k::attention_decode(c.dev, dec.ao, dec.scores, dec.q, dec.keys[size_t(j / 2)], dec.values[size_t(j / 2)],
                         dec.pos + 1, H, hd);
-    k::linear_forward(c.dev, dec.y, dec.ao, p.o, 1, d, d);
+    k::linear_forward(c.dev, dec.y, dec.ao, p.o.f, 1, d, d);
   } else {
-    k::linear_forward(c.dev, dec.gate, dec.xn, p.gate, 1, d, F);
-    k::linear_forward(c.dev, dec.up, dec.xn, p.up, 1, d, F);
+    k::linear_forward(c.dev, dec.gate, dec.xn, p.gate.f, 1, d, F);
+    k::linear_forward(c.dev, dec.up, dec.xn, p.up.f, 1, d, F);
     k::swiglu_forward(c.dev, dec.act, dec.gate, dec.up, size_t(F));
-    k::linear_forward(c.dev, dec.y, dec.act, p.down, 1, F, d);
+    k::linear_forward(c.dev, dec.y, dec.act, p.down.f, 1, F, d);
   }
 }
 
@@ -99,7 +101,7 @@ void stream_step(Decoder& dec) {
   k::rms_inverse(c.dev, dec.source_rstd, dec.sources[0], 1, d, m.norm_eps);
   for (int j = 0; j < m.num_sublayers(); ++j) {
     const int b = m.block_of(j);
-    depth_attention(dec, b + 1, !m.starts_block(j), c.p.sub[size_t(j)].res_query, c.p.sub[size_t(j)].res_norm);
+    depth_attention(dec, b + 1, !m.starts_block(j), c.p.sub[size_t(j)].res_query.f, c.p.sub[size_t(j)].res_norm.f);
     sublayer_step(dec, c.p.sub[size_t(j)], j);
     float* sum = dec.sources[size_t(b) + 1];
     if (m.starts_block(j)) {
@@ -110,7 +112,7 @@ void stream_step(Decoder& dec) {
     }
   }
   // The output site as chunk_forward computes it: the final block sum is its partial.
-  depth_attention(dec, m.num_blocks(), true, c.p.out_query, c.p.out_norm);
+  depth_attention(dec, m.num_blocks(), true, c.p.out_query.f, c.p.out_norm.f);
 }
 
 }  // namespace
@@ -124,10 +126,10 @@ std::vector<float> decoder_step(Decoder& dec, int32_t token) {
     throw std::invalid_argument("token " + std::to_string(token) + " is outside the vocabulary of " +
                                 std::to_string(V));
   float* x0 = m.attnres() ? dec.sources[0] : dec.h;
-  k::embedding_forward(c.dev, x0, &token, c.p.embed, 1, d, 0, V);
+  k::embedding_forward(c.dev, x0, &token, c.p.embed.f, 1, d, 0, V);
   stream_step(dec);
-  k::rmsnorm_forward(c.dev, dec.xn, dec.rstd, dec.h, c.p.final_norm, 1, d, m.norm_eps);
-  k::linear_forward(c.dev, dec.logits, dec.xn, c.p.lm_head, 1, d, V);
+  k::rmsnorm_forward(c.dev, dec.xn, dec.rstd, dec.h, c.p.final_norm.f, 1, d, m.norm_eps);
+  k::linear_forward(c.dev, dec.logits, dec.xn, c.p.lm_head.f, 1, d, V);
   ++dec.pos;
   return k::to_host(c.dev, dec.logits, size_t(V));
 }

@@ -106,11 +106,13 @@ class Communicator {
   // part of the sum of every rank's `data`. `data` may serve as scratch: its
   // contents are undefined afterwards.
   virtual Request ireduce_scatter_sum(float* data, float* out, const std::vector<size_t>& counts) = 0;
-  // In place: every rank's part of `data` from the rank that owns it.
-  virtual void allgather_parts(float* data, const std::vector<size_t>& counts) = 0;
+  // In place: every rank's part of `data` (its elements, fp32 or bf16: the
+  // weights in the run's precision) from the rank that owns it; `counts` in
+  // elements.
+  virtual void allgather_parts(TensorRef data, const std::vector<size_t>& counts) = 0;
   // Non-blocking allgather_parts: `data` is whole once the Request completes.
   // This default blocks, for communicators without a non-blocking one.
-  virtual Request iallgather_parts(float* data, const std::vector<size_t>& counts) {
+  virtual Request iallgather_parts(TensorRef data, const std::vector<size_t>& counts) {
     allgather_parts(data, counts);
     return Request();
   }

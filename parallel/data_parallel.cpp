@@ -1,11 +1,23 @@
 #include "parallel/data_parallel.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
 namespace attnres {
 
 namespace k = kernels;
+
+void gather_parts_to_root(Communicator& data, const k::Device& dev, const float* mine, size_t n, float* whole,
+                          size_t total) {
+  const std::vector<float> host = k::to_host(dev, mine, n);
+  const std::vector<std::string> parts = data.gather(host.data(), n * sizeof(float), 0);
+  if (data.rank() != 0) return;
+  char* dst = reinterpret_cast<char*>(whole);
+  for (const std::string& p : parts) dst = std::copy(p.begin(), p.end(), dst);
+  if (dst != reinterpret_cast<char*>(whole + total))
+    throw std::logic_error("ZeRO-1: the parts of a buffer of " + std::to_string(total) + " floats do not add up to it");
+}
 
 DataParallelSync::DataParallelSync(Communicator* data, std::vector<Chunk>& chunks, std::vector<int> ids)
     : data_(data), chunks_(chunks), ids_(std::move(ids)), started_(chunks.size(), false), parts_(chunks.size()),
@@ -59,9 +71,15 @@ GradPart DataParallelSync::part(size_t i) {
   return {part_offset(parts_[i], r), parts_[i][size_t(r)], grad_parts_[i].data()};
 }
 
+// The weights the chunk reads, in the run's precision: what the all-gather moves.
+static TensorRef weights(Chunk& c) {
+  if (c.cfg.bf16()) return {c.compute.data(), c.compute.size(), k::DType::BF16};
+  return {c.params.data(), c.params.size(), k::DType::F32};
+}
+
 void DataParallelSync::gather_parameters() {
   for (size_t i = 0; i < chunks_.size(); ++i)
-    if (!parts_[i].empty()) gathers_[i] = data_->iallgather_parts(chunks_[i].params.data(), parts_[i]);
+    if (!parts_[i].empty()) gathers_[i] = data_->iallgather_parts(weights(chunks_[i]), parts_[i]);
 }
 
 void DataParallelSync::wait_parameters(size_t i) {

@@ -22,6 +22,13 @@ struct GradPart {
   float* grads;
 };
 
+// ZeRO-1: a flat buffer of `total` floats whole on dp rank 0 of `data`
+// (`whole`, host memory), from every rank's part (`mine`, n floats of device
+// memory; the parts contiguous, in dp rank order). The other ranks only
+// send (`whole` may be null there). Collective over `data`.
+void gather_parts_to_root(Communicator& data, const kernels::Device& dev, const float* mine, size_t n, float* whole,
+                          size_t total);
+
 class DataParallelSync {
  public:
   // `data` connects the replicas of `chunks` (null when dp = 1); `ids` are
@@ -43,8 +50,9 @@ class DataParallelSync {
   // Every local chunk's sum was started this step; waits for them all.
   void finish();
   GradPart part(size_t i);
-  // After each rank updated its part: starts bringing every part from its
-  // owner (no-op unless sharded). The parameters of local chunk i are whole
+  // After each rank wrote its part of the weights (chunk_write_weights from
+  // the masters it updated): starts bringing every part from its owner, in
+  // the run's precision (no-op unless sharded). The weights of local chunk i are whole
   // once wait_parameters(i) returns: the executor waits before the chunk's
   // first forward of the next step, so the all-gather runs under the
   // earlier forwards; whoever else reads them (evaluation, checkpoints,

@@ -261,15 +261,15 @@ static std::vector<TensorRef> refs(const std::vector<T*>& bufs, size_t n) {
   return r;
 }
 // A local chunk's weights are ready for its first forward of a run: its
-// ZeRO-1 all-gather is done, and a bf16 run's compute copy is made from the
-// master weights (they change between runs: the optimizer, a restore).
+// ZeRO-1 all-gather is done, and a bf16 run's vectors are widened from the
+// weights the optimizer (and the all-gather) wrote.
 void PipelineExecutor::ready_weights(size_t i) {
   if (weights_ready_[i]) return;
   const double t = now_us();
   dp_->wait_parameters(i);
   if (open_start_) k::event_record(*open_start_, dev_);  // the wait is not part of the forward
   if (tracing_ && data_) trace_.push_back({"wait parameters", "comm", t - t0_us_, now_us() - t});
-  chunk_sync_compute_weights(chunks_[i]);
+  chunk_widen_vectors(chunks_[i]);
   weights_ready_[i] = true;
 }
 

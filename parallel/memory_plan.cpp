@@ -55,12 +55,13 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
     ch.slots = slots[size_t(c)];
     ch.arena_bytes = f.acts * sizeof(float);
     ch.hop_buffers = hop_buffers(cfg, part, c, caching);
-    ch.bytes.params = f.params * sizeof(float) + f.compute_weights * k::dtype_size(k::DType::BF16);
+    ch.bytes.params = (f.params + f.widened) * sizeof(float) + f.compute_weights * k::dtype_size(k::DType::BF16);
     ch.bytes.grads = f.grads * sizeof(float);
     // ZeRO-1: AdamW for this rank's part; its summed gradients in a buffer of the largest part.
-    const std::vector<size_t> parts = split_evenly(f.params, zero.parts);
+    const std::vector<size_t> parts = split_evenly(f.grads, zero.parts);
     if (zero.parts > 1) ch.bytes.grads += parts.front() * sizeof(float);
-    ch.bytes.adamw = 2 * parts[size_t(zero.index)] * sizeof(float);
+    const int adamw_floats = cfg.bf16() ? 3 : 2;  // m, v, and a bf16 run's fp32 master weights
+    ch.bytes.adamw = adamw_floats * parts[size_t(zero.index)] * sizeof(float);
     ch.bytes.fixed = (f.rope + f.scratch) * sizeof(float);
     // Recomputation: one arena for the largest segment, shared, and per slot
     // what the segments produce.

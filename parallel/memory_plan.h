@@ -14,8 +14,11 @@
 // what its segments produce (recompute_kept_outputs).
 // Per chunk, the staging buffers of the messages it sends to other ranks
 // (hop_send_buffers: parallel.sends_in_flight per direction).
-// AdamW's moments (2 x parameters, or under ZeRO-1 2 x this rank's part)
-// belong to the trainer: `adamw`, outside what the executor allocates.
+// The optimizer's state (AdamW's moments, and in a bf16 run the fp32 master
+// weights: 2 or 3 floats per parameter, or under ZeRO-1 per parameter of
+// this rank's part) belongs to the trainer: `adamw`, outside what the
+// executor allocates. The chunks' weights (`params`) are in the run's
+// precision: fp32, or bf16 and the vectors widened to fp32.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -32,7 +35,7 @@ struct MemoryBytes {
   uint64_t fixed = 0;  // RoPE tables and backward scratch (and in a rank's total, its loss sums)
   uint64_t acts = 0;   // slots x one microbatch's arena
   uint64_t hops = 0;   // slots x the slot's hop buffers
-  uint64_t adamw = 0;  // AdamW's moments m and v
+  uint64_t adamw = 0;  // AdamW's moments m and v; a bf16 run's fp32 master weights
   uint64_t executor() const { return params + grads + fixed + acts + hops; }
   uint64_t total() const { return executor() + adamw; }
   MemoryBytes& operator+=(const MemoryBytes& o);

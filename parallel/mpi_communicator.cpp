@@ -94,8 +94,8 @@ class MpiCommunicator final : public Communicator {
   Request iallreduce_sum(float* data, size_t n) override;
   void allreduce_sum(double* data, size_t n) override;
   Request ireduce_scatter_sum(float* data, float* out, const std::vector<size_t>& counts) override;
-  void allgather_parts(float* data, const std::vector<size_t>& counts) override;
-  Request iallgather_parts(float* data, const std::vector<size_t>& counts) override;
+  void allgather_parts(TensorRef data, const std::vector<size_t>& counts) override;
+  Request iallgather_parts(TensorRef data, const std::vector<size_t>& counts) override;
   void broadcast(void* data, size_t bytes, int root) override;
   std::vector<std::string> gather(const void* data, size_t bytes, int root) override;
   std::vector<std::string> allgather(const void* data, size_t bytes) override;
@@ -329,20 +329,23 @@ Request MpiCommunicator::ireduce_scatter_sum(float* data, float* out, const std:
   return Request(std::move(state));
 }
 
-void MpiCommunicator::allgather_parts(float* data, const std::vector<size_t>& counts) {
+void MpiCommunicator::allgather_parts(TensorRef data, const std::vector<size_t>& counts) {
   Request r = iallgather_parts(data, counts);
   wait(r);
 }
 
 // The counts and displacements stay alive in the request until it completes.
-Request MpiCommunicator::iallgather_parts(float* data, const std::vector<size_t>& counts) {
+Request MpiCommunicator::iallgather_parts(TensorRef data, const std::vector<size_t>& counts) {
   auto state = std::make_unique<MpiRequestState>();
   state->counts = int_counts(counts);
   state->displs.resize(counts.size());
   for (size_t r = 0; r < counts.size(); ++r) state->displs[r] = int(part_offset(counts, int(r)));  // < 2^31: int_counts checked
   state->reqs.assign(1, MPI_REQUEST_NULL);
-  check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, state->counts.data(), state->displs.data(),
-                        MPI_FLOAT, comm_, &state->reqs[0]),
+  if (data.dtype != kernels::DType::F32 && data.dtype != kernels::DType::BF16)
+    throw std::logic_error("iallgather_parts: weights are fp32 or bf16");
+  const MPI_Datatype type = data.dtype == kernels::DType::F32 ? MPI_FLOAT : MPI_UINT16_T;  // bf16: its bits
+  check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data.data, state->counts.data(), state->displs.data(),
+                        type, comm_, &state->reqs[0]),
         "MPI_Iallgatherv");
   return Request(std::move(state));
 }

@@ -214,9 +214,10 @@ Manifest make_manifest(const TrainState& s, int step, int optimizer_step, std::v
 }
 
 // The one host -> device copy of the checkpointer: a staged load into local
-// chunk c and its AdamW state (under ZeRO-1 the moments of this rank's part).
+// chunk c and its optimizer (under ZeRO-1 the masters and moments of this
+// rank's part; the chunk's weights whole).
 void restore_from_host(const Staged& st, size_t c, Chunk& ch, AdamW& a) {
-  kernels::from_host(ch.dev, ch.params.data(), st.params[c].data(), st.params[c].size());
+  a.load(ch, st.params[c].data());
   kernels::from_host(ch.dev, a.m.data(), st.m[c].data() + a.begin, a.m.size());
   kernels::from_host(ch.dev, a.v.data(), st.v[c].data() + a.begin, a.v.size());
   a.t = st.optimizer_step;
@@ -332,9 +333,9 @@ void Checkpointer::start_save(int step) {
   });
   if (!err.empty()) throw CheckpointError("checkpoint of step " + std::to_string(step) + ": " + err);
 
-  // ZeRO-1: the moments' parts come to dp rank 0, which writes them whole, so
-  // a checkpoint does not depend on train.zero or parallel.dp.
-  if (s_.data) gather_moments();
+  // ZeRO-1: the optimizer's parts come to dp rank 0, which writes them whole,
+  // so a checkpoint does not depend on train.zero or parallel.dp.
+  if (s_.data) gather_optimizer();
   const Coord& co = s_.topo->coord;
   if (co.dp_idx != 0) {  // dp replicas hold the same state: one writes
     p->done = true;
@@ -385,44 +386,33 @@ void Checkpointer::start_save(int step) {
   }
 }
 
-// The device -> host copy of the checkpointer: params, AdamW m and v of
-// every local chunk into snapshot_, at the step boundary (training changes
-// the originals from the next step on, while an async writer still reads).
-// Under ZeRO-1, gather_moments has brought m and v already.
+// The optimizer's buffer of kind k: the fp32 master weights, or a moment.
+static const float* optimizer_part(const AdamW& a, TensorKind k) {
+  return k == TensorKind::Param ? a.master : k == TensorKind::AdamM ? a.m.data() : a.v.data();
+}
+
+// The device -> host copy of the checkpointer: the master weights, AdamW m
+// and v of every local chunk into snapshot_, at the step boundary (training
+// changes the originals from the next step on, while an async writer still
+// reads). Under ZeRO-1, gather_optimizer has brought them already.
 void Checkpointer::snapshot_to_host() {
-  if (s_.gathers) s_.gathers->wait_parameters();
-  for (size_t c = 0; c < s_.chunks->size(); ++c) {
-    const Chunk& ch = (*s_.chunks)[c];
-    const AdamW& a = (*s_.adam)[c];
-    kernels::copy(ch.dev, snapshot_of(c, TensorKind::Param), ch.params.data(), ch.layout.total,
-                  kernels::CopyKind::DeviceToHost);
-    if (s_.data) continue;
-    kernels::copy(ch.dev, snapshot_of(c, TensorKind::AdamM), a.m.data(), ch.layout.total, kernels::CopyKind::DeviceToHost);
-    kernels::copy(ch.dev, snapshot_of(c, TensorKind::AdamV), a.v.data(), ch.layout.total, kernels::CopyKind::DeviceToHost);
-  }
+  if (s_.data) return;
+  for (size_t c = 0; c < s_.chunks->size(); ++c)
+    for (TensorKind k : {TensorKind::Param, TensorKind::AdamM, TensorKind::AdamV})
+      kernels::copy((*s_.chunks)[c].dev, snapshot_of(c, k), optimizer_part((*s_.adam)[c], k),
+                    (*s_.chunks)[c].layout.total, kernels::CopyKind::DeviceToHost);
   for (const Chunk& ch : *s_.chunks) kernels::synchronize(ch.dev);
 }
 
-// ZeRO-1: every dp rank's part of the AdamW moments, whole in dp rank 0's
-// snapshot (the parts are contiguous, in dp rank order).
-void Checkpointer::gather_moments() {
-  Communicator& data = *s_.data;
+// ZeRO-1: every dp rank's part of the master weights and AdamW moments,
+// whole in dp rank 0's snapshot.
+void Checkpointer::gather_optimizer() {
   for (size_t c = 0; c < s_.chunks->size(); ++c) {
     const Chunk& ch = (*s_.chunks)[c];
     const AdamW& a = (*s_.adam)[c];
-    for (TensorKind k : {TensorKind::AdamM, TensorKind::AdamV}) {
-      std::vector<float> mine(a.m.size());
-      kernels::copy(ch.dev, mine.data(), (k == TensorKind::AdamM ? a.m : a.v).data(), mine.size(),
-                    kernels::CopyKind::DeviceToHost);
-      kernels::synchronize(ch.dev);
-      const std::vector<std::string> parts = data.gather(mine.data(), mine.size() * sizeof(float), 0);
-      if (data.rank() != 0) continue;
-      char* dst = reinterpret_cast<char*>(snapshot_of(c, k));
-      for (const std::string& p : parts) dst = std::copy(p.begin(), p.end(), dst);
-      if (dst != reinterpret_cast<char*>(snapshot_of(c, k) + ch.layout.total))
-        throw std::logic_error("checkpoint: the ZeRO-1 parts of chunk " + std::to_string(c) +
-                               "'s AdamW state do not add up to its parameters");
-    }
+    for (TensorKind k : {TensorKind::Param, TensorKind::AdamM, TensorKind::AdamV})
+      gather_parts_to_root(*s_.data, ch.dev, optimizer_part(a, k), a.count(),
+                           s_.data->rank() == 0 ? snapshot_of(c, k) : nullptr, ch.layout.total);
   }
 }
 

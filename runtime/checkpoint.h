@@ -28,12 +28,9 @@ struct TrainState {
   Communicator* world;          // every rank
   std::vector<Chunk>* chunks;   // local chunks, chunk order
   std::vector<AdamW>* adam;     // one per local chunk
-  // ZeRO-1 with dp > 1: the dp group, over which the AdamW state is in parts
-  // (each AdamW holds its rank's); null when every rank holds all of it.
+  // ZeRO-1 with dp > 1: the dp group, over which the optimizer's state is
+  // in parts (each AdamW holds its rank's); null when every rank holds all of it.
   Communicator* data = nullptr;
-  // Parameters that may still be arriving (ZeRO-1's all-gather runs into the
-  // next step): waited for before a snapshot. Null when none.
-  DataParallelSync* gathers = nullptr;
 };
 
 // Saves and loads checkpoints of one run. Every method is collective: all
@@ -74,7 +71,7 @@ class Checkpointer {
   void start_save(int step);
   void commit();
   void snapshot_to_host();
-  void gather_moments();
+  void gather_optimizer();
   float* snapshot_of(size_t chunk, TensorKind k);
   TrainState s_;
   std::unique_ptr<Pending> pending_;

@@ -140,15 +140,16 @@ void load_named_tensors(Chunk& model, const std::vector<NamedTensor>& tensors, c
   for (const auto& t : tensors)
     if (!model.layout.find(t.name))
       throw std::runtime_error(source + ": tensor " + t.name + " is not part of this model");
+  std::vector<float> whole(model.layout.total);
   for (const auto& spec : model.layout.tensors) {
     const NamedTensor* found = nullptr;
     for (const auto& t : tensors)
       if (t.name == spec.name) found = &t;
     if (!found) throw std::runtime_error(source + ": tensor " + spec.name + " is missing");
     if (found->shape != spec.shape) throw std::runtime_error(source + ": tensor " + spec.name + " has the wrong shape");
-    k::from_host(model.dev, model.params.data() + spec.offset, found->data.data(), spec.numel);
+    std::copy(found->data.begin(), found->data.end(), whole.begin() + long(spec.offset));
   }
-  chunk_sync_compute_weights(model);
+  chunk_load_weights(model, whole.data());
 }
 
 std::vector<NamedTensor> named_tensors(const ParamLayout& layout, const float* host_params) {

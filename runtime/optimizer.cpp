@@ -28,25 +28,36 @@ Overlap overlap(const TensorSpec& s, size_t begin, size_t count) {
 
 }  // namespace
 
-void AdamW::init(const kernels::Device& dev, size_t first, size_t count) {
-  m = kernels::DeviceBuffer<float>(dev, count);
-  v = kernels::DeviceBuffer<float>(dev, count);
-  kernels::zero(dev, m.data(), count);
-  kernels::zero(dev, v.data(), count);
+void AdamW::init(Chunk& c, size_t first, size_t n) {
+  m = kernels::DeviceBuffer<float>(c.dev, n);
+  v = kernels::DeviceBuffer<float>(c.dev, n);
+  kernels::zero(c.dev, m.data(), n);
+  kernels::zero(c.dev, v.data(), n);
   begin = first;
   t = 0;
+  if (!c.cfg.bf16()) {
+    master = c.params.data() + begin;
+    return;
+  }
+  own_masters = kernels::DeviceBuffer<float>(c.dev, n);
+  master = own_masters.data();
+  kernels::convert(c.dev, master, c.compute.data() + begin, n);
 }
 
-void AdamW::step(const ParamLayout& layout, float* params, const float* grads, float lr,
-                 const TrainConfig& cfg) {
+void AdamW::step(const ParamLayout& layout, const float* grads, float lr, const TrainConfig& cfg) {
   ++t;
   for (const auto& s : layout.tensors) {
-    const auto [lo, hi] = overlap(s, begin, m.size());
+    const auto [lo, hi] = overlap(s, begin, count());
     if (lo >= hi) continue;
     const size_t k = lo - begin;
-    kernels::adamw_update(m.device(), params + lo, grads + k, m.data() + k, v.data() + k, hi - lo, lr, cfg.beta1,
+    kernels::adamw_update(m.device(), master + k, grads + k, m.data() + k, v.data() + k, hi - lo, lr, cfg.beta1,
                           cfg.beta2, cfg.adam_eps, s.decay ? cfg.weight_decay : 0.0f, t);
   }
+}
+
+void AdamW::load(Chunk& c, const float* host) {
+  chunk_load_weights(c, host);
+  if (c.cfg.bf16()) kernels::from_host(c.dev, master, host + begin, count());
 }
 
 // One scratch for every tensor: the device's stream (or the CPU) runs their

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/memory.h"
+#include "models/chunk.h"
 #include "models/params.h"
 #include "runtime/config.h"
 
@@ -13,19 +14,32 @@ namespace attnres {
 // last step. `step` counts from 0.
 float lr_at(const TrainConfig& t, int step);
 
-// AdamW state for one flat parameter buffer, or (ZeRO-1) for this rank's
-// part [begin, begin + m.size()) of it. Weight decay (decoupled) applies
-// to matrices only: embeddings, attention and MLP projections and the LM head.
-// RMSNorm gains and AttnRes pseudo-queries / key-norm gains are exempt: decay
-// would pull gains towards 0 and queries towards uniform averaging.
-// The moments live on the parameters' device.
+// The optimizer of one chunk: AdamW over its flat parameter buffer, or
+// (ZeRO-1) over this rank's part [begin, begin + count()) of it, and the
+// part's fp32 master weights (DESIGN §11). In an fp32 run the masters are
+// the chunk's own weights, updated in place; in a bf16 run they are a copy
+// of the optimizer's, and the chunk reads them rounded to bf16
+// (chunk_write_weights after each step). Checkpoints hold the masters.
+// Weight decay (decoupled) applies to matrices only: embeddings, attention
+// and MLP projections and the LM head. RMSNorm gains and AttnRes
+// pseudo-queries / key-norm gains are exempt: decay would pull gains
+// towards 0 and queries towards uniform averaging.
+// Everything lives on the chunk's device.
 struct AdamW {
   kernels::DeviceBuffer<float> m, v;
-  size_t begin = 0;  // the first element of the buffer this state updates
-  int t = 0;         // optimizer steps taken
-  void init(const kernels::Device& dev, size_t begin, size_t count);  // zero moments
-  // `params`: the whole buffer; `grads`: the part's (grads[0] is element begin).
-  void step(const ParamLayout& layout, float* params, const float* grads, float lr, const TrainConfig& cfg);
+  kernels::DeviceBuffer<float> own_masters;  // a bf16 run's masters (empty in fp32)
+  float* master = nullptr;  // the part's masters: master[0] is element begin
+  size_t begin = 0;         // the first element of the buffer this state updates
+  int t = 0;                // optimizer steps taken
+  size_t count() const { return m.size(); }
+  // Zero moments; masters from the chunk's weights (a bf16 run's initial
+  // masters are its bf16 weights widened, as when a model is made in bf16).
+  void init(Chunk& c, size_t begin, size_t count);
+  // Updates the masters from the part's gradients (grads[0] is element begin).
+  void step(const ParamLayout& layout, const float* grads, float lr, const TrainConfig& cfg);
+  // The masters, and the chunk's weights from them, from whole host values
+  // (a restored checkpoint).
+  void load(Chunk& c, const float* host);
 };
 
 // Per-tensor sums of squares of device memory into out[t], t in layout

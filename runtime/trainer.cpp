@@ -174,7 +174,7 @@ void check_memory_fits(Run& r, const Schedule& sched, HopCaching caching) {
   if (avail > 0 && share_need > avail)
     err = "not enough memory: rank " + std::to_string(r.topo.world_rank) + " needs " + format_bytes(need) +
           " (parameters " + format_bytes(double(b.params)) + ", gradients " + format_bytes(double(b.grads)) +
-          ", AdamW moments " + format_bytes(double(b.adamw)) + ", activations " +
+          ", optimizer " + format_bytes(double(b.adamw)) + ", activations " +
           format_bytes(double(b.acts)) + ", pipeline buffers " + format_bytes(double(b.hops + b.fixed)) + runtime +
           "); " + where + format_bytes(avail) +
           " is available; make the model, train.micro_batch_size or model.seq_len smaller, spread the "
@@ -254,9 +254,9 @@ void setup(Run& r) {
   r.n_global_tensors = full.tensors.size();
   if (sharded(r)) r.exec->data_parallel().shard();
   for (size_t i = 0; i < r.exec->chunks().size(); ++i) {
-    const Chunk& c = r.exec->chunks()[i];
+    Chunk& c = r.exec->chunks()[i];
     const GradPart part = r.exec->data_parallel().part(i);
-    r.adam.emplace_back().init(c.dev, part.begin, part.count);
+    r.adam.emplace_back().init(c, part.begin, part.count);
     for (const TensorSpec& t : c.layout.tensors)
       r.global_index.push_back(size_t(full.find(t.name) - full.tensors.data()));
   }
@@ -410,9 +410,23 @@ void warn_peak_beaten(int step, double achieved_flops, double peak_flops) {
                step, achieved_flops / 1e9, peak_flops / 1e9);
 }
 
-// The one read of parameter memory by the export: tensor `t` of chunk `c`.
-std::vector<float> tensor_to_host(const Chunk& c, const TensorSpec& t) {
-  return kernels::to_host(c.dev, c.params.data() + t.offset, t.numel);
+// The fp32 master weights of every local chunk, whole, in host memory: the
+// one read of them by the export. Under ZeRO-1 their parts come to dp rank 0
+// (collective over dp); elsewhere they are empty.
+std::vector<std::vector<float>> masters_to_host(Run& r) {
+  std::vector<std::vector<float>> out;
+  for (size_t i = 0; i < r.exec->chunks().size(); ++i) {
+    const Chunk& c = r.exec->chunks()[i];
+    const AdamW& a = r.adam[i];
+    std::vector<float>& whole = out.emplace_back();
+    if (!sharded(r)) {
+      if (r.topo.coord.dp_idx == 0) whole = kernels::to_host(c.dev, a.master, c.layout.total);
+      continue;
+    }
+    if (r.topo.coord.dp_idx == 0) whole.resize(c.layout.total);
+    gather_parts_to_root(*r.groups.data, c.dev, a.master, a.count(), whole.data(), c.layout.total);
+  }
+  return out;
 }
 
 // --export, on every rank: rank 0 writes the whole model. Each tensor comes to
@@ -426,13 +440,13 @@ void export_model(Run& r, const std::string& path, kernels::DType dtype) {
   const Coord me = r.topo.coord;
   std::vector<ParamLayout> shards;  // the whole model as each tp rank holds it
   for (int t = 0; t < r.topo.tp; ++t) shards.push_back(make_param_layout(m, 0, m.num_sublayers(), {t, r.topo.tp}));
+  const std::vector<std::vector<float>> masters = masters_to_host(r);
   std::vector<NamedTensor> out;
   for (const TensorSpec& t : make_param_layout(m, 0, m.num_sublayers()).tensors) {
     std::vector<float> mine;
-    if (me.dp_idx == 0)
-      for (const Chunk& c : r.exec->chunks())
-        if (const TensorSpec* local = c.layout.find(t.name); local && (local->sharded() || me.tp_idx == 0))
-          mine = tensor_to_host(c, *local);
+    for (size_t i = 0; me.dp_idx == 0 && i < masters.size(); ++i)
+      if (const TensorSpec* local = r.exec->chunks()[i].layout.find(t.name); local && (local->sharded() || me.tp_idx == 0))
+        mine.assign(masters[i].begin() + long(local->offset), masters[i].begin() + long(local->offset + local->numel));
     const std::vector<std::string> got = r.groups.world->gather(mine.data(), mine.size() * sizeof(float), 0);
     if (!r.is_logger()) continue;
     NamedTensor& nt = out.emplace_back(NamedTensor{t.name, t.shape, std::vector<float>(t.numel)});
@@ -533,7 +547,8 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
     Chunk& c = exec.chunks()[i];
     const GradPart part = exec.data_parallel().part(i);
     if (clip != 1.0f) kernels::scale_inplace(c.dev, part.grads, clip, part.count);
-    r.adam[i].step(c.layout, c.params.data(), part.grads, float(s.lr), tc);
+    r.adam[i].step(c.layout, part.grads, float(s.lr), tc);
+    chunk_write_weights(c, r.adam[i].master, part.begin, part.count);
   }
   exec.data_parallel().gather_parameters();
   exec.trace_span("AdamW", "optimizer", t_opt);
@@ -591,7 +606,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
   Checkpointer ckpt({&cfg, &r.topo, &r.part, r.groups.world.get(), &exec.chunks(), &r.adam,
-                     sharded(r) ? r.groups.data.get() : nullptr, &exec.data_parallel()});
+                     sharded(r) ? r.groups.data.get() : nullptr});
   const int first_step = ckpt.resume(opt.resume);  // steps already done
   if (first_step > tc.steps)
     throw std::runtime_error("the checkpoint resumed is at step " + std::to_string(first_step) +
@@ -686,7 +701,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   if (r.device.dev.backend == kernels::Backend::CPU)
     report_resident_memory(r, train_file.tokens.size() + val_file.tokens.size(), log);
   if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
-  exec.data_parallel().wait_parameters();  // ZeRO-1's last all-gather
+  exec.data_parallel().wait_parameters();  // ZeRO-1's last all-gather ends before the run
   if (!opt.export_path.empty() && !res.stop_status) {
     export_model(r, opt.export_path, export_dtype(opt.export_dtype));
     if (log) std::printf("exported %s and %s\n", opt.export_path.c_str(), export_config_path(opt.export_path).c_str());

@@ -49,6 +49,10 @@ void embedding_forward(const Device& dev, float* out, const int32_t* tokens, con
                        int Vl) {
   grid::embedding_forward(Grid{dev}, out, tokens, table, N, d, v0, Vl);
 }
+void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const bf16* table, int N, int d, int v0,
+                       int Vl) {
+  grid::embedding_forward(Grid{dev}, out, tokens, table, N, d, v0, Vl);
+}
 void embedding_backward(const Device& dev, float* dtable, const float* dout, const int32_t* tokens, int N, int d,
                         int v0, int Vl) {
   grid::embedding_backward(Grid{dev}, dtable, dout, tokens, N, d, v0, Vl);

@@ -49,6 +49,8 @@ void rope_forward(const Device& dev, float* x, const float* cos_t, const float* 
 void rope_backward(const Device& dev, float* dx, const float* cos_t, const float* sin_t, int B, int T, int H, int hd);
 void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const float* table, int N, int d, int v0,
                        int Vl);
+void embedding_forward(const Device& dev, float* out, const int32_t* tokens, const bf16* table, int N, int d, int v0,
+                       int Vl);
 // Without the CPU's host check of the ids: the data loader checked them.
 void embedding_backward(const Device& dev, float* dtable, const float* dout, const int32_t* tokens, int N, int d,
                         int v0, int Vl);

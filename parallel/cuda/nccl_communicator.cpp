@@ -232,11 +232,14 @@ class NcclCommunicator final : public Communicator {
         check(ncclReduce(in + off, out, counts[r], ncclFloat, ncclSum, int(r), c, s), "ncclReduce");
     }));
   }
-  void allgather_parts(float* data, const std::vector<size_t>& counts) override {
+  void allgather_parts(TensorRef data, const std::vector<size_t>& counts) override {
     Request r = Request(stream_.run(*comm_, "NcclCommunicator::allgather_parts", [&](ncclComm_t c, cudaStream_t s) {
+      char* base = static_cast<char*>(data.data);
+      const size_t elem = kernels::dtype_size(data.dtype);
       size_t off = 0;
       for (size_t k = 0; k < counts.size(); off += counts[k], ++k)
-        check(ncclBroadcast(data + off, data + off, counts[k], ncclFloat, int(k), c, s), "ncclBroadcast");
+        check(ncclBroadcast(base + off * elem, base + off * elem, counts[k], nccl_type(data.dtype), int(k), c, s),
+              "ncclBroadcast");
     }));
     wait(r);
   }

@@ -500,7 +500,7 @@ TEST(CommandLine, ModelTooLargeSaysHowMuchItNeeds) {
   EXPECT_EQ(o.exit_code, 1) << o.log;
   // 4096 layers x (4 d^2 + 3 d d_ff) floats, d = 65536, d_ff = 4 d: 16 d^2 x 4096 x 4 B = 1 PiB.
   expect_contains(o.log, "not enough memory: rank 0 needs ");
-  expect_contains(o.log, "(parameters 1.00 PiB, gradients 1.00 PiB, AdamW moments 2.00 PiB, activations ");
+  expect_contains(o.log, "(parameters 1.00 PiB, gradients 1.00 PiB, optimizer 2.00 PiB, activations ");
   expect_contains(o.log, "is available");
   EXPECT_EQ(o.log.find("bad_alloc"), std::string::npos) << o.log;
 }

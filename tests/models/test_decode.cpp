@@ -36,9 +36,9 @@ ModelConfig small(ResidualMode mode, int S) {
 void randomize(Chunk& c, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> n(0.0f, 0.3f);
-  std::vector<float> p = k::to_host(c.dev, c.params.data(), c.params.size());
+  std::vector<float> p = chunk_weights_to_host(c);
   for (float& x : p) x += n(rng);
-  k::from_host(c.dev, c.params.data(), p.data(), p.size());
+  chunk_load_weights(c, p.data());
 }
 
 void expect_incremental_equals_full(const ModelConfig& m) {

@@ -42,9 +42,9 @@ Batch random_batch(int n, uint32_t seed) {
   return b;
 }
 
-std::vector<float> host_params(const Chunk& c) { return k::to_host(c.dev, c.params.data(), c.params.size()); }
+std::vector<float> host_params(const Chunk& c) { return chunk_weights_to_host(c); }
 std::vector<float> host_grads(const Chunk& c) { return k::to_host(c.dev, c.grads.data(), c.grads.size()); }
-void set_params(Chunk& c, const std::vector<float>& v) { k::from_host(c.dev, c.params.data(), v.data(), v.size()); }
+void set_params(Chunk& c, const std::vector<float>& v) { chunk_load_weights(c, v.data()); }
 
 // Non-zero pseudo-queries and non-unit gains: zero queries hide softmax-gradient bugs.
 void randomize_small_params(Chunk& c, uint32_t seed) {

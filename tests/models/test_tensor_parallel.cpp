@@ -54,13 +54,13 @@ RankResult run_rank(const ModelConfig& m, const std::vector<int>& bounds, Tensor
     chunk_init(chunks[i], m, bounds[i], bounds[i + 1], kBatch, kSeed, {}, tp);
     acts_init(acts[i], chunks[i]);
     // Non-zero pseudo-queries and non-unit gains (the same on every rank).
-    std::vector<float> p = k::to_host(chunks[i].dev, chunks[i].params.data(), chunks[i].params.size());
+    std::vector<float> p = chunk_weights_to_host(chunks[i]);
     std::normal_distribution<float> n(0.0f, 0.5f);
     std::mt19937 r2(11 + unsigned(i));
     for (const TensorSpec& t : chunks[i].layout.tensors)
       if (!t.sharded() && t.shape.size() == 1)
         for (size_t e = 0; e < t.numel; ++e) p[t.offset + e] = (t.name.ends_with("query") ? 0.0f : 1.0f) + n(r2);
-    k::from_host(chunks[i].dev, chunks[i].params.data(), p.data(), p.size());
+    chunk_load_weights(chunks[i], p.data());
   }
   RankResult res;
   ResidualState s;

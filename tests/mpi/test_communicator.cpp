@@ -250,7 +250,7 @@ TEST(MpiCommunicator, ReduceScatterAndAllgatherParts) {
   std::vector<float> params(1003, -1.0f);
   const std::vector<size_t>& c = counts[0];
   for (size_t i = 0; i < c[size_t(r)]; ++i) params[part_offset(c, r) + i] = float(r * 10000 + int(i));
-  comm->allgather_parts(params.data(), c);
+  comm->allgather_parts({params.data(), params.size()}, c);
   for (int owner = 0; owner < n; ++owner)
     for (size_t i = 0; i < c[size_t(owner)]; ++i)
       ASSERT_EQ(params[part_offset(c, owner) + i], float(owner * 10000 + int(i))) << "part " << owner;

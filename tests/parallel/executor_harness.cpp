@@ -87,7 +87,7 @@ void gather_gradients(PipelineExecutor& e, Communicator& data) {
     Chunk& c = e.chunks()[i];
     const GradPart part = e.data_parallel().part(i);
     kernels::copy(c.dev, c.grads.data() + part.begin, part.grads, part.count, kernels::CopyKind::DeviceToDevice);
-    data.allgather_parts(c.grads.data(), split_evenly(c.layout.total, data.size()));
+    data.allgather_parts({c.grads.data(), c.layout.total}, split_evenly(c.layout.total, data.size()));
   }
 }
 

@@ -211,13 +211,13 @@ Request FakeCommunicator::ireduce_scatter_sum(float* in, float* out, const std::
   return Request(std::make_unique<PendingSum>(seq, out, part_offset(counts, rank_), counts[size_t(rank_)]));
 }
 
-void FakeCommunicator::allgather_parts(float* data, const std::vector<size_t>& counts) {
-  const size_t n = part_offset(counts, size());
-  const uint64_t seq = post_collective("allgather_parts(" + std::to_string(n) + ")", data, n * sizeof(float));
+void FakeCommunicator::allgather_parts(TensorRef data, const std::vector<size_t>& counts) {
+  const size_t n = part_offset(counts, size()), elem = kernels::dtype_size(data.dtype);
+  const uint64_t seq = post_collective("allgather_parts(" + std::to_string(n) + ")", data.data, n * elem);
   take_collective(seq, [&](const auto& parts) {
     for (int r = 0; r < size(); ++r) {
-      const size_t off = part_offset(counts, r) * sizeof(float);
-      std::memcpy(reinterpret_cast<char*>(data) + off, parts[size_t(r)].data() + off, counts[size_t(r)] * sizeof(float));
+      const size_t off = part_offset(counts, r) * elem;
+      std::memcpy(static_cast<char*>(data.data) + off, parts[size_t(r)].data() + off, counts[size_t(r)] * elem);
     }
   }, true);
 }

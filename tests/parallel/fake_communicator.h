@@ -83,7 +83,7 @@ class FakeCommunicator final : public Communicator {
   Request iallreduce_sum(float* data, size_t n) override;
   void allreduce_sum(double* data, size_t n) override;
   Request ireduce_scatter_sum(float* in, float* out, const std::vector<size_t>& counts) override;
-  void allgather_parts(float* data, const std::vector<size_t>& counts) override;
+  void allgather_parts(TensorRef data, const std::vector<size_t>& counts) override;
   void broadcast(void* data, size_t bytes, int root) override;
   std::vector<std::string> gather(const void* data, size_t bytes, int root) override;
   std::vector<std::string> allgather(const void* data, size_t bytes) override;

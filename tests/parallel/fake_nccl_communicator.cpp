@@ -179,7 +179,7 @@ Request FakeNcclCommunicator::ireduce_scatter_sum(float* in, float* out, const s
 }
 
 // Blocking on NCCL too: its place in the queue, then the data.
-void FakeNcclCommunicator::allgather_parts(float* data, const std::vector<size_t>& counts) {
+void FakeNcclCommunicator::allgather_parts(TensorRef data, const std::vector<size_t>& counts) {
   Request r = collective("an all-gather of " + std::to_string(part_offset(counts, size())) + " floats", Request());
   wait(r);
   inner_.allgather_parts(data, counts);

@@ -107,7 +107,7 @@ class FakeNcclCommunicator final : public Communicator {
   void allreduce_sum(float* data, size_t n) override;
   Request iallreduce_sum(float* data, size_t n) override;
   Request ireduce_scatter_sum(float* in, float* out, const std::vector<size_t>& counts) override;
-  void allgather_parts(float* data, const std::vector<size_t>& counts) override;
+  void allgather_parts(TensorRef data, const std::vector<size_t>& counts) override;
   void allreduce_sum(double* data, size_t n) override { inner_.allreduce_sum(data, n); }
   void broadcast(void* data, size_t bytes, int root) override { inner_.broadcast(data, bytes, root); }
   std::vector<std::string> gather(const void* data, size_t bytes, int root) override {

@@ -28,9 +28,9 @@ struct Model {
     chunk_init(chunk, m, 0, m.num_sublayers(), 1, 9);
     std::mt19937 rng(1);
     std::normal_distribution<float> n(0.0f, 0.5f);
-    std::vector<float> p = k::to_host(chunk.dev, chunk.params.data(), chunk.params.size());
+    std::vector<float> p = chunk_weights_to_host(chunk);
     for (float& x : p) x += n(rng);
-    k::from_host(chunk.dev, chunk.params.data(), p.data(), p.size());
+    chunk_load_weights(chunk, p.data());
     decoder_init(dec, chunk);
   }
   std::vector<int32_t> run(const std::vector<int32_t>& prompt, const SampleOptions& o) {
