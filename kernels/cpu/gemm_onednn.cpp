@@ -7,6 +7,7 @@
 // kept per thread.
 #include <omp.h>
 
+#include <algorithm>
 #include <cassert>
 #include <map>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -121,9 +122,12 @@ bool bf16_native() {
   return ok;
 }
 
-std::vector<float> widen(const bf16* x, int rows, int ld) {
-  std::vector<float> out(size_t(rows) * ld);
-  for (size_t i = 0; i < out.size(); i++) out[i] = to_float(x[i]);
+// A dense fp32 copy of rows x cols entries at leading dimension ld. Reads
+// nothing past the last row's cols: a caller's buffer may end there.
+std::vector<float> widen(const bf16* x, int rows, int cols, int ld) {
+  std::vector<float> out(size_t(rows) * cols);
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) out[size_t(r) * cols + c] = to_float(x[size_t(r) * ld + c]);
   return out;
 }
 
@@ -141,8 +145,10 @@ void gemm_onednn(bool trans_a, bool trans_b, int M, int N, int K, float alpha, c
     onednn_gemm(memory::data_type::bf16, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  const std::vector<float> a = widen(A, trans_a ? K : M, lda), b = widen(B, trans_b ? N : K, ldb);
-  gemm_openblas(trans_a, trans_b, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta, C, ldc);
+  const int a_cols = trans_a ? M : K, b_cols = trans_b ? K : N;
+  const std::vector<float> a = widen(A, trans_a ? K : M, a_cols, lda), b = widen(B, trans_b ? N : K, b_cols, ldb);
+  gemm_openblas(trans_a, trans_b, M, N, K, alpha, a.data(), std::max(1, a_cols), b.data(), std::max(1, b_cols), beta,
+                C, ldc);
 }
 
 void gemm_onednn(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
