@@ -240,6 +240,110 @@ void attention_decode_batched(const Run& run, const Gemm& gemm, float* out, floa
   gemm(false, false, 1, hd, T, 1.0f, scores, T, T, vcache, C, hd, 0.0f, out, C, hd, H);
 }
 
+// ---- flash attention: causal attention in O(T) memory per head ------------------------
+// No [T, T] probabilities (FlashAttention's algorithm, one query row per
+// body): row (b, h, i) walks its keys 0..i in tiles of kKeyTile with an
+// online softmax (a running max and sum; the output so far is rescaled when
+// the max grows) and keeps its log-sum-exp for the backward, which
+// recomputes each probability from it. Tiles past the diagonal are never
+// visited. The backward is two grids: one body per query row for delta_i =
+// Σ_j p_ij dp_ij and dq, then one per key row for dk and dv, each adding
+// its terms in index order (no atomics). Rows are indexed (b, h, i), i
+// fastest: lse and delta are [B, H, T].
+constexpr int kKeyTile = 32;
+
+struct FlashRow {
+  size_t head;  // the (b, h) head's offset in q, k, v: b·T·C + h·hd
+  int i;        // the row's position
+};
+ATTNRES_HD inline FlashRow flash_row(int64_t r, int T, int H, int hd) {
+  const int64_t bh = r / T;
+  return {size_t(bh / H) * size_t(T) * size_t(H) * hd + size_t(bh % H) * hd, int(r % T)};
+}
+
+template <class Run>
+void flash_attention_forward(const Run& run, float* out, float* lse, const float* q, const float* k, const float* v,
+                             int B, int T, int H, int hd) {
+  const int C = H * hd;
+  const float scale = 1.0f / sqrtf(float(hd));
+  run(int64_t(B) * H * T, [=] ATTNRES_HD(int64_t r) {
+    const FlashRow w = flash_row(r, T, H, hd);
+    const float* qi = q + w.head + size_t(w.i) * C;
+    float acc[kMaxHeadDim], s[kKeyTile];
+    for (int e = 0; e < hd; e++) acc[e] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    for (int j0 = 0; j0 <= w.i; j0 += kKeyTile) {
+      const int n = w.i + 1 - j0 < kKeyTile ? w.i + 1 - j0 : kKeyTile;
+      float mt = m;
+      for (int t = 0; t < n; t++) {
+        s[t] = scale * row::dot(qi, k + w.head + size_t(j0 + t) * C, hd);
+        mt = fmaxf(mt, s[t]);
+      }
+      const float alpha = expf(m - mt);  // 0 on the first tile
+      l *= alpha;
+      for (int e = 0; e < hd; e++) acc[e] *= alpha;
+      for (int t = 0; t < n; t++) {
+        const float p = expf(s[t] - mt);
+        const float* vj = v + w.head + size_t(j0 + t) * C;
+        l += p;
+        for (int e = 0; e < hd; e++) acc[e] += p * vj[e];
+      }
+      m = mt;
+    }
+    float* o = out + w.head + size_t(w.i) * C;
+    for (int e = 0; e < hd; e++) o[e] = acc[e] / l;
+    lse[r] = m + logf(l);
+  });
+}
+
+// dq, dk, dv overwritten; delta: [B, H, T] scratch.
+template <class Run>
+void flash_attention_backward(const Run& run, float* dq, float* dk, float* dv, float* delta, const float* dout,
+                              const float* lse, const float* q, const float* k, const float* v, int B, int T, int H,
+                              int hd) {
+  const int C = H * hd;
+  const float scale = 1.0f / sqrtf(float(hd));
+  const int64_t rows = int64_t(B) * H * T;
+  // Query rows: p_ij = exp(s_ij − lse_i), dp_ij = dO_i · v_j,
+  // delta_i = Σ_j p_ij dp_ij, dq_i = scale Σ_j p_ij (dp_ij − delta_i) k_j.
+  run(rows, [=] ATTNRES_HD(int64_t r) {
+    const FlashRow w = flash_row(r, T, H, hd);
+    const float *qi = q + w.head + size_t(w.i) * C, *doi = dout + w.head + size_t(w.i) * C;
+    float D = 0.0f;
+    for (int j = 0; j <= w.i; j++) {
+      const float p = expf(scale * row::dot(qi, k + w.head + size_t(j) * C, hd) - lse[r]);
+      D += p * row::dot(doi, v + w.head + size_t(j) * C, hd);
+    }
+    delta[r] = D;
+    float acc[kMaxHeadDim];
+    for (int e = 0; e < hd; e++) acc[e] = 0.0f;
+    for (int j = 0; j <= w.i; j++) {
+      const float* kj = k + w.head + size_t(j) * C;
+      const float p = expf(scale * row::dot(qi, kj, hd) - lse[r]);
+      const float ds = p * (row::dot(doi, v + w.head + size_t(j) * C, hd) - D);
+      for (int e = 0; e < hd; e++) acc[e] += ds * kj[e];
+    }
+    float* dqi = dq + w.head + size_t(w.i) * C;
+    for (int e = 0; e < hd; e++) dqi[e] = scale * acc[e];
+  });
+  // Key rows j: dv_j = Σ_{i≥j} p_ij dO_i, dk_j = scale Σ_{i≥j} p_ij (dp_ij − delta_i) q_i.
+  run(rows, [=] ATTNRES_HD(int64_t r) {
+    const FlashRow w = flash_row(r, T, H, hd);
+    const float *kj = k + w.head + size_t(w.i) * C, *vj = v + w.head + size_t(w.i) * C;
+    float ak[kMaxHeadDim], av[kMaxHeadDim];
+    for (int e = 0; e < hd; e++) ak[e] = av[e] = 0.0f;
+    for (int i = w.i; i < T; i++) {
+      const int64_t ri = r - w.i + i;  // row i of the same head
+      const float *qi = q + w.head + size_t(i) * C, *doi = dout + w.head + size_t(i) * C;
+      const float p = expf(scale * row::dot(qi, kj, hd) - lse[ri]);
+      const float ds = p * (row::dot(doi, vj, hd) - delta[ri]);
+      for (int e = 0; e < hd; e++) av[e] += p * doi[e], ak[e] += ds * qi[e];
+    }
+    float *dkj = dk + w.head + size_t(w.i) * C, *dvj = dv + w.head + size_t(w.i) * C;
+    for (int e = 0; e < hd; e++) dkj[e] = scale * ak[e], dvj[e] = av[e];
+  });
+}
+
 // The gradient of the embedding rows [v0, v0 + Vl): one body per block of
 // columns, each adding the tokens in row order, so repeated tokens
 // accumulate identically everywhere.

@@ -7,5 +7,6 @@ namespace attnres::kernels {
 
 constexpr int kMaxSources = 1025;  // b_0 and up to 1024 blocks (the config loader's limit)
 constexpr int kMaxSites = 8;       // sites of a block computed together; a longer block is split
+constexpr int kMaxHeadDim = 256;   // flash attention's per-row accumulators (the config loader checks)
 
 }  // namespace attnres::kernels

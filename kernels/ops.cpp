@@ -222,6 +222,27 @@ void attention_backward(const Device& dev, float* dq, float* dk, float* dv, floa
   }
 }
 
+void flash_attention_forward(const Device& dev, float* out, float* lse, const float* q, const float* k,
+                             const float* v, int B, int T, int H, int hd) {
+  switch (dev.backend) {
+    case Backend::CPU: return grid::flash_attention_forward(cpu::Grid{}, out, lse, q, k, v, B, T, H, hd);
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("flash_attention_forward", flash_attention_forward(dev, out, lse, q, k, v, B, T, H, hd));
+  }
+}
+
+void flash_attention_backward(const Device& dev, float* dq, float* dk, float* dv, float* delta, const float* dout,
+                              const float* lse, const float* q, const float* k, const float* v, int B, int T, int H,
+                              int hd) {
+  switch (dev.backend) {
+    case Backend::CPU:
+      return grid::flash_attention_backward(cpu::Grid{}, dq, dk, dv, delta, dout, lse, q, k, v, B, T, H, hd);
+    case Backend::CUDA:
+      ATTNRES_ON_CUDA("flash_attention_backward",
+                      flash_attention_backward(dev, dq, dk, dv, delta, dout, lse, q, k, v, B, T, H, hd));
+  }
+}
+
 void swiglu_forward(const Device& dev, float* out, const float* gate, const float* up, size_t n) {
   switch (dev.backend) {
     case Backend::CPU: return grid::swiglu_forward(cpu::Grid{}, out, gate, up, n);

@@ -115,6 +115,18 @@ void attention_backward(const Device& dev, float* dq, float* dk, float* dv,
                         const float* q, const float* k, const float* v, int B,
                         int T, int H, int hd);
 
+// Flash attention (model.attention: flash): the same attention in O(T)
+// memory per head. The forward keeps lse [B, H, T] (each query row's
+// log-sum-exp of its scaled scores) instead of the probabilities; the
+// backward recomputes them from it, with delta [B, H, T] as scratch.
+// hd <= kMaxHeadDim (kernels/limits.h). Single-source: both backends run
+// grid_ops.h's bodies.
+void flash_attention_forward(const Device& dev, float* out, float* lse, const float* q, const float* k,
+                             const float* v, int B, int T, int H, int hd);
+void flash_attention_backward(const Device& dev, float* dq, float* dk, float* dv, float* delta, const float* dout,
+                              const float* lse, const float* q, const float* k, const float* v, int B, int T, int H,
+                              int hd);
+
 // Decoding: the one new query row q [H*hd] (RoPE applied) against the cache of
 // T positions, kcache and vcache [T, H*hd] (the new position's k and v already
 // appended). out [H*hd]; scores needs H*T floats.

@@ -161,8 +161,11 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
                 attnres_site_floats_per_token(m.d_model, m.num_blocks()) * sizeof(float));
   else
     std::printf("residual  standard\n");
+  std::printf("attention %s (model.attention)%s\n", m.flash() ? "flash" : "materialized",
+              m.flash() ? ": each attention keeps its rows' log-sum-exp [b, H, T], no probabilities"
+                        : ": each attention keeps its probabilities [b, H, T, T]");
   std::printf("recompute %s (train.recompute)%s\n", recompute_name(m.recompute),
-              m.recompute == Recompute::Selective
+              m.recomputes_attention()
                   ? ": attention probabilities recomputed in the backward, one set held in the chunk's scratch"
               : m.recompute == Recompute::Full
                   ? ": a microbatch keeps its input and the outputs its chunk produced; the backward runs the "

@@ -97,7 +97,8 @@ using ChunkWeights = ChunkOf<Weight>;
 struct BackwardScratch {
   float *dh;    // [G, Nr, d]: dL/dh of each site of an AttnRes site group (G = its most sites), else [Nr, d]
   float *sdot;  // [G, Nr]: dh · h of each site of the group (AttnRes)
-  float *dxn, *dao, *dact, *datt, *dx;
+  float *dxn, *dao, *dact, *dx;
+  float* datt;  // the score gradients [b, Hl, T, T], or under flash attention delta [b, Hl, T]
   float *att, *ao;  // selective recomputation: the probabilities and output of one attention (ao: also below)
   float *dquery;  // the AttnRes backward's query-gradient partials
   float *dxn_res;  // dxn summed into the residual rows (sequence parallel)
@@ -179,7 +180,7 @@ inline size_t attnres_site_floats_per_token(int d, int K) { return size_t(d) + 2
 struct SublayerActs {
   float *h, *lse, *xn, *rstd, *y, *stream, *prstd;  // common (lse: the AttnRes site's log-sum-exp)
   float* uv;                                         // AttnRes: [Nr, K] u · v of the completed sources
-  float *q, *k, *v, *att, *ao;                             // attention
+  float *q, *k, *v, *att, *ao;                             // attention (att: probabilities, or flash's lse)
   float *gate, *up, *act;                                  // MLP
   float *dy, *dq, *dk, *dv, *dgate, *dup;                  // saved for the weight pass
   kernels::bf16 *xn_h, *ao_h, *act_h, *dy_h, *dq_h, *dk_h, *dv_h, *dgate_h, *dup_h;

@@ -51,11 +51,18 @@ ChunkDims chunk_dims(const ModelConfig& cfg, int micro_batch, const TensorParall
 // incoming hidden state, which changes per forward; its pointer stays null
 // here and chunk_forward sets it. Residual-region tensors have Nr rows, the
 // matmuls' inputs and outputs N (DESIGN §6).
+// What an attention sublayer keeps for its backward: the probabilities
+// [b, Hl, T, T], or under flash attention the log-sum-exp [b, Hl, T].
+static size_t attention_kept_floats(const Shape& sh) {
+  const size_t rows = size_t(sh.batch) * sh.dims.Hl * sh.m.seq_len;
+  return sh.m.flash() ? rows : rows * sh.m.seq_len;
+}
+
 static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
   const ModelConfig& m = sh.m;
   const ChunkDims& x = sh.dims;
   const size_t N = size_t(x.N), Nr = size_t(x.Nr), d = size_t(x.d), dl = size_t(x.dl), Fl = size_t(x.Fl);
-  const size_t att = size_t(sh.batch) * x.Hl * m.seq_len * m.seq_len;
+  const size_t att = attention_kept_floats(sh);
   const bool lo = m.bf16();
   Carver cv{base};
   ActsView v{};
@@ -80,7 +87,7 @@ static ActsView carve_acts(const Shape& sh, float* base, size_t* total) {
     if (j % 2 == 0) {
       s.q = cv.take(N * dl), s.k = cv.take(N * dl), s.v = cv.take(N * dl);
       // Selective recomputation keeps no probabilities: acts_init points att at scratch.
-      s.att = m.recompute == Recompute::Selective ? nullptr : cv.take(att);
+      s.att = m.recomputes_attention() ? nullptr : cv.take(att);
       cv.operand(lo, s.ao, s.ao_h, N * dl);
       cv.operand(lo, s.dq, s.dq_h, N * dl), cv.operand(lo, s.dk, s.dk_h, N * dl);
       cv.operand(lo, s.dv, s.dv_h, N * dl);
@@ -129,9 +136,8 @@ BackwardScratch carve_scratch(const Shape& sh, float* base, size_t* total) {
   BackwardScratch s{};
   s.dh = cv.take(size_t(G) * Nr * d), s.dxn = cv.take(N * d);
   s.dao = cv.take(N * x.dl), s.dact = cv.take(N * x.Fl), s.dx = cv.take(Nr * d);
-  s.datt = cv.take(size_t(sh.batch) * x.Hl * m.seq_len * m.seq_len);
-  if (m.recompute == Recompute::Selective)
-    s.att = cv.take(size_t(sh.batch) * x.Hl * m.seq_len * m.seq_len), s.ao = cv.take(N * x.dl);
+  s.datt = cv.take(attention_kept_floats(sh));  // flash: delta, one float per query row
+  if (m.recomputes_attention()) s.att = cv.take(attention_kept_floats(sh)), s.ao = cv.take(N * x.dl);
   if (m.attnres()) {
     s.sdot = cv.take(size_t(G) * Nr);
     s.dquery = cv.take(std::max(k::attnres_block_backward_scratch(x.Nr, G, x.d),
@@ -176,7 +182,7 @@ void acts_init(ChunkActs& a, const Chunk& c, float* base) {
     base = a.arena.data();
   }
   a.v = carve_acts(sh, base, nullptr);
-  if (c.cfg.recompute == Recompute::Selective)
+  if (c.cfg.recomputes_attention())
     for (int j = c.first; j < c.last; ++j)
       if (j % 2 == 0) a.v.sub[size_t(j - c.first)].att = c.t.att;
   if (c.cfg.bf16()) {  // the float values of the bf16-kept operands live in scratch

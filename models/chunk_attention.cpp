@@ -18,7 +18,8 @@ void attention_sublayer_forward(const Chunk& c, const SublayerWeights& p, Sublay
   matmul_forward(c, s.v, s.xn, s.xn_h, p.v, N, d, x.dl);
   k::rope_forward(c.dev, s.q, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
   k::rope_forward(c.dev, s.k, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
-  k::attention_forward(c.dev, s.ao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, x.Hl, m.head_dim());
+  if (m.flash()) k::flash_attention_forward(c.dev, s.ao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, x.Hl, m.head_dim());
+  else k::attention_forward(c.dev, s.ao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, x.Hl, m.head_dim());
   keep_bf16(c, s.ao_h, s.ao, size_t(N) * x.dl);
   matmul_forward(c, y, s.ao, s.ao_h, p.o, N, x.dl, d);
 }
@@ -32,10 +33,14 @@ void attention_sublayer_backward(const Chunk& c, const SublayerWeights& p, Subla
   const float *cos_t = c.cos, *sin_t = c.sin;
   matmul_backward_input(c, t.dao, s.dy, s.dy_h, p.o, N, x.dl, d, false);
   // The same kernel on the same inputs: the probabilities the forward had.
-  if (m.recompute == Recompute::Selective)
+  if (m.recomputes_attention())
     k::attention_forward(c.dev, t.ao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, x.Hl, m.head_dim());
-  k::attention_backward(c.dev, s.dq, s.dk, s.dv, t.datt, t.dao, s.att, s.q, s.k, s.v,
-                        c.batch, m.seq_len, x.Hl, m.head_dim());
+  if (m.flash())  // s.att holds the log-sum-exp; t.datt is delta's scratch
+    k::flash_attention_backward(c.dev, s.dq, s.dk, s.dv, t.datt, t.dao, s.att, s.q, s.k, s.v, c.batch, m.seq_len,
+                                x.Hl, m.head_dim());
+  else
+    k::attention_backward(c.dev, s.dq, s.dk, s.dv, t.datt, t.dao, s.att, s.q, s.k, s.v, c.batch, m.seq_len, x.Hl,
+                          m.head_dim());
   k::rope_backward(c.dev, s.dq, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
   k::rope_backward(c.dev, s.dk, cos_t, sin_t, c.batch, m.seq_len, x.Hl, m.head_dim());
   keep_bf16(c, s.dq_h, s.dq, Ndl), keep_bf16(c, s.dk_h, s.dk, Ndl), keep_bf16(c, s.dv_h, s.dv, Ndl);

@@ -21,6 +21,14 @@ enum class ResidualMode { Standard, AttnRes };
 // the results.
 enum class Recompute { None, Selective, Block, Full };
 
+// How causal attention runs (model.attention, resolved by the config loader).
+// Materialized: the probabilities [b, H, T, T] are kept for the backward
+// (the CPU's tiled sgemm attention, fastest there). Flash: only each query
+// row's log-sum-exp [b, H, T] is kept and the backward recomputes the
+// probabilities (O(T) memory per head; kernels/ops.h); the same results
+// within 1e-5.
+enum class Attention { Materialized, Flash };
+
 struct ModelConfig {
   int vocab_size = 256;
   int d_model = 64;
@@ -37,9 +45,10 @@ struct ModelConfig {
   int block_size = 1;
 
   Recompute recompute = Recompute::None;
+  Attention attention = Attention::Materialized;
   // Training precision (train.precision, DESIGN §11): F32 or BF16. BF16: GEMM
-  // operands (the compute copy of the weights, and the activations a GEMM
-  // reads, which are what the backward keeps of them) are bf16 with fp32
+  // operands (the weights, and the activations a GEMM reads, which are what
+  // the backward keeps of them) are bf16 with fp32
   // accumulation; the residual stream and its gradients hold bf16 values
   // (kept in float), so a hop carries them in 2 bytes without changing a bit;
   // master weights, gradients, optimizer moments and every statistic and
@@ -58,6 +67,9 @@ struct ModelConfig {
   int head_dim() const { return d_model / n_heads; }
   bool attnres() const { return mode == ResidualMode::AttnRes; }
   bool bf16() const { return precision == kernels::DType::BF16; }
+  bool flash() const { return attention == Attention::Flash; }
+  // Selective recomputation drops the materialized probabilities; flash keeps none.
+  bool recomputes_attention() const { return recompute == Recompute::Selective && !flash(); }
   // Blocks of sublayers: ceil(L / S); the last takes the remainder.
   int num_blocks() const { return (num_sublayers() + block_size - 1) / block_size; }
   int block_of(int j) const { return j / block_size; }

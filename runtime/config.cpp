@@ -33,6 +33,7 @@ void visit_fields(C& c, F&& f) {
   f("model.seq_len", c.model.seq_len);
   f("model.rope_theta", c.model.rope_theta);
   f("model.norm_eps", c.model.norm_eps);
+  f("model.attention", c.attention);
   f("residual.mode", c.model.mode);
   f("residual.block_size", c.residual_block_size);
   f("residual.num_blocks", c.residual_num_blocks);
@@ -383,6 +384,17 @@ void validate_config(Config& cfg) {
   if (t.zero != 0 && t.zero != 1)
     fail("train.zero", str(t.zero) + " is not a ZeRO stage this runtime has (expected 0, or 1: shard the "
                        "optimizer state over parallel.dp)");
+
+  // auto: flash on a GPU, where the probabilities would not fit at length;
+  // materialized on the CPU, whose sgemm tiles are faster.
+  if (cfg.attention != "auto" && cfg.attention != "flash" && cfg.attention != "materialized")
+    fail("model.attention", "'" + cfg.attention + "' is not an attention (expected auto, flash or materialized)");
+  m.attention = cfg.attention == "flash" || (cfg.attention == "auto" && t.device == "cuda") ? Attention::Flash
+                                                                                              : Attention::Materialized;
+  if (m.flash() && m.head_dim() > kernels::kMaxHeadDim)
+    fail("model.attention", "flash attention keeps a head's row in registers: model.d_model / model.n_heads = " +
+                                str(m.head_dim()) + " exceeds " + str(kernels::kMaxHeadDim) +
+                                " (use materialized, or more heads)");
 
   if (cfg.data.dir.empty()) fail("data.dir", "must not be empty");
 

@@ -71,6 +71,7 @@ struct Config {
   // be set (0 = unset); model.block_size holds the resolved S.
   int residual_block_size = 0;
   int residual_num_blocks = 0;
+  std::string attention = "auto";  // model.attention: auto | flash | materialized; resolved into model.attention
   TrainConfig train;
   DataConfig data;
   ParallelConfig parallel;

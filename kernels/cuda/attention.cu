@@ -29,6 +29,17 @@ void attention_backward(const Device& dev, float* dq, float* dk, float* dv, floa
   grid::attention_backward_batched(Grid{dev}, BatchedGemm{dev}, dq, dk, dv, scratch, dout, att, q, k, v, B, T, H, hd);
 }
 
+void flash_attention_forward(const Device& dev, float* out, float* lse, const float* q, const float* k,
+                             const float* v, int B, int T, int H, int hd) {
+  grid::flash_attention_forward(Grid{dev}, out, lse, q, k, v, B, T, H, hd);
+}
+
+void flash_attention_backward(const Device& dev, float* dq, float* dk, float* dv, float* delta, const float* dout,
+                              const float* lse, const float* q, const float* k, const float* v, int B, int T, int H,
+                              int hd) {
+  grid::flash_attention_backward(Grid{dev}, dq, dk, dv, delta, dout, lse, q, k, v, B, T, H, hd);
+}
+
 void attention_decode(const Device& dev, float* out, float* scores, const float* q, const float* kcache,
                       const float* vcache, int T, int H, int hd) {
   grid::attention_decode_batched(Grid{dev}, BatchedGemm{dev}, out, scores, q, kcache, vcache, T, H, hd);

@@ -24,6 +24,12 @@ void attention_forward(const Device& dev, float* out, float* att, const float* q
 void attention_backward(const Device& dev, float* dq, float* dk, float* dv, float* scratch, const float* dout,
                         const float* att, const float* q, const float* k, const float* v, int B, int T, int H,
                         int hd);
+// Flash attention: grid_ops.h's bodies (kernels/cuda/attention.cu).
+void flash_attention_forward(const Device& dev, float* out, float* lse, const float* q, const float* k,
+                             const float* v, int B, int T, int H, int hd);
+void flash_attention_backward(const Device& dev, float* dq, float* dk, float* dv, float* delta, const float* dout,
+                              const float* lse, const float* q, const float* k, const float* v, int B, int T, int H,
+                              int hd);
 void attention_decode(const Device& dev, float* out, float* scores, const float* q, const float* kcache,
                       const float* vcache, int T, int H, int hd);
 

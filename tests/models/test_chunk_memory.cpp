@@ -78,6 +78,31 @@ TEST(ChunkMemory, SelectiveRecomputeKeepsNoProbabilities) {
     }
 }
 
+// Flash attention keeps each attention's log-sum-exp [b, H, T] instead of
+// its probabilities [b, H, T, T], and its backward scratch holds delta
+// [b, H, T] instead of the score gradients: no T² term is left.
+TEST(ChunkMemory, FlashAttentionKeepsNoProbabilities) {
+  const kernels::Device dev;
+  for (const auto& [first, last] : std::vector<std::pair<int, int>>{{0, 6}, {1, 4}, {5, 6}}) {
+    const ModelConfig base = small(ResidualMode::AttnRes, 2);
+    ModelConfig m = base;
+    m.attention = Attention::Flash;
+    const int b = 3, attention_sublayers = (last - first + (first % 2 == 0 ? 1 : 0)) / 2;
+    const size_t rows = size_t(b) * m.n_heads * m.seq_len, att = rows * m.seq_len;
+    const ChunkFloats none = chunk_floats(base, first, last, b), flash = chunk_floats(m, first, last, b);
+    EXPECT_EQ(none.acts - flash.acts, attention_sublayers * (att - rows)) << "[" << first << "," << last << ")";
+    EXPECT_EQ(none.scratch - flash.scratch, att - rows) << "[" << first << "," << last << ")";
+    m.recompute = Recompute::Selective;  // nothing left to recompute
+    EXPECT_EQ(chunk_floats(m, first, last, b).acts, flash.acts);
+    const size_t before = kernels::allocated_bytes(dev);
+    Chunk c;
+    chunk_init(c, m, first, last, b, 1, dev);
+    ChunkActs a;
+    acts_init(a, c);
+    EXPECT_EQ(kernels::allocated_bytes(dev) - before, chunk_bytes(flash) + 4 * flash.acts);
+  }
+}
+
 TEST(ChunkMemory, ViewsPointAtTheNamedTensors) {
   const ModelConfig m = small(ResidualMode::AttnRes, 2);
   Chunk c;

@@ -169,9 +169,11 @@ TEST(MemoryPlan, EqualsExecutorAllocationRecompute) {
       }
 }
 
-// bf16 (the bf16 weight copy, bf16 activations in the arena and their fp32
-// staging in scratch, bf16 hop wire buffers): the plan equals the allocation.
-TEST(MemoryPlan, EqualsExecutorAllocationBf16) {
+// bf16 (bf16 weights with their widened vectors, bf16 activations in the
+// arena and their fp32 staging in scratch, bf16 hop wire buffers), and flash
+// attention (log-sum-exp instead of probabilities): the plan equals the
+// allocation.
+TEST(MemoryPlan, EqualsExecutorAllocationBf16AndFlash) {
   UnusedCollectives coll(2);
   for (ResidualMode mode : {ResidualMode::Standard, ResidualMode::AttnRes})
     for (Recompute r : {Recompute::None, Recompute::Selective, Recompute::Full}) {
@@ -182,6 +184,8 @@ TEST(MemoryPlan, EqualsExecutorAllocationBf16) {
         expect_plan_matches_allocation(m, l, 2);
         if (r == Recompute::None) expect_plan_matches_allocation(m, l, 2, {{0, 2}, true, &coll});
       }
+      m.attention = Attention::Flash;  // Selective keeps nothing less under flash
+      expect_plan_matches_allocation(m, kLayouts[0], 2);
     }
 }
 

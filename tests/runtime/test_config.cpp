@@ -406,6 +406,20 @@ TEST(Config, PrecisionAndHopDtype) {
   EXPECT_NO_THROW(parse_config(kBase, "test.yaml", {"train.tf32=true", "train.device=cuda"}));
 }
 
+// model.attention: auto is flash on CUDA and materialized on the CPU.
+TEST(Config, AttentionFollowsTheDevice) {
+  EXPECT_EQ(parse_config(kBase, "test.yaml", {}).model.attention, Attention::Materialized);
+  EXPECT_EQ(parse_config(kBase, "test.yaml", {"train.device=cuda"}).model.attention, Attention::Flash);
+  EXPECT_EQ(parse_config(kBase, "test.yaml", {"model.attention=flash"}).model.attention, Attention::Flash);
+  EXPECT_EQ(parse_config(kBase, "test.yaml", {"train.device=cuda", "model.attention=materialized"}).model.attention,
+            Attention::Materialized);
+  const Config flash = parse_config(kBase, "test.yaml", {"model.attention=flash"});
+  EXPECT_EQ(parse_config(config_to_yaml(flash), "round trip", {}).model.attention, Attention::Flash);
+  bad_set({"model.attention=sparse"}, {"model.attention", "'sparse'", "auto, flash or materialized"});
+  bad_set({"model.attention=flash", "model.d_model=1024", "model.n_heads=2"},
+          {"model.attention", "512 exceeds 256"});
+}
+
 TEST(ConfigErrors, CheckpointCombinations) {
   bad_set({"checkpoint.every=10"}, {"checkpoint.every", "10", "checkpoint.dir"});
 }
