@@ -235,7 +235,7 @@ build_or_take() {
     [ "$GPU_COUNT" -eq 0 ] || cuda=ON
     say "building in $BUILD_DIR (ATTNRES_CUDA=$cuda)"
     # No time limit: a first CUDA build takes longer than a check.
-    if ! { cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DATTNRES_CUDA="$cuda" \
+    if ! { cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DATTNRES_TESTS=ON -DATTNRES_CUDA="$cuda" \
            && cmake --build "$BUILD_DIR" -j"$(nproc)"; } > "$log" 2>&1; then
       record FAIL build "$(last_words "$log") (log: $log)"; return 1
     fi

@@ -9,8 +9,9 @@
 # Extra arguments go to `attnres train` (e.g. --set train.steps=40).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash launch/install_deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
+bash launch/install_deps.sh main
+# Only the binary: the tests and benchmarks (and their packages) are test.sh's.
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DATTNRES_TESTS=OFF -DATTNRES_BENCH=OFF > /dev/null
 cmake --build build -j"$(nproc)" --target attnres
 [ -f data/pystdlib/train.bin ] || build/attnres data prepare --input /usr/lib/python3.11 --glob '*.py' --out data/pystdlib
 mkdir -p runs/quickstart
