@@ -2,8 +2,9 @@
 // explicit forward and backward (as in llm.c). Tensors are row-major float32,
 // or bf16 where a signature says so (kernels/dtype.h).
 // N = number of token rows (microbatch b * seq_len T) unless stated.
-// Each op runs on dev's backend (kernels/ops.cpp dispatches to kernels/cpu;
-// other backends throw until they are built in).
+// Each op runs on dev's backend: kernels/ops.cpp dispatches to kernels/cpu,
+// or to kernels/cuda where the CUDA backend is built in (elsewhere a CUDA
+// device is refused with a message saying so).
 //
 // Conventions:
 // - Backward functions ACCUMULATE (+=) into parameter gradients and into

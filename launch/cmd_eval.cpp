@@ -49,7 +49,7 @@ void add_eval_command(CLI::App& app) {
     std::printf("eval: %zu tokens | loss %.6f nats | %.4f bits/byte | perplexity %.3f\n", r.tokens, r.loss,
                 r.loss / std::log(2.0), std::exp(r.loss));
     if (!o->depth.empty()) {
-      write_file_durably(o->depth, depth_json(depth, model.cfg).dump(1) + "\n");
+      write_file_durably(o->depth, depth_json(depth, model.cfg));
       std::printf("depth statistics: %s\n", o->depth.c_str());
     }
   });

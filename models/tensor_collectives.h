@@ -1,7 +1,7 @@
 // The collectives a tensor-parallel chunk needs (DESIGN §6). models/ declares
 // this interface and never calls MPI or NCCL; parallel/ implements it over
-// the tensor group (MPI on host memory today; NCCL on device memory fits the
-// same calls, on the chunk's stream).
+// the tensor group: MPI on host memory (parallel/tensor_group.h), NCCL on
+// device memory, on the chunk's stream (parallel/cuda).
 //
 // Every call is collective: all ranks of the group call it in the same order
 // with the same n. Buffers are device memory of the chunk's Device.

@@ -1,7 +1,7 @@
 // The communicator interface (DESIGN §4): point-to-point messages for the
 // pipeline hops and collectives for data/tensor parallelism, on raw pointers
-// and counts. The MPI implementation (mpi_communicator.h) works on host memory;
-// an NCCL implementation for device memory fits behind the same calls.
+// and counts. The MPI implementation (mpi_communicator.h) works on host memory,
+// the NCCL one (parallel/cuda/nccl_communicator.h) on device memory.
 //
 // Point-to-point. isend/irecv move a list of tensors to/from a peer
 // (a rank of THIS communicator) and return a Request; nothing may touch the

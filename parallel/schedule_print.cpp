@@ -6,6 +6,8 @@
 #include <limits>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 namespace attnres {
 
 namespace {
@@ -80,7 +82,7 @@ std::string format_timeline(const Schedule& s, const SimResult& sim) {
   return out;
 }
 
-nlohmann::json chrome_trace(const Schedule& s, const SimResult& sim, double us_per_unit) {
+static nlohmann::json chrome_trace(const Schedule& s, const SimResult& sim, double us_per_unit) {
   nlohmann::json events = nlohmann::json::array();
   for (int r = 0; r < int(sim.ranks.size()); r++) {
     events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", r}, {"tid", 0},

@@ -3,8 +3,6 @@
 #pragma once
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "parallel/schedule.h"
 #include "parallel/simulator.h"
 
@@ -20,14 +18,12 @@ std::string format_actions(const Schedule& s);
 // rank's chunks (F3a = its first chunk, F3b = its second, …).
 std::string format_timeline(const Schedule& s, const SimResult& sim);
 
-// Chrome trace: one "X" event per compute action and local copy, per RECV
-// wait that took time, and per REDUCE_GRADS that took time (on tid 1, beside
-// the compute), pid = rank, ts/dur in microseconds (one cost unit =
-// us_per_unit microseconds). Loads in Perfetto and chrome://tracing.
-nlohmann::json chrome_trace(const Schedule& s, const SimResult& sim, double us_per_unit = 1000.0);
-
-// Writes chrome_trace() to `path`; throws std::runtime_error naming the
-// path if it cannot be written.
+// Writes a Chrome trace to `path`: one "X" event per compute action and
+// local copy, per RECV wait that took time, and per REDUCE_GRADS that took
+// time (on tid 1, beside the compute), pid = rank, ts/dur in microseconds
+// (one cost unit = us_per_unit microseconds). Loads in Perfetto and
+// chrome://tracing. Throws std::runtime_error naming the path if it cannot
+// be written.
 void write_chrome_trace(const std::string& path, const Schedule& s, const SimResult& sim,
                         double us_per_unit = 1000.0);
 

@@ -1,6 +1,6 @@
 // The tensor-parallel group's collectives for models/ (models/tensor_collectives.h),
 // with the bytes each rank puts on the wire counted. parallel/mpi_communicator
-// implements it over MPI; an NCCL implementation fits the same class.
+// implements it over MPI, parallel/cuda/nccl_communicator.cpp over NCCL.
 //
 // Counted bytes are those of the ring algorithms (what NCCL runs, and what an
 // α-β model charges): per rank, an all-reduce of n floats sends

@@ -1,5 +1,7 @@
 #include "runtime/evaluate.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -74,7 +76,7 @@ void accumulate_depth(DepthStats& stats, const Chunk& model, const ChunkActs& ac
   stats.tokens += rows;
 }
 
-nlohmann::json depth_json(const DepthStats& stats, const ModelConfig& m) {
+std::string depth_json(const DepthStats& stats, const ModelConfig& m) {
   const double n = double(std::max<size_t>(stats.tokens, 1));
   nlohmann::json j;
   j["mode"] = residual_mode_name(m.mode);
@@ -91,7 +93,7 @@ nlohmann::json depth_json(const DepthStats& stats, const ModelConfig& m) {
     alpha.push_back(mean);
   }
   j["alpha"] = alpha;  // per site: mean weight per source (0 = embedding, b + 1 = block b)
-  return j;
+  return j.dump(1) + "\n";
 }
 
 EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& text_path, DepthStats* depth,

@@ -1,7 +1,5 @@
 // Loss evaluation: validation during training and `attnres eval`.
 #pragma once
-#include <nlohmann/json.hpp>
-
 #include <string>
 #include <vector>
 
@@ -29,8 +27,9 @@ struct DepthStats {
 };
 // Adds the first `rows` token rows of the last forward of a whole-model chunk.
 void accumulate_depth(DepthStats& stats, const Chunk& model, const ChunkActs& acts, size_t rows);
-// The means, with the model's mode and blocks: the file `attnres eval --depth` writes.
-nlohmann::json depth_json(const DepthStats& stats, const ModelConfig& m);
+// The means, with the model's mode and blocks, as JSON text: the file
+// `attnres eval --depth` writes.
+std::string depth_json(const DepthStats& stats, const ModelConfig& m);
 
 struct EvalResult {
   size_t tokens = 0;  // predicted positions

@@ -2,6 +2,8 @@
 // checked against hand-computed timelines and deliberately broken schedules.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
