@@ -57,7 +57,7 @@ std::vector<int> parse_layout(const std::string& layout, int C, int L) {
   if (static_cast<int>(counts.size()) != C)
     throw std::invalid_argument(where + "has " + std::to_string(counts.size()) +
                       " chunks; expected pp * virtual_stages = " + std::to_string(C));
-  int total = 0;
+  int64_t total = 0;  // C entries of up to 2^31 - 1 each: a 32-bit sum could wrap to L
   for (size_t c = 0; c < counts.size(); ++c) {
     if (counts[c] <= 0)
       throw std::invalid_argument(where + "chunk " + std::to_string(c) + " has " +
@@ -134,11 +134,13 @@ Partition make_partition(const ModelConfig& cfg, int pp, int virtual_stages,
   if (virtual_stages < 1)
     throw std::invalid_argument("parallel.virtual_stages = " + std::to_string(virtual_stages) +
                       ": expected >= 1");
-  const int C = pp * virtual_stages, L = cfg.num_sublayers();
-  if (C > L)
-    throw std::invalid_argument("parallel.pp * parallel.virtual_stages = " + std::to_string(C) +
+  const int64_t chunks = int64_t(pp) * virtual_stages;  // in 64 bits: the product of two ints may wrap
+  const int L = cfg.num_sublayers();
+  if (chunks > L)
+    throw std::invalid_argument("parallel.pp * parallel.virtual_stages = " + std::to_string(chunks) +
                       " chunks, but the model has only " + std::to_string(L) +
                       " sublayers (2 * n_layers); every chunk needs at least one");
+  const int C = int(chunks);
   std::vector<int> counts;
   if (!layout.empty()) {
     counts = parse_layout(layout, C, L);

@@ -285,6 +285,19 @@ void require_unit(const char* key, float v) {
 
 }  // namespace
 
+void check_microbatch(const ModelConfig& m, int64_t batch, const std::string& key) {
+  // batch <= 2^24 and seq_len <= 2^20, n_heads <= 2^10: no product below wraps.
+  const int64_t tokens = batch * m.seq_len;
+  if (batch > kMaxMicrobatchTokens || tokens > kMaxMicrobatchTokens)
+    fail(key, str(batch) + " sequences of model.seq_len " + str(m.seq_len) + " tokens exceed " +
+                  str(kMaxMicrobatchTokens) + " tokens per microbatch, the most this runtime accepts");
+  const int64_t att = tokens * m.seq_len * m.n_heads;
+  if (att > kMaxAttentionFloats)
+    fail(key, str(batch) + " sequences give " + str(att) + " attention probabilities per sublayer (x model.n_heads " +
+                  str(m.n_heads) + " x model.seq_len^2), above " + str(kMaxAttentionFloats) +
+                  ", the most this runtime accepts");
+}
+
 void validate_config(Config& cfg) {
   ModelConfig& m = cfg.model;
   // The tokenizer is bytes: ids 0..255 must exist; a larger vocabulary only
@@ -356,6 +369,7 @@ void validate_config(Config& cfg) {
   TrainConfig& t = cfg.train;
   require_positive("train.steps", t.steps);
   require_positive("train.micro_batch_size", t.micro_batch_size);
+  check_microbatch(m, t.micro_batch_size, "train.micro_batch_size");
   require_positive("train.grad_accum", t.grad_accum);
   require_non_negative("train.lr", t.lr);
   require_non_negative("train.min_lr", t.min_lr);
@@ -390,6 +404,9 @@ void validate_config(Config& cfg) {
   require_positive("parallel.dp", p.dp);
   require_positive("parallel.pp", p.pp);
   require_positive("parallel.tp", p.tp);
+  if (const int64_t ranks = int64_t(p.dp) * p.pp * p.tp; ranks > kMaxRanks)
+    fail("parallel.dp", "parallel.dp x parallel.pp x parallel.tp = " + str(ranks) + " ranks exceed " + str(kMaxRanks) +
+                            ", the most this runtime accepts");
   // Megatron's splits need whole heads, rows of F and vocabulary rows per tp rank.
   if (m.n_heads % p.tp != 0)
     fail("parallel.tp", str(p.tp) + " does not divide model.n_heads (" + str(m.n_heads) +
@@ -427,9 +444,9 @@ void validate_config(Config& cfg) {
     fail("parallel.virtual_stages", str(p.virtual_stages) + ": only the interleaved schedule "
                                     "runs more than one chunk per rank (schedule is " +
                                         p.schedule + ")");
-  if (p.pp * p.virtual_stages > L)
+  if (const int64_t chunks = int64_t(p.pp) * p.virtual_stages; chunks > L)
     fail("parallel.pp", "parallel.pp * parallel.virtual_stages = " +
-                            str(p.pp * p.virtual_stages) + " chunks exceed the L = " + str(L) +
+                            str(chunks) + " chunks exceed the L = " + str(L) +
                             " sublayers (every chunk needs at least one)");
   if (t.grad_accum % p.dp != 0)
     fail("train.grad_accum", str(t.grad_accum) + " is not divisible by parallel.dp (" +

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "kernels/memory.h"
+#include "runtime/config.h"
 #include "runtime/device_batch.h"
 #include "runtime/safetensors.h"
 
@@ -131,6 +132,7 @@ EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& tex
 
 void load_export(Chunk& model, const std::string& weights_path, int batch) {
   const ModelConfig m = read_export_config(export_config_path(weights_path));
+  check_microbatch(m, batch, "--batch");
   const auto tensors = read_safetensors(weights_path);
   chunk_init(model, m, 0, m.num_sublayers(), batch, 0);
   load_named_tensors(model, tensors, weights_path);
