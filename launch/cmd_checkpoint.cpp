@@ -10,6 +10,7 @@
 #include "launch/commands.h"
 #include "runtime/checkpoint_format.h"
 #include "runtime/evaluate.h"
+#include "runtime/path_clash.h"
 #include "runtime/safetensors.h"
 
 namespace attnres::cli {
@@ -24,6 +25,7 @@ void inspect(const std::string& path) {
   std::printf("checkpoint %s\n", path.c_str());
   std::printf("  format version %d, %s\n", m.format_version,
               committed ? "committed" : "NOT committed (an incomplete write: never loaded)");
+  std::printf("  run %s\n", m.run_id.empty() ? "unknown (written before run ids)" : m.run_id.c_str());
   std::printf("  step %d, optimizer step %d, tokens seen %llu, next sequence %llu, seed %llu\n", m.step,
               m.optimizer_step, (unsigned long long)m.tokens_seen, (unsigned long long)m.next_sequence,
               (unsigned long long)m.seed);
@@ -89,7 +91,13 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("--export-dtype", *dtype, "Element type of the file: fp32 or bf16")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->callback([path, out, dtype] { export_checkpoint(*path, *out, *dtype); });
+  cmd->callback([path, out, dtype] {
+    refuse_path_clashes({{"--checkpoint", *path, false, true},
+                         {"--out", *out, true},
+                         {"config.json of --out", export_config_path(*out), true}});
+    check_export_writable(*out);  // before reading the checkpoint
+    export_checkpoint(*path, *out, *dtype);
+  });
 }
 
 }  // namespace attnres::cli

@@ -11,6 +11,8 @@
 #include "models/chunk.h"
 #include "runtime/durable_file.h"
 #include "runtime/evaluate.h"
+#include "runtime/path_clash.h"
+#include "runtime/safetensors.h"
 
 namespace attnres::cli {
 
@@ -38,6 +40,13 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([o] {
     require_not_directory("--weights", o->weights);
     require_not_directory("--input", o->input);
+    if (!o->depth.empty()) {
+      refuse_path_clashes({{"--weights", o->weights},
+                           {"config.json of --weights", export_config_path(o->weights)},
+                           {"--input", o->input},
+                           {"--depth", o->depth, true}});
+      check_writable(o->depth);  // before the evaluation, not after it
+    }
     kernels::set_num_threads(o->threads);
     Chunk model;
     load_export(model, o->weights, o->batch);

@@ -189,6 +189,7 @@ std::string manifest_text(const Manifest& m) {
   const json j = {
       {"format", kFormatName},
       {"format_version", m.format_version},
+      {"run_id", m.run_id},
       {"step", m.step},
       {"tokens_seen", m.tokens_seen},
       {"data", {{"next_sequence", m.next_sequence}}},
@@ -242,6 +243,7 @@ Manifest read_manifest(const std::string& ckpt) {
   if (m.format_version != kCheckpointFormatVersion)
     throw CheckpointError(path + ": format version " + std::to_string(m.format_version) +
                           ", but this build reads version " + std::to_string(kCheckpointFormatVersion));
+  if (j.contains("run_id")) m.run_id = field<std::string>(j, "run_id", path);
   m.config_yaml = field<std::string>(j, "config", path);
   m.step = field<int>(j, "step", path);
   m.tokens_seen = field<uint64_t>(j, "tokens_seen", path);

@@ -50,6 +50,9 @@ struct CheckpointLayout {
 
 struct Manifest {
   int format_version = kCheckpointFormatVersion;
+  // The run that wrote it: a checkpoint.dir holds one run's checkpoints
+  // (docs/CHECKPOINT.md). "" in checkpoints written before run ids existed.
+  std::string run_id;
   std::string config_yaml;     // the whole run config (config_to_yaml)
   int step = 0;                // optimizer steps done
   uint64_t tokens_seen = 0;

@@ -59,16 +59,25 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   out += h;
   out.reserve(out.size() + offset);
   for (const auto& t : tensors) append_data(out, t.data, dtype);
-  if (!fs::path(path).parent_path().empty()) fs::create_directories(fs::path(path).parent_path());
-  write_file_durably(path, out);
-
   json c = {{"model",
              {{"vocab_size", cfg.vocab_size}, {"d_model", cfg.d_model}, {"n_layers", cfg.n_layers},
               {"n_heads", cfg.n_heads}, {"d_ff", cfg.d_ff}, {"seq_len", cfg.seq_len},
               {"rope_theta", cfg.rope_theta}, {"norm_eps", cfg.norm_eps}}},
             {"residual", {{"mode", residual_mode_name(cfg.mode)}}}};
   if (cfg.attnres()) c["residual"]["block_size"] = cfg.block_size;
-  write_file_durably(export_config_path(path), c.dump(2) + "\n");
+  const std::string config_text = c.dump(2) + "\n";
+
+  if (!fs::path(path).parent_path().empty()) fs::create_directories(fs::path(path).parent_path());
+  DurableFile weights(path), config(export_config_path(path));
+  weights.write(out.data(), out.size());
+  config.write(config_text.data(), config_text.size());
+  weights.commit();
+  config.commit();
+}
+
+void check_export_writable(const std::string& path) {
+  check_writable(path);
+  check_writable(export_config_path(path));
 }
 
 std::vector<NamedTensor> read_safetensors(const std::string& path) {

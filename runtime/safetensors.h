@@ -17,9 +17,12 @@ struct NamedTensor {
 
 // Writes tensors in the given order to `path` as F32 or as BF16 (rounded to
 // nearest even), and the model + residual settings as config.json in the
-// same directory, both durably (runtime/durable_file.h).
+// same directory, both durably (runtime/durable_file.h). Both are written
+// before either is committed, so a full disk leaves neither half.
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors, const ModelConfig& cfg,
                        kernels::DType dtype = kernels::DType::F32);
+// Checks at the start that both files of an export can be written (runtime/durable_file.h).
+void check_export_writable(const std::string& path);
 // --export-dtype's value: fp32 or bf16; throws naming the value otherwise.
 kernels::DType export_dtype(const std::string& name);
 // Reads a safetensors file (F32 or BF16, widened to float); throws

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Bad input as a new user types it (issue 31): each case ends within 60 s with
+# a status in 1..123 (never a crash: >= 128, never a hang: 124), a message
+# holding the expected words, and every file that was there before unchanged.
+#
+#   test_bad_input.sh ATTNRES SOURCE_DIR WORK_DIR
+set -uo pipefail
+[ $# = 3 ] || { echo "usage: $0 ATTNRES SOURCE_DIR WORK_DIR" >&2; exit 2; }
+A="$1" src="$2" work="$3"
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+failed=0
+bad() { echo "FAIL: $*"; failed=1; }
+
+# A tiny config on a small corpus, an export and a checkpoint of it.
+"$A" data prepare --input "$src/runtime" --glob '*.cpp' --out d > /dev/null || exit 1
+sed "s#data/pystdlib#$work/d#" "$src/configs/tiny.yaml" > t.yaml
+"$A" train --config t.yaml --set train.steps=2 --set train.eval_every=0 --set checkpoint.dir=ck0 \
+  --set checkpoint.every=2 --export ex/model.safetensors > setup.log 2>&1 || { cat setup.log; exit 1; }
+
+# refuse 'WORDS' CMD...: CMD is refused as above, its stderr holds WORDS.
+refuse() {
+  local words="$1" rc=0
+  shift
+  find . -type f ! -name '*.log' ! -name sums ! -name LOCK -print0 | xargs -0 md5sum > sums
+  timeout 60 "$@" > out.log 2> err.log || rc=$?
+  if [ "$rc" = 0 ] || [ "$rc" -ge 124 ]; then bad "exit $rc: $*"; cat err.log; fi
+  grep -qF -- "$words" err.log || { bad "no '$words' in the message of: $*"; cat err.log; }
+  md5sum --quiet -c sums > /dev/null 2>&1 || bad "a file changed or went away: $*"
+}
+
+# accept CMD...: CMD succeeds.
+accept() {
+  timeout 120 "$@" > out.log 2> err.log || { bad "exit $?: $*"; cat err.log; }
+}
+
+# 1. Sizes whose 32-bit products wrapped.
+refuse 'covers 4294967300 sublayers' "$A" plan --config t.yaml --set parallel.pp=3 --set parallel.layout=2147483647,2147483647,6
+refuse 'covers 4294967300 sublayers' "$A" train --config t.yaml --set parallel.pp=3 --set parallel.layout=2147483647,2147483647,6
+refuse 'tokens per microbatch' "$A" plan --config t.yaml --set train.micro_batch_size=2147483647
+refuse '4294967296 chunks' "$A" plan --config t.yaml --set parallel.pp=65536 --set parallel.virtual_stages=65536 \
+  --set parallel.schedule=interleaved
+refuse 'tokens per microbatch' "$A" eval --weights ex/model.safetensors --input d/val.bin --batch 1048576
+
+# 2. An output over an input or another output.
+refuse 'are the same path' "$A" train --config t.yaml --export ex1/config.json
+refuse 'are the same path' "$A" export --checkpoint ck0/step_00000002 --out ex/config.json
+refuse 'are the same path' "$A" train --config t.yaml --metrics d/train.bin
+refuse 'are the same path' "$A" train --config t.yaml --metrics ./d/../t.yaml
+ln -s d/val.bin link.bin
+refuse 'are the same path' "$A" train --config t.yaml --metrics link.bin
+refuse 'are the same path' "$A" train --config t.yaml --trace tr.json --metrics tr.rank0.json
+refuse 'are the same path' "$A" train --config t.yaml --export ex/model.safetensors --metrics ex/config.json
+refuse 'is inside checkpoint.dir' "$A" train --config t.yaml --set checkpoint.dir=ck0 --metrics ck0/step_00000002/m.jsonl
+refuse 'is inside --checkpoint' "$A" export --checkpoint ck0/step_00000002 --out ck0/step_00000002/w.safetensors
+refuse 'are the same path' "$A" eval --weights ex/model.safetensors --input d/val.bin --depth ex/config.json
+refuse 'are the same path' "$A" eval --weights ex/model.safetensors --input d/val.bin --depth d/val.bin
+
+# 3. A checkpoint.dir belongs to one run.
+refuse 'checkpoint(s) of another run' "$A" train --config t.yaml --set train.steps=2 --set checkpoint.dir=ck0
+refuse '--new-run starts a new run' "$A" train --config t.yaml --set checkpoint.dir=ck0 --new-run --resume auto
+cp -r ck0 ck1
+accept "$A" train --config t.yaml --set train.steps=4 --set train.eval_every=0 --set checkpoint.dir=ck1 \
+  --set checkpoint.every=4 --new-run
+old_run=$(sed -n 's/.*"run_id": "\(.*\)".*/\1/p' ck0/step_00000002/manifest.json)
+[ -f "ck1/previous_runs/$old_run/step_00000002/COMMITTED" ] || bad "--new-run did not set run $old_run's checkpoint aside"
+[ -f ck1/step_00000004/COMMITTED ] && [ ! -e ck1/step_00000002 ] || bad "--new-run: ck1 should hold step 4 only"
+mkdir ck2 && cp -r ck0/step_00000002 ck1/step_00000004 ck2/
+refuse 'holds checkpoints of 2 runs' "$A" train --config t.yaml --set checkpoint.dir=ck2 --resume auto
+
+# 4. Outputs that cannot be written fail at the start, not after training.
+refuse 'cannot create the directory' "$A" train --config t.yaml --trace t.yaml/tr.json --export ex4/model.safetensors
+[ -z "$(find ex4 -type f 2>/dev/null)" ] || bad "a refused run wrote into ex4"
+mkdir -p exdir ex3/config.json
+refuse 'is a directory' "$A" train --config t.yaml --export exdir
+refuse 'ex3/config.json: is a directory' "$A" train --config t.yaml --export ex3/model.safetensors
+[ ! -e ex3/model.safetensors ] || bad "an export without its config.json"
+refuse 'is a directory' "$A" export --checkpoint ck0/step_00000002 --out exdir
+refuse 'ex3/config.json: is a directory' "$A" export --checkpoint ck0/step_00000002 --out ex3/model.safetensors
+refuse 'is a directory' "$A" eval --weights ex/model.safetensors --input d/val.bin --depth exdir
+
+[ "$failed" = 0 ] && echo "every bad input refused cleanly"
+exit "$failed"
