@@ -21,7 +21,7 @@ namespace {
 void print_stop(const TrainResult& r, const Config& cfg) {
   const bool preempted = r.stop_status == kPreemptedExitCode;
   std::printf("stopped after step %d of %d: %s; %s; exit status %d\n", r.steps, cfg.train.steps,
-              preempted ? "preempted (SIGTERM or SIGUSR1)" : "interrupted by the user (SIGINT)",
+              preempted ? "preempted (SIGTERM, SIGUSR1 or SIGHUP)" : "interrupted by the user (SIGINT)",
               cfg.checkpoint.dir.empty()
                   ? "nothing saved (no checkpoint.dir)"
                   : ("checkpoint of step " + std::to_string(r.steps) + " saved in " + cfg.checkpoint.dir +

@@ -575,7 +575,7 @@ void check_late_outputs(Run& r, const TrainOptions& opt) {
 }
 
 // The ranks agree at a step boundary whether to stop on a signal: a SIGINT on
-// any rank makes it the user's stop, else a SIGTERM or SIGUSR1 a preemption.
+// any rank makes it the user's stop, else a SIGTERM, SIGUSR1 or SIGHUP a preemption.
 // Returns the exit status that says which (runtime/stop_signal.h), or 0.
 int agreed_stop(Run& r) {
   const int sig = received_stop_signal();
