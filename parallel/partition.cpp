@@ -90,9 +90,11 @@ std::vector<int> balance(const ModelConfig& cfg, const std::vector<int>& ub, int
   const int64_t INF = std::numeric_limits<int64_t>::max();
   std::vector<std::vector<int64_t>> g(C + 1, std::vector<int64_t>(U + 1, INF));
   g[0][U] = 0;
+  // cost(i, j) grows with j, so a j whose first group alone costs as much as
+  // the best split so far ends the search: O(C * U * units per group), not O(C * U^2).
   for (int k = 1; k <= C; ++k)
     for (int i = U - k; i >= 0; --i)
-      for (int j = i + 1; j <= U - k + 1; ++j)
+      for (int j = i + 1; j <= U - k + 1 && cost(i, j) < g[k][i]; ++j)
         if (g[k - 1][j] != INF) g[k][i] = std::min(g[k][i], std::max(g[k - 1][j], cost(i, j)));
   const int64_t best = g[C][0];
   // f[k][i]: smallest sum of squared costs with every group <= best (exact in 128 bits).
@@ -104,7 +106,8 @@ std::vector<int> balance(const ModelConfig& cfg, const std::vector<int>& ub, int
     for (int i = U - k; i >= 0; --i)
       for (int j = i + 1; j <= U - k + 1; ++j) {
         int64_t c = cost(i, j);
-        if (c > best || f[k - 1][j] == SQ_INF) continue;
+        if (c > best) break;  // and so is every later j
+        if (f[k - 1][j] == SQ_INF) continue;
         f[k][i] = std::min(f[k][i], static_cast<Sq>(c) * c + f[k - 1][j]);
       }
   assert(f[C][0] != SQ_INF);

@@ -28,9 +28,13 @@ refuse() {
   md5sum --quiet -c sums > /dev/null 2>&1 || bad "a file changed or went away: $*"
 }
 
-# accept CMD...: CMD succeeds.
-accept() {
-  timeout 120 "$@" > out.log 2> err.log || { bad "exit $?: $*"; cat err.log; }
+# accept CMD...: CMD succeeds (within 120 s).
+accept() { quick 120 "$@"; }
+# quick SECONDS CMD...: CMD succeeds within SECONDS.
+quick() {
+  local s="$1"
+  shift
+  timeout "$s" "$@" > out.log 2> err.log || { bad "exit $? (124: over $s s): $*"; cat err.log; }
 }
 
 # 1. Sizes whose 32-bit products wrapped.
@@ -39,7 +43,6 @@ refuse 'covers 4294967300 sublayers' "$A" train --config t.yaml --set parallel.p
 refuse 'tokens per microbatch' "$A" plan --config t.yaml --set train.micro_batch_size=2147483647
 refuse '4294967296 chunks' "$A" plan --config t.yaml --set parallel.pp=65536 --set parallel.virtual_stages=65536 \
   --set parallel.schedule=interleaved
-refuse 'tokens per microbatch' "$A" eval --weights ex/model.safetensors --input d/val.bin --batch 1048576
 
 # 2. An output over an input or another output.
 refuse 'are the same path' "$A" train --config t.yaml --export ex1/config.json
@@ -77,6 +80,18 @@ refuse 'ex3/config.json: is a directory' "$A" train --config t.yaml --export ex3
 refuse 'is a directory' "$A" export --checkpoint ck0/step_00000002 --out exdir
 refuse 'ex3/config.json: is a directory' "$A" export --checkpoint ck0/step_00000002 --out ex3/model.safetensors
 refuse 'is a directory' "$A" eval --weights ex/model.safetensors --input d/val.bin --depth exdir
+
+# 6. Time and memory bounded by the work asked for, or a limit named.
+refuse 'the simulator takes at most 1024 ranks' "$A" schedule --pp 10000 --microbatches 8
+refuse 'the simulator takes at most 1024 ranks' "$A" schedule --pp 100000 --microbatches 8
+quick 20 "$A" schedule --pp 1000 --microbatches 8
+quick 20 "$A" plan --config t.yaml --set model.n_layers=4096 --set parallel.pp=64 --set residual.mode=standard
+quick 20 "$A" train --dry-run --config t.yaml --set model.n_layers=4096 --set parallel.pp=64 --set residual.block_size=64
+quick 20 "$A" plan --config t.yaml --set model.n_layers=4096 --set parallel.pp=2000 --set residual.mode=standard
+grep -q 'bubble    not simulated' out.log || bad "plan at pp 2000: no note that the bubble was not simulated"
+refuse 'not a regular file' "$A" eval --weights ex/model.safetensors --input /dev/zero
+quick 20 "$A" eval --weights ex/model.safetensors --input /dev/zero --windows 4
+quick 20 "$A" eval --weights ex/model.safetensors --input d/val.bin --batch 1048576
 
 [ "$failed" = 0 ] && echo "every bad input refused cleanly"
 exit "$failed"
