@@ -9,6 +9,7 @@
 
 #include "kernels/device.h"
 #include "launch/commands.h"
+#include "runtime/config.h"
 #include "models/chunk.h"
 #include "runtime/durable_file.h"
 #include "runtime/evaluate.h"
@@ -34,7 +35,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--windows", o->windows, "Evaluate only the first N windows (0: all); needed for an input that is not a regular file")
       ->capture_default_str()->check(number_in(0, false, 1e12));
   cmd->add_option("--threads", o->threads, "OpenMP and OpenBLAS threads (0: every core)")
-      ->capture_default_str()->check(number_in(0, false, 4096));
+      ->capture_default_str()->check(number_in(0, false, kMaxThreads));
   cmd->add_option("--depth", o->depth,
                   "Also write the mean depth-attention weights per site and the RMS of each sublayer's input "
                   "(JSON, for tools/plot.py)");

@@ -4,7 +4,9 @@
 // and exits non-zero.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -46,6 +48,20 @@ inline CLI::Validator number_in(double lo, bool lo_strict, double hi = HUGE_VAL)
         return std::string();
       },
       "NUMBER " + want);
+}
+
+// An unsigned 64-bit option in decimal: CLI11 itself would turn -1, 2^64 or
+// 1e23 into some other value without a word.
+inline CLI::Validator uint64_decimal() {
+  return CLI::Validator(
+      [](std::string& v) {
+        uint64_t x = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+        if (v.empty() || ec != std::errc() || end != v.data() + v.size())
+          return "'" + v + "' is not a decimal integer in [0, 2^64 - 1]";
+        return std::string();
+      },
+      "INTEGER in [0, 2^64 - 1]");
 }
 
 // What `attnres plan` prints for a config (train --dry-run prints it too).

@@ -113,19 +113,29 @@ std::string scalar_text(const YAML::Node& n) {
                     scalar_text(v.node));
 }
 
+// YAML 1.1, which yaml-cpp follows, reads 010 as octal 8 and 0x0A as 10; a
+// config means decimal: digits after an optional sign, no leading zero.
+bool is_decimal_integer(const std::string& s) {
+  const size_t i = !s.empty() && (s[0] == '+' || s[0] == '-') ? 1 : 0;
+  return i < s.size() && s.find_first_not_of("0123456789", i) == std::string::npos &&
+         (s.size() - i == 1 || s[i] != '0');
+}
+
 // Typed conversion of one raw value into its field; throws naming origin and key.
 struct Assign {
   const RawValue& v;
   const std::string& key;
 
   void operator()(int& out) const {
-    if (!v.node.IsScalar()) bad_type(v, key, "an integer");
+    if (!v.node.IsScalar() || !is_decimal_integer(v.node.Scalar()))
+      bad_type(v, key, "a decimal integer (no leading zero, no 0x)");
     int x;
     if (!YAML::convert<int>::decode(v.node, x)) bad_type(v, key, "an integer");
     out = x;
   }
   void operator()(unsigned long long& out) const {
-    if (!v.node.IsScalar()) bad_type(v, key, "a non-negative integer");
+    if (!v.node.IsScalar() || !is_decimal_integer(v.node.Scalar()))
+      bad_type(v, key, "a non-negative decimal integer (no leading zero, no 0x)");
     unsigned long long x;
     if (!YAML::convert<unsigned long long>::decode(v.node, x))
       bad_type(v, key, "a non-negative integer");
@@ -179,6 +189,16 @@ struct Assign {
     else bad_type(v, key, "none, selective, block or full");
   }
 };
+
+// yaml-cpp's Load reads the first document and drops the rest silently: a
+// config, and a --set value, is one document.
+YAML::Node one_document(const std::string& text, const std::string& origin) {
+  const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+  if (docs.size() > 1)
+    throw ConfigError(origin + ": holds " + std::to_string(docs.size()) +
+                      " YAML documents (--- or ... separates them); a config is one");
+  return docs.empty() ? YAML::Node() : docs.front();
+}
 
 std::string line_origin(const std::string& source, const YAML::Node& n) {
   return n.Mark().is_null() ? source : source + ":" + std::to_string(n.Mark().line + 1);
@@ -385,6 +405,7 @@ void validate_config(Config& cfg) {
   require_positive("train.eval_batches", t.eval_batches);
   require_positive("train.log_every", t.log_every);
   require_non_negative("train.threads", t.threads);
+  if (t.threads > kMaxThreads) fail("train.threads", str(t.threads) + " exceeds " + str(kMaxThreads) + ", the most this runtime accepts");
   require_non_negative("train.watchdog_timeout", t.watchdog_timeout);
   if (t.device != "cpu" && t.device != "cuda")
     fail("train.device", "'" + t.device + "' is not a device (expected cpu or cuda)");
@@ -474,7 +495,7 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
   reject_unclosed_quotes(yaml_text, source);
   YAML::Node root;
   try {
-    root = YAML::Load(yaml_text);
+    root = one_document(yaml_text, source);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
@@ -491,7 +512,7 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
     YAML::Node value;
     reject_unclosed_quotes(ov.substr(eq + 1), origin);
     try {
-      value = YAML::Load(ov.substr(eq + 1));
+      value = one_document(ov.substr(eq + 1), origin);
     } catch (const YAML::ParserException& e) {
       throw ConfigError(origin + ": " + key + ": value is not a YAML scalar: " + e.msg);
     }

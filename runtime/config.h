@@ -91,6 +91,9 @@ struct ConfigError : std::runtime_error {
 // memory plan, must stay far below 2^64 bytes.
 constexpr int64_t kMaxMicrobatchTokens = int64_t(1) << 24;
 constexpr int64_t kMaxAttentionFloats = int64_t(1) << 40;  // batch x n_heads x seq_len^2
+// OpenMP and OpenBLAS threads of a process (train.threads, eval and
+// generate --threads): more only oversubscribes the cores.
+constexpr int kMaxThreads = 4096;
 // Ranks of a run (parallel.dp x pp x tp): a world size that fits an int.
 constexpr int64_t kMaxRanks = int64_t(1) << 20;
 

@@ -148,9 +148,12 @@ EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& tex
 }
 
 void load_export(Chunk& model, const std::string& weights_path, int batch) {
-  const ModelConfig m = read_export_config(export_config_path(weights_path));
+  const std::string config_path = export_config_path(weights_path);
+  const ModelConfig m = read_export_config(config_path);
   check_microbatch(m, batch, "--batch");
-  const auto tensors = read_safetensors(weights_path);
+  std::string carried;
+  const auto tensors = read_safetensors(weights_path, &carried);
+  check_export_config(config_path, carried);
   chunk_init(model, m, 0, m.num_sublayers(), batch, 0);
   load_named_tensors(model, tensors, weights_path);
 }

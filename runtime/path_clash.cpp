@@ -40,7 +40,7 @@ void refuse_path_clashes(const std::vector<PathUse>& uses) {
     for (fs::path up = c.parent_path(); up != up.parent_path(); up = up.parent_path())
       if (const auto t = trees.find(up); t != trees.end())
         throw std::invalid_argument(said(uses[i]) + " is inside " + said(uses[t->second]) +
-                                    ", whose contents are the checkpointer's; write it elsewhere");
+                                    ", whose contents are not this output's to write; write it elsewhere");
   }
 }
 

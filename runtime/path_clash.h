@@ -1,6 +1,6 @@
 // What a command reads and writes, checked before it does anything: no output
-// may overwrite an input, another output, or anything inside a directory that
-// belongs to the checkpointer.
+// may overwrite an input, another output, or anything inside a directory
+// whose whole contents are read or owned (checkpoint.dir, data prepare's --input).
 #pragma once
 #include <string>
 #include <vector>
@@ -11,7 +11,7 @@ struct PathUse {
   std::string name;     // as the user knows it: "--metrics", "data.dir train.bin", "config.json of --export"
   std::string path;
   bool output = false;  // the command writes it
-  bool tree = false;    // a directory whose contents are the command's (checkpoint.dir, a checkpoint read)
+  bool tree = false;    // a directory whose whole contents are the command's (checkpoint.dir, a checkpoint read, --input)
 };
 
 // Throws std::invalid_argument naming both uses when two of them, at least one

@@ -28,9 +28,16 @@ kernels::DType export_dtype(const std::string& name);
 // Reads a safetensors file (F32 or BF16, widened to float); throws
 // std::runtime_error naming the file and tensor on a malformed header, other
 // dtypes or out-of-range offsets.
-std::vector<NamedTensor> read_safetensors(const std::string& path);
-// Reads the config.json written beside an export.
+// With `config`, also the config.json text the weights carry in their
+// metadata ("" for an export written before they did).
+std::vector<NamedTensor> read_safetensors(const std::string& path, std::string* config = nullptr);
+// Reads the config.json written beside an export, validated as a training
+// config is; a key it does not know is an error.
 ModelConfig read_export_config(const std::string& config_json_path);
+// Throws naming the first model.* or residual.* key whose value in the
+// config.json at `config_json_path` differs from `carried`, the config the
+// weights carry (read_safetensors); nothing when they carry none.
+void check_export_config(const std::string& config_json_path, const std::string& carried);
 std::string export_config_path(const std::string& safetensors_path);
 
 }  // namespace attnres

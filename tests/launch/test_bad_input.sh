@@ -93,5 +93,27 @@ refuse 'not a regular file' "$A" eval --weights ex/model.safetensors --input /de
 quick 20 "$A" eval --weights ex/model.safetensors --input /dev/zero --windows 4
 quick 20 "$A" eval --weights ex/model.safetensors --input d/val.bin --batch 1048576
 
+# 7. Numbers that came out silently wrong.
+refuse 'more than 2^64 bytes' "$A" plan --config t.yaml --set model.d_model=65536 --set model.n_heads=1 \
+  --set model.d_ff=262144 --set model.n_layers=4096 --set model.seq_len=65536 --set train.micro_batch_size=256 \
+  --set train.grad_accum=64 --set parallel.schedule=gpipe --set residual.block_size=8
+refuse 'is inside --input' "$A" data prepare --input d --glob '*' --out d/again
+refuse 'is inside --input' "$A" data prepare --input d --glob '*' --out d
+refuse 'a decimal integer' "$A" plan --config t.yaml --set train.steps=010
+refuse 'a decimal integer' "$A" plan --config t.yaml --set train.steps=0x0A
+refuse 'a non-negative decimal integer' "$A" plan --config t.yaml --set train.seed=010
+{ cat t.yaml; printf -- '---\ntrain:\n  steps: 3\n'; } > two.yaml
+refuse 'holds 2 YAML documents' "$A" plan --config two.yaml
+refuse 'train.threads' "$A" plan --config t.yaml --set train.threads=100000
+cp -r ex ex5 && sed -i 's/"n_heads": 4/"n_heads": 2/' ex5/config.json
+refuse 'model.n_heads is 2 but the weights beside it were exported with 4' \
+  "$A" eval --weights ex5/model.safetensors --input d/val.bin
+cp -r ex ex6 && sed -i 's/"n_heads": 4,/"n_heads": 4, "n_kv_heads": 1,/' ex6/config.json
+refuse 'model.n_kv_heads: unknown key' "$A" eval --weights ex6/model.safetensors --input d/val.bin
+for seed in -1 18446744073709551616 1e23; do
+  refuse 'is not a decimal integer' "$A" generate --weights ex/model.safetensors --prompt x --tokens 2 --seed "$seed"
+done
+quick 20 "$A" generate --weights ex/model.safetensors --prompt x --tokens 2 --seed 18446744073709551615
+
 [ "$failed" = 0 ] && echo "every bad input refused cleanly"
 exit "$failed"
