@@ -54,6 +54,13 @@ void inspect(const std::string& path) {
   if (bad) throw CheckpointError(std::to_string(bad) + " of " + std::to_string(m.tensors.size()) +
                                  " tensors failed verification; first: " + first_bad);
   std::printf("  checksums: all %zu verified\n", m.tensors.size());
+  // What resume checks besides: the manifest's own fields, and that every
+  // tensor of the model is there, whole, with its moments.
+  check_manifest(m, path);
+  const RecordIndex idx = index_records(m);
+  for (const TensorSpec& t : make_param_layout(cfg.model, 0, cfg.model.num_sublayers()).tensors)
+    for (TensorKind k : {TensorKind::Param, TensorKind::AdamM, TensorKind::AdamV}) read_tensor_part(path, idx, t, k);
+  std::printf("  every tensor of the model present and whole\n");
   if (!committed) throw CheckpointError(path + ": no " + std::string(kCheckpointMarker) + " marker");
 }
 

@@ -40,8 +40,8 @@ void add_eval_command(CLI::App& app) {
                   "Also write the mean depth-attention weights per site and the RMS of each sublayer's input "
                   "(JSON, for tools/plot.py)");
   cmd->callback([o] {
-    require_not_directory("--weights", o->weights);
-    require_not_directory("--input", o->input);
+    require_input_file("--weights", o->weights);
+    require_input_file("--input", o->input);
     if (!o->depth.empty()) {
       refuse_path_clashes({{"--weights", o->weights},
                            {"config.json of --weights", export_config_path(o->weights)},

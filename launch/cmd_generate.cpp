@@ -36,7 +36,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "OpenMP and OpenBLAS threads (0: every core)")
       ->capture_default_str()->check(number_in(0, false, kMaxThreads));
   cmd->callback([o] {
-    require_not_directory("--weights", o->weights);
+    require_input_file("--weights", o->weights);
     kernels::set_num_threads(o->threads);
     Chunk model;
     load_export(model, o->weights, 1);

@@ -22,9 +22,13 @@ struct ExitStatus {
   int code;
 };
 
-// A file option given a directory is named as such (not a read error later).
-inline void require_not_directory(const char* option, const std::string& path) {
-  if (std::filesystem::is_directory(path))
+// An input file option names its own problem first: missing, or a directory
+// (not a read error later about a file derived from it, such as config.json).
+inline void require_input_file(const char* option, const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw std::invalid_argument(std::string(option) + " " + path + ": no such file");
+  if (std::filesystem::is_directory(path, ec))
     throw std::invalid_argument(std::string(option) + " " + path + ": is a directory, not a file");
 }
 

@@ -156,7 +156,11 @@ namespace {
 // Locks dir/LOCK (creating dir) and writes who holds it; returns the open
 // descriptor. The kernel drops the lock when the process ends, however it ends.
 int lock_checkpoint_dir(const std::string& dir) {
-  fs::create_directories(dir);
+  std::error_code ec;  // named by its key, not as a raw filesystem_error
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    throw CheckpointError("checkpoint.dir " + dir + ": exists and is not a directory");
+  if (fs::create_directories(dir, ec); ec)
+    throw CheckpointError("checkpoint.dir " + dir + ": cannot create it: " + ec.message());
   const std::string path = dir + "/LOCK";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
@@ -218,10 +222,7 @@ Staged stage_load(const std::string& ckpt, const TrainState& s) {
                           " marker (the write did not complete); it is never loaded");
   const Manifest m = read_manifest(ckpt);
   const std::string mpath = ckpt + "/manifest.json";
-  int named_step = 0;
-  if (parse_checkpoint_dir_name(fs::path(ckpt).lexically_normal().filename().string(), named_step) && named_step != m.step)
-    throw CheckpointError(mpath + ": step " + std::to_string(m.step) + " but the directory is named for step " +
-                          std::to_string(named_step));
+  check_manifest(m, ckpt);
   check_model_matches(m, *s.cfg, ckpt);
   const TrainConfig& t = s.cfg->train;
   if (m.seed != t.seed)
@@ -232,7 +233,6 @@ Staged stage_load(const std::string& ckpt, const TrainState& s) {
     throw CheckpointError(mpath + ": data.next_sequence is " + std::to_string(m.next_sequence) + " but step " +
                           std::to_string(m.step) + " x train.grad_accum x train.micro_batch_size of this run is " +
                           std::to_string(expect) + " (the global batch changed)");
-  if (m.optimizer_step < 0) throw CheckpointError(mpath + ": optimizer.step is negative");
   const RecordIndex idx = index_records(m);
   Staged st;
   st.step = m.step;

@@ -289,6 +289,26 @@ Config manifest_config(const Manifest& m, const std::string& ckpt) {
   }
 }
 
+void check_manifest(const Manifest& m, const std::string& ckpt) {
+  const std::string mpath = ckpt + "/manifest.json";
+  int named_step = 0;
+  if (parse_checkpoint_dir_name(fs::path(ckpt).lexically_normal().filename().string(), named_step) && named_step != m.step)
+    throw CheckpointError(mpath + ": step " + std::to_string(m.step) + " but the directory is named for step " +
+                          std::to_string(named_step));
+  if (m.step < 0) throw CheckpointError(mpath + ": step is negative");
+  if (m.optimizer_step < 0) throw CheckpointError(mpath + ": optimizer.step is negative");
+  const Config cfg = manifest_config(m, ckpt);
+  const TrainConfig& t = cfg.train;
+  const uint64_t sequences = uint64_t(m.step) * uint64_t(t.grad_accum) * uint64_t(t.micro_batch_size);
+  if (m.next_sequence != sequences)
+    throw CheckpointError(mpath + ": data.next_sequence is " + std::to_string(m.next_sequence) + " but step " +
+                          std::to_string(m.step) + " x train.grad_accum x train.micro_batch_size of its config is " +
+                          std::to_string(sequences));
+  if (m.tokens_seen != m.next_sequence * uint64_t(cfg.model.seq_len))
+    throw CheckpointError(mpath + ": tokens_seen is " + std::to_string(m.tokens_seen) + " but data.next_sequence x " +
+                          "model.seq_len is " + std::to_string(m.next_sequence * uint64_t(cfg.model.seq_len)));
+}
+
 void check_model_matches(const Manifest& m, const Config& cfg, const std::string& ckpt) {
   const YAML::Node saved = YAML::Load(config_to_yaml(manifest_config(m, ckpt)));
   const YAML::Node now = YAML::Load(config_to_yaml(cfg));

@@ -89,6 +89,13 @@ Config manifest_config(const Manifest& m, const std::string& ckpt);
 // value differs between the checkpoint's config and `cfg`.
 void check_model_matches(const Manifest& m, const Config& cfg, const std::string& ckpt);
 
+// What a manifest must say of itself to be loaded, checked alike by resume
+// and `checkpoint inspect`: a step matching its step_<N> directory name, a
+// non-negative optimizer step, and a data position (next_sequence,
+// tokens_seen) that follows from the step and its own config. Throws
+// CheckpointError naming the field.
+void check_manifest(const Manifest& m, const std::string& ckpt);
+
 // One tensor of a shard to write: its record (name, kind, shape, shard
 // fields; write_shard fills the rest) and its host data.
 struct ShardItem {

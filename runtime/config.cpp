@@ -472,6 +472,10 @@ void validate_config(Config& cfg) {
   if (t.grad_accum % p.dp != 0)
     fail("train.grad_accum", str(t.grad_accum) + " is not divisible by parallel.dp (" +
                                  str(p.dp) + "); the dp ranks split the microbatches");
+  if (t.eval_every > 0 && t.eval_batches < p.dp)
+    fail("train.eval_batches", str(t.eval_batches) + " validation microbatches are fewer than the parallel.dp = " +
+                                   str(p.dp) + " replicas that share them; raise train.eval_batches (or set "
+                                   "train.eval_every: 0)");
   require_non_negative("parallel.microbatches", p.microbatches);
   if (p.microbatches != 0 && p.microbatches != t.grad_accum / p.dp)
     fail("parallel.microbatches",
@@ -480,7 +484,7 @@ void validate_config(Config& cfg) {
   try {  // the layout; its message names the parallel.* key at fault
     make_partition(m, p.pp, p.virtual_stages, p.layout);
   } catch (const std::invalid_argument& e) {
-    throw ConfigError(e.what());
+    throw ConfigError(e.what(), "parallel.layout");  // pp and virtual_stages were checked above
   }
 
   CheckpointConfig& c = cfg.checkpoint;

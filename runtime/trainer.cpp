@@ -234,7 +234,9 @@ void setup(Run& r) {
   int max_tensors = 1;
   for (int c = 1; c < r.part.num_chunks(); ++c)
     max_tensors = std::max(max_tensors, int(hop_payload(m, r.part, c, false).tensors.size()));
-  TagSpace tags{std::max(r.M, r.cfg.train.eval_batches), r.part.num_chunks(), max_tensors};
+  // One rank per pipeline sends no pipeline messages: no tags to encode.
+  const TagSpace tags = p.pp > 1 ? TagSpace{std::max(r.M, r.cfg.train.eval_batches), r.part.num_chunks(), max_tensors}
+                                 : TagSpace{};
   r.groups = make_mpi_groups(r.topo, tags);
   r.node = make_mpi_node();
   r.device.dev = choose_device(r);

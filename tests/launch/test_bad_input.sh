@@ -115,5 +115,32 @@ for seed in -1 18446744073709551616 1e23; do
 done
 quick 20 "$A" generate --weights ex/model.safetensors --prompt x --tokens 2 --seed 18446744073709551615
 
+# 8. Errors that named the wrong thing.
+quick 60 "$A" train --config t.yaml --set train.steps=1 --set train.eval_every=1 --set train.eval_batches=16384
+refuse 'raise train.eval_batches' "$A" plan --config t.yaml --set parallel.dp=2 --set train.eval_batches=1
+refuse '--weights nope/model.safetensors: no such file' "$A" eval --weights nope/model.safetensors --input d/val.bin
+refuse '--weights nope/model.safetensors: no such file' "$A" generate --weights nope/model.safetensors --prompt x
+refuse '--set parallel.layout=1,2: parallel.layout' "$A" plan --config t.yaml --set parallel.pp=2 --set parallel.layout=1,2
+refuse 'checkpoint.dir d/meta.json: exists and is not a directory' "$A" train --config t.yaml --set checkpoint.dir=d/meta.json
+refuse 'checkpoint.dir d/meta.json/ck: cannot create it' "$A" train --config t.yaml --set checkpoint.dir=d/meta.json/ck
+refuse "unknown command 'checkpoint frob'" "$A" checkpoint frob
+refuse "unknown command 'data frob'" "$A" data frob
+mkdir ck7 && cp -r ck0/step_00000002 ck7/step_00000003
+refuse 'but the directory is named for step 3' "$A" checkpoint inspect ck7/step_00000003
+mkdir ck8 && cp -r ck0/step_00000002 ck8/
+python3 - ck8/step_00000002/manifest.json <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["tensors"] = [t for t in m["tensors"] if not (t["name"] == "lm_head.weight" and t["kind"] == "adam_v")]
+json.dump(m, open(sys.argv[1], "w"))
+PY
+refuse 'lm_head.weight (adam_v)' "$A" checkpoint inspect ck8/step_00000002
+bench="$(dirname "$A")/bench/bench_step"
+if [ -x "$bench" ]; then
+  quick 20 "$bench" --help
+  refuse 'bench_step: error: nope.yaml: cannot open config file' "$bench" nope.yaml
+  refuse "bench_step: error: THREADS 'x'" "$bench" t.yaml x
+fi
+
 [ "$failed" = 0 ] && echo "every bad input refused cleanly"
 exit "$failed"

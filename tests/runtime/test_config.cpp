@@ -358,9 +358,16 @@ TEST(ConfigErrors, ModelCombinations) {
 
 // The layout is checked when the config loads (parallel/ reports it, the
 // loader adds the file), so `train` and `plan` fail before any work.
+// A layout error names where the layout was set (it named the file for a --set).
 TEST(ConfigErrors, PipelineLayout) {
-  bad_set({"parallel.layout=2,1,1"}, {"test.yaml: parallel.layout", "3 chunks"});
-  bad_set({"parallel.pp=2", "parallel.layout=4,0"}, {"test.yaml: parallel.layout", "chunk 1"});
+  bad_set({"parallel.layout=2,1,1"}, {"--set parallel.layout=2,1,1: parallel.layout", "3 chunks"});
+  bad_set({"parallel.pp=2", "parallel.layout=4,0"}, {"--set parallel.layout=4,0: parallel.layout", "chunk 1"});
+  expect_error(std::string(kBase) + "parallel:\n  pp: 2\n  layout: 4,0\n", {}, {"test.yaml:18: parallel.layout"});
+}
+
+// Validation microbatches fewer than the dp replicas: named as such, not as short data.
+TEST(ConfigErrors, EvalBatchesBelowDp) {
+  bad_set({"parallel.dp=2", "train.eval_batches=1"}, {"train.eval_batches", "raise train.eval_batches"});
 }
 
 TEST(ConfigErrors, ResidualCombinations) {
