@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "launch/commands.h"
+#include "runtime/stop_signal.h"
 
 // CLI11 calls an unknown word where a subcommand belongs "A subcommand is
 // required"; name it, at every level (`attnres frob`, `attnres checkpoint frob`).
@@ -23,6 +24,9 @@ static void check_command_name(CLI::App& app, int argc, char** argv, int at = 1,
 }
 
 int main(int argc, char** argv) {
+  // A stop signal while a run starts (config, MPI, set-up) is kept for its
+  // first step boundary, not the default death (exit 143, nothing saved).
+  if (argc > 1 && std::string(argv[1]) == "train") attnres::install_stop_signals();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // log lines appear as they happen, also under mpirun
   CLI::App app{"attnres: train transformers with Attention Residuals"};
   app.require_subcommand(1);

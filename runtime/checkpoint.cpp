@@ -47,6 +47,8 @@ std::string describe_schedule_change(const TrainConfig& saved, const TrainConfig
   diff("train.lr", num(saved.lr), num(now.lr));
   diff("train.min_lr", num(saved.min_lr), num(now.min_lr));
   if (changed.empty()) return "";
+  if (step >= now.steps)  // resumed at train.steps: no step is left to take a learning rate
+    return "the learning-rate schedule changed (" + changed + "); no step is left to train";
   char was[64], buf[192];
   if (step < saved.steps) std::snprintf(was, sizeof was, "the checkpoint's schedule: %.3g", double(lr_at(saved, step)));
   else std::snprintf(was, sizeof was, "the checkpoint's schedule ended at step %d", saved.steps);
@@ -55,21 +57,30 @@ std::string describe_schedule_change(const TrainConfig& saved, const TrainConfig
   return "the learning-rate schedule changed (" + changed + ")" + buf;
 }
 
-// Deletes complete checkpoints beyond the newest `keep` (never `just_written`)
-// and temporary directories of crashed writes of steps up to `step` (later
-// steps may be this run's next write). A failure is reported, not thrown: the
+// Deletes complete checkpoints beyond the newest `keep` (never `just_written`),
+// superseded copies (step_<N>.superseded*) of steps older than every kept
+// one, and temporary directories of crashed writes of steps up to `step`
+// (later steps may be this run's next write). A failure is reported, not thrown: the
 // new checkpoint is committed either way.
 void prune(const std::string& dir, int keep, const std::string& just_written, int step) {
   try {
     const std::vector<std::string> complete = list_complete_checkpoints(dir);
     for (size_t i = size_t(keep); i < complete.size(); ++i)
       if (fs::path(complete[i]) != fs::path(just_written)) fs::remove_all(complete[i]);
+    // The oldest step kept: superseded copies of older steps go with them.
+    int oldest = step;
+    for (size_t i = 0; i < complete.size() && i < size_t(keep); ++i)
+      parse_checkpoint_dir_name(fs::path(complete[i]).filename().string(), oldest);
     const std::string prefix = kCheckpointTmpPrefix;
     for (const auto& e : fs::directory_iterator(dir)) {
       const std::string name = e.path().filename().string();
+      int superseded = 0;
       if (name.rfind(prefix, 0) == 0 && name.size() > prefix.size() &&
           name.find_first_not_of("0123456789", prefix.size()) == std::string::npos &&
           std::stoll(name.substr(prefix.size())) <= step)
+        fs::remove_all(e.path());
+      else if (const size_t dot = name.find(".superseded"); dot != std::string::npos &&
+               parse_checkpoint_dir_name(name.substr(0, dot), superseded) && superseded < oldest)
         fs::remove_all(e.path());
     }
   } catch (const std::exception& e) {

@@ -439,6 +439,8 @@ void validate_config(Config& cfg) {
     fail("parallel.tp", str(p.tp) + " does not divide model.vocab_size (" + str(m.vocab_size) +
                             "); the embedding and LM head are split by vocabulary rows (pad "
                             "model.vocab_size to a multiple of parallel.tp: the extra rows stay unused)");
+  if (p.sequence_parallel && p.tp == 1)
+    fail("parallel.sequence_parallel", "needs parallel.tp > 1: it shards the residual region over the tp ranks");
   if (p.sequence_parallel && m.seq_len % p.tp != 0)
     fail("parallel.sequence_parallel", "model.seq_len (" + str(m.seq_len) +
                                            ") is not divisible by parallel.tp (" + str(p.tp) +

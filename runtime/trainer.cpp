@@ -549,7 +549,7 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
 void guard_nonfinite(const TrainConfig& tc, const StepMetrics& s, int in_a_row) {
   char what[160];
   std::snprintf(what, sizeof what, "step %d: loss %g, gradient norm %g: not finite; the update was not applied",
-                s.step, s.loss, s.grad_norm);
+                s.step, printable(s.loss), printable(s.grad_norm));
   if (tc.on_nonfinite == "stop")
     throw std::runtime_error(std::string(what) +
                              "; stopping (train.on_nonfinite: stop; the checkpoints written before it are intact)");

@@ -142,5 +142,22 @@ if [ -x "$bench" ]; then
   refuse "bench_step: error: THREADS 'x'" "$bench" t.yaml x
 fi
 
+# 9. Small ones.
+refuse 'parallel.sequence_parallel: needs parallel.tp > 1' "$A" plan --config t.yaml --set parallel.sequence_parallel=true
+# A diverging run's NaN (0 * inf on x86 has its sign bit set) reads "nan", not "-nan".
+rc=0
+timeout 60 "$A" train --config t.yaml --set train.steps=6 --set train.lr=1e30 --set train.min_lr=0 \
+  --set train.warmup_steps=0 --set train.grad_clip=0 > nan.log 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q 'gradient norm nan' nan.log && ! grep -q -- '-nan' nan.log || { bad "a NaN step: exit $rc"; cat nan.log; }
+# Resumed at train.steps with another schedule: no learning rate of a step that never runs.
+cp -r ck0 ck10
+quick 60 "$A" train --config t.yaml --set train.steps=2 --set train.lr=0.01 --set checkpoint.dir=ck10 --resume auto
+grep -q 'no step is left to train' out.log && ! grep -q 'learning rate of step 3' out.log || { bad "past-end resume"; cat out.log; }
+# Superseded copies go once their step is older than every checkpoint kept.
+cp -r ck0 ck11 && cp -r ck0/step_00000002 ck11/step_00000002.superseded
+quick 60 "$A" train --config t.yaml --set train.steps=6 --set train.eval_every=0 --set checkpoint.dir=ck11 \
+  --set checkpoint.every=2 --set checkpoint.keep_last=1 --resume auto
+[ ! -e ck11/step_00000002.superseded ] && [ -f ck11/step_00000006/COMMITTED ] || bad "superseded not pruned: $(ls ck11)"
+
 [ "$failed" = 0 ] && echo "every bad input refused cleanly"
 exit "$failed"

@@ -68,6 +68,23 @@ reap "$pid"
 expect_saved "SIGUSR2 then SIGHUP to the supervisor" "$st" sup.log ck_sup
 grep -q 'got SIGUSR2: it means nothing to a run; ignored' sup.log || bad "the supervisor did not log SIGUSR2"
 
+# A signal while the run starts (here: while it reads its config from a
+# pipe) is kept for the first step boundary, not the default death (143).
+(sleep 1; cat t.yaml) | "$A" train --config /dev/stdin "${long[@]:2}" --set checkpoint.dir=ck_early > early.log 2>&1 &
+pid=$!
+sleep 0.5
+kill -TERM "$pid"
+reap "$pid"
+expect_saved "SIGTERM while starting" "$st" early.log ck_early
+
+# mpirun passes SIGUSR1 on and exits with the ranks' 75 (README, "Save on signal").
+mpirun -np 1 --oversubscribe "$A" train "${long[@]}" --set checkpoint.dir=ck_mpi > mpi.log 2>&1 &
+pid=$!
+wait_step mpi.log
+kill -USR1 "$pid"
+reap "$pid"
+expect_saved "SIGUSR1 to mpirun" "$st" mpi.log ck_mpi
+
 # The supervisor refuses what could never resume.
 rc=0
 bash "$src/launch/supervise.sh" --attnres "$A" -- --config t.yaml > nodir.log 2>&1 || rc=$?
