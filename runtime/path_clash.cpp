@@ -30,7 +30,9 @@ void refuse_path_clashes(const std::vector<PathUse>& uses) {
     const fs::path c = canonical_path(uses[i].path);
     const auto [it, fresh] = seen.emplace(c, i);
     const PathUse& other = uses[it->second];
-    if (!fresh && (uses[i].output || other.output) && !(uses[i].tree && other.tree))  // trees: the resume check's
+    // Two trees at one path (--resume naming checkpoint.dir itself) are the
+    // resume's to refuse, with a message that says what to give instead.
+    if (!fresh && (uses[i].output || other.output) && !(uses[i].tree && other.tree))
       throw std::invalid_argument(said(other) + " and " + said(uses[i]) +
                                   " are the same path; an output would overwrite the other");
     if (uses[i].tree) trees.emplace(c, i);
