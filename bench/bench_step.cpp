@@ -9,8 +9,11 @@
 // (train.steps=N among them: N - 1 timed steps per mode and round, default 2)
 // Needs the prepared corpus (attnres data prepare) in the config's data.dir.
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -30,10 +33,20 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// THREADS or ROUNDS as given: a whole number >= lo, or an error naming it.
+static int count_arg(const char* text, const char* what, int lo) {
+  int v = 0;
+  const char* end = text + std::strlen(text);
+  const auto [p, ec] = std::from_chars(text, end, v);
+  if (ec != std::errc() || p != end || v < lo)
+    throw std::invalid_argument(std::string(what) + " '" + text + "': expected a whole number >= " + std::to_string(lo));
+  return v;
+}
+
+static int run(int argc, char** argv) {
   const std::string path = argc > 1 ? argv[1] : "configs/small.yaml";
-  const int threads = argc > 2 ? std::atoi(argv[2]) : 0;
-  const int rounds = argc > 3 ? std::atoi(argv[3]) : 3;
+  const int threads = argc > 2 ? count_arg(argv[2], "THREADS", 0) : 0;
+  const int rounds = argc > 3 ? count_arg(argv[3], "ROUNDS", 1) : 3;
   const std::vector<std::string> overrides(argv + std::min(argc, 4), argv + argc);
   struct Mode {
     std::string name;
@@ -106,4 +119,19 @@ int main(int argc, char** argv) {
     else std::printf(" |\n");
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+    std::printf("usage: bench_step [CONFIG] [THREADS] [ROUNDS] [key=value]...\n"
+                "Whole training steps of CONFIG (default configs/small.yaml) in each residual mode and\n"
+                "precision; train.steps=N among the key=value overrides times N - 1 steps per mode and round.\n");
+    return 0;
+  }
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // a bad config or argument: its message, not std::terminate
+    std::fprintf(stderr, "bench_step: error: %s\n", e.what());
+    return 1;
+  }
 }

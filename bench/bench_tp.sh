@@ -55,7 +55,8 @@ done
 echo
 echo "configs/kimi-linear-48b-plan.yaml (pp = 4 x 2 virtual stages, interleaved, cache on), per rank"
 for t in 1 2 4 8; do
-  echo "--- tp = $t, sequence parallel"
+  sp=$([ "$t" -gt 1 ] && echo true || echo false)  # sequence parallelism needs tp > 1
+  echo "--- tp = $t, sequence parallel $sp"
   build/attnres plan --config configs/kimi-linear-48b-plan.yaml --set "parallel.tp=$t" \
-    --set parallel.sequence_parallel=true | sed -n '/^rank chunks/,/^$/p;/^communication per step, sent/,$p'
+    --set parallel.sequence_parallel=$sp | sed -n '/^rank chunks/,/^$/p;/^communication per step, sent/,$p'
 done

@@ -10,6 +10,7 @@
 #include "launch/commands.h"
 #include "runtime/checkpoint_format.h"
 #include "runtime/evaluate.h"
+#include "runtime/path_clash.h"
 #include "runtime/safetensors.h"
 
 namespace attnres::cli {
@@ -24,6 +25,7 @@ void inspect(const std::string& path) {
   std::printf("checkpoint %s\n", path.c_str());
   std::printf("  format version %d, %s\n", m.format_version,
               committed ? "committed" : "NOT committed (an incomplete write: never loaded)");
+  std::printf("  run %s\n", m.run_id.empty() ? "unknown (written before run ids)" : m.run_id.c_str());
   std::printf("  step %d, optimizer step %d, tokens seen %llu, next sequence %llu, seed %llu\n", m.step,
               m.optimizer_step, (unsigned long long)m.tokens_seen, (unsigned long long)m.next_sequence,
               (unsigned long long)m.seed);
@@ -52,6 +54,13 @@ void inspect(const std::string& path) {
   if (bad) throw CheckpointError(std::to_string(bad) + " of " + std::to_string(m.tensors.size()) +
                                  " tensors failed verification; first: " + first_bad);
   std::printf("  checksums: all %zu verified\n", m.tensors.size());
+  // What resume checks besides: the manifest's own fields, and that every
+  // tensor of the model is there, whole, with its moments.
+  check_manifest(m, path);
+  const RecordIndex idx = index_records(m);
+  for (const TensorSpec& t : make_param_layout(cfg.model, 0, cfg.model.num_sublayers()).tensors)
+    for (TensorKind k : {TensorKind::Param, TensorKind::AdamM, TensorKind::AdamV}) read_tensor_part(path, idx, t, k);
+  std::printf("  every tensor of the model present and whole\n");
   if (!committed) throw CheckpointError(path + ": no " + std::string(kCheckpointMarker) + " marker");
 }
 
@@ -89,7 +98,13 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("--export-dtype", *dtype, "Element type of the file: fp32 or bf16")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->callback([path, out, dtype] { export_checkpoint(*path, *out, *dtype); });
+  cmd->callback([path, out, dtype] {
+    refuse_path_clashes({{"--checkpoint", *path, false, true},
+                         {"--out", *out, true},
+                         {"config.json of --out", export_config_path(*out), true}});
+    check_export_writable(*out);  // before reading the checkpoint
+    export_checkpoint(*path, *out, *dtype);
+  });
 }
 
 }  // namespace attnres::cli

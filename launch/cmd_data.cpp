@@ -7,6 +7,7 @@
 
 #include "launch/commands.h"
 #include "runtime/data.h"
+#include "runtime/path_clash.h"
 
 namespace attnres::cli {
 
@@ -33,6 +34,12 @@ void add_data_command(CLI::App& app) {
       ->capture_default_str();
 
   prep->callback([opts] {
+    // An --out inside --input would be read back by the next prepare (val.bin into training).
+    const std::filesystem::path out(opts->out);
+    refuse_path_clashes({{"--input", opts->input, false, true},
+                         {"--out", (out / "train.bin").string(), true},
+                         {"--out", (out / "val.bin").string(), true},
+                         {"--out", (out / "meta.json").string(), true}});
     const PrepareStats s = prepare_data(opts->input, opts->glob, opts->out, opts->val_fraction);
     const auto mib = [](uint64_t n) { return double(n) / (1024.0 * 1024.0); };
     const std::string train = (std::filesystem::path(opts->out) / "train.bin").string();

@@ -9,6 +9,7 @@
 #include "launch/commands.h"
 #include "models/chunk.h"
 #include "models/decode.h"
+#include "runtime/config.h"
 #include "runtime/evaluate.h"
 #include "runtime/generate.h"
 
@@ -31,11 +32,11 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str()->check(number_in(0, false, 100));
   cmd->add_option("--top-k", o->sample.top_k, "Sample among the k most likely tokens; 0 = all")
       ->capture_default_str()->check(number_in(0, false, 1 << 24));
-  cmd->add_option("--seed", o->sample.seed, "Random seed of the sampler")->capture_default_str();
+  cmd->add_option("--seed", o->sample.seed, "Random seed of the sampler")->capture_default_str()->check(uint64_decimal());
   cmd->add_option("--threads", o->threads, "OpenMP and OpenBLAS threads (0: every core)")
-      ->capture_default_str()->check(number_in(0, false, 4096));
+      ->capture_default_str()->check(number_in(0, false, kMaxThreads));
   cmd->callback([o] {
-    require_not_directory("--weights", o->weights);
+    require_input_file("--weights", o->weights);
     kernels::set_num_threads(o->threads);
     Chunk model;
     load_export(model, o->weights, 1);

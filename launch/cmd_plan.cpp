@@ -108,7 +108,8 @@ void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching c
   std::printf("%-24s %-5s", "mode", "rank");
   for (Recompute r : settings) std::printf(" %14s", recompute_name(r));
   std::printf("\n");
-  for (const auto& [name, m] : modes)
+  for (const auto& [name, m] : modes) {
+    const Partition part = make_partition(*m, pc.pp, pc.virtual_stages, pc.layout);  // once: costs ignore recompute
     for (int rank = 0; rank < pc.pp; ++rank) {
       std::printf("%-24s %-5d", rank == 0 ? name.c_str() : "", rank);
       for (Recompute r : settings) {
@@ -117,12 +118,33 @@ void print_memory_by_mode(const Config& cfg, const Schedule& sched, HopCaching c
           continue;
         }
         m->recompute = r;
-        const Partition part = make_partition(*m, pc.pp, pc.virtual_stages, pc.layout);
         const MemoryBytes t = plan_rank_memory(*m, part, sched, rank, cfg.train.micro_batch_size, caching, tp, zero).total;
         std::printf(" %14s", format_bytes(double(t.total())).c_str());
       }
       std::printf("\n");
     }
+  }
+}
+
+// The bubble of each rank, simulated with uniform chunk costs.
+void print_bubble(const Schedule& sched) {
+  const int P = sched.P, V = sched.V, M = sched.M;
+  const SimResult sim = simulate(sched);
+  if (!sim.ok()) throw std::runtime_error("schedule '" + sched.name + "' failed simulation: " + sim.errors.front());
+  const SimCosts unit;
+  std::printf("bubble    schedule %s simulated with uniform chunk costs (F=%g, B=%g, BI=%g, "
+              "BW=%g, no latency; the simulator takes one cost per action kind, so the chunk "
+              "imbalance above is not included)\n",
+              sched.name.c_str(), unit.F, unit.B, unit.BI, unit.BW);
+  double worst = 0;
+  for (size_t r = 0; r < sim.ranks.size(); ++r) {
+    const RankStats& rs = sim.ranks[r];
+    worst = std::max(worst, rs.bubble);
+    std::printf("  rank %zu: bubble %.4f, peak live (microbatch, chunk) %d\n", r, rs.bubble, rs.peak_live);
+  }
+  std::printf("  max bubble %.4f; theory: 1F1B (P-1)/(M+P-1) = %.4f, interleaved "
+              "(P-1)/(V*M+P-1) = %.4f\n\n",
+              worst, one_f_one_b_bubble(P, M), double(P - 1) / double(V * M + P - 1));
 }
 
 void run_plan(const std::string& path, const std::vector<std::string>& sets, const NetOpts& net) {
@@ -278,26 +300,13 @@ void run_plan(const std::string& path, const std::vector<std::string>& sets, con
               format_bytes(tensor_bytes).c_str());
 
   // ---- bubble ---------------------------------------------------------------
-  const SimResult sim = simulate(sched);
-  if (!sim.ok()) throw std::runtime_error("schedule '" + pc.schedule + "' failed simulation: " +
-                                          sim.errors.front());
-  const SimCosts unit;
-  std::printf("bubble    schedule %s simulated with uniform chunk costs (F=%g, B=%g, BI=%g, "
-              "BW=%g, no latency; the simulator takes one cost per action kind, so the chunk "
-              "imbalance above is not included)\n",
-              pc.schedule.c_str(), unit.F, unit.B, unit.BI, unit.BW);
-  double worst = 0;
-  for (size_t r = 0; r < sim.ranks.size(); ++r) {
-    const RankStats& rs = sim.ranks[r];
-    worst = std::max(worst, rs.bubble);
-    std::printf("  rank %zu: bubble %.4f, peak live (microbatch, chunk) %d\n", r, rs.bubble, rs.peak_live);
-  }
-  std::printf("  max bubble %.4f; theory: 1F1B (P-1)/(M+P-1) = %.4f, interleaved "
-              "(P-1)/(V*M+P-1) = %.4f\n\n",
-              worst, one_f_one_b_bubble(P, M), double(P - 1) / double(V * M + P - 1));
+  // A layout beyond the simulator's limits is still planned, without the bubble and the network.
+  const std::string too_large = simulation_limit_error(P, V, M);
+  if (!too_large.empty()) std::printf("bubble    not simulated: %s\n\n", too_large.c_str());
+  else print_bubble(sched);
 
   // ---- network model ----------------------------------------------------------
-  if (net.link.enabled())
+  if (net.link.enabled() && too_large.empty())
     print_network(m, part, sched, variants, net, M, b, pc.tp, tp.sequence_parallel ? pc.tp : 1);
 
   // ---- memory per rank -------------------------------------------------------

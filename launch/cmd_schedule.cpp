@@ -52,6 +52,8 @@ void add_schedule_command(CLI::App& app) {
   cmd->add_flag("--actions", o->actions, "Also print the raw action list of every rank");
 
   cmd->callback([o] {
+    if (const std::string e = simulation_limit_error(o->pp, o->virtual_stages, o->microbatches); !e.empty())
+      throw std::invalid_argument(e);  // before making the schedule, which alone may take seconds
     const Schedule s = make_schedule(o->schedule, o->pp, o->microbatches, o->virtual_stages);
     for (auto [opt, v] : {std::pair{"--cost-f", o->stage.F}, {"--cost-b", o->stage.B},
                           {"--cost-bi", o->stage.BI}, {"--cost-bw", o->stage.BW},

@@ -5,10 +5,14 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "launch/commands.h"
 #include "runtime/config.h"
+#include "runtime/path_clash.h"
+#include "runtime/safetensors.h"
 #include "runtime/stop_signal.h"
+#include "runtime/trace.h"
 #include "runtime/trainer.h"
 
 namespace attnres::cli {
@@ -17,7 +21,7 @@ namespace {
 void print_stop(const TrainResult& r, const Config& cfg) {
   const bool preempted = r.stop_status == kPreemptedExitCode;
   std::printf("stopped after step %d of %d: %s; %s; exit status %d\n", r.steps, cfg.train.steps,
-              preempted ? "preempted (SIGTERM or SIGUSR1)" : "interrupted by the user (SIGINT)",
+              preempted ? "preempted (SIGTERM, SIGUSR1 or SIGHUP)" : "interrupted by the user (SIGINT)",
               cfg.checkpoint.dir.empty()
                   ? "nothing saved (no checkpoint.dir)"
                   : ("checkpoint of step " + std::to_string(r.steps) + " saved in " + cfg.checkpoint.dir +
@@ -41,6 +45,24 @@ void print_summary(const TrainResult& r) {
     std::snprintf(buf, sizeof buf, " | %.0f tok/s | mfu %.1f%%", r.tokens_per_s, 100.0 * r.mfu), line += buf;
   if (r.skipped_steps) line += " | " + std::to_string(r.skipped_steps) + " skipped (non-finite)";
   std::printf("%s\n", line.c_str());
+}
+
+// Everything a run reads and writes: no output may overwrite another path.
+std::vector<PathUse> train_paths(const std::string& config, const Config& cfg, const TrainOptions& o) {
+  std::vector<PathUse> u{{"--config", config},
+                         {"data.dir train.bin", cfg.data.dir + "/train.bin"},
+                         {"data.dir val.bin", cfg.data.dir + "/val.bin"}};
+  if (!cfg.checkpoint.dir.empty()) u.push_back({"checkpoint.dir", cfg.checkpoint.dir, true, true});
+  if (!o.resume.empty() && o.resume != "auto") u.push_back({"--resume", o.resume, false, true});
+  if (!o.metrics_path.empty()) u.push_back({"--metrics", o.metrics_path, true});
+  if (!o.export_path.empty()) {
+    u.push_back({"--export", o.export_path, true});
+    u.push_back({"config.json of --export", export_config_path(o.export_path), true});
+  }
+  const int ranks = cfg.parallel.dp * cfg.parallel.pp * cfg.parallel.tp;
+  for (int r = 0; r < ranks && !o.trace_path.empty(); ++r)
+    u.push_back({"--trace of rank " + std::to_string(r), trace_path_for_rank(o.trace_path, r), true});
+  return u;
 }
 
 }  // namespace
@@ -72,10 +94,18 @@ void add_train_command(CLI::App& app) {
   CLI::Option* resume = cmd->add_option("--resume", o->train.resume,
                   "Resume from a checkpoint: 'auto' (the newest complete one in checkpoint.dir, falling back "
                   "to older ones; fresh if none) or a checkpoint directory (docs/CHECKPOINT.md)");
+  cmd->add_flag("--new-run", o->train.new_run,
+                "Start a new run in a checkpoint.dir that holds another run's checkpoints: they move to "
+                "checkpoint.dir/previous_runs/<run id>/ (without it, such a dir is refused; docs/CHECKPOINT.md)");
   cmd->callback([o, resume] {
     if (resume->count() > 0 && o->train.resume.empty())
       throw std::invalid_argument("--resume '': expected 'auto' or a checkpoint directory");
+    if (o->train.new_run && !o->train.resume.empty())
+      throw std::invalid_argument("--new-run starts a new run and --resume continues one: give one of them");
     const Config cfg = load_config(o->config, o->sets);
+    if (o->train.new_run && cfg.checkpoint.dir.empty())
+      throw std::invalid_argument("--new-run: checkpoint.dir is not set, so there is no directory to start in");
+    refuse_path_clashes(train_paths(o->config, cfg, o->train));
     if (o->dry_run) {
       std::printf("# resolved config\n%s\n", config_to_yaml(cfg).c_str());
       print_plan(o->config, o->sets);

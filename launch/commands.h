@@ -4,7 +4,9 @@
 // and exits non-zero.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -20,9 +22,13 @@ struct ExitStatus {
   int code;
 };
 
-// A file option given a directory is named as such (not a read error later).
-inline void require_not_directory(const char* option, const std::string& path) {
-  if (std::filesystem::is_directory(path))
+// An input file option names its own problem first: missing, or a directory
+// (not a read error later about a file derived from it, such as config.json).
+inline void require_input_file(const char* option, const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw std::invalid_argument(std::string(option) + " " + path + ": no such file");
+  if (std::filesystem::is_directory(path, ec))
     throw std::invalid_argument(std::string(option) + " " + path + ": is a directory, not a file");
 }
 
@@ -46,6 +52,20 @@ inline CLI::Validator number_in(double lo, bool lo_strict, double hi = HUGE_VAL)
         return std::string();
       },
       "NUMBER " + want);
+}
+
+// An unsigned 64-bit option in decimal: CLI11 itself would turn -1, 2^64 or
+// 1e23 into some other value without a word.
+inline CLI::Validator uint64_decimal() {
+  return CLI::Validator(
+      [](std::string& v) {
+        uint64_t x = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+        if (v.empty() || ec != std::errc() || end != v.data() + v.size())
+          return "'" + v + "' is not a decimal integer in [0, 2^64 - 1]";
+        return std::string();
+      },
+      "INTEGER in [0, 2^64 - 1]");
 }
 
 // What `attnres plan` prints for a config (train --dry-run prints it too).

@@ -4,21 +4,29 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "launch/commands.h"
+#include "runtime/stop_signal.h"
 
-// CLI11 calls an unknown first word "A subcommand is required"; name it.
-static void check_command_name(CLI::App& app, int argc, char** argv) {
-  if (argc < 2 || argv[1][0] == '-') return;
+// CLI11 calls an unknown word where a subcommand belongs "A subcommand is
+// required"; name it, at every level (`attnres frob`, `attnres checkpoint frob`).
+static void check_command_name(CLI::App& app, int argc, char** argv, int at = 1, const std::string& above = "") {
+  const std::vector<CLI::App*> subs = app.get_subcommands([](const CLI::App*) { return true; });
+  if (subs.empty() || at >= argc || argv[at][0] == '-') return;
   std::string known;
-  for (const CLI::App* c : app.get_subcommands([](const CLI::App*) { return true; })) {
-    if (c->get_name() == argv[1]) return;
+  for (CLI::App* c : subs) {
+    if (c->get_name() == argv[at]) return check_command_name(*c, argc, argv, at + 1, above + argv[at] + " ");
     known += (known.empty() ? "" : ", ") + c->get_name();
   }
-  throw std::invalid_argument(std::string("unknown command '") + argv[1] + "' (expected one of " + known + ")");
+  throw std::invalid_argument("unknown command '" + above + argv[at] + "' (expected " +
+                              (above.empty() ? "" : above + "followed by ") + "one of " + known + ")");
 }
 
 int main(int argc, char** argv) {
+  // A stop signal while a run starts (config, MPI, set-up) is kept for its
+  // first step boundary, not the default death (exit 143, nothing saved).
+  if (argc > 1 && std::string(argv[1]) == "train") attnres::install_stop_signals();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // log lines appear as they happen, also under mpirun
   CLI::App app{"attnres: train transformers with Attention Residuals"};
   app.require_subcommand(1);

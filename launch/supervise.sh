@@ -7,26 +7,29 @@
 #   launch/supervise.sh [--np N] [--max-restarts N] [--backoff SECONDS]
 #                       [--checkpoint-dir DIR] [--attnres BINARY] -- <attnres train args...>
 #
-# The checkpoint directory is only read, to log the step each restart resumes
-# from (the newest step_<8 digits>/ holding COMMITTED, docs/CHECKPOINT.md): it
-# is --checkpoint-dir if given, else checkpoint.dir of the config the train
-# args resolve to (`attnres config --get checkpoint.dir`). The trainer picks
-# the checkpoint itself; if the newest one fails verification it falls back to
-# an older one and says so in its own log.
+# Every attempt resumes (--resume auto), so the config the train arguments
+# resolve to (`attnres config --get checkpoint.dir`) must set checkpoint.dir:
+# without one the supervisor refuses to start (exit 2), as it does when the
+# config does not resolve. The directory is only read here, to log the step
+# each restart resumes from (the newest step_<8 digits>/ holding COMMITTED,
+# docs/CHECKPOINT.md); --checkpoint-dir names it as this host sees it, if
+# that differs. The trainer picks the checkpoint itself; if the newest one
+# fails verification it falls back to an older one and says so in its own log.
 #
 # Signals (save on signal, docs/CHECKPOINT.md). The ranks save a checkpoint at
-# the next step boundary and exit 75 on SIGTERM or SIGUSR1 (preempted), 130 on
-# SIGINT (the user). mpirun passes SIGUSR1 and SIGUSR2 on to the ranks but
-# kills them at once on SIGTERM or SIGINT, so:
-#   - SIGUSR1, SIGTERM or SIGINT to the supervisor (SLURM's warning before a
-#     time limit, launch/slurm/attnres.sbatch; a scheduler ending the job; the
-#     user) is passed to mpirun as SIGUSR1: the ranks save and exit, and the
-#     supervisor exits too, without restarting: 75 after SIGUSR1 or SIGTERM
-#     ("preempted: resume"), 130 after SIGINT ("stopped by the user").
+# the next step boundary and exit 75 on SIGTERM, SIGUSR1 or SIGHUP
+# (preempted), 130 on SIGINT (the user); they ignore SIGUSR2. mpirun passes
+# SIGUSR1 on to the ranks as it is, so:
+#   - SIGUSR1, SIGTERM, SIGHUP or SIGINT to the supervisor (SLURM's warning
+#     before a time limit, launch/slurm/attnres.sbatch; a scheduler ending the
+#     job; the terminal closing; the user) is passed to mpirun as SIGUSR1: the
+#     ranks save and exit, and the supervisor exits too, without restarting:
+#     75 after SIGUSR1, SIGTERM or SIGHUP ("preempted: resume"), 130 after
+#     SIGINT ("stopped by the user").
 #   - Ranks that exit 75 on their own (signalled directly) were preempted:
 #     the supervisor restarts them at once, not counted as a failed attempt.
 #     Ranks that exit 130 were stopped by the user: the supervisor exits 130.
-#   - SIGUSR2 is passed on as it is.
+#   - SIGUSR2 has no meaning for a run: the supervisor logs it and goes on.
 #
 # Exit status: 0 when an attempt finishes cleanly; 75 or 130 when stopped as
 # above; otherwise that of the last failed attempt, after a final "giving up"
@@ -75,8 +78,10 @@ for ((i = 0; i < ${#train_args[@]}; ++i)); do
   esac
 done
 # The binary resolves the config (file, then every --set), as training will.
-[ -n "$ckpt_dir" ] || ckpt_dir="$("$attnres" config "${config_args[@]}" --get checkpoint.dir 2>/dev/null)" || ckpt_dir=""
-[ -n "$ckpt_dir" ] || say "warning: no checkpoint.dir found (--checkpoint-dir, --set checkpoint.dir=, or the config): a restart begins again at step 0"
+resolved="$("$attnres" config "${config_args[@]}" --get checkpoint.dir 2>&1)" ||
+  die "the train arguments' config does not resolve: $resolved"
+[ -n "$resolved" ] || die "the config sets no checkpoint.dir: every attempt resumes with --resume auto, which needs one (--set checkpoint.dir=DIR, and checkpoint.every to save periodically)"
+[ -n "$ckpt_dir" ] || ckpt_dir="$resolved"
 
 # Newest step_<8 digits> directory with the commit marker; 0 if none.
 newest_committed() {
@@ -107,7 +112,8 @@ on_signal() {    # on_signal STATUS: the ranks save and exit; no restart after
 trap "on_signal $user_stopped" INT
 trap "on_signal $preempted" TERM
 trap "on_signal $preempted" USR1
-trap '[ -n "$child" ] && kill -USR2 "$child" 2>/dev/null' USR2
+trap "on_signal $preempted" HUP
+trap 'say "got SIGUSR2: it means nothing to a run; ignored"' USR2
 
 # Runs "$@" in the background so a signal reaches the trap; returns its status.
 run_child() {
@@ -143,7 +149,7 @@ while :; do
     exit "$rc"
   fi
   if [ "$rc" = "$preempted" ]; then
-    say "attempt $attempt was preempted (a rank got SIGTERM or SIGUSR1) and saved step $(newest_committed); resuming at once"
+    say "attempt $attempt was preempted (a rank got SIGTERM, SIGUSR1 or SIGHUP) and saved step $(newest_committed); resuming at once"
     attempt=$((attempt + 1))
     continue
   fi

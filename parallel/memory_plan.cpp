@@ -1,6 +1,7 @@
 #include "parallel/memory_plan.h"
 
 #include <algorithm>
+#include <limits>
 #include <stdexcept>
 
 #include "kernels/dtype.h"
@@ -12,8 +13,20 @@ namespace attnres {
 
 namespace k = kernels;
 
+// A byte count of the plan past 2^64 (16 EiB) is refused, never wrapped.
+static uint64_t bytes(unsigned __int128 x) {
+  if (x > std::numeric_limits<uint64_t>::max())
+    throw std::invalid_argument("memory plan: a rank would need more than 2^64 bytes (16 EiB); make the model, "
+                                "train.micro_batch_size or the microbatches in flight smaller");
+  return uint64_t(x);
+}
+static uint64_t times(uint64_t a, uint64_t b) { return bytes((unsigned __int128)a * b); }
+static uint64_t plus(uint64_t a, uint64_t b) { return bytes((unsigned __int128)a + b); }
+
 MemoryBytes& MemoryBytes::operator+=(const MemoryBytes& o) {
-  params += o.params, grads += o.grads, fixed += o.fixed, acts += o.acts, hops += o.hops, adamw += o.adamw;
+  params = plus(params, o.params), grads = plus(grads, o.grads), fixed = plus(fixed, o.fixed);
+  acts = plus(acts, o.acts), hops = plus(hops, o.hops), adamw = plus(adamw, o.adamw);
+  bytes((unsigned __int128)params + grads + fixed + acts + hops + adamw);  // and so does total()
   return *this;
 }
 
@@ -68,18 +81,19 @@ RankMemoryPlan plan_rank_memory(const ModelConfig& cfg, const Partition& part, c
     if (!recompute_segments(cfg, r.first, r.last).empty()) {
       ch.arena_bytes = recompute_arena_floats(cfg, r.first, r.last, micro_batch, tp) * sizeof(float);
       const int kept = recompute_kept_outputs(cfg, r.first, r.last);
-      ch.bytes.acts = ch.arena_bytes + uint64_t(ch.slots) * uint64_t(kept) * tensor_bytes;
+      ch.bytes.acts = plus(ch.arena_bytes, times(times(uint64_t(ch.slots), uint64_t(kept)), tensor_bytes));
     } else {
-      ch.bytes.acts = uint64_t(ch.slots) * ch.arena_bytes;
+      ch.bytes.acts = times(uint64_t(ch.slots), ch.arena_bytes);
     }
-    ch.bytes.hops = uint64_t(ch.slots) * uint64_t(ch.hop_buffers) * tensor_bytes;
-    ch.bytes.hops += uint64_t(ch.slots) * uint64_t(hop_receive_wire_buffers(cfg, part, c, caching)) * wire_bytes;
-    ch.bytes.hops += uint64_t(hop_send_buffers(cfg, part, schedule.placement, c, caching)) *
-                     (cfg.hop_dtype == k::DType::BF16 ? wire_bytes : tensor_bytes);
+    const uint64_t slots = uint64_t(ch.slots);
+    const uint64_t wire = uint64_t(hop_receive_wire_buffers(cfg, part, c, caching));
+    const uint64_t sends = uint64_t(hop_send_buffers(cfg, part, schedule.placement, c, caching));
+    ch.bytes.hops = plus(plus(times(times(slots, uint64_t(ch.hop_buffers)), tensor_bytes), times(times(slots, wire), wire_bytes)),
+                         times(sends, cfg.hop_dtype == k::DType::BF16 ? wire_bytes : tensor_bytes));
     plan.total += ch.bytes;
     plan.chunks.push_back(ch);
   }
-  plan.total.fixed += uint64_t(schedule.M) * sizeof(double);  // the executor's loss sum per microbatch
+  plan.total.fixed = plus(plan.total.fixed, uint64_t(schedule.M) * sizeof(double));  // the executor's loss sum per microbatch
   return plan;
 }
 

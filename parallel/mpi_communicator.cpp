@@ -165,8 +165,8 @@ static void check_tag_space(const TagSpace& tags, int64_t tag_ub) {
           " microbatches × " + std::to_string(tags.chunks) + " chunks × 2 directions × " +
           std::to_string(tags.max_tensors) + " tensors per hop need more than MPI_TAG_UB + 1 = " +
           std::to_string(tag_ub + 1) +
-          " tags; use fewer microbatches (train.grad_accum / parallel.dp) or chunks "
-          "(parallel.pp × parallel.virtual_stages)");
+          " tags; use fewer microbatches (the larger of train.grad_accum / parallel.dp and "
+          "train.eval_batches) or chunks (parallel.pp × parallel.virtual_stages)");
   }
 }
 

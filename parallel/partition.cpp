@@ -57,7 +57,7 @@ std::vector<int> parse_layout(const std::string& layout, int C, int L) {
   if (static_cast<int>(counts.size()) != C)
     throw std::invalid_argument(where + "has " + std::to_string(counts.size()) +
                       " chunks; expected pp * virtual_stages = " + std::to_string(C));
-  int total = 0;
+  int64_t total = 0;  // C entries of up to 2^31 - 1 each: a 32-bit sum could wrap to L
   for (size_t c = 0; c < counts.size(); ++c) {
     if (counts[c] <= 0)
       throw std::invalid_argument(where + "chunk " + std::to_string(c) + " has " +
@@ -90,9 +90,11 @@ std::vector<int> balance(const ModelConfig& cfg, const std::vector<int>& ub, int
   const int64_t INF = std::numeric_limits<int64_t>::max();
   std::vector<std::vector<int64_t>> g(C + 1, std::vector<int64_t>(U + 1, INF));
   g[0][U] = 0;
+  // cost(i, j) grows with j, so a j whose first group alone costs as much as
+  // the best split so far ends the search: O(C * U * units per group), not O(C * U^2).
   for (int k = 1; k <= C; ++k)
     for (int i = U - k; i >= 0; --i)
-      for (int j = i + 1; j <= U - k + 1; ++j)
+      for (int j = i + 1; j <= U - k + 1 && cost(i, j) < g[k][i]; ++j)
         if (g[k - 1][j] != INF) g[k][i] = std::min(g[k][i], std::max(g[k - 1][j], cost(i, j)));
   const int64_t best = g[C][0];
   // f[k][i]: smallest sum of squared costs with every group <= best (exact in 128 bits).
@@ -104,7 +106,8 @@ std::vector<int> balance(const ModelConfig& cfg, const std::vector<int>& ub, int
     for (int i = U - k; i >= 0; --i)
       for (int j = i + 1; j <= U - k + 1; ++j) {
         int64_t c = cost(i, j);
-        if (c > best || f[k - 1][j] == SQ_INF) continue;
+        if (c > best) break;  // and so is every later j
+        if (f[k - 1][j] == SQ_INF) continue;
         f[k][i] = std::min(f[k][i], static_cast<Sq>(c) * c + f[k - 1][j]);
       }
   assert(f[C][0] != SQ_INF);
@@ -134,11 +137,13 @@ Partition make_partition(const ModelConfig& cfg, int pp, int virtual_stages,
   if (virtual_stages < 1)
     throw std::invalid_argument("parallel.virtual_stages = " + std::to_string(virtual_stages) +
                       ": expected >= 1");
-  const int C = pp * virtual_stages, L = cfg.num_sublayers();
-  if (C > L)
-    throw std::invalid_argument("parallel.pp * parallel.virtual_stages = " + std::to_string(C) +
+  const int64_t chunks = int64_t(pp) * virtual_stages;  // in 64 bits: the product of two ints may wrap
+  const int L = cfg.num_sublayers();
+  if (chunks > L)
+    throw std::invalid_argument("parallel.pp * parallel.virtual_stages = " + std::to_string(chunks) +
                       " chunks, but the model has only " + std::to_string(L) +
                       " sublayers (2 * n_layers); every chunk needs at least one");
+  const int C = int(chunks);
   std::vector<int> counts;
   if (!layout.empty()) {
     counts = parse_layout(layout, C, L);

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <map>
 #include <stdexcept>
+#include <unordered_map>
 #include <utility>
 
 #include "parallel/slot_policy.h"
@@ -277,7 +279,7 @@ struct Link {
 // The executor's slots (parallel/slot_policy.h) and, per chunk and
 // direction, the messages it has in flight, oldest first.
 struct SimRank {
-  SimRank(const Schedule& s, int r) : slots(s, r), in_flight(size_t(2 * s.num_chunks())) {}
+  SimRank(const Schedule& s, int r) : slots(s, r) {}
   double clock = 0;
   int pc = 0;
   int reached = -1;               // list position whose action has been reached
@@ -285,7 +287,9 @@ struct SimRank {
   long wait = -1;                 // message the rank is blocked on (a RECV's, or its oldest send's), or -1
   bool waits_on_send = false;     // `wait` is a send's: no receive latency when it arrives
   SlotTable slots;
-  std::vector<std::deque<size_t>> in_flight;  // by 2 * chunk + (SEND_B ? 1 : 0)
+  // By 2 * chunk + (SEND_B ? 1 : 0), for the rank's own chunks only: a deque
+  // per chunk of the whole pipeline on every rank would grow with P^2.
+  std::map<size_t, std::deque<size_t>> in_flight;
 };
 
 // Replays one optimizer step the way the executor runs it: every rank works
@@ -297,7 +301,6 @@ class Timeline {
   Timeline(const Schedule& s, const SimCosts& k, SimResult& res)
       : s_(s), k_(k), res_(res), P_(s.P), M_(s.M), C_(s.num_chunks()) {
     msgs_.resize(size_t(2) * M_ * C_);
-    links_.resize(size_t(P_) * P_);
     for (int r = 0; r < P_; r++) ranks_.emplace_back(s, r);
     reduced_.assign(size_t(P_), 0.0);
     res_.ranks.assign(size_t(P_), RankStats{});
@@ -342,8 +345,8 @@ class Timeline {
   // Earliest end of a moving transfer (kNever if none), and its link.
   double next_arrival(size_t& link) const {
     double best = kNever;
-    for (size_t l = 0; l < links_.size(); l++) {
-      const Link& L = links_[l];
+    for (size_t l : busy_links_) {
+      const Link& L = links_.at(l);
       for (size_t m : L.moving) {
         const double t = L.t + std::max(msgs_[m].left, 0.0) * double(L.moving.size());
         if (t < best) best = t, link = l;
@@ -364,6 +367,7 @@ class Timeline {
     Link& L = links_[msg.link];
     advance(L, t);
     msg.left = msg.alone;
+    if (L.moving.empty()) busy_links_.push_back(msg.link);
     L.moving.push_back(m);
   }
 
@@ -374,6 +378,7 @@ class Timeline {
                                   [&](size_t a, size_t b) { return msgs_[a].left < msgs_[b].left; });
     const size_t m = *first;
     L.moving.erase(first);
+    if (L.moving.empty()) busy_links_.erase(std::find(busy_links_.begin(), busy_links_.end(), link));
     finish(m, t);
   }
 
@@ -497,14 +502,27 @@ class Timeline {
   SimResult& res_;
   const int P_, M_, C_;
   std::vector<Message> msgs_;
-  std::vector<Link> links_;
+  // By sender * P + receiver: only the links used, and the ones moving a
+  // message now, so that neither memory nor a step's time grows with P^2.
+  std::unordered_map<size_t, Link> links_;
+  std::vector<size_t> busy_links_;
   std::vector<SimRank> ranks_;
   std::vector<double> reduced_;  // by rank: when its last started reduction ends
 };
 
 }  // namespace
 
+std::string simulation_limit_error(int P, int V, int M) {
+  const int64_t work = int64_t(P) * P * V * M;
+  if (P <= kMaxSimulatedRanks && work <= kMaxSimulatedWork) return "";
+  return "simulating P=" + std::to_string(P) + " ranks x V=" + std::to_string(V) + " x M=" + std::to_string(M) +
+         " microbatches: the simulator takes at most " + std::to_string(kMaxSimulatedRanks) +
+         " ranks and P x P x V x M <= " + std::to_string(kMaxSimulatedWork) + " (here " + std::to_string(work) +
+         "); use fewer ranks or microbatches";
+}
+
 SimResult simulate(const Schedule& s, const SimCosts& costs) {
+  if (const std::string e = simulation_limit_error(s.P, s.V, s.M); !e.empty()) throw std::invalid_argument(e);
   for (auto [n, c] : {std::pair{"F", costs.F}, {"B", costs.B}, {"BI", costs.BI}, {"BW", costs.BW},
                       {"latency", costs.latency}, {"copy", costs.copy}, {"reduce", costs.reduce}})
     if (!std::isfinite(c) || c < 0)

@@ -84,9 +84,19 @@ struct SimResult {
 //  - each chunk has one REDUCE_GRADS, after all its backwards (B, BI, BW);
 //  - every list ends with its only OPTIMIZER_STEP;
 //  - no deadlock: if no rank can progress, the blocked actions are named.
-// Throws std::invalid_argument if a cost is negative or not finite, or `hop`
-// is neither empty nor one entry per chunk.
+// Throws std::invalid_argument if a cost is negative or not finite, `hop`
+// is neither empty nor one entry per chunk, or the schedule is beyond the
+// limits below.
 SimResult simulate(const Schedule& s, const SimCosts& costs = {});
+
+// Each step of the simulation looks at every rank, so its time grows with
+// P x (P x V x M), and each rank keeps a table of every chunk: P^2. Larger
+// schedules are refused rather than run for minutes and gigabytes.
+constexpr int kMaxSimulatedRanks = 1024;
+constexpr int64_t kMaxSimulatedWork = 50'000'000;  // P x P x V x M
+// "" if simulate takes a schedule of P ranks, V chunks each and M
+// microbatches, else which limit it exceeds (check before making a large one).
+std::string simulation_limit_error(int P, int V, int M);
 
 // The 1F1B bubble fraction (P−1)/(M+P−1) for uniform stages.
 inline double one_f_one_b_bubble(int P, int M) { return double(P - 1) / double(M + P - 1); }

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -45,6 +47,8 @@ std::string describe_schedule_change(const TrainConfig& saved, const TrainConfig
   diff("train.lr", num(saved.lr), num(now.lr));
   diff("train.min_lr", num(saved.min_lr), num(now.min_lr));
   if (changed.empty()) return "";
+  if (step >= now.steps)  // resumed at train.steps: no step is left to take a learning rate
+    return "the learning-rate schedule changed (" + changed + "); no step is left to train";
   char was[64], buf[192];
   if (step < saved.steps) std::snprintf(was, sizeof was, "the checkpoint's schedule: %.3g", double(lr_at(saved, step)));
   else std::snprintf(was, sizeof was, "the checkpoint's schedule ended at step %d", saved.steps);
@@ -53,26 +57,96 @@ std::string describe_schedule_change(const TrainConfig& saved, const TrainConfig
   return "the learning-rate schedule changed (" + changed + ")" + buf;
 }
 
-// Deletes complete checkpoints beyond the newest `keep` (never `just_written`)
-// and temporary directories of crashed writes of steps up to `step` (later
-// steps may be this run's next write). A failure is reported, not thrown: the
+// Deletes complete checkpoints beyond the newest `keep` (never `just_written`),
+// superseded copies (step_<N>.superseded*) of steps older than every kept
+// one, and temporary directories of crashed writes of steps up to `step`
+// (later steps may be this run's next write). A failure is reported, not thrown: the
 // new checkpoint is committed either way.
 void prune(const std::string& dir, int keep, const std::string& just_written, int step) {
   try {
     const std::vector<std::string> complete = list_complete_checkpoints(dir);
     for (size_t i = size_t(keep); i < complete.size(); ++i)
       if (fs::path(complete[i]) != fs::path(just_written)) fs::remove_all(complete[i]);
+    // The oldest step kept: superseded copies of older steps go with them.
+    int oldest = step;
+    for (size_t i = 0; i < complete.size() && i < size_t(keep); ++i)
+      parse_checkpoint_dir_name(fs::path(complete[i]).filename().string(), oldest);
     const std::string prefix = kCheckpointTmpPrefix;
     for (const auto& e : fs::directory_iterator(dir)) {
       const std::string name = e.path().filename().string();
+      int superseded = 0;
       if (name.rfind(prefix, 0) == 0 && name.size() > prefix.size() &&
           name.find_first_not_of("0123456789", prefix.size()) == std::string::npos &&
           std::stoll(name.substr(prefix.size())) <= step)
+        fs::remove_all(e.path());
+      else if (const size_t dot = name.find(".superseded"); dot != std::string::npos &&
+               parse_checkpoint_dir_name(name.substr(0, dot), superseded) && superseded < oldest)
         fs::remove_all(e.path());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "checkpoint: pruning %s failed: %s\n", dir.c_str(), e.what());
   }
+}
+
+// A new run's id: 16 hex digits of the system's entropy.
+std::string new_run_id() {
+  std::random_device rd;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%08x%08x", unsigned(rd()), unsigned(rd()));
+  return buf;
+}
+
+std::string run_name(const std::string& id) { return id.empty() ? "unknown (written before run ids)" : id; }
+
+// The run id of each complete checkpoint in `ckpts` whose manifest reads (one
+// that does not is never loaded, and resume says why).
+std::vector<std::pair<std::string, std::string>> runs_of(const std::vector<std::string>& ckpts) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const std::string& c : ckpts) {
+    try {
+      out.emplace_back(c, read_manifest(c).run_id);
+    } catch (const CheckpointError&) {
+    }
+  }
+  return out;
+}
+
+// --resume auto continues one run: checkpoints of several (a directory shared
+// before run ids existed) are not guessed between.
+void require_one_run(const std::string& dir, const std::vector<std::string>& ckpts) {
+  std::map<std::string, std::string> newest;  // run -> its newest checkpoint (ckpts are newest first)
+  for (const auto& [c, id] : runs_of(ckpts)) newest.emplace(id, c);
+  if (newest.size() < 2) return;
+  std::string runs;
+  for (const auto& [id, c] : newest) runs += (runs.empty() ? "" : "; ") + ("run " + run_name(id) + ", newest " + c);
+  throw CheckpointError("checkpoint.dir " + dir + " holds checkpoints of " +
+                        std::to_string(newest.size()) + " runs (" + runs +
+                        "); give the checkpoint to continue with --resume DIR/step_N");
+}
+
+// A checkpoint.dir holds one run's checkpoints: with another run's beside
+// them, keep_last would prune this run's and --resume auto pick theirs. They
+// stop the run, or with --new-run move to <dir>/previous_runs/<run id>/,
+// where they are kept and never resumed or pruned.
+void claim_checkpoint_dir(const std::string& dir, const std::string& run_id, bool new_run) {
+  std::vector<std::pair<std::string, std::string>> others;
+  for (auto& [c, id] : runs_of(list_complete_checkpoints(dir)))
+    if (id != run_id) others.emplace_back(c, id);
+  if (others.empty()) return;
+  const fs::path aside = fs::path(dir) / "previous_runs";
+  if (!new_run)
+    throw CheckpointError("checkpoint.dir " + dir + " holds " + std::to_string(others.size()) +
+                          " checkpoint(s) of another run (run " + run_name(others.front().second) + ", newest " +
+                          others.front().first + "); continue that run with --resume auto, or start a new run "
+                          "here with --new-run (which moves them to " + aside.string() + "/)");
+  for (const auto& [c, id] : others) {
+    const fs::path to = aside / (id.empty() ? "unknown" : id) / fs::path(c).filename();
+    if (fs::exists(to)) throw CheckpointError("cannot move " + c + " aside: " + to.string() + " exists");
+    fs::create_directories(to.parent_path());
+    fs::rename(c, to);
+    std::printf("checkpoint: --new-run: moved %s of run %s to %s\n", c.c_str(), run_name(id).c_str(), to.c_str());
+  }
+  fsync_directory(dir);
 }
 
 }  // namespace
@@ -93,7 +167,11 @@ namespace {
 // Locks dir/LOCK (creating dir) and writes who holds it; returns the open
 // descriptor. The kernel drops the lock when the process ends, however it ends.
 int lock_checkpoint_dir(const std::string& dir) {
-  fs::create_directories(dir);
+  std::error_code ec;  // named by its key, not as a raw filesystem_error
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    throw CheckpointError("checkpoint.dir " + dir + ": exists and is not a directory");
+  if (fs::create_directories(dir, ec); ec)
+    throw CheckpointError("checkpoint.dir " + dir + ": cannot create it: " + ec.message());
   const std::string path = dir + "/LOCK";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
@@ -139,6 +217,7 @@ namespace {
 // Parameters, AdamW m and v of the local chunks, as staged by a load.
 struct Staged {
   int step = 0, optimizer_step = 0;
+  std::string run_id;
   std::string schedule_change;  // what changed in the learning-rate schedule; "" if nothing
   std::vector<std::vector<float>> params, m, v;  // per local chunk
 };
@@ -154,10 +233,7 @@ Staged stage_load(const std::string& ckpt, const TrainState& s) {
                           " marker (the write did not complete); it is never loaded");
   const Manifest m = read_manifest(ckpt);
   const std::string mpath = ckpt + "/manifest.json";
-  int named_step = 0;
-  if (parse_checkpoint_dir_name(fs::path(ckpt).lexically_normal().filename().string(), named_step) && named_step != m.step)
-    throw CheckpointError(mpath + ": step " + std::to_string(m.step) + " but the directory is named for step " +
-                          std::to_string(named_step));
+  check_manifest(m, ckpt);
   check_model_matches(m, *s.cfg, ckpt);
   const TrainConfig& t = s.cfg->train;
   if (m.seed != t.seed)
@@ -168,11 +244,11 @@ Staged stage_load(const std::string& ckpt, const TrainState& s) {
     throw CheckpointError(mpath + ": data.next_sequence is " + std::to_string(m.next_sequence) + " but step " +
                           std::to_string(m.step) + " x train.grad_accum x train.micro_batch_size of this run is " +
                           std::to_string(expect) + " (the global batch changed)");
-  if (m.optimizer_step < 0) throw CheckpointError(mpath + ": optimizer.step is negative");
   const RecordIndex idx = index_records(m);
   Staged st;
   st.step = m.step;
   st.optimizer_step = m.optimizer_step;
+  st.run_id = m.run_id;
   st.schedule_change = describe_schedule_change(manifest_config(m, ckpt).train, t, m.step);
   for (const Chunk& c : *s.chunks) {
     std::vector<float>* dst[3] = {&st.params.emplace_back(c.layout.total), &st.m.emplace_back(c.layout.total),
@@ -190,7 +266,8 @@ Staged stage_load(const std::string& ckpt, const TrainState& s) {
 
 // The manifest of a save: `records` (every writer's) in global tensor order,
 // then param, m, v, so that it does not depend on who wrote what.
-Manifest make_manifest(const TrainState& s, int step, int optimizer_step, std::vector<TensorRecord> records) {
+Manifest make_manifest(const TrainState& s, const std::string& run_id, int step, int optimizer_step,
+                       std::vector<TensorRecord> records) {
   const Config& cfg = *s.cfg;
   const ParamLayout full = make_param_layout(cfg.model, 0, cfg.model.num_sublayers());
   auto key = [&](const TensorRecord& r) {
@@ -201,6 +278,7 @@ Manifest make_manifest(const TrainState& s, int step, int optimizer_step, std::v
   std::sort(records.begin(), records.end(), [&](const auto& a, const auto& b) { return key(a) < key(b); });
   const TrainConfig& t = cfg.train;
   Manifest m;
+  m.run_id = run_id;
   m.config_yaml = config_to_yaml(cfg);
   m.step = step;
   m.next_sequence = uint64_t(step) * uint64_t(t.grad_accum) * uint64_t(t.micro_batch_size);
@@ -225,9 +303,20 @@ void restore_from_host(const Staged& st, size_t c, Chunk& ch, AdamW& a) {
 
 }  // namespace
 
-int Checkpointer::resume(const std::string& spec) {
-  if (spec.empty()) return 0;
+int Checkpointer::resume(const std::string& spec, bool new_run) {
+  const int step = load(spec);
+  const std::string& dir = s_.cfg->checkpoint.dir;
+  if (dir.empty()) return step;
+  const std::string err = error_on_root(*s_.world, 0, [&] { claim_checkpoint_dir(dir, run_id_, new_run); });
+  if (!err.empty()) throw CheckpointError(err);
+  return step;
+}
+
+// resume() without the claim: loads and sets run_id_.
+int Checkpointer::load(const std::string& spec) {
   Communicator& world = *s_.world;
+  run_id_ = broadcast_string(world, world.rank() == 0 ? new_run_id() : "", 0);  // unless a checkpoint loads
+  if (spec.empty()) return 0;
   const bool is_auto = spec == "auto";
   const std::string& dir = s_.cfg->checkpoint.dir;
   std::string err, list;
@@ -235,8 +324,11 @@ int Checkpointer::resume(const std::string& spec) {
     try {
       if (!is_auto) list = spec;
       else if (dir.empty()) err = "--resume auto: checkpoint.dir is not set";
-      else
-        for (const std::string& p : list_complete_checkpoints(dir)) list += p + "\n";
+      else {
+        const std::vector<std::string> found = list_complete_checkpoints(dir);
+        require_one_run(dir, found);
+        for (const std::string& p : found) list += p + "\n";
+      }
     } catch (const std::exception& e) {  // e.g. an unreadable directory
       err = "--resume auto: " + std::string(e.what());
     }
@@ -263,6 +355,7 @@ int Checkpointer::resume(const std::string& spec) {
     const std::string why = agree_on_error(world, mine);
     if (why.empty()) {
       for (size_t c = 0; c < s_.chunks->size(); ++c) restore_from_host(st, c, (*s_.chunks)[c], (*s_.adam)[c]);
+      run_id_ = st.run_id;
       if (world.rank() == 0) {
         std::printf("resume: loaded %s (step %d)\n", ckpt.c_str(), st.step);
         if (!st.schedule_change.empty()) std::printf("resume: %s\n", st.schedule_change.c_str());
@@ -442,7 +535,8 @@ void Checkpointer::commit() {
         if (all[r].rfind("!", 0) == 0) throw CheckpointError("rank " + std::to_string(r) + ": " + all[r].substr(1));
         for (TensorRecord& rec : parse_records(all[r], "rank " + std::to_string(r))) records.push_back(std::move(rec));
       }
-      write_file_durably(p.tmp + "/manifest.json", manifest_text(make_manifest(s_, p.step, p.optimizer_step, std::move(records))));
+      write_file_durably(p.tmp + "/manifest.json",
+                         manifest_text(make_manifest(s_, run_id_, p.step, p.optimizer_step, std::move(records))));
       if (fs::exists(p.final_dir)) {  // e.g. a rejected checkpoint of this step: keep it, aside
         std::string aside = p.final_dir + ".superseded";
         for (int k = 1; fs::exists(aside); ++k) aside = p.final_dir + ".superseded." + std::to_string(k);

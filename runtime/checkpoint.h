@@ -52,7 +52,11 @@ class Checkpointer {
   // is reported on stderr), or fresh if there are none; otherwise the path of
   // one checkpoint, which must load. Restores parameters, AdamW state and
   // step. Returns the optimizer steps already done (0 when fresh).
-  int resume(const std::string& spec);
+  // checkpoint.dir then belongs to this run (a fresh one gets a new id, a
+  // resumed one keeps its checkpoint's): CheckpointError if it holds another
+  // run's checkpoints, unless `new_run`, which moves them to
+  // <dir>/previous_runs/<their run id>/ (docs/CHECKPOINT.md).
+  int resume(const std::string& spec, bool new_run = false);
 
   // At the end of step `step` (1-based): commits a finished async write, and
   // saves when checkpoint.every divides step or step == train.steps. When it
@@ -68,12 +72,14 @@ class Checkpointer {
 
  private:
   struct Pending;
+  int load(const std::string& spec);
   void start_save(int step);
   void commit();
   void snapshot_to_host();
   void gather_optimizer();
   float* snapshot_of(size_t chunk, TensorKind k);
   TrainState s_;
+  std::string run_id_;  // written into every manifest
   std::unique_ptr<Pending> pending_;
   // Host copies of params, m, v per local chunk (3 per chunk), taken at the
   // step boundary and written from; reused by every save (a save starts only

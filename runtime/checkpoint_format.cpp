@@ -189,6 +189,7 @@ std::string manifest_text(const Manifest& m) {
   const json j = {
       {"format", kFormatName},
       {"format_version", m.format_version},
+      {"run_id", m.run_id},
       {"step", m.step},
       {"tokens_seen", m.tokens_seen},
       {"data", {{"next_sequence", m.next_sequence}}},
@@ -242,6 +243,7 @@ Manifest read_manifest(const std::string& ckpt) {
   if (m.format_version != kCheckpointFormatVersion)
     throw CheckpointError(path + ": format version " + std::to_string(m.format_version) +
                           ", but this build reads version " + std::to_string(kCheckpointFormatVersion));
+  if (j.contains("run_id")) m.run_id = field<std::string>(j, "run_id", path);
   m.config_yaml = field<std::string>(j, "config", path);
   m.step = field<int>(j, "step", path);
   m.tokens_seen = field<uint64_t>(j, "tokens_seen", path);
@@ -285,6 +287,26 @@ Config manifest_config(const Manifest& m, const std::string& ckpt) {
   } catch (const ConfigError& e) {
     throw CheckpointError(e.what());
   }
+}
+
+void check_manifest(const Manifest& m, const std::string& ckpt) {
+  const std::string mpath = ckpt + "/manifest.json";
+  int named_step = 0;
+  if (parse_checkpoint_dir_name(fs::path(ckpt).lexically_normal().filename().string(), named_step) && named_step != m.step)
+    throw CheckpointError(mpath + ": step " + std::to_string(m.step) + " but the directory is named for step " +
+                          std::to_string(named_step));
+  if (m.step < 0) throw CheckpointError(mpath + ": step is negative");
+  if (m.optimizer_step < 0) throw CheckpointError(mpath + ": optimizer.step is negative");
+  const Config cfg = manifest_config(m, ckpt);
+  const TrainConfig& t = cfg.train;
+  const uint64_t sequences = uint64_t(m.step) * uint64_t(t.grad_accum) * uint64_t(t.micro_batch_size);
+  if (m.next_sequence != sequences)
+    throw CheckpointError(mpath + ": data.next_sequence is " + std::to_string(m.next_sequence) + " but step " +
+                          std::to_string(m.step) + " x train.grad_accum x train.micro_batch_size of its config is " +
+                          std::to_string(sequences));
+  if (m.tokens_seen != m.next_sequence * uint64_t(cfg.model.seq_len))
+    throw CheckpointError(mpath + ": tokens_seen is " + std::to_string(m.tokens_seen) + " but data.next_sequence x " +
+                          "model.seq_len is " + std::to_string(m.next_sequence * uint64_t(cfg.model.seq_len)));
 }
 
 void check_model_matches(const Manifest& m, const Config& cfg, const std::string& ckpt) {

@@ -50,6 +50,9 @@ struct CheckpointLayout {
 
 struct Manifest {
   int format_version = kCheckpointFormatVersion;
+  // The run that wrote it: a checkpoint.dir holds one run's checkpoints
+  // (docs/CHECKPOINT.md). "" in checkpoints written before run ids existed.
+  std::string run_id;
   std::string config_yaml;     // the whole run config (config_to_yaml)
   int step = 0;                // optimizer steps done
   uint64_t tokens_seen = 0;
@@ -85,6 +88,13 @@ Config manifest_config(const Manifest& m, const std::string& ckpt);
 // Throws CheckpointError naming the first model.* / residual.* key whose
 // value differs between the checkpoint's config and `cfg`.
 void check_model_matches(const Manifest& m, const Config& cfg, const std::string& ckpt);
+
+// What a manifest must say of itself to be loaded, checked alike by resume
+// and `checkpoint inspect`: a step matching its step_<N> directory name, a
+// non-negative optimizer step, and a data position (next_sequence,
+// tokens_seen) that follows from the step and its own config. Throws
+// CheckpointError naming the field.
+void check_manifest(const Manifest& m, const std::string& ckpt);
 
 // One tensor of a shard to write: its record (name, kind, shape, shard
 // fields; write_shard fills the rest) and its host data.

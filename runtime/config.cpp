@@ -114,19 +114,29 @@ std::string scalar_text(const YAML::Node& n) {
                     scalar_text(v.node));
 }
 
+// YAML 1.1, which yaml-cpp follows, reads 010 as octal 8 and 0x0A as 10; a
+// config means decimal: digits after an optional sign, no leading zero.
+bool is_decimal_integer(const std::string& s) {
+  const size_t i = !s.empty() && (s[0] == '+' || s[0] == '-') ? 1 : 0;
+  return i < s.size() && s.find_first_not_of("0123456789", i) == std::string::npos &&
+         (s.size() - i == 1 || s[i] != '0');
+}
+
 // Typed conversion of one raw value into its field; throws naming origin and key.
 struct Assign {
   const RawValue& v;
   const std::string& key;
 
   void operator()(int& out) const {
-    if (!v.node.IsScalar()) bad_type(v, key, "an integer");
+    if (!v.node.IsScalar() || !is_decimal_integer(v.node.Scalar()))
+      bad_type(v, key, "a decimal integer (no leading zero, no 0x)");
     int x;
     if (!YAML::convert<int>::decode(v.node, x)) bad_type(v, key, "an integer");
     out = x;
   }
   void operator()(unsigned long long& out) const {
-    if (!v.node.IsScalar()) bad_type(v, key, "a non-negative integer");
+    if (!v.node.IsScalar() || !is_decimal_integer(v.node.Scalar()))
+      bad_type(v, key, "a non-negative decimal integer (no leading zero, no 0x)");
     unsigned long long x;
     if (!YAML::convert<unsigned long long>::decode(v.node, x))
       bad_type(v, key, "a non-negative integer");
@@ -180,6 +190,16 @@ struct Assign {
     else bad_type(v, key, "none, selective, block or full");
   }
 };
+
+// yaml-cpp's Load reads the first document and drops the rest silently: a
+// config, and a --set value, is one document.
+YAML::Node one_document(const std::string& text, const std::string& origin) {
+  const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+  if (docs.size() > 1)
+    throw ConfigError(origin + ": holds " + std::to_string(docs.size()) +
+                      " YAML documents (--- or ... separates them); a config is one");
+  return docs.empty() ? YAML::Node() : docs.front();
+}
 
 std::string line_origin(const std::string& source, const YAML::Node& n) {
   return n.Mark().is_null() ? source : source + ":" + std::to_string(n.Mark().line + 1);
@@ -286,6 +306,19 @@ void require_unit(const char* key, float v) {
 
 }  // namespace
 
+void check_microbatch(const ModelConfig& m, int64_t batch, const std::string& key) {
+  // batch <= 2^24 and seq_len <= 2^20, n_heads <= 2^10: no product below wraps.
+  const int64_t tokens = batch * m.seq_len;
+  if (batch > kMaxMicrobatchTokens || tokens > kMaxMicrobatchTokens)
+    fail(key, str(batch) + " sequences of model.seq_len " + str(m.seq_len) + " tokens exceed " +
+                  str(kMaxMicrobatchTokens) + " tokens per microbatch, the most this runtime accepts");
+  const int64_t att = tokens * m.seq_len * m.n_heads;
+  if (att > kMaxAttentionFloats)
+    fail(key, str(batch) + " sequences give " + str(att) + " attention probabilities per sublayer (x model.n_heads " +
+                  str(m.n_heads) + " x model.seq_len^2), above " + str(kMaxAttentionFloats) +
+                  ", the most this runtime accepts");
+}
+
 void validate_config(Config& cfg) {
   ModelConfig& m = cfg.model;
   // The tokenizer is bytes: ids 0..255 must exist; a larger vocabulary only
@@ -357,6 +390,7 @@ void validate_config(Config& cfg) {
   TrainConfig& t = cfg.train;
   require_positive("train.steps", t.steps);
   require_positive("train.micro_batch_size", t.micro_batch_size);
+  check_microbatch(m, t.micro_batch_size, "train.micro_batch_size");
   require_positive("train.grad_accum", t.grad_accum);
   require_non_negative("train.lr", t.lr);
   require_non_negative("train.min_lr", t.min_lr);
@@ -372,6 +406,7 @@ void validate_config(Config& cfg) {
   require_positive("train.eval_batches", t.eval_batches);
   require_positive("train.log_every", t.log_every);
   require_non_negative("train.threads", t.threads);
+  if (t.threads > kMaxThreads) fail("train.threads", str(t.threads) + " exceeds " + str(kMaxThreads) + ", the most this runtime accepts");
   require_non_negative("train.watchdog_timeout", t.watchdog_timeout);
   if (t.device != "cpu" && t.device != "cuda")
     fail("train.device", "'" + t.device + "' is not a device (expected cpu or cuda)");
@@ -402,6 +437,9 @@ void validate_config(Config& cfg) {
   require_positive("parallel.dp", p.dp);
   require_positive("parallel.pp", p.pp);
   require_positive("parallel.tp", p.tp);
+  if (const int64_t ranks = int64_t(p.dp) * p.pp * p.tp; ranks > kMaxRanks)
+    fail("parallel.dp", "parallel.dp x parallel.pp x parallel.tp = " + str(ranks) + " ranks exceed " + str(kMaxRanks) +
+                            ", the most this runtime accepts");
   // Megatron's splits need whole heads, rows of F and vocabulary rows per tp rank.
   if (m.n_heads % p.tp != 0)
     fail("parallel.tp", str(p.tp) + " does not divide model.n_heads (" + str(m.n_heads) +
@@ -413,6 +451,8 @@ void validate_config(Config& cfg) {
     fail("parallel.tp", str(p.tp) + " does not divide model.vocab_size (" + str(m.vocab_size) +
                             "); the embedding and LM head are split by vocabulary rows (pad "
                             "model.vocab_size to a multiple of parallel.tp: the extra rows stay unused)");
+  if (p.sequence_parallel && p.tp == 1)
+    fail("parallel.sequence_parallel", "needs parallel.tp > 1: it shards the residual region over the tp ranks");
   if (p.sequence_parallel && m.seq_len % p.tp != 0)
     fail("parallel.sequence_parallel", "model.seq_len (" + str(m.seq_len) +
                                            ") is not divisible by parallel.tp (" + str(p.tp) +
@@ -439,13 +479,17 @@ void validate_config(Config& cfg) {
     fail("parallel.virtual_stages", str(p.virtual_stages) + ": only the interleaved schedule "
                                     "runs more than one chunk per rank (schedule is " +
                                         p.schedule + ")");
-  if (p.pp * p.virtual_stages > L)
+  if (const int64_t chunks = int64_t(p.pp) * p.virtual_stages; chunks > L)
     fail("parallel.pp", "parallel.pp * parallel.virtual_stages = " +
-                            str(p.pp * p.virtual_stages) + " chunks exceed the L = " + str(L) +
+                            str(chunks) + " chunks exceed the L = " + str(L) +
                             " sublayers (every chunk needs at least one)");
   if (t.grad_accum % p.dp != 0)
     fail("train.grad_accum", str(t.grad_accum) + " is not divisible by parallel.dp (" +
                                  str(p.dp) + "); the dp ranks split the microbatches");
+  if (t.eval_every > 0 && t.eval_batches < p.dp)
+    fail("train.eval_batches", str(t.eval_batches) + " validation microbatches are fewer than the parallel.dp = " +
+                                   str(p.dp) + " replicas that share them; raise train.eval_batches (or set "
+                                   "train.eval_every: 0)");
   require_non_negative("parallel.microbatches", p.microbatches);
   if (p.microbatches != 0 && p.microbatches != t.grad_accum / p.dp)
     fail("parallel.microbatches",
@@ -454,7 +498,7 @@ void validate_config(Config& cfg) {
   try {  // the layout; its message names the parallel.* key at fault
     make_partition(m, p.pp, p.virtual_stages, p.layout);
   } catch (const std::invalid_argument& e) {
-    throw ConfigError(e.what());
+    throw ConfigError(e.what(), "parallel.layout");  // pp and virtual_stages were checked above
   }
 
   CheckpointConfig& c = cfg.checkpoint;
@@ -469,7 +513,7 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
   reject_unclosed_quotes(yaml_text, source);
   YAML::Node root;
   try {
-    root = YAML::Load(yaml_text);
+    root = one_document(yaml_text, source);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
@@ -486,7 +530,7 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
     YAML::Node value;
     reject_unclosed_quotes(ov.substr(eq + 1), origin);
     try {
-      value = YAML::Load(ov.substr(eq + 1));
+      value = one_document(ov.substr(eq + 1), origin);
     } catch (const YAML::ParserException& e) {
       throw ConfigError(origin + ": " + key + ": value is not a YAML scalar: " + e.msg);
     }

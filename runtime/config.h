@@ -1,6 +1,7 @@
 // The whole run configuration: YAML file + --set overrides, validated.
 // Every key is documented in docs/CONFIG.md.
 #pragma once
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -84,6 +85,22 @@ struct ConfigError : std::runtime_error {
   ConfigError(const std::string& what, std::string key_) : std::runtime_error(what), key(std::move(key_)) {}
   std::string key;  // the key a range or combination error is about ("" if none)
 };
+
+// Limits of one microbatch (train.micro_batch_size, eval --batch) that keep
+// every size derived from it within its type: its tokens are int row counts,
+// and its attention probabilities, times sublayers and live microbatches in a
+// memory plan, must stay far below 2^64 bytes.
+constexpr int64_t kMaxMicrobatchTokens = int64_t(1) << 24;
+constexpr int64_t kMaxAttentionFloats = int64_t(1) << 40;  // batch x n_heads x seq_len^2
+// OpenMP and OpenBLAS threads of a process (train.threads, eval and
+// generate --threads): more only oversubscribes the cores.
+constexpr int kMaxThreads = 4096;
+// Ranks of a run (parallel.dp x pp x tp): a world size that fits an int.
+constexpr int64_t kMaxRanks = int64_t(1) << 20;
+
+// Throws ConfigError naming `key` when `batch` sequences of the (validated)
+// model exceed a microbatch limit above.
+void check_microbatch(const ModelConfig& m, int64_t batch, const std::string& key);
 
 // Loads a YAML file, applies "key=value" overrides (dotted keys, YAML-typed
 // values), validates, and resolves derived fields. Throws ConfigError.

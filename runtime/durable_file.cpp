@@ -37,6 +37,8 @@ DurableFile::~DurableFile() {
 
 void check_writable(const std::string& path) {
   std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))  // the rename of a finished write would fail on it
+    throw std::runtime_error(path + ": is a directory, not a file");
   std::filesystem::create_directories(parent_dir(path), ec);
   if (ec) throw std::runtime_error(parent_dir(path) + ": cannot create the directory: " + ec.message());
   const DurableFile probe(path);  // removed again, uncommitted

@@ -33,7 +33,8 @@ void write_file_durably(const std::string& path, const std::string& bytes);
 
 // Creates the parent directories of `path` and its temporary file, then
 // removes that file: a write of `path` that would fail after hours of
-// training fails here, at the start (std::runtime_error naming the file).
+// training fails here, at the start (std::runtime_error naming the file,
+// also when it is a directory).
 void check_writable(const std::string& path);
 
 // fsync of a directory: a new, renamed or removed entry is durable only then.

@@ -4,11 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 
 #include "kernels/memory.h"
+#include "runtime/config.h"
 #include "runtime/device_batch.h"
 #include "runtime/safetensors.h"
 
@@ -18,19 +21,23 @@ namespace k = kernels;
 
 namespace {
 // The bytes of a text file, or the tokens of a token file (its magic says
-// which): the file is read once either way.
-std::vector<uint8_t> eval_tokens(const std::string& path) {
+// which), at most max_bytes of them: a read bounded by the windows asked for.
+std::vector<uint8_t> eval_tokens(const std::string& path, size_t max_bytes) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error(path + ": cannot open input file");
-  char magic[sizeof kTokenMagic] = {};
-  f.read(magic, sizeof magic);
-  if (f.gcount() == sizeof magic && std::equal(magic, magic + sizeof magic, kTokenMagic)) {
-    f.close();
-    return TokenFile(path).tokens;
+  std::vector<uint8_t> bytes;
+  char buf[1 << 16];
+  while (bytes.size() < max_bytes) {
+    f.read(buf, std::streamsize(std::min(sizeof buf, max_bytes - bytes.size())));
+    if (f.gcount() <= 0) break;
+    bytes.insert(bytes.end(), buf, buf + f.gcount());
   }
-  f.clear();
-  f.seekg(0);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (bytes.size() >= sizeof kTokenMagic && std::equal(kTokenMagic, kTokenMagic + sizeof kTokenMagic, bytes.begin())) {
+    std::vector<uint8_t> tokens = TokenFile(path).tokens;
+    tokens.resize(std::min(tokens.size(), max_bytes));
+    return tokens;
+  }
+  return bytes;
 }
 
 }  // namespace
@@ -96,10 +103,21 @@ std::string depth_json(const DepthStats& stats, const ModelConfig& m) {
   return j.dump(1) + "\n";
 }
 
+size_t eval_windows_bound(const std::string& path, int seq_len, size_t max_windows) {
+  std::error_code ec;
+  const bool regular = std::filesystem::is_regular_file(path, ec);
+  if (!regular && max_windows == 0)
+    throw std::runtime_error(path + ": not a regular file, so it may never end; give --windows N to read only "
+                                    "its first N windows");
+  const size_t in_file = regular ? size_t(std::filesystem::file_size(path)) / size_t(seq_len + 1) : max_windows;
+  return max_windows > 0 ? std::min(max_windows, in_file) : in_file;
+}
+
 EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& text_path, DepthStats* depth,
                      size_t max_windows) {
-  const std::vector<uint8_t> bytes = eval_tokens(text_path);
   const int T = model.cfg.seq_len;
+  const size_t bound = eval_windows_bound(text_path, T, max_windows);
+  const std::vector<uint8_t> bytes = eval_tokens(text_path, max_windows > 0 ? bound * size_t(T + 1) : SIZE_MAX);
   const size_t all_windows = bytes.size() / size_t(T + 1);
   const size_t windows = max_windows > 0 ? std::min(max_windows, all_windows) : all_windows;
   if (windows == 0)
@@ -132,8 +150,12 @@ EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& tex
 }
 
 void load_export(Chunk& model, const std::string& weights_path, int batch) {
-  const ModelConfig m = read_export_config(export_config_path(weights_path));
-  const auto tensors = read_safetensors(weights_path);
+  const std::string config_path = export_config_path(weights_path);
+  const ModelConfig m = read_export_config(config_path);
+  check_microbatch(m, batch, "--batch");
+  std::string carried;
+  const auto tensors = read_safetensors(weights_path, &carried);
+  check_export_config(config_path, carried);
   chunk_init(model, m, 0, m.num_sublayers(), batch, 0);
   load_named_tensors(model, tensors, weights_path);
 }

@@ -40,9 +40,15 @@ struct EvalResult {
 // tokens (the rest is dropped) and evaluates every predicted position; with
 // `depth`, also accumulates its statistics. Throws if the file is shorter
 // than one window.
-// max_windows > 0 evaluates only the first max_windows windows.
+// max_windows > 0 evaluates only the first max_windows windows, and reads
+// no more than they hold.
 EvalResult eval_file(const Chunk& model, ChunkActs& acts, const std::string& text_path,
                      DepthStats* depth = nullptr, size_t max_windows = 0);
+
+// The most windows eval_file evaluates in `path` (max_windows > 0 caps
+// them), from its size, without reading it. Throws for a file that is not a
+// regular file (it may never end: /dev/zero, a pipe) unless max_windows > 0.
+size_t eval_windows_bound(const std::string& path, int seq_len, size_t max_windows);
 
 // A whole-model chunk of `batch` sequences with the weights of an export
 // (model.safetensors and the config.json beside it).

@@ -25,10 +25,10 @@ std::string format_duration(double seconds) {
 std::string format_log_line(const StepMetrics& s, int total_steps) {
   char buf[256];
   std::snprintf(buf, sizeof buf, "step %5d/%d | loss %.4f | lr %.2e | gnorm %.3f | %8.0f tok/s | mfu %5.1f%%",
-                s.step, total_steps, s.loss, s.lr, s.grad_norm, s.tokens_per_s, 100.0 * s.mfu);
+                s.step, total_steps, printable(s.loss), s.lr, printable(s.grad_norm), s.tokens_per_s, 100.0 * s.mfu);
   std::string line = buf;
   if (s.val_loss) {
-    std::snprintf(buf, sizeof buf, " | val_loss %.4f", *s.val_loss);
+    std::snprintf(buf, sizeof buf, " | val_loss %.4f", printable(*s.val_loss));
     line += buf;
   }
   line += " | " + format_duration(s.elapsed_s) + " elapsed";

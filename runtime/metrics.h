@@ -1,5 +1,6 @@
 // Per-step metrics: the log line, the JSONL metrics file, and MFU.
 #pragma once
+#include <cmath>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -7,6 +8,10 @@
 #include "models/model_config.h"
 
 namespace attnres {
+
+// printf prints a NaN whose sign bit is set as "-nan"; a NaN's sign means
+// nothing, so every NaN is printed as "nan".
+inline double printable(double x) { return std::isnan(x) ? std::fabs(x) : x; }
 
 struct StepMetrics {
   int step = 0;  // 1-based: the number of optimizer steps done

@@ -1,9 +1,11 @@
 #include "runtime/safetensors.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -15,6 +17,8 @@ namespace attnres {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+constexpr const char* kConfigMetadata = "attnres_config";  // __metadata__ key: the config.json text
 
 std::string export_config_path(const std::string& safetensors_path) {
   return (fs::path(safetensors_path).parent_path() / "config.json").string();
@@ -43,6 +47,13 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   if (dtype != kernels::DType::F32 && dtype != kernels::DType::BF16)
     throw std::logic_error("safetensors: exports are F32 or BF16");
   const char* name = dtype == kernels::DType::F32 ? "F32" : "BF16";
+  json c = {{"model",
+             {{"vocab_size", cfg.vocab_size}, {"d_model", cfg.d_model}, {"n_layers", cfg.n_layers},
+              {"n_heads", cfg.n_heads}, {"d_ff", cfg.d_ff}, {"seq_len", cfg.seq_len},
+              {"rope_theta", cfg.rope_theta}, {"norm_eps", cfg.norm_eps}}},
+            {"residual", {{"mode", residual_mode_name(cfg.mode)}}}};
+  if (cfg.attnres()) c["residual"]["block_size"] = cfg.block_size;
+  const std::string config_text = c.dump(2) + "\n";
   json header = json::object();
   size_t offset = 0;
   for (const auto& t : tensors) {
@@ -50,7 +61,8 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
     header[t.name] = {{"dtype", name}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
-  header["__metadata__"] = {{"format", "pt"}, {"producer", "attnres"}};
+  // The weights carry their config too, so that an edited config.json is caught (check_export_config).
+  header["__metadata__"] = {{"format", "pt"}, {"producer", "attnres"}, {kConfigMetadata, config_text}};
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');  // data starts 8-byte aligned
   std::string out(8, '\0');
@@ -59,19 +71,21 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   out += h;
   out.reserve(out.size() + offset);
   for (const auto& t : tensors) append_data(out, t.data, dtype);
-  if (!fs::path(path).parent_path().empty()) fs::create_directories(fs::path(path).parent_path());
-  write_file_durably(path, out);
 
-  json c = {{"model",
-             {{"vocab_size", cfg.vocab_size}, {"d_model", cfg.d_model}, {"n_layers", cfg.n_layers},
-              {"n_heads", cfg.n_heads}, {"d_ff", cfg.d_ff}, {"seq_len", cfg.seq_len},
-              {"rope_theta", cfg.rope_theta}, {"norm_eps", cfg.norm_eps}}},
-            {"residual", {{"mode", residual_mode_name(cfg.mode)}}}};
-  if (cfg.attnres()) c["residual"]["block_size"] = cfg.block_size;
-  write_file_durably(export_config_path(path), c.dump(2) + "\n");
+  if (!fs::path(path).parent_path().empty()) fs::create_directories(fs::path(path).parent_path());
+  DurableFile weights(path), config(export_config_path(path));
+  weights.write(out.data(), out.size());
+  config.write(config_text.data(), config_text.size());
+  weights.commit();
+  config.commit();
 }
 
-std::vector<NamedTensor> read_safetensors(const std::string& path) {
+void check_export_writable(const std::string& path) {
+  check_writable(path);
+  check_writable(export_config_path(path));
+}
+
+std::vector<NamedTensor> read_safetensors(const std::string& path, std::string* config) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error(path + ": cannot open safetensors file");
   const auto file_size = uint64_t(fs::file_size(path));
@@ -92,7 +106,11 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
   const uint64_t data_size = file_size - 8 - n;
   std::vector<NamedTensor> out;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") continue;
+    if (it.key() == "__metadata__") {
+      if (config && it->is_object() && it->contains(kConfigMetadata) && it->at(kConfigMetadata).is_string())
+        *config = it->at(kConfigMetadata).get<std::string>();
+      continue;
+    }
     const json& t = it.value();
     const std::string where = path + ": tensor " + it.key();
     const std::string dtype = t.is_object() ? t.value("dtype", "") : "";
@@ -132,11 +150,62 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
   return out;
 }
 
-ModelConfig read_export_config(const std::string& path) {
+namespace {
+
+// The keys an export's config.json holds, by section: any other is refused,
+// not ignored.
+const std::map<std::string, std::vector<std::string>> kExportKeys = {
+    {"model", {"vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "seq_len", "rope_theta", "norm_eps"}},
+    {"residual", {"mode", "block_size"}}};
+
+void refuse_unknown_keys(const json& c) {
+  if (!c.is_object()) throw std::runtime_error("expected a JSON object");
+  for (const auto& [section, value] : c.items()) {
+    const auto known = kExportKeys.find(section);
+    if (known == kExportKeys.end()) throw std::runtime_error(section + ": unknown key (expected model and residual)");
+    if (!value.is_object()) throw std::runtime_error(section + ": expected an object");
+    for (const auto& [key, v] : value.items())
+      if (std::find(known->second.begin(), known->second.end(), key) == known->second.end())
+        throw std::runtime_error(section + "." + key + ": unknown key");
+  }
+}
+
+json read_json(const std::string& path, const char* what) {
   std::ifstream f(path);
-  if (!f) throw std::runtime_error(path + ": cannot open (the config.json written beside the export)");
+  if (!f) throw std::runtime_error(path + ": cannot open (" + what + ")");
   try {
-    const json c = json::parse(f);
+    return json::parse(f);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+void check_export_config(const std::string& config_path, const std::string& carried) {
+  if (carried.empty()) return;  // an export written before the weights carried it
+  const json file = read_json(config_path, "the config.json written beside the export");
+  json weights;
+  try {
+    weights = json::parse(carried);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(config_path + ": the config the weights carry is not JSON: " + e.what());
+  }
+  for (const auto& [section, keys] : kExportKeys)
+    for (const std::string& key : keys) {
+      const json::json_pointer at("/" + section + "/" + key);
+      const json a = file.contains(at) ? file.at(at) : json(), b = weights.contains(at) ? weights.at(at) : json();
+      if (a != b)
+        throw std::runtime_error(config_path + ": " + section + "." + key + " is " + a.dump() +
+                                 " but the weights beside it were exported with " + b.dump() +
+                                 " (an edited config.json would load them into another model)");
+    }
+}
+
+ModelConfig read_export_config(const std::string& path) {
+  const json c = read_json(path, "the config.json written beside the export");
+  try {
+    refuse_unknown_keys(c);
     const json& m = c.at("model");
     // Checked by the code that checks a training config: sizes, vocabulary
     // (>= 256, so every byte token has a row), norm_eps, rope_theta, blocks.

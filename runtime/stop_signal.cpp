@@ -26,10 +26,14 @@ void install_stop_signals() {
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;  // blocking calls (MPI, file I/O) go on; the loop checks at the boundary
-  for (int sig : {SIGTERM, SIGUSR1, SIGINT})
+  for (int sig : {SIGTERM, SIGUSR1, SIGHUP, SIGINT})
     if (sigaction(sig, &sa, nullptr) != 0)
       throw std::runtime_error("cannot install the handler of signal " + std::to_string(sig) + ": " +
                                std::strerror(errno));
+  // SIGUSR2 means nothing to a run, but mpirun and the SLURM script pass it
+  // on: ignored, so a stray one does not end hours of training unsaved.
+  if (signal(SIGUSR2, SIG_IGN) == SIG_ERR)
+    throw std::runtime_error(std::string("cannot ignore SIGUSR2: ") + std::strerror(errno));
 }
 
 int received_stop_signal() { return g_signal; }

@@ -234,7 +234,9 @@ void setup(Run& r) {
   int max_tensors = 1;
   for (int c = 1; c < r.part.num_chunks(); ++c)
     max_tensors = std::max(max_tensors, int(hop_payload(m, r.part, c, false).tensors.size()));
-  TagSpace tags{std::max(r.M, r.cfg.train.eval_batches), r.part.num_chunks(), max_tensors};
+  // One rank per pipeline sends no pipeline messages: no tags to encode.
+  const TagSpace tags = p.pp > 1 ? TagSpace{std::max(r.M, r.cfg.train.eval_batches), r.part.num_chunks(), max_tensors}
+                                 : TagSpace{};
   r.groups = make_mpi_groups(r.topo, tags);
   r.node = make_mpi_node();
   r.device.dev = choose_device(r);
@@ -562,7 +564,7 @@ StepMetrics optimizer_step(Run& r, const DataLoader& loader, MicroBatches& mbs, 
 void guard_nonfinite(const TrainConfig& tc, const StepMetrics& s, int in_a_row) {
   char what[160];
   std::snprintf(what, sizeof what, "step %d: loss %g, gradient norm %g: not finite; the update was not applied",
-                s.step, s.loss, s.grad_norm);
+                s.step, printable(s.loss), printable(s.grad_norm));
   if (tc.on_nonfinite == "stop")
     throw std::runtime_error(std::string(what) +
                              "; stopping (train.on_nonfinite: stop; the checkpoints written before it are intact)");
@@ -572,16 +574,25 @@ void guard_nonfinite(const TrainConfig& tc, const StepMetrics& s, int in_a_row) 
                              std::to_string(tc.max_skipped_steps) + "; stopping");
 }
 
-// An export written only at the end fails now, not after training, on every
-// rank alike (rank 0 writes it).
-void check_export_path(Run& r, const std::string& path) {
-  if (path.empty()) return;
-  const std::string err = error_on_root(*r.groups.world, 0, [&] { check_writable(path); });
+// Outputs written only at the end (the export by rank 0, each rank's trace)
+// fail now, not after training, on every rank alike.
+void check_late_outputs(Run& r, const TrainOptions& opt) {
+  std::string err = error_on_root(*r.groups.world, 0, [&] {
+    if (!opt.export_path.empty()) check_export_writable(opt.export_path);
+  });
   if (!err.empty()) throw std::runtime_error("--export: " + err);
+  std::string mine;
+  try {
+    if (!opt.trace_path.empty()) check_writable(trace_path_for_rank(opt.trace_path, r.topo.world_rank));
+  } catch (const std::exception& e) {
+    mine = e.what();
+  }
+  err = agree_on_error(*r.groups.world, mine);
+  if (!err.empty()) throw std::runtime_error("--trace: " + err);
 }
 
 // The ranks agree at a step boundary whether to stop on a signal: a SIGINT on
-// any rank makes it the user's stop, else a SIGTERM or SIGUSR1 a preemption.
+// any rank makes it the user's stop, else a SIGTERM, SIGUSR1 or SIGHUP a preemption.
 // Returns the exit status that says which (runtime/stop_signal.h), or 0.
 int agreed_stop(Run& r) {
   const int sig = received_stop_signal();
@@ -601,13 +612,13 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   install_stop_signals();
   Run r(cfg);
   setup(r);
-  check_export_path(r, opt.export_path);
+  check_late_outputs(r, opt);
   kernels::set_num_threads(tc.threads > 0 ? tc.threads : threads_per_rank(*r.node));
   PipelineExecutor& exec = *r.exec;
   exec.enable_trace(!opt.trace_path.empty());
   Checkpointer ckpt({&cfg, &r.topo, &r.part, r.groups.world.get(), &exec.chunks(), &r.adam,
                      sharded(r) ? r.groups.data.get() : nullptr});
-  const int first_step = ckpt.resume(opt.resume);  // steps already done
+  const int first_step = ckpt.resume(opt.resume, opt.new_run);  // steps already done
   if (first_step > tc.steps)
     throw std::runtime_error("the checkpoint resumed is at step " + std::to_string(first_step) +
                              ", past train.steps = " + std::to_string(tc.steps) +
@@ -700,12 +711,20 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   }
   if (r.device.dev.backend == kernels::Backend::CPU)
     report_resident_memory(r, train_file.tokens.size() + val_file.tokens.size(), log);
-  if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
+  // A trace that fails this late (the disk filled) still leaves the export to be written.
+  std::string trace_error;
+  try {
+    if (!opt.trace_path.empty()) write_trace(trace_path_for_rank(opt.trace_path, r.topo.world_rank), exec.trace(), r.topo.world_rank);
+  } catch (const std::exception& e) {
+    trace_error = e.what();
+    std::fprintf(stderr, "attnres: --trace: %s; the other outputs are still written\n", e.what());
+  }
   exec.data_parallel().wait_parameters();  // ZeRO-1's last all-gather ends before the run
   if (!opt.export_path.empty() && !res.stop_status) {
     export_model(r, opt.export_path, export_dtype(opt.export_dtype));
     if (log) std::printf("exported %s and %s\n", opt.export_path.c_str(), export_config_path(opt.export_path).c_str());
   }
+  if (!trace_error.empty()) throw std::runtime_error("--trace: " + trace_error);
   return res;
 }
 

@@ -17,6 +17,7 @@ struct TrainOptions {
   bool quiet = false;        // no per-step log lines
   double peak_gflops = 0;    // MFU denominator per node (> 0); 0 = measure each node's sgemm rate
   std::string resume;        // "" = fresh, "auto" or a checkpoint path (runtime/checkpoint.h)
+  bool new_run = false;      // fresh, in a checkpoint.dir holding another run's checkpoints: set them aside
 };
 
 struct TrainResult {

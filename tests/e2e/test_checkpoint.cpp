@@ -125,6 +125,7 @@ void expect_continues(const Out& ref, const Out& got, int first, double rel, con
 // (3, 6 and the last, 8); then, with the checkpoints after step 3 removed as
 // if the job had died after writing step 3, `--resume auto` to the end.
 void check_resume(const std::string& name, int np, const std::vector<std::string>& sets, bool async) {
+  fs::remove_all(kRoot / name / "ckpt");  // an earlier run's: a fresh run refuses them
   const Out ref = train_ok(name, "ref", np, sets);
   fs::remove_all(kRoot / name / "ckpt");
   std::vector<std::string> ck = sets;
@@ -251,7 +252,9 @@ TEST(CheckpointReshard, Pp4ToPp2Dp2AndPp1) {
 TEST(CheckpointResume, Bf16AndBackToFp32) {
   const std::vector<std::string> bf16 = {"residual.block_size=2", "parallel.pp=2", "train.precision=bf16"};
   check_resume("bf16", 2, bf16, false);
-  const Out ref = train_ok("bf16", "ref", 2, bf16);
+  fs::remove_all(kRoot / "bf16_ref");
+  const Out ref = train_ok("bf16_ref", "ref", 2, bf16);  // beside bf16/ckpt, which holds another run's checkpoints
+  ASSERT_EQ(ref.losses.size(), size_t(kSteps)) << ref.log;
   std::vector<std::string> fp32 = bf16;
   fp32.back() = "train.precision=fp32";
   const Out resumed = train_ok("bf16", "fp32", 2, fp32, "--resume " + ckpt("bf16", 3).string());

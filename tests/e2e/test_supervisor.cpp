@@ -258,7 +258,7 @@ TEST(SaveOnSignal, SignalledRankSavesItsStepAndTheResumedRunMatches) {
                                   ATTNRES_BINARY_DIR "/attnres train " + train_args(dir, {}),
                               dir);
   EXPECT_EQ(stopped.exit_code, 75) << stopped.log;
-  expect_contains(stopped.log, "stopped after step 5 of 12: preempted (SIGTERM or SIGUSR1); checkpoint of step 5 saved in " +
+  expect_contains(stopped.log, "stopped after step 5 of 12: preempted (SIGTERM, SIGUSR1 or SIGHUP); checkpoint of step 5 saved in " +
                                    (dir / "ckpt").string());
   EXPECT_TRUE(fs::exists(fs::path(ckpt(dir, 5)) / "COMMITTED"));
   EXPECT_FALSE(fs::exists(fs::path(ckpt(dir, 6))));
@@ -272,7 +272,7 @@ TEST(SaveOnSignal, PreemptedRanksAreResumedByTheSupervisorAtOnce) {
   const fs::path dir = fresh_dir("signal_supervisor");
   const Outcome o = supervise(dir, "rank=0,step=7,at=sigusr1,once=" + (dir / "fault.marker").string(),
                               "--backoff 30 --max-restarts 0");
-  expect_contains(o.log, "supervisor: attempt 1 was preempted (a rank got SIGTERM or SIGUSR1) and saved step 7; resuming at once");
+  expect_contains(o.log, "supervisor: attempt 1 was preempted (a rank got SIGTERM, SIGUSR1 or SIGHUP) and saved step 7; resuming at once");
   expect_contains(o.log, "resume: loaded " + ckpt(dir, 7) + " (step 7)");
   expect_contains(o.log, "supervisor: attempt 2 finished cleanly");
   EXPECT_LT(o.seconds, 30);  // no backoff, and --max-restarts 0 did not stop it: not a failure

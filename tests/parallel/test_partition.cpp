@@ -60,6 +60,9 @@ TEST(Partition, BadLayoutsNameTheProblem) {
   expect_error(m, 3, 3, "", "only 8 sublayers");
   expect_error(m, 0, 1, "", "parallel.pp = 0");
   expect_error(m, 1, 0, "", "parallel.virtual_stages = 0");
+  // Entries whose 32-bit sum wraps to L (2^31 - 1 + 2^31 - 1 + 10 = 8 mod 2^32).
+  expect_error(m, 3, 1, "2147483647,2147483647,10", "covers 4294967304 sublayers");
+  expect_error(m, 65536, 65536, "", "= 4294967296 chunks");  // pp x V wraps to 0
 }
 
 // Brute force over every composition of the units into C groups: the default

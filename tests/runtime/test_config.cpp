@@ -334,6 +334,19 @@ TEST(ConfigErrors, OutOfRange) {
   bad_set({"checkpoint.keep_last=0"}, {"checkpoint.keep_last", "0"});
 }
 
+// Sizes from the config whose products would wrap a 32- or 64-bit integer
+// are refused by name (a wrapped layout sum once passed and aborted `plan`).
+TEST(ConfigErrors, ProductsThatWouldOverflow) {
+  bad_set({"parallel.pp=3", "parallel.layout=2147483647,2147483647,6"}, {"parallel.layout", "covers 4294967300"});
+  bad_set({"parallel.pp=65536", "parallel.virtual_stages=65536", "parallel.schedule=interleaved"},
+          {"parallel.pp", "4294967296 chunks"});
+  bad_set({"train.micro_batch_size=2147483647"}, {"train.micro_batch_size", "16777216 tokens per microbatch"});
+  bad_set({"train.micro_batch_size=1048577", "model.seq_len=16"}, {"train.micro_batch_size", "tokens per microbatch"});
+  bad_set({"model.seq_len=1048576", "model.n_heads=4", "train.micro_batch_size=16"},
+          {"train.micro_batch_size", "attention probabilities"});
+  bad_set({"parallel.dp=2097152", "train.grad_accum=2097152"}, {"parallel.dp", "2097152 ranks exceed"});
+}
+
 TEST(ConfigErrors, ModelCombinations) {
   // Where the key was set (its --set, or its line in the file), the key, the value and why.
   bad_set({"model.d_model=100", "model.n_heads=3"},
@@ -345,9 +358,16 @@ TEST(ConfigErrors, ModelCombinations) {
 
 // The layout is checked when the config loads (parallel/ reports it, the
 // loader adds the file), so `train` and `plan` fail before any work.
+// A layout error names where the layout was set (it named the file for a --set).
 TEST(ConfigErrors, PipelineLayout) {
-  bad_set({"parallel.layout=2,1,1"}, {"test.yaml: parallel.layout", "3 chunks"});
-  bad_set({"parallel.pp=2", "parallel.layout=4,0"}, {"test.yaml: parallel.layout", "chunk 1"});
+  bad_set({"parallel.layout=2,1,1"}, {"--set parallel.layout=2,1,1: parallel.layout", "3 chunks"});
+  bad_set({"parallel.pp=2", "parallel.layout=4,0"}, {"--set parallel.layout=4,0: parallel.layout", "chunk 1"});
+  expect_error(std::string(kBase) + "parallel:\n  pp: 2\n  layout: 4,0\n", {}, {"test.yaml:18: parallel.layout"});
+}
+
+// Validation microbatches fewer than the dp replicas: named as such, not as short data.
+TEST(ConfigErrors, EvalBatchesBelowDp) {
+  bad_set({"parallel.dp=2", "train.eval_batches=1"}, {"train.eval_batches", "raise train.eval_batches"});
 }
 
 TEST(ConfigErrors, ResidualCombinations) {
