@@ -22,7 +22,7 @@ refuse() {
   local words="$1" rc=0
   shift
   find . -type f ! -name '*.log' ! -name sums ! -name LOCK -print0 | xargs -0 md5sum > sums
-  timeout 60 "$@" > out.log 2> err.log || rc=$?
+  timeout $((60 * ${ATTNRES_TIME_FACTOR:-1})) "$@" > out.log 2> err.log || rc=$?
   if [ "$rc" = 0 ] || [ "$rc" -ge 124 ]; then bad "exit $rc: $*"; cat err.log; fi
   grep -qF -- "$words" err.log || { bad "no '$words' in the message of: $*"; cat err.log; }
   md5sum --quiet -c sums > /dev/null 2>&1 || bad "a file changed or went away: $*"
@@ -30,9 +30,10 @@ refuse() {
 
 # accept CMD...: CMD succeeds (within 120 s).
 accept() { quick 120 "$@"; }
-# quick SECONDS CMD...: CMD succeeds within SECONDS.
+# quick SECONDS CMD...: CMD succeeds within SECONDS (times ATTNRES_TIME_FACTOR:
+# a sanitizer build's slowdown, set by CTest).
 quick() {
-  local s="$1"
+  local s=$(($1 * ${ATTNRES_TIME_FACTOR:-1}))
   shift
   timeout "$s" "$@" > out.log 2> err.log || { bad "exit $? (124: over $s s): $*"; cat err.log; }
 }
@@ -146,7 +147,7 @@ fi
 refuse 'parallel.sequence_parallel: needs parallel.tp > 1' "$A" plan --config t.yaml --set parallel.sequence_parallel=true
 # A diverging run's NaN (0 * inf on x86 has its sign bit set) reads "nan", not "-nan".
 rc=0
-timeout 60 "$A" train --config t.yaml --set train.steps=6 --set train.lr=1e30 --set train.min_lr=0 \
+timeout $((60 * ${ATTNRES_TIME_FACTOR:-1})) "$A" train --config t.yaml --set train.steps=6 --set train.lr=1e30 --set train.min_lr=0 \
   --set train.warmup_steps=0 --set train.grad_clip=0 > nan.log 2>&1 || rc=$?
 [ "$rc" = 1 ] && grep -q 'gradient norm nan' nan.log && ! grep -q -- '-nan' nan.log || { bad "a NaN step: exit $rc"; cat nan.log; }
 # Resumed at train.steps with another schedule: no learning rate of a step that never runs.
