@@ -4,12 +4,7 @@
 # holding the expected words, and every file that was there before unchanged.
 #
 #   test_bad_input.sh ATTNRES SOURCE_DIR WORK_DIR
-set -uo pipefail
-[ $# = 3 ] || { echo "usage: $0 ATTNRES SOURCE_DIR WORK_DIR" >&2; exit 2; }
-A="$1" src="$2" work="$3"
-rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
-failed=0
-bad() { echo "FAIL: $*"; failed=1; }
+source "$(dirname "$0")/script_test.sh"
 
 # A tiny config on a small corpus, an export and a checkpoint of it.
 "$A" data prepare --input "$src/runtime" --glob '*.cpp' --out d > /dev/null || exit 1

@@ -5,12 +5,7 @@
 # could never resume.
 #
 #   test_signals.sh ATTNRES SOURCE_DIR WORK_DIR
-set -uo pipefail
-[ $# = 3 ] || { echo "usage: $0 ATTNRES SOURCE_DIR WORK_DIR" >&2; exit 2; }
-A="$1" src="$2" work="$3"
-rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
-failed=0
-bad() { echo "FAIL: $*"; failed=1; }
+source "$(dirname "$0")/script_test.sh"
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
